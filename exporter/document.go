@@ -1,0 +1,50 @@
+package exporter
+
+import "time"
+
+// Document is the JSON contract of `ghostd scan --json` and GET /api/v1/sessions.
+// Fields may be added; none may be renamed or dropped.
+type Document struct {
+	ScannedAt  time.Time         `json:"scanned_at"`
+	Namespaces []NamespaceStatus `json:"namespaces"`
+	Sessions   []Session         `json:"sessions"`
+}
+
+// NamespaceStatus is one scanned network namespace.
+type NamespaceStatus struct {
+	Netns      string `json:"netns"`
+	NetnsInode uint64 `json:"netns_inode"`
+	Sockets    int    `json:"sockets"`
+	Error      string `json:"error"`
+}
+
+// Session is one suspect socket (or any socket with `scan --all`).
+type Session struct {
+	Netns       string   `json:"netns"`
+	NetnsInode  uint64   `json:"netns_inode"`
+	Family      string   `json:"family"` // "inet" or "inet6"
+	State       string   `json:"state"`
+	Local       string   `json:"local"`  // net.JoinHostPort form
+	Remote      string   `json:"remote"` // net.JoinHostPort form
+	Cookie      uint64   `json:"cookie"`
+	Inode       uint32   `json:"inode"`
+	UID         uint32   `json:"uid"`
+	PID         int      `json:"pid"`
+	Comm        string   `json:"comm"`
+	Unit        string   `json:"unit"`
+	IdleSeconds float64  `json:"idle_seconds"`
+	Reasons     []string `json:"reasons"`
+	Verdict     string   `json:"verdict"`
+	ProbesSent  int      `json:"probes_sent"`
+	Replies     int      `json:"replies"`
+	RTTSeconds  *float64 `json:"rtt_seconds"`
+	Ghost       bool     `json:"ghost"`
+	Killed      bool     `json:"killed"`
+
+	// Extensions beyond the original contract.
+	ProbeMode     string  `json:"probe_mode,omitempty"`    // "in_window" or "blind"
+	HostReachable *bool   `json:"host_reachable"`          // host hint for silence; null when not asked
+	ClosedByProbe bool    `json:"closed_by_probe"`         // the peer's RST to a probe closed the local socket
+	Container     string  `json:"container,omitempty"`     // container id from the cgroup path
+	GhostSeconds  float64 `json:"ghost_seconds,omitempty"` // how long it has been a confirmed ghost
+}

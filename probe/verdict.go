@@ -1,0 +1,64 @@
+package probe
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Verdict is what a probe proved about a connection's peer.
+type Verdict string
+
+// Verdicts (see the verdicts table in DESIGN.md).
+const (
+	Unprobed    Verdict = "unprobed"    // not probed
+	Alive       Verdict = "alive"       // the peer ACKed: it holds the connection
+	Reset       Verdict = "reset"       // the peer answered RST: it has no such connection
+	Silent      Verdict = "silent"      // no answer after every attempt
+	Unreachable Verdict = "unreachable" // ICMP or ICMPv6 destination unreachable
+)
+
+// Ghost reports whether the verdict makes the connection a ghost.
+func (v Verdict) Ghost() bool { return v == Reset || v == Silent || v == Unreachable }
+
+// Mode says how a probe chose its sequence numbers.
+type Mode string
+
+// Probe modes.
+const (
+	// InWindow probes use the socket's real SND.UNA/RCV.NXT read through the
+	// BPF TCP iterator: they pass stateful firewalls like the connection's own segments.
+	InWindow Mode = "in_window"
+	// Blind probes use random sequence numbers: a RST is evidence, silence is not.
+	Blind Mode = "blind"
+)
+
+// Target is one connection to probe, as the latest inventory saw it.
+type Target struct {
+	NetnsInode uint64
+	NetnsPath  string // opens the socket's namespace; "" means the caller's own
+	Cookie     uint64
+	Family     uint8 // inventory.FamilyInet or FamilyInet6 (a v4-mapped socket is probed over IPv4)
+	Local      netip.AddrPort
+	Remote     netip.AddrPort
+	// KernelEvidence is set when the socket's own kernel already probed
+	// in-window without an answer (retransmit backoff, unanswered keepalives):
+	// then blind silence counts as evidence too.
+	KernelEvidence bool
+}
+
+// Result is the outcome of probing one Target.
+type Result struct {
+	Verdict Verdict
+	Mode    Mode
+	Sent    int           // probes sent
+	Replies int           // replies matched to the probes
+	RTT     time.Duration // time to the first reply; 0 when there was none
+	// HostReachable is the host hint for silence: whether the peer's host
+	// answered an ICMP echo; nil when not asked.
+	HostReachable *bool
+	// ClosedLocal is set when the peer's RST to a probe also closed the local socket.
+	ClosedLocal bool
+	// Confirmed is set when the verdict holds after every attempt (or, for
+	// blind silence, when kernel evidence backs it).
+	Confirmed bool
+}

@@ -1,0 +1,27 @@
+package tracker
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReasonsRoundTrip(t *testing.T) {
+	for _, r := range AllReasons {
+		got, ok := ParseReason(r.String())
+		if !ok || got != r {
+			t.Errorf("ParseReason(%q) = %v, %v; want %v, true", r.String(), got, ok, r)
+		}
+	}
+	if _, ok := ParseReason("bogus"); ok {
+		t.Error("ParseReason(bogus) succeeded")
+	}
+	var rs Reasons
+	rs = rs.With(ReasonCloseWait).With(ReasonIdle)
+	if diff := cmp.Diff([]string{"idle", "close_wait"}, rs.Strings()); diff != "" {
+		t.Errorf("Strings() (-want +got):\n%s", diff)
+	}
+	if rs.Probeable() != true || Reasons(0).With(ReasonZeroWindow).Probeable() {
+		t.Error("Probeable: idle must be probeable, zero_window alone must not")
+	}
+}
