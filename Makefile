@@ -8,6 +8,9 @@ BIN        := bin/ghostd
 TEST_DEBS  := iproute2 nftables conntrack prometheus systemd-container debootstrap
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# Feature makefiles (packaging, benchmarks, ...) add their own targets here.
+-include mk/*.mk
+
 .PHONY: help build run scan test test-short deps bench fuzz lint tidy-check clean
 
 help: ## Show this help.
