@@ -89,6 +89,9 @@ type Socket struct {
 	UID     uint32
 	Inode   uint32 // socket inode; 0 for TIME_WAIT and SYN_RECV
 	Cookie  uint64 // socket cookie: with Netns, the socket's identity
+	// Ifindex is idiag_if, the device the socket is bound to (0: none);
+	// an exact lookup or SOCK_DESTROY must repeat it.
+	Ifindex uint32
 	// CgroupID is the cgroup v2 id of the owner (INET_DIAG_CGROUP_ID, 5.8+);
 	// HasCgroupID says whether the kernel sent it.
 	CgroupID    uint64

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package inventory
+
+// Dial fails: sock_diag exists only on Linux.
+func Dial(nsFD int) (*Conn, error) { return nil, ErrNotLinux }
