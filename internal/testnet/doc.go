@@ -1,0 +1,2 @@
+// Package testnet builds the project's test network out of network namespaces joined by veth pairs.
+package testnet

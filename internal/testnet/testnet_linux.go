@@ -1,0 +1,417 @@
+package testnet
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DialTimeout bounds Dial and Pair's connection setup.
+const DialTimeout = 5 * time.Second
+
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// NewNS creates a named network namespace gd-<tag>-<8 hex digits> with lo up,
+// and removes it in t.Cleanup. It skips the test when not running as root.
+// Keep tag short: the name is also used in error messages and `ip netns list`.
+func NewNS(t testing.TB, tag string) *NS {
+	t.Helper()
+	needRoot(t)
+	name := "gd-" + tag + "-" + randHex(4)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("testnet: ip netns add %s: %v: %s", name, err, out)
+	}
+	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name)}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+			t.Errorf("testnet: ip netns delete %s: %v: %s", name, err, out)
+		}
+	})
+	var st unix.Stat_t
+	if err := unix.Stat(ns.Path, &st); err != nil {
+		t.Fatalf("testnet: stat %s: %v", ns.Path, err)
+	}
+	ns.Inode = st.Ino
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("testnet: %s: lo up: %v: %s", name, err, out)
+	}
+	return ns
+}
+
+// Do runs fn on a locked OS thread inside the namespace, on a fresh goroutine,
+// and returns fn's error. Sockets fn creates stay in the namespace; so does
+// anything fn opens under /proc/sys/net. fn must not call t.Fatal (it runs on
+// another goroutine). If the thread cannot be moved back to its own namespace
+// it is never unlocked, so the Go runtime discards it.
+func (ns *NS) Do(fn func() error) error {
+	target, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("testnet: open %s: %w", ns.Path, err)
+	}
+	defer unix.Close(target)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("testnet: open own netns: %w", err)
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("testnet: setns %s: %w", ns.Name, err)
+			return
+		}
+		fnErr := fn()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			// Stay locked: the thread dies with this goroutine.
+			errc <- errors.Join(fnErr, fmt.Errorf("testnet: restore netns after %s: %w", ns.Name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- fnErr
+	}()
+	return <-errc
+}
+
+// ExecErr runs `ip netns exec NAME args...` and returns its combined output.
+func (ns *NS) ExecErr(stdin string, args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("testnet: %s: %s: %w: %s", ns.Name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+// Exec runs `ip netns exec NAME args...` and returns its combined output; it
+// fails the test with the output when the command fails.
+func (ns *NS) Exec(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := ns.ExecErr("", args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Nft loads an nftables ruleset (`nft -f -`) inside the namespace.
+func (ns *NS) Nft(t testing.TB, ruleset string) {
+	t.Helper()
+	if _, err := ns.ExecErr(ruleset, "nft", "-f", "-"); err != nil {
+		t.Fatalf("%v\nruleset:\n%s", err, ruleset)
+	}
+}
+
+// Sysctl writes value to /proc/sys/<key with dots as slashes> inside the namespace.
+func (ns *NS) Sysctl(t testing.TB, key, value string) {
+	t.Helper()
+	if err := ns.sysctl(key, value); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (ns *NS) sysctl(kv ...string) error {
+	return ns.Do(func() error {
+		for i := 0; i+1 < len(kv); i += 2 {
+			p := "/proc/sys/" + strings.ReplaceAll(kv[i], ".", "/")
+			if err := os.WriteFile(p, []byte(kv[i+1]), 0); err != nil {
+				return fmt.Errorf("testnet: %s: sysctl %s=%s: %w", ns.Name, kv[i], kv[i+1], err)
+			}
+		}
+		return nil
+	})
+}
+
+// ReadSysctl reads a sysctl inside the namespace, trimmed.
+func (ns *NS) ReadSysctl(t testing.TB, key string) string {
+	t.Helper()
+	var v []byte
+	err := ns.Do(func() (err error) {
+		v, err = os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("testnet: %s: read sysctl %s: %v", ns.Name, key, err)
+	}
+	return strings.TrimSpace(string(v))
+}
+
+// Listen creates a listener inside the namespace, closed in t.Cleanup.
+func (ns *NS) Listen(t testing.TB, network, addr string) net.Listener {
+	t.Helper()
+	var l net.Listener
+	err := ns.Do(func() (err error) {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("testnet: %s: listen %s %s: %v", ns.Name, network, addr, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// Dial connects from a socket created inside the namespace (timeout
+// DialTimeout); the connection is closed in t.Cleanup.
+func (ns *NS) Dial(t testing.TB, network, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	err := ns.Do(func() (err error) {
+		c, err = net.DialTimeout(network, addr, DialTimeout)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("testnet: %s: dial %s %s: %v", ns.Name, network, addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// routerRuleset is the stateful middlebox: conntrack on, INVALID dropped (and counted).
+const routerRuleset = `table inet gd_router {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ct state invalid counter drop
+	}
+}
+`
+
+// New builds Client <-veth-> Router <-veth-> Server and removes it all in t.Cleanup.
+func New(t testing.TB) *Net {
+	t.Helper()
+	needRoot(t)
+	n := &Net{
+		Client: NewNS(t, "cli"), Router: NewNS(t, "rtr"), Server: NewNS(t, "srv"),
+		ClientV4: clientV4, ServerV4: serverV4, ClientV6: clientV6, ServerV6: serverV6,
+		RouterClientV4: rtrCV4, RouterServerV4: rtrSV4, RouterClientV6: rtrCV6, RouterServerV6: rtrSV6,
+	}
+	// DAD off before the interfaces exist, so v6 addresses (link-local too) work at once.
+	for _, ns := range []*NS{n.Client, n.Router, n.Server} {
+		if err := ns.sysctl("net.ipv6.conf.all.accept_dad", "0", "net.ipv6.conf.default.accept_dad", "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Router.sysctl("net.ipv4.ip_forward", "1", "net.ipv6.conf.all.forwarding", "1"); err != nil {
+		t.Fatal(err)
+	}
+	ipBatch(t, n.Router, fmt.Sprintf(`link add %s type veth peer name %s netns %s
+link add %s type veth peer name %s netns %s
+addr add %s/24 dev %s
+addr add %s/64 dev %s nodad
+addr add %s/24 dev %s
+addr add %s/64 dev %s nodad
+link set %s up
+link set %s up
+`, RouterClientIf, ClientIf, n.Client.Name, RouterServerIf, ServerIf, n.Server.Name,
+		rtrCV4, RouterClientIf, rtrCV6, RouterClientIf, rtrSV4, RouterServerIf, rtrSV6, RouterServerIf,
+		RouterClientIf, RouterServerIf))
+	ipBatch(t, n.Client, fmt.Sprintf(`addr add %s/24 dev %s
+addr add %s/64 dev %s nodad
+link set %s up
+route add 198.51.100.0/24 via %s
+route add 2001:db8:2::/64 via %s
+`, clientV4, ClientIf, clientV6, ClientIf, ClientIf, rtrCV4, rtrCV6))
+	ipBatch(t, n.Server, fmt.Sprintf(`addr add %s/24 dev %s
+addr add %s/64 dev %s nodad
+link set %s up
+route add 192.0.2.0/24 via %s
+route add 2001:db8:1::/64 via %s
+`, serverV4, ServerIf, serverV6, ServerIf, ServerIf, rtrSV4, rtrSV6))
+	// The ct expression turns conntrack on in the router; only then does its
+	// per-namespace nf_conntrack_tcp_loose exist.
+	n.Router.Nft(t, routerRuleset)
+	n.Router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
+	return n
+}
+
+func ipBatch(t testing.TB, ns *NS, batch string) {
+	t.Helper()
+	cmd := exec.Command("ip", "-n", ns.Name, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testnet: %s: ip -batch: %v: %s\nbatch:\n%s", ns.Name, err, out, batch)
+	}
+}
+
+func (n *Net) serverAddr(network string) string {
+	switch network {
+	case "tcp4":
+		return net.JoinHostPort(n.ServerV4.String(), "0")
+	case "tcp6":
+		return net.JoinHostPort(n.ServerV6.String(), "0")
+	}
+	return ""
+}
+
+// Pair connects a client socket in Client to a listener in Server through the
+// router and returns both ends; network is "tcp4" or "tcp6". The server end is
+// the socket ghostd watches. Both are closed in t.Cleanup.
+func (n *Net) Pair(t testing.TB, network string) (server, client net.Conn) {
+	t.Helper()
+	addr := n.serverAddr(network)
+	if addr == "" {
+		t.Fatalf("testnet: Pair: network %q is not tcp4 or tcp6", network)
+	}
+	l := n.Server.Listen(t, network, addr)
+	defer l.Close()
+	client = n.Client.Dial(t, network, l.Addr().String())
+	if err := l.(*net.TCPListener).SetDeadline(time.Now().Add(DialTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatalf("testnet: accept: %v", err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return server, client
+}
+
+// LoseState makes the client forget the connection without telling anyone:
+// it drops the client's own packets of that 4-tuple, aborts the client socket
+// (SO_LINGER 0, so its RST is dropped), then removes the drop rule. The next
+// segment the server sends is answered with a RST.
+func (n *Net) LoseState(t testing.TB, client net.Conn) {
+	t.Helper()
+	tc, ok := client.(*net.TCPConn)
+	if !ok {
+		t.Fatalf("testnet: LoseState: %T is not a *net.TCPConn", client)
+	}
+	local, remote := Tuple(client)
+	table := "tn_lose_" + randHex(4)
+	n.Client.Nft(t, fmt.Sprintf(`table inet %s {
+	chain out {
+		type filter hook output priority -10; policy accept;
+		%s counter drop
+	}
+}
+`, table, nftMatch(local, remote)))
+	if err := tc.SetLinger(0); err != nil {
+		t.Fatalf("testnet: LoseState: linger: %v", err)
+	}
+	if err := tc.Close(); err != nil {
+		t.Fatalf("testnet: LoseState: close: %v", err)
+	}
+	out := n.Client.Exec(t, "nft", "list", "table", "inet", table)
+	if pk := counterPackets(out); pk < 1 {
+		t.Fatalf("testnet: LoseState: the client's RST was not dropped (counter %d):\n%s", pk, out)
+	}
+	n.Client.Nft(t, "delete table inet "+table+"\n")
+}
+
+var counterRE = regexp.MustCompile(`counter packets (\d+)`)
+
+// counterPackets sums the packet counters in nft list output.
+func counterPackets(out string) uint64 {
+	var sum uint64
+	for _, m := range counterRE.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseUint(m[1], 10, 64)
+		sum += v
+	}
+	return sum
+}
+
+// GoSilent makes the client drop every packet in both directions (loopback
+// excepted) until n.Heal or the end of the test.
+func (n *Net) GoSilent(t testing.TB) {
+	t.Helper()
+	n.Client.Nft(t, `table inet tn_silent {
+	chain in {
+		type filter hook input priority -10; policy accept;
+		iifname != "lo" counter drop
+	}
+	chain out {
+		type filter hook output priority -10; policy accept;
+		oifname != "lo" counter drop
+	}
+}
+`)
+}
+
+// Heal removes what GoSilent and DropFromClient installed in the client.
+func (n *Net) Heal(t testing.TB) {
+	t.Helper()
+	n.Client.Nft(t, `add table inet tn_silent
+delete table inet tn_silent
+add table inet tn_drop
+delete table inet tn_drop
+`)
+}
+
+// DropFromClient drops the client's outgoing packets of one connection (its
+// ACKs), so the server's data is never acknowledged and the server
+// retransmits, until n.Heal or the end of the test.
+func (n *Net) DropFromClient(t testing.TB, client net.Conn) {
+	t.Helper()
+	local, remote := Tuple(client)
+	n.Client.Nft(t, fmt.Sprintf(`table inet tn_drop {
+	chain out {
+		type filter hook output priority -10; policy accept;
+	}
+}
+add rule inet tn_drop out %s counter drop
+`, nftMatch(local, remote)))
+}
+
+// ForgetFlow deletes the connection's conntrack entry in the router. With
+// nf_conntrack_tcp_loose=0 the router then drops the flow's next segments as INVALID.
+func (n *Net) ForgetFlow(t testing.TB, server net.Conn) {
+	t.Helper()
+	local, remote := Tuple(server)
+	fam := "ipv4"
+	if local.Addr().Is6() {
+		fam = "ipv6"
+	}
+	// The client opened the connection: the original direction is client -> server.
+	n.Router.Exec(t, "conntrack", "-D", "-f", fam, "-p", "tcp",
+		"--orig-src", remote.Addr().String(), "--orig-dst", local.Addr().String(),
+		"--sport", strconv.Itoa(int(remote.Port())), "--dport", strconv.Itoa(int(local.Port())))
+}
+
+// ConntrackCount returns the number of conntrack entries in the router.
+func (n *Net) ConntrackCount(t testing.TB) int {
+	t.Helper()
+	v, err := strconv.Atoi(n.Router.ReadSysctl(t, "net.netfilter.nf_conntrack_count"))
+	if err != nil {
+		t.Fatalf("testnet: nf_conntrack_count: %v", err)
+	}
+	return v
+}
+
+// InvalidDrops returns how many packets the router dropped as conntrack INVALID.
+func (n *Net) InvalidDrops(t testing.TB) uint64 {
+	t.Helper()
+	return counterPackets(n.Router.Exec(t, "nft", "list", "chain", "inet", "gd_router", "forward"))
+}
