@@ -1,0 +1,206 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/probe/bpf"
+)
+
+// iterImpl is the loaded program, its link and the wanted-cookie map.
+type iterImpl struct {
+	objs bpf.SeqObjects
+	link *link.Iter
+	buf  []byte // output of the last pass, reused
+	ones []uint8
+}
+
+func newIterImpl(btfPath string) (*iterImpl, error) {
+	if _, err := os.Stat(btfPath); err != nil {
+		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrNoSeq, btfPath, err)
+	}
+	kernel, err := btf.LoadSpec(btfPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrNoSeq, btfPath, err)
+	}
+	var target *btf.Func
+	if err := kernel.TypeByName("bpf_iter_tcp", &target); err != nil {
+		return nil, fmt.Errorf("%w: kernel has no iter/tcp BPF iterator (needs Linux 5.9+): %w", ErrNoSeq, err)
+	}
+	spec, err := bpf.LoadSeq()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
+	}
+
+	it := &iterImpl{}
+	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}
+	if err := spec.LoadAndAssign(&it.objs, opts); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoSeq, loadFailure(err))
+	}
+	it.link, err = link.AttachIter(link.IterOptions{Program: it.objs.DumpSeq})
+	if err != nil {
+		it.objs.Close()
+		return nil, fmt.Errorf("%w: attach iter/tcp: %w", ErrNoSeq, err)
+	}
+	return it, nil
+}
+
+// loadFailure says in one line why the kernel refused the program.
+func loadFailure(err error) error {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("load iter/tcp: missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): %w", err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("load iter/tcp: kernel lacks a needed BPF feature: %w", err)
+	case errors.As(err, &ve):
+		// VerifierError's own message is one line: the verifier's last words.
+		return fmt.Errorf("load iter/tcp: verifier rejected the program: %w", err)
+	}
+	return fmt.Errorf("load iter/tcp: %w", err)
+}
+
+func (it *iterImpl) close() error {
+	return errors.Join(it.link.Close(), it.objs.Close())
+}
+
+// pass fills the wanted map with cookies, runs one iterator pass in the
+// namespace at nsPath and returns its raw output (valid until the next pass).
+// The map is emptied again before pass returns.
+func (it *iterImpl) pass(ctx context.Context, nsPath string, cookies []uint64) (out []byte, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := it.fill(cookies); err != nil {
+		it.clear(cookies)
+		return nil, fmt.Errorf("fill wanted cookies: %w", err)
+	}
+	defer func() {
+		if cerr := it.clear(cookies); cerr != nil && err == nil {
+			err = fmt.Errorf("clear wanted cookies: %w", cerr)
+		}
+	}()
+
+	rc, err := openInNetns(nsPath, it.link.Open)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+
+	// The namespace was fixed when the iterator was created; reading it from
+	// this (unlocked) goroutine walks that namespace's sockets.
+	it.buf = it.buf[:0]
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if cap(it.buf)-len(it.buf) < 64<<10 {
+			it.buf = append(it.buf, make([]byte, 64<<10)...)[:len(it.buf)]
+		}
+		n, err := rc.Read(it.buf[len(it.buf):cap(it.buf)])
+		it.buf = it.buf[:len(it.buf)+n]
+		if err == io.EOF || (n == 0 && err == nil) {
+			return it.buf, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read iterator: %w", err)
+		}
+	}
+}
+
+func (it *iterImpl) fill(cookies []uint64) error {
+	for len(it.ones) < len(cookies) {
+		it.ones = append(it.ones, 1)
+	}
+	n, err := it.objs.Wanted.BatchUpdate(cookies, it.ones[:len(cookies)], nil)
+	if errors.Is(err, ebpf.ErrNotSupported) { // batch ops need 5.6; iter/tcp needs 5.9, so rarely
+		for _, c := range cookies[n:] {
+			if err := it.objs.Wanted.Put(c, uint8(1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return err
+}
+
+// clear deletes cookies from the wanted map, tolerating ones that are absent.
+func (it *iterImpl) clear(cookies []uint64) error {
+	_, err := it.objs.Wanted.BatchDelete(cookies, nil)
+	if err == nil {
+		return nil
+	}
+	// A partial fill, or no batch support: delete one by one.
+	var errs []error
+	for _, c := range cookies {
+		if err := it.objs.Wanted.Delete(c); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// openInNetns runs open on a thread that has entered the network namespace at
+// nsPath ("" = the caller's own) and returns what it opened. The thread is
+// restored to its namespace afterwards; if that fails it stays locked, so the
+// Go runtime discards it instead of reusing a thread in the wrong namespace.
+func openInNetns(nsPath string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
+	if nsPath == "" {
+		return open()
+	}
+	target, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open netns: %w", &os.PathError{Op: "open", Path: nsPath, Err: err})
+	}
+	defer unix.Close(target)
+
+	type result struct {
+		rc  io.ReadCloser
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		rc, restored, err := openOnThread(target, open)
+		if restored {
+			runtime.UnlockOSThread()
+		}
+		done <- result{rc, err}
+	}()
+	res := <-done
+	return res.rc, res.err
+}
+
+// openOnThread must run on a locked thread. restored reports whether the
+// thread is back in its original namespace.
+func openOnThread(target int, open func() (io.ReadCloser, error)) (rc io.ReadCloser, restored bool, err error) {
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, true, fmt.Errorf("open own netns: %w", err)
+	}
+	defer unix.Close(orig)
+	// CLONE_NEWNET, never 0: systemd's RestrictNamespaces=net refuses setns(fd, 0).
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return nil, true, fmt.Errorf("setns: %w", err)
+	}
+	rc, err = open()
+	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
+		if rc != nil {
+			rc.Close()
+		}
+		return nil, false, fmt.Errorf("restore netns: %w", rerr)
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	return rc, true, nil
+}
