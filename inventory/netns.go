@@ -1,0 +1,239 @@
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ErrNamespaceGone reports that a network namespace disappeared between
+// listing and use: its holder exited or `ip netns del` removed it.
+var ErrNamespaceGone = errors.New("inventory: network namespace is gone")
+
+// ErrUnknownNamespace reports a socket whose namespace the last scan did not list.
+var ErrUnknownNamespace = errors.New("inventory: unknown network namespace")
+
+// Default locations ListNamespaces and the Scanner read.
+const (
+	DefaultProcRoot = "/proc"
+	DefaultRunNetns = "/run/netns"
+)
+
+// ListNamespaces finds every network namespace on the host: the host's own
+// (procRoot/1/ns/net, named "host"), every entry of runNetns (KindNamed, named
+// after the file) and every anonymous namespace a process holds
+// (procRoot/PID/ns/net, KindProcess), deduplicated by nsfs inode: the host
+// wins over all, a named entry over a process. A process-held namespace is
+// named after its lowest holding pid: the container id from that process's
+// cgroup, else "pid-COMM-PID". Names are unique: a clash gets "-INODE"
+// appended.
+//
+// Processes that exit while being read are skipped. Permission problems are
+// returned as one error per kind (host, named, process) joined together, next
+// to every namespace that could be read. When procRoot/1/ns/net is unreadable
+// (not root), the caller's own namespace (procRoot/self/ns/net) stands in as
+// "host".
+func ListNamespaces(procRoot, runNetns string) ([]Namespace, error) {
+	return newLister(procRoot, runNetns).list()
+}
+
+// nsLister lists namespaces; inode is injectable so that tests can run over a
+// fake procfs (symlinks cannot be nsfs files).
+type nsLister struct {
+	procRoot, runNetns string
+	inode              func(path string) (uint64, error)
+}
+
+func newLister(procRoot, runNetns string) nsLister {
+	if procRoot == "" {
+		procRoot = DefaultProcRoot
+	}
+	if runNetns == "" {
+		runNetns = DefaultRunNetns
+	}
+	return nsLister{procRoot: procRoot, runNetns: runNetns, inode: nsInode}
+}
+
+func (l nsLister) list() ([]Namespace, error) {
+	var (
+		out   []Namespace
+		errs  []error
+		seen  = make(map[uint64]bool)
+		names = make(map[string]bool)
+	)
+	add := func(ns Namespace) {
+		if seen[ns.Inode] {
+			return
+		}
+		seen[ns.Inode] = true
+		if names[ns.Name] {
+			ns.Name += "-" + strconv.FormatUint(ns.Inode, 10)
+		}
+		names[ns.Name] = true
+		out = append(out, ns)
+	}
+
+	// The host.
+	hostPath := l.procRoot + "/1/ns/net"
+	ino, err := l.inode(hostPath)
+	if err != nil && errors.Is(err, fs.ErrPermission) {
+		errs = append(errs, fmt.Errorf("inventory: list host namespace: %w", err))
+		hostPath = l.procRoot + "/self/ns/net"
+		ino, err = l.inode(hostPath)
+	}
+	if err == nil {
+		add(Namespace{Inode: ino, Name: "host", Path: hostPath, Kind: KindHost})
+	} else if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("inventory: list host namespace: %w", err))
+	}
+
+	// Named ones: ip netns add NAME bind-mounts the namespace on runNetns/NAME.
+	ents, err := os.ReadDir(l.runNetns)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("inventory: list named namespaces: %w", err))
+	}
+	var namedPerm error
+	for _, ent := range ents { // sorted by name
+		p := l.runNetns + "/" + ent.Name()
+		ino, err := l.inode(p)
+		if err != nil {
+			// Not a namespace (a stale file after a failed `ip netns del`), or gone.
+			if errors.Is(err, fs.ErrPermission) && namedPerm == nil {
+				namedPerm = err
+			}
+			continue
+		}
+		add(Namespace{Inode: ino, Name: ent.Name(), Path: p, Kind: KindNamed})
+	}
+	if namedPerm != nil {
+		errs = append(errs, fmt.Errorf("inventory: list named namespaces: %w", namedPerm))
+	}
+
+	// Anonymous ones held by processes, named after the lowest pid holding each.
+	pids, err := listPIDs(l.procRoot)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("inventory: list process namespaces: %w", err))
+	}
+	var procPerm error
+	denied := 0
+	for _, pid := range pids {
+		dir := l.procRoot + "/" + strconv.Itoa(pid)
+		ino, err := l.inode(dir + "/ns/net")
+		if err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				denied++
+				if procPerm == nil {
+					procPerm = err
+				}
+			}
+			continue // exited, zombie, kernel oddity
+		}
+		if seen[ino] {
+			continue
+		}
+		add(Namespace{Inode: ino, Name: processNamespaceName(dir, pid), Path: dir + "/ns/net", Kind: KindProcess, PID: pid})
+	}
+	if procPerm != nil {
+		errs = append(errs, fmt.Errorf("inventory: list process namespaces: %d of %d processes unreadable: %w", denied, len(pids), procPerm))
+	}
+	return out, errors.Join(errs...)
+}
+
+// processNamespaceName derives a user-facing name for a namespace held by pid:
+// its container id, else "pid-COMM-PID".
+func processNamespaceName(dir string, pid int) string {
+	if b, err := os.ReadFile(dir + "/cgroup"); err == nil {
+		if _, c := ParseCgroup(b); c != "" {
+			return c
+		}
+	}
+	comm := "unknown"
+	if b, err := os.ReadFile(dir + "/comm"); err == nil {
+		if c := strings.TrimSpace(string(b)); c != "" {
+			comm = c
+		}
+	}
+	return "pid-" + comm + "-" + strconv.Itoa(pid)
+}
+
+// listPIDs returns the numeric entries of procRoot in ascending order.
+func listPIDs(procRoot string) ([]int, error) {
+	d, err := os.Open(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	pids := make([]int, 0, len(names))
+	for _, n := range names {
+		if n == "" || n[0] < '1' || n[0] > '9' {
+			continue
+		}
+		if pid, err := strconv.Atoi(n); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids, nil
+}
+
+// parseNsLink returns N from a "net:[N]" namespace link target.
+func parseNsLink(s string) (uint64, error) {
+	v, ok := strings.CutPrefix(s, "net:[")
+	if ok {
+		v, ok = strings.CutSuffix(v, "]")
+	}
+	if !ok {
+		return 0, fmt.Errorf("inventory: %q is not a network namespace", s)
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("inventory: %q is not a network namespace", s)
+	}
+	return n, nil
+}
+
+// SelectNetns parses a --netns value into a namespace filter: "all" (or "")
+// selects every namespace; a path (anything starting with "/", such as
+// /proc/PID/ns/net or /run/netns/NAME) selects the namespace with that path's
+// inode, resolved now; "net:[N]" selects inode N; any other value selects the
+// namespace with that name ("host", a /run/netns name, a derived container id
+// or pid-COMM-PID name; a full 64-hex container id matches its 12-hex short
+// form).
+func SelectNetns(spec string) (func(Namespace) bool, error) {
+	return selectNetns(spec, nsInode)
+}
+
+func selectNetns(spec string, inode func(string) (uint64, error)) (func(Namespace) bool, error) {
+	spec = strings.TrimSpace(spec)
+	switch {
+	case spec == "" || spec == "all":
+		return func(Namespace) bool { return true }, nil
+	case strings.HasPrefix(spec, "/"):
+		ino, err := inode(spec)
+		if err != nil {
+			return nil, fmt.Errorf("inventory: --netns %s: %w", spec, err)
+		}
+		return func(ns Namespace) bool { return ns.Inode == ino }, nil
+	case strings.HasPrefix(spec, "net:["):
+		ino, err := parseNsLink(spec)
+		if err != nil {
+			return nil, fmt.Errorf("inventory: --netns %s: %w", spec, err)
+		}
+		return func(ns Namespace) bool { return ns.Inode == ino }, nil
+	case strings.Contains(spec, "/"):
+		return nil, fmt.Errorf("inventory: --netns %q: a path must be absolute", spec)
+	}
+	name := spec
+	if isHex64(name) {
+		name = name[:12]
+	}
+	return func(ns Namespace) bool { return ns.Name == name }, nil
+}

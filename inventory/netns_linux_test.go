@@ -1,0 +1,185 @@
+package inventory
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const (
+	fakeProc = "testdata/netns/proc"
+	fakeRun  = "testdata/netns/run/netns"
+)
+
+func TestListNamespacesFakeProc(t *testing.T) {
+	got, err := ListNamespaces(fakeProc, fakeRun)
+	if err != nil {
+		t.Fatalf("ListNamespaces: %v", err)
+	}
+	want := []Namespace{
+		{Inode: 4026531840, Name: "host", Path: fakeProc + "/1/ns/net", Kind: KindHost},
+		// alias-of-host is the host's inode (host wins); stale is no namespace.
+		{Inode: 4026532300, Name: "blue", Path: fakeRun + "/blue", Kind: KindNamed},
+		{Inode: 4026532999, Name: "red", Path: fakeRun + "/red", Kind: KindNamed},
+		// 42 is in the host's; 101 shares 100's; 150 holds blue; 300 is a zombie.
+		{Inode: 4026532100, Name: "0123456789ab", Path: fakeProc + "/100/ns/net", Kind: KindProcess, PID: 100},
+		{Inode: 4026532200, Name: "pid-sleep-200", Path: fakeProc + "/200/ns/net", Kind: KindProcess, PID: 200},
+		{Inode: 4026532400, Name: "fedcba987654", Path: fakeProc + "/400/ns/net", Kind: KindProcess, PID: 400},
+		{Inode: 4026532500, Name: "pid-unknown-500", Path: fakeProc + "/500/ns/net", Kind: KindProcess, PID: 500},
+		{Inode: 4026532600, Name: "pid-my app-600", Path: fakeProc + "/600/ns/net", Kind: KindProcess, PID: 600},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ListNamespaces (-want +got):\n%s", diff)
+	}
+}
+
+func TestListNamespacesNoRunNetns(t *testing.T) {
+	got, err := ListNamespaces(fakeProc, t.TempDir()+"/absent")
+	if err != nil {
+		t.Fatalf("ListNamespaces: %v", err)
+	}
+	// Without /run/netns, blue is named after its holder, pid 150.
+	if len(got) != 7 || got[0].Name != "host" || got[2].Name != "pid-dnsmasq-150" {
+		t.Errorf("got %d namespaces (%v), want host and 6 process-held ones", len(got), got)
+	}
+}
+
+// TestListNamespacesPermission: an unprivileged caller cannot read pid 1's or
+// other users' namespace links. It gets what it can read, its own namespace as
+// "host", and one error per kind, not one per pid.
+func TestListNamespacesPermission(t *testing.T) {
+	l := newLister(fakeProc, fakeRun)
+	denied := func(p string) bool {
+		return strings.HasPrefix(p, fakeProc+"/1/") || strings.HasPrefix(p, fakeProc+"/4") ||
+			strings.HasPrefix(p, fakeProc+"/5") || p == fakeRun+"/red"
+	}
+	l.inode = func(p string) (uint64, error) {
+		if denied(p) {
+			return 0, &fs.PathError{Op: "readlink", Path: p, Err: fs.ErrPermission}
+		}
+		return nsInode(p)
+	}
+	got, err := l.list()
+	var names []string
+	for _, ns := range got {
+		names = append(names, ns.Name+"@"+strings.TrimPrefix(ns.Path, "testdata/netns/"))
+	}
+	want := []string{
+		"host@proc/self/ns/net", // self is pid 600, standing in for the host
+		"alias-of-host@run/netns/alias-of-host",
+		"blue@run/netns/blue",
+		"0123456789ab@proc/100/ns/net",
+		"pid-sleep-200@proc/200/ns/net",
+	}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("namespaces (-want +got):\n%s", diff)
+	}
+	if !errors.Is(err, fs.ErrPermission) {
+		t.Fatalf("err = %v, want a permission error", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want one error per kind (host, named, process), got %d:\n%v", len(lines), err)
+	}
+	for i, kind := range []string{"host", "named", "process"} {
+		if !strings.Contains(lines[i], "list "+kind+" namespace") {
+			t.Errorf("error %d = %q, want the %s kind", i, lines[i], kind)
+		}
+	}
+	if !strings.Contains(lines[2], "4 of 10 processes unreadable") {
+		t.Errorf("process error %q, want a count of 4 of 10 (1, 42, 400, 500)", lines[2])
+	}
+}
+
+func TestParseNsLink(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"net:[4026531840]": 4026531840,
+		"net:[]":           0,
+		"net:[0]":          0,
+		"mnt:[4026531840]": 0,
+		"net:[12":          0,
+		"net:[-1]":         0,
+		"":                 0,
+	} {
+		got, err := parseNsLink(in)
+		if got != want || (err == nil) != (want != 0) {
+			t.Errorf("parseNsLink(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+func TestSelectNetns(t *testing.T) {
+	nss, err := ListNamespaces(fakeProc, fakeRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		spec    string
+		want    []string // names selected
+		wantErr string
+	}{
+		{"all", []string{"host", "blue", "red", "0123456789ab", "pid-sleep-200", "fedcba987654", "pid-unknown-500", "pid-my app-600"}, ""},
+		{"", []string{"host", "blue", "red", "0123456789ab", "pid-sleep-200", "fedcba987654", "pid-unknown-500", "pid-my app-600"}, ""},
+		{"host", []string{"host"}, ""},
+		{"red", []string{"red"}, ""},
+		{" blue ", []string{"blue"}, ""},
+		{"pid-sleep-200", []string{"pid-sleep-200"}, ""},
+		{"0123456789ab", []string{"0123456789ab"}, ""},
+		{hexA, []string{"0123456789ab"}, ""}, // full container id
+		{"nosuch", nil, ""},
+		{"net:[4026532200]", []string{"pid-sleep-200"}, ""},
+		{"net:[x]", nil, "not a network namespace"},
+		// Paths compare by inode: 101 shares 100's, 150 holds blue's, 42 the host's.
+		{fakeProc + "/101/ns/net", nil, "a path must be absolute"},
+		{"/abs/101/ns/net", []string{"0123456789ab"}, ""},
+		{"/abs/150/ns/net", []string{"blue"}, ""},
+		{"/abs/42/ns/net", []string{"host"}, ""},
+		{"/abs/300/ns/net", nil, "no such file"},
+	}
+	inode := func(p string) (uint64, error) {
+		return nsInode(strings.Replace(p, "/abs", fakeProc, 1))
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			sel, err := selectNetns(tt.spec, inode)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, ns := range nss {
+				if sel(ns) {
+					got = append(got, ns.Name)
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("selected (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSelectNetnsRealPath resolves a real namespace path by inode.
+func TestSelectNetnsRealPath(t *testing.T) {
+	self, err := nsInode("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := SelectNetns("/proc/" + strconv.Itoa(os.Getpid()) + "/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel(Namespace{Inode: self}) || sel(Namespace{Inode: self + 1}) {
+		t.Errorf("selector by path does not match by inode %d", self)
+	}
+}

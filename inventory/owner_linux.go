@@ -1,0 +1,65 @@
+package inventory
+
+import (
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// stillHolds reports whether /proc/PID/fd/FD still is socket inode ino.
+func (o *Owners) stillHolds(pid, fd int, ino uint32) bool {
+	var buf [64]byte
+	n, err := unix.Readlink(o.procRoot+"/"+strconv.Itoa(pid)+"/fd/"+strconv.Itoa(fd), buf[:])
+	if err != nil {
+		return false
+	}
+	got, ok := parseSocketLink(buf[:n])
+	return ok && got == ino
+}
+
+// walk reads /proc/*/fd in ascending pid order until every wanted inode is
+// found, and returns where each was found first (the lowest pid holding it).
+// Processes that exit or whose fds are unreadable are skipped.
+func (o *Owners) walk(want map[uint32]struct{}) map[uint32]holder {
+	found := make(map[uint32]holder, len(want))
+	pids, err := listPIDs(o.procRoot)
+	if err != nil {
+		return found
+	}
+	var buf [64]byte
+	for _, pid := range pids {
+		d, err := os.Open(o.procRoot + "/" + strconv.Itoa(pid) + "/fd")
+		if err != nil {
+			continue
+		}
+		names, _ := d.Readdirnames(-1)
+		dfd := int(d.Fd())
+		for _, name := range names {
+			n, err := unix.Readlinkat(dfd, name, buf[:])
+			if err != nil {
+				continue
+			}
+			ino, ok := parseSocketLink(buf[:n])
+			if !ok {
+				continue
+			}
+			if _, wanted := want[ino]; !wanted {
+				continue
+			}
+			if _, dup := found[ino]; dup {
+				continue
+			}
+			fd, err := strconv.Atoi(name)
+			if err != nil {
+				continue
+			}
+			found[ino] = holder{pid: pid, fd: fd}
+		}
+		d.Close()
+		if len(found) == len(want) {
+			break
+		}
+	}
+	return found
+}

@@ -1,0 +1,319 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ScannerOptions configure a Scanner.
+type ScannerOptions struct {
+	ProcRoot string // default "/proc"
+	RunNetns string // default "/run/netns"
+	// Select picks the namespaces to scan (see SelectNetns); nil scans all.
+	Select func(Namespace) bool
+}
+
+// NamespaceResult is the outcome of scanning one namespace.
+type NamespaceResult struct {
+	Namespace
+	Sockets  int           // sockets passed to the callback
+	Err      error         // nil on success
+	Duration time.Duration // time spent entering and dumping it
+}
+
+// Scanner dumps the sockets of every network namespace. It keeps one netlink
+// connection per namespace across scans, opened through the namespace's path,
+// and closes it as soon as the namespace is gone, so it never pins a deleted
+// namespace for longer than one scan. Namespaces are scanned one after
+// another: a dump is CPU-bound and most of its cost is walking the host's
+// shared TCP hash, so running two at once on a small machine only competes
+// with the rest of the daemon. Its methods are safe for concurrent use, but
+// the Scan callback must not call Lookup or Destroy.
+type Scanner struct {
+	log    *slog.Logger
+	sel    func(Namespace) bool
+	list   func() ([]Namespace, error)
+	inode  func(path string) (uint64, error)
+	dial   func(ns *Namespace) (nsConn, error)
+	before func(ns *Namespace) // test hook: runs before a namespace is entered
+
+	mu      sync.Mutex
+	nss     []Namespace
+	entries map[uint64]*nsEntry
+	listErr string
+	closed  atomic.Bool
+}
+
+var errScannerClosed = fmt.Errorf("inventory: scanner: %w", net.ErrClosed)
+
+// nsConn is what the Scanner needs from a per-namespace Conn.
+type nsConn interface {
+	Dump(netns uint64, states StateMask, fn func(*Socket) error) (int, error)
+	Lookup(netns uint64, s *Socket) (Socket, bool, error)
+	Destroy(s *Socket) error
+	Close() error
+}
+
+// nsEntry is one namespace's connection; mu serialises its use.
+type nsEntry struct {
+	mu      sync.Mutex
+	ns      Namespace
+	conn    nsConn
+	lastErr string
+}
+
+// NewScanner returns a Scanner; log may be nil.
+func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := newLister(opts.ProcRoot, opts.RunNetns)
+	return &Scanner{
+		log:     log,
+		sel:     opts.Select,
+		list:    l.list,
+		inode:   l.inode,
+		dial:    dialNamespace,
+		entries: make(map[uint64]*nsEntry),
+	}
+}
+
+// Scan lists the namespaces, then dumps the sockets in the given states from
+// each selected one, calling fn for every socket with the namespace it lives
+// in. fn must not keep ns or sk: both are reused. A namespace that cannot be
+// entered or that vanishes mid-scan gets its own error in its result; the
+// others are still scanned. An error from fn ends that namespace's dump and is
+// its result's error. Results come in listing order: host, named, processes.
+func (s *Scanner) Scan(ctx context.Context, states StateMask, fn func(ns *Namespace, sk *Socket) error) []NamespaceResult {
+	list, err := s.list()
+	s.noteListErr(err)
+
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		return nil
+	}
+	present := make(map[uint64]bool, len(list))
+	for _, ns := range list {
+		present[ns.Inode] = true
+	}
+	for ino, e := range s.entries {
+		if !present[ino] {
+			e.mu.Lock()
+			e.closeConn()
+			e.mu.Unlock()
+			delete(s.entries, ino)
+		}
+	}
+	var todo []*nsEntry
+	for _, ns := range list {
+		e := s.entries[ns.Inode]
+		if e == nil {
+			e = &nsEntry{ns: ns}
+			s.entries[ns.Inode] = e
+		} else {
+			e.mu.Lock()
+			e.ns = ns // the holder's pid or the name may have changed
+			e.mu.Unlock()
+		}
+		if s.sel == nil || s.sel(ns) {
+			todo = append(todo, e)
+		}
+	}
+	s.nss = list
+	s.mu.Unlock()
+
+	results := make([]NamespaceResult, 0, len(todo))
+	for _, e := range todo {
+		results = append(results, s.scanOne(ctx, e, states, fn))
+	}
+	return results
+}
+
+func (s *Scanner) scanOne(ctx context.Context, e *nsEntry, states StateMask, fn func(ns *Namespace, sk *Socket) error) NamespaceResult {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := NamespaceResult{Namespace: e.ns}
+	if err := ctx.Err(); err != nil {
+		r.Err = err
+		return r
+	}
+	start := time.Now()
+	if s.before != nil {
+		s.before(&r.Namespace)
+	}
+	conn, err := s.connLocked(e)
+	if err == nil {
+		ns := e.ns
+		var cbErr error
+		r.Sockets, err = conn.Dump(ns.Inode, states, func(sk *Socket) error {
+			cbErr = fn(&ns, sk)
+			return cbErr
+		})
+		if err != nil && cbErr == nil {
+			// The connection may be broken: dial afresh next time. (A
+			// dump ended by the callback leaves the Conn usable.)
+			e.closeConn()
+		}
+		if err != nil {
+			err = fmt.Errorf("inventory: dump netns %s: %w", ns.Name, err)
+		}
+	}
+	r.Err, r.Duration = err, time.Since(start)
+	s.noteNamespaceErr(e, err)
+	return r
+}
+
+// connLocked returns e's connection, dialling it if needed, after checking that
+// the namespace's path still leads to the same namespace.
+func (s *Scanner) connLocked(e *nsEntry) (nsConn, error) {
+	ino, err := s.inode(e.ns.Path)
+	if err != nil || ino != e.ns.Inode {
+		e.closeConn()
+		if err != nil && errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("inventory: enter netns %s: %w", e.ns.Name, err)
+		}
+		return nil, fmt.Errorf("inventory: netns %s (%s): %w", e.ns.Name, e.ns.Path, ErrNamespaceGone)
+	}
+	if e.conn != nil {
+		return e.conn, nil
+	}
+	if s.closed.Load() {
+		return nil, errScannerClosed
+	}
+	c, err := s.dial(&e.ns)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: enter netns %s: %w", e.ns.Name, err)
+	}
+	e.conn = c
+	return c, nil
+}
+
+func (e *nsEntry) closeConn() {
+	if e.conn != nil {
+		_ = e.conn.Close()
+		e.conn = nil
+	}
+}
+
+// noteListErr logs a listing problem once, when it first appears or changes.
+func (s *Scanner) noteListErr(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	s.mu.Lock()
+	changed := msg != s.listErr
+	s.listErr = msg
+	s.mu.Unlock()
+	if changed && err != nil {
+		s.log.Warn("some network namespaces cannot be listed", "err", err)
+	}
+}
+
+// noteNamespaceErr logs a namespace's error when it first appears or changes,
+// and its recovery.
+func (s *Scanner) noteNamespaceErr(e *nsEntry, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg == e.lastErr {
+		return
+	}
+	prev := e.lastErr
+	e.lastErr = msg
+	switch {
+	case err != nil && errors.Is(err, ErrNamespaceGone):
+		s.log.Debug("network namespace vanished during scan", "netns", e.ns.Name, "inode", e.ns.Inode)
+	case err != nil:
+		s.log.Warn("cannot scan network namespace", "netns", e.ns.Name, "inode", e.ns.Inode, "err", err)
+	case prev != "":
+		s.log.Info("network namespace scannable again", "netns", e.ns.Name, "inode", e.ns.Inode)
+	}
+}
+
+// Namespaces returns every namespace the last Scan listed (selected or not).
+func (s *Scanner) Namespaces() []Namespace {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Namespace(nil), s.nss...)
+}
+
+// entry returns the entry of the namespace with inode ino.
+func (s *Scanner) entry(ino uint64) (*nsEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return nil, errScannerClosed
+	}
+	e := s.entries[ino]
+	if e == nil {
+		return nil, fmt.Errorf("inventory: netns inode %d: %w", ino, ErrUnknownNamespace)
+	}
+	return e, nil
+}
+
+// Lookup finds sk again in its namespace (sk.Netns), by 4-tuple and cookie. It
+// reports false when the socket is gone.
+func (s *Scanner) Lookup(sk *Socket) (Socket, bool, error) {
+	e, err := s.entry(sk.Netns)
+	if err != nil {
+		return Socket{}, false, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, err := s.connLocked(e)
+	if err != nil {
+		return Socket{}, false, err
+	}
+	got, ok, err := c.Lookup(e.ns.Inode, sk)
+	if err != nil {
+		e.closeConn()
+		return Socket{}, false, fmt.Errorf("inventory: lookup in netns %s: %w", e.ns.Name, err)
+	}
+	return got, ok, nil
+}
+
+// Destroy sends SOCK_DESTROY for sk from inside its namespace (sk.Netns).
+func (s *Scanner) Destroy(sk *Socket) error {
+	e, err := s.entry(sk.Netns)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, err := s.connLocked(e)
+	if err != nil {
+		return err
+	}
+	if err := c.Destroy(sk); err != nil {
+		return fmt.Errorf("inventory: destroy in netns %s: %w", e.ns.Name, err)
+	}
+	return nil
+}
+
+// Close closes every connection; the Scanner cannot be used afterwards.
+func (s *Scanner) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for ino, e := range s.entries {
+		e.mu.Lock()
+		if e.conn != nil {
+			errs = append(errs, e.conn.Close())
+			e.conn = nil
+		}
+		e.mu.Unlock()
+		delete(s.entries, ino)
+	}
+	s.closed.Store(true)
+	return errors.Join(errs...)
+}
