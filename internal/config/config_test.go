@@ -1,0 +1,311 @@
+package config_test
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ghostd/ghostd/internal/config"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	c := config.Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	for _, doc := range []string{"", "# only a comment\n", "---\n"} {
+		got, err := config.Parse([]byte(doc), "empty.yml")
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", doc, err)
+		}
+		if diff := cmp.Diff(config.Default(), got); diff != "" {
+			t.Errorf("Parse(%q) differs from Default() (-want +got):\n%s", doc, diff)
+		}
+	}
+}
+
+func TestParsePartialKeepsDefaults(t *testing.T) {
+	got, err := config.Parse([]byte("probe:\n  attempts: 5\nkill:\n"), "p.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Default()
+	want.Probe.Attempts = 5
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestValidFull(t *testing.T) {
+	got, err := config.Load("testdata/valid-full.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{
+		Netns:     "/proc/1/ns/net",
+		Interval:  30 * time.Second,
+		Idle:      5 * time.Minute,
+		CloseWait: 2 * time.Minute,
+		Stall:     90 * time.Second,
+		FinWait2:  3 * time.Minute,
+		LastAck:   45 * time.Second,
+		Probe: config.ProbeConfig{
+			Enabled: false, Attempts: 5, Interval: 500 * time.Millisecond, Rate: 50.5,
+			PerHost: 2, InFlight: 64, HostHint: false, Backoff: 10 * time.Minute, Reconfirm: 2 * time.Minute,
+		},
+		Kill: config.KillConfig{
+			Enabled: true, Mode: config.ModeKeepalive, Verdicts: []string{"reset"}, MinAge: 0,
+			Allow: []config.Rule{
+				{
+					CIDRs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("203.0.113.9/32")},
+					Ports: []uint16{5432, 6379},
+				},
+				{Netns: []string{"host"}, Comms: []string{"postgres"}, Units: []string{"postgresql.service"}},
+			},
+			Deny:      []config.Rule{{Units: []string{"sshd.service"}}},
+			PerMinute: 60, CloseWait: true,
+			KeepaliveIdle: 20 * time.Second, KeepaliveInterval: 2 * time.Second, KeepaliveCount: 5,
+			UserTimeout: time.Minute,
+		},
+		Web: config.WebConfig{ListenAddress: []string{"127.0.0.1:9977", "[::1]:9977"}, ConfigFile: "/etc/ghostd/web.yml"},
+		Log: config.LogConfig{Level: "debug", Format: "json"},
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestExample checks that the shipped, commented example documents the
+// defaults: parsed, it must equal Default().
+func TestExample(t *testing.T) {
+	got, err := config.Load("../../packaging/ghostd.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(config.Default(), got); diff != "" {
+		t.Errorf("packaging/ghostd.yml differs from Default() (-want +got):\n%s", diff)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	tests := map[string]string{
+		"unknown-key":     "3: probe.atempts: unknown key",
+		"unknown-top":     "2: idle: unknown key",
+		"duration":        `3: probe.interval: invalid duration "1x"`,
+		"duration-unit":   `1: interval: invalid duration "15"`,
+		"integer":         `2: probe.attempts: want an integer, got "many"`,
+		"bool":            `2: kill.enabled: want true or false, got "yes please"`,
+		"attempts":        "2: probe.attempts: must be 1 to 10, got 0",
+		"interval-short":  "1: interval: 100ms is too short: want at least 1s",
+		"threshold":       "2: thresholds.close_wait: must be positive, got -1s",
+		"rate":            "2: probe.rate: must be a positive number of probes per second, got 0",
+		"mode":            `2: kill.mode: invalid mode "explode": want destroy, keepalive or shutdown`,
+		"verdict":         `2: kill.verdicts[1]: verdict "alive" cannot be killed: want reset, silent or unreachable`,
+		"verdict-dup":     `4: kill.verdicts[1]: duplicate verdict "reset"`,
+		"cidr":            `5: kill.allow[0].cidrs[1]: invalid CIDR "198.51.100.7/24": host bits set (did you mean 198.51.100.0/24?)`,
+		"cidr-garbage":    `3: kill.deny[0].cidrs[0]: invalid CIDR "not-an-address"`,
+		"port":            "3: kill.allow[0].ports[1]: invalid port 70000: want 1 to 65535",
+		"empty-rule":      "4: kill.deny[1]: empty rule: give at least one of cidrs, ports, netns, comms, units",
+		"comm":            `3: kill.deny[0].comms[0]: "a-very-long-process-name" is longer than the kernel's 15-byte process names`,
+		"rule-key":        "3: kill.allow[0].cidr: unknown key",
+		"keepalive":       "3: kill.keepalive.idle: must be whole seconds from 1s to 9h6m7s, got 1.5s",
+		"keepalive-count": "3: kill.keepalive.count: must be 1 to 127, got 200",
+		"listen":          `4: web.listen_address[1]: invalid address "localhost": want host:port`,
+		"listen-empty":    `2: web.listen_address: empty: want one or more addresses such as ":9977"`,
+		"log-level":       `2: log.level: invalid level "verbose": want debug, info, warn or error`,
+		"log-format":      `2: log.format: invalid format "xml": want logfmt or json`,
+		"netns":           `1: netns: invalid namespace name "foo/bar"`,
+		"syntax":          "2: did not find expected key",
+		"duplicate":       `4: mapping key "interval" already defined at line 1`,
+		"not-mapping":     "1: want a mapping, got a list",
+		"section-scalar":  `1: probe: want a mapping, got "fast"`,
+		"list-scalar":     `2: web.listen_address: want a list of strings, got "9977"`,
+	}
+	files, err := filepath.Glob("testdata/invalid-*.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(tests) {
+		t.Errorf("%d testdata/invalid-*.yml files, %d test cases: keep them in step", len(files), len(tests))
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(file), "invalid-"), ".yml")
+		t.Run(name, func(t *testing.T) {
+			want, ok := tests[name]
+			if !ok {
+				t.Fatalf("no expected error for %s", file)
+			}
+			want = "config: " + file + ":" + want
+			_, err := config.Load(file)
+			if err == nil {
+				t.Fatalf("Load(%s) succeeded, want error %q", file, want)
+			}
+			if got := err.Error(); got != want {
+				t.Errorf("Load(%s) error\n got: %s\nwant: %s", file, got, want)
+			}
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Errorf("error is %T, want *config.Error", err)
+			}
+		})
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	// A missing file at the default path means defaults (only checkable
+	// when the machine has none); anywhere else it is an error.
+	if _, err := os.Stat(config.DefaultPath); errors.Is(err, os.ErrNotExist) {
+		got, err := config.Load(config.DefaultPath)
+		if err != nil {
+			t.Fatalf("Load(%s) = %v, want defaults", config.DefaultPath, err)
+		}
+		if diff := cmp.Diff(config.Default(), got); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	}
+	missing := filepath.Join(t.TempDir(), "nope.yml")
+	_, err := config.Load(missing)
+	if want := "config: open " + missing + ": no such file or directory"; err == nil || err.Error() != want {
+		t.Errorf("Load(missing) = %v, want %q", err, want)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing) error does not wrap os.ErrNotExist: %v", err)
+	}
+}
+
+func newFlagSet(detectionOnly bool) (*flag.FlagSet, *config.Flags) {
+	fs := flag.NewFlagSet("ghostd run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs, config.RegisterFlags(fs, detectionOnly)
+}
+
+func TestFlagsOverrideFile(t *testing.T) {
+	file := []byte("interval: 30s\nthresholds:\n  idle: 5m\n  close_wait: 2m\nprobe:\n  attempts: 5\nweb:\n  listen_address: [':1234']\n")
+	tests := []struct {
+		name string
+		args []string
+		edit func(*config.Config) // applied to the file's config to get the expected one
+	}{
+		{"no flags keep the file", nil, func(*config.Config) {}},
+		{"flag over file", []string{"--idle=10m", "--probes=2"}, func(c *config.Config) {
+			c.Idle = 10 * time.Minute
+			c.Probe.Attempts = 2
+		}},
+		{"flag equal to the default still wins", []string{"--interval=15s"}, func(c *config.Config) { c.Interval = 15 * time.Second }},
+		{"detection flags", []string{"--netns=blue", "--close-wait=5s", "--stall=7s", "--probe-interval=250ms", "--no-probe", "--kill", "--kill-min-age=0s"}, func(c *config.Config) {
+			c.Netns = "blue"
+			c.CloseWait = 5 * time.Second
+			c.Stall = 7 * time.Second
+			c.Probe.Interval = 250 * time.Millisecond
+			c.Probe.Enabled = false
+			c.Kill.Enabled = true
+			c.Kill.MinAge = 0
+		}},
+		{"repeated listen address replaces the file's list", []string{"--web.listen-address=127.0.0.1:1", "--web.listen-address=[::1]:2"}, func(c *config.Config) {
+			c.Web.ListenAddress = []string{"127.0.0.1:1", "[::1]:2"}
+		}},
+		{"web and log flags", []string{"--web.config.file=/w.yml", "--log.level=debug", "--log.format=json"}, func(c *config.Config) {
+			c.Web.ConfigFile = "/w.yml"
+			c.Log.Level = "debug"
+			c.Log.Format = "json"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs, f := newFlagSet(false)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := config.Parse(file, "f.yml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := got
+			want.Web.ListenAddress = append([]string(nil), got.Web.ListenAddress...)
+			tt.edit(&want)
+			if err := f.Apply(&got); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFlagsConfigAndCheck(t *testing.T) {
+	fs, f := newFlagSet(false)
+	if f.ConfigFile != config.DefaultPath || f.Check {
+		t.Errorf("before parsing: ConfigFile=%q Check=%v", f.ConfigFile, f.Check)
+	}
+	if err := fs.Parse([]string{"--config", "/tmp/x.yml", "--config.check"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.ConfigFile != "/tmp/x.yml" || !f.Check {
+		t.Errorf("ConfigFile=%q Check=%v, want /tmp/x.yml true", f.ConfigFile, f.Check)
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	tests := []struct {
+		name          string
+		detectionOnly bool
+		args          []string
+		parseErr      string // from flag.Parse
+		applyErr      string // from Apply
+	}{
+		{"unknown flag", false, []string{"--nope"}, "flag provided but not defined: -nope", ""},
+		{"run-only flag on scan", true, []string{"--interval=5s"}, "flag provided but not defined: -interval", ""},
+		{"bad duration", false, []string{"--idle=1x"}, `invalid value "1x" for flag -idle: parse error`, ""},
+		{"bad value named by flag", false, []string{"--probes=0"}, "", "config: --probes: must be 1 to 10, got 0"},
+		{"bad listen address named by flag", false, []string{"--web.listen-address=nope"}, "", `config: --web.listen-address: invalid address "nope": want host:port`},
+		{"bad log level", false, []string{"--log.level=loud"}, "", `config: --log.level: invalid level "loud": want debug, info, warn or error`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs, f := newFlagSet(tt.detectionOnly)
+			err := fs.Parse(tt.args)
+			if tt.parseErr != "" {
+				if err == nil || err.Error() != tt.parseErr {
+					t.Fatalf("Parse error = %v, want %q", err, tt.parseErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := config.Default()
+			err = f.Apply(&c)
+			if err == nil || err.Error() != tt.applyErr {
+				t.Errorf("Apply error = %v, want %q", err, tt.applyErr)
+			}
+		})
+	}
+}
+
+func TestFlagKeysAreConfigKeys(t *testing.T) {
+	// Every registered flag except --config and --config.check overrides a key.
+	fs, _ := newFlagSet(false)
+	fs.VisitAll(func(fl *flag.Flag) {
+		if fl.Name == "config" || fl.Name == "config.check" {
+			return
+		}
+		if _, ok := config.FlagKey(fl.Name); !ok {
+			t.Errorf("flag --%s has no configuration key", fl.Name)
+		}
+		if !strings.Contains(fl.Usage, "(key ") {
+			t.Errorf("flag --%s usage does not name its key: %q", fl.Name, fl.Usage)
+		}
+	})
+}
