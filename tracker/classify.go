@@ -1,0 +1,139 @@
+package tracker
+
+import (
+	"time"
+
+	"github.com/ghostd/ghostd/inventory"
+)
+
+// classification is classify's verdict on one observation.
+type classification struct {
+	reasons, unavailable Reasons
+	keep                 bool // the socket needs an entry (a reason, or history for the next scan)
+	progress             bool // bytes_acked or bytes_received grew since the previous observation
+	stateSince           time.Time
+	timerSince           time.Time
+	idle                 time.Duration
+	idleKnown            bool
+	bytesAcked           uint64
+	bytesRecv            uint64
+	hasAcked, hasRecv    bool
+}
+
+func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
+
+// rtoCount returns how many retransmission timeouts in a row went without an
+// ACK: idiag_retrans (icsk_retransmits) and, when tcp_info is present,
+// tcpi_retransmits and tcpi_backoff. The kernel zeroes them on ACK progress.
+func rtoCount(s *inventory.Socket) uint8 {
+	n := s.Retrans
+	if s.Info.Valid() {
+		n = max(n, s.Info.Retransmits, s.Info.Backoff)
+	}
+	return n
+}
+
+// classify turns one observation of s, plus prev (nil on first sight, or when
+// the tracker remembered nothing), into reasons. Rules:
+//
+//   - idle: ESTABLISHED, no timer but possibly a delayed ACK (no keepalive,
+//     retransmit or persist timer), and no data received AND none sent for at
+//     least cfg.Idle (tcpi_last_data_recv, tcpi_last_data_sent). ACKs are
+//     ignored on purpose: a probe's reply refreshes tcpi_last_ack_recv, and a
+//     connection that sends data and gets it acknowledged has a recent
+//     last_data_sent with nothing unacknowledged (else its retransmit timer
+//     runs), so an upload-only connection with ACK progress is not idle.
+//     Needs tcp_info: without it idle is Unavailable.
+//   - retransmitting: ESTABLISHED or CLOSE_WAIT, retransmit timer, rtoCount ≥
+//     cfg.RetransBackoff, and no bytes_acked progress since the previous
+//     observation (when both have bytes_acked; else the count alone, which
+//     the kernel resets on every ACK of new data).
+//   - keepalive_failing: ESTABLISHED or CLOSE_WAIT, keepalive timer with
+//     idiag_retrans (unanswered probes) > 0.
+//   - zero_window: ESTABLISHED or CLOSE_WAIT, persist timer observed
+//     continuously for at least cfg.Stall (TimerSince; no lower bound on
+//     first sight).
+//   - close_wait, fin_wait2, last_ack: the state held for at least its
+//     threshold (StateSince).
+func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *entry) classification {
+	var c classification
+	info := &s.Info
+	valid := info.Valid()
+	if valid {
+		c.bytesAcked, c.hasAcked = info.BytesAcked()
+		c.bytesRecv, c.hasRecv = info.BytesReceived()
+		c.idle, c.idleKnown = min(ms(info.LastDataRecv), ms(info.LastDataSent)), true
+	}
+	ackProgressKnown, ackProgress := false, false
+	if prev != nil {
+		if prev.hasAcked && c.hasAcked {
+			ackProgressKnown, ackProgress = true, c.bytesAcked > prev.bytesAcked
+		}
+		c.progress = ackProgress || (prev.hasRecv && c.hasRecv && c.bytesRecv > prev.bytesRecv)
+	}
+
+	c.stateSince = now
+	if prev != nil && prev.Socket.State == s.State {
+		c.stateSince = prev.StateSince
+	} else if valid && (s.State == inventory.StateCloseWait || s.State == inventory.StateFinWait2) {
+		lb := now.Add(-ms(info.LastAckRecv))
+		if prev != nil && lb.Before(prev.LastSeen) {
+			lb = prev.LastSeen // it changed state after we last saw it
+		}
+		c.stateSince = lb
+	}
+	c.timerSince = now
+	if prev != nil && prev.Socket.Timer == s.Timer {
+		c.timerSince = prev.TimerSince
+	}
+
+	switch s.State {
+	case inventory.StateEstablished, inventory.StateCloseWait:
+		switch s.Timer {
+		case inventory.TimerRetransmit:
+			n := rtoCount(s)
+			if n >= cfg.RetransBackoff && !(ackProgressKnown && ackProgress) {
+				c.reasons = c.reasons.With(ReasonRetransmitting)
+			}
+			// Remember a socket that has begun retransmitting, to see its
+			// bytes_acked progress at the next scan.
+			c.keep = c.keep || n > 0
+		case inventory.TimerKeepalive:
+			if s.Retrans > 0 {
+				c.reasons = c.reasons.With(ReasonKeepaliveFailing)
+			}
+		case inventory.TimerZeroWindow:
+			c.keep = true
+			if now.Sub(c.timerSince) >= cfg.Stall {
+				c.reasons = c.reasons.With(ReasonZeroWindow)
+			}
+		case inventory.TimerNone, inventory.TimerDelayedAck:
+			if s.State != inventory.StateEstablished {
+				break
+			}
+			if !valid {
+				c.unavailable = c.unavailable.With(ReasonIdle)
+			} else if c.idle >= cfg.Idle {
+				c.reasons = c.reasons.With(ReasonIdle)
+			}
+		}
+		if s.State == inventory.StateCloseWait {
+			c.keep = true
+			if now.Sub(c.stateSince) >= cfg.CloseWait {
+				c.reasons = c.reasons.With(ReasonCloseWait)
+			}
+		}
+	case inventory.StateFinWait2:
+		c.keep = true
+		if now.Sub(c.stateSince) >= cfg.FinWait2 {
+			c.reasons = c.reasons.With(ReasonFinWait2)
+		}
+	case inventory.StateLastAck:
+		c.keep = true
+		if now.Sub(c.stateSince) >= cfg.LastAck {
+			c.reasons = c.reasons.With(ReasonLastAck)
+		}
+	}
+	c.keep = c.keep || !c.reasons.Empty()
+	return c
+}

@@ -1,0 +1,313 @@
+package tracker
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ghostd/ghostd/inventory"
+)
+
+// Config holds the classification thresholds. A zero field means its default.
+type Config struct {
+	// Idle: an ESTABLISHED socket that has neither received nor sent data for
+	// this long (tcpi_last_data_recv and tcpi_last_data_sent) is idle.
+	Idle time.Duration
+	// CloseWait, FinWait2 and LastAck: how long a socket may sit in that state.
+	CloseWait time.Duration
+	FinWait2  time.Duration
+	LastAck   time.Duration
+	// Stall: how long the zero-window (persist) timer may run.
+	Stall time.Duration
+	// RetransBackoff: consecutive retransmission timeouts without an ACK
+	// (max of idiag_retrans, tcpi_retransmits, tcpi_backoff) from which a
+	// retransmit timer counts as retransmitting.
+	RetransBackoff uint8
+}
+
+// Defaults. A dead idle peer must be confirmed within 2 minutes of going quiet
+// with the daemon scanning every ~15 s and probing 3 times 1 s apart: with
+// Idle = 60 s the worst case is 60 + 15 + 3 = 78 s, which leaves room for a
+// slow scan or one missed scan (idle connections cost one ACK each to verify,
+// so a shorter Idle would only probe more healthy pools). FinWait2 is above
+// the kernel's tcp_fin_timeout (60 s) so that orphaned FIN_WAIT2 sockets the
+// kernel reaps by itself are not reported. A healthy LAST_ACK lasts one
+// round trip; one to a dead peer lives ~100 s of FIN retransmissions, so 30 s
+// flags those early. A retransmit timer that expired twice in a row without
+// an ACK (≥ 600 ms of silence at the 200 ms minimum RTO) is rare on a live
+// path, and a probe settles it anyway.
+const (
+	DefaultIdle           = 60 * time.Second
+	DefaultCloseWait      = 60 * time.Second
+	DefaultStall          = 60 * time.Second
+	DefaultFinWait2       = 90 * time.Second
+	DefaultLastAck        = 30 * time.Second
+	DefaultRetransBackoff = 2
+)
+
+// DefaultConfig returns the default thresholds.
+func DefaultConfig() Config {
+	return Config{
+		Idle: DefaultIdle, CloseWait: DefaultCloseWait, Stall: DefaultStall,
+		FinWait2: DefaultFinWait2, LastAck: DefaultLastAck, RetransBackoff: DefaultRetransBackoff,
+	}
+}
+
+// ErrConfig is wrapped by every Validate error.
+var ErrConfig = errors.New("tracker: invalid config")
+
+// Validate reports a negative duration.
+func (c Config) Validate() error {
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"idle", c.Idle}, {"close-wait", c.CloseWait}, {"stall", c.Stall}, {"fin-wait2", c.FinWait2}, {"last-ack", c.LastAck}} {
+		if f.d < 0 {
+			return fmt.Errorf("%w: %s %v is negative", ErrConfig, f.name, f.d)
+		}
+	}
+	return nil
+}
+
+// withDefaults replaces zero fields (and negative durations) by their defaults.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	for _, p := range []struct{ v, def *time.Duration }{
+		{&c.Idle, &d.Idle}, {&c.CloseWait, &d.CloseWait}, {&c.Stall, &d.Stall},
+		{&c.FinWait2, &d.FinWait2}, {&c.LastAck, &d.LastAck},
+	} {
+		if *p.v <= 0 {
+			*p.v = *p.def
+		}
+	}
+	if c.RetransBackoff == 0 {
+		c.RetransBackoff = d.RetransBackoff
+	}
+	return c
+}
+
+// Entry is what the tracker remembers about one socket.
+type Entry struct {
+	Socket       inventory.Socket // as last observed
+	FirstSeen    time.Time        // first observation since the tracker began remembering the socket
+	LastSeen     time.Time        // last observation
+	LastProgress time.Time        // last observation at which bytes_acked or bytes_received had grown (FirstSeen before that)
+	SuspectSince time.Time        // since when Reasons has been non-empty; zero when it is empty
+	// StateSince is when the socket entered its current state, as far as the
+	// tracker can tell: the first observation in that state, or earlier for
+	// CLOSE_WAIT and FIN_WAIT2, whose age is at least tcpi_last_ack_recv
+	// (the ACK that moved the socket there is the oldest ACK it can remember).
+	StateSince time.Time
+	TimerSince time.Time // first observation with the current idiag_timer
+	Reasons    Reasons
+	// Unavailable lists the reasons that could not be evaluated at the last
+	// observation because the kernel did not send a field they need.
+	Unavailable Reasons
+	// Idle is min(tcpi_last_data_recv, tcpi_last_data_sent): how long no data
+	// went either way. IdleKnown is false without tcp_info.
+	Idle      time.Duration
+	IdleKnown bool
+	// Misses counts consecutive complete dumps of the namespace that did not
+	// include the socket (the entry is dropped at 2).
+	Misses uint8
+}
+
+// entry is an Entry plus what the classifier needs from the previous scan.
+type entry struct {
+	Entry
+	bytesAcked uint64
+	bytesRecv  uint64
+	hasAcked   bool
+	hasRecv    bool
+	gen        uint32
+}
+
+type namespace struct {
+	gen     uint32
+	entries map[uint64]*entry // by cookie
+}
+
+// Tracker keeps history for the sockets that need it and classifies every
+// socket it observes. Sockets with no reason and nothing to remember (a
+// healthy ESTABLISHED socket) cost nothing. It is safe for concurrent use.
+type Tracker struct {
+	mu        sync.Mutex
+	cfg       Config
+	nss       map[uint64]*namespace
+	last      *namespace // cache: consecutive observations come from one namespace
+	lastNetns uint64
+	n         int
+}
+
+// New returns an empty tracker; zero fields of cfg take their defaults.
+func New(cfg Config) *Tracker {
+	return &Tracker{cfg: cfg.withDefaults(), nss: make(map[uint64]*namespace)}
+}
+
+// SetConfig changes the thresholds for the following observations.
+func (t *Tracker) SetConfig(cfg Config) {
+	t.mu.Lock()
+	t.cfg = cfg.withDefaults()
+	t.mu.Unlock()
+}
+
+// Config returns the thresholds in use, defaults filled in.
+func (t *Tracker) Config() Config {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cfg
+}
+
+func (t *Tracker) namespace(netns uint64, create bool) *namespace {
+	if t.last != nil && t.lastNetns == netns {
+		return t.last
+	}
+	ns := t.nss[netns]
+	if ns == nil {
+		if !create {
+			return nil
+		}
+		ns = &namespace{entries: make(map[uint64]*entry)}
+		t.nss[netns] = ns
+	}
+	t.last, t.lastNetns = ns, netns
+	return ns
+}
+
+// Observe classifies s with its tcp_info and its history, remembers what the
+// next scan needs, and returns the socket's reasons.
+func (t *Tracker) Observe(now time.Time, s *inventory.Socket) Reasons {
+	rs, _ := t.ObserveDetail(now, s)
+	return rs
+}
+
+// ObserveDetail is Observe that also returns the reasons that could not be
+// evaluated because the kernel did not send a field they need.
+func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, unavailable Reasons) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.namespace(s.Netns, true)
+	prev := ns.entries[s.Cookie]
+	c := classify(&t.cfg, now, s, prev)
+	if !c.keep {
+		if prev != nil {
+			delete(ns.entries, s.Cookie)
+			t.n--
+		}
+		return c.reasons, c.unavailable
+	}
+	e := prev
+	if e == nil {
+		e = &entry{Entry: Entry{FirstSeen: now, LastProgress: now}}
+		ns.entries[s.Cookie] = e
+		t.n++
+	}
+	e.Socket = *s
+	e.LastSeen = now
+	if c.progress {
+		e.LastProgress = now
+	}
+	if c.reasons.Empty() {
+		e.SuspectSince = time.Time{}
+	} else if e.Reasons.Empty() || e.SuspectSince.IsZero() {
+		e.SuspectSince = now
+	}
+	e.StateSince, e.TimerSince = c.stateSince, c.timerSince
+	e.Reasons, e.Unavailable = c.reasons, c.unavailable
+	e.Idle, e.IdleKnown = c.idle, c.idleKnown
+	e.bytesAcked, e.hasAcked = c.bytesAcked, c.hasAcked
+	e.bytesRecv, e.hasRecv = c.bytesRecv, c.hasRecv
+	e.gen, e.Misses = ns.gen, 0
+	return c.reasons, c.unavailable
+}
+
+// EndNamespace tells the tracker that a complete dump of netns has been
+// observed. Remembered sockets of netns that were not observed since the
+// previous EndNamespace get one miss; at two consecutive misses they are
+// forgotten (dumps are not snapshots: a socket can be skipped once).
+func (t *Tracker) EndNamespace(now time.Time, netns uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.namespace(netns, false)
+	if ns == nil {
+		return
+	}
+	for cookie, e := range ns.entries {
+		if e.gen == ns.gen {
+			continue
+		}
+		e.Misses++
+		if e.Misses >= 2 {
+			delete(ns.entries, cookie)
+			t.n--
+		}
+	}
+	ns.gen++
+}
+
+// DropNamespace forgets every socket of netns (the namespace is gone).
+func (t *Tracker) DropNamespace(netns uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ns := t.nss[netns]; ns != nil {
+		t.n -= len(ns.entries)
+		delete(t.nss, netns)
+	}
+	if t.lastNetns == netns {
+		t.last = nil
+	}
+}
+
+// Get returns what the tracker remembers about a socket; healthy sockets
+// with nothing to remember are not found.
+func (t *Tracker) Get(k inventory.Key) (Entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ns := t.nss[k.Netns]; ns != nil {
+		if e := ns.entries[k.Cookie]; e != nil {
+			return e.Entry, true
+		}
+	}
+	return Entry{}, false
+}
+
+// Suspects returns the remembered sockets that have at least one reason,
+// sorted by namespace inode, then cookie.
+func (t *Tracker) Suspects() []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Entry
+	for _, ns := range t.nss {
+		for _, e := range ns.entries {
+			if !e.Reasons.Empty() {
+				out = append(out, e.Entry)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Entry) int {
+		if a.Socket.Netns != b.Socket.Netns {
+			return cmpUint(a.Socket.Netns, b.Socket.Netns)
+		}
+		return cmpUint(a.Socket.Cookie, b.Socket.Cookie)
+	})
+	return out
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Len returns the number of remembered sockets.
+func (t *Tracker) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
