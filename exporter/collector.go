@@ -1,0 +1,248 @@
+package exporter
+
+import (
+	"sort"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+const metricPrefix = "ghostd_"
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(metricPrefix+name, help, labels, nil)
+}
+
+// collector exports a Store. Describe sends fixed descriptors; Collect reads
+// the latest snapshot and counters under the store's lock.
+type collector struct {
+	s *Store
+
+	ghostSessions   *prometheus.Desc
+	suspectSessions *prometheus.Desc
+	sockets         *prometheus.Desc
+	oldestGhostAge  *prometheus.Desc
+	probes          *prometheus.Desc
+	probeReplies    *prometheus.Desc
+	probeRTT        *prometheus.Desc
+	killed          *prometheus.Desc
+	killErrors      *prometheus.Desc
+	killSupported   *prometheus.Desc
+	scanDuration    *prometheus.Desc
+	lastScan        *prometheus.Desc
+	netnsSuccess    *prometheus.Desc
+	netnsDuration   *prometheus.Desc
+	netnsInfo       *prometheus.Desc
+	buildInfo       *prometheus.Desc
+	reloadOK        *prometheus.Desc
+	reloadTime      *prometheus.Desc
+	probeMode       *prometheus.Desc
+}
+
+// Collector returns a prometheus.Collector for the store's metrics. Register
+// it once per registry.
+func (s *Store) Collector() prometheus.Collector {
+	return &collector{
+		s:               s,
+		ghostSessions:   desc("ghost_sessions", "Ghost sessions in the last scan, by namespace, family and verdict.", "netns", "family", "verdict"),
+		suspectSessions: desc("suspect_sessions", "Suspect sockets in the last scan by reason; a socket with two reasons counts under both.", "netns", "reason"),
+		sockets:         desc("sockets", "TCP sockets in the last scan, by namespace, family and state.", "netns", "family", "state"),
+		oldestGhostAge:  desc("oldest_ghost_age_seconds", "How long the oldest ghost in the namespace has been one; 0 when there is none, absent when the namespace was not scanned.", "netns"),
+		probes:          desc("probes_total", "Probe segments sent."),
+		probeReplies:    desc("probe_replies_total", "Replies matched to probes, by kind (ack, rst, icmp).", "kind"),
+		probeRTT:        desc("probe_rtt_seconds", "Time from a connection's first probe to its first reply."),
+		killed:          desc("ghosts_killed_total", "Connections ended by the kill policy, by namespace and verdict.", "netns", "verdict"),
+		killErrors:      desc("kill_errors_total", "Kill actions that failed, by namespace and errno.", "netns", "errno"),
+		killSupported:   desc("kill_supported", "Whether the configured kill mode works on this host (1) or not (0)."),
+		scanDuration:    desc("scan_duration_seconds", "Duration of a whole scan: inventory, classification and probes."),
+		lastScan:        desc("last_scan_timestamp_seconds", "Unix time of the last completed scan."),
+		netnsSuccess:    desc("netns_scan_success", "Whether the last dump of the namespace succeeded.", "netns"),
+		netnsDuration:   desc("netns_scan_duration_seconds", "Duration of the last dump of the namespace.", "netns"),
+		netnsInfo:       desc("netns_info", "Scanned network namespaces; always 1.", "netns", "netns_inode", "kind"),
+		buildInfo:       desc("build_info", "The running ghostd build; always 1.", "version", "revision", "goversion"),
+		reloadOK:        desc("config_last_reload_successful", "Whether the last configuration load succeeded."),
+		reloadTime:      desc("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load."),
+		probeMode:       desc("probe_mode_info", "How probes choose sequence numbers: in_window, blind or off; always 1.", "mode"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.ghostSessions, c.suspectSessions, c.sockets, c.oldestGhostAge,
+		c.probes, c.probeReplies, c.probeRTT, c.killed, c.killErrors, c.killSupported,
+		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo,
+		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode,
+	} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+
+	gauge(c.buildInfo, 1, s.build.Version, s.build.Revision, s.build.GoVersion)
+	counter(c.probes, float64(s.probes))
+	for _, kind := range sortedKeys(s.replies) {
+		counter(c.probeReplies, float64(s.replies[kind]), kind)
+	}
+	ch <- prometheus.MustNewConstHistogram(c.probeRTT, s.rttHist.count, s.rttHist.sum, s.rttHist.cumulative())
+	ch <- prometheus.MustNewConstHistogram(c.scanDuration, s.scanHist.count, s.scanHist.sum, s.scanHist.cumulative())
+	for k, v := range s.killed {
+		counter(c.killed, float64(v), k.netns, k.verdict)
+	}
+	for k, v := range s.killErrs {
+		counter(c.killErrors, float64(v), k.netns, k.errno)
+	}
+	if s.killKnown {
+		gauge(c.killSupported, boolFloat(s.killOK))
+	}
+	if s.reloadSet {
+		gauge(c.reloadOK, boolFloat(s.reloadOK))
+		var ts float64
+		if !s.reloadAt.IsZero() {
+			ts = float64(s.reloadAt.UnixNano()) / 1e9
+		}
+		gauge(c.reloadTime, ts)
+	}
+
+	snap := s.snap
+	if snap == nil {
+		return
+	}
+	if snap.ProbeMode != "" {
+		gauge(c.probeMode, 1, snap.ProbeMode)
+	}
+	if !snap.Doc.ScannedAt.IsZero() {
+		gauge(c.lastScan, float64(snap.Doc.ScannedAt.UnixNano())/1e9)
+	}
+	c.collectNamespaces(ch, snap)
+	c.collectSessions(ch, snap)
+	sockets := map[[3]string]int{}
+	for _, sc := range snap.Sockets {
+		sockets[[3]string{sc.Netns, sc.Family, sc.State}] += sc.Count
+	}
+	for k, v := range sockets {
+		gauge(c.sockets, float64(v), k[0], k[1], k[2])
+	}
+}
+
+// collectNamespaces exports the per-namespace scan outcome. Without Scans it
+// falls back to the document's namespace list.
+func (c *collector) collectNamespaces(ch chan<- prometheus.Metric, snap *Snapshot) {
+	if len(snap.Scans) > 0 {
+		seen := map[string]bool{}
+		for _, n := range snap.Scans {
+			if seen[n.Name] {
+				continue // names are unique per scan; never emit a duplicate series
+			}
+			seen[n.Name] = true
+			ch <- prometheus.MustNewConstMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.OK), n.Name)
+			ch <- prometheus.MustNewConstMetric(c.netnsDuration, prometheus.GaugeValue, n.Duration.Seconds(), n.Name)
+			ch <- prometheus.MustNewConstMetric(c.netnsInfo, prometheus.GaugeValue, 1, n.Name, strconv.FormatUint(n.Inode, 10), n.Kind)
+		}
+		return
+	}
+	seen := map[string]bool{}
+	for _, n := range snap.Doc.Namespaces {
+		if seen[n.Netns] {
+			continue
+		}
+		seen[n.Netns] = true
+		ch <- prometheus.MustNewConstMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.Error == ""), n.Netns)
+	}
+}
+
+// collectSessions exports the session gauges. Every scanned namespace gets an
+// oldest-ghost-age series (0 without ghosts), so absence means "not scanned".
+func (c *collector) collectSessions(ch chan<- prometheus.Metric, snap *Snapshot) {
+	ghosts := map[[3]string]int{}
+	suspects := map[[2]string]int{}
+	oldest := map[string]float64{}
+	// Zero series for every scanned namespace, so sums and absent() behave.
+	for ns := range scannedNames(snap) {
+		oldest[ns] = 0
+		for _, fam := range []string{"inet", "inet6"} {
+			for _, v := range ghostVerdicts {
+				ghosts[[3]string{ns, fam, string(v)}] = 0
+			}
+		}
+		for _, r := range tracker.AllReasons {
+			suspects[[2]string{ns, r.String()}] = 0
+		}
+	}
+	for i := range snap.Doc.Sessions {
+		ss := &snap.Doc.Sessions[i]
+		for _, r := range ss.Reasons {
+			suspects[[2]string{ss.Netns, r}]++
+		}
+		if !ss.Ghost {
+			continue
+		}
+		ghosts[[3]string{ss.Netns, ss.Family, ss.Verdict}]++
+		if ss.GhostSeconds > oldest[ss.Netns] {
+			oldest[ss.Netns] = ss.GhostSeconds
+		} else if _, ok := oldest[ss.Netns]; !ok {
+			oldest[ss.Netns] = 0
+		}
+	}
+	for k, v := range ghosts {
+		ch <- prometheus.MustNewConstMetric(c.ghostSessions, prometheus.GaugeValue, float64(v), k[0], k[1], k[2])
+	}
+	for k, v := range suspects {
+		ch <- prometheus.MustNewConstMetric(c.suspectSessions, prometheus.GaugeValue, float64(v), k[0], k[1])
+	}
+	for ns, v := range oldest {
+		ch <- prometheus.MustNewConstMetric(c.oldestGhostAge, prometheus.GaugeValue, v, ns)
+	}
+}
+
+var ghostVerdicts = []probe.Verdict{probe.Reset, probe.Silent, probe.Unreachable}
+
+// scannedNames returns the namespaces the snapshot scanned successfully.
+func scannedNames(snap *Snapshot) map[string]bool {
+	m := make(map[string]bool, len(snap.Scans)+len(snap.Doc.Namespaces))
+	for _, n := range snap.Scans {
+		m[n.Name] = n.OK
+	}
+	for _, n := range snap.Doc.Namespaces {
+		if n.Error != "" {
+			m[n.Netns] = false
+		} else if _, ok := m[n.Netns]; !ok {
+			m[n.Netns] = true
+		}
+	}
+	for k, ok := range m {
+		if !ok {
+			delete(m, k)
+		}
+	}
+	return m
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

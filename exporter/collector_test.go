@@ -1,0 +1,172 @@
+package exporter
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/ghostd/ghostd/probe"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// goldenStores builds the stores whose expositions are pinned in testdata/NAME.prom.
+func goldenStores() map[string]*Store {
+	empty := NewStore(testBld, func() time.Time { return t0 })
+
+	scanned := NewStore(testBld, func() time.Time { return t0 })
+	scanned.Publish(fixtureSnapshot())
+	scanned.ObserveProbe(probe.Result{Verdict: probe.Silent, Sent: 3})
+	scanned.ObserveProbe(probe.Result{Verdict: probe.Reset, Sent: 1, Replies: 1, RTT: 400 * time.Microsecond})
+	scanned.ObserveProbe(probe.Result{Verdict: probe.Alive, Sent: 1, Replies: 1, RTT: 200 * time.Microsecond})
+	scanned.ObserveProbe(probe.Result{Verdict: probe.Unreachable, Sent: 2, Replies: 1, RTT: 30 * time.Millisecond})
+	scanned.ObserveKill("host", "reset", nil)
+	scanned.ObserveKill("host", "reset", nil)
+	scanned.ObserveKill("host", "silent", errnoErrorForTest())
+	scanned.SetKillSupported(true)
+	scanned.SetConfigReload(true, t0.Add(-time.Hour))
+
+	// A namespace that left the scan disappears from gauges and kill counters.
+	shrunk := NewStore(testBld, func() time.Time { return t0 })
+	shrunk.Publish(fixtureSnapshot())
+	shrunk.ObserveKill("blue", "close_wait", nil)
+	shrunk.ObserveKill("host", "reset", nil)
+	next := fixtureSnapshot()
+	next.Doc.ScannedAt = t0.Add(time.Minute)
+	next.Doc.Namespaces = next.Doc.Namespaces[:1]
+	next.Doc.Sessions = next.Doc.Sessions[:1]
+	next.Sockets = next.Sockets[:3]
+	next.Scans = next.Scans[:1]
+	next.ProbeMode = "blind"
+	shrunk.Publish(next)
+	shrunk.SetKillSupported(false)
+	shrunk.SetConfigReload(false, time.Time{})
+
+	return map[string]*Store{"empty": empty, "scanned": scanned, "shrunk": shrunk}
+}
+
+func TestCollectorGolden(t *testing.T) {
+	for name, s := range goldenStores() {
+		t.Run(name, func(t *testing.T) {
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(s.Collector())
+			golden := filepath.Join("testdata", name+".prom")
+			if *update {
+				writeExposition(t, reg, golden)
+			}
+			f, err := os.Open(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := testutil.GatherAndCompare(reg, f); err != nil {
+				t.Errorf("%s (run with -update to accept): %v", golden, err)
+			}
+		})
+	}
+}
+
+func writeExposition(t *testing.T, g prometheus.Gatherer, path string) {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCollectorLint(t *testing.T) {
+	for name, s := range goldenStores() {
+		problems, err := testutil.CollectAndLint(s.Collector())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: %s: %s", name, p.Metric, p.Text)
+		}
+	}
+}
+
+// TestPromtoolCheckMetrics lints the golden files with the real promtool.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Geteuid() == 0 {
+			t.Fatal("promtool not found: install Debian's prometheus package (make deps)")
+		}
+		t.Skip("needs promtool (Debian package prometheus; make deps installs it as root)")
+	}
+	files, _ := filepath.Glob("testdata/*.prom")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, f := range files {
+		in, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(in)
+		out, err := cmd.CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("promtool check metrics %s: %v\n%s", f, err, out)
+		}
+	}
+}
+
+func TestDescribeMatchesCollect(t *testing.T) {
+	// A pedantic registry fails Gather when Collect sends a metric whose
+	// descriptor Describe did not announce, or an inconsistent one.
+	s := goldenStores()["scanned"]
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	ch := make(chan *prometheus.Desc, 64)
+	s.Collector().Describe(ch)
+	close(ch)
+	for range ch {
+		n++
+	}
+	if n == 0 {
+		t.Fatal("Describe sent nothing")
+	}
+}
+
+func TestStoreReadyAndSnapshot(t *testing.T) {
+	s := NewStore(testBld, nil)
+	if s.Ready() || s.Snapshot() != nil {
+		t.Fatal("new store is ready")
+	}
+	s.Publish(nil)
+	if s.Ready() {
+		t.Fatal("Publish(nil) made the store ready")
+	}
+	snap := fixtureSnapshot()
+	s.Publish(snap)
+	if !s.Ready() || s.Snapshot() != snap {
+		t.Fatal("Publish did not store the snapshot")
+	}
+}
+
+var _ = errors.New

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package exporter
+
+import "errors"
+
+func errnoErrorForTest() error { return errors.New("inventory: destroy: no such socket") }

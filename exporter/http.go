@@ -1,0 +1,158 @@
+package exporter
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// DefaultListenAddress is where ghostd serves HTTP unless told otherwise.
+const DefaultListenAddress = ":10145"
+
+// HandlerOptions configures NewHandler.
+type HandlerOptions struct {
+	Log *slog.Logger
+	// Registry is served on /metrics. It should include the store's
+	// Collector and the Go and process collectors; nil serves a registry
+	// with only the store's collector.
+	Registry *prometheus.Registry
+}
+
+// NewHandler returns ghostd's HTTP API:
+//
+//	/metrics            Prometheus metrics
+//	/api/v1/sessions    the Document as JSON; filters netns=, verdict=, reason= (repeatable, exact) and ghost=true|false
+//	/                   an HTML summary
+//	/-/healthy          200 while the process runs
+//	/-/ready            503 until the first scan is published, then 200
+func NewHandler(s *Store, o HandlerOptions) http.Handler {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(s.Collector())
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	mux.HandleFunc("GET /api/v1/sessions", func(w http.ResponseWriter, r *http.Request) {
+		serveSessions(w, r, s, log)
+	})
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !s.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: no scan completed yet\n"))
+			return
+		}
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		servePage(w, r, s, log)
+	})
+	return mux
+}
+
+// sessionFilter is the parsed query of /api/v1/sessions.
+type sessionFilter struct {
+	netns, verdicts, reasons []string
+	ghost                    *bool
+}
+
+func parseFilter(r *http.Request) (sessionFilter, string) {
+	q := r.URL.Query()
+	f := sessionFilter{netns: q["netns"], verdicts: q["verdict"], reasons: q["reason"]}
+	for _, v := range f.verdicts {
+		switch probe.Verdict(v) {
+		case probe.Unprobed, probe.Alive, probe.Reset, probe.Silent, probe.Unreachable:
+		default:
+			return f, "unknown verdict " + strconv.Quote(v)
+		}
+	}
+	for _, v := range f.reasons {
+		if _, ok := tracker.ParseReason(v); !ok {
+			return f, "unknown reason " + strconv.Quote(v)
+		}
+	}
+	if g := q["ghost"]; len(g) > 0 {
+		b, err := strconv.ParseBool(g[len(g)-1])
+		if err != nil {
+			return f, "ghost: want true or false, got " + strconv.Quote(g[len(g)-1])
+		}
+		f.ghost = &b
+	}
+	return f, ""
+}
+
+func (f *sessionFilter) match(s *Session) bool {
+	if len(f.netns) > 0 && !slices.Contains(f.netns, s.Netns) {
+		return false
+	}
+	if len(f.verdicts) > 0 && !slices.Contains(f.verdicts, s.Verdict) {
+		return false
+	}
+	if len(f.reasons) > 0 && !slices.ContainsFunc(s.Reasons, func(r string) bool { return slices.Contains(f.reasons, r) }) {
+		return false
+	}
+	return f.ghost == nil || *f.ghost == s.Ghost
+}
+
+// Filter returns a copy of doc with only the sessions that match; a netns
+// filter also narrows the namespace list.
+func (f *sessionFilter) apply(doc *Document) Document {
+	out := Document{ScannedAt: doc.ScannedAt, Namespaces: []NamespaceStatus{}, Sessions: []Session{}}
+	for _, n := range doc.Namespaces {
+		if len(f.netns) == 0 || slices.Contains(f.netns, n.Netns) {
+			out.Namespaces = append(out.Namespaces, n)
+		}
+	}
+	for i := range doc.Sessions {
+		if f.match(&doc.Sessions[i]) {
+			out.Sessions = append(out.Sessions, doc.Sessions[i])
+		}
+	}
+	return out
+}
+
+func serveSessions(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Logger) {
+	f, bad := parseFilter(r)
+	if bad != "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": bad}, log)
+		return
+	}
+	snap := s.Snapshot()
+	if snap == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no scan completed yet"}, log)
+		return
+	}
+	doc := f.apply(&snap.Doc)
+	writeJSON(w, http.StatusOK, &doc, log)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		log.Debug("write json response", "err", err)
+	}
+}

@@ -1,0 +1,201 @@
+package exporter
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed page.html
+var pageHTML string
+
+var pageTmpl = template.Must(template.New("page").Parse(pageHTML))
+
+// maxPageRows bounds the session table; the JSON API has every session.
+const maxPageRows = 500
+
+type pageData struct {
+	Scanned                   bool
+	ScannedAt, ScanAge        string
+	ScanTook, ProbeMode       string
+	Version                   string
+	Ghosts, Suspects, Sockets int
+	Namespaces                []pageNamespace
+	Rows                      []pageRow
+	Total                     int
+	Truncated                 bool
+}
+
+type pageNamespace struct {
+	Name, Kind, Err, Took     string
+	Sockets, Suspects, Ghosts int
+}
+
+type pageRow struct {
+	Netns, Local, Remote, State, Reasons, Verdict string
+	Idle, GhostFor, Process, Unit                 string
+	Ghost, Killed                                 bool
+}
+
+func servePage(w http.ResponseWriter, _ *http.Request, s *Store, log *slog.Logger) {
+	data := buildPage(s.Snapshot(), s.build, s.now())
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	if err := pageTmpl.Execute(w, data); err != nil {
+		log.Debug("render page", "err", err)
+	}
+}
+
+func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
+	d := &pageData{Version: b.Version}
+	if snap == nil {
+		return d
+	}
+	d.Scanned = true
+	d.ScannedAt = snap.Doc.ScannedAt.UTC().Format(time.RFC3339)
+	d.ScanAge = humanSeconds(now.Sub(snap.Doc.ScannedAt).Seconds())
+	d.ScanTook = snap.ScanDuration.Round(time.Millisecond).String()
+	d.ProbeMode = snap.ProbeMode
+	if d.ProbeMode == "" {
+		d.ProbeMode = "unknown"
+	}
+
+	byName := map[string]*pageNamespace{}
+	ns := func(name string) *pageNamespace {
+		if n, ok := byName[name]; ok {
+			return n
+		}
+		n := &pageNamespace{Name: name}
+		byName[name] = n
+		return n
+	}
+	for _, sc := range snap.Scans {
+		n := ns(sc.Name)
+		n.Kind, n.Err, n.Sockets = sc.Kind, sc.Err, sc.Sockets
+		if sc.Duration > 0 {
+			n.Took = sc.Duration.Round(100 * time.Microsecond).String()
+		}
+	}
+	for _, st := range snap.Doc.Namespaces {
+		n := ns(st.Netns)
+		n.Sockets = st.Sockets
+		if st.Error != "" {
+			n.Err = st.Error
+		}
+	}
+	for _, n := range byName {
+		d.Sockets += n.Sockets
+	}
+
+	sessions := snap.Doc.Sessions
+	order := make([]int, len(sessions))
+	for i := range order {
+		order[i] = i
+	}
+	// Ghosts first, the longest-lived on top; then suspects by idle time.
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := &sessions[order[i]], &sessions[order[j]]
+		if a.Ghost != b.Ghost {
+			return a.Ghost
+		}
+		if a.GhostSeconds != b.GhostSeconds {
+			return a.GhostSeconds > b.GhostSeconds
+		}
+		return a.IdleSeconds > b.IdleSeconds
+	})
+	for _, i := range order {
+		ss := &sessions[i]
+		n := ns(ss.Netns)
+		n.Suspects++
+		d.Suspects++
+		if ss.Ghost {
+			n.Ghosts++
+			d.Ghosts++
+		}
+		if len(d.Rows) >= maxPageRows {
+			d.Truncated = true
+			continue
+		}
+		d.Rows = append(d.Rows, pageRow{
+			Netns:    ss.Netns,
+			Local:    ss.Local,
+			Remote:   ss.Remote,
+			State:    ss.State,
+			Reasons:  strings.Join(ss.Reasons, ", "),
+			Verdict:  ss.Verdict,
+			Idle:     humanSeconds(ss.IdleSeconds),
+			GhostFor: ghostFor(ss),
+			Process:  process(ss),
+			Unit:     unitOrContainer(ss),
+			Ghost:    ss.Ghost,
+			Killed:   ss.Killed,
+		})
+	}
+	d.Total = len(sessions)
+	for _, n := range byName {
+		d.Namespaces = append(d.Namespaces, *n)
+	}
+	sort.Slice(d.Namespaces, func(i, j int) bool {
+		a, b := d.Namespaces[i], d.Namespaces[j]
+		if a.Ghosts != b.Ghosts {
+			return a.Ghosts > b.Ghosts
+		}
+		return a.Name < b.Name
+	})
+	return d
+}
+
+func ghostFor(s *Session) string {
+	if !s.Ghost || s.GhostSeconds <= 0 {
+		return ""
+	}
+	return humanSeconds(s.GhostSeconds)
+}
+
+func process(s *Session) string {
+	switch {
+	case s.PID > 0 && s.Comm != "":
+		return s.Comm + " [" + strconv.Itoa(s.PID) + "]"
+	case s.PID > 0:
+		return "[" + strconv.Itoa(s.PID) + "]"
+	}
+	return s.Comm
+}
+
+func unitOrContainer(s *Session) string {
+	switch {
+	case s.Unit != "" && s.Container != "":
+		return s.Unit + " / " + s.Container
+	case s.Unit != "":
+		return s.Unit
+	}
+	return s.Container
+}
+
+// humanSeconds formats a duration for people: "45s", "6m 52s", "2h 11m", "3d 4h".
+func humanSeconds(sec float64) string {
+	if math.IsNaN(sec) || sec < 0 {
+		return "0s"
+	}
+	t := int64(sec)
+	switch {
+	case t < 60:
+		if sec < 10 && sec != float64(t) {
+			return strconv.FormatFloat(sec, 'f', 1, 64) + "s"
+		}
+		return fmt.Sprintf("%ds", t)
+	case t < 3600:
+		return fmt.Sprintf("%dm %ds", t/60, t%60)
+	case t < 86400:
+		return fmt.Sprintf("%dh %dm", t/3600, t%3600/60)
+	}
+	return fmt.Sprintf("%dd %dh", t/86400, t%86400/3600)
+}

@@ -1,0 +1,238 @@
+package exporter
+
+import (
+	"sync"
+	"time"
+
+	"github.com/ghostd/ghostd/probe"
+)
+
+// SocketCount is the number of sockets in one namespace, family and state.
+type SocketCount struct {
+	Netns  string // namespace name
+	Family string // "inet" or "inet6"
+	State  string // e.g. "ESTABLISHED"
+	Count  int
+}
+
+// NamespaceScan is the outcome of dumping one namespace during a scan.
+type NamespaceScan struct {
+	Name     string
+	Inode    uint64
+	Kind     string // "host", "named" or "process"
+	OK       bool
+	Sockets  int
+	Err      string
+	Duration time.Duration
+}
+
+// Snapshot is everything one scan found. Once published it is read-only.
+type Snapshot struct {
+	Doc          Document // ScannedAt, Namespaces, Sessions (suspects and verdicts)
+	Sockets      []SocketCount
+	Scans        []NamespaceScan
+	ScanDuration time.Duration
+	ProbeMode    string // "in_window", "blind" or "off"
+}
+
+// BuildInfo identifies the running binary in ghostd_build_info.
+type BuildInfo struct {
+	Version, Revision, GoVersion string
+}
+
+// Store holds the latest snapshot plus the counters and histograms that
+// accumulate across scans. It is safe for concurrent use; scrapes read it
+// under a lock and never make a syscall.
+type Store struct {
+	build BuildInfo
+	now   func() time.Time
+
+	mu        sync.RWMutex
+	snap      *Snapshot
+	scanHist  histogram
+	rttHist   histogram
+	probes    uint64
+	replies   map[string]uint64 // by kind: ack, rst, icmp
+	killed    map[killKey]uint64
+	killErrs  map[killErrKey]uint64
+	killKnown bool
+	killOK    bool
+	reloadSet bool
+	reloadOK  bool
+	reloadAt  time.Time
+}
+
+type killKey struct{ netns, verdict string }
+type killErrKey struct{ netns, errno string }
+
+// Reply kinds in ghostd_probe_replies_total.
+const (
+	ReplyACK  = "ack"
+	ReplyRST  = "rst"
+	ReplyICMP = "icmp"
+)
+
+// Histogram buckets, in seconds.
+var (
+	scanBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+	rttBuckets  = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
+)
+
+// NewStore returns an empty store. now is the clock (time.Now when nil).
+func NewStore(b BuildInfo, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{
+		build:    b,
+		now:      now,
+		scanHist: newHistogram(scanBuckets),
+		rttHist:  newHistogram(rttBuckets),
+		replies:  map[string]uint64{ReplyACK: 0, ReplyRST: 0, ReplyICMP: 0},
+		killed:   map[killKey]uint64{},
+		killErrs: map[killErrKey]uint64{},
+	}
+}
+
+// Publish makes snap the latest snapshot and observes its scan duration. The
+// first Publish makes the store ready. Kill counters of namespaces that are
+// no longer scanned are dropped, so the netns label stays bounded by the
+// namespaces that exist. snap must not be modified afterwards.
+func (s *Store) Publish(snap *Snapshot) {
+	if snap == nil {
+		return
+	}
+	present := namespaceNames(snap)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snap = snap
+	s.scanHist.observe(snap.ScanDuration.Seconds())
+	for k := range s.killed {
+		if !present[k.netns] {
+			delete(s.killed, k)
+		}
+	}
+	for k := range s.killErrs {
+		if !present[k.netns] {
+			delete(s.killErrs, k)
+		}
+	}
+}
+
+// Snapshot returns the latest published snapshot, or nil before the first
+// scan. The caller must not modify it.
+func (s *Store) Snapshot() *Snapshot {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.snap
+}
+
+// Ready reports whether a snapshot has been published.
+func (s *Store) Ready() bool { return s.Snapshot() != nil }
+
+// ObserveProbe counts one probed connection's probes, replies and RTT.
+func (s *Store) ObserveProbe(r probe.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.Sent > 0 {
+		s.probes += uint64(r.Sent)
+	}
+	if kind := replyKind(r.Verdict); kind != "" && r.Replies > 0 {
+		s.replies[kind] += uint64(r.Replies)
+	}
+	if r.RTT > 0 {
+		s.rttHist.observe(r.RTT.Seconds())
+	}
+}
+
+// replyKind maps a verdict to the kind of reply that proved it.
+func replyKind(v probe.Verdict) string {
+	switch v {
+	case probe.Alive:
+		return ReplyACK
+	case probe.Reset:
+		return ReplyRST
+	case probe.Unreachable:
+		return ReplyICMP
+	}
+	return ""
+}
+
+// ObserveKill counts one kill action in netns: a success by verdict, a
+// failure by errno name.
+func (s *Store) ObserveKill(netns, verdict string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.killed[killKey{netns, verdict}]++
+		return
+	}
+	s.killErrs[killErrKey{netns, errnoName(err)}]++
+}
+
+// SetKillSupported sets ghostd_kill_supported; the gauge is absent until the
+// first call.
+func (s *Store) SetKillSupported(ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.killKnown, s.killOK = true, ok
+}
+
+// SetConfigReload records the outcome of a configuration (re)load; at is the
+// time of the last successful one. The gauges are absent until the first call.
+func (s *Store) SetConfigReload(ok bool, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reloadSet, s.reloadOK = true, ok
+	if ok {
+		s.reloadAt = at
+	}
+}
+
+// namespaceNames returns the names of every namespace the snapshot mentions.
+func namespaceNames(snap *Snapshot) map[string]bool {
+	m := make(map[string]bool, len(snap.Scans)+len(snap.Doc.Namespaces))
+	for _, n := range snap.Scans {
+		m[n.Name] = true
+	}
+	for _, n := range snap.Doc.Namespaces {
+		m[n.Netns] = true
+	}
+	for _, ss := range snap.Doc.Sessions {
+		m[ss.Netns] = true
+	}
+	return m
+}
+
+// histogram is a fixed-bucket histogram exported as a const histogram.
+type histogram struct {
+	bounds []float64
+	counts []uint64 // per bucket, not cumulative; len(bounds)+1 with +Inf last
+	sum    float64
+	count  uint64
+}
+
+func newHistogram(bounds []float64) histogram {
+	return histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1)}
+}
+
+func (h *histogram) observe(v float64) {
+	i := 0
+	for i < len(h.bounds) && v > h.bounds[i] {
+		i++
+	}
+	h.counts[i]++
+	h.sum += v
+	h.count++
+}
+
+// cumulative returns the upper-bound → cumulative count map MustNewConstHistogram wants.
+func (h *histogram) cumulative() map[float64]uint64 {
+	m := make(map[float64]uint64, len(h.bounds))
+	var acc uint64
+	for i, b := range h.bounds {
+		acc += h.counts[i]
+		m[b] = acc
+	}
+	return m
+}
