@@ -1,0 +1,452 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// Inventory is what the engine needs from inventory.Scanner.
+type Inventory interface {
+	Scan(ctx context.Context, states inventory.StateMask, fn func(ns *inventory.Namespace, sk *inventory.Socket) error) []inventory.NamespaceResult
+}
+
+// Prober is what the engine needs from probe.Prober.
+type Prober interface {
+	ProbeAll(ctx context.Context, targets []probe.Target) []probe.Result
+	Mode() (probe.Mode, string)
+}
+
+// Owners resolves socket inodes to their owning processes.
+type Owners interface {
+	Resolve(inodes []uint32) map[uint32]inventory.Owner
+}
+
+// Options tune the engine.
+type Options struct {
+	Tracker tracker.Config
+	// Backoff is how long an alive suspect waits before it is probed again.
+	Backoff time.Duration
+	// Reconfirm is how often a ghost is probed again to re-confirm it.
+	Reconfirm time.Duration
+	// All makes the document list every socket, not only suspects (scan --all).
+	All bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// verdictState is what the engine remembers of a socket's last probe.
+type verdictState struct {
+	result     probe.Result
+	at         time.Time // when the probe finished
+	ghostSince time.Time // zero unless a confirmed ghost
+}
+
+// nsState is one namespace as the last scan saw it.
+type nsState struct {
+	ns      inventory.Namespace
+	sockets int
+	err     error
+	dur     time.Duration
+}
+
+type countKey struct {
+	netns  uint64
+	family uint8
+	state  inventory.State
+}
+
+// Engine keeps the state between passes. Its methods are safe for concurrent use.
+type Engine struct {
+	inv    Inventory
+	prober Prober // nil when probing is off
+	owners Owners
+	opts   Options
+
+	mu       sync.Mutex
+	tracker  *tracker.Tracker
+	verdicts map[inventory.Key]verdictState
+	killed   map[inventory.Key]bool
+	names    map[uint64]inventory.Namespace
+	last     []nsState
+	counts   map[countKey]int
+	all      []inventory.Socket // every socket of the last scan, only with Options.All
+	scanned  time.Time
+	scanDur  time.Duration
+	owners_  map[uint32]inventory.Owner
+}
+
+// New returns an engine. prober may be nil (probing off); owners may be nil.
+func New(inv Inventory, prober Prober, owners Owners, opts Options) *Engine {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Engine{
+		inv: inv, prober: prober, owners: owners, opts: opts,
+		tracker:  tracker.New(opts.Tracker),
+		verdicts: make(map[inventory.Key]verdictState),
+		killed:   make(map[inventory.Key]bool),
+		names:    make(map[uint64]inventory.Namespace),
+		counts:   make(map[countKey]int),
+		owners_:  make(map[uint32]inventory.Owner),
+	}
+}
+
+// SetOptions applies new thresholds and probe timing (a config reload).
+func (e *Engine) SetOptions(opts Options) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if opts.Now == nil {
+		opts.Now = e.opts.Now
+	}
+	e.opts = opts
+	e.tracker.SetConfig(opts.Tracker)
+}
+
+// Scan runs one inventory pass over every selected namespace and updates the
+// tracker. It does not probe.
+func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
+	start := e.opts.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.counts)
+	e.all = e.all[:0]
+	now := e.opts.Now()
+	results := e.inv.Scan(ctx, inventory.AllStates, func(ns *inventory.Namespace, sk *inventory.Socket) error {
+		e.counts[countKey{sk.Netns, sk.Family, sk.State}]++
+		e.tracker.Observe(now, sk)
+		if e.opts.All {
+			e.all = append(e.all, *sk)
+		}
+		return nil
+	})
+	seen := make(map[uint64]bool, len(results))
+	e.last = e.last[:0]
+	for _, r := range results {
+		seen[r.Inode] = true
+		e.names[r.Inode] = r.Namespace
+		e.last = append(e.last, nsState{ns: r.Namespace, sockets: r.Sockets, err: r.Err, dur: r.Duration})
+		if r.Err == nil {
+			e.tracker.EndNamespace(now, r.Inode)
+		}
+	}
+	for ino := range e.names {
+		if !seen[ino] {
+			e.tracker.DropNamespace(ino)
+			delete(e.names, ino)
+		}
+	}
+	// Forget verdicts of sockets the tracker no longer holds.
+	for k := range e.verdicts {
+		if ent, ok := e.tracker.Get(k); !ok || !ent.Reasons.Probeable() {
+			delete(e.verdicts, k)
+		}
+	}
+	for k := range e.killed {
+		if _, ok := e.tracker.Get(k); !ok {
+			delete(e.killed, k)
+		}
+	}
+	e.scanned = now
+	e.scanDur = e.opts.Now().Sub(start)
+	return results
+}
+
+// Targets returns the suspects that are due for a probe: never probed, alive
+// and past the backoff, or a ghost due for re-confirmation. Only sockets of
+// the latest inventory are ever returned.
+func (e *Engine) Targets() []probe.Target {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+	var out []probe.Target
+	for _, ent := range e.tracker.Suspects() {
+		if !ent.Reasons.Probeable() || ent.Reasons.Has(tracker.ReasonZeroWindow) {
+			continue
+		}
+		k := ent.Socket.Key()
+		if e.killed[k] {
+			continue
+		}
+		if v, ok := e.verdicts[k]; ok {
+			wait := e.opts.Backoff
+			if v.result.Verdict.Ghost() {
+				wait = e.opts.Reconfirm
+			}
+			if now.Sub(v.at) < wait {
+				continue
+			}
+		}
+		out = append(out, e.target(&ent.Socket))
+	}
+	return out
+}
+
+func (e *Engine) target(sk *inventory.Socket) probe.Target {
+	ns := e.names[sk.Netns]
+	return probe.Target{
+		NetnsInode:     sk.Netns,
+		NetnsPath:      ns.Path,
+		Cookie:         sk.Cookie,
+		Family:         sk.Family,
+		Local:          sk.Local,
+		Remote:         sk.Remote,
+		KernelEvidence: KernelEvidence(sk),
+	}
+}
+
+// KernelEvidence reports whether the socket's own kernel already probed the
+// peer in-window without an answer: a retransmit timer that has backed off at
+// least twice, or keepalive probes that went unanswered.
+func KernelEvidence(sk *inventory.Socket) bool {
+	switch sk.Timer {
+	case inventory.TimerRetransmit:
+		return sk.Retrans >= 2 || (sk.Info.Valid() && sk.Info.Backoff >= 2)
+	case inventory.TimerKeepalive:
+		return sk.Retrans > 0
+	}
+	return false
+}
+
+// Probe probes the targets (which must come from Targets) and records the
+// verdicts. It returns the results in target order.
+func (e *Engine) Probe(ctx context.Context, targets []probe.Target) []probe.Result {
+	if e.prober == nil || len(targets) == 0 {
+		return nil
+	}
+	results := e.prober.ProbeAll(ctx, targets)
+	e.Record(targets, results)
+	return results
+}
+
+// Record stores probe results for their targets.
+func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+	for i, r := range results {
+		if i >= len(targets) || r.Verdict == probe.Unprobed || r.Verdict == "" {
+			continue
+		}
+		k := inventory.Key{Netns: targets[i].NetnsInode, Cookie: targets[i].Cookie}
+		if _, ok := e.tracker.Get(k); !ok {
+			continue // gone while it was being probed
+		}
+		prev := e.verdicts[k]
+		v := verdictState{result: r, at: now}
+		if r.Verdict.Ghost() && r.Confirmed {
+			v.ghostSince = prev.ghostSince
+			if v.ghostSince.IsZero() {
+				v.ghostSince = now
+			}
+		}
+		e.verdicts[k] = v
+	}
+}
+
+// MarkKilled records that ghostd ended a socket, so it is not probed again and
+// shows as killed until it leaves the table.
+func (e *Engine) MarkKilled(k inventory.Key) {
+	e.mu.Lock()
+	e.killed[k] = true
+	e.mu.Unlock()
+}
+
+// ProbeMode is "off" without a prober, else the prober's mode.
+func (e *Engine) ProbeMode() string {
+	if e.prober == nil {
+		return "off"
+	}
+	m, _ := e.prober.Mode()
+	return string(m)
+}
+
+// Ghost is a confirmed ghost (or a CLOSE_WAIT leak) the kill policy may act on.
+type Ghost = exporter.Candidate
+
+// Snapshot builds the exporter snapshot from the last scan and the verdicts
+// recorded since, resolving owners for the sessions it reports. It also
+// returns the kill candidates: confirmed ghosts and CLOSE_WAIT leaks.
+func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+
+	var entries []tracker.Entry
+	if e.opts.All {
+		for i := range e.all {
+			ent, ok := e.tracker.Get(e.all[i].Key())
+			if !ok {
+				ent = tracker.Entry{Socket: e.all[i]}
+			}
+			entries = append(entries, ent)
+		}
+	} else {
+		entries = e.tracker.Suspects()
+	}
+	e.resolveOwners(entries)
+
+	snap := &exporter.Snapshot{
+		Doc:          exporter.Document{ScannedAt: e.scanned.UTC(), Namespaces: []exporter.NamespaceStatus{}, Sessions: []exporter.Session{}},
+		ScanDuration: e.scanDur,
+		ProbeMode:    e.probeModeLocked(),
+	}
+	for _, st := range e.last {
+		errText := ""
+		if st.err != nil {
+			errText = st.err.Error()
+		}
+		snap.Doc.Namespaces = append(snap.Doc.Namespaces, exporter.NamespaceStatus{
+			Netns: st.ns.Name, NetnsInode: st.ns.Inode, Sockets: st.sockets, Error: errText,
+		})
+		snap.Scans = append(snap.Scans, exporter.NamespaceScan{
+			Name: st.ns.Name, Inode: st.ns.Inode, Kind: string(st.ns.Kind), OK: st.err == nil,
+			Sockets: st.sockets, Err: errText, Duration: st.dur,
+		})
+	}
+	for k, n := range e.counts {
+		snap.Sockets = append(snap.Sockets, exporter.SocketCount{
+			Netns: e.names[k.netns].Name, Family: FamilyName(k.family), State: k.state.String(), Count: n,
+		})
+	}
+	slices.SortFunc(snap.Sockets, func(a, b exporter.SocketCount) int {
+		if c := compareStr(a.Netns, b.Netns); c != 0 {
+			return c
+		}
+		if c := compareStr(a.Family, b.Family); c != 0 {
+			return c
+		}
+		return compareStr(a.State, b.State)
+	})
+
+	var cands []exporter.Candidate
+	for i := range entries {
+		ent := &entries[i]
+		s, v := e.session(ent, now)
+		snap.Doc.Sessions = append(snap.Doc.Sessions, s)
+		if s.Killed {
+			continue
+		}
+		if s.Ghost || ent.Reasons.Has(tracker.ReasonCloseWait) {
+			cands = append(cands, exporter.Candidate{
+				Session: s, Socket: ent.Socket, Reasons: ent.Reasons,
+				Verdict: v.result.Verdict, Confirmed: v.result.Confirmed, GhostSince: v.ghostSince, PID: s.PID,
+			})
+		}
+	}
+	return snap, cands
+}
+
+func (e *Engine) probeModeLocked() string {
+	if e.prober == nil {
+		return "off"
+	}
+	m, _ := e.prober.Mode()
+	return string(m)
+}
+
+func (e *Engine) resolveOwners(entries []tracker.Entry) {
+	if e.owners == nil {
+		return
+	}
+	var want []uint32
+	for i := range entries {
+		ino := entries[i].Socket.Inode
+		if _, ok := e.owners_[ino]; !ok && ino != 0 {
+			want = append(want, ino)
+		}
+	}
+	if len(want) > 0 {
+		for ino, o := range e.owners.Resolve(want) {
+			e.owners_[ino] = o
+		}
+	}
+	// Keep the cache to the inodes still reported.
+	if len(e.owners_) > 4*len(entries)+1024 {
+		keep := make(map[uint32]inventory.Owner, len(entries))
+		for i := range entries {
+			if o, ok := e.owners_[entries[i].Socket.Inode]; ok {
+				keep[entries[i].Socket.Inode] = o
+			}
+		}
+		e.owners_ = keep
+	}
+}
+
+func (e *Engine) session(ent *tracker.Entry, now time.Time) (exporter.Session, verdictState) {
+	sk := &ent.Socket
+	k := sk.Key()
+	v, probed := e.verdicts[k]
+	o := e.owners_[sk.Inode]
+	s := exporter.Session{
+		Netns:      e.names[sk.Netns].Name,
+		NetnsInode: sk.Netns,
+		Family:     FamilyName(sk.Family),
+		State:      sk.State.String(),
+		Local:      FormatAddr(sk.Local),
+		Remote:     FormatAddr(sk.Remote),
+		Cookie:     sk.Cookie,
+		Inode:      sk.Inode,
+		UID:        sk.UID,
+		PID:        o.PID,
+		Comm:       o.Comm,
+		Unit:       o.Unit,
+		Container:  o.Container,
+		Reasons:    ent.Reasons.Strings(),
+		Verdict:    string(probe.Unprobed),
+		Killed:     e.killed[k],
+	}
+	if sk.Info.Valid() {
+		s.IdleSeconds = float64(sk.Info.LastDataRecv) / 1000
+	}
+	if probed {
+		r := v.result
+		s.Verdict = string(r.Verdict)
+		s.ProbesSent = r.Sent
+		s.Replies = r.Replies
+		s.ProbeMode = string(r.Mode)
+		s.HostReachable = r.HostReachable
+		s.ClosedByProbe = r.ClosedLocal
+		if r.RTT > 0 {
+			rtt := r.RTT.Seconds()
+			s.RTTSeconds = &rtt
+		}
+		s.Ghost = r.Verdict.Ghost() && r.Confirmed && !ent.Reasons.Has(tracker.ReasonZeroWindow)
+		if s.Ghost && !v.ghostSince.IsZero() {
+			s.GhostSeconds = now.Sub(v.ghostSince).Seconds()
+		}
+	}
+	return s, v
+}
+
+// FamilyName returns "inet" or "inet6".
+func FamilyName(f uint8) string {
+	if f == inventory.FamilyInet6 {
+		return "inet6"
+	}
+	return "inet"
+}
+
+// FormatAddr formats an address as net.JoinHostPort does ("[2001:db8::2]:443").
+func FormatAddr(ap netip.AddrPort) string {
+	return net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port())))
+}
+
+func compareStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,256 @@
+package engine
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// fakeInv serves a fixed socket table per namespace.
+type fakeInv struct {
+	ns      []inventory.Namespace
+	sockets map[uint64][]inventory.Socket
+	errs    map[uint64]error
+}
+
+func (f *fakeInv) Scan(_ context.Context, _ inventory.StateMask, fn func(*inventory.Namespace, *inventory.Socket) error) []inventory.NamespaceResult {
+	var out []inventory.NamespaceResult
+	for i := range f.ns {
+		ns := &f.ns[i]
+		r := inventory.NamespaceResult{Namespace: *ns, Err: f.errs[ns.Inode]}
+		if r.Err == nil {
+			for _, s := range f.sockets[ns.Inode] {
+				s.Netns = ns.Inode
+				_ = fn(ns, &s)
+				r.Sockets++
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// fakeProber answers by remote port.
+type fakeProber struct {
+	verdicts map[uint16]probe.Verdict
+	probed   []probe.Target
+}
+
+func (f *fakeProber) ProbeAll(_ context.Context, ts []probe.Target) []probe.Result {
+	out := make([]probe.Result, len(ts))
+	for i, t := range ts {
+		f.probed = append(f.probed, t)
+		v := f.verdicts[t.Remote.Port()]
+		out[i] = probe.Result{Verdict: v, Mode: probe.InWindow, Sent: 3, Confirmed: v != probe.Alive}
+		if v == probe.Alive {
+			out[i].Sent, out[i].Replies, out[i].RTT = 1, 1, time.Millisecond
+		}
+	}
+	return out
+}
+
+func (f *fakeProber) Mode() (probe.Mode, string) { return probe.InWindow, "test" }
+
+type fakeOwners struct{ calls int }
+
+func (f *fakeOwners) Resolve(inodes []uint32) map[uint32]inventory.Owner {
+	f.calls++
+	m := map[uint32]inventory.Owner{}
+	for _, i := range inodes {
+		m[i] = inventory.Owner{PID: int(i), Comm: "app", Unit: "app.service"}
+	}
+	return m
+}
+
+func idleSocket(cookie uint64, rport uint16, idle time.Duration) inventory.Socket {
+	s := inventory.Socket{
+		Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: cookie, Inode: uint32(cookie),
+		Local:  netip.MustParseAddrPort("198.51.100.2:5432"),
+		Remote: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), rport),
+	}
+	s.Info.Len = 280
+	s.Info.LastDataRecv = uint32(idle.Milliseconds())
+	s.Info.LastDataSent = uint32(idle.Milliseconds())
+	return s
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newTest() (*Engine, *fakeInv, *fakeProber, *clock) {
+	inv := &fakeInv{
+		ns:      []inventory.Namespace{{Inode: 7, Name: "srv", Path: "/run/netns/srv", Kind: inventory.KindNamed}},
+		sockets: map[uint64][]inventory.Socket{},
+	}
+	pr := &fakeProber{verdicts: map[uint16]probe.Verdict{1: probe.Alive, 2: probe.Reset, 3: probe.Silent}}
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	e := New(inv, pr, &fakeOwners{}, Options{
+		Tracker: tracker.Config{Idle: time.Minute}, Backoff: 5 * time.Minute, Reconfirm: time.Minute, Now: c.now,
+	})
+	return e, inv, pr, c
+}
+
+func TestEngineVerdictsAndBackoff(t *testing.T) {
+	e, inv, pr, c := newTest()
+	ctx := context.Background()
+	inv.sockets[7] = []inventory.Socket{
+		idleSocket(1, 1, 2*time.Minute),  // alive
+		idleSocket(2, 2, 2*time.Minute),  // reset
+		idleSocket(3, 3, 2*time.Minute),  // silent
+		idleSocket(4, 4, 10*time.Second), // not idle yet: no suspect
+	}
+	e.Scan(ctx)
+	targets := e.Targets()
+	if len(targets) != 3 {
+		t.Fatalf("targets = %d, want 3: %+v", len(targets), targets)
+	}
+	if targets[0].NetnsPath != "/run/netns/srv" || targets[0].NetnsInode != 7 {
+		t.Errorf("target namespace = %q %d", targets[0].NetnsPath, targets[0].NetnsInode)
+	}
+	e.Probe(ctx, targets)
+	snap, cands := e.Snapshot()
+
+	got := map[uint64]string{}
+	for _, s := range snap.Doc.Sessions {
+		v := s.Verdict
+		if s.Ghost {
+			v += "+ghost"
+		}
+		got[s.Cookie] = v
+	}
+	want := map[uint64]string{1: "alive", 2: "reset+ghost", 3: "silent+ghost"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("verdicts (-want +got):\n%s", diff)
+	}
+	if len(cands) != 2 {
+		t.Errorf("kill candidates = %d, want the 2 ghosts", len(cands))
+	}
+	s0 := snap.Doc.Sessions[0]
+	if s0.Netns != "srv" || s0.Local != "198.51.100.2:5432" || s0.Remote != "192.0.2.2:1" || s0.Comm != "app" || s0.PID != 1 || s0.IdleSeconds != 120 || s0.RTTSeconds == nil {
+		t.Errorf("session 0 = %+v", s0)
+	}
+
+	// Within the backoff the alive one is not probed again; ghosts are
+	// re-confirmed after Reconfirm.
+	c.t = c.t.Add(30 * time.Second)
+	e.Scan(ctx)
+	if n := len(e.Targets()); n != 0 {
+		t.Errorf("30s later: %d targets, want 0", n)
+	}
+	c.t = c.t.Add(45 * time.Second)
+	e.Scan(ctx)
+	if got := cookies(e.Targets()); !cmp.Equal(got, []uint64{2, 3}) {
+		t.Errorf("after reconfirm interval: targets %v, want [2 3]", got)
+	}
+	c.t = c.t.Add(5 * time.Minute)
+	e.Scan(ctx)
+	if got := cookies(e.Targets()); !cmp.Equal(got, []uint64{1, 2, 3}) {
+		t.Errorf("after backoff: targets %v, want [1 2 3]", got)
+	}
+	_ = pr
+}
+
+func cookies(ts []probe.Target) []uint64 {
+	var out []uint64
+	for _, t := range ts {
+		out = append(out, t.Cookie)
+	}
+	return out
+}
+
+func TestEngineGhostAgeAndGone(t *testing.T) {
+	e, inv, _, c := newTest()
+	ctx := context.Background()
+	inv.sockets[7] = []inventory.Socket{idleSocket(2, 2, 2*time.Minute)}
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets())
+	c.t = c.t.Add(90 * time.Second)
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets()) // re-confirmed: the age keeps counting from the first confirmation
+	snap, _ := e.Snapshot()
+	if len(snap.Doc.Sessions) != 1 || snap.Doc.Sessions[0].GhostSeconds != 90 {
+		t.Fatalf("sessions = %+v, want one ghost aged 90s", snap.Doc.Sessions)
+	}
+	// The socket leaves the table: gone after two complete dumps without it.
+	inv.sockets[7] = nil
+	e.Scan(ctx)
+	e.Scan(ctx)
+	snap, cands := e.Snapshot()
+	if len(snap.Doc.Sessions) != 0 || len(cands) != 0 {
+		t.Errorf("after the socket left: %d sessions, %d candidates", len(snap.Doc.Sessions), len(cands))
+	}
+	if len(e.verdicts) != 0 {
+		t.Errorf("verdicts kept for a gone socket: %v", e.verdicts)
+	}
+}
+
+func TestEngineNeverProbesOutsideInventory(t *testing.T) {
+	e, inv, _, _ := newTest()
+	ctx := context.Background()
+	zw := idleSocket(5, 5, 0)
+	zw.Timer = inventory.TimerZeroWindow
+	cw := idleSocket(6, 6, 0)
+	cw.State = inventory.StateCloseWait
+	inv.sockets[7] = []inventory.Socket{zw, cw}
+	e.Scan(ctx)
+	if n := len(e.Targets()); n != 0 {
+		t.Errorf("zero-window and CLOSE_WAIT sockets were targeted: %d", n)
+	}
+	// A failing namespace keeps its sockets (not gone until confirmed) but
+	// the document says why.
+	inv.errs = map[uint64]error{7: context.DeadlineExceeded}
+	e.Scan(ctx)
+	snap, _ := e.Snapshot()
+	if len(snap.Doc.Namespaces) != 1 || snap.Doc.Namespaces[0].Error == "" || snap.Scans[0].OK {
+		t.Errorf("namespace status = %+v / %+v", snap.Doc.Namespaces, snap.Scans)
+	}
+	// Record ignores results for sockets that are not tracked.
+	e.Record([]probe.Target{{NetnsInode: 7, Cookie: 99}}, []probe.Result{{Verdict: probe.Reset, Confirmed: true}})
+	if _, ok := e.verdicts[inventory.Key{Netns: 7, Cookie: 99}]; ok {
+		t.Error("a verdict was recorded for a socket outside the inventory")
+	}
+}
+
+func TestEngineAllAndCounts(t *testing.T) {
+	e, inv, _, _ := newTest()
+	e.opts.All = true
+	inv.sockets[7] = []inventory.Socket{idleSocket(1, 1, time.Second), idleSocket(2, 2, time.Second)}
+	e.Scan(context.Background())
+	snap, _ := e.Snapshot()
+	if len(snap.Doc.Sessions) != 2 {
+		t.Errorf("--all lists %d sessions, want 2", len(snap.Doc.Sessions))
+	}
+	want := []exporterCount{{"srv", "inet", "ESTABLISHED", 2}}
+	var got []exporterCount
+	for _, c := range snap.Sockets {
+		got = append(got, exporterCount{c.Netns, c.Family, c.State, c.Count})
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("socket counts (-want +got):\n%s", diff)
+	}
+}
+
+type exporterCount struct {
+	Netns, Family, State string
+	Count                int
+}
+
+func TestFormatAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1:80":          "192.0.2.1:80",
+		"[2001:db8::2]:51234":   "[2001:db8::2]:51234",
+		"[::ffff:192.0.2.1]:80": "[::ffff:192.0.2.1]:80",
+	} {
+		if got := FormatAddr(netip.MustParseAddrPort(in)); got != want {
+			t.Errorf("FormatAddr(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
