@@ -419,3 +419,59 @@ func TestParseDumpStopsOnCallbackError(t *testing.T) {
 		t.Errorf("ParseDump = %v, %v after %d calls; want false, stop, 1", done, err, calls)
 	}
 }
+
+// benchDatagram packs the captured sockets' messages, repeated, into one
+// 32 KiB datagram as the kernel would, and returns it with its socket count.
+func benchDatagram(tb testing.TB) ([]byte, int) {
+	var msgs [][]byte
+	for _, name := range []string{"testdata/dump-inet.bin", "testdata/dump-inet6.bin"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for len(b) >= nlmsgHdrLen {
+			l := int(ne.Uint32(b))
+			if ne.Uint16(b[4:]) == sockDiagByFamily {
+				msgs = append(msgs, b[:align4(l)])
+			}
+			b = b[align4(l):]
+		}
+	}
+	var d []byte
+	n := 0
+	for i := 0; ; i++ {
+		m := msgs[i%len(msgs)]
+		if len(d)+len(m) > recvBufLen {
+			break
+		}
+		d = append(d, m...)
+		n++
+	}
+	return d, n
+}
+
+func TestParseDumpDoesNotAllocate(t *testing.T) {
+	d, _ := benchDatagram(t)
+	var s Socket
+	fn := func(*Socket) error { return nil }
+	if a := testing.AllocsPerRun(100, func() { ParseDump(d, 1, &s, fn) }); a != 0 {
+		t.Errorf("ParseDump allocates %.1f times per 32 KiB datagram, want 0", a)
+	}
+}
+
+func BenchmarkParseDump(b *testing.B) {
+	d, n := benchDatagram(b)
+	var s Socket
+	var sink uint64
+	fn := func(s *Socket) error { sink += s.Cookie; return nil }
+	b.SetBytes(int64(len(d)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := ParseDump(d, 1, &s, fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/socket")
+	_ = sink
+}
