@@ -137,3 +137,19 @@ func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *entry) clas
 	c.keep = c.keep || !c.reasons.Empty()
 	return c
 }
+
+// healthy is classify's fast path for the common case: an ESTABLISHED socket
+// with tcp_info that exchanged data recently and is not in a retransmission
+// timeout, so it has no reason and needs no history.
+func healthy(cfg *Config, s *inventory.Socket) bool {
+	if s.State != inventory.StateEstablished || !s.Info.Valid() {
+		return false
+	}
+	switch s.Timer {
+	case inventory.TimerNone, inventory.TimerDelayedAck:
+		return min(ms(s.Info.LastDataRecv), ms(s.Info.LastDataSent)) < cfg.Idle
+	case inventory.TimerRetransmit:
+		return rtoCount(s) == 0
+	}
+	return false
+}

@@ -190,6 +190,9 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 	defer t.mu.Unlock()
 	ns := t.namespace(s.Netns, true)
 	prev := ns.entries[s.Cookie]
+	if prev == nil && healthy(&t.cfg, s) {
+		return 0, 0
+	}
 	c := classify(&t.cfg, now, s, prev)
 	if !c.keep {
 		if prev != nil {
