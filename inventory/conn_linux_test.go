@@ -457,3 +457,24 @@ func portOf(ln *net.TCPListener) string {
 	_, p, _ := net.SplitHostPort(ln.Addr().String())
 	return p
 }
+
+// TestLiveDumpAllocations checks that a dump's allocations do not grow with
+// the number of sockets: the receive buffer and the Socket are reused.
+func TestLiveDumpAllocations(t *testing.T) {
+	ln := listen(t, "tcp4", "127.0.0.1:0")
+	for range 100 {
+		dialPair(t, ln, "tcp4", ln.Addr().String())
+	}
+	c := dial(t)
+	seen := 0
+	fn := func(*Socket) error { seen++; return nil }
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, err := c.Dump(1, AllStates, fn); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Logf("%.0f allocations per Dump of %d sockets", allocs, seen/21)
+	if allocs > 40 { // about 13 per request, in netlink.Conn.Send
+		t.Errorf("%.0f allocations per Dump of %d sockets, want a small constant", allocs, seen/21)
+	}
+}
