@@ -396,7 +396,7 @@ func killLabel(c *Candidate) string {
 // destroyUnsupported reports whether a SOCK_DESTROY error means the kernel
 // cannot destroy sockets at all (CONFIG_INET_DIAG_DESTROY missing).
 func destroyUnsupported(err error) bool {
-	return errors.Is(err, errOpNotSupported)
+	return errors.Is(err, inventory.ErrDestroyUnsupported)
 }
 
 // progressed reports whether the connection moved data between the scan and

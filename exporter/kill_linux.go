@@ -10,9 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errOpNotSupported is what SOCK_DESTROY returns without CONFIG_INET_DIAG_DESTROY.
-var errOpNotSupported error = unix.EOPNOTSUPP
-
 // errnoName returns the errno's name (e.g. "ENOENT") for the kill_errors_total
 // label, or "other" when err carries no errno.
 func errnoName(err error) string {

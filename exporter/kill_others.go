@@ -7,8 +7,6 @@ import "errors"
 // errUnsupported is returned by every kill action off Linux.
 var errUnsupported = errors.New("exporter: killing connections needs Linux")
 
-var errOpNotSupported = errUnsupported
-
 func errnoName(err error) string { return "other" }
 
 type pidfdOps struct{}
