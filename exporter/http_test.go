@@ -151,15 +151,15 @@ func TestPageEscapesAndSummarises(t *testing.T) {
 	}
 	for _, want := range []string{
 		"&lt;script&gt;alert(1)&lt;/script&gt; [99]", // the hostile comm, escaped
-		"2 ghosts",                   // title
-		"postgres [4242]",            // process
-		"postgresql.service",         // unit
-		"0123456789ab",               // container
-		"[2001:db8::2]:51234",        // remote
-		"6m 52s",                     // idle 412.5 s
-		"2h 1m",                      // idle 7300 s
-		"in_window",                  // probe mode
-		"1m 30s ago",                 // scan age
+		"2 ghosts",            // title
+		"postgres [4242]",     // process
+		"postgresql.service",  // unit
+		"0123456789ab",        // container
+		"[2001:db8::2]:51234", // remote
+		"6m 52s",              // idle 412.5 s
+		"2h 1m",               // idle 7300 s
+		"in_window",           // probe mode
+		"1m 30s ago",          // scan age
 		"error: open /proc/77/ns/net: no such file or directory",
 	} {
 		if !strings.Contains(body, want) {
@@ -267,7 +267,9 @@ func TestServeWithWebConfig(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- ServeListeners(ctx, NewHandler(NewStore(testBld, nil), HandlerOptions{}), ls, cfg, nil) }()
+	go func() {
+		done <- ServeListeners(ctx, NewHandler(NewStore(testBld, nil), HandlerOptions{}), ls, cfg, nil)
+	}()
 	url := "http://" + ls[0].Addr().String() + "/-/healthy"
 	resp, err := http.Get(url)
 	if err != nil {

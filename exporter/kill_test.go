@@ -137,7 +137,9 @@ func TestDecide(t *testing.T) {
 			ghostCandidate(1), true, ""},
 		{"allow comm miss", pol(func(p *KillPolicy) { p.Allow = []Rule{rule(func(r *Rule) { r.Comms = []string{"nginx"} })} }),
 			ghostCandidate(1), false, "not allowed by any rule"},
-		{"allow unit glob", pol(func(p *KillPolicy) { p.Allow = []Rule{rule(func(r *Rule) { r.Units = []string{"postgresql*.service"} })} }),
+		{"allow unit glob", pol(func(p *KillPolicy) {
+			p.Allow = []Rule{rule(func(r *Rule) { r.Units = []string{"postgresql*.service"} })}
+		}),
 			ghostCandidate(1), true, ""},
 		{"deny unit", pol(func(p *KillPolicy) { p.Deny = []Rule{rule(func(r *Rule) { r.Units = []string{"postgresql.service"} })} }),
 			ghostCandidate(1), false, "denied by rule 1"},
