@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -723,4 +725,63 @@ func iterSorted(s []uint64) []uint64 {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return out
+}
+
+// TestIterMissingCaps re-runs this test binary as nobody with only some
+// capabilities and checks that NewIterReader says which ones are missing.
+func TestIterMissingCaps(t *testing.T) {
+	if os.Getenv("GHOSTD_IT_CAPS_CHILD") == "1" {
+		r, err := NewIterReader()
+		if err == nil {
+			r.Close()
+			fmt.Println("loaded")
+			os.Exit(0)
+		}
+		fmt.Printf("errors.Is(ErrNoSeq)=%v: %v\n", errors.Is(err, ErrNoSeq), err)
+		os.Exit(0)
+	}
+	iterNeedRoot(t)
+	// nobody cannot reach the test binary in go's 0700 build directory: copy it.
+	dir, err := os.MkdirTemp("", "gd-it-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "probe.test")
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		caps []uintptr
+	}{
+		{"none", nil},
+		{"CAP_BPF only", []uintptr{unix.CAP_BPF}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(bin, "-test.run=^TestIterMissingCaps$", "-test.count=1")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "GHOSTD_IT_CAPS_CHILD=1")
+			cmd.SysProcAttr = &syscall.SysProcAttr{
+				Credential:  &syscall.Credential{Uid: 65534, Gid: 65534},
+				AmbientCaps: tc.caps,
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("child: %v: %s", err, out)
+			}
+			line := strings.SplitN(string(out), "\n", 2)[0]
+			if !strings.HasPrefix(line, "errors.Is(ErrNoSeq)=true: ") || !strings.Contains(line, "missing CAP_BPF and CAP_PERFMON") {
+				t.Errorf("without the capabilities NewIterReader said %q", line)
+			}
+			t.Log(line)
+		})
+	}
 }
