@@ -1,0 +1,376 @@
+package exporter
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// ownerEnv makes the test binary a socket owner (see runOwner).
+const ownerEnv = "GHOSTD_EX_OWNER"
+
+// runOwner is the child process that owns a socket on fd 3, so that the
+// killer has to borrow it across processes. It answers commands on stdin, one
+// line each: "read" (block in read), "write" (write one byte), "exit".
+func runOwner() int {
+	sock := os.NewFile(3, "socket")
+	out := bufio.NewWriter(os.Stdout)
+	say := func(s string) { out.WriteString(s + "\n"); out.Flush() }
+	say("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "read":
+			n, err := sock.Read(make([]byte, 64))
+			say("read: " + result(n, err))
+		case "write":
+			n, err := sock.Write([]byte{'x'})
+			say("write: " + result(n, err))
+		case "exit":
+			return 0
+		}
+	}
+	return 0
+}
+
+func result(n int, err error) string {
+	var errno syscall.Errno
+	switch {
+	case err == nil:
+		return fmt.Sprintf("%d bytes", n)
+	case errors.Is(err, io.EOF):
+		return "EOF"
+	case errors.As(err, &errno):
+		return unix.ErrnoName(errno)
+	}
+	return err.Error()
+}
+
+// owner is a running child process holding one socket.
+type owner struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+}
+
+// startOwner hands c's socket to a child process and closes it here, so the
+// child holds the only descriptor.
+func startOwner(t *testing.T, c net.Conn) *owner {
+	t.Helper()
+	f, err := c.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), ownerEnv+"=1")
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	c.Close()
+	o := &owner{cmd: cmd, stdin: stdin, lines: make(chan string, 8)}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			o.lines <- sc.Text()
+		}
+		close(o.lines)
+	}()
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill() // our own child, by pid
+		cmd.Wait()
+	})
+	if got := o.next(t, 10*time.Second); got != "ready" {
+		t.Fatalf("owner said %q, want ready", got)
+	}
+	return o
+}
+
+func (o *owner) send(t *testing.T, cmd string) {
+	t.Helper()
+	if _, err := io.WriteString(o.stdin, cmd+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (o *owner) next(t *testing.T, timeout time.Duration) string {
+	t.Helper()
+	select {
+	case l, ok := <-o.lines:
+		if !ok {
+			t.Fatal("owner exited")
+		}
+		return l
+	case <-time.After(timeout):
+		t.Fatalf("owner said nothing within %s", timeout)
+	}
+	return ""
+}
+
+// connOps is the SocketOps the daemon builds from an inventory.Conn.
+type connOps struct{ c *inventory.Conn }
+
+func (o connOps) Lookup(s *inventory.Socket) (inventory.Socket, bool, error) {
+	return o.c.Lookup(s.Netns, s)
+}
+func (o connOps) Destroy(s *inventory.Socket) error { return o.c.Destroy(s) }
+
+// lab is one namespace of ours with a loopback connection whose server end
+// is owned by a child process.
+type lab struct {
+	ns     *testnet.NS
+	conn   *inventory.Conn
+	client *net.TCPConn
+	owner  *owner
+	sock   inventory.Socket // the owner's socket as the inventory sees it
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, pidfd_getfd and SOCK_DESTROY")
+	}
+	ns := testnet.NewNS(t, "ex")
+	l := ns.Listen(t, "tcp4", "127.0.0.1:0")
+	client := ns.Dial(t, "tcp4", l.Addr().String()).(*net.TCPConn)
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := inventory.Dial(fd)
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	lb := &lab{ns: ns, conn: conn, client: client}
+	lb.sock = lb.find(t, server.LocalAddr().String(), server.RemoteAddr().String())
+	lb.owner = startOwner(t, server)
+	return lb
+}
+
+// find dumps the namespace for the socket with this 4-tuple.
+func (lb *lab) find(t *testing.T, local, remote string) inventory.Socket {
+	t.Helper()
+	var found inventory.Socket
+	ok := false
+	_, err := lb.conn.Dump(lb.ns.Inode, inventory.AllStates, func(s *inventory.Socket) error {
+		if s.Local.String() == local && s.Remote.String() == remote {
+			found, ok = *s, true
+		}
+		return nil
+	})
+	if err != nil || !ok {
+		t.Fatalf("socket %s %s not in the dump (err %v)", local, remote, err)
+	}
+	return found
+}
+
+func (lb *lab) candidate(reasons tracker.Reasons, v probe.Verdict) Candidate {
+	return Candidate{
+		Session: Session{
+			Netns: lb.ns.Name, NetnsInode: lb.ns.Inode, Family: "inet", State: lb.sock.State.String(),
+			Local: lb.sock.Local.String(), Remote: lb.sock.Remote.String(), Cookie: lb.sock.Cookie,
+			Inode: lb.sock.Inode, PID: lb.owner.cmd.Process.Pid, Comm: "exporter.test",
+		},
+		Socket:     lb.sock,
+		Reasons:    reasons,
+		Verdict:    v,
+		Confirmed:  true,
+		GhostSince: time.Now().Add(-time.Hour),
+		PID:        lb.owner.cmd.Process.Pid,
+	}
+}
+
+// countRSTs counts TCP RST segments in the namespace (all on loopback).
+func (lb *lab) countRSTs(t *testing.T) func() uint64 {
+	t.Helper()
+	lb.ns.Nft(t, `table inet ex_rst {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		tcp flags & rst == rst counter
+	}
+}
+`)
+	return func() uint64 {
+		out := lb.ns.Exec(t, "nft", "list", "table", "inet", "ex_rst")
+		var n uint64
+		if i := strings.Index(out, "counter packets "); i >= 0 {
+			fmt.Sscanf(out[i+len("counter packets "):], "%d", &n)
+		}
+		return n
+	}
+}
+
+func TestKillDestroyLive(t *testing.T) {
+	lb := newLab(t)
+	rsts := lb.countRSTs(t)
+	lb.owner.send(t, "read") // blocks until the socket dies
+	store := NewStore(testBld, nil)
+	p := enabled()
+	p.MinAge = 0
+	k := NewKiller(p, connOps{lb.conn}, store, nil, nil)
+	recs := k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Reset)})
+	if recs[0].Skipped != "" || recs[0].Err != nil {
+		if errors.Is(recs[0].Err, inventory.ErrDestroyUnsupported) {
+			t.Skipf("kernel without CONFIG_INET_DIAG_DESTROY: %v", recs[0].Err)
+		}
+		t.Fatalf("Apply: %+v", recs[0])
+	}
+	if got := lb.owner.next(t, 5*time.Second); got != "read: ECONNABORTED" {
+		t.Errorf("owner: %q, want read: ECONNABORTED", got)
+	}
+	lb.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := lb.client.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("peer read: %v, want ECONNRESET", err)
+	}
+	if n := rsts(); n != 1 {
+		t.Errorf("%d RST segments, want the one SOCK_DESTROY sends", n)
+	}
+	// The socket is gone: a second pass skips it after the re-check.
+	recs = k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Reset)})
+	if recs[0].Skipped != "gone" {
+		t.Errorf("second Apply: %+v, want skipped gone", recs[0])
+	}
+}
+
+func TestKillKeepaliveLive(t *testing.T) {
+	lb := newLab(t)
+	// Silence the peer: the client's segments (its keepalive ACKs) are dropped.
+	cport := lb.client.LocalAddr().(*net.TCPAddr).Port
+	lb.ns.Nft(t, fmt.Sprintf(`table inet ex_silent {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		tcp sport %d counter drop
+	}
+}
+`, cport))
+	lb.owner.send(t, "read")
+	p := enabled()
+	p.MinAge = 0
+	p.Mode = ModeKeepalive
+	p.KeepaliveIdle, p.KeepaliveInterval, p.KeepaliveCount = time.Second, time.Second, 2
+	p.UserTimeout = 3 * time.Second
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	k := NewKiller(p, connOps{lb.conn}, NewStore(testBld, nil), nil, nil)
+	start := time.Now()
+	recs := k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Silent)})
+	if recs[0].Skipped != "" || recs[0].Err != nil {
+		t.Fatalf("Apply: %+v", recs[0])
+	}
+	// The options are on the owner's socket (read back through a borrowed fd).
+	err := withBorrowedSocket(lb.owner.cmd.Process.Pid, lb.sock.Inode, func(fd int) error {
+		for _, o := range []struct {
+			level, opt, want int
+			name             string
+		}{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
+			{unix.SOL_TCP, unix.TCP_KEEPIDLE, 1, "TCP_KEEPIDLE"},
+			{unix.SOL_TCP, unix.TCP_KEEPINTVL, 1, "TCP_KEEPINTVL"},
+			{unix.SOL_TCP, unix.TCP_KEEPCNT, 2, "TCP_KEEPCNT"},
+			{unix.SOL_TCP, unix.TCP_USER_TIMEOUT, 3000, "TCP_USER_TIMEOUT"},
+		} {
+			v, err := unix.GetsockoptInt(fd, o.level, o.opt)
+			if err != nil {
+				return err
+			}
+			if v != o.want {
+				t.Errorf("%s = %d, want %d", o.name, v, o.want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	if got := lb.owner.next(t, 10*time.Second); got != "read: ETIMEDOUT" {
+		t.Errorf("owner: %q, want read: ETIMEDOUT", got)
+	}
+	t.Logf("owner saw ETIMEDOUT %s after arming keepalive", time.Since(start).Round(10*time.Millisecond))
+}
+
+func TestKillShutdownCloseWaitLive(t *testing.T) {
+	lb := newLab(t)
+	rsts := lb.countRSTs(t)
+	// The peer closes its side; the owner leaks the socket in CLOSE_WAIT.
+	if err := lb.client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for lb.sock.State != inventory.StateCloseWait && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		lb.sock = lb.find(t, lb.sock.Local.String(), lb.sock.Remote.String())
+	}
+	if lb.sock.State != inventory.StateCloseWait {
+		t.Fatalf("owner socket in %s, want CLOSE_WAIT", lb.sock.State)
+	}
+	p := enabled()
+	p.MinAge = 0
+	k := NewKiller(p, connOps{lb.conn}, nil, nil, nil)
+	c := lb.candidate(tracker.Reasons(0).With(tracker.ReasonCloseWait), probe.Unprobed)
+	c.Confirmed = false
+	if recs := k.Apply(context.Background(), []Candidate{c}); recs[0].Skipped != "close_wait leaks not enabled" {
+		t.Fatalf("without CloseWait: %+v", recs[0])
+	}
+	p.CloseWait = true
+	k = NewKiller(p, connOps{lb.conn}, nil, nil, nil)
+	recs := k.Apply(context.Background(), []Candidate{c})
+	if recs[0].Skipped != "" || recs[0].Err != nil || recs[0].Mode != ModeShutdown {
+		t.Fatalf("Apply: %+v", recs[0])
+	}
+	lb.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := lb.client.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("peer read: %d, %v; want a clean EOF", n, err)
+	}
+	lb.owner.send(t, "write")
+	if got := lb.owner.next(t, 5*time.Second); got != "write: EPIPE" {
+		t.Errorf("owner: %q, want write: EPIPE", got)
+	}
+	if n := rsts(); n != 0 {
+		t.Errorf("%d RST segments, want none", n)
+	}
+}
+
+func TestBorrowWrongInode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: pidfd_getfd")
+	}
+	err := withBorrowedSocket(os.Getpid(), 1, func(int) error { return nil })
+	if !errors.Is(err, unix.ENOENT) {
+		t.Errorf("borrow of a socket we do not hold: %v, want ENOENT", err)
+	}
+}
