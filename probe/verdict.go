@@ -61,4 +61,7 @@ type Result struct {
 	// Confirmed is set when the verdict holds after every attempt (or, for
 	// blind silence, when kernel evidence backs it).
 	Confirmed bool
+	// Err says why the target stayed Unprobed (no raw socket, namespace gone,
+	// socket gone, cancelled); nil when it was probed.
+	Err error
 }

@@ -1,0 +1,216 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// linuxConn holds one namespace's probe sockets: IPPROTO_RAW senders (the
+// kernel takes our IP header as is: IP_HDRINCL is implied for both families,
+// and we compute every checksum) and an AF_PACKET SOCK_DGRAM capture with a
+// classic BPF filter, so replies are seen whichever socket they belong to.
+type linuxConn struct {
+	send4, send6 int // -1 when the family is unavailable in the namespace
+	capture      *os.File
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// captureRcvBuf is the capture socket's receive buffer: bursts of replies
+// from many in-flight probes must not overflow it.
+const captureRcvBuf = 4 << 20
+
+// openRawConn opens the probe sockets inside the namespace at nsPath ("" = ours).
+func openRawConn(nsPath string) (rawConn, error) {
+	if nsPath == "" {
+		return openRawSockets()
+	}
+	var c rawConn
+	err := inNetnsThread(nsPath, func() error {
+		var err error
+		c, err = openRawSockets()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// inNetnsThread runs fn on a fresh locked OS thread that has entered the network
+// namespace at nsPath. Sockets keep the namespace they were created in, so
+// only their creation needs the hop. If the thread cannot return to its
+// original namespace it stays locked, and the runtime discards it when the
+// goroutine exits.
+func inNetnsThread(nsPath string, fn func() error) error {
+	target, err := os.Open(nsPath)
+	if err != nil {
+		return fmt.Errorf("probe: open netns %s: %w", nsPath, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("probe: open own netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("probe: enter netns %s: %w", nsPath, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: it is tainted and must die with us.
+			errc <- errors.Join(ferr, fmt.Errorf("probe: restore netns: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+func openRawSockets() (_ rawConn, err error) {
+	c := &linuxConn{send4: -1, send6: -1}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	c.send4, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return nil, fmt.Errorf("probe: raw IPv4 socket: %w", os.NewSyscallError("socket", err))
+	}
+	// IPv6 may be disabled in a namespace; IPv4 probes still work then.
+	if fd, err6 := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW); err6 == nil {
+		c.send6 = fd
+	}
+	for _, fd := range []int{c.send4, c.send6} {
+		if fd >= 0 {
+			// Raw sockets only send here; never queue anything for them.
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 0)
+		}
+	}
+
+	// Protocol 0 receives nothing until bind, so no unfiltered packet is queued
+	// before the filter is attached.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("probe: capture socket: %w", os.NewSyscallError("socket", err))
+	}
+	c.capture = os.NewFile(uintptr(fd), "probe-capture")
+	prog, err := captureFilter(true)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return nil, fmt.Errorf("probe: assemble capture filter: %w", err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, ins := range raw {
+		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	sc, err := c.capture.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("probe: capture socket: %w", err)
+	}
+	var serr error
+	if err := sc.Control(func(fd uintptr) {
+		prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+		if serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); serr != nil {
+			serr = fmt.Errorf("probe: attach capture filter: %w", os.NewSyscallError("setsockopt", serr))
+			return
+		}
+		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, captureRcvBuf); err != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, captureRcvBuf)
+		}
+		sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL)}
+		if serr = unix.Bind(int(fd), sa); serr != nil {
+			serr = fmt.Errorf("probe: bind capture socket: %w", os.NewSyscallError("bind", serr))
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("probe: capture socket: %w", err)
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	return c, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func (c *linuxConn) send(pkt []byte, dst netip.Addr) error {
+	var fd int
+	var sa unix.Sockaddr
+	if dst.Is4() {
+		fd, sa = c.send4, &unix.SockaddrInet4{Addr: dst.As4()}
+	} else {
+		fd, sa = c.send6, &unix.SockaddrInet6{Addr: dst.As16()}
+	}
+	if fd < 0 {
+		return fmt.Errorf("no raw socket for %s: %w", dst, unix.EAFNOSUPPORT)
+	}
+	for {
+		err := unix.Sendto(fd, pkt, 0, sa)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("sendto", err)
+		}
+		return nil
+	}
+}
+
+func (c *linuxConn) recv(buf []byte) (int, error) {
+	sc, err := c.capture.SyscallConn()
+	if err != nil {
+		return 0, errConnClosed
+	}
+	var n int
+	var rerr error
+	err = sc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+		return rerr != unix.EAGAIN && rerr != unix.EINTR
+	})
+	if err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return 0, errConnClosed
+		}
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, os.NewSyscallError("recvfrom", rerr)
+	}
+	return n, nil
+}
+
+func (c *linuxConn) close() error {
+	c.closeOnce.Do(func() {
+		var errs []error
+		for _, fd := range []int{c.send4, c.send6} {
+			if fd >= 0 {
+				errs = append(errs, unix.Close(fd))
+			}
+		}
+		if c.capture != nil {
+			errs = append(errs, c.capture.Close())
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package probe
+
+// openRawConn has no raw sockets to open outside Linux.
+func openRawConn(string) (rawConn, error) { return nil, ErrUnsupported }

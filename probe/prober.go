@@ -1,0 +1,591 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Config bounds and shapes probing. Zero fields take DefaultConfig's values.
+type Config struct {
+	// Attempts is how many probes a silent peer gets before the verdict.
+	Attempts int
+	// Interval spaces the attempts (jittered ±20 %, never below MinInterval:
+	// Linux answers one out-of-window segment per socket per 500 ms).
+	Interval time.Duration
+	// Timeout is how long to wait for an answer after the last attempt.
+	Timeout time.Duration
+	// Rate caps probes per second over every namespace; math.Inf(1) lifts the cap.
+	Rate float64
+	// Burst is how many probes may leave at once under Rate.
+	Burst int
+	// PerHost caps concurrent probes to one peer host.
+	PerHost int
+	// InFlight caps targets being probed at once over every namespace.
+	InFlight int
+	// HostHint sends one ICMP echo to a silent peer's host and fills
+	// Result.HostReachable.
+	HostHint bool
+	// ResetLocal makes in-window probes acknowledge RCV.NXT, so a dead peer's
+	// RST is acceptable to the local socket, which the kernel then resets.
+	// Off by default: probes acknowledge RCV.NXT−1 and the RST is ignored
+	// locally (it still reaches ghostd's capture).
+	ResetLocal bool
+	// StillExists, when set, is asked after a reset verdict whether the local
+	// socket survived, to fill Result.ClosedLocal. When nil, ClosedLocal is
+	// ResetLocal for in-window resets (what the kernel does with an in-window
+	// RST) and false otherwise.
+	StillExists func(Target) bool
+	// Now stamps sends and replies for RTTs; nil means time.Now.
+	Now func() time.Time
+}
+
+// MinInterval is the smallest spacing between two probes of one connection.
+const MinInterval = 600 * time.Millisecond
+
+// DefaultConfig returns the defaults: 3 attempts 1 s apart, 1 s final wait,
+// 200 probes/s, 16 concurrent probes per host, 256 targets in flight.
+func DefaultConfig() Config {
+	return Config{
+		Attempts: 3,
+		Interval: time.Second,
+		Timeout:  time.Second,
+		Rate:     200,
+		Burst:    10,
+		PerHost:  16,
+		InFlight: 256,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Attempts <= 0 {
+		c.Attempts = d.Attempts
+	}
+	if c.Interval <= 0 {
+		c.Interval = d.Interval
+	}
+	c.Interval = max(c.Interval, MinInterval)
+	if c.Timeout <= 0 {
+		c.Timeout = d.Timeout
+	}
+	if c.Rate <= 0 || math.IsNaN(c.Rate) {
+		c.Rate = d.Rate
+	}
+	if c.Burst <= 0 {
+		c.Burst = d.Burst
+	}
+	if c.PerHost <= 0 {
+		c.PerHost = d.PerHost
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = d.InFlight
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Stats are cumulative counters since New.
+type Stats struct {
+	Sent    uint64            // probes sent
+	Echoes  uint64            // ICMP echoes sent for HostHint
+	Replies map[string]uint64 // matched replies by kind: "ack", "rst", "icmp"
+	Errors  uint64            // targets left unprobed by an error
+}
+
+// Errors a Result may carry.
+var (
+	// ErrSocketGone means the sequence reader no longer found the socket: it
+	// closed since the inventory saw it, and is not probed.
+	ErrSocketGone = errors.New("probe: socket no longer exists")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("probe: prober closed")
+)
+
+// Prober probes suspect connections within its bounds. Its methods are safe
+// for concurrent use.
+type Prober struct {
+	seq     SeqReader
+	log     *slog.Logger
+	open    func(nsPath string) (rawConn, error)
+	limiter *rate.Limiter
+
+	cfgMu    sync.Mutex
+	cfg      Config
+	inflight chan struct{} // replaced by SetConfig; holders release to the one they took
+
+	hostMu sync.Mutex
+	hosts  map[netip.Addr]*hostSlot
+
+	modeMu  sync.Mutex
+	mode    Mode
+	modeWhy string
+
+	sent, echoes, errs, acks, rsts, icmps atomic.Uint64
+	closed                                atomic.Bool
+}
+
+type hostSlot struct {
+	sem  chan struct{}
+	refs int
+}
+
+// seqUnavailable is a SeqReader that always fails with its error.
+type seqUnavailable struct{ err error }
+
+func (s seqUnavailable) ReadSeq(context.Context, string, []uint64) (map[uint64]SeqState, error) {
+	return nil, s.err
+}
+
+// SeqUnavailable returns a SeqReader that always fails with err (wrapped in
+// ErrNoSeq): pass it to New when NewIterReader failed, so Mode says why.
+func SeqUnavailable(err error) SeqReader {
+	if !errors.Is(err, ErrNoSeq) {
+		err = fmt.Errorf("%w: %w", ErrNoSeq, err)
+	}
+	return seqUnavailable{err}
+}
+
+func rateLimit(r float64) rate.Limit {
+	if math.IsInf(r, 1) {
+		return rate.Inf
+	}
+	return rate.Limit(r)
+}
+
+// New returns a Prober. A nil seq means blind probes; log may be nil.
+func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Prober{
+		cfg:      cfg,
+		seq:      seq,
+		log:      log,
+		open:     openRawConn,
+		limiter:  rate.NewLimiter(rateLimit(cfg.Rate), cfg.Burst),
+		inflight: make(chan struct{}, cfg.InFlight),
+		hosts:    make(map[netip.Addr]*hostSlot),
+		mode:     InWindow,
+		modeWhy:  "in_window: sequence numbers from the BPF TCP iterator",
+	}
+	switch s := seq.(type) {
+	case nil:
+		p.mode, p.modeWhy = Blind, "blind: no sequence reader"
+	case seqUnavailable:
+		p.mode, p.modeWhy = Blind, "blind: "+s.err.Error()
+	}
+	return p
+}
+
+// SetConfig applies a new configuration to probes that start afterwards
+// (the rate limit applies at once). While probes admitted under the old
+// in-flight and per-host caps finish, up to both caps' worth may run.
+func (p *Prober) SetConfig(cfg Config) {
+	cfg = cfg.withDefaults()
+	p.cfgMu.Lock()
+	defer p.cfgMu.Unlock()
+	if cfg.InFlight != p.cfg.InFlight {
+		p.inflight = make(chan struct{}, cfg.InFlight)
+	}
+	p.cfg = cfg
+	p.limiter.SetLimit(rateLimit(cfg.Rate))
+	p.limiter.SetBurst(cfg.Burst)
+}
+
+func (p *Prober) config() (Config, chan struct{}) {
+	p.cfgMu.Lock()
+	defer p.cfgMu.Unlock()
+	return p.cfg, p.inflight
+}
+
+// Mode reports how probes choose their sequence numbers, and why. It turns
+// to Blind for good when the reader reports ErrNoSeq.
+func (p *Prober) Mode() (Mode, string) {
+	p.modeMu.Lock()
+	defer p.modeMu.Unlock()
+	return p.mode, p.modeWhy
+}
+
+func (p *Prober) goBlind(err error) {
+	p.modeMu.Lock()
+	defer p.modeMu.Unlock()
+	if p.mode != Blind {
+		p.mode, p.modeWhy = Blind, "blind: "+err.Error()
+		p.log.Warn("probe: falling back to blind probes", "err", err)
+	}
+}
+
+// Stats returns the cumulative counters.
+func (p *Prober) Stats() Stats {
+	return Stats{
+		Sent:   p.sent.Load(),
+		Echoes: p.echoes.Load(),
+		Errors: p.errs.Load(),
+		Replies: map[string]uint64{
+			ReplyACK.String():         p.acks.Load(),
+			ReplyRST.String():         p.rsts.Load(),
+			ReplyUnreachable.String(): p.icmps.Load(),
+		},
+	}
+}
+
+// Close makes later probes fail with ErrClosed. Probes in progress finish;
+// every socket a probe opens is closed when its ProbeAll returns.
+func (p *Prober) Close() error {
+	p.closed.Store(true)
+	return nil
+}
+
+// Probe probes one connection; the error is the one left in Result.Err.
+func (p *Prober) Probe(ctx context.Context, t Target) (Result, error) {
+	r := p.ProbeAll(ctx, []Target{t})[0]
+	return r, r.Err
+}
+
+// ProbeAll probes every target within the Prober's bounds and returns their
+// results in input order. Targets are grouped by namespace: one sequence
+// read and one set of sockets per namespace. A target that could not be
+// probed has verdict Unprobed and Err set. Cancelling ctx stops every probe
+// promptly; their results are Unprobed with ctx's error.
+func (p *Prober) ProbeAll(ctx context.Context, targets []Target) []Result {
+	results := make([]Result, len(targets))
+	if p.closed.Load() {
+		for i := range results {
+			results[i] = p.unprobed(ErrClosed)
+		}
+		return results
+	}
+	groups := make(map[string][]int)
+	var order []string
+	for i, t := range targets {
+		if _, ok := groups[t.NetnsPath]; !ok {
+			order = append(order, t.NetnsPath)
+		}
+		groups[t.NetnsPath] = append(groups[t.NetnsPath], i)
+	}
+	cfg, inflight := p.config()
+	var wg sync.WaitGroup
+	for _, ns := range order {
+		wg.Go(func() { p.probeNamespace(ctx, &cfg, inflight, ns, targets, groups[ns], results) })
+	}
+	wg.Wait()
+	return results
+}
+
+func (p *Prober) unprobed(err error) Result {
+	p.errs.Add(1)
+	return Result{Verdict: Unprobed, Err: err}
+}
+
+// probeNamespace probes targets[idx...], which share the namespace ns.
+func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan struct{}, ns string, targets []Target, idx []int, results []Result) {
+	fail := func(err error) {
+		for _, i := range idx {
+			results[i] = p.unprobed(err)
+		}
+	}
+	seqs, err := p.readSeq(ctx, ns, targets, idx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	conn, err := p.open(ns)
+	if err != nil {
+		fail(fmt.Errorf("probe: netns %q: %w", ns, err))
+		return
+	}
+	e := newEngine(conn, p.log)
+	defer func() {
+		if err := e.close(); err != nil {
+			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for _, i := range idx {
+		t := targets[i]
+		var st *SeqState
+		if seqs != nil {
+			s, ok := seqs[t.Cookie]
+			if !ok {
+				results[i] = p.unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
+				continue
+			}
+			st = &s
+		}
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+			results[i] = p.unprobed(ctx.Err())
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-inflight }()
+			results[i] = p.guarded(ctx, cfg, e, t, st)
+		})
+	}
+	wg.Wait()
+}
+
+// readSeq returns the group's sequence state, nil for blind probes.
+func (p *Prober) readSeq(ctx context.Context, ns string, targets []Target, idx []int) (map[uint64]SeqState, error) {
+	if p.seq == nil {
+		return nil, nil
+	}
+	if m, _ := p.Mode(); m == Blind {
+		return nil, nil
+	}
+	cookies := make([]uint64, 0, len(idx))
+	for _, i := range idx {
+		cookies = append(cookies, targets[i].Cookie)
+	}
+	seqs, err := p.seq.ReadSeq(ctx, ns, cookies)
+	switch {
+	case err == nil:
+		return seqs, nil
+	case errors.Is(err, ErrNoSeq):
+		p.goBlind(err)
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	}
+	// A namespace the reader cannot read this round is probed blind rather
+	// than not at all: a blind RST is still evidence.
+	p.log.Warn("probe: sequence numbers unavailable for this namespace; probing blind", "netns", ns, "err", err)
+	return nil, nil
+}
+
+// guarded probes one target under its host's concurrency cap, turning a
+// panic into an error.
+func (p *Prober) guarded(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) (res Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.log.Error("probe: panic", "remote", t.Remote, "panic", v, "stack", string(debug.Stack()))
+			res = p.unprobed(fmt.Errorf("probe: panic probing %s: %v", t.Remote, v))
+		}
+	}()
+	host := t.Remote.Addr().Unmap()
+	release, err := p.acquireHost(ctx, cfg, host)
+	if err != nil {
+		return p.unprobed(err)
+	}
+	defer release()
+	return p.probeOne(ctx, cfg, e, t, st)
+}
+
+func (p *Prober) acquireHost(ctx context.Context, cfg *Config, host netip.Addr) (func(), error) {
+	p.hostMu.Lock()
+	s, ok := p.hosts[host]
+	if !ok {
+		s = &hostSlot{sem: make(chan struct{}, cfg.PerHost)}
+		p.hosts[host] = s
+	}
+	s.refs++
+	p.hostMu.Unlock()
+	drop := func() {
+		p.hostMu.Lock()
+		if s.refs--; s.refs == 0 {
+			delete(p.hosts, host)
+		}
+		p.hostMu.Unlock()
+	}
+	select {
+	case s.sem <- struct{}{}:
+		return func() { <-s.sem; drop() }, nil
+	case <-ctx.Done():
+		drop()
+		return nil, ctx.Err()
+	}
+}
+
+// numbers returns a probe's sequence, acknowledgement and window fields.
+func (p *Prober) numbers(cfg *Config, st *SeqState) (seq, ack uint32, win uint16) {
+	if st == nil {
+		return rand.Uint32(), rand.Uint32(), 512
+	}
+	seq = st.SndUna - 1 // keepalive-shaped: one byte the peer already has
+	ack = st.RcvNxt - 1 // outside our own window: the peer's RST cannot reset us
+	if cfg.ResetLocal {
+		ack = st.RcvNxt
+	}
+	w := st.RcvWnd >> min(st.RcvWScale, 14)
+	return seq, ack, uint16(min(w, math.MaxUint16))
+}
+
+// rstMatches reports whether a RST answers our probes: a peer without the
+// connection echoes our ACK number as its sequence number (RFC 9293); a peer
+// that aborts the connection sends a RST within our receive window.
+func rstMatches(r Reply, acks []uint32, st *SeqState) bool {
+	for _, a := range acks {
+		if r.Seq == a {
+			return true
+		}
+	}
+	if st == nil {
+		return false
+	}
+	return r.Seq-(st.RcvNxt-1) <= max(st.RcvWnd, 1)
+}
+
+// jitter spreads d by ±20 %, never below MinInterval.
+func jitter(d time.Duration) time.Duration {
+	j := time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return max(j, MinInterval)
+}
+
+func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) Result {
+	res := Result{Verdict: Unprobed, Mode: Blind}
+	if st != nil {
+		res.Mode = InWindow
+	}
+	local, remote := t.Local.Addr().Unmap(), t.Remote.Addr().Unmap()
+	replies, stop := e.watch(newFlowKey(t.Local, t.Remote))
+	defer stop()
+
+	acks := make([]uint32, 0, cfg.Attempts)
+	buf := make([]byte, 0, IPv6Size+TCPMinSize)
+	var lastSent time.Time
+	unreachable := false
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for attempt := 0; attempt < cfg.Attempts; attempt++ {
+		if err := p.limiter.Wait(ctx); err != nil {
+			return p.interrupted(res, err)
+		}
+		seq, ack, win := p.numbers(cfg, st)
+		pkt, err := AppendSegment(buf[:0], Segment{
+			Src: netip.AddrPortFrom(local, t.Local.Port()), Dst: netip.AddrPortFrom(remote, t.Remote.Port()),
+			Seq: seq, Ack: ack, Flags: FlagACK, Window: win, ID: uint16(rand.Uint32()),
+		})
+		if err != nil {
+			return p.unprobed(fmt.Errorf("probe: %s→%s: %w", t.Local, t.Remote, err))
+		}
+		lastSent = cfg.Now()
+		if err := e.send(pkt, remote); err != nil {
+			return p.unprobed(err)
+		}
+		res.Sent++
+		p.sent.Add(1)
+		acks = append(acks, ack)
+
+		wait := jitter(cfg.Interval)
+		if attempt == cfg.Attempts-1 {
+			wait = cfg.Timeout
+		}
+		timer.Reset(wait)
+	waiting:
+		for {
+			select {
+			case <-ctx.Done():
+				return p.interrupted(res, ctx.Err())
+			case <-timer.C:
+				break waiting
+			case r := <-replies:
+				switch r.Kind {
+				case ReplyACK:
+					p.acks.Add(1)
+					p.replied(cfg, &res, lastSent)
+					res.Verdict, res.Confirmed = Alive, true
+					return res
+				case ReplyRST:
+					if !rstMatches(r, acks, st) {
+						continue
+					}
+					p.rsts.Add(1)
+					p.replied(cfg, &res, lastSent)
+					res.Verdict, res.Confirmed = Reset, true
+					res.ClosedLocal = p.closedLocal(cfg, t, st, r)
+					return res
+				case ReplyUnreachable:
+					// Keep probing: an ACK later still proves the peer alive.
+					p.icmps.Add(1)
+					p.replied(cfg, &res, lastSent)
+					unreachable = true
+				}
+			}
+		}
+	}
+	res.Verdict = Silent
+	if unreachable {
+		res.Verdict = Unreachable
+	}
+	// Every attempt went out unanswered. Blind silence proves nothing by
+	// itself: stateful middleboxes drop out-of-window segments.
+	res.Confirmed = unreachable || res.Mode == InWindow || t.KernelEvidence
+	if cfg.HostHint && res.Verdict == Silent {
+		if up, err := p.echo(ctx, cfg, e, local, remote); err == nil {
+			res.HostReachable = &up
+		} else {
+			p.log.Debug("probe: host hint", "remote", remote, "err", err)
+		}
+	}
+	return res
+}
+
+// interrupted ends a probe cut short by ctx: nothing is concluded.
+func (p *Prober) interrupted(res Result, err error) Result {
+	p.errs.Add(1)
+	res.Verdict, res.Confirmed, res.Err = Unprobed, false, err
+	return res
+}
+
+func (p *Prober) replied(cfg *Config, res *Result, lastSent time.Time) {
+	if res.Replies == 0 {
+		res.RTT = max(cfg.Now().Sub(lastSent), 1)
+	}
+	res.Replies++
+}
+
+func (p *Prober) closedLocal(cfg *Config, t Target, st *SeqState, r Reply) bool {
+	if cfg.StillExists != nil {
+		return !cfg.StillExists(t)
+	}
+	// The kernel accepts a RST whose sequence number is exactly RCV.NXT.
+	return st != nil && r.Seq == st.RcvNxt
+}
+
+// echo sends one ICMP echo to the peer's host and waits Timeout for the reply.
+func (p *Prober) echo(ctx context.Context, cfg *Config, e *engine, local, remote netip.Addr) (bool, error) {
+	if err := p.limiter.Wait(ctx); err != nil {
+		return false, err
+	}
+	id, seq := uint16(rand.Uint32()), uint16(rand.Uint32())
+	pkt, err := AppendEcho(nil, local, remote, id, seq)
+	if err != nil {
+		return false, err
+	}
+	ch, stop := e.watchEcho(echoKey{remote, id})
+	defer stop()
+	if err := e.send(pkt, remote); err != nil {
+		return false, err
+	}
+	p.echoes.Add(1)
+	timer := time.NewTimer(cfg.Timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-timer.C:
+			return false, nil
+		case r := <-ch:
+			if r.EchoSeq == seq {
+				return true, nil
+			}
+		}
+	}
+}
