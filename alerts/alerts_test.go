@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
@@ -245,5 +247,72 @@ func TestWithFor(t *testing.T) {
 	}
 	if _, err := WithFor([]byte("groups: []\n"), time.Second); err == nil {
 		t.Error("WithFor on a file without for: succeeded, want an error")
+	}
+}
+
+// TestRulesUseExportedMetrics checks every ghostd_ series the rules select,
+// and every label they match or group on, against the exporter's golden
+// expositions: a renamed metric must break this test, not an alert that
+// then never fires.
+func TestRulesUseExportedMetrics(t *testing.T) {
+	files, err := filepath.Glob("../exporter/testdata/*.prom")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no exporter golden files: %v", err)
+	}
+	exported := map[string]map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for name, fam := range fams {
+			if exported[name] == nil {
+				exported[name] = map[string]bool{}
+			}
+			for _, m := range fam.GetMetric() {
+				for _, l := range m.GetLabel() {
+					exported[name][l.GetName()] = true
+				}
+			}
+		}
+	}
+	// Labels the scrape or the fleet setup adds, and the metric name.
+	added := map[string]bool{"job": true, "instance": true, "cluster": true, "node": true, "__name__": true}
+	promql := parser.NewParser(parser.Options{})
+	for name, b := range ruleFiles {
+		f, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range f.Groups {
+			for _, r := range g.Rules {
+				expr, err := promql.ParseExpr(r.Expr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+					vs, ok := node.(*parser.VectorSelector)
+					if !ok || !strings.HasPrefix(vs.Name, "ghostd_") {
+						return nil
+					}
+					labels, ok := exported[vs.Name]
+					if !ok {
+						t.Errorf("%s: %s%s: %s is not exported", name, r.Alert, r.Record, vs.Name)
+						return nil
+					}
+					for _, m := range vs.LabelMatchers {
+						if !labels[m.Name] && !added[m.Name] {
+							t.Errorf("%s: %s%s: %s has no label %q", name, r.Alert, r.Record, vs.Name, m.Name)
+						}
+					}
+					return nil
+				})
+			}
+		}
 	}
 }

@@ -1,13 +1,19 @@
 package dashboards
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -443,6 +449,56 @@ func TestExpand(t *testing.T) {
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("Expand(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+// TestContractMatchesExporter checks the contract above against the
+// exporter's golden expositions, so a renamed metric or label breaks this
+// test rather than a user's dashboard.
+func TestContractMatchesExporter(t *testing.T) {
+	files, err := filepath.Glob("../exporter/testdata/*.prom")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no exporter golden files: %v", err)
+	}
+	exported := map[string]map[string]bool{} // series name -> label names
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for name, fam := range fams {
+			if fam.GetType() == dto.MetricType_HISTOGRAM {
+				name += "_bucket"
+			}
+			if exported[name] == nil {
+				exported[name] = map[string]bool{}
+			}
+			for _, m := range fam.GetMetric() {
+				for _, l := range m.GetLabel() {
+					exported[name][l.GetName()] = true
+				}
+			}
+			if fam.GetType() == dto.MetricType_HISTOGRAM {
+				exported[name]["le"] = true
+			}
+		}
+	}
+	for name, want := range contract {
+		got, ok := exported[name]
+		if !ok {
+			t.Errorf("%s: not exported (exporter/testdata/*.prom)", name)
+			continue
+		}
+		for _, l := range want {
+			if !got[l] {
+				t.Errorf("%s: the exporter has no label %q", name, l)
+			}
 		}
 	}
 }

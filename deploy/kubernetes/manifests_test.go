@@ -1,0 +1,498 @@
+package kubernetes
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/config"
+)
+
+// PodMonitor mirrors the fields of the Prometheus Operator's
+// monitoring.coreos.com/v1 PodMonitor that these manifests use. Strict
+// decoding into it rejects a misspelt or unsupported field.
+type PodMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		JobLabel          string               `json:"jobLabel"`
+		Selector          metav1.LabelSelector `json:"selector"`
+		NamespaceSelector struct {
+			Any        bool     `json:"any,omitempty"`
+			MatchNames []string `json:"matchNames,omitempty"`
+		} `json:"namespaceSelector"`
+		PodMetricsEndpoints []struct {
+			Port          string          `json:"port"`
+			Path          string          `json:"path"`
+			Scheme        string          `json:"scheme,omitempty"`
+			Interval      string          `json:"interval"`
+			ScrapeTimeout string          `json:"scrapeTimeout"`
+			Relabelings   []RelabelConfig `json:"relabelings"`
+		} `json:"podMetricsEndpoints"`
+	} `json:"spec"`
+}
+
+// RelabelConfig is the Prometheus Operator's RelabelConfig.
+type RelabelConfig struct {
+	SourceLabels []string `json:"sourceLabels,omitempty"`
+	Separator    string   `json:"separator,omitempty"`
+	TargetLabel  string   `json:"targetLabel,omitempty"`
+	Regex        string   `json:"regex,omitempty"`
+	Replacement  string   `json:"replacement,omitempty"`
+	Action       string   `json:"action,omitempty"`
+}
+
+// Kustomization mirrors the kustomize fields used here.
+type Kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+}
+
+// manifests holds every object, strictly decoded into its API type.
+type manifests struct {
+	Namespace      *corev1.Namespace
+	ServiceAccount *corev1.ServiceAccount
+	ConfigMap      *corev1.ConfigMap
+	DaemonSet      *appsv1.DaemonSet
+	PodMonitor     *PodMonitor
+}
+
+func load(t *testing.T) manifests {
+	t.Helper()
+	files, err := filepath.Glob("*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m manifests
+	for _, f := range files {
+		if f == "kustomization.yaml" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("\n---")) {
+			t.Fatalf("%s: one object per file, please", f)
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(b, &tm); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		var obj any
+		switch tm.APIVersion + " " + tm.Kind {
+		case "v1 Namespace":
+			m.Namespace = &corev1.Namespace{}
+			obj = m.Namespace
+		case "v1 ServiceAccount":
+			m.ServiceAccount = &corev1.ServiceAccount{}
+			obj = m.ServiceAccount
+		case "v1 ConfigMap":
+			m.ConfigMap = &corev1.ConfigMap{}
+			obj = m.ConfigMap
+		case "apps/v1 DaemonSet":
+			m.DaemonSet = &appsv1.DaemonSet{}
+			obj = m.DaemonSet
+		case "monitoring.coreos.com/v1 PodMonitor":
+			m.PodMonitor = &PodMonitor{}
+			obj = m.PodMonitor
+		default:
+			t.Fatalf("%s: unexpected %s %s", f, tm.APIVersion, tm.Kind)
+		}
+		// Unknown and duplicate fields are errors: a typo such as
+		// "mountPropogation" would otherwise be dropped without a word.
+		if err := yaml.UnmarshalStrict(b, obj); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	if m.Namespace == nil || m.ServiceAccount == nil || m.ConfigMap == nil || m.DaemonSet == nil || m.PodMonitor == nil {
+		t.Fatalf("missing manifests: %+v", m)
+	}
+	return m
+}
+
+func TestStrictDecodingRejectsTypos(t *testing.T) {
+	b := []byte("apiVersion: apps/v1\nkind: DaemonSet\nspec:\n  template:\n    spec:\n      hostNetwrok: true\n")
+	if err := yaml.UnmarshalStrict(b, &appsv1.DaemonSet{}); err == nil || !strings.Contains(err.Error(), "hostNetwrok") {
+		t.Errorf("UnmarshalStrict accepted a misspelt field: %v", err)
+	}
+}
+
+func TestKustomizationListsEveryManifest(t *testing.T) {
+	b, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k Kustomization
+	if err := yaml.UnmarshalStrict(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("*.yaml")
+	var want []string
+	for _, f := range files {
+		if f != "kustomization.yaml" {
+			want = append(want, f)
+		}
+	}
+	got := append([]string(nil), k.Resources...)
+	sort.Strings(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("kustomization resources (-want +got):\n%s", diff)
+	}
+}
+
+func TestEverythingInOneNamespace(t *testing.T) {
+	m := load(t)
+	ns := m.Namespace.Name
+	for kind, got := range map[string]string{
+		"ServiceAccount": m.ServiceAccount.Namespace, "ConfigMap": m.ConfigMap.Namespace,
+		"DaemonSet": m.DaemonSet.Namespace, "PodMonitor": m.PodMonitor.Namespace,
+	} {
+		if got != ns {
+			t.Errorf("%s in namespace %q, want %q", kind, got, ns)
+		}
+	}
+	// hostNetwork, hostPID, hostPath and extra capabilities are refused by
+	// the baseline and restricted Pod Security Standards.
+	if got := m.Namespace.Labels["pod-security.kubernetes.io/enforce"]; got != "privileged" {
+		t.Errorf("namespace enforces pod security %q; the pod cannot be admitted unless it is privileged", got)
+	}
+}
+
+func container(t *testing.T, ds *appsv1.DaemonSet) corev1.Container {
+	t.Helper()
+	if n := len(ds.Spec.Template.Spec.Containers); n != 1 {
+		t.Fatalf("%d containers, want 1", n)
+	}
+	return ds.Spec.Template.Spec.Containers[0]
+}
+
+func TestDaemonSetSeesEveryNamespace(t *testing.T) {
+	m := load(t)
+	pod := m.DaemonSet.Spec.Template.Spec
+	if !pod.HostNetwork || !pod.HostPID {
+		t.Errorf("hostNetwork=%v hostPID=%v, want both: ghostd must see the host's namespace and every process's /proc/PID/ns/net", pod.HostNetwork, pod.HostPID)
+	}
+	if pod.HostNetwork && pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+		t.Errorf("dnsPolicy %q with hostNetwork, want ClusterFirstWithHostNet", pod.DNSPolicy)
+	}
+	c := container(t, m.DaemonSet)
+	volumes := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		volumes[v.Name] = v
+	}
+	var netns *corev1.VolumeMount
+	for i, vm := range c.VolumeMounts {
+		if _, ok := volumes[vm.Name]; !ok {
+			t.Errorf("volumeMount %s has no volume", vm.Name)
+		}
+		if vm.MountPath == "/run/netns" {
+			netns = &c.VolumeMounts[i]
+		}
+		if vm.MountPath == "/proc" || strings.HasPrefix(vm.MountPath, "/proc/") {
+			t.Errorf("volumeMount %s over %s: with hostPID the container's own /proc already is the host's", vm.Name, vm.MountPath)
+		}
+	}
+	if netns == nil {
+		t.Fatal("/run/netns is not mounted: named namespaces (ip netns, CNI) would be invisible")
+	}
+	if netns.MountPropagation == nil || *netns.MountPropagation != corev1.MountPropagationHostToContainer {
+		t.Errorf("/run/netns mountPropagation %v, want HostToContainer so namespaces created later appear", netns.MountPropagation)
+	}
+	if v := volumes[netns.Name]; v.HostPath == nil || v.HostPath.Path != "/run/netns" {
+		t.Errorf("/run/netns is mounted from %+v, want hostPath /run/netns", v.VolumeSource)
+	}
+	for _, v := range pod.Volumes {
+		if v.HostPath != nil && v.HostPath.Path != "/run/netns" {
+			t.Errorf("volume %s mounts host path %s: only /run/netns is needed", v.Name, v.HostPath.Path)
+		}
+	}
+}
+
+// wantCaps are the capabilities ghostd uses: the same set as
+// systemd/ghostd.service, written as Kubernetes spells them.
+var wantCaps = []string{"DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}
+
+func TestDaemonSetSecurity(t *testing.T) {
+	m := load(t)
+	pod := m.DaemonSet.Spec.Template.Spec
+	c := container(t, m.DaemonSet)
+	sc := c.SecurityContext
+	if sc == nil {
+		t.Fatal("container has no securityContext")
+	}
+	isTrue := func(b *bool) bool { return b != nil && *b }
+	isFalse := func(b *bool) bool { return b != nil && !*b }
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
+		t.Errorf("runAsUser %v, want 0", sc.RunAsUser)
+	}
+	if isTrue(sc.Privileged) {
+		t.Error("privileged: true; ghostd needs only its capabilities")
+	}
+	if !isFalse(sc.AllowPrivilegeEscalation) {
+		t.Errorf("allowPrivilegeEscalation %v, want false", sc.AllowPrivilegeEscalation)
+	}
+	if !isTrue(sc.ReadOnlyRootFilesystem) {
+		t.Errorf("readOnlyRootFilesystem %v, want true", sc.ReadOnlyRootFilesystem)
+	}
+	if sc.Capabilities == nil {
+		t.Fatal("no capabilities")
+	}
+	if diff := cmp.Diff([]corev1.Capability{"ALL"}, sc.Capabilities.Drop); diff != "" {
+		t.Errorf("capabilities.drop (-want +got):\n%s", diff)
+	}
+	var add []string
+	for _, c := range sc.Capabilities.Add {
+		// The API refuses allowPrivilegeEscalation: false together with
+		// "CAP_SYS_ADMIN" (but not "SYS_ADMIN"); keep one spelling.
+		if strings.HasPrefix(string(c), "CAP_") {
+			t.Errorf("capability %q: write it without CAP_, as Kubernetes does", c)
+		}
+		add = append(add, string(c))
+	}
+	sort.Strings(add)
+	if diff := cmp.Diff(wantCaps, add); diff != "" {
+		t.Errorf("capabilities.add (-want +got):\n%s", diff)
+	}
+	for _, prof := range []*corev1.SeccompProfile{sc.SeccompProfile, pod.SecurityContext.SeccompProfile} {
+		if prof == nil || prof.Type == corev1.SeccompProfileTypeUnconfined {
+			t.Errorf("seccompProfile %v: want RuntimeDefault or a Localhost profile, never unconfined", prof)
+		}
+	}
+	if isTrue(pod.AutomountServiceAccountToken) || pod.AutomountServiceAccountToken == nil {
+		t.Error("the pod mounts a service account token; ghostd never talks to the API server")
+	}
+	if isTrue(m.ServiceAccount.AutomountServiceAccountToken) || m.ServiceAccount.AutomountServiceAccountToken == nil {
+		t.Error("the service account automounts its token")
+	}
+	if pod.ServiceAccountName != m.ServiceAccount.Name {
+		t.Errorf("serviceAccountName %q, want %q", pod.ServiceAccountName, m.ServiceAccount.Name)
+	}
+	for _, v := range pod.Volumes {
+		if v.EmptyDir == nil && v.ConfigMap == nil && v.HostPath == nil {
+			t.Errorf("volume %s: unexpected kind %+v", v.Name, v.VolumeSource)
+		}
+	}
+}
+
+// TestCapabilitiesMatchSystemdUnit keeps the DaemonSet and the systemd unit
+// in step.
+func TestCapabilitiesMatchSystemdUnit(t *testing.T) {
+	b, err := os.ReadFile("../../systemd/ghostd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unit []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapabilityBoundingSet="); ok {
+			for _, c := range strings.Fields(v) {
+				unit = append(unit, strings.TrimPrefix(c, "CAP_"))
+			}
+		}
+	}
+	sort.Strings(unit)
+	if diff := cmp.Diff(wantCaps, unit); diff != "" {
+		t.Errorf("systemd CapabilityBoundingSet vs DaemonSet capabilities (-daemonset +unit):\n%s", diff)
+	}
+}
+
+func TestDaemonSetRunsEverywhereAndSurvives(t *testing.T) {
+	m := load(t)
+	ds := m.DaemonSet
+	pod := ds.Spec.Template.Spec
+	if pod.PriorityClassName != "system-node-critical" {
+		t.Errorf("priorityClassName %q, want system-node-critical", pod.PriorityClassName)
+	}
+	tolerateAll := false
+	for _, tol := range pod.Tolerations {
+		if tol.Operator == corev1.TolerationOpExists && tol.Key == "" && tol.Effect == "" {
+			tolerateAll = true
+		}
+	}
+	if !tolerateAll {
+		t.Errorf("tolerations %+v do not tolerate every taint ({operator: Exists})", pod.Tolerations)
+	}
+	if len(pod.NodeSelector) > 0 || pod.Affinity != nil {
+		t.Errorf("nodeSelector %v / affinity %v restrict the nodes; ghostd belongs on every node", pod.NodeSelector, pod.Affinity)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel.Matches(labels.Set(ds.Spec.Template.Labels)) {
+		t.Errorf("selector %v does not match the template labels %v", sel, ds.Spec.Template.Labels)
+	}
+	if ds.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType {
+		t.Errorf("updateStrategy %q, want RollingUpdate", ds.Spec.UpdateStrategy.Type)
+	}
+
+	c := container(t, ds)
+	req, lim := c.Resources.Requests, c.Resources.Limits
+	if req.Cpu().IsZero() || req.Memory().IsZero() {
+		t.Errorf("requests %v: want cpu and memory", req)
+	}
+	maxMem := resource.MustParse("128Mi")
+	if lim.Memory().IsZero() || lim.Memory().Cmp(maxMem) > 0 {
+		t.Errorf("memory limit %v, want set and at most %v (the RSS target)", lim.Memory(), &maxMem)
+	}
+	if req.Memory().Cmp(*lim.Memory()) > 0 {
+		t.Errorf("memory request %v above the limit %v", req.Memory(), lim.Memory())
+	}
+	if strings.HasSuffix(c.Image, ":latest") || !strings.Contains(c.Image, ":") {
+		t.Errorf("image %q: pin a version", c.Image)
+	}
+	for _, env := range c.Env {
+		if env.Name == "GOMEMLIMIT" {
+			q, err := resource.ParseQuantity(strings.TrimSuffix(env.Value, "B"))
+			if err != nil {
+				t.Errorf("GOMEMLIMIT %q: %v", env.Value, err)
+			} else if q.Cmp(*lim.Memory()) >= 0 {
+				t.Errorf("GOMEMLIMIT %v not below the memory limit %v", &q, lim.Memory())
+			}
+		}
+	}
+
+	// Probes hit the daemon's own endpoints on its named port.
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+		if pod.HostNetwork && p.HostPort != p.ContainerPort {
+			t.Errorf("port %s: hostPort %d must equal containerPort %d with hostNetwork", p.Name, p.HostPort, p.ContainerPort)
+		}
+	}
+	for name, want := range map[string]struct {
+		probe *corev1.Probe
+		path  string
+	}{"liveness": {c.LivenessProbe, "/-/healthy"}, "readiness": {c.ReadinessProbe, "/-/ready"}} {
+		p := want.probe
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("%s probe: want an HTTP GET of %s", name, want.path)
+			continue
+		}
+		if p.HTTPGet.Path != want.path {
+			t.Errorf("%s probe path %q, want %q", name, p.HTTPGet.Path, want.path)
+		}
+		if _, ok := ports[p.HTTPGet.Port.String()]; !ok {
+			t.Errorf("%s probe port %q is not a named container port", name, p.HTTPGet.Port.String())
+		}
+	}
+}
+
+// TestConfigIsValidAndMatchesPorts: the ConfigMap's ghostd.yml passes
+// ghostd's own validation, and the port it listens on is the one the
+// DaemonSet exposes and probes: the default listen port.
+func TestConfigIsValidAndMatchesPorts(t *testing.T) {
+	m := load(t)
+	text, ok := m.ConfigMap.Data["ghostd.yml"]
+	if !ok {
+		t.Fatal("ConfigMap has no ghostd.yml")
+	}
+	cfg, err := config.Parse([]byte(text), "configmap.yaml:ghostd.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if config.DefaultListenAddress != exporter.DefaultListenAddress {
+		t.Fatalf("config and exporter disagree on the default listen address: %q vs %q", config.DefaultListenAddress, exporter.DefaultListenAddress)
+	}
+	_, defPort, err := net.SplitHostPort(exporter.DefaultListenAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Web.ListenAddress) != 1 {
+		t.Fatalf("listen addresses %v, want one", cfg.Web.ListenAddress)
+	}
+	_, port, err := net.SplitHostPort(cfg.Web.ListenAddress[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if port != defPort {
+		t.Errorf("ghostd.yml listens on port %s, the default is %s", port, defPort)
+	}
+	c := container(t, m.DaemonSet)
+	var metrics int32
+	for _, p := range c.Ports {
+		if p.Name == "metrics" {
+			metrics = p.ContainerPort
+		}
+	}
+	if strconv.Itoa(int(metrics)) != port {
+		t.Errorf("container port metrics=%d, ghostd listens on %s", metrics, port)
+	}
+
+	// The config file is where the container reads it.
+	var mountPath string
+	for _, vm := range c.VolumeMounts {
+		for _, v := range m.DaemonSet.Spec.Template.Spec.Volumes {
+			if v.Name == vm.Name && v.ConfigMap != nil && v.ConfigMap.Name == m.ConfigMap.Name {
+				mountPath = vm.MountPath
+			}
+		}
+	}
+	if mountPath == "" {
+		t.Fatal("the ConfigMap is not mounted")
+	}
+	wantArg := "--config=" + mountPath + "/ghostd.yml"
+	found := false
+	for _, a := range c.Args {
+		found = found || a == wantArg
+	}
+	if len(c.Args) == 0 || c.Args[0] != "run" || !found {
+		t.Errorf("args %q, want run ... %s", c.Args, wantArg)
+	}
+}
+
+// TestPodMonitor: the scrape lands under job="ghostd" (what the alert rules
+// select) with a node label (what the fleet rules aggregate by).
+func TestPodMonitor(t *testing.T) {
+	m := load(t)
+	pm := m.PodMonitor
+	tmpl := m.DaemonSet.Spec.Template
+	sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel.Empty() || !sel.Matches(labels.Set(tmpl.Labels)) {
+		t.Errorf("selector %v does not select the ghostd pods %v", sel, tmpl.Labels)
+	}
+	if got := tmpl.Labels[pm.Spec.JobLabel]; pm.Spec.JobLabel == "" || got != "ghostd" {
+		t.Errorf("jobLabel %q gives job=%q, want job=\"ghostd\" (alerts/ghostd.rules.yml selects it)", pm.Spec.JobLabel, got)
+	}
+	if diff := cmp.Diff([]string{m.Namespace.Name}, pm.Spec.NamespaceSelector.MatchNames); diff != "" {
+		t.Errorf("namespaceSelector (-want +got):\n%s", diff)
+	}
+	if len(pm.Spec.PodMetricsEndpoints) != 1 {
+		t.Fatalf("%d endpoints, want 1", len(pm.Spec.PodMetricsEndpoints))
+	}
+	ep := pm.Spec.PodMetricsEndpoints[0]
+	named := false
+	for _, p := range container(t, m.DaemonSet).Ports {
+		named = named || p.Name == ep.Port
+	}
+	if !named || ep.Path != "/metrics" {
+		t.Errorf("endpoint port %q path %q, want a named container port and /metrics", ep.Port, ep.Path)
+	}
+	node := false
+	for _, r := range ep.Relabelings {
+		if r.TargetLabel == "node" && cmp.Equal(r.SourceLabels, []string{"__meta_kubernetes_pod_node_name"}) && (r.Action == "" || r.Action == "replace") {
+			node = true
+		}
+	}
+	if !node {
+		t.Errorf("relabelings %+v do not set node from __meta_kubernetes_pod_node_name", ep.Relabelings)
+	}
+}
