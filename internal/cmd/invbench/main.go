@@ -1,0 +1,298 @@
+//go:build linux
+
+// Command invbench times inventory passes for scripts/bench-inventory.sh: a
+// ghostd inventory pass (inventory.Dial + Dump, the Conn reused across runs)
+// or a bare dump that receives the same sock_diag messages and only walks
+// their headers (the floor). It prints one line of key=value results.
+//
+//	invbench -mode pass -netns gd-inv-1234 -runs 5
+//	invbench -mode bare -netns gd-inv-1234 -runs 5
+//	invbench -mode pass -netns ns1,ns2,... -runs 5   # one pass = every namespace
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ghostd/ghostd/inventory"
+	"golang.org/x/sys/unix"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	mode := flag.String("mode", "pass", "pass (ghostd's inventory) or bare (receive and discard)")
+	netnsList := flag.String("netns", "", "comma-separated /run/netns names; empty: the current namespace")
+	runs := flag.Int("runs", 5, "timed runs (after one warm-up)")
+	flag.Parse()
+	names := []string{""}
+	if *netnsList != "" {
+		names = strings.Split(*netnsList, ",")
+	}
+	var err error
+	switch *mode {
+	case "pass":
+		err = pass(names, *runs)
+	case "bare":
+		err = bare(names, *runs)
+	default:
+		err = fmt.Errorf("unknown mode %q", *mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "invbench:", err)
+		return 1
+	}
+	return 0
+}
+
+// nsFD opens a named namespace (or returns -1 for the current one).
+func nsFD(name string) (int, uint64, error) {
+	path := "/proc/self/ns/net"
+	if name != "" {
+		path = filepath.Join("/run/netns", name)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, 0, err
+	}
+	if name == "" {
+		unix.Close(fd)
+		return -1, st.Ino, nil
+	}
+	return fd, st.Ino, nil
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func maxRSSKiB() int64 {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return ru.Maxrss
+}
+
+func report(mode string, names []string, sockets int, times []time.Duration, dial time.Duration, mallocs uint64) {
+	perSocket := 0.0
+	if sockets > 0 {
+		perSocket = float64(mallocs) / float64(sockets*len(times))
+	}
+	var ms []string
+	for _, t := range times {
+		ms = append(ms, fmt.Sprintf("%.1f", float64(t.Microseconds())/1000))
+	}
+	fmt.Printf("mode=%s netns=%d sockets=%d median_ms=%.1f runs_ms=%s dial_ms=%.1f allocs_per_socket=%.4f allocs_per_pass=%.0f maxrss_kib=%d\n",
+		mode, len(names), sockets, float64(median(times).Microseconds())/1000, strings.Join(ms, ","),
+		float64(dial.Microseconds())/1000, perSocket, float64(mallocs)/float64(len(times)), maxRSSKiB())
+}
+
+// pass is what ghostd does each scan: one reused Conn per namespace, a Dump
+// of every state, a callback that looks at each socket.
+func pass(names []string, runs int) error {
+	type target struct {
+		c     *inventory.Conn
+		inode uint64
+	}
+	t0 := time.Now()
+	var targets []target
+	for _, name := range names {
+		fd, ino, err := nsFD(name)
+		if err != nil {
+			return err
+		}
+		c, err := inventory.Dial(fd)
+		if fd > 0 {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		targets = append(targets, target{c, ino})
+	}
+	dial := time.Since(t0)
+
+	var states [16]int
+	var bytes uint64
+	fn := func(s *inventory.Socket) error {
+		states[s.State&15]++
+		if v, ok := s.Info.BytesReceived(); ok {
+			bytes += v
+		}
+		return nil
+	}
+	one := func() (int, error) {
+		total := 0
+		for _, t := range targets {
+			n, err := t.c.Dump(t.inode, inventory.AllStates, fn)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+		return total, nil
+	}
+	if _, err := one(); err != nil { // warm-up: buffers, kernel's recv size
+		return err
+	}
+	var times []time.Duration
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.Mallocs
+	sockets := 0
+	for range runs {
+		start := time.Now()
+		n, err := one()
+		if err != nil {
+			return err
+		}
+		times = append(times, time.Since(start))
+		sockets = n
+	}
+	runtime.ReadMemStats(&ms)
+	report("pass", names, sockets, times, dial, ms.Mallocs-before)
+	return nil
+}
+
+// bare sends the same requests on a plain netlink socket and only walks the
+// nlmsghdr chain of each 32 KiB datagram to find NLMSG_DONE.
+func bare(names []string, runs int) error {
+	type target struct{ fd int }
+	var targets []target
+	t0 := time.Now()
+	for _, name := range names {
+		fd, err := bareSocket(name)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		targets = append(targets, target{fd})
+	}
+	dial := time.Since(t0)
+	buf := make([]byte, 32<<10)
+	one := func() (int, error) {
+		total := 0
+		for _, t := range targets {
+			for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+				n, err := bareDump(t.fd, fam, buf)
+				total += n
+				if err != nil {
+					return total, err
+				}
+			}
+		}
+		return total, nil
+	}
+	if _, err := one(); err != nil {
+		return err
+	}
+	var times []time.Duration
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.Mallocs
+	sockets := 0
+	for range runs {
+		start := time.Now()
+		n, err := one()
+		if err != nil {
+			return err
+		}
+		times = append(times, time.Since(start))
+		sockets = n
+	}
+	runtime.ReadMemStats(&ms)
+	report("bare", names, sockets, times, dial, ms.Mallocs-before)
+	return nil
+}
+
+// bareSocket opens a blocking NETLINK_SOCK_DIAG socket in the namespace.
+func bareSocket(name string) (int, error) {
+	type res struct {
+		fd  int
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		if name != "" {
+			f, err := os.Open(filepath.Join("/run/netns", name))
+			if err != nil {
+				ch <- res{-1, err}
+				return
+			}
+			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+			f.Close()
+			if err != nil {
+				ch <- res{-1, err}
+				return // thread stays locked and is discarded
+			}
+		}
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+		if err == nil {
+			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 256<<10)
+		}
+		ch <- res{fd, err}
+		// exits locked: the thread may be in another namespace
+	}()
+	r := <-ch
+	return r.fd, r.err
+}
+
+var seq uint32
+
+func bareDump(fd int, family uint8, buf []byte) (int, error) {
+	seq++
+	ne := binary.NativeEndian
+	req := make([]byte, 16+56)
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], 20)              // SOCK_DIAG_BY_FAMILY
+	ne.PutUint16(req[6:], 0x1|0x100|0x200) // NLM_F_REQUEST|NLM_F_DUMP
+	ne.PutUint32(req[8:], seq)
+	req[16], req[17], req[18] = family, unix.IPPROTO_TCP, 1<<(2-1) // INET_DIAG_INFO
+	ne.PutUint32(req[20:], uint32(inventory.AllStates))
+	ne.PutUint32(req[16+8+40:], ^uint32(0))
+	ne.PutUint32(req[16+8+44:], ^uint32(0))
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		m, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		for b := buf[:m]; len(b) >= 16; {
+			l := int(ne.Uint32(b))
+			switch ne.Uint16(b[4:]) {
+			case 3: // NLMSG_DONE
+				return n, nil
+			case 2: // NLMSG_ERROR
+				return n, fmt.Errorf("netlink error %d", int32(ne.Uint32(b[16:])))
+			case 20:
+				n++
+			}
+			if l < 16 || l > len(b) {
+				return n, errors.New("malformed")
+			}
+			b = b[(l+3)&^3:]
+		}
+	}
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# bench-inventory.sh — time ghostd's inventory pass against its floor and ss.
+#
+# Part 1: one namespace holding BENCH_CONNS established loopback connections
+# (2 sockets each): a ghostd inventory pass (inventory.Dial once, Dump per
+# run), a bare dump that receives the same messages and discards them (the
+# floor), and `ss -tinH`. Medians of BENCH_RUNS runs, with ratios, allocations
+# per socket and peak RSS.
+# Part 2: BENCH_NS namespaces x BENCH_NS_CONNS connections: one pass over every
+# namespace, first as created by default (every namespace shares the host's
+# TCP hash, so each dump walks all of it), then created after
+# net.ipv4.tcp_child_ehash_entries=BENCH_CHILD_EHASH (each namespace gets its
+# own hash; the sysctl is restored at once).
+#
+# Needs root (ip netns add). Everything it creates lives in namespaces named
+# gd-inv-*, which it deletes, with the processes it started, on exit.
+# Quick run: BENCH_CONNS=10000 BENCH_NS=10 BENCH_NS_CONNS=200 scripts/bench-inventory.sh
+set -euo pipefail
+
+CONNS=${BENCH_CONNS:-100000}
+RUNS=${BENCH_RUNS:-5}
+NS_COUNT=${BENCH_NS:-100}
+NS_CONNS=${BENCH_NS_CONNS:-1000}
+CHILD_EHASH=${BENCH_CHILD_EHASH:-4096}
+
+if [ "$(id -u)" != 0 ]; then
+	echo "bench-inventory: skipped, needs root (creates network namespaces)"
+	exit 0
+fi
+for t in ip ss nsenter go; do
+	command -v "$t" >/dev/null || { echo "bench-inventory: skipped, $t missing"; exit 0; }
+done
+if [ "$RUNS" -lt 5 ]; then RUNS=5; fi
+
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d /tmp/bench-inventory.XXXXXX)
+tag=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+namespaces=()
+farm_pid=""
+old_child_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
+
+stop_farm() {
+	if [ -n "$farm_pid" ]; then
+		exec 3>&- || true
+		kill "$farm_pid" 2>/dev/null || true
+		wait "$farm_pid" 2>/dev/null || true
+		farm_pid=""
+	fi
+}
+del_namespaces() {
+	for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+	namespaces=()
+}
+cleanup() {
+	stop_farm
+	del_namespaces
+	if [ -n "$old_child_ehash" ]; then sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_child_ehash" || true; fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "bench-inventory: building"
+go build -o "$tmp/connfarm" ./internal/connfarm
+go build -o "$tmp/invbench" ./internal/cmd/invbench
+
+new_ns() {
+	local ns=$1
+	ip netns add "$ns"
+	namespaces+=("$ns")
+	ip -n "$ns" link set lo up
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
+}
+
+# start_farm NAMES CONNS: hold CONNS connections in each namespace until stop_farm.
+start_farm() {
+	rm -f "$tmp/hold" && mkfifo "$tmp/hold"
+	exec 3<>"$tmp/hold"
+	"$tmp/connfarm" -netns "$1" -conns "$2" -hold 30m <"$tmp/hold" >"$tmp/farm.out" &
+	farm_pid=$!
+	for _ in $(seq 600); do
+		if grep -q '^ready' "$tmp/farm.out" 2>/dev/null; then
+			echo "  connfarm: $(cat "$tmp/farm.out")"
+			return 0
+		fi
+		kill -0 "$farm_pid" 2>/dev/null || { echo "bench-inventory: connfarm failed"; exit 1; }
+		sleep 0.5
+	done
+	echo "bench-inventory: connfarm not ready after 300 s"
+	exit 1
+}
+
+field() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+median_ms() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo
+echo "== Part 1: one namespace, $CONNS connections ($((2 * CONNS)) sockets), median of $RUNS runs"
+ns="gd-inv-$tag"
+new_ns "$ns"
+start_farm "$ns" "$CONNS"
+pass=$("$tmp/invbench" -mode pass -netns "$ns" -runs "$RUNS")
+bare=$("$tmp/invbench" -mode bare -netns "$ns" -runs "$RUNS")
+ss_lines=$(nsenter --net="/run/netns/$ns" ss -tinH | grep -c '^[A-Z]' || true)
+for _ in $(seq "$RUNS"); do
+	s=$(date +%s%N)
+	nsenter --net="/run/netns/$ns" ss -tinH >/dev/null
+	e=$(date +%s%N)
+	echo "$(( (e - s) / 1000 ))" | awk '{printf "%.1f\n", $1/1000}'
+done >"$tmp/ss.ms"
+ss_ms=$(median_ms <"$tmp/ss.ms")
+pass_ms=$(field median_ms "$pass")
+bare_ms=$(field median_ms "$bare")
+echo "  pass: $pass"
+echo "  bare: $bare"
+echo "  ss -tinH: sockets=$ss_lines median_ms=$ss_ms runs_ms=$(paste -sd, "$tmp/ss.ms")"
+awk -v p="$pass_ms" -v b="$bare_ms" -v s="$ss_ms" -v a="$(field allocs_per_socket "$pass")" \
+	-v r="$(field maxrss_kib "$pass")" -v n="$(field sockets "$pass")" 'BEGIN {
+	printf "  sockets per pass:        %d\n", n
+	printf "  pass / bare:             %.2f   (target <= 1.3)\n", p / b
+	printf "  ss / pass:               %.1f    (target >= 4)\n", s / p
+	printf "  ns per socket (pass):    %.0f\n", p * 1e6 / n
+	printf "  allocs per socket:       %.4f (target <= 0.05)\n", a
+	printf "  peak RSS of the pass:    %.1f MiB (target <= 64)\n", r / 1024
+}'
+stop_farm
+del_namespaces
+
+# part2 LABEL: create the namespaces, fill them, time one pass over all.
+part2() {
+	local names=() list
+	for i in $(seq "$NS_COUNT"); do
+		names+=("gd-inv-$tag-$i")
+	done
+	for n in "${names[@]}"; do new_ns "$n"; done
+	list=$(IFS=,; echo "${names[*]}")
+	start_farm "$list" "$NS_CONNS"
+	local r
+	r=$("$tmp/invbench" -mode pass -netns "$list" -runs "$RUNS")
+	echo "  $1: $r"
+	awk -v m="$(field median_ms "$r")" -v n="$NS_COUNT" -v d="$(field dial_ms "$r")" \
+		'BEGIN { printf "  %s: total scan %.1f ms, %.2f ms per namespace (first Dial of all: %.1f ms)\n", "'"$1"'", m, m / n, d }'
+	stop_farm
+	del_namespaces
+	sleep 3 # namespace teardown is asynchronous; let it finish
+}
+
+echo
+echo "== Part 2: $NS_COUNT namespaces x $NS_CONNS connections, median of $RUNS passes over all"
+part2 "shared hash (tcp_child_ehash_entries=0)"
+if [ -n "$old_child_ehash" ]; then
+	# The sysctl applies to namespaces created while it is set: set it,
+	# create, and restore at once so nobody else's namespaces get it.
+	names=()
+	for i in $(seq "$NS_COUNT"); do names+=("gd-inv-$tag-$i"); done
+	sysctl -qw net.ipv4.tcp_child_ehash_entries="$CHILD_EHASH"
+	for n in "${names[@]}"; do new_ns "$n"; done
+	sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_child_ehash"
+	list=$(IFS=,; echo "${names[*]}")
+	start_farm "$list" "$NS_CONNS"
+	r=$("$tmp/invbench" -mode pass -netns "$list" -runs "$RUNS")
+	echo "  own hash (tcp_child_ehash_entries=$CHILD_EHASH): $r"
+	awk -v m="$(field median_ms "$r")" -v n="$NS_COUNT" \
+		'BEGIN { printf "  own hash: total scan %.1f ms, %.2f ms per namespace\n", m, m / n }'
+	stop_farm
+	del_namespaces
+else
+	echo "  net.ipv4.tcp_child_ehash_entries missing (kernel < 6.1): second run skipped"
+fi
