@@ -30,7 +30,12 @@ type Owners struct {
 
 	mu    sync.Mutex
 	calls uint64
+	walks int // /proc walks so far, for tests
 	cache map[uint32]ownerEntry
+	// nobody remembers inodes a walk did not find (orphans, sockets of
+	// processes in another pid namespace), by the call that missed them, so
+	// that they do not force a full walk on every call.
+	nobody map[uint32]uint64
 }
 
 // ownerEntry is a cached answer: the owner and the fd that proved it.
@@ -44,17 +49,23 @@ type ownerEntry struct {
 // being asked for; it bounds the cache to what callers still care about.
 const ownerMaxIdleCalls = 8
 
+// ownerRetryCalls is how many Resolve calls pass before an inode that no
+// process was found holding is looked for again.
+const ownerRetryCalls = 4
+
 // NewOwners returns an Owners reading procRoot (normally "/proc").
 func NewOwners(procRoot string) *Owners {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	return &Owners{procRoot: procRoot, cache: make(map[uint32]ownerEntry)}
+	return &Owners{procRoot: procRoot, cache: make(map[uint32]ownerEntry), nobody: make(map[uint32]uint64)}
 }
 
 // Resolve returns the owner of every inode it can attribute; inodes that no
 // process holds (TIME_WAIT, orphans, or unreadable /proc entries) and inode 0
-// are absent from the map. All cache misses share one walk over /proc.
+// are absent from the map. All cache misses share one walk over /proc; an
+// inode that walk does not find is not looked for again during the next
+// few calls.
 func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -78,12 +89,16 @@ func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
 			}
 			delete(o.cache, ino)
 		}
+		if at, ok := o.nobody[ino]; ok && o.calls-at <= ownerRetryCalls {
+			continue
+		}
 		if miss == nil {
 			miss = make(map[uint32]struct{})
 		}
 		miss[ino] = struct{}{}
 	}
 	if len(miss) > 0 {
+		o.walks++
 		found := o.walk(miss)
 		procs := make(map[int]Owner)
 		for ino, h := range found {
@@ -94,6 +109,18 @@ func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
 			}
 			o.cache[ino] = ownerEntry{owner: ow, fd: h.fd, used: o.calls}
 			out[ino] = ow
+		}
+		for ino := range miss {
+			if _, ok := found[ino]; ok {
+				delete(o.nobody, ino)
+			} else {
+				o.nobody[ino] = o.calls
+			}
+		}
+	}
+	for ino, at := range o.nobody {
+		if o.calls-at > ownerRetryCalls {
+			delete(o.nobody, ino)
 		}
 	}
 	for ino, e := range o.cache {
