@@ -58,13 +58,14 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 func loadFailure(err error) error {
 	var ve *ebpf.VerifierError
 	switch {
+	case errors.As(err, &ve):
+		// Only a load that reached the verifier has a log. VerifierError's
+		// message is one line: the verifier's last words.
+		return fmt.Errorf("load iter/tcp: verifier rejected the program: %w", err)
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("load iter/tcp: missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): %w", err)
 	case errors.Is(err, ebpf.ErrNotSupported):
 		return fmt.Errorf("load iter/tcp: kernel lacks a needed BPF feature: %w", err)
-	case errors.As(err, &ve):
-		// VerifierError's own message is one line: the verifier's last words.
-		return fmt.Errorf("load iter/tcp: verifier rejected the program: %w", err)
 	}
 	return fmt.Errorf("load iter/tcp: %w", err)
 }

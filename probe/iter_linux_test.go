@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
@@ -783,5 +784,62 @@ func TestIterMissingCaps(t *testing.T) {
 			}
 			t.Log(line)
 		})
+	}
+}
+
+// TestIterVerifierRejects feeds the loader a kernel BTF whose tcp_sock has
+// none of the fields the program reads: CO-RE cannot relocate them, the
+// verifier refuses the poisoned instructions, and the error says so.
+func TestIterVerifierRejects(t *testing.T) {
+	iterNeedRoot(t)
+	kernel, err := btf.LoadSpec(DefaultBTFPath)
+	if err != nil {
+		t.Skipf("no kernel BTF: %v", err)
+	}
+	var target *btf.Func
+	if err := kernel.TypeByName("bpf_iter_tcp", &target); err != nil {
+		t.Fatal(err)
+	}
+	hollow := &btf.Struct{Name: "tcp_sock", Size: 8, Members: []btf.Member{{Name: "unrelated", Type: &btf.Int{Name: "u64", Size: 8}}}}
+	b, err := btf.NewBuilder([]btf.Type{target, hollow}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.Marshal(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "vmlinux")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := newIterReader(path)
+	if err == nil {
+		r.Close()
+		t.Fatal("loaded against a tcp_sock without snd_una")
+	}
+	if !errors.Is(err, ErrNoSeq) || !strings.Contains(err.Error(), "verifier rejected the program") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("error %q: want one line wrapping ErrNoSeq that blames the verifier", err)
+	}
+	t.Log(err)
+
+	// Without bpf_iter_tcp in the BTF the kernel predates iter/tcp (5.9).
+	b, err = btf.NewBuilder([]btf.Type{hollow}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, err = b.Marshal(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err = newIterReader(path)
+	if err == nil {
+		r.Close()
+		t.Fatal("loaded without bpf_iter_tcp")
+	}
+	if !errors.Is(err, ErrNoSeq) || !strings.Contains(err.Error(), "kernel has no iter/tcp BPF iterator (needs Linux 5.9+)") {
+		t.Errorf("error %q: want ErrNoSeq blaming the kernel version", err)
 	}
 }
