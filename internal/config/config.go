@@ -12,7 +12,7 @@ import (
 const DefaultPath = "/etc/ghostd/ghostd.yml"
 
 // DefaultListenAddress is the default address of the metrics and API server.
-const DefaultListenAddress = ":9977"
+const DefaultListenAddress = ":10145"
 
 // Kill modes: how a confirmed ghost is ended.
 const (

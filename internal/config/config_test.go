@@ -78,7 +78,7 @@ func TestValidFull(t *testing.T) {
 			KeepaliveIdle: 20 * time.Second, KeepaliveInterval: 2 * time.Second, KeepaliveCount: 5,
 			UserTimeout: time.Minute,
 		},
-		Web: config.WebConfig{ListenAddress: []string{"127.0.0.1:9977", "[::1]:9977"}, ConfigFile: "/etc/ghostd/web.yml"},
+		Web: config.WebConfig{ListenAddress: []string{"127.0.0.1:10145", "[::1]:10145"}, ConfigFile: "/etc/ghostd/web.yml"},
 		Log: config.LogConfig{Level: "debug", Format: "json"},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
@@ -122,7 +122,7 @@ func TestInvalid(t *testing.T) {
 		"keepalive":       "3: kill.keepalive.idle: must be whole seconds from 1s to 9h6m7s, got 1.5s",
 		"keepalive-count": "3: kill.keepalive.count: must be 1 to 127, got 200",
 		"listen":          `4: web.listen_address[1]: invalid address "localhost": want host:port`,
-		"listen-empty":    `2: web.listen_address: empty: want one or more addresses such as ":9977"`,
+		"listen-empty":    `2: web.listen_address: empty: want one or more addresses such as ":10145"`,
 		"log-level":       `2: log.level: invalid level "verbose": want debug, info, warn or error`,
 		"log-format":      `2: log.format: invalid format "xml": want logfmt or json`,
 		"netns":           `1: netns: invalid namespace name "foo/bar"`,
