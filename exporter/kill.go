@@ -196,9 +196,11 @@ type Candidate struct {
 	PID        int // a process holding the socket, for the keepalive and shutdown modes
 }
 
-// closeWait reports whether the candidate is a CLOSE_WAIT leak rather than a ghost.
+// closeWait reports whether the candidate is a CLOSE_WAIT leak rather than a
+// ghost. The socket's state decides, not the reason, so a shutdown is never
+// aimed at a socket in any other state.
 func (c *Candidate) closeWait() bool {
-	return c.Socket.State == inventory.StateCloseWait || c.Reasons.Has(tracker.ReasonCloseWait)
+	return c.Socket.State == inventory.StateCloseWait
 }
 
 // SocketOps is what the killer needs from the kernel; the daemon implements

@@ -109,6 +109,8 @@ func TestDecide(t *testing.T) {
 		{"close_wait off by default", enabled(), closeWaitCandidate(1), false, "close_wait leaks not enabled"},
 		{"close_wait on", pol(func(p *KillPolicy) { p.CloseWait = true }), closeWaitCandidate(1), true, ""},
 		{"close_wait by state alone", enabled(), mod(func(c *Candidate) { c.Socket.State = inventory.StateCloseWait }), false, "close_wait leaks not enabled"},
+		{"close_wait reason without the state is no leak", pol(func(p *KillPolicy) { p.CloseWait = true }),
+			mod(func(c *Candidate) { c.Reasons = c.Reasons.With(tracker.ReasonCloseWait); c.Verdict = probe.Unprobed }), false, "verdict unprobed not killable"},
 		{"close_wait still needs age", pol(func(p *KillPolicy) { p.CloseWait = true }),
 			func() Candidate { c := closeWaitCandidate(1); c.GhostSince = t0; return c }(), false, "younger than min age (0s < 5m0s)"},
 
