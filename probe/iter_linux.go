@@ -28,7 +28,15 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	if _, err := os.Stat(btfPath); err != nil {
 		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrNoSeq, btfPath, err)
 	}
-	kernel, err := btf.LoadSpec(btfPath)
+	// One decoded copy of the kernel's BTF serves CO-RE and the attach target.
+	cache := btf.NewCache()
+	var kernel *btf.Spec
+	var err error
+	if btfPath == DefaultBTFPath {
+		kernel, err = cache.Kernel()
+	} else {
+		kernel, err = btf.LoadSpec(btfPath) // tests: a broken or foreign BTF
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrNoSeq, btfPath, err)
 	}
@@ -42,7 +50,7 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	}
 
 	it := &iterImpl{}
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}
+	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	if err := spec.LoadAndAssign(&it.objs, opts); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrNoSeq, loadFailure(err))
 	}
