@@ -2,8 +2,9 @@ package exporter
 
 import (
 	"bytes"
-	"errors"
 	"flag"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,4 +170,30 @@ func TestStoreReadyAndSnapshot(t *testing.T) {
 	}
 }
 
-var _ = errors.New
+// TestConcurrentPublishAndScrape runs scans, probes, kills and scrapes at
+// once; -race checks the locking.
+func TestConcurrentPublishAndScrape(t *testing.T) {
+	s := NewStore(testBld, nil)
+	reg := NewRegistry(s)
+	h := NewHandler(s, HandlerOptions{Registry: reg})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			s.Publish(fixtureSnapshot())
+			s.ObserveProbe(probe.Result{Verdict: probe.Reset, Sent: 1, Replies: 1, RTT: time.Duration(i) * time.Microsecond})
+			s.ObserveKill("host", "reset", nil)
+			s.SetKillSupported(i%2 == 0)
+		}
+	}()
+	for range 50 {
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"/", "/api/v1/sessions", "/metrics"} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		}
+	}
+	<-done
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ghostd/ghostd/probe"
@@ -155,4 +156,16 @@ func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
 	if err := enc.Encode(v); err != nil {
 		log.Debug("write json response", "err", err)
 	}
+}
+
+// NewRegistry returns a registry with the store's collector and the Go and
+// process collectors, as HandlerOptions.Registry wants it.
+func NewRegistry(s *Store) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		s.Collector(),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
 }

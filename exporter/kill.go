@@ -213,6 +213,30 @@ type SocketOps interface {
 	Destroy(s *inventory.Socket) error
 }
 
+// ConnOps implements SocketOps with the inventory's sock_diag connections:
+// Conn returns the open Conn of the namespace with the given inode.
+type ConnOps struct {
+	Conn func(netns uint64) (*inventory.Conn, error)
+}
+
+// Lookup finds s again in its namespace, cookie included.
+func (o ConnOps) Lookup(s *inventory.Socket) (inventory.Socket, bool, error) {
+	c, err := o.Conn(s.Netns)
+	if err != nil {
+		return inventory.Socket{}, false, err
+	}
+	return c.Lookup(s.Netns, s)
+}
+
+// Destroy sends SOCK_DESTROY for s from its namespace.
+func (o ConnOps) Destroy(s *inventory.Socket) error {
+	c, err := o.Conn(s.Netns)
+	if err != nil {
+		return err
+	}
+	return c.Destroy(s)
+}
+
 // fdOps acts on a socket through an fd borrowed from its owner.
 type fdOps interface {
 	keepalive(pid int, inode uint32, p *KillPolicy) error
@@ -343,6 +367,9 @@ func (k *Killer) apply(ctx context.Context, c *Candidate, rec *KillRecord) strin
 	}
 	if rec.Mode == ModeDestroy && k.destroyUnsupported {
 		return "destroy unsupported by this kernel"
+	}
+	if k.ops == nil {
+		return "no socket access"
 	}
 	if rec.Mode != ModeDestroy && (c.PID <= 0 || c.Socket.Inode == 0) {
 		return "owner unknown: keepalive and shutdown need the owner's pid and the socket inode"

@@ -134,13 +134,10 @@ func (o *owner) next(t *testing.T, timeout time.Duration) string {
 	return ""
 }
 
-// connOps is the SocketOps the daemon builds from an inventory.Conn.
-type connOps struct{ c *inventory.Conn }
-
-func (o connOps) Lookup(s *inventory.Socket) (inventory.Socket, bool, error) {
-	return o.c.Lookup(s.Netns, s)
+// connOps is the SocketOps the daemon builds from its inventory connections.
+func connOps(c *inventory.Conn) ConnOps {
+	return ConnOps{Conn: func(uint64) (*inventory.Conn, error) { return c, nil }}
 }
-func (o connOps) Destroy(s *inventory.Socket) error { return o.c.Destroy(s) }
 
 // lab is one namespace of ours with a loopback connection whose server end
 // is owned by a child process.
@@ -241,7 +238,7 @@ func TestKillDestroyLive(t *testing.T) {
 	store := NewStore(testBld, nil)
 	p := enabled()
 	p.MinAge = 0
-	k := NewKiller(p, connOps{lb.conn}, store, nil, nil)
+	k := NewKiller(p, connOps(lb.conn), store, nil, nil)
 	recs := k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Reset)})
 	if recs[0].Skipped != "" || recs[0].Err != nil {
 		if errors.Is(recs[0].Err, inventory.ErrDestroyUnsupported) {
@@ -286,7 +283,7 @@ func TestKillKeepaliveLive(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	k := NewKiller(p, connOps{lb.conn}, NewStore(testBld, nil), nil, nil)
+	k := NewKiller(p, connOps(lb.conn), NewStore(testBld, nil), nil, nil)
 	start := time.Now()
 	recs := k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Silent)})
 	if recs[0].Skipped != "" || recs[0].Err != nil {
@@ -340,14 +337,14 @@ func TestKillShutdownCloseWaitLive(t *testing.T) {
 	}
 	p := enabled()
 	p.MinAge = 0
-	k := NewKiller(p, connOps{lb.conn}, nil, nil, nil)
+	k := NewKiller(p, connOps(lb.conn), nil, nil, nil)
 	c := lb.candidate(tracker.Reasons(0).With(tracker.ReasonCloseWait), probe.Unprobed)
 	c.Confirmed = false
 	if recs := k.Apply(context.Background(), []Candidate{c}); recs[0].Skipped != "close_wait leaks not enabled" {
 		t.Fatalf("without CloseWait: %+v", recs[0])
 	}
 	p.CloseWait = true
-	k = NewKiller(p, connOps{lb.conn}, nil, nil, nil)
+	k = NewKiller(p, connOps(lb.conn), nil, nil, nil)
 	recs := k.Apply(context.Background(), []Candidate{c})
 	if recs[0].Skipped != "" || recs[0].Err != nil || recs[0].Mode != ModeShutdown {
 		t.Fatalf("Apply: %+v", recs[0])

@@ -489,3 +489,10 @@ ghostd_kill_errors_total{errno="` + errnoName(errnoErrorForTest()) + `",netns="h
 		t.Error(err)
 	}
 }
+
+func TestApplyWithoutOps(t *testing.T) {
+	k := NewKiller(enabled(), nil, nil, nil, (&fakeClock{t0}).now)
+	if diff := cmp.Diff([]string{"no socket access"}, skips(k.Apply(context.Background(), []Candidate{ghostCandidate(1)}))); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
