@@ -568,7 +568,8 @@ func TestScanNamespaceVanishes(t *testing.T) {
 	for _, n := range []string{a, b, c} {
 		inos[n] = mustNsInode(t, "/run/netns/"+n)
 	}
-	s := NewScanner(nil, ScannerOptions{Select: func(ns Namespace) bool {
+	// One at a time: the namespaces vanish while an earlier one is dumped.
+	s := NewScanner(nil, ScannerOptions{Workers: 1, Select: func(ns Namespace) bool {
 		return strings.HasPrefix(ns.Name, prefix) || ns.Inode == anonIno
 	}})
 	defer s.Close()
@@ -680,4 +681,119 @@ func TestScanFDsFlat(t *testing.T) {
 			t.Fatalf("scan %d: %d fds open, want %d as before the namespaces came and went", i, got, base)
 		}
 	}
+}
+
+// BenchmarkScanWorkers compares dumping namespaces one after another with two
+// at a time, on 8 empty namespaces next to one holding 8000 loopback
+// connections: every dump walks the shared TCP hash, the cost that
+// parallelism splits across the cores.
+func BenchmarkScanWorkers(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: creates network namespaces")
+	}
+	prefix := "gd-ns-" + randHex(4)
+	var names []string
+	for i := range 9 {
+		name := prefix + "-" + strconv.Itoa(i)
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			b.Fatalf("ip netns add: %v: %s", err, out)
+		}
+		names = append(names, name)
+	}
+	defer func() {
+		for _, n := range names {
+			delNamedNetns(n)
+		}
+	}()
+	if out, err := exec.Command("ip", "-n", names[0], "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		b.Fatalf("lo up: %v: %s", err, out)
+	}
+	const conns = 8000
+	closeAll, err := manyLoopConnsIn("/run/netns/"+names[0], conns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeAll()
+	for _, workers := range []int{1, 2} {
+		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
+			s := NewScanner(nil, ScannerOptions{Workers: workers, Select: func(ns Namespace) bool { return strings.HasPrefix(ns.Name, prefix) }})
+			defer s.Close()
+			for b.Loop() {
+				n := 0
+				for _, r := range s.Scan(context.Background(), AllStates, func(*Namespace, *Socket) error { return nil }) {
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+					n += r.Sockets
+				}
+				if n < 2*conns {
+					b.Fatalf("%d sockets, want at least %d", n, 2*conns)
+				}
+			}
+		})
+	}
+}
+
+// manyLoopConnsIn opens n loopback connections inside the namespace at path.
+func manyLoopConnsIn(path string, n int) (func(), error) {
+	var all []io.Closer
+	closeAll := func() {
+		for _, c := range all {
+			c.Close()
+		}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		err = func() error {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			all = append(all, ln)
+			for range n {
+				c, err := net.Dial("tcp4", ln.Addr().String())
+				if err != nil {
+					return err
+				}
+				a, err := ln.Accept()
+				if err != nil {
+					c.Close()
+					return err
+				}
+				all = append(all, c, a)
+			}
+			return nil
+		}()
+		if rerr := netns.Set(orig); rerr != nil {
+			errc <- fmt.Errorf("restore netns: %w", rerr) // thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		closeAll()
+		return nil, err
+	}
+	return closeAll, nil
 }
