@@ -56,6 +56,9 @@ func (r *IterReader) ReadSeq(ctx context.Context, nsPath string, cookies []uint6
 	slices.Sort(want)
 	want = slices.Compact(want)
 
+	if r.sem == nil {
+		return nil, fmt.Errorf("probe: read seq: %w (IterReader not made by NewIterReader)", ErrNoSeq)
+	}
 	select {
 	case r.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -89,6 +92,9 @@ func (r *IterReader) ReadSeq(ctx context.Context, nsPath string, cookies []uint6
 
 // Close detaches and unloads the program. A pass in progress finishes first.
 func (r *IterReader) Close() error {
+	if r.sem == nil {
+		return nil
+	}
 	r.sem <- struct{}{}
 	defer func() { <-r.sem }()
 	if r.impl == nil {

@@ -593,6 +593,47 @@ func TestIterNamespaces(t *testing.T) {
 	}
 }
 
+// TestIterConcurrent runs passes over two namespaces from several goroutines
+// at once: each caller gets exactly its namespace's sockets.
+func TestIterConcurrent(t *testing.T) {
+	r := iterReader(t)
+	var nss [2]*testnet.NS
+	var want [2][]uint64
+	var all []uint64
+	for i := range nss {
+		nss[i] = testnet.NewNS(t, "it")
+		ln := nss[i].Listen(t, "tcp4", "127.0.0.1:0")
+		for range 3 {
+			c := iterDial(t, nss[i], ln)
+			want[i] = append(want[i], iterCookie(t, c.client), iterCookie(t, c.server))
+		}
+		all = append(all, want[i]...)
+	}
+	errc := make(chan error, 8)
+	for g := range cap(errc) {
+		go func() {
+			i := g % 2
+			for range 10 {
+				got, err := r.ReadSeq(context.Background(), nss[i].Path, all)
+				if err != nil {
+					errc <- err
+					return
+				}
+				if diff := cmp.Diff(iterSorted(want[i]), iterKeys(got)); diff != "" {
+					errc <- fmt.Errorf("namespace %d (-want +got):\n%s", i, diff)
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for range cap(errc) {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // iterSnapshot is the part of tcp_info that a read-only observer must not change.
 type iterSnapshot struct {
 	State, Options                             uint8
@@ -688,6 +729,10 @@ func TestIterClose(t *testing.T) {
 	}
 	if _, err := r.ReadSeq(context.Background(), "", []uint64{1}); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("ReadSeq after Close: %v", err)
+	}
+	var zero IterReader
+	if _, err := zero.ReadSeq(context.Background(), "", []uint64{1}); !errors.Is(err, ErrNoSeq) {
+		t.Errorf("ReadSeq on a zero IterReader: %v", err)
 	}
 }
 
