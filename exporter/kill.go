@@ -191,7 +191,9 @@ type Candidate struct {
 	// Confirmed is set when the verdict held after every probe attempt.
 	Confirmed bool
 	// GhostSince is when the socket was first a confirmed ghost (or first
-	// reported as a CLOSE_WAIT leak); zero means unknown, which is never killed.
+	// reported as a CLOSE_WAIT leak). A ghost whose GhostSince is zero is
+	// never killed; a leak's zero GhostSince leaves its age to the tracker's
+	// close_wait threshold.
 	GhostSince time.Time
 	PID        int // a process holding the socket, for the keepalive and shutdown modes
 }
@@ -289,7 +291,8 @@ func NewKiller(p KillPolicy, ops SocketOps, store *Store, log *slog.Logger, now 
 
 // Decide applies the pure policy to c: it never allows alive or zero_window
 // connections, unconfirmed verdicts, ghosts younger than MinAge, denied or
-// not-allowed connections, or CLOSE_WAIT leaks unless CloseWait is set.
+// not-allowed connections, or CLOSE_WAIT sockets unless CloseWait is set and
+// the tracker flagged them with the close_wait reason.
 func (k *Killer) Decide(c Candidate) (ok bool, why string) {
 	p := &k.p
 	switch {
@@ -304,6 +307,11 @@ func (k *Killer) Decide(c Candidate) (ok bool, why string) {
 		if !p.CloseWait {
 			return false, "close_wait leaks not enabled"
 		}
+		// A socket passes through CLOSE_WAIT on every passive close: only
+		// the tracker's close_wait reason (older than its threshold) makes it a leak.
+		if !c.Reasons.Has(tracker.ReasonCloseWait) {
+			return false, "CLOSE_WAIT not yet a leak"
+		}
 	} else {
 		if !slices.Contains(p.Verdicts, c.Verdict) {
 			return false, fmt.Sprintf("verdict %s not killable", c.Verdict)
@@ -311,12 +319,15 @@ func (k *Killer) Decide(c Candidate) (ok bool, why string) {
 		if !c.Confirmed {
 			return false, "verdict not confirmed"
 		}
+		if c.GhostSince.IsZero() {
+			return false, "age unknown"
+		}
 	}
-	if c.GhostSince.IsZero() {
-		return false, "age unknown"
-	}
-	if age := k.now().Sub(c.GhostSince); age < p.MinAge {
-		return false, fmt.Sprintf("younger than min age (%s < %s)", age.Truncate(time.Second), p.MinAge)
+	// For leaks GhostSince may be zero: the close_wait threshold stands in.
+	if !c.GhostSince.IsZero() {
+		if age := k.now().Sub(c.GhostSince); age < p.MinAge {
+			return false, fmt.Sprintf("younger than min age (%s < %s)", age.Truncate(time.Second), p.MinAge)
+		}
 	}
 	for i, r := range p.Deny {
 		if r.Matches(&c) {
