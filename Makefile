@@ -2,7 +2,8 @@
 SHELL      := /bin/bash
 GO         ?= go
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS    := -s -w -X main.version=$(VERSION)
+REVISION   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 BIN        := bin/ghostd
 # Debian packages the tests need (installed by `make deps` when missing).
 TEST_DEBS  := iproute2 nftables conntrack prometheus systemd-container debootstrap

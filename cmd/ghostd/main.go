@@ -2,20 +2,17 @@
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/ghostd/ghostd/internal/app"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// Set at build time with -ldflags "-X main.version=... -X main.revision=...".
+var (
+	version  = "dev"
+	revision = ""
+)
 
-func main() { os.Exit(run(os.Args[1:])) }
-
-func run(args []string) int {
-	if len(args) > 0 && args[0] == "version" {
-		fmt.Println("ghostd", version)
-		return 0
-	}
-	fmt.Fprintln(os.Stderr, "usage: ghostd run|scan|probe|version")
-	return 2
+func main() {
+	os.Exit(app.Main(os.Args[1:], os.Stdout, os.Stderr, app.Build{Version: version, Revision: revision}))
 }

@@ -1,0 +1,79 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/ghostd/ghostd/exporter"
+)
+
+func TestMainUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		code     int
+		contains string
+	}{
+		{nil, ExitUsage, "usage: ghostd"},
+		{[]string{"bogus"}, ExitUsage, `unknown command "bogus"`},
+		{[]string{"scan", "--bogus"}, ExitUsage, "flag provided but not defined: -bogus"},
+		{[]string{"scan", "--idle", "soon"}, ExitUsage, "idle"},
+		{[]string{"scan", "extra"}, ExitUsage, `unexpected argument "extra"`},
+		{[]string{"run", "--config", "/nonexistent/ghostd.yml"}, ExitUsage, "/nonexistent/ghostd.yml"},
+		{[]string{"probe", "192.0.2.1:1"}, ExitUsage, "need LOCAL and REMOTE"},
+		{[]string{"probe", "192.0.2.1", "192.0.2.2:5"}, ExitUsage, "ADDR:PORT"},
+		{[]string{"version"}, ExitOK, "ghostd 1.2.3 (revision abc"},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(c.args, &out, &errb, Build{Version: "1.2.3", Revision: "abc"})
+		got := out.String() + errb.String()
+		if code != c.code || !strings.Contains(got, c.contains) {
+			t.Errorf("ghostd %v: exit %d, output %q; want exit %d containing %q", c.args, code, got, c.code, c.contains)
+		}
+		if c.code == ExitUsage && len(c.args) > 1 && strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+			t.Errorf("ghostd %v: error is not one line: %q", c.args, errb.String())
+		}
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	rtt := 0.0004
+	doc := &exporter.Document{
+		Namespaces: []exporter.NamespaceStatus{{Netns: "host", Sockets: 10}, {Netns: "pid-nginx-42", Error: "inventory: dump: no such file or directory"}},
+		Sessions: []exporter.Session{
+			{Netns: "host", State: "ESTABLISHED", Local: "198.51.100.2:5432", Remote: "192.0.2.7:40112", IdleSeconds: 412.5,
+				Reasons: []string{"idle"}, Verdict: "silent", ProbesSent: 3, Ghost: true, PID: 4242, Comm: "postgres", Unit: "postgresql.service"},
+			{Netns: "host", State: "CLOSE_WAIT", Local: "198.51.100.2:8080", Remote: "192.0.2.9:5555", Reasons: []string{"close_wait"},
+				Verdict: "unprobed", RTTSeconds: &rtt},
+		},
+	}
+	var b bytes.Buffer
+	writeTable(&b, doc, "in_window")
+	want := `NETNS  STATE        LOCAL              REMOTE           IDLE   REASONS     VERDICT         PROBES  PROCESS
+host   ESTABLISHED  198.51.100.2:5432  192.0.2.7:40112  6m53s  idle        silent (ghost)  0/3     postgres[4242] postgresql.service
+host   CLOSE_WAIT   198.51.100.2:8080  192.0.2.9:5555   -      close_wait  unprobed        0/0     -
+netns pid-nginx-42: not scanned: inventory: dump: no such file or directory
+2 sessions listed, 1 ghosts, 10 sockets in 2 namespaces, probes in_window
+`
+	if got := b.String(); got != want {
+		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestFormatIdle(t *testing.T) {
+	for sec, want := range map[float64]string{0: "-", 0.85: "850ms", 42: "42s", 432.4: "7m12s", 7875: "2h11m"} {
+		if got := FormatIdle(sec); got != want {
+			t.Errorf("FormatIdle(%v) = %q, want %q", sec, got, want)
+		}
+	}
+}
+
+func TestProbeRefusesUnknownTuple(t *testing.T) {
+	var out, errb bytes.Buffer
+	// 203.0.113.0/24 is never used by the tests: no such socket exists.
+	code := runProbe(context.Background(), []string{"--netns", "all", "203.0.113.1:1", "203.0.113.2:2"}, &out, &errb)
+	if code != ExitFailure || !strings.Contains(errb.String(), "not in the socket table") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}

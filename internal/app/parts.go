@@ -1,0 +1,151 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/internal/engine"
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// parts are the long-lived pieces a command wires together.
+type parts struct {
+	log     *slog.Logger
+	scanner *inventory.Scanner
+	owners  *inventory.Owners
+	seq     *probe.IterReader // nil in blind mode
+	prober  *probe.Prober     // nil when probing is off
+	engine  *engine.Engine
+	caps    Capabilities
+}
+
+// newParts builds the scanner, prober and engine for cfg. It explains once, in
+// one line each, what the process's capabilities do not allow.
+func newParts(cfg config.Config, log *slog.Logger, all bool) (*parts, error) {
+	sel, err := inventory.SelectNetns(cfg.Netns)
+	if err != nil {
+		return nil, fmt.Errorf("netns: %w", err)
+	}
+	p := &parts{log: log, caps: CurrentCapabilities()}
+	for _, m := range p.caps.Missing() {
+		log.Warn("missing capability", "capability", m.Name, "effect", m.Effect)
+	}
+	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel})
+	p.owners = inventory.NewOwners("/proc")
+	var prober engine.Prober
+	if cfg.Probe.Enabled {
+		p.prober = p.newProber(cfg)
+		prober = p.prober
+	}
+	p.engine = engine.New(p.scanner, prober, p.owners, engineOptions(cfg, all))
+	return p, nil
+}
+
+func (p *parts) newProber(cfg config.Config) *probe.Prober {
+	var seq probe.SeqReader
+	r, err := probe.NewIterReader()
+	if err != nil {
+		p.log.Warn("probing blind: random-sequence probes; a RST is evidence, silence alone is not", "reason", err)
+	} else {
+		p.seq = r
+		seq = r
+	}
+	pr := probe.New(probeConfig(cfg), seq, p.log)
+	mode, why := pr.Mode()
+	p.log.Info("probe mode", "mode", mode, "why", why)
+	return pr
+}
+
+func (p *parts) Close() error {
+	var errs []error
+	if p.prober != nil {
+		errs = append(errs, p.prober.Close())
+	}
+	if p.seq != nil {
+		errs = append(errs, p.seq.Close())
+	}
+	errs = append(errs, p.scanner.Close())
+	return errors.Join(errs...)
+}
+
+// engineOptions maps the configuration onto the engine.
+func engineOptions(cfg config.Config, all bool) engine.Options {
+	return engine.Options{
+		Tracker:   trackerConfig(cfg),
+		Backoff:   cfg.Probe.Backoff,
+		Reconfirm: cfg.Probe.Reconfirm,
+		All:       all,
+	}
+}
+
+func trackerConfig(cfg config.Config) tracker.Config {
+	tc := tracker.DefaultConfig()
+	tc.Idle = cfg.Idle
+	tc.CloseWait = cfg.CloseWait
+	tc.Stall = cfg.Stall
+	tc.FinWait2 = cfg.FinWait2
+	tc.LastAck = cfg.LastAck
+	return tc
+}
+
+func probeConfig(cfg config.Config) probe.Config {
+	pc := probe.DefaultConfig()
+	pc.Attempts = cfg.Probe.Attempts
+	pc.Interval = cfg.Probe.Interval
+	pc.Rate = cfg.Probe.Rate
+	pc.PerHost = cfg.Probe.PerHost
+	pc.InFlight = cfg.Probe.InFlight
+	pc.HostHint = cfg.Probe.HostHint
+	return pc
+}
+
+// killPolicy maps the configuration onto the exporter's kill policy.
+func killPolicy(cfg config.Config) (exporter.KillPolicy, error) {
+	k := cfg.Kill
+	p := exporter.DefaultKillPolicy()
+	p.Enabled = k.Enabled
+	p.Mode = exporter.KillMode(k.Mode)
+	p.Verdicts = p.Verdicts[:0]
+	for _, v := range k.Verdicts {
+		p.Verdicts = append(p.Verdicts, probe.Verdict(v))
+	}
+	p.MinAge = k.MinAge
+	p.Allow = rules(k.Allow)
+	p.Deny = rules(k.Deny)
+	p.PerMinute = k.PerMinute
+	p.CloseWait = k.CloseWait
+	p.KeepaliveIdle = k.KeepaliveIdle
+	p.KeepaliveInterval = k.KeepaliveInterval
+	p.KeepaliveCount = k.KeepaliveCount
+	p.UserTimeout = k.UserTimeout
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("config: kill: %w", err)
+	}
+	return p, nil
+}
+
+func rules(rs []config.Rule) []exporter.Rule {
+	out := make([]exporter.Rule, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, exporter.Rule{CIDRs: r.CIDRs, Ports: r.Ports, Netns: r.Netns, Comms: r.Comms, Units: r.Units})
+	}
+	return out
+}
+
+// newKiller returns the killer for cfg, or nil when killing is off.
+func (p *parts) newKiller(cfg config.Config, store *exporter.Store) (*exporter.Killer, error) {
+	pol, err := killPolicy(cfg)
+	if err != nil || !pol.Enabled {
+		return nil, err
+	}
+	if !p.caps.Has(capNetAdmin) && pol.Mode == exporter.ModeDestroy {
+		p.log.Warn("kill mode destroy needs CAP_NET_ADMIN: kills will fail with EPERM and be counted in ghostd_kill_errors_total")
+	}
+	return exporter.NewKiller(pol, p.scanner, store, p.log, time.Now), nil
+}

@@ -1,0 +1,349 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/systemd"
+)
+
+// runDaemon implements `ghostd run`.
+func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer, b Build) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	f := config.RegisterFlags(fs, false)
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ghostd run: unexpected argument %q\n", fs.Arg(0))
+		return ExitUsage
+	}
+	cfg, err := loadConfig(f)
+	if err == nil {
+		_, err = killPolicy(cfg)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ghostd run: %v\n", err)
+		return ExitUsage
+	}
+	if f.Check {
+		fmt.Fprintf(stdout, "ghostd: configuration %s is valid\n", f.ConfigFile)
+		return ExitOK
+	}
+	log := newLogger(stderr, cfg.Log)
+	d, err := newDaemon(cfg, f, log, b)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return ExitFailure
+	}
+	if err := d.run(ctx); err != nil {
+		log.Error("stopped", "err", err)
+		return ExitFailure
+	}
+	return ExitOK
+}
+
+// daemon is `ghostd run`: a scan loop, a probe worker and the HTTP server,
+// supervised under one errgroup.
+type daemon struct {
+	log   *slog.Logger
+	flags *config.Flags
+	parts *parts
+	store *exporter.Store
+
+	mu     sync.Mutex
+	cfg    config.Config
+	killer *exporter.Killer
+
+	probeQ   chan []probe.Target // latest targets; a newer batch replaces an unread one
+	reloadCh chan struct{}
+}
+
+func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*daemon, error) {
+	p, err := newParts(cfg, log, false)
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{
+		log: log, flags: f, parts: p, cfg: cfg,
+		store:    exporter.NewStore(buildInfo(b), nil),
+		probeQ:   make(chan []probe.Target, 1),
+		reloadCh: make(chan struct{}, 1),
+	}
+	d.store.SetConfigReload(true, time.Now())
+	if d.killer, err = p.newKiller(cfg, d.store); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *daemon) run(ctx context.Context) error {
+	defer d.parts.Close()
+	cfg := d.config()
+	ls, err := exporter.Listen(cfg.Web.ListenAddress)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		d.log.Info("listening", "address", l.Addr().String())
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d.store.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler := exporter.NewHandler(d.store, exporter.HandlerOptions{Log: d.log, Registry: reg})
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// The listeners are bound; serving ends only with ctx.
+		return exporter.ServeListeners(gctx, handler, ls, cfg.Web.ConfigFile, d.log)
+	})
+	g.Go(func() error { return d.supervise(gctx, "scan", d.scanLoop) })
+	if d.parts.prober != nil {
+		g.Go(func() error { return d.supervise(gctx, "probe", d.probeLoop) })
+	}
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				d.reload()
+			}
+		}
+	})
+	<-gctx.Done()
+	_ = systemd.Stopping()
+	d.log.Info("stopping")
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	case <-time.After(exporter.ShutdownTimeout + 500*time.Millisecond):
+		d.log.Warn("tasks did not stop in time")
+	}
+	return nil
+}
+
+func (d *daemon) config() config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// supervise runs task until ctx ends. A task that fails or panics is logged
+// and restarted with exponential backoff (1 s to 30 s); it never stops the others.
+func (d *daemon) supervise(ctx context.Context, name string, task func(context.Context) error) error {
+	backoff := time.Second
+	for {
+		err := runTask(ctx, task)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.log.Error("task failed; restarting", "task", name, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func runTask(ctx context.Context, task func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	if err := task(ctx); err != nil {
+		return err
+	}
+	if ctx.Err() == nil {
+		return errors.New("task returned early")
+	}
+	return nil
+}
+
+// scanLoop scans every interval, hands new suspects to the probe worker,
+// publishes the snapshot, applies the kill policy and pets the watchdog.
+func (d *daemon) scanLoop(ctx context.Context) error {
+	wd, hasWD := systemd.WatchdogInterval()
+	ready := false
+	for {
+		start := time.Now()
+		d.scanOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !ready {
+			ready = true
+			_ = systemd.Ready()
+			d.log.Info("first scan complete; ready", "took", time.Since(start).Round(time.Millisecond))
+		}
+		_ = systemd.Watchdog()
+		// Sleep until the next scan, petting the watchdog at half its
+		// timeout meanwhile; a stuck scan stops the pets and systemd restarts us.
+		next := start.Add(d.config().Interval)
+		for {
+			wait := time.Until(next)
+			if wait <= 0 {
+				break
+			}
+			if hasWD && wait > wd/2 {
+				wait = wd / 2
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-d.reloadCh:
+				next = start.Add(d.config().Interval)
+			case <-time.After(wait):
+				_ = systemd.Watchdog()
+			}
+		}
+	}
+}
+
+func (d *daemon) scanOnce(ctx context.Context) {
+	e := d.parts.engine
+	e.Scan(ctx)
+	if d.parts.prober != nil {
+		if t := e.Targets(); len(t) > 0 {
+			d.offer(t)
+		}
+	}
+	d.publish(ctx)
+}
+
+// publish builds the snapshot, applies the kill policy to its candidates and
+// publishes it.
+func (d *daemon) publish(ctx context.Context) {
+	e := d.parts.engine
+	snap, cands := e.Snapshot()
+	d.mu.Lock()
+	killer := d.killer
+	d.mu.Unlock()
+	if killer != nil && len(cands) > 0 {
+		acted := false
+		for _, rec := range killer.Apply(ctx, cands) {
+			if rec.Skipped == "" && rec.Err == nil {
+				e.MarkKilled(rec.Key)
+				acted = true
+			}
+		}
+		if acted {
+			snap, _ = e.Snapshot()
+		}
+	}
+	d.store.Publish(snap)
+	ghosts := 0
+	for i := range snap.Doc.Sessions {
+		if snap.Doc.Sessions[i].Ghost {
+			ghosts++
+		}
+	}
+	sockets := 0
+	for _, n := range snap.Doc.Namespaces {
+		sockets += n.Sockets
+	}
+	_ = systemd.Status(fmt.Sprintf("%d ghosts, %d suspects, %d sockets in %d namespaces", ghosts, len(snap.Doc.Sessions), sockets, len(snap.Doc.Namespaces)))
+}
+
+// offer queues the latest targets for the probe worker, replacing a batch it
+// has not started yet: only the latest inventory's tuples are ever probed.
+func (d *daemon) offer(t []probe.Target) {
+	select {
+	case <-d.probeQ:
+	default:
+	}
+	d.probeQ <- t
+}
+
+// probeLoop probes queued targets and records their verdicts.
+func (d *daemon) probeLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case t := <-d.probeQ:
+			for _, r := range d.parts.engine.Probe(ctx, t) {
+				d.store.ObserveProbe(r)
+			}
+		}
+	}
+}
+
+// reload re-reads the configuration file on SIGHUP. A valid file (with the
+// command-line flags still on top) is applied; an invalid one is logged and
+// the running configuration is kept.
+func (d *daemon) reload() {
+	_ = systemd.Reloading()
+	defer systemd.Ready()
+	cfg, err := loadConfig(d.flags)
+	var killer *exporter.Killer
+	if err == nil {
+		killer, err = d.parts.newKiller(cfg, d.store)
+	}
+	if err != nil {
+		d.log.Error("configuration reload failed; keeping the running configuration", "err", err)
+		d.store.SetConfigReload(false, time.Time{})
+		return
+	}
+	d.mu.Lock()
+	old := d.cfg
+	d.cfg = cfg
+	d.killer = killer
+	d.mu.Unlock()
+	d.parts.engine.SetOptions(engineOptions(cfg, false))
+	if !equalStrings(old.Web.ListenAddress, cfg.Web.ListenAddress) || old.Web.ConfigFile != cfg.Web.ConfigFile ||
+		old.Probe.Enabled != cfg.Probe.Enabled || old.Netns != cfg.Netns {
+		d.log.Warn("web, netns and probe on/off changes take effect after a restart")
+	}
+	if d.parts.prober != nil {
+		d.parts.prober.SetConfig(probeConfig(cfg))
+	}
+	d.store.SetConfigReload(true, time.Now())
+	select {
+	case d.reloadCh <- struct{}{}:
+	default:
+	}
+	d.log.Info("configuration reloaded", "file", d.flags.ConfigFile)
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

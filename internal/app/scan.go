@@ -1,0 +1,149 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/config"
+)
+
+// runScan implements `ghostd scan`: one pass, probes included unless
+// --no-probe, printed as a table or as the JSON contract.
+func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
+	f := config.RegisterFlags(fs, true)
+	fs.StringVar(&f.ConfigFile, "config", config.DefaultPath, "configuration file (a missing default file means defaults)")
+	asJSON := fs.Bool("json", false, "print the JSON document instead of a table")
+	all := fs.Bool("all", false, "list every socket, not only suspects")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ghostd scan: unexpected argument %q\n", fs.Arg(0))
+		return ExitUsage
+	}
+	cfg, err := loadConfig(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
+		return ExitUsage
+	}
+	log := newLogger(stderr, cfg.Log)
+	p, err := newParts(cfg, log, *all)
+	if err != nil {
+		fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
+		return ExitUsage
+	}
+	defer p.Close()
+	var killer *exporter.Killer
+	if cfg.Kill.Enabled {
+		if killer, err = p.newKiller(cfg, nil); err != nil {
+			fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
+			return ExitUsage
+		}
+	}
+
+	results := p.engine.Scan(ctx)
+	for _, r := range results {
+		if r.Err != nil {
+			log.Warn("namespace not scanned", "netns", r.Name, "err", r.Err)
+		}
+	}
+	p.engine.Probe(ctx, p.engine.Targets())
+	snap, cands := p.engine.Snapshot()
+	if killer != nil {
+		for _, rec := range killer.Apply(ctx, cands) {
+			if rec.Skipped == "" && rec.Err == nil {
+				p.engine.MarkKilled(rec.Key)
+			}
+		}
+		snap, _ = p.engine.Snapshot()
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "ghostd scan: interrupted")
+		return ExitFailure
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(snap.Doc); err != nil {
+			fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
+			return ExitFailure
+		}
+		return ExitOK
+	}
+	writeTable(stdout, &snap.Doc, snap.ProbeMode)
+	return ExitOK
+}
+
+// writeTable prints the sessions like ss does, then one line per namespace
+// that could not be scanned.
+func writeTable(w io.Writer, doc *exporter.Document, mode string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NETNS\tSTATE\tLOCAL\tREMOTE\tIDLE\tREASONS\tVERDICT\tPROBES\tPROCESS")
+	ghosts := 0
+	for i := range doc.Sessions {
+		s := &doc.Sessions[i]
+		verdict := s.Verdict
+		if s.Ghost {
+			verdict += " (ghost)"
+			ghosts++
+		}
+		if s.Killed {
+			verdict += " killed"
+		}
+		reasons := strings.Join(s.Reasons, ",")
+		if reasons == "" {
+			reasons = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
+			s.Netns, s.State, s.Local, s.Remote, FormatIdle(s.IdleSeconds), reasons, verdict,
+			s.Replies, s.ProbesSent, process(s))
+	}
+	tw.Flush()
+	sockets := 0
+	for _, ns := range doc.Namespaces {
+		sockets += ns.Sockets
+		if ns.Error != "" {
+			fmt.Fprintf(w, "netns %s: not scanned: %s\n", ns.Netns, ns.Error)
+		}
+	}
+	fmt.Fprintf(w, "%d sessions listed, %d ghosts, %d sockets in %d namespaces, probes %s\n",
+		len(doc.Sessions), ghosts, sockets, len(doc.Namespaces), mode)
+}
+
+func process(s *exporter.Session) string {
+	var parts []string
+	if s.Comm != "" {
+		parts = append(parts, fmt.Sprintf("%s[%d]", s.Comm, s.PID))
+	}
+	if s.Unit != "" {
+		parts = append(parts, s.Unit)
+	} else if s.Container != "" {
+		parts = append(parts, "container:"+s.Container)
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
+}
+
+// FormatIdle renders seconds compactly: "850ms", "42s", "7m12s", "2h11m".
+func FormatIdle(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+}
