@@ -22,15 +22,45 @@ type classification struct {
 
 func ms(v uint32) time.Duration { return time.Duration(v) * time.Millisecond }
 
-// rtoCount returns how many retransmission timeouts in a row went without an
-// ACK: idiag_retrans (icsk_retransmits) and, when tcp_info is present,
-// tcpi_retransmits and tcpi_backoff. The kernel zeroes them on ACK progress.
-func rtoCount(s *inventory.Socket) uint8 {
+// retransmits returns how many retransmission timeouts in a row went
+// unanswered: idiag_retrans (icsk_retransmits) and, with tcp_info,
+// tcpi_retransmits. The kernel zeroes them when new data is acknowledged.
+// tcpi_backoff is not used: the kernel also backs off, without counting
+// retransmits, while it probes a receiver that shrank its window to zero.
+func retransmits(s *inventory.Socket) uint8 {
 	n := s.Retrans
 	if s.Info.Valid() {
-		n = max(n, s.Info.Retransmits, s.Info.Backoff)
+		n = max(n, s.Info.Retransmits)
 	}
 	return n
+}
+
+// zeroWindow reports whether the socket is probing a zero window: the persist
+// timer, or the retransmit timer while the peer advertises a zero window
+// (tcpi_snd_wnd, 5.4+): measured on 6.18, a receiver whose small buffer filled
+// with data in flight gets probed that way (timer 1, backoff growing,
+// retransmits 0, snd_wnd 0).
+func zeroWindow(s *inventory.Socket) bool {
+	switch s.Timer {
+	case inventory.TimerZeroWindow:
+		return true
+	case inventory.TimerRetransmit:
+		if !s.Info.Valid() {
+			return false
+		}
+		w, ok := s.Info.SndWnd()
+		return ok && w == 0
+	}
+	return false
+}
+
+// timerKind is the timer as the tracker ages it: both ways of probing a zero
+// window count as the persist timer.
+func timerKind(s *inventory.Socket) inventory.Timer {
+	if zeroWindow(s) {
+		return inventory.TimerZeroWindow
+	}
+	return s.Timer
 }
 
 // classify turns one observation of s, plus prev (nil on first sight, or when
@@ -44,15 +74,18 @@ func rtoCount(s *inventory.Socket) uint8 {
 //     last_data_sent with nothing unacknowledged (else its retransmit timer
 //     runs), so an upload-only connection with ACK progress is not idle.
 //     Needs tcp_info: without it idle is Unavailable.
-//   - retransmitting: ESTABLISHED or CLOSE_WAIT, retransmit timer, rtoCount ≥
-//     cfg.RetransBackoff, and no bytes_acked progress since the previous
+//   - retransmitting: ESTABLISHED or CLOSE_WAIT, the kernel's own probing
+//     unanswered cfg.RetransBackoff times in a row (retransmits under the
+//     retransmit timer, or idiag_retrans = unanswered window probes under the
+//     persist timer), and no bytes_acked progress since the previous
 //     observation (when both have bytes_acked; else the count alone, which
 //     the kernel resets on every ACK of new data).
 //   - keepalive_failing: ESTABLISHED or CLOSE_WAIT, keepalive timer with
 //     idiag_retrans (unanswered probes) > 0.
-//   - zero_window: ESTABLISHED or CLOSE_WAIT, persist timer observed
-//     continuously for at least cfg.Stall (TimerSince; no lower bound on
-//     first sight).
+//   - zero_window: ESTABLISHED or CLOSE_WAIT, probing a zero window (see
+//     zeroWindow) continuously for at least cfg.Stall (TimerSince; no lower
+//     bound on first sight) while the peer answers the probes (else it is
+//     retransmitting: a dead peer behind a zero window is not "stalled").
 //   - close_wait, fin_wait2, last_ack: the state held for at least its
 //     threshold (StateSince).
 func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *entry) classification {
@@ -83,15 +116,26 @@ func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *entry) clas
 		c.stateSince = lb
 	}
 	c.timerSince = now
-	if prev != nil && prev.Socket.Timer == s.Timer {
+	if prev != nil && timerKind(&prev.Socket) == timerKind(s) {
 		c.timerSince = prev.TimerSince
 	}
 
 	switch s.State {
 	case inventory.StateEstablished, inventory.StateCloseWait:
-		switch s.Timer {
+		switch timerKind(s) {
+		case inventory.TimerZeroWindow:
+			c.keep = true
+			unanswered := retransmits(s)
+			if s.Timer == inventory.TimerZeroWindow {
+				unanswered = s.Retrans // icsk_probes_out
+			}
+			if unanswered >= cfg.RetransBackoff && !(ackProgressKnown && ackProgress) {
+				c.reasons = c.reasons.With(ReasonRetransmitting)
+			} else if now.Sub(c.timerSince) >= cfg.Stall {
+				c.reasons = c.reasons.With(ReasonZeroWindow)
+			}
 		case inventory.TimerRetransmit:
-			n := rtoCount(s)
+			n := retransmits(s)
 			if n >= cfg.RetransBackoff && !(ackProgressKnown && ackProgress) {
 				c.reasons = c.reasons.With(ReasonRetransmitting)
 			}
@@ -101,11 +145,6 @@ func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *entry) clas
 		case inventory.TimerKeepalive:
 			if s.Retrans > 0 {
 				c.reasons = c.reasons.With(ReasonKeepaliveFailing)
-			}
-		case inventory.TimerZeroWindow:
-			c.keep = true
-			if now.Sub(c.timerSince) >= cfg.Stall {
-				c.reasons = c.reasons.With(ReasonZeroWindow)
 			}
 		case inventory.TimerNone, inventory.TimerDelayedAck:
 			if s.State != inventory.StateEstablished {
@@ -149,7 +188,7 @@ func healthy(cfg *Config, s *inventory.Socket) bool {
 	case inventory.TimerNone, inventory.TimerDelayedAck:
 		return min(ms(s.Info.LastDataRecv), ms(s.Info.LastDataSent)) < cfg.Idle
 	case inventory.TimerRetransmit:
-		return rtoCount(s) == 0
+		return retransmits(s) == 0 && !zeroWindow(s)
 	}
 	return false
 }

@@ -38,7 +38,7 @@ func FuzzTracker(f *testing.F) {
 				s.Info.LastDataSent = uint32(b[7]) * 1000
 				s.Info.LastAckRecv = uint32(b[8]) * 1000
 				acked[ns][cookie] += uint64(b[9] % 2)
-				s.Info.SetOptional(acked[ns][cookie], 0, 0, 0)
+				s.Info.SetOptional(acked[ns][cookie], 0, uint32(b[9]>>1), 0)
 				now = now.Add(time.Duration(b[10]) * time.Second)
 				got, unav := tr.ObserveDetail(now, s)
 				checkReasons(t, s, got, unav)
@@ -102,9 +102,9 @@ func checkReasons(t *testing.T, s *inventory.Socket, got, unav Reasons) {
 	}{
 		{ReasonIdle, s.State == inventory.StateEstablished && s.Info.Valid() &&
 			(s.Timer == inventory.TimerNone || s.Timer == inventory.TimerDelayedAck)},
-		{ReasonRetransmitting, synced && s.Timer == inventory.TimerRetransmit},
+		{ReasonRetransmitting, synced && (s.Timer == inventory.TimerRetransmit || s.Timer == inventory.TimerZeroWindow)},
 		{ReasonKeepaliveFailing, synced && s.Timer == inventory.TimerKeepalive && s.Retrans > 0},
-		{ReasonZeroWindow, synced && s.Timer == inventory.TimerZeroWindow},
+		{ReasonZeroWindow, synced && zeroWindow(s)},
 		{ReasonCloseWait, s.State == inventory.StateCloseWait},
 		{ReasonFinWait2, s.State == inventory.StateFinWait2},
 		{ReasonLastAck, s.State == inventory.StateLastAck},
@@ -112,6 +112,9 @@ func checkReasons(t *testing.T, s *inventory.Socket, got, unav Reasons) {
 		if got.Has(c.r) && !c.ok {
 			t.Fatalf("%s produced for state %v timer %d retrans %d info len %d", c.r, s.State, s.Timer, s.Retrans, s.Info.Len)
 		}
+	}
+	if got.Has(ReasonZeroWindow) && got.Has(ReasonRetransmitting) {
+		t.Fatal("zero_window and retransmitting together")
 	}
 	if unav.Has(ReasonIdle) && s.Info.Valid() {
 		t.Fatal("idle unavailable although tcp_info is valid")

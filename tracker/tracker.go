@@ -21,9 +21,11 @@ type Config struct {
 	LastAck   time.Duration
 	// Stall: how long the zero-window (persist) timer may run.
 	Stall time.Duration
-	// RetransBackoff: consecutive retransmission timeouts without an ACK
-	// (max of idiag_retrans, tcpi_retransmits, tcpi_backoff) from which a
-	// retransmit timer counts as retransmitting.
+	// RetransBackoff: how many times in a row the kernel's own probing must
+	// go unanswered before the socket counts as retransmitting: retransmission
+	// timeouts (idiag_retrans, tcpi_retransmits) under the retransmit timer,
+	// window probes (idiag_retrans) under the persist timer. (tcpi_backoff is
+	// not used: it also grows while a live peer keeps its window shut.)
 	RetransBackoff uint8
 }
 
@@ -35,9 +37,11 @@ type Config struct {
 // the kernel's tcp_fin_timeout (60 s) so that orphaned FIN_WAIT2 sockets the
 // kernel reaps by itself are not reported. A healthy LAST_ACK lasts one
 // round trip; one to a dead peer lives ~100 s of FIN retransmissions, so 30 s
-// flags those early. A retransmit timer that expired twice in a row without
-// an ACK (≥ 600 ms of silence at the 200 ms minimum RTO) is rare on a live
-// path, and a probe settles it anyway.
+// flags those early. Two retransmission timeouts in a row without an ACK
+// (≥ 600 ms of silence at the 200 ms minimum RTO) are rare on a live path,
+// and a probe settles it anyway; one is common (a tail loss), and a window
+// probe can go unanswered once because Linux rate-limits its replies to
+// out-of-window segments (one per 500 ms).
 const (
 	DefaultIdle           = 60 * time.Second
 	DefaultCloseWait      = 60 * time.Second
@@ -177,7 +181,10 @@ func (t *Tracker) namespace(netns uint64, create bool) *namespace {
 }
 
 // Observe classifies s with its tcp_info and its history, remembers what the
-// next scan needs, and returns the socket's reasons.
+// next scan needs, and returns the socket's reasons. now should not be
+// earlier than the moment the kernel wrote s (take it after receiving the
+// dump datagram, or at least per namespace): a state age bounded from
+// tcp_info (CLOSE_WAIT, FIN_WAIT2) comes out older by the difference.
 func (t *Tracker) Observe(now time.Time, s *inventory.Socket) Reasons {
 	rs, _ := t.ObserveDetail(now, s)
 	return rs

@@ -55,6 +55,14 @@ func infoLen(n uint16) func(*inventory.Socket) { return func(s *inventory.Socket
 func acked(n uint64) func(*inventory.Socket) {
 	return func(s *inventory.Socket) { s.Info.SetOptional(n, 1000, 65535, 65535) }
 }
+
+// shrunk is a receiver that shut its window with data in flight: the kernel
+// probes it from the retransmit timer with backoff but no retransmit count.
+func shrunk(s *inventory.Socket) {
+	s.Info.Backoff = 4
+	s.Info.SetOptional(1000, 1000, 0, 65535)
+}
+
 func netns(n uint64) func(*inventory.Socket) { return func(s *inventory.Socket) { s.Netns = n } }
 
 func rs(r ...Reason) Reasons {
@@ -91,9 +99,12 @@ func TestFirstSight(t *testing.T) {
 		{name: "in flight, no timeout yet", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerRetransmit, 0))},
 		{name: "one RTO", s: sock(1, timer(inventory.TimerRetransmit, 1), backoff(1)), remembered: true},
 		{name: "two RTOs", s: sock(1, timer(inventory.TimerRetransmit, 2), backoff(2)), want: rs(ReasonRetransmitting), remembered: true},
-		{name: "backoff without idiag_retrans (thin stream)", s: sock(1, timer(inventory.TimerRetransmit, 0), backoff(3)), want: rs(ReasonRetransmitting), remembered: true},
+		{name: "retransmits counted by tcp_info only", s: sock(1, timer(inventory.TimerRetransmit, 0), backoff(3)), want: rs(ReasonRetransmitting), remembered: true},
+		{name: "backoff alone is not retransmitting", s: sock(1, timer(inventory.TimerRetransmit, 0), func(s *inventory.Socket) { s.Info.Backoff = 5 })},
+		{name: "shrunk window: retransmit timer, snd_wnd 0, not yet stalled", s: sock(1, timer(inventory.TimerRetransmit, 0), shrunk), remembered: true},
+		{name: "zero window, probes unanswered", s: sock(1, timer(inventory.TimerZeroWindow, 2)), want: rs(ReasonRetransmitting), remembered: true},
 		{name: "retransmitting without tcp_info", s: sock(1, timer(inventory.TimerRetransmit, 4), infoLen(0)), want: rs(ReasonRetransmitting), remembered: true},
-		{name: "zero window, not yet stalled", s: sock(1, timer(inventory.TimerZeroWindow, 3)), remembered: true},
+		{name: "zero window, not yet stalled", s: sock(1, timer(inventory.TimerZeroWindow, 1)), remembered: true},
 		{name: "no tcp_info", s: sock(1, infoLen(0)), unav: rs(ReasonIdle)},
 		{name: "tcp_info too short", s: sock(1, infoLen(inventory.MinInfoLen-1), quiet(10*min, 10*min)), unav: rs(ReasonIdle)},
 		{name: "old kernel tcp_info (no bytes_acked) is enough for idle", s: sock(1, infoLen(inventory.MinInfoLen), quiet(10*min, 10*min)), want: rs(ReasonIdle), remembered: true},
@@ -163,7 +174,8 @@ func TestHistory(t *testing.T) {
 	rtx := func(n uint8, a uint64) *inventory.Socket {
 		return sock(1, timer(inventory.TimerRetransmit, n), backoff(n), acked(a))
 	}
-	zw := sock(1, timer(inventory.TimerZeroWindow, 2))
+	zw := sock(1, timer(inventory.TimerZeroWindow, 1))
+	zwShrunk := sock(1, timer(inventory.TimerRetransmit, 0), shrunk)
 	cw := func(ack time.Duration) *inventory.Socket {
 		return sock(1, state(inventory.StateCloseWait), lastAck(ack))
 	}
@@ -177,6 +189,14 @@ func TestHistory(t *testing.T) {
 			{60 * s, zw, rs(ReasonZeroWindow), true},
 			{75 * s, sock(1), 0, false},
 			{90 * s, zw, 0, true},
+		}},
+		{"both ways of probing a zero window age together; unanswered probes are retransmitting", []step{
+			{0, zw, 0, true},
+			{30 * s, zwShrunk, 0, true},
+			{60 * s, zw, rs(ReasonZeroWindow), true},
+			{61 * s, zwShrunk, rs(ReasonZeroWindow), true},
+			{75 * s, sock(1, timer(inventory.TimerZeroWindow, 2)), rs(ReasonRetransmitting), true},
+			{90 * s, sock(1, timer(inventory.TimerZeroWindow, 0)), rs(ReasonZeroWindow), true},
 		}},
 		{"ACK progress resets retransmitting", []step{
 			{0, rtx(1, 1000), 0, true},
