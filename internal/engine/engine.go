@@ -336,10 +336,17 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		if s.Killed {
 			continue
 		}
-		if s.Ghost || ent.Reasons.Has(tracker.ReasonCloseWait) {
+		switch {
+		case s.Ghost:
 			cands = append(cands, exporter.Candidate{
 				Session: s, Socket: ent.Socket, Reasons: ent.Reasons,
 				Verdict: v.result.Verdict, Confirmed: v.result.Confirmed, GhostSince: v.ghostSince, PID: s.PID,
+			})
+		case ent.Reasons.Has(tracker.ReasonCloseWait):
+			// A leak's age is how long it has been in CLOSE_WAIT.
+			cands = append(cands, exporter.Candidate{
+				Session: s, Socket: ent.Socket, Reasons: ent.Reasons,
+				Verdict: probe.Verdict(s.Verdict), GhostSince: ent.StateSince, PID: s.PID,
 			})
 		}
 	}
