@@ -52,7 +52,7 @@ type Scanner struct {
 	mu      sync.Mutex
 	nss     []Namespace
 	entries map[uint64]*nsEntry
-	listErr string
+	listErr error
 	closed  atomic.Bool
 }
 
@@ -237,28 +237,37 @@ func (e *nsEntry) closeConn() {
 	}
 }
 
-// noteListErr logs a listing problem once, when it first appears or changes.
+// noteListErr keeps the listing error and logs it once, when it first
+// appears or changes.
 func (s *Scanner) noteListErr(err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
 	s.mu.Lock()
-	changed := msg != s.listErr
-	s.listErr = msg
+	changed := errString(err) != errString(s.listErr)
+	s.listErr = err
 	s.mu.Unlock()
 	if changed && err != nil {
 		s.log.Warn("some network namespaces cannot be listed", "err", err)
 	}
 }
 
+// ListError returns what kept the last Scan from listing every namespace
+// (typically permission errors without CAP_SYS_ADMIN/CAP_SYS_PTRACE), or nil.
+func (s *Scanner) ListError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listErr
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
 // noteNamespaceErr logs a namespace's error when it first appears or changes,
 // and its recovery.
 func (s *Scanner) noteNamespaceErr(e *nsEntry, err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
+	msg := errString(err)
 	if msg == e.lastErr {
 		return
 	}
