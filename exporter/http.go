@@ -102,6 +102,10 @@ func parseFilter(r *http.Request) (sessionFilter, string) {
 	return f, ""
 }
 
+func (f *sessionFilter) empty() bool {
+	return len(f.netns) == 0 && len(f.verdicts) == 0 && len(f.reasons) == 0 && f.ghost == nil
+}
+
 func (f *sessionFilter) match(s *Session) bool {
 	if len(f.netns) > 0 && !slices.Contains(f.netns, s.Netns) {
 		return false
@@ -115,7 +119,7 @@ func (f *sessionFilter) match(s *Session) bool {
 	return f.ghost == nil || *f.ghost == s.Ghost
 }
 
-// Filter returns a copy of doc with only the sessions that match; a netns
+// apply returns a copy of doc with only the sessions that match; a netns
 // filter also narrows the namespace list.
 func (f *sessionFilter) apply(doc *Document) Document {
 	out := Document{ScannedAt: doc.ScannedAt, Namespaces: []NamespaceStatus{}, Sessions: []Session{}}
@@ -143,6 +147,11 @@ func serveSessions(w http.ResponseWriter, r *http.Request, s *Store, log *slog.L
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no scan completed yet"}, log)
 		return
 	}
+	if f.empty() && snap.Doc.Sessions != nil && snap.Doc.Namespaces != nil {
+		// Unfiltered: encode the published document as is, without a copy.
+		writeJSON(w, http.StatusOK, &snap.Doc, log)
+		return
+	}
 	doc := f.apply(&snap.Doc)
 	writeJSON(w, http.StatusOK, &doc, log)
 }
@@ -152,7 +161,6 @@ func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
 		log.Debug("write json response", "err", err)
 	}

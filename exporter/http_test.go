@@ -99,7 +99,7 @@ func TestSessionsFilters(t *testing.T) {
 			t.Errorf("%q: namespaces (-want +got):\n%s", tt.query, diff)
 		}
 		// Empty results are [] in JSON, never null.
-		if !strings.Contains(rec.Body.String(), `"sessions": [`) {
+		if !strings.Contains(rec.Body.String(), `"sessions":[`) {
 			t.Errorf("%q: sessions not a JSON array:\n%s", tt.query, rec.Body)
 		}
 	}
@@ -303,5 +303,15 @@ func TestServeRejectsBadWebConfig(t *testing.T) {
 	err := Serve(context.Background(), http.NotFoundHandler(), []string{"127.0.0.1:0"}, cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "web config") {
 		t.Errorf("Serve with a broken web config: %v", err)
+	}
+}
+
+func TestSessionsNeverNull(t *testing.T) {
+	s := NewStore(testBld, nil)
+	s.Publish(&Snapshot{Doc: Document{ScannedAt: t0}})
+	rec := get(t, NewHandler(s, HandlerOptions{}), "/api/v1/sessions")
+	want := `{"scanned_at":"2026-11-26T12:00:00Z","namespaces":[],"sessions":[]}` + "\n"
+	if diff := cmp.Diff(want, rec.Body.String()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

@@ -1,0 +1,62 @@
+package exporter
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// bigSnapshot has 200 namespaces and 10,000 suspects.
+func bigSnapshot() *Snapshot {
+	snap := fixtureSnapshot()
+	base := snap.Doc.Sessions[0]
+	snap.Doc.Sessions = snap.Doc.Sessions[:0]
+	snap.Scans = snap.Scans[:0]
+	snap.Doc.Namespaces = snap.Doc.Namespaces[:0]
+	for n := range 200 {
+		name := fmt.Sprintf("pid-app-%d", n)
+		snap.Scans = append(snap.Scans, NamespaceScan{Name: name, Inode: uint64(n), Kind: "process", OK: true, Sockets: 500})
+		snap.Doc.Namespaces = append(snap.Doc.Namespaces, NamespaceStatus{Netns: name, NetnsInode: uint64(n), Sockets: 500})
+		for i := range 50 {
+			ss := base
+			ss.Netns, ss.Cookie = name, uint64(n*50+i)
+			ss.Ghost = i%5 == 0
+			snap.Doc.Sessions = append(snap.Doc.Sessions, ss)
+		}
+	}
+	return snap
+}
+
+func BenchmarkGather(b *testing.B) {
+	s := NewStore(testBld, nil)
+	s.Publish(bigSnapshot())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkHandler(b *testing.B) {
+	s := NewStore(testBld, nil)
+	s.Publish(bigSnapshot())
+	h := NewHandler(s, HandlerOptions{})
+	for _, p := range []string{"/", "/api/v1/sessions", "/api/v1/sessions?ghost=true&netns=pid-app-7"} {
+		b.Run(p, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+				if rec.Code != http.StatusOK {
+					b.Fatal(rec.Code)
+				}
+			}
+		})
+	}
+}
