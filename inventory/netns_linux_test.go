@@ -183,3 +183,13 @@ func TestSelectNetnsRealPath(t *testing.T) {
 		t.Errorf("selector by path does not match by inode %d", self)
 	}
 }
+
+// BenchmarkListNamespaces lists this machine's namespaces (one readlink per
+// process, plus names for the process-held ones): the fixed cost of a scan.
+func BenchmarkListNamespaces(b *testing.B) {
+	nss, _ := ListNamespaces("", "")
+	b.Logf("%d namespaces", len(nss))
+	for b.Loop() {
+		_, _ = ListNamespaces("", "")
+	}
+}
