@@ -80,7 +80,8 @@ func (l nsLister) list() ([]Namespace, error) {
 	// The host.
 	hostPath := l.procRoot + "/1/ns/net"
 	ino, err := l.inode(hostPath)
-	if err != nil && errors.Is(err, fs.ErrPermission) {
+	hostDenied := err != nil && errors.Is(err, fs.ErrPermission)
+	if hostDenied {
 		errs = append(errs, fmt.Errorf("inventory: list host namespace: %w", err))
 		hostPath = l.procRoot + "/self/ns/net"
 		ino, err = l.inode(hostPath)
@@ -124,7 +125,7 @@ func (l nsLister) list() ([]Namespace, error) {
 		dir := l.procRoot + "/" + strconv.Itoa(pid)
 		ino, err := l.inode(dir + "/ns/net")
 		if err != nil {
-			if errors.Is(err, fs.ErrPermission) {
+			if errors.Is(err, fs.ErrPermission) && !(pid == 1 && hostDenied) {
 				denied++
 				if procPerm == nil {
 					procPerm = err
