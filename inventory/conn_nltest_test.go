@@ -121,13 +121,18 @@ func socketMsg(s *Socket) netlink.Message {
 	}
 }
 
-// dumpReply answers a dump request with the sockets of its family.
+// dumpReply answers a dump request as the kernel does: a TCPDIAG_GETSOCK
+// request with every socket, a SOCK_DIAG_BY_FAMILY one with the sockets of
+// its family, each reply carrying the request's message type.
 func dumpReply(socks []Socket) nltest.Func {
 	return func(req []netlink.Message) ([]netlink.Message, error) {
 		var msgs []netlink.Message
+		typ := req[0].Header.Type
 		for i := range socks {
-			if socks[i].Family == req[0].Data[0] {
-				msgs = append(msgs, socketMsg(&socks[i]))
+			if typ == tcpdiagGetSock || socks[i].Family == req[0].Data[0] {
+				m := socketMsg(&socks[i])
+				m.Header.Type = typ
+				msgs = append(msgs, m)
 			}
 		}
 		if len(msgs) == 0 { // nltest.Multipart leaves a lone message alone
@@ -150,7 +155,7 @@ func collect(t *testing.T, c *Conn) ([]Socket, int, error) {
 func TestFakeDump(t *testing.T) {
 	socks := sampleSockets()
 	fn := nltest.CheckRequest(
-		[]netlink.HeaderType{sockDiagByFamily},
+		[]netlink.HeaderType{tcpdiagGetSock},
 		[]netlink.HeaderFlags{netlink.Request | netlink.Dump},
 		dumpReply(socks))
 	c, ft := fakeConn(fn)
@@ -158,30 +163,67 @@ func TestFakeDump(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// AF_INET first, then AF_INET6.
-	want := []Socket{socks[0], socks[3], socks[1], socks[2]}
-	if diff := cmp.Diff(want, got, socketCmp); diff != "" || n != 4 {
+	// One walk, both families, in the kernel's order.
+	if diff := cmp.Diff(socks, got, socketCmp); diff != "" || n != 4 {
 		t.Errorf("Dump = %d (-want +got):\n%s", n, diff)
 	}
+	if len(ft.reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(ft.reqs))
+	}
+	// struct inet_diag_req: family, src_len, dst_len, ext, id, states, dbs.
+	wantReq := make([]byte, compatReqLen)
+	wantReq[0], wantReq[3] = FamilyInet, extInfo
+	ne.PutUint32(wantReq[44:], ^uint32(0))
+	ne.PutUint32(wantReq[48:], ^uint32(0))
+	ne.PutUint32(wantReq[52:], uint32(AllStates))
+	if diff := cmp.Diff(wantReq, ft.reqs[0].Data); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+	if err := c.Close(); err != nil || !ft.closed {
+		t.Errorf("Close = %v, closed %v", err, ft.closed)
+	}
+}
+
+// A kernel that refuses TCPDIAG_GETSOCK gets one SOCK_DIAG_BY_FAMILY dump
+// per family, from then on.
+func TestFakeDumpFallback(t *testing.T) {
+	socks := sampleSockets()
+	reply := dumpReply(socks)
+	c, ft := fakeConn(func(req []netlink.Message) ([]netlink.Message, error) {
+		if req[0].Header.Type == tcpdiagGetSock {
+			return nltest.Error(int(syscall.EINVAL), req)
+		}
+		return reply(req)
+	})
+	for range 2 {
+		ft.reqs = nil
+		got, n, err := collect(t, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Socket{socks[0], socks[3], socks[1], socks[2]} // AF_INET, then AF_INET6
+		if diff := cmp.Diff(want, got, socketCmp); diff != "" || n != 4 {
+			t.Errorf("Dump = %d (-want +got):\n%s", n, diff)
+		}
+	}
 	if len(ft.reqs) != 2 {
-		t.Fatalf("%d requests, want 2", len(ft.reqs))
+		t.Fatalf("second Dump sent %d requests, want 2 (no more TCPDIAG_GETSOCK)", len(ft.reqs))
 	}
 	for i, fam := range []uint8{FamilyInet, FamilyInet6} {
-		d := ft.reqs[i].Data
 		wantReq := make([]byte, diagReqLen)
 		wantReq[0], wantReq[1], wantReq[2] = fam, ipprotoTCP, extInfo
 		ne.PutUint32(wantReq[4:], uint32(AllStates))
 		ne.PutUint32(wantReq[48:], ^uint32(0))
 		ne.PutUint32(wantReq[52:], ^uint32(0))
-		if diff := cmp.Diff(wantReq, d); diff != "" {
+		if ft.reqs[i].Header.Type != sockDiagByFamily {
+			t.Errorf("request %d type %d", i, ft.reqs[i].Header.Type)
+		}
+		if diff := cmp.Diff(wantReq, ft.reqs[i].Data); diff != "" {
 			t.Errorf("request %d (-want +got):\n%s", i, diff)
 		}
 	}
 	if ft.reqs[0].Header.Sequence == ft.reqs[1].Header.Sequence {
 		t.Error("two requests share a sequence number")
-	}
-	if err := c.Close(); err != nil || !ft.closed {
-		t.Errorf("Close = %v, closed %v", err, ft.closed)
 	}
 }
 

@@ -23,13 +23,15 @@ const (
 	// nlmsgOverrun is never sent for sock_diag; it is skipped like NOOP.
 	nlmsgOverrun = 4
 
+	tcpdiagGetSock   = 18 // TCPDIAG_GETSOCK: the original inet_diag request, TCP only
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
 	sockDestroy      = 21 // SOCK_DESTROY
 
-	diagMsgLen  = 72 // sizeof(struct inet_diag_msg)
-	diagReqLen  = 56 // sizeof(struct inet_diag_req_v2)
-	nlaHdrLen   = 4
-	nlaTypeMask = 0x3fff // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
+	diagMsgLen   = 72 // sizeof(struct inet_diag_msg)
+	diagReqLen   = 56 // sizeof(struct inet_diag_req_v2)
+	compatReqLen = 60 // sizeof(struct inet_diag_req)
+	nlaHdrLen    = 4
+	nlaTypeMask  = 0x3fff // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 	attrInfo     = 2  // INET_DIAG_INFO: struct tcp_info
 	attrPad      = 14 // INET_DIAG_PAD
@@ -68,7 +70,7 @@ var ne = binary.NativeEndian
 var bigEndian = ne.Uint16([]byte{0, 1}) == 1
 
 // ParseDump decodes one netlink datagram (possibly several nlmsghdr) of a
-// SOCK_DIAG_BY_FAMILY dump. For each inet_diag_msg it fills *s (reused; no
+// SOCK_DIAG_BY_FAMILY dump (or of a TCPDIAG_GETSOCK one: same messages). For each inet_diag_msg it fills *s (reused; no
 // allocation per socket) with netns set and calls fn; an error from fn stops
 // the parse and is returned as is. done is true when NLMSG_DONE was seen.
 // NLMSG_ERROR returns an error wrapping the unix.Errno. Malformed or
@@ -136,7 +138,7 @@ func parseDump(b []byte, netns uint64, seq uint32, s *Socket, fn func(*Socket) e
 				v = -v
 			}
 			return true, n, &errnoError{errno: syscall.Errno(v)}
-		case sockDiagByFamily:
+		case sockDiagByFamily, tcpdiagGetSock:
 			if err := decodeDiagMsg(body, netns, s); err != nil {
 				return false, n, err
 			}

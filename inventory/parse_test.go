@@ -292,6 +292,11 @@ func TestParseDumpCaptured(t *testing.T) {
 	}); n != 2 {
 		t.Errorf("%d ::1 sockets, want 2", n)
 	}
+	// One TCPDIAG_GETSOCK walk: the same sockets as both per-family dumps.
+	if all := load("dump-compat.bin"); len(all) != len(v4)+len(v6) || count(all, func(s *Socket) bool { return s.Family == FamilyInet6 }) != len(v6) {
+		t.Errorf("one-walk dump has %d sockets (%d IPv6), the per-family dumps %d and %d",
+			len(all), count(all, func(s *Socket) bool { return s.Family == FamilyInet6 }), len(v4), len(v6))
+	}
 	for name, want := range map[string][4]bool{
 		// bytes_acked, bytes_received, snd_wnd, rcv_wnd
 		"dump-inet-info192.bin": {true, true, false, false},

@@ -4,7 +4,8 @@
 # Part 1: one namespace holding BENCH_CONNS established loopback connections
 # (2 sockets each): a ghostd inventory pass (inventory.Dial once, Dump per
 # run), a bare dump that receives the same messages and discards them (the
-# floor), and `ss -tinH`. Medians of BENCH_RUNS runs, with ratios, allocations
+# floor; also the two per-family dumps ss makes, where Dump walks the kernel's
+# table once), and `ss -tinH`. Medians of BENCH_RUNS runs, with ratios, allocations
 # per socket and peak RSS.
 # Part 2: BENCH_NS namespaces x BENCH_NS_CONNS connections: one pass over every
 # namespace, first as created by default (every namespace shares the host's
@@ -101,6 +102,7 @@ new_ns "$ns"
 start_farm "$ns" "$CONNS"
 pass=$("$tmp/invbench" -mode pass -netns "$ns" -runs "$RUNS")
 bare=$("$tmp/invbench" -mode bare -netns "$ns" -runs "$RUNS")
+bare2=$("$tmp/invbench" -mode bare -two-walks -netns "$ns" -runs "$RUNS")
 ss_lines=$(nsenter --net="/run/netns/$ns" ss -tinH | grep -c '^[A-Z]' || true)
 for _ in $(seq "$RUNS"); do
 	s=$(date +%s%N)
@@ -113,6 +115,7 @@ pass_ms=$(field median_ms "$pass")
 bare_ms=$(field median_ms "$bare")
 echo "  pass: $pass"
 echo "  bare: $bare"
+echo "  bare, one dump per family (as ss): $bare2"
 echo "  ss -tinH: sockets=$ss_lines median_ms=$ss_ms runs_ms=$(paste -sd, "$tmp/ss.ms")"
 awk -v p="$pass_ms" -v b="$bare_ms" -v s="$ss_ms" -v a="$(field allocs_per_socket "$pass")" \
 	-v r="$(field maxrss_kib "$pass")" -v n="$(field sockets "$pass")" 'BEGIN {
@@ -138,6 +141,8 @@ part2() {
 	local r
 	r=$("$tmp/invbench" -mode pass -netns "$list" -runs "$RUNS")
 	echo "  $1: $r"
+	echo "  $1, bare one walk: $("$tmp/invbench" -mode bare -netns "$list" -runs "$RUNS")"
+	echo "  $1, bare two walks: $("$tmp/invbench" -mode bare -two-walks -netns "$list" -runs "$RUNS")"
 	awk -v m="$(field median_ms "$r")" -v n="$NS_COUNT" -v d="$(field dial_ms "$r")" \
 		'BEGIN { printf "  %s: total scan %.1f ms, %.2f ms per namespace (first Dial of all: %.1f ms)\n", "'"$1"'", m, m / n, d }'
 	stop_farm

@@ -3,7 +3,7 @@
 // Command invbench times inventory passes for scripts/bench-inventory.sh: a
 // ghostd inventory pass (inventory.Dial + Dump, the Conn reused across runs)
 // or a bare dump that receives the same sock_diag messages and only walks
-// their headers (the floor). It prints one line of key=value results.
+// their headers (the floor; -two-walks: the per-family dumps ss makes). It prints one line of key=value results.
 //
 //	invbench -mode pass -netns gd-inv-1234 -runs 5
 //	invbench -mode bare -netns gd-inv-1234 -runs 5
@@ -32,6 +32,7 @@ func run() int {
 	mode := flag.String("mode", "pass", "pass (ghostd's inventory) or bare (receive and discard)")
 	netnsList := flag.String("netns", "", "comma-separated /run/netns names; empty: the current namespace")
 	runs := flag.Int("runs", 5, "timed runs (after one warm-up)")
+	flag.BoolVar(&twoWalks, "two-walks", false, "bare: one SOCK_DIAG_BY_FAMILY dump per family (as ss) instead of one TCPDIAG_GETSOCK walk")
 	flag.Parse()
 	names := []string{""}
 	if *netnsList != "" {
@@ -188,7 +189,11 @@ func bare(names []string, runs int) error {
 	one := func() (int, error) {
 		total := 0
 		for _, t := range targets {
-			for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+			fams := []uint8{0} // one TCPDIAG_GETSOCK walk, as inventory.Dump does
+			if twoWalks {
+				fams = []uint8{unix.AF_INET, unix.AF_INET6}
+			}
+			for _, fam := range fams {
 				n, err := bareDump(t.fd, fam, buf)
 				total += n
 				if err != nil {
@@ -216,7 +221,11 @@ func bare(names []string, runs int) error {
 		sockets = n
 	}
 	runtime.ReadMemStats(&ms)
-	report("bare", names, sockets, times, dial, ms.Mallocs-before)
+	mode := "bare"
+	if twoWalks {
+		mode = "bare-two-walks"
+	}
+	report(mode, names, sockets, times, dial, ms.Mallocs-before)
 	return nil
 }
 
@@ -253,20 +262,35 @@ func bareSocket(name string) (int, error) {
 	return r.fd, r.err
 }
 
-var seq uint32
+var (
+	seq      uint32
+	twoWalks bool
+)
 
 func bareDump(fd int, family uint8, buf []byte) (int, error) {
 	seq++
 	ne := binary.NativeEndian
-	req := make([]byte, 16+56)
+	var req []byte
+	if family == 0 {
+		// TCPDIAG_GETSOCK with struct inet_diag_req: both families, one walk.
+		req = make([]byte, 16+60)
+		ne.PutUint16(req[4:], 18)
+		req[16], req[19] = unix.AF_INET, 1<<(2-1) // INET_DIAG_INFO
+		ne.PutUint32(req[16+4+40:], ^uint32(0))
+		ne.PutUint32(req[16+4+44:], ^uint32(0))
+		ne.PutUint32(req[16+52:], uint32(inventory.AllStates))
+	} else {
+		// SOCK_DIAG_BY_FAMILY with struct inet_diag_req_v2, as ss does.
+		req = make([]byte, 16+56)
+		ne.PutUint16(req[4:], 20)
+		req[16], req[17], req[18] = family, unix.IPPROTO_TCP, 1<<(2-1)
+		ne.PutUint32(req[20:], uint32(inventory.AllStates))
+		ne.PutUint32(req[16+8+40:], ^uint32(0))
+		ne.PutUint32(req[16+8+44:], ^uint32(0))
+	}
 	ne.PutUint32(req[0:], uint32(len(req)))
-	ne.PutUint16(req[4:], 20)              // SOCK_DIAG_BY_FAMILY
 	ne.PutUint16(req[6:], 0x1|0x100|0x200) // NLM_F_REQUEST|NLM_F_DUMP
 	ne.PutUint32(req[8:], seq)
-	req[16], req[17], req[18] = family, unix.IPPROTO_TCP, 1<<(2-1) // INET_DIAG_INFO
-	ne.PutUint32(req[20:], uint32(inventory.AllStates))
-	ne.PutUint32(req[16+8+40:], ^uint32(0))
-	ne.PutUint32(req[16+8+44:], ^uint32(0))
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, err
 	}
@@ -286,7 +310,7 @@ func bareDump(fd int, family uint8, buf []byte) (int, error) {
 				return n, nil
 			case 2: // NLMSG_ERROR
 				return n, fmt.Errorf("netlink error %d", int32(ne.Uint32(b[16:])))
-			case 20:
+			case 18, 20:
 				n++
 			}
 			if l < 16 || l > len(b) {
