@@ -41,7 +41,7 @@ type pageNamespace struct {
 type pageRow struct {
 	Netns, Local, Remote, State, Reasons, Verdict string
 	Idle, GhostFor, Process, Unit                 string
-	Ghost, Killed                                 bool
+	Ghost, Killed, ClosedByProbe                  bool
 }
 
 func servePage(w http.ResponseWriter, _ *http.Request, s *Store, log *slog.Logger) {
@@ -137,6 +137,8 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 			Unit:     unitOrContainer(ss),
 			Ghost:    ss.Ghost,
 			Killed:   ss.Killed,
+
+			ClosedByProbe: ss.ClosedByProbe,
 		})
 	}
 	d.Total = len(sessions)

@@ -1,0 +1,45 @@
+package exporter
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzPageEscaping renders the page with hostile strings in every field that
+// comes from the network or from other processes. Property: the markup does
+// not change, i.e. the page has exactly as many '<' as with harmless values.
+func FuzzPageEscaping(f *testing.F) {
+	for _, seed := range [][4]string{
+		{"postgres", "postgresql.service", "192.0.2.1:5432", "host"},
+		{"<script>alert(1)</script>", "a\"onmouseover=\"x", "<img src=x onerror=alert(1)>", "pid-<b>-1"},
+		{"</td></tr></table>", "&lt;", "'><svg/onload=1>", "\x00\xff"},
+	} {
+		f.Add(seed[0], seed[1], seed[2], seed[3])
+	}
+	render := func(comm, unit, remote, netns string) string {
+		snap := fixtureSnapshot()
+		for i := range snap.Doc.Sessions {
+			ss := &snap.Doc.Sessions[i]
+			ss.Comm, ss.Unit, ss.Container, ss.Remote, ss.Local, ss.Netns, ss.State = comm, unit, unit, remote, remote, netns, netns
+			ss.Reasons = []string{comm, unit}
+			ss.Verdict = comm
+		}
+		for i := range snap.Scans {
+			snap.Scans[i].Name, snap.Scans[i].Err, snap.Scans[i].Kind = netns+string(rune('a'+i)), unit, comm
+		}
+		snap.Doc.Namespaces = nil
+		snap.ProbeMode = "in_window" // ours, not untrusted
+		var b strings.Builder
+		if err := pageTmpl.Execute(&b, buildPage(snap, BuildInfo{Version: unit}, t0)); err != nil {
+			f.Fatal(err)
+		}
+		return b.String()
+	}
+	want := strings.Count(render("x", "x", "x", "x"), "<")
+	f.Fuzz(func(t *testing.T, comm, unit, remote, netns string) {
+		page := render(comm, unit, remote, netns)
+		if got := strings.Count(page, "<"); got != want {
+			t.Errorf("page has %d '<', want %d: untrusted text became markup", got, want)
+		}
+	})
+}
