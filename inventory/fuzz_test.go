@@ -116,7 +116,7 @@ func endOfMessageOf(b []byte, _ *Socket) int {
 			return 0
 		}
 		next := off + min(align4(l), len(b)-off)
-		if ne.Uint16(b[off+4:]) == sockDiagByFamily {
+		if t := ne.Uint16(b[off+4:]); t == sockDiagByFamily || t == tcpdiagGetSock {
 			return next
 		}
 		off = next
