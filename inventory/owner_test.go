@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -118,5 +119,14 @@ func FuzzParseCgroup(f *testing.F) {
 		if len(unit) > len(b) || len(c) > len(b) {
 			t.Fatalf("ParseCgroup invented text: %q, %q from %d bytes", unit, c, len(b))
 		}
+		// Both are single path components of one line.
+		if strings.ContainsAny(unit, "/\n") || (unit != "" && !strings.Contains(string(b), unit)) {
+			t.Fatalf("unit %q is not a path component of %q", unit, b)
+		}
+		if strings.Contains(c, "/") || (isHex12(c) && !strings.Contains(string(b), c)) {
+			t.Fatalf("container %q is not from %q", c, b)
+		}
 	})
 }
+
+func isHex12(s string) bool { return len(s) == 12 && isHex64(s+s+s+s+s[:4]) }
