@@ -60,8 +60,11 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 		return d
 	}
 	d.Scanned = true
-	d.ScannedAt = snap.Doc.ScannedAt.UTC().Format(time.RFC3339)
-	d.ScanAge = humanSeconds(now.Sub(snap.Doc.ScannedAt).Seconds())
+	d.ScannedAt, d.ScanAge = "at an unknown time", "?"
+	if !snap.Doc.ScannedAt.IsZero() {
+		d.ScannedAt = snap.Doc.ScannedAt.UTC().Format(time.RFC3339)
+		d.ScanAge = humanSeconds(now.Sub(snap.Doc.ScannedAt).Seconds())
+	}
 	d.ScanTook = snap.ScanDuration.Round(time.Millisecond).String()
 	d.ProbeMode = snap.ProbeMode
 	if d.ProbeMode == "" {
