@@ -56,7 +56,7 @@ func BenchmarkIterPass(b *testing.B) {
 			}
 			perSocket(b)
 		})
-		b.Run(fmt.Sprintf("conns=%d/inventory-dump", n), func(b *testing.B) {
+		dump := func(b *testing.B) func() {
 			nsFD, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				b.Fatal(err)
@@ -66,14 +66,38 @@ func BenchmarkIterPass(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer conn.Close()
-			for b.Loop() {
+			b.Cleanup(func() { conn.Close() })
+			return func() {
 				seen, err := conn.Dump(ns.Inode, inventory.AllStates, func(*inventory.Socket) error { return nil })
 				if err != nil || seen < sockets {
 					b.Fatalf("Dump: %d of %d sockets, %v", seen, sockets, err)
 				}
 			}
+		}
+		b.Run(fmt.Sprintf("conns=%d/inventory-dump", n), func(b *testing.B) {
+			d := dump(b)
+			for b.Loop() {
+				d()
+			}
 			perSocket(b)
+		})
+		// Alternating the two in one loop keeps the ratio honest on a
+		// machine whose load changes from one sub-benchmark to the next.
+		b.Run(fmt.Sprintf("conns=%d/ratio-iter10-to-dump", n), func(b *testing.B) {
+			d := dump(b)
+			var iterT, dumpT time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if _, err := r.ReadSeq(context.Background(), ns.Path, some); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				d()
+				iterT, dumpT = iterT+t1.Sub(t0), dumpT+time.Since(t1)
+			}
+			b.ReportMetric(float64(iterT.Nanoseconds())/float64(b.N)/float64(sockets), "iter-ns/socket")
+			b.ReportMetric(float64(dumpT.Nanoseconds())/float64(b.N)/float64(sockets), "dump-ns/socket")
+			b.ReportMetric(float64(iterT)/float64(dumpT), "iter/dump")
 		})
 	}
 }
