@@ -52,7 +52,7 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	it := &iterImpl{}
 	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	if err := spec.LoadAndAssign(&it.objs, opts); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoSeq, loadFailure(err))
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, loadFailure(err))
 	}
 	it.link, err = link.AttachIter(link.IterOptions{Program: it.objs.DumpSeq})
 	if err != nil {
