@@ -107,6 +107,9 @@ func (it *iterImpl) pass(ctx context.Context, nsPath string, cookies []uint64) (
 
 	// The namespace was fixed when the iterator was created; reading it from
 	// this (unlocked) goroutine walks that namespace's sockets.
+	if cap(it.buf) > 4<<20 {
+		it.buf = nil // a huge pass's buffer is not kept for the small ones that follow
+	}
 	it.buf = it.buf[:0]
 	for {
 		if err := ctx.Err(); err != nil {
