@@ -576,7 +576,7 @@ func TestIterNamespaces(t *testing.T) {
 	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
 		t.Fatal(err)
 	}
-	for range 20 {
+	for range 5 {
 		if _, err := r.ReadSeq(context.Background(), nsA.Path, ca); err != nil {
 			t.Fatal(err)
 		}
@@ -613,7 +613,7 @@ func TestIterConcurrent(t *testing.T) {
 	for g := range cap(errc) {
 		go func() {
 			i := g % 2
-			for range 10 {
+			for range 3 {
 				got, err := r.ReadSeq(context.Background(), nss[i].Path, all)
 				if err != nil {
 					errc <- err
@@ -683,7 +683,7 @@ func TestIterReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 50 {
+	for range 10 {
 		got, err := r.ReadSeq(context.Background(), ns.Path, cookies)
 		if err != nil {
 			t.Fatal(err)
