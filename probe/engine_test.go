@@ -430,7 +430,7 @@ func TestProbeAllCancel(t *testing.T) {
 func TestProbeBounds(t *testing.T) {
 	cfg := quickConfig()
 	cfg.Attempts = 1
-	cfg.Timeout = 30 * time.Millisecond
+	cfg.Timeout = time.Second
 	cfg.PerHost = 2
 	cfg.InFlight = 5
 	var mu sync.Mutex
@@ -439,18 +439,20 @@ func TestProbeBounds(t *testing.T) {
 	var conn *fakeConn
 	conn = newFakeConn(func(r Reply) [][]byte {
 		mu.Lock()
-		defer mu.Unlock()
 		h := r.Dst.Addr()
 		active[h]++
 		all++
 		maxHost = max(maxHost, active[h])
 		maxAll = max(maxAll, all)
-		go func() { // the probe ends after Timeout
-			time.Sleep(25 * time.Millisecond)
+		mu.Unlock()
+		// The peer answers after 20 ms; the probe cannot end before.
+		go func() {
+			time.Sleep(20 * time.Millisecond)
 			mu.Lock()
 			active[h]--
 			all--
 			mu.Unlock()
+			conn.in <- ackPeer(r)[0]
 		}()
 		return nil
 	})
