@@ -184,6 +184,11 @@ func (c *collector) collectSessions(ch chan<- prometheus.Metric, snap *Snapshot)
 	}
 	for i := range snap.Doc.Sessions {
 		ss := &snap.Doc.Sessions[i]
+		if ss.Killed {
+			// ghostd already acted on it: counted in ghosts_killed_total,
+			// no longer a ghost or a suspect waiting for someone.
+			continue
+		}
 		for _, r := range ss.Reasons {
 			suspects[[2]string{ss.Netns, r}]++
 		}

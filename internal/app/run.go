@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ghostd/ghostd/exporter"
@@ -105,9 +103,7 @@ func (d *daemon) run(ctx context.Context) error {
 	for _, l := range ls {
 		d.log.Info("listening", "address", l.Addr().String())
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(d.store.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := exporter.NewHandler(d.store, exporter.HandlerOptions{Log: d.log, Registry: reg})
+	handler := exporter.NewHandler(d.store, exporter.HandlerOptions{Log: d.log, Registry: exporter.NewRegistry(d.store)})
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -51,6 +51,15 @@ type verdictState struct {
 	ghostSince time.Time // zero unless a confirmed ghost
 }
 
+// KilledRetention is how long a killed session stays in the document after
+// its socket left the table, so operators see what ghostd did.
+const KilledRetention = 10 * time.Minute
+
+type goneSession struct {
+	session exporter.Session
+	at      time.Time
+}
+
 // nsState is one namespace as the last scan saw it.
 type nsState struct {
 	ns      inventory.Namespace
@@ -76,6 +85,9 @@ type Engine struct {
 	tracker  *tracker.Tracker
 	verdicts map[inventory.Key]verdictState
 	killed   map[inventory.Key]bool
+	// gone holds the sessions ghostd killed whose socket has left the
+	// table, shown (killed, no longer a ghost) for KilledRetention.
+	gone map[inventory.Key]goneSession
 	names    map[uint64]inventory.Namespace
 	last     []nsState
 	counts   map[countKey]int
@@ -95,6 +107,7 @@ func New(inv Inventory, prober Prober, owners Owners, opts Options) *Engine {
 		tracker:  tracker.New(opts.Tracker),
 		verdicts: make(map[inventory.Key]verdictState),
 		killed:   make(map[inventory.Key]bool),
+		gone:     make(map[inventory.Key]goneSession),
 		names:    make(map[uint64]inventory.Namespace),
 		counts:   make(map[countKey]int),
 		owners_:  make(map[uint32]inventory.Owner),
@@ -154,6 +167,11 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	for k := range e.killed {
 		if _, ok := e.tracker.Get(k); !ok {
 			delete(e.killed, k)
+		}
+	}
+	for k, g := range e.gone {
+		if now.Sub(g.at) > KilledRetention || !seen[k.Netns] {
+			delete(e.gone, k)
 		}
 	}
 	e.scanned = now
@@ -253,12 +271,20 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 	}
 }
 
-// MarkKilled records that ghostd ended a socket, so it is not probed again and
-// shows as killed until it leaves the table.
+// MarkKilled records that ghostd ended a socket, so it is not probed again.
+// It shows as killed while it is in the table, and for KilledRetention after.
 func (e *Engine) MarkKilled(k inventory.Key) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.killed[k] = true
-	e.mu.Unlock()
+	ent, ok := e.tracker.Get(k)
+	if !ok {
+		return
+	}
+	s, _ := e.session(&ent, e.opts.Now())
+	s.Killed, s.Ghost, s.GhostSeconds = true, false, 0
+	s.State = inventory.StateClose.String() // where SOCK_DESTROY or the kernel's reaping leaves it
+	e.gone[k] = goneSession{session: s, at: e.opts.Now()}
 }
 
 // ProbeMode is "off" without a prober, else the prober's mode.
@@ -349,6 +375,17 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 				Verdict: probe.Verdict(s.Verdict), GhostSince: ent.StateSince, PID: s.PID,
 			})
 		}
+	}
+	// Then the killed sessions whose sockets are gone, oldest kill first.
+	var gone []goneSession
+	for k, g := range e.gone {
+		if _, ok := e.tracker.Get(k); !ok {
+			gone = append(gone, g)
+		}
+	}
+	slices.SortFunc(gone, func(a, b goneSession) int { return a.at.Compare(b.at) })
+	for _, g := range gone {
+		snap.Doc.Sessions = append(snap.Doc.Sessions, g.session)
 	}
 	return snap, cands
 }

@@ -254,3 +254,30 @@ func TestFormatAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestEngineKilledSessionsStayVisible(t *testing.T) {
+	e, inv, _, c := newTest()
+	ctx := context.Background()
+	inv.sockets[7] = []inventory.Socket{idleSocket(2, 2, 2*time.Minute)}
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets())
+	e.MarkKilled(inventory.Key{Netns: 7, Cookie: 2})
+	inv.sockets[7] = nil // SOCK_DESTROY: the socket left the table
+	e.Scan(ctx)
+	e.Scan(ctx)
+	snap, cands := e.Snapshot()
+	if len(cands) != 0 {
+		t.Errorf("a killed socket is a kill candidate again: %+v", cands)
+	}
+	if len(snap.Doc.Sessions) != 1 {
+		t.Fatalf("sessions = %+v, want the killed one", snap.Doc.Sessions)
+	}
+	if s := snap.Doc.Sessions[0]; !s.Killed || s.Ghost || s.State != "CLOSE" || s.Verdict != "reset" {
+		t.Errorf("killed session = %+v, want killed, not a ghost, CLOSE, verdict kept", s)
+	}
+	c.t = c.t.Add(KilledRetention + time.Second)
+	e.Scan(ctx)
+	if snap, _ := e.Snapshot(); len(snap.Doc.Sessions) != 0 {
+		t.Errorf("killed session kept past the retention: %+v", snap.Doc.Sessions)
+	}
+}
