@@ -16,6 +16,7 @@
 # Needs root (ip netns add). Everything it creates lives in namespaces named
 # gd-inv-*, which it deletes, with the processes it started, on exit.
 # Quick run: BENCH_CONNS=10000 BENCH_NS=10 BENCH_NS_CONNS=200 scripts/bench-inventory.sh
+# BENCH_PARTS="2" runs only part 2; BENCH_RUNS (>= 5) sets the runs per median.
 set -euo pipefail
 
 CONNS=${BENCH_CONNS:-100000}
@@ -23,6 +24,7 @@ RUNS=${BENCH_RUNS:-5}
 NS_COUNT=${BENCH_NS:-100}
 NS_CONNS=${BENCH_NS_CONNS:-1000}
 CHILD_EHASH=${BENCH_CHILD_EHASH:-4096}
+PARTS=${BENCH_PARTS:-"1 2"}
 
 if [ "$(id -u)" != 0 ]; then
 	echo "bench-inventory: skipped, needs root (creates network namespaces)"
@@ -70,7 +72,7 @@ new_ns() {
 	ip netns add "$ns"
 	namespaces+=("$ns")
 	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 }
 
 # start_farm NAMES CONNS: hold CONNS connections in each namespace until stop_farm.
@@ -91,10 +93,19 @@ start_farm() {
 	exit 1
 }
 
+# check LINE WANT: warn when a run saw another number of sockets than the
+# farm holds (a dump is not a snapshot, but nothing else touches these).
+check() {
+	local got
+	got=$(field sockets "$1")
+	if [ "$got" != "$2" ]; then echo "  WARNING: saw $got sockets, the farm holds $2"; fi
+}
+
 field() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 median_ms() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+if [[ " $PARTS " == *" 1 "* ]]; then
 echo
 echo "== Part 1: one namespace, $CONNS connections ($((2 * CONNS)) sockets), median of $RUNS runs"
 ns="gd-inv-$tag"
@@ -114,8 +125,11 @@ ss_ms=$(median_ms <"$tmp/ss.ms")
 pass_ms=$(field median_ms "$pass")
 bare_ms=$(field median_ms "$bare")
 echo "  pass: $pass"
+check "$pass" $((2 * CONNS))
 echo "  bare: $bare"
+check "$bare" $((2 * CONNS))
 echo "  bare, one dump per family (as ss): $bare2"
+check "$bare2" $((2 * CONNS))
 echo "  ss -tinH: sockets=$ss_lines median_ms=$ss_ms runs_ms=$(paste -sd, "$tmp/ss.ms")"
 awk -v p="$pass_ms" -v b="$bare_ms" -v s="$ss_ms" -v a="$(field allocs_per_socket "$pass")" \
 	-v r="$(field maxrss_kib "$pass")" -v n="$(field sockets "$pass")" 'BEGIN {
@@ -128,6 +142,7 @@ awk -v p="$pass_ms" -v b="$bare_ms" -v s="$ss_ms" -v a="$(field allocs_per_socke
 }'
 stop_farm
 del_namespaces
+fi
 
 # part2 LABEL: create the namespaces, fill them, time one pass over all.
 part2() {
@@ -138,11 +153,16 @@ part2() {
 	for n in "${names[@]}"; do new_ns "$n"; done
 	list=$(IFS=,; echo "${names[*]}")
 	start_farm "$list" "$NS_CONNS"
-	local r
+	local r b want=$((2 * NS_COUNT * NS_CONNS))
 	r=$("$tmp/invbench" -mode pass -netns "$list" -runs "$RUNS")
 	echo "  $1: $r"
-	echo "  $1, bare one walk: $("$tmp/invbench" -mode bare -netns "$list" -runs "$RUNS")"
-	echo "  $1, bare two walks: $("$tmp/invbench" -mode bare -two-walks -netns "$list" -runs "$RUNS")"
+	check "$r" "$want"
+	b=$("$tmp/invbench" -mode bare -netns "$list" -runs "$RUNS")
+	echo "  $1, bare one walk: $b"
+	check "$b" "$want"
+	b=$("$tmp/invbench" -mode bare -two-walks -netns "$list" -runs "$RUNS")
+	echo "  $1, bare two walks: $b"
+	check "$b" "$want"
 	awk -v m="$(field median_ms "$r")" -v n="$NS_COUNT" -v d="$(field dial_ms "$r")" \
 		'BEGIN { printf "  %s: total scan %.1f ms, %.2f ms per namespace (first Dial of all: %.1f ms)\n", "'"$1"'", m, m / n, d }'
 	stop_farm
@@ -150,6 +170,7 @@ part2() {
 	sleep 3 # namespace teardown is asynchronous; let it finish
 }
 
+if [[ " $PARTS " == *" 2 "* ]]; then
 echo
 echo "== Part 2: $NS_COUNT namespaces x $NS_CONNS connections, median of $RUNS passes over all"
 part2 "shared hash (tcp_child_ehash_entries=0)"
@@ -165,10 +186,12 @@ if [ -n "$old_child_ehash" ]; then
 	start_farm "$list" "$NS_CONNS"
 	r=$("$tmp/invbench" -mode pass -netns "$list" -runs "$RUNS")
 	echo "  own hash (tcp_child_ehash_entries=$CHILD_EHASH): $r"
+	check "$r" $((2 * NS_COUNT * NS_CONNS))
 	awk -v m="$(field median_ms "$r")" -v n="$NS_COUNT" \
 		'BEGIN { printf "  own hash: total scan %.1f ms, %.2f ms per namespace\n", m, m / n }'
 	stop_farm
 	del_namespaces
 else
 	echo "  net.ipv4.tcp_child_ehash_entries missing (kernel < 6.1): second run skipped"
+fi
 fi
