@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -207,7 +208,7 @@ func parseNsLink(s string) (uint64, error) {
 // inode, resolved now; "net:[N]" selects inode N; any other value selects the
 // namespace with that name ("host", a /run/netns name, a derived container id
 // or pid-COMM-PID name; a full 64-hex container id matches its 12-hex short
-// form).
+// form); a value with *, ? or [ is a path.Match pattern over names ("cni-*").
 func SelectNetns(spec string) (func(Namespace) bool, error) {
 	return selectNetns(spec, nsInode)
 }
@@ -231,6 +232,12 @@ func selectNetns(spec string, inode func(string) (uint64, error)) (func(Namespac
 		return func(ns Namespace) bool { return ns.Inode == ino }, nil
 	case strings.Contains(spec, "/"):
 		return nil, fmt.Errorf("inventory: --netns %q: a path must be absolute", spec)
+	}
+	if strings.ContainsAny(spec, "*?[") {
+		if _, err := path.Match(spec, ""); err != nil {
+			return nil, fmt.Errorf("inventory: --netns %q: bad pattern: %w", spec, err)
+		}
+		return func(ns Namespace) bool { ok, _ := path.Match(spec, ns.Name); return ok }, nil
 	}
 	name := spec
 	if isHex64(name) {

@@ -132,6 +132,9 @@ func TestSelectNetns(t *testing.T) {
 		{"0123456789ab", []string{"0123456789ab"}, ""},
 		{hexA, []string{"0123456789ab"}, ""}, // full container id
 		{"nosuch", nil, ""},
+		{"r*", []string{"red"}, ""}, // a path.Match pattern
+		{"pid-*-[25]00", []string{"pid-sleep-200", "pid-unknown-500"}, ""},
+		{"bad[", nil, "bad pattern"},
 		{"net:[4026532200]", []string{"pid-sleep-200"}, ""},
 		{"net:[x]", nil, "not a network namespace"},
 		// Paths compare by inode: 101 shares 100's, 150 holds blue's, 42 the host's.
