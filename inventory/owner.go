@@ -67,6 +67,20 @@ func NewOwners(procRoot string) *Owners {
 // inode that walk does not find is not looked for again during the next
 // few calls.
 func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
+	return o.resolve(0, inodes)
+}
+
+// ResolveNetns is Resolve for sockets that live in the namespace with inode
+// netns (their Socket.Netns). Its walk reads the fds of that namespace's
+// processes first and the others' only for inodes not found there: sockets
+// are nearly always held in their own namespace, so resolving a container's
+// sockets does not read every fd on the host. A socket held both inside and
+// outside the namespace is attributed to the lowest pid inside it.
+func (o *Owners) ResolveNetns(netns uint64, inodes []uint32) map[uint32]Owner {
+	return o.resolve(netns, inodes)
+}
+
+func (o *Owners) resolve(netns uint64, inodes []uint32) map[uint32]Owner {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.calls++
@@ -99,7 +113,7 @@ func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
 	}
 	if len(miss) > 0 {
 		o.walks++
-		found := o.walk(miss)
+		found := o.walk(netns, miss)
 		procs := make(map[int]Owner)
 		for ino, h := range found {
 			ow, ok := procs[h.pid]

@@ -18,14 +18,26 @@ func (o *Owners) stillHolds(pid, fd int, ino uint32) bool {
 	return ok && got == ino
 }
 
-// walk reads /proc/*/fd in ascending pid order until every wanted inode is
-// found, and returns where each was found first (the lowest pid holding it).
-// Processes that exit or whose fds are unreadable are skipped.
-func (o *Owners) walk(want map[uint32]struct{}) map[uint32]holder {
+// walk reads /proc/*/fd in ascending pid order, the processes of namespace
+// netns first when netns is not 0, until every wanted inode is found, and
+// returns where each was found first. Processes that exit or whose fds are
+// unreadable are skipped.
+func (o *Owners) walk(netns uint64, want map[uint32]struct{}) map[uint32]holder {
 	found := make(map[uint32]holder, len(want))
 	pids, err := listPIDs(o.procRoot)
 	if err != nil {
 		return found
+	}
+	if netns != 0 {
+		var inside, outside []int
+		for _, pid := range pids {
+			if ino, err := nsInode(o.procRoot + "/" + strconv.Itoa(pid) + "/ns/net"); err == nil && ino == netns {
+				inside = append(inside, pid)
+			} else {
+				outside = append(outside, pid)
+			}
+		}
+		pids = append(inside, outside...)
 	}
 	var buf [64]byte
 	for _, pid := range pids {

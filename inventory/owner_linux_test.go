@@ -47,6 +47,30 @@ func TestOwnersFakeProc(t *testing.T) {
 	}
 }
 
+// TestOwnersNetns: with a namespace hint, the holder inside the socket's
+// namespace wins over a lower pid outside it; without one inside, the walk
+// goes on outside.
+func TestOwnersNetns(t *testing.T) {
+	tests := []struct {
+		name  string
+		netns uint64
+		want  int
+	}{
+		{"no hint: lowest pid", 0, 42},
+		{"hint: holder in the namespace", 4026532200, 200},
+		{"hint: nobody inside, lowest outside", 4026532100, 42},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := NewOwners(fakeProc)
+			got := o.ResolveNetns(tt.netns, []uint32{2002})
+			if got[2002].PID != tt.want || o.walks != 1 {
+				t.Errorf("owner of 2002 = %+v after %d walks, want pid %d after 1", got[2002], o.walks, tt.want)
+			}
+		})
+	}
+}
+
 // TestOwnersCache: hits cost no walk; an entry whose fd no longer holds the
 // socket, or whose process is gone, is dropped and looked up afresh.
 func TestOwnersCache(t *testing.T) {
@@ -208,6 +232,43 @@ func BenchmarkOwnersResolve(b *testing.B) {
 			NewOwners("").Resolve(few)
 		}
 	})
+	if os.Geteuid() == 0 {
+		// A socket held in an anonymous namespace by the newest process:
+		// a plain walk reads nearly every fd on the host to find it.
+		h := startHolder(b, true)
+		hc, err := dialIn(h.pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer hc.Close()
+		var ino uint32
+		if _, err := hc.Dump(0, StateEstablished.Mask(), func(s *Socket) error {
+			if s.Local == h.local {
+				ino = s.Inode
+			}
+			return nil
+		}); err != nil || ino == 0 {
+			b.Fatalf("helper socket: inode %d, %v", ino, err)
+		}
+		netns, err := nsInode("/proc/" + strconv.Itoa(h.pid) + "/ns/net")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("cold-container", func(b *testing.B) {
+			for b.Loop() {
+				if NewOwners("").Resolve([]uint32{ino})[ino].PID != h.pid {
+					b.Fatal("helper socket not attributed")
+				}
+			}
+		})
+		b.Run("cold-container-netns", func(b *testing.B) {
+			for b.Loop() {
+				if NewOwners("").ResolveNetns(netns, []uint32{ino})[ino].PID != h.pid {
+					b.Fatal("helper socket not attributed")
+				}
+			}
+		})
+	}
 	b.Run("warm-all", func(b *testing.B) {
 		o := NewOwners("")
 		o.Resolve(all)
@@ -216,4 +277,14 @@ func BenchmarkOwnersResolve(b *testing.B) {
 			o.Resolve(all)
 		}
 	})
+}
+
+// dialIn opens a sock_diag Conn in pid's namespace.
+func dialIn(pid int) (*Conn, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return Dial(int(f.Fd()))
 }

@@ -168,7 +168,7 @@ type nsHolder struct {
 }
 
 // startHolder starts the helper, in a new anonymous netns when newNetns.
-func startHolder(t *testing.T, newNetns bool) *nsHolder {
+func startHolder(t testing.TB, newNetns bool) *nsHolder {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
