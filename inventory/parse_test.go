@@ -178,8 +178,7 @@ func errorMsg(seq uint32, errno syscall.Errno) []byte {
 
 // sampleSockets are hand-made sockets for round trips and fake kernels.
 func sampleSockets() []Socket {
-	var long TCPInfo
-	long = TCPInfo{Len: 280, State: 1, CAState: 2, Retransmits: 3, Probes: 4, Backoff: 5, Options: 7,
+	long := TCPInfo{Len: 280, State: 1, CAState: 2, Retransmits: 3, Probes: 4, Backoff: 5, Options: 7,
 		SndWScale: 7, RcvWScale: 9, RTO: 204000, SndMSS: 1448, RcvMSS: 536, Unacked: 2, Lost: 1, Retrans: 1,
 		LastDataSent: 10, LastAckSent: 11, LastDataRecv: 12, LastAckRecv: 13, RTT: 40, RTTVar: 20, SndCwnd: 10, TotalRetrans: 6}
 	long.SetOptional(1<<40, 1<<33, 65535, 131072)
