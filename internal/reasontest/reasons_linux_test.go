@@ -360,3 +360,22 @@ type tupleConn struct {
 
 func (c *tupleConn) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(c.local) }
 func (c *tupleConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.remote) }
+
+// TestMiddleboxForgot: the router forgets the flow (nf_conntrack_tcp_loose=0
+// and `ct state invalid drop`), so the owner's data never reaches the peer.
+func TestMiddleboxForgot(t *testing.T) {
+	t.Parallel()
+	n := testnet.New(t)
+	w := newWatcher(t, n.Server)
+	server, client := pair(t, n, "tcp4")
+	exchange(t, server, client)
+	n.ForgetFlow(t, server)
+	drops := n.InvalidDrops(t)
+	if _, err := server.Write([]byte("still there?")); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, server, reasons(tracker.ReasonRetransmitting), 4*time.Second)
+	if n.InvalidDrops(t) == drops {
+		t.Error("the router dropped nothing as INVALID")
+	}
+}

@@ -222,3 +222,43 @@ func TestNet(t *testing.T) {
 		}
 	})
 }
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestCleanup checks that a whole test network, with connections and client
+// rules, leaves no namespace and no file descriptor behind.
+func TestCleanup(t *testing.T) {
+	var names []string
+	before := countFDs(t)
+	t.Run("use", func(t *testing.T) {
+		n := New(t)
+		names = []string{n.Client.Name, n.Router.Name, n.Server.Name}
+		s, c := n.Pair(t, "tcp4")
+		n.Pair(t, "tcp6")
+		n.DropFromClient(t, c)
+		n.GoSilent(t)
+		n.ForgetFlow(t, s)
+		if err := n.Client.Ping(n.ServerV6, 100*time.Millisecond); err == nil {
+			t.Error("a silent client pings")
+		}
+	})
+	if names == nil {
+		return // skipped
+	}
+	for _, name := range names {
+		if _, err := os.Stat("/run/netns/" + name); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind: %v", name, err)
+		}
+	}
+	// The runtime may keep a poller fd open after the first network use.
+	if after := countFDs(t); after > before+1 {
+		t.Errorf("%d file descriptors before, %d after", before, after)
+	}
+}
