@@ -77,6 +77,9 @@ var bigEndian = ne.Uint16([]byte{0, 1}) == 1
 // truncated data returns an error wrapping ErrMalformed, never panics.
 func ParseDump(b []byte, netns uint64, s *Socket, fn func(*Socket) error) (done bool, err error) {
 	done, _, err = parseDump(b, netns, 0, s, fn)
+	if _, ok := err.(*errnoError); ok {
+		err = fmt.Errorf("inventory: %w", err)
+	}
 	return done, err
 }
 
@@ -88,9 +91,9 @@ type errnoError struct {
 
 func (e *errnoError) Error() string {
 	if e.done {
-		return "inventory: dump failed: " + e.errno.Error()
+		return "dump failed: " + e.errno.Error()
 	}
-	return "inventory: netlink error: " + e.errno.Error()
+	return "netlink error: " + e.errno.Error()
 }
 
 func (e *errnoError) Unwrap() error { return e.errno }
