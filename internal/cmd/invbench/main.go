@@ -88,7 +88,14 @@ func maxRSSKiB() int64 {
 	return ru.Maxrss
 }
 
-func report(mode string, names []string, sockets int, times []time.Duration, dial time.Duration, mallocs uint64) {
+// cpuTimes returns the process's user and system CPU time.
+func cpuTimes() (user, sys time.Duration) {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+func report(mode string, names []string, sockets int, times []time.Duration, dial time.Duration, mallocs uint64, user, sys time.Duration) {
 	perSocket := 0.0
 	if sockets > 0 {
 		perSocket = float64(mallocs) / float64(sockets*len(times))
@@ -97,9 +104,11 @@ func report(mode string, names []string, sockets int, times []time.Duration, dia
 	for _, t := range times {
 		ms = append(ms, fmt.Sprintf("%.1f", float64(t.Microseconds())/1000))
 	}
-	fmt.Printf("mode=%s netns=%d sockets=%d median_ms=%.1f runs_ms=%s dial_ms=%.1f allocs_per_socket=%.4f allocs_per_pass=%.0f maxrss_kib=%d\n",
+	perRun := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(times)) }
+	fmt.Printf("mode=%s netns=%d sockets=%d median_ms=%.1f runs_ms=%s dial_ms=%.1f allocs_per_socket=%.4f allocs_per_pass=%.0f maxrss_kib=%d user_ms_per_run=%.1f sys_ms_per_run=%.1f\n",
 		mode, len(names), sockets, float64(median(times).Microseconds())/1000, strings.Join(ms, ","),
-		float64(dial.Microseconds())/1000, perSocket, float64(mallocs)/float64(len(times)), maxRSSKiB())
+		float64(dial.Microseconds())/1000, perSocket, float64(mallocs)/float64(len(times)), maxRSSKiB(),
+		perRun(user), perRun(sys))
 }
 
 // pass is what ghostd does each scan: one reused Conn per namespace, a Dump
@@ -155,6 +164,7 @@ func pass(names []string, runs int) error {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	before := ms.Mallocs
+	u0, s0 := cpuTimes()
 	sockets := 0
 	for range runs {
 		start := time.Now()
@@ -166,7 +176,8 @@ func pass(names []string, runs int) error {
 		sockets = n
 	}
 	runtime.ReadMemStats(&ms)
-	report("pass", names, sockets, times, dial, ms.Mallocs-before)
+	u1, s1 := cpuTimes()
+	report("pass", names, sockets, times, dial, ms.Mallocs-before, u1-u0, s1-s0)
 	return nil
 }
 
@@ -210,6 +221,7 @@ func bare(names []string, runs int) error {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	before := ms.Mallocs
+	u0, s0 := cpuTimes()
 	sockets := 0
 	for range runs {
 		start := time.Now()
@@ -221,11 +233,12 @@ func bare(names []string, runs int) error {
 		sockets = n
 	}
 	runtime.ReadMemStats(&ms)
+	u1, s1 := cpuTimes()
 	mode := "bare"
 	if twoWalks {
 		mode = "bare-two-walks"
 	}
-	report(mode, names, sockets, times, dial, ms.Mallocs-before)
+	report(mode, names, sockets, times, dial, ms.Mallocs-before, u1-u0, s1-s0)
 	return nil
 }
 
