@@ -87,14 +87,14 @@ type Engine struct {
 	killed   map[inventory.Key]bool
 	// gone holds the sessions ghostd killed whose socket has left the
 	// table, shown (killed, no longer a ghost) for KilledRetention.
-	gone map[inventory.Key]goneSession
-	names    map[uint64]inventory.Namespace
-	last     []nsState
-	counts   map[countKey]int
-	all      []inventory.Socket // every socket of the last scan, only with Options.All
-	scanned  time.Time
-	scanDur  time.Duration
-	owners_  map[uint32]inventory.Owner
+	gone    map[inventory.Key]goneSession
+	names   map[uint64]inventory.Namespace
+	last    []nsState
+	counts  map[countKey]int
+	all     []inventory.Socket // every socket of the last scan, only with Options.All
+	scanned time.Time
+	scanDur time.Duration
+	owners_ map[uint32]inventory.Owner
 }
 
 // New returns an engine. prober may be nil (probing off); owners may be nil.
@@ -133,15 +133,17 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	defer e.mu.Unlock()
 	clear(e.counts)
 	e.all = e.all[:0]
-	now := e.opts.Now()
 	results := e.inv.Scan(ctx, inventory.AllStates, func(ns *inventory.Namespace, sk *inventory.Socket) error {
 		e.counts[countKey{sk.Netns, sk.Family, sk.State}]++
-		e.tracker.Observe(now, sk)
+		// The time of this socket's dump: tcp_info's "ms ago" fields are
+		// relative to it, and a dump of many namespaces takes a while.
+		e.tracker.Observe(e.opts.Now(), sk)
 		if e.opts.All {
 			e.all = append(e.all, *sk)
 		}
 		return nil
 	})
+	now := e.opts.Now()
 	seen := make(map[uint64]bool, len(results))
 	e.last = e.last[:0]
 	for _, r := range results {
