@@ -551,3 +551,135 @@ func TestRateLimitOnTheWire(t *testing.T) {
 	}
 	t.Logf("%d probes in %v (%.1f/s, limit %.0f/s burst %d), %d samples", total, elapsed, float64(total)/elapsed.Seconds(), cfg.Rate, cfg.Burst, samples)
 }
+
+// TestV4MappedOnTestNetwork probes a dual-stack server socket talking to an
+// IPv4 client: the inventory reports it as inet6 with ::ffff: addresses, and
+// the probe must go out over IPv4.
+func TestV4MappedOnTestNetwork(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	l := n.Server.Listen(t, "tcp", "[::]:0")
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	client := n.Client.Dial(t, "tcp4", net.JoinHostPort(n.ServerV4.String(), port))
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	target := targetOf(t, n, server)
+	la, ra := server.LocalAddr().(*net.TCPAddr).AddrPort(), server.RemoteAddr().(*net.TCPAddr).AddrPort()
+	if !la.Addr().Is4In6() {
+		t.Fatalf("server socket is not v4-mapped: %s", la)
+	}
+	target.Family, target.Local, target.Remote = inventory.FamilyInet6, la, ra
+	p := New(fastConfig(), seq, nil)
+	res, err := p.Probe(context.Background(), target)
+	if err != nil || res.Verdict != Alive || res.Mode != InWindow {
+		t.Fatalf("mapped alive: %+v %v", res, err)
+	}
+	n.LoseState(t, client)
+	cfg := fastConfig()
+	cfg.ResetLocal = true
+	res, err = New(cfg, seq, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Reset {
+		t.Fatalf("mapped reset: %+v %v", res, err)
+	}
+}
+
+// TestTimestampsNegotiated checks the premise of option-less probes: the
+// test connections negotiate TCP timestamps, and the peer still answers
+// (Linux does not PAWS-check segments that carry no timestamp).
+func TestTimestampsNegotiated(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	server, _ := n.Pair(t, "tcp4")
+	rawFd(t, server, func(fd int) {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Options&1 == 0 { // TCPI_OPT_TIMESTAMPS
+			t.Fatal("timestamps not negotiated; the test proves nothing")
+		}
+	})
+	res, err := New(fastConfig(), seq, nil).Probe(context.Background(), targetOf(t, n, server))
+	if err != nil || res.Verdict != Alive {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// TestBlindThroughRouter measures blind (random-sequence) probes: behind the
+// conntrack router their silence must never become a confirmed ghost, and
+// on a path without a stateful firewall a blind RST is still evidence.
+func TestBlindThroughRouter(t *testing.T) {
+	needRoot(t)
+	n := testnet.New(t)
+	cfg := fastConfig()
+	cfg.Attempts = 3
+	var targets []Target
+	for range 8 {
+		s, _ := n.Pair(t, "tcp4")
+		targets = append(targets, targetOf(t, n, s))
+	}
+	drops := n.InvalidDrops(t)
+	p := New(cfg, nil, nil)
+	alive := 0
+	for i, r := range p.ProbeAll(context.Background(), targets) {
+		if r.Mode != Blind {
+			t.Fatalf("target %d: mode %s", i, r.Mode)
+		}
+		if r.Verdict.Ghost() && r.Confirmed {
+			t.Errorf("target %d: a live peer became a confirmed ghost: %+v", i, r)
+		}
+		if r.Verdict == Alive {
+			alive++
+		}
+	}
+	t.Logf("blind through the router: %d of %d live peers answered; %d probes sent, router dropped %d as INVALID",
+		alive, len(targets), p.Stats().Sent, n.InvalidDrops(t)-drops)
+
+	// Without the stateful firewall, a blind probe to a peer that lost state gets its RST.
+	n.Router.Nft(t, "delete table inet gd_router\n")
+	defer n.Router.Nft(t, routerRulesetForTests)
+	server, client := n.Pair(t, "tcp6")
+	target := targetOf(t, n, server)
+	n.LoseState(t, client)
+	res, err := New(cfg, nil, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Reset || !res.Confirmed || res.ClosedLocal {
+		t.Fatalf("blind reset on an open path: %+v %v", res, err)
+	}
+	if tcpState(t, server) != 1 {
+		t.Error("a blind RST closed the local socket")
+	}
+}
+
+// TestHostHintOnTestNetwork checks the ICMP echo hint for silent peers.
+func TestHostHintOnTestNetwork(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	cfg := fastConfig()
+	cfg.Attempts = 1
+	cfg.HostHint = true
+	for _, network := range networks {
+		// The router forgot the flow, but the host answers pings.
+		server, _ := n.Pair(t, network)
+		target := targetOf(t, n, server)
+		n.ForgetFlow(t, server)
+		res, err := New(cfg, seq, nil).Probe(context.Background(), target)
+		if err != nil || res.Verdict != Silent || res.HostReachable == nil || !*res.HostReachable {
+			t.Errorf("%s forgotten flow: %+v %v", network, res, err)
+		}
+		// The host is gone.
+		server, _ = n.Pair(t, network)
+		target = targetOf(t, n, server)
+		n.GoSilent(t)
+		res, err = New(cfg, seq, nil).Probe(context.Background(), target)
+		n.Heal(t)
+		if err != nil || res.Verdict != Silent || res.HostReachable == nil || *res.HostReachable {
+			t.Errorf("%s silent host: %+v %v", network, res, err)
+		}
+	}
+}
