@@ -102,6 +102,7 @@ func probeConfig(cfg config.Config) probe.Config {
 	pc.PerHost = cfg.Probe.PerHost
 	pc.InFlight = cfg.Probe.InFlight
 	pc.HostHint = cfg.Probe.HostHint
+	pc.ResetLocal = cfg.Probe.ResetLocal
 	return pc
 }
 

@@ -45,15 +45,19 @@ type Config struct {
 
 // ProbeConfig says whether and how fast suspects are probed.
 type ProbeConfig struct {
-	Enabled   bool
-	Attempts  int           // probes per suspect before silence counts
-	Interval  time.Duration // between two attempts on one connection
-	Rate      float64       // probes per second, all namespaces together
-	PerHost   int           // connections probed at once per peer host
-	InFlight  int           // connections probed at once in total
-	HostHint  bool          // ICMP echo a silent peer's host to tell "host down" from "flow lost"
-	Backoff   time.Duration // re-probe a suspect found alive only after this long
-	Reconfirm time.Duration // re-probe a confirmed ghost this often
+	Enabled  bool
+	Attempts int           // probes per suspect before silence counts
+	Interval time.Duration // between two attempts on one connection
+	Rate     float64       // probes per second, all namespaces together
+	PerHost  int           // connections probed at once per peer host
+	InFlight int           // connections probed at once in total
+	HostHint bool          // ICMP echo a silent peer's host to tell "host down" from "flow lost"
+	// ResetLocal acknowledges RCV.NXT instead of RCV.NXT-1, so a peer's RST
+	// passes strict stateful firewalls (reset instead of silent) but also
+	// closes the local socket: an action, so off unless the operator opts in.
+	ResetLocal bool
+	Backoff    time.Duration // re-probe a suspect found alive only after this long
+	Reconfirm  time.Duration // re-probe a confirmed ghost this often
 }
 
 // KillConfig is the opt-in kill policy.

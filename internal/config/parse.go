@@ -65,15 +65,16 @@ type rawThresholds struct {
 }
 
 type rawProbe struct {
-	Enabled   bool    `yaml:"enabled"`
-	Attempts  int     `yaml:"attempts"`
-	Interval  string  `yaml:"interval"`
-	Rate      float64 `yaml:"rate"`
-	PerHost   int     `yaml:"per_host"`
-	InFlight  int     `yaml:"in_flight"`
-	HostHint  bool    `yaml:"host_hint"`
-	Backoff   string  `yaml:"backoff"`
-	Reconfirm string  `yaml:"reconfirm"`
+	Enabled    bool    `yaml:"enabled"`
+	Attempts   int     `yaml:"attempts"`
+	Interval   string  `yaml:"interval"`
+	Rate       float64 `yaml:"rate"`
+	PerHost    int     `yaml:"per_host"`
+	InFlight   int     `yaml:"in_flight"`
+	HostHint   bool    `yaml:"host_hint"`
+	ResetLocal bool    `yaml:"reset_local"`
+	Backoff    string  `yaml:"backoff"`
+	Reconfirm  string  `yaml:"reconfirm"`
 }
 
 type rawKill struct {
@@ -310,7 +311,7 @@ func toRaw(c Config) raw {
 		Probe: rawProbe{
 			Enabled: c.Probe.Enabled, Attempts: c.Probe.Attempts, Interval: c.Probe.Interval.String(),
 			Rate: c.Probe.Rate, PerHost: c.Probe.PerHost, InFlight: c.Probe.InFlight,
-			HostHint: c.Probe.HostHint, Backoff: c.Probe.Backoff.String(), Reconfirm: c.Probe.Reconfirm.String(),
+			HostHint: c.Probe.HostHint, ResetLocal: c.Probe.ResetLocal, Backoff: c.Probe.Backoff.String(), Reconfirm: c.Probe.Reconfirm.String(),
 		},
 		Kill: rawKill{
 			Enabled: c.Kill.Enabled, Mode: c.Kill.Mode, Verdicts: append([]string(nil), c.Kill.Verdicts...),
@@ -361,15 +362,16 @@ func (r *raw) config() (Config, error) {
 		FinWait2:  dur("thresholds.fin_wait2", r.Thresholds.FinWait2),
 		LastAck:   dur("thresholds.last_ack", r.Thresholds.LastAck),
 		Probe: ProbeConfig{
-			Enabled:   r.Probe.Enabled,
-			Attempts:  r.Probe.Attempts,
-			Interval:  dur("probe.interval", r.Probe.Interval),
-			Rate:      r.Probe.Rate,
-			PerHost:   r.Probe.PerHost,
-			InFlight:  r.Probe.InFlight,
-			HostHint:  r.Probe.HostHint,
-			Backoff:   dur("probe.backoff", r.Probe.Backoff),
-			Reconfirm: dur("probe.reconfirm", r.Probe.Reconfirm),
+			Enabled:    r.Probe.Enabled,
+			Attempts:   r.Probe.Attempts,
+			Interval:   dur("probe.interval", r.Probe.Interval),
+			Rate:       r.Probe.Rate,
+			PerHost:    r.Probe.PerHost,
+			InFlight:   r.Probe.InFlight,
+			HostHint:   r.Probe.HostHint,
+			ResetLocal: r.Probe.ResetLocal,
+			Backoff:    dur("probe.backoff", r.Probe.Backoff),
+			Reconfirm:  dur("probe.reconfirm", r.Probe.Reconfirm),
 		},
 		Kill: KillConfig{
 			Enabled:           r.Kill.Enabled,
