@@ -25,7 +25,7 @@ dist-bin:
 install: dist-bin ## Install ghostd, its unit, man page and example config (PREFIX=/usr/local, DESTDIR; never overwrites /etc/ghostd/ghostd.yml).
 	install -D -m 0755 $(DIST)/ghostd $(DESTDIR)$(PREFIX)/bin/ghostd
 	install -D -m 0644 $(DIST)/ghostd.8.gz $(DESTDIR)$(PREFIX)/share/man/man8/ghostd.8.gz
-	install -D -m 0644 systemd/ghostd-kill-fd.conf $(DESTDIR)$(PREFIX)/share/ghostd/kill-fd.conf
+	install -D -m 0644 systemd/ghostd-kill.conf $(DESTDIR)$(PREFIX)/share/ghostd/kill.conf
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)
 	sed -e 's|/usr/bin/ghostd|$(PREFIX)/bin/ghostd|' \
 	    -e 's|/etc/ghostd/ghostd.yml|$(SYSCONFDIR)/ghostd/ghostd.yml|' \
@@ -45,7 +45,7 @@ uninstall: ## Remove what `make install` installed; keeps /etc/ghostd/ghostd.yml
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 	  systemctl disable --now ghostd.service 2>/dev/null || true; fi
 	rm -f $(DESTDIR)$(PREFIX)/bin/ghostd $(DESTDIR)$(PREFIX)/share/man/man8/ghostd.8.gz \
-	  $(DESTDIR)$(PREFIX)/share/ghostd/kill-fd.conf $(DESTDIR)$(UNITDIR)/ghostd.service
+	  $(DESTDIR)$(PREFIX)/share/ghostd/kill.conf $(DESTDIR)$(UNITDIR)/ghostd.service
 	-rmdir $(DESTDIR)$(PREFIX)/share/ghostd 2>/dev/null
 	@for f in ghostd/ghostd.yml:packaging/ghostd.yml default/ghostd:packaging/default; do \
 	  dst=$(DESTDIR)$(SYSCONFDIR)/$${f%%:*}; src=$${f#*:}; \

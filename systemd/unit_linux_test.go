@@ -146,7 +146,8 @@ func TestUnitContract(t *testing.T) {
 		t.Errorf("ProtectProc=%q hides processes ghostd must see", got)
 	}
 	// Ambient and bounding sets are the same, exact list.
-	want := []string{"CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"}
+	// CAP_NET_ADMIN comes only with the kill drop-in.
+	want := []string{"CAP_DAC_READ_SEARCH", "CAP_NET_RAW", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"}
 	for _, key := range []string{"AmbientCapabilities", "CapabilityBoundingSet"} {
 		got := strings.Fields(strings.Join(directives(t, key), " "))
 		slices.Sort(got)
@@ -156,11 +157,11 @@ func TestUnitContract(t *testing.T) {
 	}
 }
 
-func TestKillFdDropIn(t *testing.T) {
-	// The drop-in re-allows pidfd_getfd; the score it costs is reported.
+func TestKillDropIn(t *testing.T) {
+	// The drop-in adds CAP_NET_ADMIN and pidfd_getfd; the score it costs is reported.
 	sa := systemdAnalyze(t)
 	dir := filepath.Dir(unitCopy(t, nil))
-	drop, err := os.ReadFile("ghostd-kill-fd.conf")
+	drop, err := os.ReadFile("ghostd-kill.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,5 +178,15 @@ func TestKillFdDropIn(t *testing.T) {
 	if out, err := exec.Command(sa, "verify", "--man=no", path).CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("verify unit + drop-in: %v\n%s", err, out)
 	}
-	t.Logf("with ghostd-kill-fd.conf: overall exposure %.1f", exposure(t, path))
+	out, err := exec.Command(sa, "security", "--offline=yes", "--no-pager", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("security: %v\n%s", err, out)
+	}
+	// The analyzer sees what the drop-in grants.
+	for _, want := range []string{"CapabilityBoundingSet=~CAP_NET_ADMIN", "pidfd_getfd is allowed"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("security output of unit + drop-in lacks %q", want)
+		}
+	}
+	t.Logf("with ghostd-kill.conf: overall exposure %.1f", exposure(t, path))
 }
