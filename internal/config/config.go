@@ -18,7 +18,7 @@ const DefaultListenAddress = ":10145"
 const (
 	ModeDestroy   = "destroy"   // SOCK_DESTROY: RST to the peer, ECONNABORTED to the owner
 	ModeKeepalive = "keepalive" // arm the kernel's keepalive and TCP_USER_TIMEOUT; the kernel reaps it
-	ModeShutdown  = "shutdown"  // shutdown(SHUT_WR): a FIN, no RST
+	ModeShutdown  = "shutdown"  // shutdown(SHUT_WR): a FIN, no RST; CLOSE_WAIT leaks only (kill.close_wait), never a kill.mode
 )
 
 // Config is ghostd's validated configuration. Build one with Default, Load
@@ -63,7 +63,7 @@ type ProbeConfig struct {
 // KillConfig is the opt-in kill policy.
 type KillConfig struct {
 	Enabled   bool
-	Mode      string        // ModeDestroy, ModeKeepalive or ModeShutdown
+	Mode      string        // ModeDestroy or ModeKeepalive
 	Verdicts  []string      // verdicts that may be killed: a subset of reset, silent, unreachable
 	MinAge    time.Duration // how long a socket must have been a confirmed ghost
 	Allow     []Rule        // when not empty, a socket must match one of these

@@ -74,9 +74,11 @@ func (c *Config) Validate() error {
 
 	k := c.Kill
 	switch k.Mode {
-	case ModeDestroy, ModeKeepalive, ModeShutdown:
+	case ModeDestroy, ModeKeepalive:
+	case ModeShutdown:
+		return bad("kill.mode", "mode %q is for CLOSE_WAIT leaks only: set kill.close_wait instead", k.Mode)
 	default:
-		return bad("kill.mode", "invalid mode %q: want destroy, keepalive or shutdown", k.Mode)
+		return bad("kill.mode", "invalid mode %q: want destroy or keepalive", k.Mode)
 	}
 	if len(k.Verdicts) == 0 {
 		return bad("kill.verdicts", "empty: want one or more of reset, silent, unreachable")
