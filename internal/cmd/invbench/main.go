@@ -29,24 +29,37 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
-	mode := flag.String("mode", "pass", "pass (ghostd's inventory) or bare (receive and discard)")
+	mode := flag.String("mode", "pass", "comma-separated: pass (ghostd's inventory), bare (receive and discard), bare-two-walks (bare, one dump per family as ss)")
 	netnsList := flag.String("netns", "", "comma-separated /run/netns names; empty: the current namespace")
 	runs := flag.Int("runs", 5, "timed runs (after one warm-up)")
-	flag.BoolVar(&twoWalks, "two-walks", false, "bare: one SOCK_DIAG_BY_FAMILY dump per family (as ss) instead of one TCPDIAG_GETSOCK walk")
 	flag.Parse()
 	names := []string{""}
 	if *netnsList != "" {
 		names = strings.Split(*netnsList, ",")
 	}
-	var err error
-	switch *mode {
-	case "pass":
-		err = pass(names, *runs)
-	case "bare":
-		err = bare(names, *runs)
-	default:
-		err = fmt.Errorf("unknown mode %q", *mode)
+	var rs []runner
+	for _, m := range strings.Split(*mode, ",") {
+		var r runner
+		var closeFn func()
+		var err error
+		switch m {
+		case "pass":
+			r, closeFn, err = passRunner(names)
+		case "bare":
+			r, closeFn, err = bareRunner(names, false)
+		case "bare-two-walks":
+			r, closeFn, err = bareRunner(names, true)
+		default:
+			err = fmt.Errorf("unknown mode %q", m)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "invbench:", err)
+			return 1
+		}
+		defer closeFn()
+		rs = append(rs, r)
 	}
+	err := measure(names, *runs, rs)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "invbench:", err)
 		return 1
@@ -95,48 +108,107 @@ func cpuTimes() (user, sys time.Duration) {
 	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
-func report(mode string, names []string, sockets int, times []time.Duration, dial time.Duration, mallocs uint64, user, sys time.Duration) {
-	perSocket := 0.0
-	if sockets > 0 {
-		perSocket = float64(mallocs) / float64(sockets*len(times))
-	}
-	var ms []string
-	for _, t := range times {
-		ms = append(ms, fmt.Sprintf("%.1f", float64(t.Microseconds())/1000))
-	}
-	perRun := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(times)) }
-	fmt.Printf("mode=%s netns=%d sockets=%d median_ms=%.1f runs_ms=%s dial_ms=%.1f allocs_per_socket=%.4f allocs_per_pass=%.0f maxrss_kib=%d user_ms_per_run=%.1f sys_ms_per_run=%.1f\n",
-		mode, len(names), sockets, float64(median(times).Microseconds())/1000, strings.Join(ms, ","),
-		float64(dial.Microseconds())/1000, perSocket, float64(mallocs)/float64(len(times)), maxRSSKiB(),
-		perRun(user), perRun(sys))
+// result collects one mode's timed runs.
+type result struct {
+	mode      string
+	times     []time.Duration
+	sockets   int
+	mallocs   uint64
+	user, sys time.Duration
+	dial      time.Duration
 }
 
-// pass is what ghostd does each scan: one reused Conn per namespace, a Dump
-// of every state, a callback that looks at each socket.
-func pass(names []string, runs int) error {
+func (r *result) print(names []string) {
+	perSocket := 0.0
+	if r.sockets > 0 {
+		perSocket = float64(r.mallocs) / float64(r.sockets*len(r.times))
+	}
+	var ms []string
+	for _, t := range r.times {
+		ms = append(ms, fmt.Sprintf("%.1f", float64(t.Microseconds())/1000))
+	}
+	perRun := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(r.times)) }
+	fmt.Printf("mode=%s netns=%d sockets=%d median_ms=%.1f runs_ms=%s dial_ms=%.1f allocs_per_socket=%.4f allocs_per_pass=%.0f maxrss_kib=%d user_ms_per_run=%.1f sys_ms_per_run=%.1f\n",
+		r.mode, len(names), r.sockets, float64(median(r.times).Microseconds())/1000, strings.Join(ms, ","),
+		float64(r.dial.Microseconds())/1000, perSocket, float64(r.mallocs)/float64(len(r.times)), maxRSSKiB(),
+		perRun(r.user), perRun(r.sys))
+}
+
+// runner is one way of listing every socket of every namespace once.
+type runner struct {
+	res *result
+	run func() (int, error)
+}
+
+// measure warms every runner up once, then times them in turn, run after
+// run, so that all modes see the kernel's table in the same state (on a
+// shared machine it changes: other namespaces come and go).
+func measure(names []string, runs int, rs []runner) error {
+	for _, r := range rs {
+		if _, err := r.run(); err != nil { // buffers, the kernel's recv size
+			return fmt.Errorf("%s: %w", r.res.mode, err)
+		}
+	}
+	var ms runtime.MemStats
+	for i := range runs {
+		for j := range rs {
+			r := rs[(i+j)%len(rs)]
+			runtime.ReadMemStats(&ms)
+			before := ms.Mallocs
+			u0, s0 := cpuTimes()
+			start := time.Now()
+			n, err := r.run()
+			el := time.Since(start)
+			u1, s1 := cpuTimes()
+			runtime.ReadMemStats(&ms)
+			if err != nil {
+				return fmt.Errorf("%s: %w", r.res.mode, err)
+			}
+			r.res.times = append(r.res.times, el)
+			r.res.sockets = n
+			r.res.mallocs += ms.Mallocs - before
+			r.res.user += u1 - u0
+			r.res.sys += s1 - s0
+		}
+	}
+	for _, r := range rs {
+		r.res.print(names)
+	}
+	return nil
+}
+
+// passRunner is what ghostd does each scan: one reused Conn per namespace,
+// a Dump of every state, a callback that looks at each socket.
+func passRunner(names []string) (runner, func(), error) {
 	type target struct {
 		c     *inventory.Conn
 		inode uint64
 	}
+	res := &result{mode: "pass"}
 	t0 := time.Now()
 	var targets []target
+	closeAll := func() {
+		for _, t := range targets {
+			t.c.Close()
+		}
+	}
 	for _, name := range names {
 		fd, ino, err := nsFD(name)
 		if err != nil {
-			return err
+			closeAll()
+			return runner{}, nil, err
 		}
 		c, err := inventory.Dial(fd)
 		if fd > 0 {
 			unix.Close(fd)
 		}
 		if err != nil {
-			return err
+			closeAll()
+			return runner{}, nil, err
 		}
-		defer c.Close()
 		targets = append(targets, target{c, ino})
 	}
-	dial := time.Since(t0)
-
+	res.dial = time.Since(t0)
 	var states [16]int
 	var bytes uint64
 	fn := func(s *inventory.Socket) error {
@@ -146,7 +218,7 @@ func pass(names []string, runs int) error {
 		}
 		return nil
 	}
-	one := func() (int, error) {
+	return runner{res: res, run: func() (int, error) {
 		total := 0
 		for _, t := range targets {
 			n, err := t.c.Dump(t.inode, inventory.AllStates, fn)
@@ -156,56 +228,41 @@ func pass(names []string, runs int) error {
 			}
 		}
 		return total, nil
-	}
-	if _, err := one(); err != nil { // warm-up: buffers, kernel's recv size
-		return err
-	}
-	var times []time.Duration
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	before := ms.Mallocs
-	u0, s0 := cpuTimes()
-	sockets := 0
-	for range runs {
-		start := time.Now()
-		n, err := one()
-		if err != nil {
-			return err
-		}
-		times = append(times, time.Since(start))
-		sockets = n
-	}
-	runtime.ReadMemStats(&ms)
-	u1, s1 := cpuTimes()
-	report("pass", names, sockets, times, dial, ms.Mallocs-before, u1-u0, s1-s0)
-	return nil
+	}}, closeAll, nil
 }
 
-// bare sends the same requests on a plain netlink socket and only walks the
-// nlmsghdr chain of each 32 KiB datagram to find NLMSG_DONE.
-func bare(names []string, runs int) error {
-	type target struct{ fd int }
-	var targets []target
+// bareRunner sends the same requests on plain netlink sockets and only walks
+// the nlmsghdr chain of each 32 KiB datagram to find NLMSG_DONE: the floor.
+// With twoWalks it makes one SOCK_DIAG_BY_FAMILY dump per family, as ss does.
+func bareRunner(names []string, twoWalks bool) (runner, func(), error) {
+	res := &result{mode: "bare"}
+	fams := []uint8{0} // one TCPDIAG_GETSOCK walk, as inventory.Dump does
+	if twoWalks {
+		res.mode = "bare-two-walks"
+		fams = []uint8{unix.AF_INET, unix.AF_INET6}
+	}
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
 	t0 := time.Now()
 	for _, name := range names {
 		fd, err := bareSocket(name)
 		if err != nil {
-			return err
+			closeAll()
+			return runner{}, nil, err
 		}
-		defer unix.Close(fd)
-		targets = append(targets, target{fd})
+		fds = append(fds, fd)
 	}
-	dial := time.Since(t0)
+	res.dial = time.Since(t0)
 	buf := make([]byte, 32<<10)
-	one := func() (int, error) {
+	return runner{res: res, run: func() (int, error) {
 		total := 0
-		for _, t := range targets {
-			fams := []uint8{0} // one TCPDIAG_GETSOCK walk, as inventory.Dump does
-			if twoWalks {
-				fams = []uint8{unix.AF_INET, unix.AF_INET6}
-			}
+		for _, fd := range fds {
 			for _, fam := range fams {
-				n, err := bareDump(t.fd, fam, buf)
+				n, err := bareDump(fd, fam, buf)
 				total += n
 				if err != nil {
 					return total, err
@@ -213,33 +270,7 @@ func bare(names []string, runs int) error {
 			}
 		}
 		return total, nil
-	}
-	if _, err := one(); err != nil {
-		return err
-	}
-	var times []time.Duration
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	before := ms.Mallocs
-	u0, s0 := cpuTimes()
-	sockets := 0
-	for range runs {
-		start := time.Now()
-		n, err := one()
-		if err != nil {
-			return err
-		}
-		times = append(times, time.Since(start))
-		sockets = n
-	}
-	runtime.ReadMemStats(&ms)
-	u1, s1 := cpuTimes()
-	mode := "bare"
-	if twoWalks {
-		mode = "bare-two-walks"
-	}
-	report(mode, names, sockets, times, dial, ms.Mallocs-before, u1-u0, s1-s0)
-	return nil
+	}}, closeAll, nil
 }
 
 // bareSocket opens a blocking NETLINK_SOCK_DIAG socket in the namespace.
@@ -275,10 +306,7 @@ func bareSocket(name string) (int, error) {
 	return r.fd, r.err
 }
 
-var (
-	seq      uint32
-	twoWalks bool
-)
+var seq uint32
 
 func bareDump(fd int, family uint8, buf []byte) (int, error) {
 	seq++
