@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 )
 
@@ -20,6 +21,12 @@ func TestDefaultIsValid(t *testing.T) {
 	c := config.Default()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Default().Validate() = %v", err)
+	}
+}
+
+func TestListenAddressMatchesExporter(t *testing.T) {
+	if config.DefaultListenAddress != exporter.DefaultListenAddress {
+		t.Errorf("config.DefaultListenAddress %q != exporter.DefaultListenAddress %q", config.DefaultListenAddress, exporter.DefaultListenAddress)
 	}
 }
 
