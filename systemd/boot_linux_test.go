@@ -314,6 +314,11 @@ func debianRoot(t *testing.T) string {
 		if err := os.MkdirAll(bootCacheDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		// A build a killed run left behind is useless.
+		stale, _ := filepath.Glob(filepath.Join(bootCacheDir, "build-*"))
+		for _, d := range stale {
+			os.RemoveAll(d)
+		}
 		build, err := os.MkdirTemp(bootCacheDir, "build-")
 		if err != nil {
 			t.Fatal(err)
