@@ -80,3 +80,21 @@ func (rs Reasons) Strings() []string {
 
 // String joins the names with ",".
 func (rs Reasons) String() string { return strings.Join(rs.Strings(), ",") }
+
+// namesTable holds Strings() of every set, computed once.
+var namesTable = func() [1 << numReasons][]string {
+	var t [1 << numReasons][]string
+	for i := range t {
+		t[i] = Reasons(i).Strings()
+	}
+	return t
+}()
+
+// Names is Strings without allocating: it returns a shared slice that the
+// caller must not modify.
+func (rs Reasons) Names() []string {
+	if int(rs) < len(namesTable) {
+		return namesTable[rs]
+	}
+	return rs.Strings()
+}

@@ -21,6 +21,12 @@ func TestReasonsRoundTrip(t *testing.T) {
 	if diff := cmp.Diff([]string{"idle", "close_wait"}, rs.Strings()); diff != "" {
 		t.Errorf("Strings() (-want +got):\n%s", diff)
 	}
+	if diff := cmp.Diff(rs.Strings(), rs.Names()); diff != "" {
+		t.Errorf("Names() (-Strings +Names):\n%s", diff)
+	}
+	if got := testing.AllocsPerRun(10, func() { _ = rs.Names() }); got != 0 {
+		t.Errorf("Names allocates %v times", got)
+	}
 	if rs.Probeable() != true || Reasons(0).With(ReasonZeroWindow).Probeable() {
 		t.Error("Probeable: idle must be probeable, zero_window alone must not")
 	}

@@ -325,3 +325,31 @@ func (t *Tracker) Len() int {
 	defer t.mu.Unlock()
 	return t.n
 }
+
+// EachSuspect calls fn for every remembered socket that has at least one
+// reason, in no particular order, without copying: the daemon's per-scan path
+// over hosts with hundreds of thousands of idle suspects. fn must not keep
+// the pointer or call the tracker.
+func (t *Tracker) EachSuspect(fn func(*Entry)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ns := range t.nss {
+		for _, e := range ns.entries {
+			if !e.Reasons.Empty() {
+				fn(&e.Entry)
+			}
+		}
+	}
+}
+
+// Reasons returns a remembered socket's reasons without copying its entry.
+func (t *Tracker) Reasons(k inventory.Key) (Reasons, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ns := t.nss[k.Netns]; ns != nil {
+		if e := ns.entries[k.Cookie]; e != nil {
+			return e.Reasons, true
+		}
+	}
+	return 0, false
+}

@@ -3,6 +3,7 @@ package tracker
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -331,6 +332,22 @@ func TestSuspectsSorted(t *testing.T) {
 	}
 	if tr.Len() != 4 {
 		t.Errorf("Len = %d, want 4", tr.Len())
+	}
+	// EachSuspect visits the same entries (in any order); Reasons reads one.
+	var each []inventory.Key
+	tr.EachSuspect(func(e *Entry) { each = append(each, e.Socket.Key()) })
+	slices.SortFunc(each, func(a, b inventory.Key) int { return cmpUint(a.Cookie, b.Cookie) })
+	if diff := cmp.Diff([]inventory.Key{{Netns: 1, Cookie: 5}, {Netns: 2, Cookie: 7}, {Netns: 2, Cookie: 9}}, each); diff != "" {
+		t.Errorf("EachSuspect (-want +got):\n%s", diff)
+	}
+	if r, ok := tr.Reasons(inventory.Key{Netns: 2, Cookie: 9}); !ok || r != rs(ReasonIdle) {
+		t.Errorf("Reasons(2/9) = %v, %v", r, ok)
+	}
+	if r, ok := tr.Reasons(inventory.Key{Netns: 1, Cookie: 4}); !ok || !r.Empty() {
+		t.Errorf("Reasons(1/4) = %v, %v; want remembered, no reason", r, ok)
+	}
+	if _, ok := tr.Reasons(inventory.Key{Netns: 1, Cookie: 3}); ok {
+		t.Error("Reasons found a healthy socket the tracker does not keep")
 	}
 }
 

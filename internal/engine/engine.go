@@ -68,11 +68,8 @@ type nsState struct {
 	dur     time.Duration
 }
 
-type countKey struct {
-	netns  uint64
-	family uint8
-	state  inventory.State
-}
+// stateCounts counts a namespace's sockets by family (0 inet, 1 inet6) and state.
+type stateCounts [2][16]int
 
 // Engine keeps the state between passes. Its methods are safe for concurrent use.
 type Engine struct {
@@ -90,8 +87,8 @@ type Engine struct {
 	gone    map[inventory.Key]goneSession
 	names   map[uint64]inventory.Namespace
 	last    []nsState
-	counts  map[countKey]int
-	all     []inventory.Socket // every socket of the last scan, only with Options.All
+	counts  map[uint64]*stateCounts // by netns inode
+	all     []inventory.Socket      // every socket of the last scan, only with Options.All
 	scanned time.Time
 	scanDur time.Duration
 	owners_ map[uint32]inventory.Owner
@@ -109,7 +106,7 @@ func New(inv Inventory, prober Prober, owners Owners, opts Options) *Engine {
 		killed:   make(map[inventory.Key]bool),
 		gone:     make(map[inventory.Key]goneSession),
 		names:    make(map[uint64]inventory.Namespace),
-		counts:   make(map[countKey]int),
+		counts:   make(map[uint64]*stateCounts),
 		owners_:  make(map[uint32]inventory.Owner),
 	}
 }
@@ -132,9 +129,22 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	clear(e.counts)
+	var cur *stateCounts
+	curNetns := uint64(0)
 	e.all = e.all[:0]
 	results := e.inv.Scan(ctx, inventory.AllStates, func(ns *inventory.Namespace, sk *inventory.Socket) error {
-		e.counts[countKey{sk.Netns, sk.Family, sk.State}]++
+		if cur == nil || sk.Netns != curNetns {
+			if cur = e.counts[sk.Netns]; cur == nil {
+				cur = new(stateCounts)
+				e.counts[sk.Netns] = cur
+			}
+			curNetns = sk.Netns
+		}
+		fam := 0
+		if sk.Family == inventory.FamilyInet6 {
+			fam = 1
+		}
+		cur[fam][sk.State&15]++
 		// The time of this socket's dump: tcp_info's "ms ago" fields are
 		// relative to it, and a dump of many namespaces takes a while.
 		e.tracker.Observe(e.opts.Now(), sk)
@@ -162,12 +172,12 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	}
 	// Forget verdicts of sockets the tracker no longer holds.
 	for k := range e.verdicts {
-		if ent, ok := e.tracker.Get(k); !ok || !ent.Reasons.Probeable() {
+		if rs, ok := e.tracker.Reasons(k); !ok || !rs.Probeable() {
 			delete(e.verdicts, k)
 		}
 	}
 	for k := range e.killed {
-		if _, ok := e.tracker.Get(k); !ok {
+		if _, ok := e.tracker.Reasons(k); !ok {
 			delete(e.killed, k)
 		}
 	}
@@ -189,13 +199,13 @@ func (e *Engine) Targets() []probe.Target {
 	defer e.mu.Unlock()
 	now := e.opts.Now()
 	var out []probe.Target
-	for _, ent := range e.tracker.Suspects() {
+	e.tracker.EachSuspect(func(ent *tracker.Entry) {
 		if !ent.Reasons.Probeable() || ent.Reasons.Has(tracker.ReasonZeroWindow) {
-			continue
+			return
 		}
 		k := ent.Socket.Key()
 		if e.killed[k] {
-			continue
+			return
 		}
 		if v, ok := e.verdicts[k]; ok {
 			wait := e.opts.Backoff
@@ -203,11 +213,18 @@ func (e *Engine) Targets() []probe.Target {
 				wait = e.opts.Reconfirm
 			}
 			if now.Sub(v.at) < wait {
-				continue
+				return
 			}
 		}
 		out = append(out, e.target(&ent.Socket))
-	}
+	})
+	// Probe in a stable order: by namespace, then cookie (oldest sockets first).
+	slices.SortFunc(out, func(a, b probe.Target) int {
+		if a.NetnsInode != b.NetnsInode {
+			return cmpUint(a.NetnsInode, b.NetnsInode)
+		}
+		return cmpUint(a.Cookie, b.Cookie)
+	})
 	return out
 }
 
@@ -258,7 +275,7 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 			continue
 		}
 		k := inventory.Key{Netns: targets[i].NetnsInode, Cookie: targets[i].Cookie}
-		if _, ok := e.tracker.Get(k); !ok {
+		if _, ok := e.tracker.Reasons(k); !ok {
 			continue // gone while it was being probed
 		}
 		prev := e.verdicts[k]
@@ -309,20 +326,22 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	defer e.mu.Unlock()
 	now := e.opts.Now()
 
-	var entries []tracker.Entry
-	if e.opts.All {
+	// each visits the entries to report, every suspect or with All every
+	// socket, without copying the tracker's entries.
+	each := func(fn func(*tracker.Entry)) {
+		if !e.opts.All {
+			e.tracker.EachSuspect(fn)
+			return
+		}
 		for i := range e.all {
 			ent, ok := e.tracker.Get(e.all[i].Key())
 			if !ok {
 				ent = tracker.Entry{Socket: e.all[i]}
 			}
-			entries = append(entries, ent)
+			fn(&ent)
 		}
-	} else {
-		entries = e.tracker.Suspects()
 	}
-	e.resolveOwners(entries)
-
+	e.resolveOwners(each)
 	snap := &exporter.Snapshot{
 		Doc:          exporter.Document{ScannedAt: e.scanned.UTC(), Namespaces: []exporter.NamespaceStatus{}, Sessions: []exporter.Session{}},
 		ScanDuration: e.scanDur,
@@ -341,10 +360,21 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 			Sockets: st.sockets, Err: errText, Duration: st.dur,
 		})
 	}
-	for k, n := range e.counts {
-		snap.Sockets = append(snap.Sockets, exporter.SocketCount{
-			Netns: e.names[k.netns].Name, Family: FamilyName(k.family), State: k.state.String(), Count: n,
-		})
+	for netns, c := range e.counts {
+		for fam := range c {
+			for st, n := range c[fam] {
+				if n == 0 {
+					continue
+				}
+				family := inventory.FamilyInet
+				if fam == 1 {
+					family = inventory.FamilyInet6
+				}
+				snap.Sockets = append(snap.Sockets, exporter.SocketCount{
+					Netns: e.names[netns].Name, Family: FamilyName(family), State: inventory.State(st).String(), Count: n,
+				})
+			}
+		}
 	}
 	slices.SortFunc(snap.Sockets, func(a, b exporter.SocketCount) int {
 		if c := compareStr(a.Netns, b.Netns); c != 0 {
@@ -357,12 +387,11 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	})
 
 	var cands []exporter.Candidate
-	for i := range entries {
-		ent := &entries[i]
+	each(func(ent *tracker.Entry) {
 		s, v := e.session(ent, now)
 		snap.Doc.Sessions = append(snap.Doc.Sessions, s)
 		if s.Killed {
-			continue
+			return
 		}
 		switch {
 		case s.Ghost:
@@ -377,11 +406,12 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 				Verdict: probe.Verdict(s.Verdict), GhostSince: ent.StateSince, PID: s.PID,
 			})
 		}
-	}
+	})
+	snap.Doc.Sessions = sortSessions(snap.Doc.Sessions)
 	// Then the killed sessions whose sockets are gone, oldest kill first.
 	var gone []goneSession
 	for k, g := range e.gone {
-		if _, ok := e.tracker.Get(k); !ok {
+		if _, ok := e.tracker.Reasons(k); !ok {
 			gone = append(gone, g)
 		}
 	}
@@ -400,30 +430,36 @@ func (e *Engine) probeModeLocked() string {
 	return string(m)
 }
 
-func (e *Engine) resolveOwners(entries []tracker.Entry) {
+func (e *Engine) resolveOwners(each func(func(*tracker.Entry))) {
 	if e.owners == nil {
 		return
 	}
 	var want []uint32
-	for i := range entries {
-		ino := entries[i].Socket.Inode
-		if _, ok := e.owners_[ino]; !ok && ino != 0 {
-			want = append(want, ino)
+	reported := 0
+	each(func(ent *tracker.Entry) {
+		reported++
+		if ino := ent.Socket.Inode; ino != 0 {
+			if _, ok := e.owners_[ino]; !ok {
+				want = append(want, ino)
+			}
 		}
-	}
+	})
 	if len(want) > 0 {
-		for ino, o := range e.owners.Resolve(want) {
-			e.owners_[ino] = o
+		found := e.owners.Resolve(want)
+		for _, ino := range want {
+			// Cache misses too: a socket nobody holds (orphaned) must not
+			// cost a /proc walk at every scan.
+			e.owners_[ino] = found[ino]
 		}
 	}
 	// Keep the cache to the inodes still reported.
-	if len(e.owners_) > 4*len(entries)+1024 {
-		keep := make(map[uint32]inventory.Owner, len(entries))
-		for i := range entries {
-			if o, ok := e.owners_[entries[i].Socket.Inode]; ok {
-				keep[entries[i].Socket.Inode] = o
+	if len(e.owners_) > 2*reported+1024 {
+		keep := make(map[uint32]inventory.Owner, reported)
+		each(func(ent *tracker.Entry) {
+			if o, ok := e.owners_[ent.Socket.Inode]; ok {
+				keep[ent.Socket.Inode] = o
 			}
-		}
+		})
 		e.owners_ = keep
 	}
 }
@@ -447,7 +483,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) (exporter.Session, v
 		Comm:       o.Comm,
 		Unit:       o.Unit,
 		Container:  o.Container,
-		Reasons:    ent.Reasons.Strings(),
+		Reasons:    ent.Reasons.Names(),
 		Verdict:    string(probe.Unprobed),
 		Killed:     e.killed[k],
 	}
@@ -485,6 +521,40 @@ func FamilyName(f uint8) string {
 // FormatAddr formats an address as net.JoinHostPort does ("[2001:db8::2]:443").
 func FormatAddr(ap netip.AddrPort) string {
 	return net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port())))
+}
+
+// sortSessions orders sessions by namespace inode, then cookie, sorting small
+// keys rather than moving the sessions around.
+func sortSessions(ss []exporter.Session) []exporter.Session {
+	type key struct {
+		netns, cookie uint64
+		i             int
+	}
+	keys := make([]key, len(ss))
+	for i := range ss {
+		keys[i] = key{ss[i].NetnsInode, ss[i].Cookie, i}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.netns != b.netns {
+			return cmpUint(a.netns, b.netns)
+		}
+		return cmpUint(a.cookie, b.cookie)
+	})
+	out := make([]exporter.Session, len(ss))
+	for i, k := range keys {
+		out[i] = ss[k.i]
+	}
+	return out
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func compareStr(a, b string) int {

@@ -1,0 +1,43 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+)
+
+// BenchmarkSteadyScan measures one daemon cycle (scan, target selection,
+// snapshot) over N idle healthy sockets that were all probed alive already:
+// the steady state of a host full of idle pools.
+func BenchmarkSteadyScan(b *testing.B) {
+	for _, n := range []int{10_000, 200_000} {
+		b.Run(fmt.Sprintf("sockets=%d", n), func(b *testing.B) {
+			e, inv, pr, _ := newTest()
+			pr.verdicts = map[uint16]probe.Verdict{}
+			socks := make([]inventory.Socket, n)
+			for i := range socks {
+				socks[i] = idleSocket(uint64(i+1), uint16(i%60000+1), 2*time.Minute)
+				pr.verdicts[uint16(i%60000+1)] = probe.Alive
+			}
+			inv.sockets[7] = socks
+			ctx := context.Background()
+			e.Scan(ctx)
+			e.Probe(ctx, e.Targets())
+			e.Snapshot()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				e.Scan(ctx)
+				if t := e.Targets(); len(t) != 0 {
+					b.Fatalf("%d targets in steady state", len(t))
+				}
+				e.Snapshot()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/socket")
+		})
+	}
+}
