@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,12 +242,24 @@ func (e *nsEntry) closeConn() {
 // appears or changes.
 func (s *Scanner) noteListErr(err error) {
 	s.mu.Lock()
-	changed := errString(err) != errString(s.listErr)
+	// Compare without the numbers ("3 of 108 processes unreadable"): the
+	// process count moves at every scan, the problem does not.
+	changed := errShape(err) != errShape(s.listErr)
 	s.listErr = err
 	s.mu.Unlock()
 	if changed && err != nil {
-		s.log.Warn("some network namespaces cannot be listed", "err", err)
+		s.log.Warn("some network namespaces cannot be listed", "err", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
+}
+
+// errShape is err's text with digits removed.
+func errShape(err error) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, errString(err))
 }
 
 // ListError returns what kept the last Scan from listing every namespace
