@@ -40,6 +40,7 @@ type collector struct {
 	reloadOK        *prometheus.Desc
 	reloadTime      *prometheus.Desc
 	probeMode       *prometheus.Desc
+	capability      *prometheus.Desc
 }
 
 // Collector returns a prometheus.Collector for the store's metrics. Register
@@ -66,6 +67,7 @@ func (s *Store) Collector() prometheus.Collector {
 		reloadOK:        desc("config_last_reload_successful", "Whether the last configuration load succeeded."),
 		reloadTime:      desc("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load."),
 		probeMode:       desc("probe_mode_info", "How probes choose sequence numbers: in_window, blind or off; always 1.", "mode"),
+		capability:      desc("capability", "Whether ghostd holds a capability one of its features needs (1) or runs without it (0).", "capability"),
 	}
 }
 
@@ -74,7 +76,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.ghostSessions, c.suspectSessions, c.sockets, c.oldestGhostAge,
 		c.probes, c.probeReplies, c.probeRTT, c.killed, c.killErrors, c.killSupported,
 		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo,
-		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode,
+		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode, c.capability,
 	} {
 		ch <- d
 	}
@@ -107,6 +109,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.killKnown {
 		gauge(c.killSupported, boolFloat(s.killOK))
+	}
+	for _, name := range sortedKeys(s.caps) {
+		gauge(c.capability, boolFloat(s.caps[name]), name)
 	}
 	if s.reloadSet {
 		gauge(c.reloadOK, boolFloat(s.reloadOK))

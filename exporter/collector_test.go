@@ -35,6 +35,7 @@ func goldenStores() map[string]*Store {
 	scanned.ObserveKill("host", "silent", errnoErrorForTest())
 	scanned.SetKillSupported(true)
 	scanned.SetConfigReload(true, t0.Add(-time.Hour))
+	scanned.SetCapabilities(map[string]bool{"CAP_NET_RAW": true, "CAP_BPF": false})
 
 	// A namespace that left the scan disappears from gauges and kill counters.
 	shrunk := NewStore(testBld, func() time.Time { return t0 })
@@ -196,4 +197,41 @@ func TestConcurrentPublishAndScrape(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// TestKilledSessionsNotCounted: a session ghostd already killed is neither a
+// ghost nor a suspect in the gauges.
+func TestKilledSessionsNotCounted(t *testing.T) {
+	s := NewStore(testBld, func() time.Time { return t0 })
+	snap := fixtureSnapshot()
+	before := countGhosts(t, s, snap)
+	killed := snap.Doc.Sessions[0]
+	killed.Killed, killed.Cookie = true, 999999
+	snap.Doc.Sessions = append(snap.Doc.Sessions, killed)
+	if after := countGhosts(t, s, snap); after != before {
+		t.Errorf("ghost+suspect series sum %v with a killed session, %v without", after, before)
+	}
+}
+
+func countGhosts(t *testing.T, s *Store, snap *Snapshot) float64 {
+	t.Helper()
+	s.Publish(snap)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == "ghostd_ghost_sessions" || mf.GetName() == "ghostd_suspect_sessions" {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	if sum == 0 {
+		t.Fatal("the fixture has no ghosts or suspects to compare")
+	}
+	return sum
 }

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"maps"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ type Store struct {
 	reloadSet bool
 	reloadOK  bool
 	reloadAt  time.Time
+	caps      map[string]bool
 }
 
 type killKey struct{ netns, verdict string }
@@ -176,6 +178,14 @@ func (s *Store) SetKillSupported(ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.killKnown, s.killOK = true, ok
+}
+
+// SetCapabilities records which capabilities ghostd holds, by name
+// ("CAP_NET_RAW": true), for ghostd_capability; absent until the first call.
+func (s *Store) SetCapabilities(caps map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.caps = maps.Clone(caps)
 }
 
 // SetConfigReload records the outcome of a configuration (re)load; at is the

@@ -86,6 +86,7 @@ func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*
 		reloadCh: make(chan struct{}, 1),
 	}
 	d.store.SetConfigReload(true, time.Now())
+	d.store.SetCapabilities(p.caps.Names())
 	if d.killer, err = p.newKiller(cfg, d.store); err != nil {
 		p.Close()
 		return nil, err
