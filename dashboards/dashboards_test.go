@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -498,6 +499,71 @@ func TestContractMatchesExporter(t *testing.T) {
 		for _, l := range want {
 			if !got[l] {
 				t.Errorf("%s: the exporter has no label %q", name, l)
+			}
+		}
+	}
+}
+
+// outputLabels returns the labels a query's result series carry, when the
+// query ends in an aggregation; ok is false when that cannot be told.
+func outputLabels(e parser.Expr) (labels []string, ok bool) {
+	switch n := e.(type) {
+	case *parser.ParenExpr:
+		return outputLabels(n.Expr)
+	case *parser.AggregateExpr:
+		switch n.Op {
+		case parser.TOPK, parser.BOTTOMK:
+			return outputLabels(n.Expr)
+		}
+		if n.Without {
+			return nil, false
+		}
+		return n.Grouping, true
+	case *parser.Call:
+		if n.Func.Name == "histogram_quantile" && len(n.Args) == 2 {
+			ls, ok := outputLabels(n.Args[1])
+			var out []string
+			for _, l := range ls {
+				if l != "le" {
+					out = append(out, l)
+				}
+			}
+			return out, ok
+		}
+		return nil, false
+	case *parser.BinaryExpr:
+		if n.LHS.Type() == parser.ValueTypeVector {
+			return outputLabels(n.LHS)
+		}
+		return outputLabels(n.RHS)
+	}
+	return nil, false
+}
+
+var legendRef = regexp.MustCompile(`\{\{\s*(\w+)\s*\}\}`)
+
+// TestLegendsNameOutputLabels: a legend may only name labels the query's
+// result has, or Grafana shows an empty string.
+func TestLegendsNameOutputLabels(t *testing.T) {
+	for _, p := range load(t).AllPanels() {
+		for _, tg := range p.Targets {
+			expr, err := Expand(tg.Expr, sentinelVars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			root, err := promql.ParseExpr(expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			have, ok := outputLabels(root)
+			if !ok {
+				t.Errorf("panel %d %q target %s: the result's labels cannot be told; end the query in an aggregation with by()", p.ID, p.Title, tg.RefID)
+				continue
+			}
+			for _, m := range legendRef.FindAllStringSubmatch(tg.LegendFormat, -1) {
+				if !contains(have, m[1]) {
+					t.Errorf("panel %d %q target %s: legend names {{%s}}, the result has only %v", p.ID, p.Title, tg.RefID, m[1], have)
+				}
 			}
 		}
 	}
