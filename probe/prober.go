@@ -126,8 +126,7 @@ type Prober struct {
 	cfg      Config
 	inflight chan struct{} // replaced by SetConfig; holders release to the one they took
 
-	hostMu sync.Mutex
-	hosts  map[netip.Addr]*hostSlot
+	hosts hostLimiter
 
 	modeMu  sync.Mutex
 	mode    Mode
@@ -135,11 +134,6 @@ type Prober struct {
 
 	sent, echoes, errs, acks, rsts, icmps atomic.Uint64
 	closed                                atomic.Bool
-}
-
-type hostSlot struct {
-	sem  chan struct{}
-	refs int
 }
 
 // seqUnavailable is a SeqReader that always fails with its error.
@@ -158,13 +152,6 @@ func SeqUnavailable(err error) SeqReader {
 	return seqUnavailable{err}
 }
 
-func rateLimit(r float64) rate.Limit {
-	if math.IsInf(r, 1) {
-		return rate.Inf
-	}
-	return rate.Limit(r)
-}
-
 // New returns a Prober. A nil seq means blind probes; log may be nil.
 func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 	cfg = cfg.withDefaults()
@@ -178,7 +165,6 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		open:     openRawConn,
 		limiter:  rate.NewLimiter(rateLimit(cfg.Rate), cfg.Burst),
 		inflight: make(chan struct{}, cfg.InFlight),
-		hosts:    make(map[netip.Addr]*hostSlot),
 		mode:     InWindow,
 		modeWhy:  "in_window: sequence numbers from the BPF TCP iterator",
 	}
@@ -379,37 +365,12 @@ func (p *Prober) guarded(ctx context.Context, cfg *Config, e *engine, t Target, 
 		}
 	}()
 	host := t.Remote.Addr().Unmap()
-	release, err := p.acquireHost(ctx, cfg, host)
+	release, err := p.hosts.acquire(ctx, host, cfg.PerHost)
 	if err != nil {
 		return p.unprobed(err)
 	}
 	defer release()
 	return p.probeOne(ctx, cfg, e, t, st)
-}
-
-func (p *Prober) acquireHost(ctx context.Context, cfg *Config, host netip.Addr) (func(), error) {
-	p.hostMu.Lock()
-	s, ok := p.hosts[host]
-	if !ok {
-		s = &hostSlot{sem: make(chan struct{}, cfg.PerHost)}
-		p.hosts[host] = s
-	}
-	s.refs++
-	p.hostMu.Unlock()
-	drop := func() {
-		p.hostMu.Lock()
-		if s.refs--; s.refs == 0 {
-			delete(p.hosts, host)
-		}
-		p.hostMu.Unlock()
-	}
-	select {
-	case s.sem <- struct{}{}:
-		return func() { <-s.sem; drop() }, nil
-	case <-ctx.Done():
-		drop()
-		return nil, ctx.Err()
-	}
 }
 
 // numbers returns a probe's sequence, acknowledgement and window fields.
@@ -439,12 +400,6 @@ func rstMatches(r Reply, acks []uint32, st *SeqState) bool {
 		return false
 	}
 	return r.Seq-(st.RcvNxt-1) <= max(st.RcvWnd, 1)
-}
-
-// jitter spreads d by ±20 %, never below MinInterval.
-func jitter(d time.Duration) time.Duration {
-	j := time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-	return max(j, MinInterval)
 }
 
 func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) Result {
