@@ -46,6 +46,7 @@ func TestChurn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("churn runs for a minute; skipped with -short")
 	}
+	t.Parallel() // overlaps with the other minute-long test
 	ns := testnet.NewNS(t, "ch")
 	prefix := fmt.Sprintf("gd-ch-%d-", os.Getpid())
 	// Scope ghostd to this test's namespaces: other tests' come and go too.
