@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"golang.org/x/net/bpf"
@@ -15,6 +16,7 @@ var ErrUnsupported = errors.New("probe: raw probes are not supported on this pla
 
 // rawConn is one network namespace's probe sockets: a send path for whole IP
 // datagrams and a capture of possible replies, each starting at the IP header.
+// openRawConn(nsPath, ports) opens one; ports are the probed local ports.
 type rawConn interface {
 	send(pkt []byte, dst netip.Addr) error
 	// recv blocks until a captured datagram arrives or the conn is closed.
@@ -166,6 +168,10 @@ func (e *engine) close() error {
 
 var errConnClosed = errors.New("probe: capture closed")
 
+// maxFilterPorts is the most local ports the capture filter checks; beyond
+// that it keeps every port's replies and the engine matches in user space.
+const maxFilterPorts = 64
+
 // captureSnap is how many bytes of each datagram the filter keeps: enough for
 // an ICMPv6 error quoting an IPv6 header and a whole option-less TCP header
 // (40 + 8 + 40 + 20), with room for options and extension headers.
@@ -176,8 +182,24 @@ const captureSnap = 256
 // TCP segments with RST, TCP segments with ACK and no payload (not SYN), ICMP
 // destination unreachable and echo replies, for IPv4 and IPv6 without
 // extension headers. With dropOutgoing it first drops what this host sends,
-// which needs a kernel ancillary load that x/net/bpf's VM cannot run.
-func captureFilter(dropOutgoing bool) ([]bpf.Instruction, error) {
+// which needs a kernel ancillary load that x/net/bpf's VM cannot run. With
+// up to maxFilterPorts local ports, TCP segments to other ports are dropped
+// in the kernel too, so a busy namespace's traffic does not reach ghostd.
+func captureFilter(dropOutgoing bool, ports []uint16) ([]bpf.Instruction, error) {
+	ports = slices.Compact(slices.Sorted(slices.Values(ports)))
+	if len(ports) > maxFilterPorts {
+		ports = nil
+	}
+	portCheck := func(p *bpfProg, label string) {
+		if len(ports) == 0 {
+			return
+		}
+		for _, port := range ports {
+			p.jeq(uint32(port), label, "")
+		}
+		p.add(bpf.RetConstant{Val: 0})
+		p.label(label)
+	}
 	const (
 		packetOutgoing = 4 // PACKET_OUTGOING
 	)
@@ -199,6 +221,10 @@ func captureFilter(dropOutgoing bool) ([]bpf.Instruction, error) {
 	p.add(bpf.LoadAbsolute{Off: ipv4FlagsFrag, Size: 2})
 	p.jset(ipv4FragOffsetMask|ipv4FlagMoreFrags, "drop", "")
 	p.add(bpf.LoadMemShift{Off: 0}) // X = IPv4 header length
+	if len(ports) > 0 {
+		p.add(bpf.LoadIndirect{Off: tcpDstPort, Size: 2})
+		portCheck(p, "port4")
+	}
 	p.add(bpf.LoadIndirect{Off: tcpFlags, Size: 1})
 	p.jset(uint32(FlagSYN), "drop", "")
 	p.jset(uint32(FlagRST), "keep", "")
@@ -222,6 +248,10 @@ func captureFilter(dropOutgoing bool) ([]bpf.Instruction, error) {
 	p.jeq(ProtoTCP, "tcp6", "")
 	p.jeq(ProtoICMPv6, "icmp6", "drop")
 	p.label("tcp6")
+	if len(ports) > 0 {
+		p.add(bpf.LoadAbsolute{Off: IPv6Size + tcpDstPort, Size: 2})
+		portCheck(p, "port6")
+	}
 	p.add(bpf.LoadAbsolute{Off: IPv6Size + tcpFlags, Size: 1})
 	p.jset(uint32(FlagSYN), "drop", "")
 	p.jset(uint32(FlagRST), "keep", "")

@@ -28,15 +28,16 @@ type linuxConn struct {
 // from many in-flight probes must not overflow it.
 const captureRcvBuf = 4 << 20
 
-// openRawConn opens the probe sockets inside the namespace at nsPath ("" = ours).
-func openRawConn(nsPath string) (rawConn, error) {
+// openRawConn opens the probe sockets inside the namespace at nsPath ("" =
+// ours), capturing replies to the given local ports.
+func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
 	if nsPath == "" {
-		return openRawSockets()
+		return openRawSockets(ports)
 	}
 	var c rawConn
 	err := inNetnsThread(nsPath, func() error {
 		var err error
-		c, err = openRawSockets()
+		c, err = openRawSockets(ports)
 		return err
 	})
 	if err != nil {
@@ -83,7 +84,7 @@ func inNetnsThread(nsPath string, fn func() error) error {
 	return <-errc
 }
 
-func openRawSockets() (_ rawConn, err error) {
+func openRawSockets(ports []uint16) (_ rawConn, err error) {
 	c := &linuxConn{send4: -1, send6: -1}
 	defer func() {
 		if err != nil {
@@ -112,7 +113,7 @@ func openRawSockets() (_ rawConn, err error) {
 		return nil, fmt.Errorf("probe: capture socket: %w", os.NewSyscallError("socket", err))
 	}
 	c.capture = os.NewFile(uintptr(fd), "probe-capture")
-	prog, err := captureFilter(true)
+	prog, err := captureFilter(true, ports)
 	if err != nil {
 		return nil, err
 	}

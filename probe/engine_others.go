@@ -3,4 +3,4 @@
 package probe
 
 // openRawConn has no raw sockets to open outside Linux.
-func openRawConn(string) (rawConn, error) { return nil, ErrUnsupported }
+func openRawConn(string, []uint16) (rawConn, error) { return nil, ErrUnsupported }

@@ -16,7 +16,7 @@ import (
 )
 
 func TestCaptureFilter(t *testing.T) {
-	prog, err := captureFilter(false)
+	prog, err := captureFilter(false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,28 @@ func TestCaptureFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := captureFilter(true); err != nil {
+	if _, err := captureFilter(true, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The same packets through a filter restricted to local ports 80 and 443.
+	prog, err = captureFilter(false, []uint16{443, 80, 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	portVM, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := make([]uint16, maxFilterPorts+1)
+	for i := range many {
+		many[i] = uint16(1000 + i)
+	}
+	prog, err = captureFilter(false, many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manyVM, err := bpf.NewVM(prog)
+	if err != nil {
 		t.Fatal(err)
 	}
 	probe4 := tcpPacket(t, "192.0.2.1:80", "198.51.100.2:40000", 99, 1000, FlagACK, 0)
@@ -72,6 +93,26 @@ func TestCaptureFilter(t *testing.T) {
 			}
 			if n > captureSnap {
 				t.Errorf("kept %d bytes, snap is %d", n, captureSnap)
+			}
+			// Too many ports: no port check, same answer.
+			if m, _ := manyVM.Run(tt.pkt); (m > 0) != tt.keep {
+				t.Errorf("without port check: kept = %v, want %v", m > 0, tt.keep)
+			}
+			// Every TCP packet above goes to port 80: same answer.
+			if m, _ := portVM.Run(tt.pkt); (m > 0) != tt.keep {
+				t.Errorf("with ports 80,443: kept = %v, want %v", m > 0, tt.keep)
+			}
+			// Moved to another port, a TCP segment is dropped; ICMP is not.
+			if len(tt.pkt) > 0 && tt.pkt[0]>>4 == 4 && tt.pkt[ipv4Protocol] == ProtoTCP || len(tt.pkt) > IPv6Size && tt.pkt[0]>>4 == 6 && tt.pkt[ipv6NextHeader] == ProtoTCP {
+				other := append([]byte{}, tt.pkt...)
+				off := IPv6Size
+				if other[0]>>4 == 4 {
+					off = IPv4Header(other).HeaderLen()
+				}
+				binary.BigEndian.PutUint16(other[off+tcpDstPort:], 8080)
+				if m, _ := portVM.Run(other); m > 0 {
+					t.Errorf("segment to port 8080 kept by a filter for 80,443")
+				}
 			}
 		})
 	}
@@ -207,7 +248,7 @@ func quickConfig() Config {
 
 func newFakeProber(t testing.TB, cfg Config, seq SeqReader, conn *fakeConn) *Prober {
 	p := New(cfg, seq, nil)
-	p.open = func(string) (rawConn, error) { return conn, nil }
+	p.open = func(string, []uint16) (rawConn, error) { return conn, nil }
 	t.Cleanup(func() { p.Close() })
 	return p
 }
@@ -372,7 +413,7 @@ func TestProbeAllOrderAndGrouping(t *testing.T) {
 	p := newFakeProber(t, quickConfig(), seqs, nil)
 	var opened []string
 	var mu sync.Mutex
-	p.open = func(ns string) (rawConn, error) {
+	p.open = func(ns string, _ []uint16) (rawConn, error) {
 		mu.Lock()
 		opened = append(opened, ns)
 		mu.Unlock()

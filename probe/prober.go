@@ -119,7 +119,7 @@ var (
 type Prober struct {
 	seq     SeqReader
 	log     *slog.Logger
-	open    func(nsPath string) (rawConn, error)
+	open    func(nsPath string, ports []uint16) (rawConn, error)
 	limiter *rate.Limiter
 
 	cfgMu    sync.Mutex
@@ -289,7 +289,11 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		fail(err)
 		return
 	}
-	conn, err := p.open(ns)
+	ports := make([]uint16, 0, len(idx))
+	for _, i := range idx {
+		ports = append(ports, targets[i].Local.Port())
+	}
+	conn, err := p.open(ns, ports)
 	if err != nil {
 		fail(fmt.Errorf("probe: netns %q: %w", ns, err))
 		return
