@@ -41,6 +41,7 @@ var contract = map[string][]string{
 	"ghostd_build_info":                                   {"version", "revision", "goversion"},
 	"ghostd_config_last_reload_successful":                {},
 	"ghostd_probe_mode_info":                              {"mode"},
+	"ghostd_capability":                                   {"capability"},
 	"ghostd_config_last_reload_success_timestamp_seconds": {},
 }
 

@@ -61,6 +61,9 @@ type Kustomization struct {
 	APIVersion string   `json:"apiVersion"`
 	Kind       string   `json:"kind"`
 	Resources  []string `json:"resources"`
+	Patches    []struct {
+		Path string `json:"path"`
+	} `json:"patches,omitempty"`
 }
 
 // manifests holds every object, strictly decoded into its API type.
@@ -224,9 +227,10 @@ func TestDaemonSetSeesEveryNamespace(t *testing.T) {
 	}
 }
 
-// wantCaps are the capabilities ghostd uses: the same set as
-// systemd/ghostd.service, written as Kubernetes spells them.
-var wantCaps = []string{"DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}
+// wantCaps are the capabilities reporting uses: the same set as
+// systemd/ghostd.service, written as Kubernetes spells them. Killing adds
+// NET_ADMIN (the kill/ overlay, like systemd/ghostd-kill.conf).
+var wantCaps = []string{"DAC_READ_SEARCH", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}
 
 func TestDaemonSetSecurity(t *testing.T) {
 	m := load(t)
@@ -290,24 +294,117 @@ func TestDaemonSetSecurity(t *testing.T) {
 	}
 }
 
-// TestCapabilitiesMatchSystemdUnit keeps the DaemonSet and the systemd unit
-// in step.
-func TestCapabilitiesMatchSystemdUnit(t *testing.T) {
-	b, err := os.ReadFile("../../systemd/ghostd.service")
+// unitCaps returns the capabilities in a systemd unit's
+// CapabilityBoundingSet= lines, without the CAP_ prefix, sorted.
+func unitCaps(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var unit []string
+	var caps []string
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "CapabilityBoundingSet="); ok {
 			for _, c := range strings.Fields(v) {
-				unit = append(unit, strings.TrimPrefix(c, "CAP_"))
+				caps = append(caps, strings.TrimPrefix(c, "CAP_"))
 			}
 		}
 	}
-	sort.Strings(unit)
-	if diff := cmp.Diff(wantCaps, unit); diff != "" {
-		t.Errorf("systemd CapabilityBoundingSet vs DaemonSet capabilities (-daemonset +unit):\n%s", diff)
+	sort.Strings(caps)
+	return caps
+}
+
+func addedCaps(t *testing.T, ds *appsv1.DaemonSet) []string {
+	t.Helper()
+	sc := container(t, ds).SecurityContext
+	if sc == nil || sc.Capabilities == nil {
+		t.Fatal("no capabilities")
+	}
+	var add []string
+	for _, c := range sc.Capabilities.Add {
+		add = append(add, string(c))
+	}
+	sort.Strings(add)
+	return add
+}
+
+// TestCapabilitiesMatchSystemdUnit keeps the DaemonSet and the systemd unit
+// in step: the same capabilities for reporting, and the same one more for
+// killing.
+func TestCapabilitiesMatchSystemdUnit(t *testing.T) {
+	if diff := cmp.Diff(wantCaps, unitCaps(t, "../../systemd/ghostd.service")); diff != "" {
+		t.Errorf("systemd/ghostd.service CapabilityBoundingSet (-daemonset +unit):\n%s", diff)
+	}
+	unitKill := append(unitCaps(t, "../../systemd/ghostd.service"), unitCaps(t, "../../systemd/ghostd-kill.conf")...)
+	sort.Strings(unitKill)
+	var patch appsv1.DaemonSet
+	decodeFile(t, "kill/daemonset-patch.yaml", &patch)
+	if diff := cmp.Diff(unitKill, addedCaps(t, &patch)); diff != "" {
+		t.Errorf("kill overlay capabilities vs the unit with ghostd-kill.conf (-unit +overlay):\n%s", diff)
+	}
+}
+
+func decodeFile(t *testing.T, path string, obj any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, obj); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestKillOverlay: kill/ patches the base objects by name, adds only
+// NET_ADMIN, and its ghostd.yml is the base's with the kill policy on.
+func TestKillOverlay(t *testing.T) {
+	m := load(t)
+	var k Kustomization
+	decodeFile(t, "kill/kustomization.yaml", &k)
+	if diff := cmp.Diff([]string{".."}, k.Resources); diff != "" {
+		t.Errorf("kill/ resources (-want +got):\n%s", diff)
+	}
+	var paths []string
+	for _, p := range k.Patches {
+		paths = append(paths, p.Path)
+	}
+	if diff := cmp.Diff([]string{"daemonset-patch.yaml", "configmap-patch.yaml"}, paths); diff != "" {
+		t.Errorf("kill/ patches (-want +got):\n%s", diff)
+	}
+
+	var ds appsv1.DaemonSet
+	decodeFile(t, "kill/daemonset-patch.yaml", &ds)
+	if ds.Name != m.DaemonSet.Name || ds.Namespace != m.DaemonSet.Namespace || container(t, &ds).Name != container(t, m.DaemonSet).Name {
+		t.Errorf("the DaemonSet patch targets %s/%s container %s, not the base's", ds.Namespace, ds.Name, container(t, &ds).Name)
+	}
+	want := append(append([]string{}, wantCaps...), "NET_ADMIN")
+	sort.Strings(want)
+	if diff := cmp.Diff(want, addedCaps(t, &ds)); diff != "" {
+		t.Errorf("kill overlay capabilities (-want +got):\n%s", diff)
+	}
+
+	var cm corev1.ConfigMap
+	decodeFile(t, "kill/configmap-patch.yaml", &cm)
+	if cm.Name != m.ConfigMap.Name || cm.Namespace != m.ConfigMap.Namespace {
+		t.Errorf("the ConfigMap patch targets %s/%s, not the base's", cm.Namespace, cm.Name)
+	}
+	base, err := config.Parse([]byte(m.ConfigMap.Data["ghostd.yml"]), "configmap.yaml:ghostd.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	killing, err := config.Parse([]byte(cm.Data["ghostd.yml"]), "kill/configmap-patch.yaml:ghostd.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base.Kill.Enabled {
+		t.Error("the base ConfigMap kills, but the base DaemonSet lacks CAP_NET_ADMIN: report only there")
+	}
+	if !killing.Kill.Enabled || killing.Kill.Mode != config.ModeDestroy {
+		t.Errorf("kill overlay: kill.enabled=%v mode=%q, want true and destroy (the mode CAP_NET_ADMIN is for)", killing.Kill.Enabled, killing.Kill.Mode)
+	}
+	base.Kill = killing.Kill
+	if diff := cmp.Diff(base, killing); diff != "" {
+		t.Errorf("kill overlay's ghostd.yml differs from the base's outside kill: (-base +overlay):\n%s", diff)
 	}
 }
 
