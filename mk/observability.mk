@@ -11,3 +11,7 @@ dashboard-lint: ## Parse and lint every query of dashboards/ghostd.json.
 
 kube-lint: ## Strictly decode deploy/kubernetes and check its security settings.
 	$(GO) test -count=1 ./deploy/kubernetes
+
+.PHONY: live-test
+live-test: deps ## Dashboard queries and alert rules against a real Prometheus scraping ghostd (root).
+	$(GO) test -count=1 -v -run Live ./internal/livetest
