@@ -322,6 +322,17 @@ func TestRSTMeasurement(t *testing.T) {
 			_, rerr := server.Read(make([]byte, 1))
 			t.Logf("%s ResetLocal=%v: verdict=%s sent=%d replies=%d closedLocal=%v routerInvalidDrops=%d localState=%d ownerRead=%v",
 				network, resetLocal, res.Verdict, res.Sent, res.Replies, res.ClosedLocal, drops, tcpState(t, server), rerr)
+			// What was measured here: with ACK = RCV.NXT-1 the router drops the
+			// peer's RST as INVALID (seq below what it has seen acknowledged) and
+			// the local socket lives on; with ACK = RCV.NXT the RST gets through
+			// and the kernel resets the local socket.
+			if resetLocal {
+				if res.Verdict != Reset || !res.ClosedLocal || !errors.Is(rerr, syscall.ECONNRESET) {
+					t.Errorf("ResetLocal: want a reset that closed the local socket")
+				}
+			} else if res.Verdict != Silent || !res.Confirmed || res.ClosedLocal || drops == 0 || tcpState(t, server) != 1 {
+				t.Errorf("default: want confirmed silence, the RST dropped by the router, the local socket intact")
+			}
 		}
 	}
 }
