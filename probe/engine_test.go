@@ -520,6 +520,20 @@ func TestProbeRecoversPanic(t *testing.T) {
 	}
 }
 
+type panicSeq struct{}
+
+func (panicSeq) ReadSeq(context.Context, string, []uint64) (map[uint64]SeqState, error) {
+	panic("reader bug")
+}
+
+func TestSeqReaderPanicProbesBlind(t *testing.T) {
+	p := newFakeProber(t, quickConfig(), panicSeq{}, newFakeConn(ackPeer))
+	r, err := p.Probe(context.Background(), target(1, "192.0.2.1:80", "198.51.100.2:4000"))
+	if err != nil || r.Verdict != Alive || r.Mode != Blind {
+		t.Errorf("%+v %v", r, err)
+	}
+}
+
 func TestProbeRate(t *testing.T) {
 	cfg := quickConfig()
 	cfg.Attempts = 1

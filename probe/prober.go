@@ -343,7 +343,7 @@ func (p *Prober) readSeq(ctx context.Context, ns string, targets []Target, idx [
 	for _, i := range idx {
 		cookies = append(cookies, targets[i].Cookie)
 	}
-	seqs, err := p.seq.ReadSeq(ctx, ns, cookies)
+	seqs, err := p.safeReadSeq(ctx, ns, cookies)
 	switch {
 	case err == nil:
 		return seqs, nil
@@ -357,6 +357,17 @@ func (p *Prober) readSeq(ctx context.Context, ns string, targets []Target, idx [
 	// than not at all: a blind RST is still evidence.
 	p.log.Warn("probe: sequence numbers unavailable for this namespace; probing blind", "netns", ns, "err", err)
 	return nil, nil
+}
+
+// safeReadSeq calls the reader, turning a panic into an error.
+func (p *Prober) safeReadSeq(ctx context.Context, ns string, cookies []uint64) (m map[uint64]SeqState, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.log.Error("probe: sequence reader panic", "netns", ns, "panic", v, "stack", string(debug.Stack()))
+			m, err = nil, fmt.Errorf("probe: sequence reader panic: %v", v)
+		}
+	}()
+	return p.seq.ReadSeq(ctx, ns, cookies)
 }
 
 // guarded probes one target under its host's concurrency cap, turning a
