@@ -158,6 +158,40 @@ scrape_configs:
 	}
 	c.waitAlert(ctx, t, "GhostSessionsPresent", n.Server.Name)
 
+	// Every rule loaded and evaluates without error on this Prometheus.
+	var rulesData struct {
+		Groups []struct {
+			Rules []struct {
+				Name      string `json:"name"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := c.api(ctx, "/api/v1/rules", nil, &rulesData); err != nil {
+		t.Fatal(err)
+	}
+	file, err := alerts.Parse(alerts.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := map[string]bool{}
+	for _, g := range rulesData.Groups {
+		for _, r := range g.Rules {
+			loaded[r.Name] = true
+			if r.Health != "ok" {
+				t.Errorf("rule %s: health %q: %s", r.Name, r.Health, r.LastError)
+			}
+		}
+	}
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			if name := r.Alert + r.Record; !loaded[name] {
+				t.Errorf("rule %s is not loaded", name)
+			}
+		}
+	}
+
 	// Let every rate() window fill before the panel queries run.
 	const rateInterval = 15 * time.Second
 	select {
