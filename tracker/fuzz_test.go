@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"cmp"
 	"slices"
 	"testing"
 	"time"
@@ -79,9 +80,9 @@ func FuzzTracker(f *testing.F) {
 			}
 			if !slices.IsSortedFunc(sus, func(a, b Entry) int {
 				if a.Socket.Netns != b.Socket.Netns {
-					return cmpUint(a.Socket.Netns, b.Socket.Netns)
+					return cmp.Compare(a.Socket.Netns, b.Socket.Netns)
 				}
-				return cmpUint(a.Socket.Cookie, b.Socket.Cookie)
+				return cmp.Compare(a.Socket.Cookie, b.Socket.Cookie)
 			}) {
 				t.Fatal("Suspects is not sorted")
 			}

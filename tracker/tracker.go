@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -302,21 +303,11 @@ func (t *Tracker) Suspects() []Entry {
 	}
 	slices.SortFunc(out, func(a, b Entry) int {
 		if a.Socket.Netns != b.Socket.Netns {
-			return cmpUint(a.Socket.Netns, b.Socket.Netns)
+			return cmp.Compare(a.Socket.Netns, b.Socket.Netns)
 		}
-		return cmpUint(a.Socket.Cookie, b.Socket.Cookie)
+		return cmp.Compare(a.Socket.Cookie, b.Socket.Cookie)
 	})
 	return out
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Len returns the number of remembered sockets.

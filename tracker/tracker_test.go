@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	stdcmp "cmp"
 	"errors"
 	"net/netip"
 	"slices"
@@ -336,7 +337,7 @@ func TestSuspectsSorted(t *testing.T) {
 	// EachSuspect visits the same entries (in any order); Reasons reads one.
 	var each []inventory.Key
 	tr.EachSuspect(func(e *Entry) { each = append(each, e.Socket.Key()) })
-	slices.SortFunc(each, func(a, b inventory.Key) int { return cmpUint(a.Cookie, b.Cookie) })
+	slices.SortFunc(each, func(a, b inventory.Key) int { return stdcmp.Compare(a.Cookie, b.Cookie) })
 	if diff := cmp.Diff([]inventory.Key{{Netns: 1, Cookie: 5}, {Netns: 2, Cookie: 7}, {Netns: 2, Cookie: 9}}, each); diff != "" {
 		t.Errorf("EachSuspect (-want +got):\n%s", diff)
 	}

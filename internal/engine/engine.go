@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"net/netip"
@@ -221,9 +222,9 @@ func (e *Engine) Targets() []probe.Target {
 	// Probe in a stable order: by namespace, then cookie (oldest sockets first).
 	slices.SortFunc(out, func(a, b probe.Target) int {
 		if a.NetnsInode != b.NetnsInode {
-			return cmpUint(a.NetnsInode, b.NetnsInode)
+			return cmp.Compare(a.NetnsInode, b.NetnsInode)
 		}
-		return cmpUint(a.Cookie, b.Cookie)
+		return cmp.Compare(a.Cookie, b.Cookie)
 	})
 	return out
 }
@@ -377,13 +378,13 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		}
 	}
 	slices.SortFunc(snap.Sockets, func(a, b exporter.SocketCount) int {
-		if c := compareStr(a.Netns, b.Netns); c != 0 {
+		if c := cmp.Compare(a.Netns, b.Netns); c != 0 {
 			return c
 		}
-		if c := compareStr(a.Family, b.Family); c != 0 {
+		if c := cmp.Compare(a.Family, b.Family); c != 0 {
 			return c
 		}
-		return compareStr(a.State, b.State)
+		return cmp.Compare(a.State, b.State)
 	})
 
 	var cands []exporter.Candidate
@@ -536,33 +537,13 @@ func sortSessions(ss []exporter.Session) []exporter.Session {
 	}
 	slices.SortFunc(keys, func(a, b key) int {
 		if a.netns != b.netns {
-			return cmpUint(a.netns, b.netns)
+			return cmp.Compare(a.netns, b.netns)
 		}
-		return cmpUint(a.cookie, b.cookie)
+		return cmp.Compare(a.cookie, b.cookie)
 	})
 	out := make([]exporter.Session, len(ss))
 	for i, k := range keys {
 		out[i] = ss[k.i]
 	}
 	return out
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func compareStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
