@@ -208,7 +208,7 @@ func TestVariables(t *testing.T) {
 		metric := ""
 		got := map[string]*labels.Matcher{}
 		for _, m := range ms {
-			if m.Name == labels.MetricName {
+			if m.Name == model.MetricNameLabel {
 				metric = m.Value
 			}
 			got[m.Name] = m
