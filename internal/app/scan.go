@@ -49,12 +49,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	results := p.engine.Scan(ctx)
-	for _, r := range results {
-		if r.Err != nil {
-			log.Warn("namespace not scanned", "netns", r.Name, "err", r.Err)
-		}
-	}
+	p.engine.Scan(ctx) // the scanner logs a namespace it cannot scan; the table lists it
 	p.engine.Probe(ctx, p.engine.Targets())
 	snap, cands := p.engine.Snapshot()
 	if killer != nil {

@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ghostd/ghostd/internal/testnet"
+)
+
+// TestWithoutCapabilities runs `ghostd scan` as an unprivileged user with no
+// capabilities: it must say, once and in one line each, what it cannot do,
+// list the namespaces it cannot enter with the error, and still scan its own.
+func TestWithoutCapabilities(t *testing.T) {
+	needRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is missing: %v", err)
+	}
+	n := testnet.New(t) // a named namespace that must show up as not scannable
+	// The binary must be reachable by nobody.
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ghostd")
+	data, err := os.ReadFile(ghostdPlainBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// No --config: the default path is missing here, which means defaults.
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", bin, "scan", "--netns", "all")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	if err != nil {
+		t.Fatalf("unprivileged scan failed: %v\n%s", err, text)
+	}
+	for _, c := range []string{"CAP_SYS_ADMIN", "CAP_NET_RAW", "CAP_NET_ADMIN"} {
+		lines := 0
+		for _, l := range strings.Split(text, "\n") {
+			if strings.Contains(l, "missing capability") && strings.Contains(l, c) {
+				lines++
+			}
+		}
+		if lines != 1 {
+			t.Errorf("%s: %d warning lines, want exactly one:\n%s", c, lines, text)
+		}
+	}
+	if !strings.Contains(text, "netns "+n.Server.Name+": not scanned:") {
+		t.Errorf("the namespace it cannot enter is not listed with its error:\n%s", text)
+	}
+	if !strings.Contains(text, "sessions listed") {
+		t.Errorf("no summary: the scan of its own namespace did not complete:\n%s", text)
+	}
+	t.Logf("unprivileged ghostd scan:\n%s", text)
+}
