@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -26,6 +28,7 @@ import (
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer, b Build) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	f := config.RegisterFlags(fs, false)
+	pprofOn := fs.Bool("web.enable-pprof", false, "serve Go's /debug/pprof/ profiles on the web listener (for debugging ghostd itself)")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -47,6 +50,9 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer, b B
 	}
 	log := newLogger(stderr, cfg.Log)
 	d, err := newDaemon(cfg, f, log, b)
+	if d != nil {
+		d.pprof = *pprofOn
+	}
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return ExitFailure
@@ -70,6 +76,7 @@ type daemon struct {
 	cfg    config.Config
 	killer *exporter.Killer
 
+	pprof    bool
 	probeQ   chan []probe.Target // latest targets; a newer batch replaces an unread one
 	reloadCh chan struct{}
 }
@@ -105,6 +112,15 @@ func (d *daemon) run(ctx context.Context) error {
 		d.log.Info("listening", "address", l.Addr().String())
 	}
 	handler := exporter.NewHandler(d.store, exporter.HandlerOptions{Log: d.log, Registry: exporter.NewRegistry(d.store)})
+	if d.pprof {
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		handler = mux
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -229,6 +229,12 @@ func TestDaemonDetectsGhosts(t *testing.T) {
 	if code, _, _ := d.get("/-/ready"); code != http.StatusOK {
 		t.Errorf("/-/ready = %d", code)
 	}
+	if code, _, _ := d.get("/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ = %d without --web.enable-pprof, want 404", code)
+	}
+	if got, ok := value(mfs, "ghostd_capability", map[string]string{"capability": "CAP_NET_RAW"}); !ok || got != 1 {
+		t.Errorf("ghostd_capability{CAP_NET_RAW} = %v (present %v), want 1 as root", got, ok)
+	}
 
 	// The healthy connections still work, both ways, with no error.
 	for _, s := range []*scenario{idle4, idle6} {
