@@ -211,7 +211,12 @@ func connect(netns string, n int) ([]net.Conn, error) {
 				return
 			}
 		}
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		// No keepalive: Go's default (probes every 15 s, 9 unanswered
+		// abort) makes 200k loopback sockets send bursts of probes that
+		// overflow the softirq backlog on a busy machine, and connections
+		// then die after about 150 s (TcpExtTCPAbortOnTimeout).
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 		if err != nil {
 			res <- result{err: err}
 			return
@@ -231,7 +236,7 @@ func connect(netns string, n int) ([]net.Conn, error) {
 			accepted <- result{cs, nil}
 		}()
 		var cs []net.Conn
-		d := net.Dialer{Timeout: 10 * time.Second}
+		d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: -1}
 		for i := range n {
 			c, err := d.Dial("tcp4", ln.Addr().String())
 			if err != nil {
