@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestDashboardAndAlertsLive(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	ghostd := buildGhostd(t, dir)
+	ghostd := buildGhostd(t)
 
 	n := testnet.New(t)
 	// The server ends are the ghosts: keep them referenced so no finalizer
@@ -337,18 +338,42 @@ func selectedNames(expr string) []string {
 	return names
 }
 
-func buildGhostd(t *testing.T, dir string) string {
+var (
+	buildOnce sync.Once
+	binDir    string
+	ghostdBin string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildGhostd builds cmd/ghostd once per test binary.
+func buildGhostd(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = "/usr/local/go/bin/go"
+	buildOnce.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = "/usr/local/go/bin/go"
+		}
+		if binDir, buildErr = os.MkdirTemp("", "ghostd-livetest-"); buildErr != nil {
+			return
+		}
+		ghostdBin = filepath.Join(binDir, "ghostd")
+		out, err := exec.Command(goBin, "build", "-o", ghostdBin, "github.com/ghostd/ghostd/cmd/ghostd").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ghostd: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	out := filepath.Join(dir, "ghostd")
-	cmd := exec.Command(goBin, "build", "-o", out, "github.com/ghostd/ghostd/cmd/ghostd")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ghostd: %v\n%s", err, b)
-	}
-	return out
+	return ghostdBin
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {
