@@ -115,7 +115,7 @@ func Default() Config {
 			Attempts:  3,
 			Interval:  time.Second,
 			Rate:      200,
-			PerHost:   4,
+			PerHost:   16,
 			InFlight:  256,
 			HostHint:  true,
 			Backoff:   5 * time.Minute,
