@@ -3,10 +3,13 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/probe"
 )
 
 func TestMainUsageErrors(t *testing.T) {
@@ -75,5 +78,21 @@ func TestProbeRefusesUnknownTuple(t *testing.T) {
 	code := runProbe(context.Background(), []string{"--netns", "all", "203.0.113.1:1", "203.0.113.2:2"}, &out, &errb)
 	if code != ExitFailure || !strings.Contains(errb.String(), "not in the socket table") {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+func TestProbeErrorsLoggedOnce(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	var pe probeErrors
+	raw := errors.New("probe: raw socket: operation not permitted")
+	for i := 0; i < 3; i++ {
+		pe.note(log, []probe.Result{{Verdict: probe.Unprobed, Err: raw}, {Verdict: probe.Unprobed, Err: probe.ErrSocketGone}, {Verdict: probe.Alive}})
+	}
+	if n := strings.Count(buf.String(), "suspects left unprobed"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, buf.String())
+	}
+	if strings.Contains(buf.String(), probe.ErrSocketGone.Error()) {
+		t.Errorf("a socket that went away is not a probing problem:\n%s", buf.String())
 	}
 }

@@ -76,9 +76,10 @@ type daemon struct {
 	cfg    config.Config
 	killer *exporter.Killer
 
-	pprof    bool
-	probeQ   chan []probe.Target // latest targets; a newer batch replaces an unread one
-	reloadCh chan struct{}
+	pprof     bool
+	probeErrs probeErrors
+	probeQ    chan []probe.Target // latest targets; a newer batch replaces an unread one
+	reloadCh  chan struct{}
 }
 
 func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*daemon, error) {
@@ -305,9 +306,11 @@ func (d *daemon) probeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case t := <-d.probeQ:
-			for _, r := range d.parts.engine.Probe(ctx, t) {
+			results := d.parts.engine.Probe(ctx, t)
+			for _, r := range results {
 				d.store.ObserveProbe(r)
 			}
+			d.probeErrs.note(d.log, results)
 		}
 	}
 }
@@ -359,4 +362,24 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// probeErrors logs why probes could not be sent, once per distinct reason
+// (a missing raw socket fails every probe the same way).
+type probeErrors struct{ seen map[string]bool }
+
+func (pe *probeErrors) note(log *slog.Logger, results []probe.Result) {
+	for _, r := range results {
+		if r.Err == nil || errors.Is(r.Err, probe.ErrSocketGone) || errors.Is(r.Err, context.Canceled) {
+			continue
+		}
+		msg := r.Err.Error()
+		if pe.seen == nil {
+			pe.seen = map[string]bool{}
+		}
+		if !pe.seen[msg] && len(pe.seen) < 32 {
+			pe.seen[msg] = true
+			log.Warn("suspects left unprobed", "err", msg)
+		}
+	}
 }

@@ -50,7 +50,8 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	p.engine.Scan(ctx) // the scanner logs a namespace it cannot scan; the table lists it
-	p.engine.Probe(ctx, p.engine.Targets())
+	var pe probeErrors
+	pe.note(log, p.engine.Probe(ctx, p.engine.Targets()))
 	snap, cands := p.engine.Snapshot()
 	if killer != nil {
 		for _, rec := range killer.Apply(ctx, cands) {
