@@ -104,7 +104,7 @@ func checkReasons(t *testing.T, s *inventory.Socket, got, unav Reasons) {
 		{ReasonIdle, s.State == inventory.StateEstablished && s.Info.Valid() &&
 			(s.Timer == inventory.TimerNone || s.Timer == inventory.TimerDelayedAck)},
 		{ReasonRetransmitting, synced && (s.Timer == inventory.TimerRetransmit || s.Timer == inventory.TimerZeroWindow)},
-		{ReasonKeepaliveFailing, synced && s.Timer == inventory.TimerKeepalive && s.Retrans > 0},
+		{ReasonKeepaliveFailing, synced && s.Timer == inventory.TimerKeepalive && s.Retrans >= KeepaliveUnanswered},
 		{ReasonZeroWindow, synced && zeroWindow(s)},
 		{ReasonCloseWait, s.State == inventory.StateCloseWait},
 		{ReasonFinWait2, s.State == inventory.StateFinWait2},

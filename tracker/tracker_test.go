@@ -98,6 +98,7 @@ func TestFirstSight(t *testing.T) {
 		{name: "idle with delayed ACK timer", s: sock(1, quiet(2*min, 2*min), timer(inventory.TimerDelayedAck, 0)), want: rs(ReasonIdle), remembered: true},
 		{name: "idle but keepalive armed", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerKeepalive, 0))},
 		{name: "keepalive failing", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerKeepalive, 2)), want: rs(ReasonKeepaliveFailing), remembered: true},
+		{name: "one keepalive probe in flight", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerKeepalive, 1))},
 		{name: "in flight, no timeout yet", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerRetransmit, 0))},
 		{name: "one RTO", s: sock(1, timer(inventory.TimerRetransmit, 1), backoff(1)), remembered: true},
 		{name: "two RTOs", s: sock(1, timer(inventory.TimerRetransmit, 2), backoff(2)), want: rs(ReasonRetransmitting), remembered: true},
