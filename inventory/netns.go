@@ -87,8 +87,17 @@ func (l nsLister) list() ([]Namespace, error) {
 		hostPath = l.procRoot + "/self/ns/net"
 		ino, err = l.inode(hostPath)
 	}
+	addHost := func() {}
 	if err == nil {
-		add(Namespace{Inode: ino, Name: "host", Path: hostPath, Kind: KindHost})
+		host := Namespace{Inode: ino, Name: "host", Path: hostPath, Kind: KindHost}
+		if hostDenied {
+			// Our own namespace stands in for PID 1's, which we cannot read.
+			// It may be a named one (ghostd run under `ip netns exec`): let
+			// its /run/netns name win, and call it host only otherwise.
+			addHost = func() { add(host) }
+		} else {
+			add(host)
+		}
 	} else if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("inventory: list host namespace: %w", err))
 	}
@@ -114,6 +123,7 @@ func (l nsLister) list() ([]Namespace, error) {
 	if namedPerm != nil {
 		errs = append(errs, fmt.Errorf("inventory: list named namespaces: %w", namedPerm))
 	}
+	addHost()
 
 	// Anonymous ones held by processes, named after the lowest pid holding each.
 	pids, err := listPIDs(l.procRoot)

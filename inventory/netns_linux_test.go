@@ -52,6 +52,35 @@ func TestListNamespacesNoRunNetns(t *testing.T) {
 // TestListNamespacesPermission: an unprivileged caller cannot read pid 1's or
 // other users' namespace links. It gets what it can read, its own namespace as
 // "host", and one error per kind, not one per pid.
+// TestListNamespacesSelfIsNamed: when PID 1's namespace is unreadable and
+// ghostd runs inside a named namespace (ip netns exec), that namespace keeps
+// its /run/netns name instead of becoming "host", so --netns NAME finds it.
+func TestListNamespacesSelfIsNamed(t *testing.T) {
+	l := newLister(fakeProc, fakeRun)
+	blue, err := nsInode(fakeRun + "/blue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.inode = func(p string) (uint64, error) {
+		switch {
+		case strings.HasPrefix(p, fakeProc+"/1/"):
+			return 0, &fs.PathError{Op: "readlink", Path: p, Err: fs.ErrPermission}
+		case p == fakeProc+"/self/ns/net":
+			return blue, nil
+		}
+		return nsInode(p)
+	}
+	got, _ := l.list()
+	for _, ns := range got {
+		if ns.Inode == blue && ns.Name != "blue" {
+			t.Errorf("our own named namespace is called %q, want blue", ns.Name)
+		}
+		if ns.Name == "host" {
+			t.Errorf("a host entry was invented: %+v", ns)
+		}
+	}
+}
+
 func TestListNamespacesPermission(t *testing.T) {
 	l := newLister(fakeProc, fakeRun)
 	denied := func(p string) bool {
@@ -70,9 +99,9 @@ func TestListNamespacesPermission(t *testing.T) {
 		names = append(names, ns.Name+"@"+strings.TrimPrefix(ns.Path, "testdata/netns/"))
 	}
 	want := []string{
-		"host@proc/self/ns/net", // self is pid 600, standing in for the host
 		"alias-of-host@run/netns/alias-of-host",
 		"blue@run/netns/blue",
+		"host@proc/self/ns/net", // self is pid 600, standing in for the host
 		"0123456789ab@proc/100/ns/net",
 		"pid-sleep-200@proc/200/ns/net",
 	}
