@@ -102,10 +102,14 @@ func (t *rawTransport) recv(b []byte, wait bool, deadline time.Time) (int, error
 	if len(b) == 0 {
 		return 0, errors.New("inventory: empty receive buffer")
 	}
-	if wait {
-		if err := t.nc.SetReadDeadline(deadline); err != nil {
-			return 0, err
-		}
+	// A non-blocking read (draining an aborted dump) clears the deadline:
+	// after a timed-out dump the old one has passed, and the poller would
+	// refuse to read at all, leaving the kernel's dump running (EBUSY).
+	if !wait {
+		deadline = time.Time{}
+	}
+	if err := t.nc.SetReadDeadline(deadline); err != nil {
+		return 0, err
 	}
 	t.b, t.wait = b, wait
 	if err := t.rc.Read(t.readFn); err != nil {
