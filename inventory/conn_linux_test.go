@@ -515,3 +515,23 @@ func TestLiveDumpOneWalk(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveDumpAfterTimeout checks that a dump that timed out half way is
+// drained, so the kernel does not refuse the next one with EBUSY.
+func TestLiveDumpAfterTimeout(t *testing.T) {
+	ln := listen(t, "tcp4", "127.0.0.1:0")
+	for range 200 {
+		dialPair(t, ln, "tcp4", ln.Addr().String())
+	}
+	c := dial(t)
+	c.timeout = time.Nanosecond
+	if _, err := c.Dump(1, AllStates, func(*Socket) error { return nil }); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Dump with a 1 ns timeout = %v, want a deadline error", err)
+	}
+	c.timeout = defaultTimeout
+	for range 2 {
+		if m := dumpAll(t, c, AllStates); len(m) < 400 {
+			t.Fatalf("dump after a timed-out one saw %d sockets, want >= 400", len(m))
+		}
+	}
+}
