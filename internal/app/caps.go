@@ -27,7 +27,8 @@ type MissingCap struct {
 }
 
 // Missing lists, in one line each, what the missing capabilities switch off
-// and what keeps working.
+// and what keeps working. CAP_NET_ADMIN is only for killing: the kill policy
+// checks it when it is turned on.
 func (c Capabilities) Missing() []MissingCap {
 	var out []MissingCap
 	if !c.Has(capSysAdmin) {
@@ -38,9 +39,6 @@ func (c Capabilities) Missing() []MissingCap {
 	}
 	if !(c.Has(capBPF) && c.Has(capPerfmon)) && !c.Has(capSysAdmin) {
 		out = append(out, MissingCap{"CAP_BPF+CAP_PERFMON", "sequence numbers cannot be read: probes are blind"})
-	}
-	if !c.Has(capNetAdmin) {
-		out = append(out, MissingCap{"CAP_NET_ADMIN", "SOCK_DESTROY is refused: kill mode destroy cannot work, detection is unaffected"})
 	}
 	if !c.Has(capSysPtrace) {
 		out = append(out, MissingCap{"CAP_SYS_PTRACE", "other users' processes cannot be attributed or borrowed from: owners show empty"})

@@ -145,8 +145,6 @@ func (p *parts) newKiller(cfg config.Config, store *exporter.Store) (*exporter.K
 	if err != nil || !pol.Enabled {
 		return nil, err
 	}
-	if !p.caps.Has(capNetAdmin) && pol.Mode == exporter.ModeDestroy {
-		p.log.Warn("kill mode destroy needs CAP_NET_ADMIN: kills will fail with EPERM and be counted in ghostd_kill_errors_total")
-	}
+	p.checkKill(pol, store)
 	return exporter.NewKiller(pol, p.scanner, store, p.log, time.Now), nil
 }

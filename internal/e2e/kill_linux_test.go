@@ -119,6 +119,9 @@ func TestKillDestroyPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v, ok := value(mfs, "ghostd_kill_supported", nil); !ok || v != 1 {
+		t.Errorf("ghostd_kill_supported = %v (present %v), want 1 as root", v, ok)
+	}
 	if v, ok := value(mfs, "ghostd_ghosts_killed_total", map[string]string{"netns": n.Server.Name, "verdict": "silent"}); !ok || v != 2 {
 		t.Errorf("ghostd_ghosts_killed_total{verdict=silent} = %v (present %v), want 2", v, ok)
 	}
