@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -22,6 +23,7 @@ type linuxConn struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	closed    atomic.Bool // set before the capture is closed: its reader's error is then expected
 }
 
 // captureRcvBuf is the capture socket's receive buffer: bursts of replies
@@ -189,7 +191,9 @@ func (c *linuxConn) recv(buf []byte) (int, error) {
 		return rerr != unix.EAGAIN && rerr != unix.EINTR
 	})
 	if err != nil {
-		if errors.Is(err, os.ErrClosed) {
+		// os.File's raw reads report a closed file as internal/poll's
+		// "use of closed file", not os.ErrClosed.
+		if errors.Is(err, os.ErrClosed) || c.closed.Load() {
 			return 0, errConnClosed
 		}
 		return 0, err
@@ -202,6 +206,7 @@ func (c *linuxConn) recv(buf []byte) (int, error) {
 
 func (c *linuxConn) close() error {
 	c.closeOnce.Do(func() {
+		c.closed.Store(true)
 		var errs []error
 		for _, fd := range []int{c.send4, c.send6} {
 			if fd >= 0 {

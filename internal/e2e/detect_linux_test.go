@@ -241,6 +241,11 @@ func TestDaemonDetectsGhosts(t *testing.T) {
 		roundTrip(t, s)
 	}
 
+	for _, noise := range []string{"capture stopped", "level=ERROR"} {
+		if strings.Contains(d.logs(), noise) {
+			t.Errorf("the log of a healthy run says %q:\n%s", noise, d.logs())
+		}
+	}
 	took, err := d.stop(2 * time.Second)
 	if err != nil {
 		t.Fatalf("SIGTERM: %v after %v", err, took)
