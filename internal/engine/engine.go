@@ -204,18 +204,8 @@ func (e *Engine) Targets() []probe.Target {
 		if !ent.Reasons.Probeable() || ent.Reasons.Has(tracker.ReasonZeroWindow) {
 			return
 		}
-		k := ent.Socket.Key()
-		if e.killed[k] {
+		if !e.dueLocked(ent.Socket.Key(), now) {
 			return
-		}
-		if v, ok := e.verdicts[k]; ok {
-			wait := e.opts.Backoff
-			if v.result.Verdict.Ghost() {
-				wait = e.opts.Reconfirm
-			}
-			if now.Sub(v.at) < wait {
-				return
-			}
 		}
 		out = append(out, e.target(&ent.Socket))
 	})
@@ -226,6 +216,39 @@ func (e *Engine) Targets() []probe.Target {
 		}
 		return cmp.Compare(a.Cookie, b.Cookie)
 	})
+	return out
+}
+
+// dueLocked reports whether a suspect may be probed now: never killed, and
+// never probed, or alive past the backoff, or a ghost past Reconfirm.
+func (e *Engine) dueLocked(k inventory.Key, now time.Time) bool {
+	if e.killed[k] {
+		return false
+	}
+	v, ok := e.verdicts[k]
+	if !ok {
+		return true
+	}
+	wait := e.opts.Backoff
+	if v.result.Verdict.Ghost() {
+		wait = e.opts.Reconfirm
+	}
+	return now.Sub(v.at) >= wait
+}
+
+// StillDue keeps the targets that are still due and still in the tracker: a
+// batch made at one scan, checked again before each chunk is probed.
+func (e *Engine) StillDue(ts []probe.Target) []probe.Target {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+	out := ts[:0]
+	for _, t := range ts {
+		k := inventory.Key{Netns: t.NetnsInode, Cookie: t.Cookie}
+		if rs, ok := e.tracker.Reasons(k); ok && rs.Probeable() && e.dueLocked(k, now) {
+			out = append(out, t)
+		}
+	}
 	return out
 }
 

@@ -281,3 +281,18 @@ func TestEngineKilledSessionsStayVisible(t *testing.T) {
 		t.Errorf("killed session kept past the retention: %+v", snap.Doc.Sessions)
 	}
 }
+
+func TestEngineStillDue(t *testing.T) {
+	e, inv, _, _ := newTest()
+	ctx := context.Background()
+	inv.sockets[7] = []inventory.Socket{idleSocket(1, 1, 2*time.Minute), idleSocket(2, 2, 2*time.Minute), idleSocket(3, 3, 2*time.Minute)}
+	e.Scan(ctx)
+	batch := e.Targets()
+	e.Probe(ctx, batch[:1]) // the first chunk is answered
+	inv.sockets[7] = inv.sockets[7][:2]
+	e.Scan(ctx)
+	e.Scan(ctx) // socket 3 left the table
+	if got := cookies(e.StillDue(batch)); !cmp.Equal(got, []uint64{2}) {
+		t.Errorf("StillDue = %v, want [2]: 1 was just probed, 3 is gone", got)
+	}
+}
