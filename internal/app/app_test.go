@@ -24,6 +24,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"scan", "--idle", "soon"}, ExitUsage, "idle"},
 		{[]string{"scan", "extra"}, ExitUsage, `unexpected argument "extra"`},
 		{[]string{"run", "--config", "/nonexistent/ghostd.yml"}, ExitUsage, "/nonexistent/ghostd.yml"},
+		{[]string{"run", "--config", "/dev/null", "--web.config.file", "/nonexistent/web.yml", "--config.check"}, ExitUsage, "web.config_file /nonexistent/web.yml"},
 		{[]string{"probe", "192.0.2.1:1"}, ExitUsage, "need LOCAL and REMOTE"},
 		{[]string{"probe", "192.0.2.1", "192.0.2.2:5"}, ExitUsage, "ADDR:PORT"},
 		{[]string{"version"}, ExitOK, "ghostd 1.2.3 (revision abc"},

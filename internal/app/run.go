@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/prometheus/exporter-toolkit/web"
+
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/probe"
@@ -39,6 +41,11 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer, b B
 	cfg, err := loadConfig(f)
 	if err == nil {
 		_, err = killPolicy(cfg)
+	}
+	if err == nil && cfg.Web.ConfigFile != "" {
+		if werr := web.Validate(cfg.Web.ConfigFile); werr != nil {
+			err = fmt.Errorf("config: web.config_file %s: %w", cfg.Web.ConfigFile, werr)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ghostd run: %v\n", err)
