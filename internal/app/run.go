@@ -22,6 +22,7 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/systemd"
 )
@@ -306,11 +307,6 @@ func (d *daemon) offer(t []probe.Target) {
 	d.probeQ <- t
 }
 
-// probeChunk is how many targets the probe worker takes at a time: at the
-// default 200 probes/s about 2.5 s of work, so verdicts and metrics show up as
-// they come and a newer scan's targets replace the rest of an old batch.
-const probeChunk = 512
-
 // probeLoop probes queued targets, a chunk at a time, and records their verdicts.
 func (d *daemon) probeLoop(ctx context.Context) error {
 	var pending []probe.Target
@@ -330,7 +326,7 @@ func (d *daemon) probeLoop(ctx context.Context) error {
 		// Drop what a chunk already answered or what left the table since
 		// the batch was made.
 		pending = d.parts.engine.StillDue(pending)
-		n := min(len(pending), probeChunk)
+		n := min(len(pending), engine.ProbeChunk)
 		chunk := pending[:n:n]
 		pending = pending[n:]
 		results := d.parts.engine.Probe(ctx, chunk)

@@ -296,3 +296,33 @@ func TestEngineStillDue(t *testing.T) {
 		t.Errorf("StillDue = %v, want [2]: 1 was just probed, 3 is gone", got)
 	}
 }
+
+// chunkProber records the size of every ProbeAll call.
+type chunkProber struct {
+	fakeProber
+	sizes []int
+}
+
+func (c *chunkProber) ProbeAll(ctx context.Context, ts []probe.Target) []probe.Result {
+	c.sizes = append(c.sizes, len(ts))
+	return c.fakeProber.ProbeAll(ctx, ts)
+}
+
+func TestEngineProbesInChunks(t *testing.T) {
+	inv := &fakeInv{ns: []inventory.Namespace{{Inode: 7, Name: "srv"}}, sockets: map[uint64][]inventory.Socket{}}
+	pr := &chunkProber{fakeProber: fakeProber{verdicts: map[uint16]probe.Verdict{}}}
+	n := 2*ProbeChunk + 3
+	for i := 0; i < n; i++ {
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), uint16(i+1), 2*time.Minute))
+		pr.verdicts[uint16(i+1)] = probe.Alive
+	}
+	e := New(inv, pr, nil, Options{Tracker: tracker.Config{Idle: time.Minute}, Backoff: time.Hour})
+	e.Scan(context.Background())
+	res := e.Probe(context.Background(), e.Targets())
+	if len(res) != n || !cmp.Equal(pr.sizes, []int{ProbeChunk, ProbeChunk, 3}) {
+		t.Errorf("%d results, chunks %v; want %d results in chunks of %d", len(res), pr.sizes, n, ProbeChunk)
+	}
+	if got := len(e.Targets()); got != 0 {
+		t.Errorf("%d targets still due after every chunk was recorded", got)
+	}
+}
