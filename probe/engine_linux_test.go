@@ -398,6 +398,13 @@ func TestNoDisturbance(t *testing.T) {
 		for _, kind := range []struct{ busy, probed bool }{{false, true}, {true, true}, {true, false}} {
 			s, c := n.Pair(t, network)
 			s.(*net.TCPConn).SetKeepAlivePeriod(42 * time.Second) // a non-default value to watch
+			// Fix the buffer sizes: left alone, the kernel autotunes a busy
+			// connection's SO_RCVBUF/SO_SNDBUF, and the comparison would
+			// catch the kernel rather than the prober.
+			for _, c := range []net.Conn{s, c} {
+				c.(*net.TCPConn).SetReadBuffer(128 << 10)
+				c.(*net.TCPConn).SetWriteBuffer(128 << 10)
+			}
 			pairs = append(pairs, pair{s, c, kind.busy, kind.probed})
 			if kind.probed {
 				targets = append(targets, targetOf(t, n, s))

@@ -319,8 +319,9 @@ func (t *Tracker) Len() int {
 
 // EachSuspect calls fn for every remembered socket that has at least one
 // reason, in no particular order, without copying: the daemon's per-scan path
-// over hosts with hundreds of thousands of idle suspects. fn must not keep
-// the pointer or call the tracker.
+// over hosts with hundreds of thousands of idle suspects. fn must not call the
+// tracker; the entry it gets stays valid, and must not be modified, until the
+// tracker is next changed (Observe, EndNamespace, DropNamespace, SetConfig).
 func (t *Tracker) EachSuspect(fn func(*Entry)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

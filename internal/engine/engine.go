@@ -361,24 +361,31 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	defer e.mu.Unlock()
 	now := e.opts.Now()
 
-	// each visits the entries to report, every suspect or with All every
-	// socket, without copying the tracker's entries.
-	each := func(fn func(*tracker.Entry)) {
-		if !e.opts.All {
-			e.tracker.EachSuspect(fn)
-			return
-		}
+	// The entries to report, every suspect or with All every socket, in
+	// (netns, cookie) order. Suspects are the tracker's own entries, not
+	// copies: nothing changes the tracker while e.mu is held.
+	var ents []*tracker.Entry
+	if e.opts.All {
+		ents = make([]*tracker.Entry, 0, len(e.all))
 		for i := range e.all {
 			ent, ok := e.tracker.Get(e.all[i].Key())
 			if !ok {
 				ent = tracker.Entry{Socket: e.all[i]}
 			}
-			fn(&ent)
+			ents = append(ents, &ent)
 		}
+	} else {
+		e.tracker.EachSuspect(func(ent *tracker.Entry) { ents = append(ents, ent) })
 	}
-	e.resolveOwners(each)
+	slices.SortFunc(ents, func(a, b *tracker.Entry) int {
+		if c := cmp.Compare(a.Socket.Netns, b.Socket.Netns); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Socket.Cookie, b.Socket.Cookie)
+	})
+	e.resolveOwners(ents)
 	snap := &exporter.Snapshot{
-		Doc:          exporter.Document{ScannedAt: e.scanned.UTC(), Namespaces: []exporter.NamespaceStatus{}, Sessions: []exporter.Session{}},
+		Doc:          exporter.Document{ScannedAt: e.scanned.UTC(), Namespaces: []exporter.NamespaceStatus{}, Sessions: make([]exporter.Session, 0, len(ents)+len(e.gone))},
 		ScanDuration: e.scanDur,
 		ProbeMode:    e.probeModeLocked(),
 	}
@@ -422,11 +429,11 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	})
 
 	var cands []exporter.Candidate
-	each(func(ent *tracker.Entry) {
+	for _, ent := range ents {
 		s, v := e.session(ent, now)
 		snap.Doc.Sessions = append(snap.Doc.Sessions, s)
 		if s.Killed {
-			return
+			continue
 		}
 		switch {
 		case s.Ghost:
@@ -441,8 +448,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 				Verdict: probe.Verdict(s.Verdict), GhostSince: ent.StateSince, PID: s.PID,
 			})
 		}
-	})
-	snap.Doc.Sessions = sortSessions(snap.Doc.Sessions)
+	}
 	// Then the killed sessions whose sockets are gone, oldest kill first.
 	var gone []goneSession
 	for k, g := range e.gone {
@@ -465,20 +471,18 @@ func (e *Engine) probeModeLocked() string {
 	return string(m)
 }
 
-func (e *Engine) resolveOwners(each func(func(*tracker.Entry))) {
+func (e *Engine) resolveOwners(ents []*tracker.Entry) {
 	if e.owners == nil {
 		return
 	}
 	var want []uint32
-	reported := 0
-	each(func(ent *tracker.Entry) {
-		reported++
+	for _, ent := range ents {
 		if ino := ent.Socket.Inode; ino != 0 {
 			if _, ok := e.owners_[ino]; !ok {
 				want = append(want, ino)
 			}
 		}
-	})
+	}
 	if len(want) > 0 {
 		found := e.owners.Resolve(want)
 		for _, ino := range want {
@@ -488,13 +492,13 @@ func (e *Engine) resolveOwners(each func(func(*tracker.Entry))) {
 		}
 	}
 	// Keep the cache to the inodes still reported.
-	if len(e.owners_) > 2*reported+1024 {
-		keep := make(map[uint32]inventory.Owner, reported)
-		each(func(ent *tracker.Entry) {
+	if len(e.owners_) > 2*len(ents)+1024 {
+		keep := make(map[uint32]inventory.Owner, len(ents))
+		for _, ent := range ents {
 			if o, ok := e.owners_[ent.Socket.Inode]; ok {
 				keep[ent.Socket.Inode] = o
 			}
-		})
+		}
 		e.owners_ = keep
 	}
 }
@@ -556,28 +560,4 @@ func FamilyName(f uint8) string {
 // FormatAddr formats an address as net.JoinHostPort does ("[2001:db8::2]:443").
 func FormatAddr(ap netip.AddrPort) string {
 	return net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port())))
-}
-
-// sortSessions orders sessions by namespace inode, then cookie, sorting small
-// keys rather than moving the sessions around.
-func sortSessions(ss []exporter.Session) []exporter.Session {
-	type key struct {
-		netns, cookie uint64
-		i             int
-	}
-	keys := make([]key, len(ss))
-	for i := range ss {
-		keys[i] = key{ss[i].NetnsInode, ss[i].Cookie, i}
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if a.netns != b.netns {
-			return cmp.Compare(a.netns, b.netns)
-		}
-		return cmp.Compare(a.cookie, b.cookie)
-	})
-	out := make([]exporter.Session, len(ss))
-	for i, k := range keys {
-		out[i] = ss[k.i]
-	}
-	return out
 }
