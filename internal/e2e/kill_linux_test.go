@@ -13,8 +13,8 @@ import (
 	"github.com/ghostd/ghostd/internal/testnet"
 )
 
-// readErr reads from c with a short deadline and returns the error: a timeout
-// means the connection is still open and quiet.
+// readErr reads from c with a short deadline and returns the error (a
+// timeout: still open and quiet).
 func readErr(c net.Conn) error {
 	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	defer c.SetReadDeadline(time.Time{})
@@ -22,10 +22,6 @@ func readErr(c net.Conn) error {
 	return err
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
 
 // TestKillDestroyPolicy: with kill on in destroy mode, only confirmed ghosts
 // die (their owner gets ECONNABORTED), a deny rule holds, the rate limit
