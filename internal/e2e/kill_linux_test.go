@@ -22,7 +22,6 @@ func readErr(c net.Conn) error {
 	return err
 }
 
-
 // TestKillDestroyPolicy: with kill on in destroy mode, only confirmed ghosts
 // die (their owner gets ECONNABORTED), a deny rule holds, the rate limit
 // holds, and healthy, stalled and CLOSE_WAIT connections keep working.
