@@ -341,18 +341,6 @@ func (e *Engine) MarkKilled(k inventory.Key) {
 	e.gone[k] = goneSession{session: s, at: e.opts.Now()}
 }
 
-// ProbeMode is "off" without a prober, else the prober's mode.
-func (e *Engine) ProbeMode() string {
-	if e.prober == nil {
-		return "off"
-	}
-	m, _ := e.prober.Mode()
-	return string(m)
-}
-
-// Ghost is a confirmed ghost (or a CLOSE_WAIT leak) the kill policy may act on.
-type Ghost = exporter.Candidate
-
 // Snapshot builds the exporter snapshot from the last scan and the verdicts
 // recorded since, resolving owners for the sessions it reports. It also
 // returns the kill candidates: confirmed ghosts and CLOSE_WAIT leaks.
@@ -387,7 +375,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	snap := &exporter.Snapshot{
 		Doc:          exporter.Document{ScannedAt: e.scanned.UTC(), Namespaces: []exporter.NamespaceStatus{}, Sessions: make([]exporter.Session, 0, len(ents)+len(e.gone))},
 		ScanDuration: e.scanDur,
-		ProbeMode:    e.probeModeLocked(),
+		ProbeMode:    e.probeMode(),
 	}
 	for _, st := range e.last {
 		errText := ""
@@ -463,7 +451,8 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	return snap, cands
 }
 
-func (e *Engine) probeModeLocked() string {
+// probeMode is "off" without a prober, else the prober's mode.
+func (e *Engine) probeMode() string {
 	if e.prober == nil {
 		return "off"
 	}
