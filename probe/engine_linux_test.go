@@ -85,17 +85,7 @@ func targetOf(t testing.TB, n *testnet.Net, server net.Conn) Target {
 }
 
 // tcpState returns the socket's TCP state from TCP_INFO.
-func tcpState(t testing.TB, c net.Conn) uint8 {
-	var st uint8
-	rawFd(t, c, func(fd int) {
-		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-		if err != nil {
-			t.Fatalf("TCP_INFO: %v", err)
-		}
-		st = info.State
-	})
-	return st
-}
+func tcpState(t testing.TB, c net.Conn) uint8 { return testnet.TCPInfo(t, c).State }
 
 // exchange checks that the connection still carries data both ways.
 func exchange(t testing.TB, a, b net.Conn) {
@@ -638,15 +628,9 @@ func TestTimestampsNegotiated(t *testing.T) {
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	server, _ := n.Pair(t, "tcp4")
-	rawFd(t, server, func(fd int) {
-		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Options&1 == 0 { // TCPI_OPT_TIMESTAMPS
-			t.Fatal("timestamps not negotiated; the test proves nothing")
-		}
-	})
+	if testnet.TCPInfo(t, server).Options&1 == 0 { // TCPI_OPT_TIMESTAMPS
+		t.Fatal("timestamps not negotiated; the test proves nothing")
+	}
 	res, err := New(fastConfig(), seq, nil).Probe(context.Background(), targetOf(t, n, server))
 	if err != nil || res.Verdict != Alive {
 		t.Fatalf("%+v %v", res, err)

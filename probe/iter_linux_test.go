@@ -77,25 +77,6 @@ func iterCookie(t testing.TB, c any) uint64 {
 	return cookie
 }
 
-func iterTCPInfo(t testing.TB, c net.Conn) *unix.TCPInfo {
-	t.Helper()
-	raw, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info *unix.TCPInfo
-	var gerr error
-	if err := raw.Control(func(fd uintptr) {
-		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatal(gerr)
-	}
-	return info
-}
-
 // iterConn is one loopback connection inside a test namespace.
 type iterConn struct {
 	client, server net.Conn
@@ -136,7 +117,7 @@ func iterQuiet(t testing.TB, conns ...net.Conn) {
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		busy := false
 		for _, c := range conns {
-			busy = busy || iterTCPInfo(t, c).Unacked != 0
+			busy = busy || testnet.TCPInfo(t, c).Unacked != 0
 		}
 		if !busy {
 			return
@@ -650,7 +631,7 @@ type iterSnapshot struct {
 }
 
 func iterSnap(t testing.TB, c net.Conn) iterSnapshot {
-	i := iterTCPInfo(t, c)
+	i := testnet.TCPInfo(t, c)
 	return iterSnapshot{
 		State: i.State, Options: i.Options,
 		Retransmits: i.Retransmits, Probes: i.Probes, Backoff: i.Backoff,

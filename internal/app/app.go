@@ -75,8 +75,9 @@ func orDash(s string) string {
 	return s
 }
 
-// parseFlags parses args into fs and reports usage errors in one line.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
+// parseFlags parses args into fs and reports usage errors in one line; with
+// noArgs, a positional argument is one too.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, noArgs bool) (int, bool) {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -86,6 +87,10 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
 			return ExitOK, false
 		}
 		fmt.Fprintf(stderr, "ghostd %s: %v (see 'ghostd %s -h')\n", fs.Name(), err, fs.Name())
+		return ExitUsage, false
+	}
+	if noArgs && fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ghostd %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		return ExitUsage, false
 	}
 	return 0, true

@@ -26,7 +26,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	attempts := fs.Int("probes", config.Default().Probe.Attempts, "probe attempts")
 	interval := fs.Duration("probe-interval", config.Default().Probe.Interval, "time between attempts")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	if code, ok := parseFlags(fs, args, stderr); !ok {
+	if code, ok := parseFlags(fs, args, stderr, false); !ok {
 		return code
 	}
 	if fs.NArg() != 2 {

@@ -32,12 +32,8 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer, b B
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	f := config.RegisterFlags(fs, false)
 	pprofOn := fs.Bool("web.enable-pprof", false, "serve Go's /debug/pprof/ profiles on the web listener (for debugging ghostd itself)")
-	if code, ok := parseFlags(fs, args, stderr); !ok {
+	if code, ok := parseFlags(fs, args, stderr, true); !ok {
 		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ghostd run: unexpected argument %q\n", fs.Arg(0))
-		return ExitUsage
 	}
 	cfg, err := loadConfig(f)
 	if err == nil {

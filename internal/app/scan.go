@@ -22,12 +22,8 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.ConfigFile, "config", config.DefaultPath, "configuration file (a missing default file means defaults)")
 	asJSON := fs.Bool("json", false, "print the JSON document instead of a table")
 	all := fs.Bool("all", false, "list every socket, not only suspects")
-	if code, ok := parseFlags(fs, args, stderr); !ok {
+	if code, ok := parseFlags(fs, args, stderr, true); !ok {
 		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ghostd scan: unexpected argument %q\n", fs.Arg(0))
-		return ExitUsage
 	}
 	cfg, err := loadConfig(f)
 	if err != nil {

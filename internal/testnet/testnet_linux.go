@@ -415,3 +415,24 @@ func (n *Net) InvalidDrops(t testing.TB) uint64 {
 	t.Helper()
 	return counterPackets(n.Router.Exec(t, "nft", "list", "chain", "inet", "gd_router", "forward"))
 }
+
+// TCPInfo reads a test connection's struct tcp_info (TCP_INFO), failing the
+// test on error.
+func TCPInfo(t testing.TB, c net.Conn) *unix.TCPInfo {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return info
+}

@@ -3,7 +3,6 @@ package testnet
 import (
 	"errors"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -13,25 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-func tcpInfo(t *testing.T, c net.Conn) *unix.TCPInfo {
-	t.Helper()
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info *unix.TCPInfo
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatal(gerr)
-	}
-	return info
-}
 
 // waitFor polls cond every 20 ms for up to d.
 func waitFor(d time.Duration, cond func() bool) bool {
@@ -186,8 +166,8 @@ func TestNet(t *testing.T) {
 		if _, err := s.Write([]byte("hello?")); err != nil {
 			t.Fatal(err)
 		}
-		if !waitFor(2*time.Second, func() bool { i := tcpInfo(t, s); return i.Retransmits > 0 && i.Unacked > 0 }) {
-			t.Fatalf("no retransmission while the client is silent: %+v", tcpInfo(t, s))
+		if !waitFor(2*time.Second, func() bool { i := TCPInfo(t, s); return i.Retransmits > 0 && i.Unacked > 0 }) {
+			t.Fatalf("no retransmission while the client is silent: %+v", TCPInfo(t, s))
 		}
 		if err := n.Client.Ping(n.ServerV4, 300*time.Millisecond); err == nil {
 			t.Error("a silent client still pings")
@@ -206,14 +186,14 @@ func TestNet(t *testing.T) {
 		if _, err := s.Write([]byte("ack me")); err != nil {
 			t.Fatal(err)
 		}
-		if !waitFor(2*time.Second, func() bool { return tcpInfo(t, s).Retransmits > 0 }) {
-			t.Fatalf("no retransmission while the client's ACKs are dropped: %+v", tcpInfo(t, s))
+		if !waitFor(2*time.Second, func() bool { return TCPInfo(t, s).Retransmits > 0 }) {
+			t.Fatalf("no retransmission while the client's ACKs are dropped: %+v", TCPInfo(t, s))
 		}
 		// Another connection of the same client is untouched.
 		if _, err := other.Write([]byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		if !waitFor(time.Second, func() bool { return tcpInfo(t, other).Unacked == 0 }) {
+		if !waitFor(time.Second, func() bool { return TCPInfo(t, other).Unacked == 0 }) {
 			t.Error("DropFromClient hit another connection")
 		}
 		n.Heal(t)
@@ -222,8 +202,8 @@ func TestNet(t *testing.T) {
 		if _, err := c.Write([]byte("y")); err != nil {
 			t.Fatal(err)
 		}
-		if !waitFor(3*time.Second, func() bool { return tcpInfo(t, s).Unacked == 0 }) {
-			t.Errorf("after Heal the data is still unacknowledged: %+v", tcpInfo(t, s))
+		if !waitFor(3*time.Second, func() bool { return TCPInfo(t, s).Unacked == 0 }) {
+			t.Errorf("after Heal the data is still unacknowledged: %+v", TCPInfo(t, s))
 		}
 	})
 }
