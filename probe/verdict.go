@@ -44,6 +44,10 @@ type Target struct {
 	// in-window without an answer (retransmit backoff, unanswered keepalives):
 	// then blind silence counts as evidence too.
 	KernelEvidence bool
+	// QuietSince is when data last moved either way on the socket, as far
+	// as the inventory can tell (zero: unknown). Sequence state read after
+	// it is still exact, so a state read ahead of the probe may be reused.
+	QuietSince time.Time
 }
 
 // Result is the outcome of probing one Target.
