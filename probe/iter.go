@@ -19,8 +19,10 @@ const DefaultBTFPath = "/sys/kernel/btf/vmlinux"
 //
 // The program is loaded once by NewIterReader. ReadSeq runs one iterator pass
 // at a time: the map of wanted cookies is shared by every pass, so concurrent
-// calls queue (a pass over 200k sockets costs about 150 ms). Its methods are
-// safe for concurrent use.
+// calls queue (a pass over 200k sockets costs about 150 ms). A pass walks the
+// whole TCP hash table however few cookies are wanted, so Prober.ReadAhead
+// reads many targets in one pass and caches their states for later probes.
+// Its methods are safe for concurrent use.
 type IterReader struct {
 	sem  chan struct{} // held during a pass, and by Close
 	impl *iterImpl     // nil once closed

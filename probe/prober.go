@@ -116,11 +116,18 @@ var (
 
 // Prober probes suspect connections within its bounds. Its methods are safe
 // for concurrent use.
+//
+// One sequence read walks every TCP socket of the host, however few are
+// wanted: ReadAhead reads many targets' states in one pass and caches them,
+// and ProbeAll uses a cached state instead of reading when no data moved on
+// the socket since (Target.QuietSince).
 type Prober struct {
 	seq     SeqReader
 	log     *slog.Logger
 	open    func(nsPath string, ports []uint16) (rawConn, error)
+	now     func() time.Time // the read-ahead cache's clock
 	limiter *rate.Limiter
+	cache   seqCache
 
 	cfgMu    sync.Mutex
 	cfg      Config
@@ -163,6 +170,8 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		seq:      seq,
 		log:      log,
 		open:     openRawConn,
+		now:      time.Now,
+		cache:    newSeqCache(time.Now()),
 		limiter:  rate.NewLimiter(rateLimit(cfg.Rate), cfg.Burst),
 		inflight: make(chan struct{}, cfg.InFlight),
 		mode:     InWindow,
@@ -212,6 +221,7 @@ func (p *Prober) goBlind(err error) {
 	if p.mode != Blind {
 		p.mode, p.modeWhy = Blind, "blind: "+err.Error()
 		p.log.Warn("probe: falling back to blind probes", "err", err)
+		p.cache.clear()
 	}
 }
 
@@ -233,6 +243,7 @@ func (p *Prober) Stats() Stats {
 // every socket a probe opens is closed when its ProbeAll returns.
 func (p *Prober) Close() error {
 	p.closed.Store(true)
+	p.cache.clear()
 	return nil
 }
 
@@ -244,7 +255,9 @@ func (p *Prober) Probe(ctx context.Context, t Target) (Result, error) {
 
 // ProbeAll probes every target within the Prober's bounds and returns their
 // results in input order. Targets are grouped by namespace: one sequence
-// read and one set of sockets per namespace. A target that could not be
+// read and one set of sockets per namespace; targets whose state ReadAhead
+// cached use it up instead, and a namespace whose targets all have one is not
+// read at all. A target that could not be
 // probed has verdict Unprobed and Err set. Cancelling ctx stops every probe
 // promptly; their results are Unprobed with ctx's error.
 func (p *Prober) ProbeAll(ctx context.Context, targets []Target) []Result {
@@ -284,10 +297,14 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			results[i] = p.unprobed(err)
 		}
 	}
-	seqs, err := p.readSeq(ctx, ns, targets, idx)
-	if err != nil {
-		fail(err)
-		return
+	known, rest := p.takeCached(ns, targets, idx)
+	var seqs map[uint64]SeqState // nil: the rest go blind
+	if len(rest) > 0 {
+		var err error
+		if seqs, err = p.readSeq(ctx, ns, targets, rest); err != nil {
+			fail(err)
+			return
+		}
 	}
 	ports := make([]uint16, 0, len(idx))
 	for _, i := range idx {
@@ -309,7 +326,13 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 	for _, i := range idx {
 		t := targets[i]
 		var st *SeqState
-		if seqs != nil {
+		if c, ok := known[t.Cookie]; ok {
+			if c.gone {
+				results[i] = p.unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
+				continue
+			}
+			st = &c.st
+		} else if seqs != nil {
 			s, ok := seqs[t.Cookie]
 			if !ok {
 				results[i] = p.unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))

@@ -1,0 +1,510 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeClock is the read-ahead cache's clock, moved by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// seqCall is one ReadSeq call as a countingSeq saw it.
+type seqCall struct {
+	NS      string
+	Cookies []uint64
+}
+
+// countingSeq serves fixed sequence state and records every call.
+type countingSeq struct {
+	mu     sync.Mutex
+	state  map[uint64]SeqState
+	err    error
+	during func() // runs inside each call, as a pass would take time
+	calls  []seqCall
+}
+
+func (f *countingSeq) ReadSeq(_ context.Context, ns string, cookies []uint64) (map[uint64]SeqState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, seqCall{ns, slices.Sorted(slices.Values(cookies))})
+	if f.during != nil {
+		f.during()
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := make(map[uint64]SeqState)
+	for _, c := range cookies {
+		if s, ok := f.state[c]; ok {
+			out[c] = s
+		}
+	}
+	return out, nil
+}
+
+func (f *countingSeq) Calls() []seqCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+func (f *countingSeq) set(cookie uint64, st SeqState) {
+	f.mu.Lock()
+	f.state[cookie] = st
+	f.mu.Unlock()
+}
+
+// stateOf gives every cookie its own numbers, so a probe shows whose it used.
+func stateOf(cookie uint64) SeqState {
+	return SeqState{SndUna: uint32(cookie) * 1000, SndNxt: uint32(cookie) * 1000, RcvNxt: uint32(cookie)*1000 + 500, RcvWnd: 65535}
+}
+
+var cacheT0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+// cacheRig is a prober over fake namespaces whose peers all ACK, with a
+// counting reader and a fake clock.
+type cacheRig struct {
+	p     *Prober
+	seq   *countingSeq
+	clock *fakeClock
+	mu    sync.Mutex
+	conns []*fakeConn
+}
+
+func newCacheRig(t *testing.T, seq SeqReader) *cacheRig {
+	cfg := quickConfig()
+	cfg.Attempts = 1
+	cfg.PerHost = 1 << 16
+	r := &cacheRig{clock: &fakeClock{t: cacheT0}}
+	if cs, ok := seq.(*countingSeq); ok {
+		r.seq = cs
+	}
+	r.p = newFakeProber(t, cfg, seq, nil)
+	r.p.now = r.clock.Now
+	r.p.cache = newSeqCache(cacheT0.Add(-time.Hour))
+	r.p.open = func(string, []uint16) (rawConn, error) {
+		c := newFakeConn(ackPeer)
+		r.mu.Lock()
+		r.conns = append(r.conns, c)
+		r.mu.Unlock()
+		return c, nil
+	}
+	return r
+}
+
+// probes returns every probe sent so far, by local port.
+func (r *cacheRig) probes() map[uint16]Reply {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[uint16]Reply)
+	for _, c := range r.conns {
+		for _, pr := range c.probes() {
+			out[pr.Src.Port()] = pr
+		}
+	}
+	return out
+}
+
+// cacheTargets returns n idle targets spread over namespaces, each with its
+// own cookie and local port, and a reader that knows them all.
+func cacheTargets(n int, namespaces ...string) ([]Target, *countingSeq) {
+	seq := &countingSeq{state: make(map[uint64]SeqState)}
+	var targets []Target
+	for i := range n {
+		cookie := uint64(i + 1)
+		tg := target(cookie, fmt.Sprintf("192.0.2.1:%d", 10000+i), "198.51.100.2:80")
+		tg.NetnsPath = namespaces[i%len(namespaces)]
+		tg.QuietSince = cacheT0.Add(-time.Minute)
+		targets = append(targets, tg)
+		seq.state[cookie] = stateOf(cookie)
+	}
+	return targets, seq
+}
+
+// checkProbed checks every target's verdict and that its probe carried the
+// state the reader had for it when it was read.
+func checkProbed(t *testing.T, r *cacheRig, targets []Target, res []Result, want func(Target) SeqState) {
+	t.Helper()
+	probes := r.probes()
+	for i, tg := range targets {
+		if res[i].Verdict != Alive || res[i].Mode != InWindow {
+			t.Fatalf("target %d: %+v", i, res[i])
+		}
+		pr, ok := probes[tg.Local.Port()]
+		if !ok {
+			t.Fatalf("target %d: no probe on the wire", i)
+		}
+		st := want(tg)
+		if pr.Seq != st.SndUna-1 || pr.Ack != st.RcvNxt-1 {
+			t.Fatalf("target %d: probe seq %d ack %d, want %d %d", i, pr.Seq, pr.Ack, st.SndUna-1, st.RcvNxt-1)
+		}
+	}
+}
+
+func probeInChunks(r *cacheRig, targets []Target) []Result {
+	var res []Result
+	for chunk := range slices.Chunk(targets, 512) {
+		res = append(res, r.p.ProbeAll(context.Background(), chunk)...)
+	}
+	return res
+}
+
+func TestReadAheadAmortisesReads(t *testing.T) {
+	targets, seq := cacheTargets(2000, "/ns/a", "/ns/b")
+	r := newCacheRig(t, seq)
+	ctx := context.Background()
+	if got := r.p.Missing(targets); got != 2000 {
+		t.Fatalf("Missing before ReadAhead = %d, want 2000", got)
+	}
+	if got := r.p.ReadAhead(ctx, targets); got != 2000 {
+		t.Fatalf("ReadAhead cached %d, want 2000", got)
+	}
+	calls := seq.Calls()
+	if len(calls) != 2 || len(calls[0].Cookies) != 1000 || len(calls[1].Cookies) != 1000 || calls[0].NS == calls[1].NS {
+		t.Fatalf("ReadAhead made %d calls, want one per namespace with 1000 cookies each", len(calls))
+	}
+	if got := r.p.Missing(targets); got != 0 {
+		t.Errorf("Missing after ReadAhead = %d, want 0", got)
+	}
+	// A second read ahead has nothing to read.
+	if got := r.p.ReadAhead(ctx, targets); got != 0 || len(seq.Calls()) != 2 {
+		t.Errorf("second ReadAhead cached %d with %d calls in all", got, len(seq.Calls()))
+	}
+
+	// The reader's numbers move on; the probes must carry the ones read ahead.
+	for _, tg := range targets {
+		seq.set(tg.Cookie, SeqState{SndUna: 7, RcvNxt: 7})
+	}
+	res := probeInChunks(r, targets)
+	if n := len(seq.Calls()); n != 2 {
+		t.Errorf("ProbeAll made %d reads of its own, want none", n-2)
+	}
+	checkProbed(t, r, targets, res, func(tg Target) SeqState { return stateOf(tg.Cookie) })
+
+	// Each state served one probe: probing again reads afresh.
+	if got := r.p.Missing(targets); got != 2000 {
+		t.Errorf("Missing after the probes = %d, want 2000 (each state used once)", got)
+	}
+	if r.p.cache.n != 0 || len(r.p.cache.ns) != 0 {
+		t.Errorf("cache holds %d entries in %d namespaces after use", r.p.cache.n, len(r.p.cache.ns))
+	}
+	r.p.ProbeAll(ctx, targets[:10])
+	if calls := seq.Calls(); len(calls) != 4 || len(calls[2].Cookies)+len(calls[3].Cookies) != 10 {
+		t.Errorf("probing again: %d calls in all, want 4 (the last two for 10 cookies)", len(calls))
+	}
+}
+
+func TestReadAheadDataMovedAfterRead(t *testing.T) {
+	targets, seq := cacheTargets(50, "/ns/a")
+	r := newCacheRig(t, seq)
+	ctx := context.Background()
+	r.p.ReadAhead(ctx, targets)
+	r.clock.Add(time.Second)
+
+	// Data moved on target 7 after the read: the next inventory says so.
+	moved := targets[7]
+	targets[7].QuietSince = r.clock.Now()
+	seq.set(moved.Cookie, SeqState{SndUna: 424242, RcvNxt: 737373})
+	if got := r.p.Missing(targets); got != 1 {
+		t.Fatalf("Missing = %d, want 1", got)
+	}
+	res := r.p.ProbeAll(ctx, targets)
+	calls := seq.Calls()
+	if len(calls) != 2 || !cmp.Equal(calls[1], seqCall{"/ns/a", []uint64{moved.Cookie}}) {
+		t.Errorf("reads %v, want the read ahead and a fresh read of cookie %d alone", calls, moved.Cookie)
+	}
+	checkProbed(t, r, targets, res, func(tg Target) SeqState {
+		if tg.Cookie == moved.Cookie {
+			return SeqState{SndUna: 424242, RcvNxt: 737373}
+		}
+		return stateOf(tg.Cookie)
+	})
+}
+
+func TestReadAheadReadTimeIsBeforeThePass(t *testing.T) {
+	targets, seq := cacheTargets(3, "/ns/a")
+	r := newCacheRig(t, seq)
+	// The pass takes 300 ms; data moved on target 0 while it ran.
+	seq.during = func() { r.clock.Add(300 * time.Millisecond) }
+	targets[0].QuietSince = cacheT0.Add(100 * time.Millisecond)
+	if got := r.p.ReadAhead(context.Background(), targets); got != 3 {
+		t.Fatalf("cached %d, want 3", got)
+	}
+	if got := r.p.Missing(targets); got != 1 {
+		t.Errorf("Missing = %d, want 1: a state read while data moved is not usable", got)
+	}
+	// Equal times are not "after".
+	targets[0].QuietSince = cacheT0
+	if got := r.p.Missing(targets); got != 1 {
+		t.Errorf("QuietSince equal to the read time: Missing = %d, want 1", got)
+	}
+	targets[0].QuietSince = cacheT0.Add(-time.Nanosecond)
+	if got := r.p.Missing(targets); got != 0 {
+		t.Errorf("QuietSince just before the read: Missing = %d, want 0", got)
+	}
+}
+
+func TestReadAheadExpires(t *testing.T) {
+	targets, seq := cacheTargets(20, "/ns/a", "/ns/b")
+	r := newCacheRig(t, seq)
+	ctx := context.Background()
+	r.p.ReadAhead(ctx, targets)
+	r.clock.Add(SeqCacheTTL)
+	if got := r.p.Missing(targets); got != 0 {
+		t.Errorf("at SeqCacheTTL: Missing = %d, want 0", got)
+	}
+	r.clock.Add(time.Second)
+	if got := r.p.Missing(targets); got != 20 {
+		t.Errorf("after SeqCacheTTL: Missing = %d, want 20", got)
+	}
+	for _, tg := range targets {
+		seq.set(tg.Cookie, SeqState{SndUna: uint32(tg.Cookie), RcvNxt: uint32(tg.Cookie) + 9})
+	}
+	res := r.p.ProbeAll(ctx, targets)
+	if n := len(seq.Calls()); n != 4 {
+		t.Errorf("%d reads in all, want 4: two ahead, two fresh ones for expired states", n)
+	}
+	checkProbed(t, r, targets, res, func(tg Target) SeqState {
+		return SeqState{SndUna: uint32(tg.Cookie), RcvNxt: uint32(tg.Cookie) + 9}
+	})
+	if r.p.cache.n != 0 {
+		t.Errorf("%d expired entries left after ProbeAll saw them", r.p.cache.n)
+	}
+
+	// A clock that goes backwards expires entries too.
+	r.p.ReadAhead(ctx, targets)
+	r.clock.Add(-time.Second)
+	if got := r.p.Missing(targets); got != 20 {
+		t.Errorf("clock stepped back: Missing = %d, want 20", got)
+	}
+}
+
+func TestReadAheadSweeps(t *testing.T) {
+	targets, seq := cacheTargets(200, "/ns/a", "/ns/b")
+	r := newCacheRig(t, seq)
+	ctx := context.Background()
+	r.p.ReadAhead(ctx, targets[:100])
+	r.clock.Add(SeqCacheTTL + time.Second)
+	for i := range targets {
+		targets[i].QuietSince = r.clock.Now().Add(-time.Second)
+	}
+	if got := r.p.ReadAhead(ctx, targets[100:]); got != 100 {
+		t.Fatalf("cached %d, want 100", got)
+	}
+	if r.p.cache.n != 100 {
+		t.Errorf("cache holds %d entries, want 100: the expired ones were not swept", r.p.cache.n)
+	}
+	// Sweeps are at most once a minute: entries that expire in between
+	// stay until the next.
+	r.p.ReadAhead(ctx, targets[:10]) // read at R
+	r.clock.Add(SeqCacheTTL - 10*time.Second)
+	r.p.ReadAhead(ctx, nil) // sweeps: nothing expired yet
+	r.clock.Add(20 * time.Second)
+	r.p.ReadAhead(ctx, nil) // expired, but swept 20 s ago
+	if r.p.cache.n != 110 {
+		t.Errorf("cache holds %d entries, want 110: swept twice within a minute", r.p.cache.n)
+	}
+	r.clock.Add(41 * time.Second)
+	r.p.ReadAhead(ctx, nil)
+	if r.p.cache.n != 0 || len(r.p.cache.ns) != 0 {
+		t.Errorf("cache holds %d entries in %d namespaces, want none a minute after the last sweep", r.p.cache.n, len(r.p.cache.ns))
+	}
+}
+
+func TestReadAheadBound(t *testing.T) {
+	targets, seq := cacheTargets(300, "/ns/a", "/ns/b")
+	r := newCacheRig(t, seq)
+	r.p.cache.max = 100
+	ctx := context.Background()
+	if got := r.p.ReadAhead(ctx, targets); got != 100 {
+		t.Fatalf("cached %d, want the bound, 100", got)
+	}
+	asked := 0
+	for _, c := range seq.Calls() {
+		asked += len(c.Cookies)
+	}
+	if asked != 100 || r.p.cache.n != 100 {
+		t.Errorf("asked for %d cookies, cached %d; want 100 each", asked, r.p.cache.n)
+	}
+	if got := r.p.Missing(targets); got != 200 {
+		t.Errorf("Missing = %d, want 200", got)
+	}
+	// Full: nothing is read until room is made.
+	calls := len(seq.Calls())
+	if got := r.p.ReadAhead(ctx, targets); got != 0 || len(seq.Calls()) != calls {
+		t.Errorf("full cache: cached %d with %d more reads", got, len(seq.Calls())-calls)
+	}
+	// Using 30 states makes room for 30.
+	r.p.ProbeAll(ctx, targets[:30])
+	if got := r.p.ReadAhead(ctx, targets); got != 30 || r.p.cache.n != 100 {
+		t.Errorf("after 30 probes: cached %d, holds %d; want 30 and 100", got, r.p.cache.n)
+	}
+	if MaxSeqCache != 1<<18 || New(Config{}, seq, nil).cache.max != MaxSeqCache {
+		t.Errorf("default bound is not MaxSeqCache")
+	}
+}
+
+func TestReadAheadGoneSockets(t *testing.T) {
+	targets, seq := cacheTargets(10, "/ns/a")
+	r := newCacheRig(t, seq)
+	ctx := context.Background()
+	delete(seq.state, targets[3].Cookie) // closed since the inventory
+	if got := r.p.ReadAhead(ctx, targets); got != 9 {
+		t.Fatalf("cached %d, want 9", got)
+	}
+	if got := r.p.Missing(targets); got != 0 {
+		t.Errorf("Missing = %d, want 0: a socket found gone stays gone", got)
+	}
+	res := r.p.ProbeAll(ctx, targets)
+	if n := len(seq.Calls()); n != 1 {
+		t.Errorf("%d reads, want 1", n)
+	}
+	if !errors.Is(res[3].Err, ErrSocketGone) || res[3].Verdict != Unprobed {
+		t.Errorf("gone socket: %+v", res[3])
+	}
+	if _, sent := r.probes()[targets[3].Local.Port()]; sent {
+		t.Errorf("gone socket probed")
+	}
+	checkProbed(t, r, slices.Delete(slices.Clone(targets), 3, 4), slices.Delete(res, 3, 4),
+		func(tg Target) SeqState { return stateOf(tg.Cookie) })
+}
+
+func TestReadAheadUnknownQuiet(t *testing.T) {
+	targets, seq := cacheTargets(10, "/ns/a")
+	r := newCacheRig(t, seq)
+	ctx := context.Background()
+	targets[2].QuietSince = time.Time{}
+	if got := r.p.ReadAhead(ctx, targets); got != 9 {
+		t.Fatalf("cached %d, want 9", got)
+	}
+	if c := seq.Calls(); len(c) != 1 || slices.Contains(c[0].Cookies, targets[2].Cookie) {
+		t.Errorf("read ahead a state that could never be used: %v", c)
+	}
+	if got := r.p.Missing(targets); got != 0 {
+		t.Errorf("Missing = %d, want 0: ProbeAll reads targets with unknown QuietSince itself", got)
+	}
+	res := r.p.ProbeAll(ctx, targets)
+	if c := seq.Calls(); len(c) != 2 || !cmp.Equal(c[1].Cookies, []uint64{targets[2].Cookie}) {
+		t.Errorf("reads %v, want a fresh one for cookie %d", c, targets[2].Cookie)
+	}
+	checkProbed(t, r, targets, res, func(tg Target) SeqState { return stateOf(tg.Cookie) })
+}
+
+func TestReadAheadNoOps(t *testing.T) {
+	targets, _ := cacheTargets(10, "/ns/a")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		seq  SeqReader
+	}{
+		{"nil reader", nil},
+		{"unavailable reader", SeqUnavailable(errors.New("no BTF"))},
+	} {
+		r := newCacheRig(t, tc.seq)
+		if got := r.p.ReadAhead(ctx, targets); got != 0 {
+			t.Errorf("%s: ReadAhead = %d", tc.name, got)
+		}
+		if got := r.p.Missing(targets); got != 0 {
+			t.Errorf("%s: Missing = %d, want 0 in blind mode", tc.name, got)
+		}
+	}
+
+	_, seq := cacheTargets(10, "/ns/a")
+	r := newCacheRig(t, seq)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if got := r.p.ReadAhead(cancelled, targets); got != 0 || len(seq.Calls()) != 0 {
+		t.Errorf("cancelled: cached %d with %d reads", got, len(seq.Calls()))
+	}
+	r.p.ReadAhead(ctx, targets)
+	r.p.Close()
+	if got, missing := r.p.ReadAhead(ctx, targets), r.p.Missing(targets); got != 0 || missing != 0 || r.p.cache.n != 0 {
+		t.Errorf("closed: cached %d, Missing %d, %d entries kept", got, missing, r.p.cache.n)
+	}
+}
+
+func TestReadAheadReaderErrors(t *testing.T) {
+	targets, seq := cacheTargets(10, "/ns/a")
+	ctx := context.Background()
+
+	// A transient error: nothing cached, ProbeAll reads by itself.
+	seq.err = errors.New("transient")
+	r := newCacheRig(t, seq)
+	if got := r.p.ReadAhead(ctx, targets); got != 0 || r.p.cache.n != 0 {
+		t.Errorf("transient error: cached %d", got)
+	}
+	if m, _ := r.p.Mode(); m != InWindow {
+		t.Errorf("transient error: mode %s", m)
+	}
+	seq.err = nil
+	res := r.p.ProbeAll(ctx, targets)
+	if n := len(seq.Calls()); n != 2 {
+		t.Errorf("%d reads, want 2", n)
+	}
+	checkProbed(t, r, targets, res, func(tg Target) SeqState { return stateOf(tg.Cookie) })
+
+	// ErrNoSeq turns the prober blind for good, cached states with it.
+	_, seq2 := cacheTargets(10, "/ns/a")
+	r2 := newCacheRig(t, seq2)
+	r2.p.ReadAhead(ctx, targets[:5])
+	seq2.err = fmt.Errorf("iter: %w", ErrNoSeq)
+	if got := r2.p.ReadAhead(ctx, targets); got != 0 {
+		t.Errorf("ErrNoSeq: cached %d", got)
+	}
+	if m, _ := r2.p.Mode(); m != Blind || r2.p.cache.n != 0 || r2.p.Missing(targets) != 0 {
+		t.Errorf("after ErrNoSeq: mode %s, %d entries, Missing %d", m, r2.p.cache.n, r2.p.Missing(targets))
+	}
+	if res := r2.p.ProbeAll(ctx, targets); res[0].Mode != Blind || res[0].Verdict != Alive {
+		t.Errorf("after ErrNoSeq: %+v", res[0])
+	}
+
+	// A panicking reader is an error like another.
+	r3 := newCacheRig(t, panicSeq{})
+	if got := r3.p.ReadAhead(ctx, targets); got != 0 {
+		t.Errorf("panicking reader: cached %d", got)
+	}
+}
+
+// TestReadAheadConcurrent runs read aheads, probes and Missing at once for
+// the race detector; every probe must carry its own socket's numbers.
+func TestReadAheadConcurrent(t *testing.T) {
+	targets, seq := cacheTargets(600, "/ns/a", "/ns/b", "/ns/c")
+	r := newCacheRig(t, seq)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	results := make([]Result, len(targets))
+	for w := range 3 {
+		wg.Go(func() {
+			for i := w * 200; i < (w+1)*200; i += 50 {
+				if r.p.Missing(targets[i:i+50]) > 0 {
+					r.p.ReadAhead(ctx, targets[i:min(i+300, len(targets))])
+				}
+				copy(results[i:], r.p.ProbeAll(ctx, targets[i:i+50]))
+			}
+		})
+	}
+	wg.Wait()
+	checkProbed(t, r, targets, results, func(tg Target) SeqState { return stateOf(tg.Cookie) })
+}
