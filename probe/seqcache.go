@@ -199,7 +199,7 @@ func (p *Prober) Missing(targets []Target) int {
 
 // ReadAhead reads the sequence state of every target with a known
 // QuietSince and no usable state cached, with one SeqReader call per
-// namespace, and caches it for ProbeAll, which then makes no read for them.
+// namespace (a target listed twice is asked for twice), and caches it for ProbeAll, which then makes no read for them.
 // Each state is used by one probe, and expires after SeqCacheTTL. Sockets
 // the read does not find are remembered as gone. It returns how many states
 // it cached: 0 in blind mode, after Close, when ctx is done, when the reader
@@ -215,7 +215,6 @@ func (p *Prober) ReadAhead(ctx context.Context, targets []Target) int {
 	}
 	var order []*nsWant
 	byNS := make(map[string]*nsWant)
-	seen := make(map[seqKey]struct{})
 
 	now := p.since()
 	c := &p.cache
@@ -232,11 +231,6 @@ func (p *Prober) ReadAhead(ctx context.Context, targets []Target) int {
 		if t.QuietSince.IsZero() {
 			continue // no state could be used: ProbeAll reads it fresh
 		}
-		k := seqKey{t.NetnsPath, t.Cookie}
-		if _, dup := seen[k]; dup {
-			continue
-		}
-		seen[k] = struct{}{}
 		if e, _, found := c.lookup(c.ns[t.NetnsPath], t); found && c.usable(e.readAt, now, t) {
 			continue
 		}
@@ -281,12 +275,6 @@ func (p *Prober) ReadAhead(ctx context.Context, targets []Target) int {
 		c.mu.Unlock()
 	}
 	return cached
-}
-
-// seqKey names a socket across namespaces.
-type seqKey struct {
-	ns     string
-	cookie uint64
 }
 
 // takeCached splits a namespace's targets into those a read ahead served,
