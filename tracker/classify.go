@@ -20,6 +20,15 @@ type classification struct {
 	hasAcked, hasRecv    bool
 }
 
+// history is what classify needs from the previous observation of a socket.
+type history struct {
+	state                            inventory.State
+	timerKind                        inventory.Timer // timerKind of the socket
+	lastSeen, stateSince, timerSince time.Time       // Entry's
+	bytesAcked, bytesRecv            uint64
+	hasAcked, hasRecv                bool
+}
+
 // KeepaliveUnanswered is how many keepalive probes in a row must go
 // unanswered for keepalive_failing. One is not enough: a dump often catches a
 // probe whose ACK is still on its way (measured: 2 079 of 40 000 healthy
@@ -48,15 +57,17 @@ func retransmits(s *inventory.Socket) uint8 {
 // (tcpi_snd_wnd, 5.4+): measured on 6.18, a receiver whose small buffer filled
 // with data in flight gets probed that way (timer 1, backoff growing,
 // retransmits 0, snd_wnd 0).
-func zeroWindow(s *inventory.Socket) bool {
-	switch s.Timer {
+func zeroWindow(s *inventory.Socket) bool { return probingZeroWindow(s.Timer, &s.Info) }
+
+func probingZeroWindow(timer inventory.Timer, info *inventory.TCPInfo) bool {
+	switch timer {
 	case inventory.TimerZeroWindow:
 		return true
 	case inventory.TimerRetransmit:
-		if !s.Info.Valid() {
+		if !info.Valid() {
 			return false
 		}
-		w, ok := s.Info.SndWnd()
+		w, ok := info.SndWnd()
 		return ok && w == 0
 	}
 	return false
@@ -64,11 +75,21 @@ func zeroWindow(s *inventory.Socket) bool {
 
 // timerKind is the timer as the tracker ages it: both ways of probing a zero
 // window count as the persist timer.
-func timerKind(s *inventory.Socket) inventory.Timer {
-	if zeroWindow(s) {
+func timerKind(s *inventory.Socket) inventory.Timer { return timerKindOf(s.Timer, &s.Info) }
+
+func timerKindOf(timer inventory.Timer, info *inventory.TCPInfo) inventory.Timer {
+	if probingZeroWindow(timer, info) {
 		return inventory.TimerZeroWindow
 	}
-	return s.Timer
+	return timer
+}
+
+// idleOf returns Entry.Idle and Entry.IdleKnown for a tcp_info.
+func idleOf(info *inventory.TCPInfo) (time.Duration, bool) {
+	if !info.Valid() {
+		return 0, false
+	}
+	return min(ms(info.LastDataRecv), ms(info.LastDataSent)), true
 }
 
 // classify turns one observation of s, plus prev (nil on first sight, or when
@@ -96,15 +117,15 @@ func timerKind(s *inventory.Socket) inventory.Timer {
 //     retransmitting: a dead peer behind a zero window is not "stalled").
 //   - close_wait, fin_wait2, last_ack: the state held for at least its
 //     threshold (StateSince).
-func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *entry) classification {
+func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *history) classification {
 	var c classification
 	info := &s.Info
 	valid := info.Valid()
 	if valid {
 		c.bytesAcked, c.hasAcked = info.BytesAcked()
 		c.bytesRecv, c.hasRecv = info.BytesReceived()
-		c.idle, c.idleKnown = min(ms(info.LastDataRecv), ms(info.LastDataSent)), true
 	}
+	c.idle, c.idleKnown = idleOf(info)
 	ackProgressKnown, ackProgress := false, false
 	if prev != nil {
 		if prev.hasAcked && c.hasAcked {
@@ -114,18 +135,18 @@ func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *entry) clas
 	}
 
 	c.stateSince = now
-	if prev != nil && prev.Socket.State == s.State {
-		c.stateSince = prev.StateSince
+	if prev != nil && prev.state == s.State {
+		c.stateSince = prev.stateSince
 	} else if valid && (s.State == inventory.StateCloseWait || s.State == inventory.StateFinWait2) {
 		lb := now.Add(-ms(info.LastAckRecv))
-		if prev != nil && lb.Before(prev.LastSeen) {
-			lb = prev.LastSeen // it changed state after we last saw it
+		if prev != nil && lb.Before(prev.lastSeen) {
+			lb = prev.lastSeen // it changed state after we last saw it
 		}
 		c.stateSince = lb
 	}
 	c.timerSince = now
-	if prev != nil && timerKind(&prev.Socket) == timerKind(s) {
-		c.timerSince = prev.TimerSince
+	if prev != nil && prev.timerKind == timerKind(s) {
+		c.timerSince = prev.timerSince
 	}
 
 	switch s.State {

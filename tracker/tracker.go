@@ -96,8 +96,8 @@ func (c Config) withDefaults() Config {
 // Entry is what the tracker remembers about one socket. It remembers a
 // socket while it has a reason, sits in CLOSE_WAIT, FIN_WAIT2 or LAST_ACK,
 // probes a zero window, or has had a retransmission timeout: the states whose
-// age or progress the next scan needs. A remembered socket costs about 450
-// bytes; others cost nothing.
+// age or progress the next scan needs. A remembered socket costs about 257
+// bytes on amd64, its index included (BenchmarkMemory); others cost nothing.
 type Entry struct {
 	Socket       inventory.Socket // as last observed
 	FirstSeen    time.Time        // first observation since the tracker began remembering the socket
@@ -123,21 +123,6 @@ type Entry struct {
 	Misses uint8
 }
 
-// entry is an Entry plus what the classifier needs from the previous scan.
-type entry struct {
-	Entry
-	bytesAcked uint64
-	bytesRecv  uint64
-	hasAcked   bool
-	hasRecv    bool
-	gen        uint32
-}
-
-type namespace struct {
-	gen     uint32
-	entries map[uint64]*entry // by cookie
-}
-
 // Tracker keeps history for the sockets that need it and classifies every
 // socket it observes. Sockets with no reason and nothing to remember (a
 // healthy ESTABLISHED socket) cost nothing. It is safe for concurrent use.
@@ -148,6 +133,10 @@ type Tracker struct {
 	last      *namespace // cache: consecutive observations come from one namespace
 	lastNetns uint64
 	n         int
+	// epoch is the first observation time the tracker remembered; entries
+	// store times as offsets from it (see offset).
+	epoch    time.Time
+	hasEpoch bool
 }
 
 // New returns an empty tracker; zero fields of cfg take their defaults.
@@ -178,7 +167,7 @@ func (t *Tracker) namespace(netns uint64, create bool) *namespace {
 		if !create {
 			return nil
 		}
-		ns = &namespace{entries: make(map[uint64]*entry)}
+		ns = newNamespace()
 		t.nss[netns] = ns
 	}
 	t.last, t.lastNetns = ns, netns
@@ -190,6 +179,13 @@ func (t *Tracker) namespace(netns uint64, create bool) *namespace {
 // earlier than the moment the kernel wrote s (take it after receiving the
 // dump datagram, or at least per namespace): a state age bounded from
 // tcp_info (CLOSE_WAIT, FIN_WAIT2) comes out older by the difference.
+//
+// The times of an Entry are kept as offsets from the first now the tracker
+// remembered (its epoch), and come back in its location and with a monotonic
+// clock reading if it had one: exactly as given when every now comes from
+// one clock without monotonic readings (a test clock), else Equal to them
+// (a wall clock reading comes back as the epoch's plus the monotonic time
+// elapsed).
 func (t *Tracker) Observe(now time.Time, s *inventory.Socket) Reasons {
 	rs, _ := t.ObserveDetail(now, s)
 	return rs
@@ -201,40 +197,45 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := t.namespace(s.Netns, true)
-	prev := ns.entries[s.Cookie]
-	if prev == nil && healthy(&t.cfg, s) {
+	e, p := ns.lookup(s.Cookie)
+	if e == nil && healthy(&t.cfg, s) {
 		return 0, 0
+	}
+	var prev *history
+	if e != nil {
+		h := t.history(e)
+		prev = &h
 	}
 	c := classify(&t.cfg, now, s, prev)
 	if !c.keep {
-		if prev != nil {
-			delete(ns.entries, s.Cookie)
+		if e != nil {
+			ns.remove(p)
 			t.n--
 		}
 		return c.reasons, c.unavailable
 	}
-	e := prev
+	if !t.hasEpoch {
+		t.epoch, t.hasEpoch = now, true
+	}
+	at := t.offset(now)
 	if e == nil {
-		e = &entry{Entry: Entry{FirstSeen: now, LastProgress: now}}
-		ns.entries[s.Cookie] = e
+		e = ns.add(s.Cookie)
+		e.firstSeen, e.lastProgress, e.suspectSince = at, at, zeroOffset
 		t.n++
 	}
-	e.Socket = *s
-	e.LastSeen = now
+	e.setSocket(s)
+	e.lastSeen = at
 	if c.progress {
-		e.LastProgress = now
+		e.lastProgress = at
 	}
 	if c.reasons.Empty() {
-		e.SuspectSince = time.Time{}
-	} else if e.Reasons.Empty() || e.SuspectSince.IsZero() {
-		e.SuspectSince = now
+		e.suspectSince = zeroOffset
+	} else if e.reasons.Empty() || e.suspectSince == zeroOffset {
+		e.suspectSince = at
 	}
-	e.StateSince, e.TimerSince = c.stateSince, c.timerSince
-	e.Reasons, e.Unavailable = c.reasons, c.unavailable
-	e.Idle, e.IdleKnown = c.idle, c.idleKnown
-	e.bytesAcked, e.hasAcked = c.bytesAcked, c.hasAcked
-	e.bytesRecv, e.hasRecv = c.bytesRecv, c.hasRecv
-	e.gen, e.Misses = ns.gen, 0
+	e.stateSince, e.timerSince = t.offset(c.stateSince), t.offset(c.timerSince)
+	e.reasons, e.unavailable = c.reasons, c.unavailable
+	e.gen, e.misses = ns.gen, 0
 	return c.reasons, c.unavailable
 }
 
@@ -249,13 +250,15 @@ func (t *Tracker) EndNamespace(now time.Time, netns uint64) {
 	if ns == nil {
 		return
 	}
-	for cookie, e := range ns.entries {
+	// Backwards: remove moves the last entry, already visited, into the hole.
+	for p := int32(ns.len()) - 1; p >= 0; p-- {
+		e := ns.at(p)
 		if e.gen == ns.gen {
 			continue
 		}
-		e.Misses++
-		if e.Misses >= 2 {
-			delete(ns.entries, cookie)
+		e.misses++
+		if e.misses >= 2 {
+			ns.remove(p)
 			t.n--
 		}
 	}
@@ -267,7 +270,7 @@ func (t *Tracker) DropNamespace(netns uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if ns := t.nss[netns]; ns != nil {
-		t.n -= len(ns.entries)
+		t.n -= ns.len()
 		delete(t.nss, netns)
 	}
 	if t.lastNetns == netns {
@@ -280,12 +283,18 @@ func (t *Tracker) DropNamespace(netns uint64) {
 func (t *Tracker) Get(k inventory.Key) (Entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.getLocked(k)
+}
+
+func (t *Tracker) getLocked(k inventory.Key) (Entry, bool) {
+	var out Entry
 	if ns := t.nss[k.Netns]; ns != nil {
-		if e := ns.entries[k.Cookie]; e != nil {
-			return e.Entry, true
+		if e, _ := ns.lookup(k.Cookie); e != nil {
+			t.fill(&out, k.Netns, e)
+			return out, true
 		}
 	}
-	return Entry{}, false
+	return out, false
 }
 
 // Suspects returns the remembered sockets that have at least one reason,
@@ -294,10 +303,13 @@ func (t *Tracker) Suspects() []Entry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Entry
-	for _, ns := range t.nss {
-		for _, e := range ns.entries {
-			if !e.Reasons.Empty() {
-				out = append(out, e.Entry)
+	for netns, ns := range t.nss {
+		for _, c := range ns.chunks {
+			for i := range c {
+				if e := &c[i]; !e.reasons.Empty() {
+					out = append(out, Entry{})
+					t.fill(&out[len(out)-1], netns, e)
+				}
 			}
 		}
 	}
@@ -318,17 +330,23 @@ func (t *Tracker) Len() int {
 }
 
 // EachSuspect calls fn for every remembered socket that has at least one
-// reason, in no particular order, without copying: the daemon's per-scan path
-// over hosts with hundreds of thousands of idle suspects. fn must not call the
-// tracker; the entry it gets stays valid, and must not be modified, until the
-// tracker is next changed (Observe, EndNamespace, DropNamespace, SetConfig).
+// reason, in no particular order, without allocating per socket: the daemon's
+// per-scan path over hosts with hundreds of thousands of idle suspects. The
+// tracker stores sockets compactly and rebuilds each Entry into one variable
+// that every call of fn reuses: the pointer is valid only until fn returns
+// (copy the Entry, or what fn needs of it, to keep it). Changing the Entry
+// changes nothing in the tracker. fn must not call the tracker.
 func (t *Tracker) EachSuspect(fn func(*Entry)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, ns := range t.nss {
-		for _, e := range ns.entries {
-			if !e.Reasons.Empty() {
-				fn(&e.Entry)
+	var ent Entry
+	for netns, ns := range t.nss {
+		for _, c := range ns.chunks {
+			for i := range c {
+				if e := &c[i]; !e.reasons.Empty() {
+					t.fill(&ent, netns, e)
+					fn(&ent)
+				}
 			}
 		}
 	}
@@ -339,8 +357,8 @@ func (t *Tracker) Reasons(k inventory.Key) (Reasons, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if ns := t.nss[k.Netns]; ns != nil {
-		if e := ns.entries[k.Cookie]; e != nil {
-			return e.Reasons, true
+		if e, _ := ns.lookup(k.Cookie); e != nil {
+			return e.reasons, true
 		}
 	}
 	return 0, false

@@ -1,0 +1,232 @@
+package tracker
+
+import (
+	"math"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/ghostd/ghostd/inventory"
+)
+
+// entry is how the tracker stores a remembered socket: an Entry without
+// anything that can be derived from the rest (the namespace inode is the
+// namespace's, Idle and the byte counters come from the tcp_info) and without
+// pointers, so that the garbage collector never scans the entries. Times are
+// offsets from the tracker's epoch (see Tracker.offset), addresses 16 bytes
+// and a kind. The tcp_info is kept whole: Entry.Socket is the socket as last
+// observed, field for field.
+type entry struct {
+	cookie uint64
+	// Offsets of FirstSeen, LastSeen, LastProgress, SuspectSince, StateSince
+	// and TimerSince; zeroOffset stands for the zero time.
+	firstSeen, lastSeen, lastProgress, suspectSince, stateSince, timerSince int64
+
+	info                                         inventory.TCPInfo
+	cgroupID                                     uint64
+	expires, rqueue, wqueue, uid, inode, ifindex uint32
+	local, remote                                [16]byte // As16 of the addresses
+	localPort, remotePort                        uint16
+	reasons, unavailable                         Reasons
+	family                                       uint8
+	state                                        inventory.State
+	timer                                        inventory.Timer
+	retrans                                      uint8
+	flags                                        uint8 // address kinds (addrKindBits each, local lowest) and flagCgroupID
+	misses                                       uint8
+	gen                                          uint8 // the namespace's gen at the last observation (see namespace.gen)
+}
+
+// Address kinds in entry.flags.
+const (
+	addrInvalid = iota // the zero netip.Addr
+	addrIPv4
+	addrIPv6     // including v4-mapped IPv6
+	addrKindBits = 2
+	addrKindMask = 1<<addrKindBits - 1
+	flagCgroupID = 1 << (2 * addrKindBits)
+)
+
+// chunkLen is how many entries fill a 32 KiB allocation: entries live in
+// chunks of that many, so that a namespace's storage grows without copying
+// (and without holding the old and the new array at once) and without
+// rounding waste beyond the last chunk.
+const chunkLen = 32 << 10 / int32(unsafe.Sizeof(entry{}))
+
+// firstChunkLen is the first chunk's initial capacity; it doubles up to
+// chunkLen, so that a namespace with a few remembered sockets stays small.
+const firstChunkLen = 4
+
+// namespace holds the remembered sockets of one network namespace, densely:
+// removing an entry moves the last one into its place.
+type namespace struct {
+	// gen counts EndNamespace calls. An entry observed since the last one
+	// has the same gen; it is at most 2 behind (then it is dropped), so a
+	// byte that wraps is enough.
+	gen    uint8
+	index  map[uint64]int32 // cookie → position in chunks
+	chunks [][]entry        // every chunk but the last holds chunkLen entries
+}
+
+func newNamespace() *namespace {
+	return &namespace{index: make(map[uint64]int32)}
+}
+
+func (ns *namespace) len() int { return len(ns.index) }
+
+// at returns the entry at position p.
+func (ns *namespace) at(p int32) *entry { return &ns.chunks[p/chunkLen][p%chunkLen] }
+
+// lookup returns the entry of a cookie, or nil.
+func (ns *namespace) lookup(cookie uint64) (*entry, int32) {
+	p, ok := ns.index[cookie]
+	if !ok {
+		return nil, -1
+	}
+	return ns.at(p), p
+}
+
+// add appends a zero entry for cookie and returns it.
+func (ns *namespace) add(cookie uint64) *entry {
+	last := len(ns.chunks) - 1
+	switch {
+	case last < 0:
+		ns.chunks = append(ns.chunks, make([]entry, 0, firstChunkLen))
+		last = 0
+	case int32(len(ns.chunks[last])) == chunkLen:
+		ns.chunks = append(ns.chunks, make([]entry, 0, chunkLen))
+		last++
+	case len(ns.chunks[last]) == cap(ns.chunks[last]): // only the first chunk grows
+		grown := make([]entry, len(ns.chunks[last]), min(2*cap(ns.chunks[last]), int(chunkLen)))
+		copy(grown, ns.chunks[last])
+		ns.chunks[last] = grown
+	}
+	ns.index[cookie] = int32(ns.len())
+	c := append(ns.chunks[last], entry{cookie: cookie})
+	ns.chunks[last] = c
+	return &c[len(c)-1]
+}
+
+// remove forgets the entry at position p, moving the last entry there.
+func (ns *namespace) remove(p int32) {
+	e := ns.at(p)
+	delete(ns.index, e.cookie)
+	last := len(ns.chunks) - 1
+	c := ns.chunks[last]
+	if moved := &c[len(c)-1]; moved != e {
+		*e = *moved
+		ns.index[e.cookie] = p
+	}
+	c = c[:len(c)-1]
+	ns.chunks[last] = c
+	if len(c) == 0 {
+		ns.chunks[last] = nil
+		ns.chunks = ns.chunks[:last]
+	}
+}
+
+// zeroOffset is the offset that stands for the zero time.Time.
+const zeroOffset = math.MinInt64
+
+// offset returns x as an offset from the epoch, for fromOffset. Times are
+// observation times (now) or derived from them, and the epoch is the first
+// of them, so x comes back as it was: with its monotonic clock reading if
+// both have one, in the epoch's location, and exactly when the caller's
+// clock has no monotonic reading (in the daemon its wall clock reading is
+// the epoch's plus the monotonic time elapsed). Times more than 292 years
+// from the epoch are clamped.
+func (t *Tracker) offset(x time.Time) int64 {
+	if x.IsZero() {
+		return zeroOffset
+	}
+	return max(int64(x.Sub(t.epoch)), zeroOffset+1)
+}
+
+// fromOffset is the inverse of offset.
+func (t *Tracker) fromOffset(d int64) time.Time {
+	if d == zeroOffset {
+		return time.Time{}
+	}
+	return t.epoch.Add(time.Duration(d))
+}
+
+func packAddr(a netip.Addr) (b [16]byte, kind uint8) {
+	switch {
+	case a.Is4():
+		kind = addrIPv4
+	case a.Is6():
+		kind = addrIPv6 // a zone is lost: sockets have none
+	default:
+		return b, addrInvalid
+	}
+	return a.As16(), kind
+}
+
+func unpackAddr(b [16]byte, kind uint8) netip.Addr {
+	switch kind {
+	case addrIPv4:
+		return netip.AddrFrom16(b).Unmap()
+	case addrIPv6:
+		return netip.AddrFrom16(b)
+	}
+	return netip.Addr{}
+}
+
+// setSocket stores s (but its Netns and Cookie, which the entry's place says).
+func (e *entry) setSocket(s *inventory.Socket) {
+	e.info = s.Info
+	e.cgroupID = s.CgroupID
+	e.expires, e.rqueue, e.wqueue, e.uid, e.inode, e.ifindex = s.Expires, s.RQueue, s.WQueue, s.UID, s.Inode, s.Ifindex
+	var lk, rk uint8
+	e.local, lk = packAddr(s.Local.Addr())
+	e.remote, rk = packAddr(s.Remote.Addr())
+	e.localPort, e.remotePort = s.Local.Port(), s.Remote.Port()
+	e.family, e.state, e.timer, e.retrans = s.Family, s.State, s.Timer, s.Retrans
+	e.flags = lk | rk<<addrKindBits
+	if s.HasCgroupID {
+		e.flags |= flagCgroupID
+	}
+}
+
+// socket rebuilds the socket as last observed.
+func (e *entry) socket(netns uint64) inventory.Socket {
+	return inventory.Socket{
+		Netns: netns, Family: e.family, State: e.state, Timer: e.timer, Retrans: e.retrans,
+		Expires: e.expires, RQueue: e.rqueue, WQueue: e.wqueue, UID: e.uid, Inode: e.inode,
+		Cookie: e.cookie, Ifindex: e.ifindex, CgroupID: e.cgroupID, HasCgroupID: e.flags&flagCgroupID != 0,
+		Local:  netip.AddrPortFrom(unpackAddr(e.local, e.flags&addrKindMask), e.localPort),
+		Remote: netip.AddrPortFrom(unpackAddr(e.remote, e.flags>>addrKindBits&addrKindMask), e.remotePort),
+		Info:   e.info,
+	}
+}
+
+// fill rebuilds the public Entry of e into dst.
+func (t *Tracker) fill(dst *Entry, netns uint64, e *entry) {
+	*dst = Entry{
+		Socket:       e.socket(netns),
+		FirstSeen:    t.fromOffset(e.firstSeen),
+		LastSeen:     t.fromOffset(e.lastSeen),
+		LastProgress: t.fromOffset(e.lastProgress),
+		SuspectSince: t.fromOffset(e.suspectSince),
+		StateSince:   t.fromOffset(e.stateSince),
+		TimerSince:   t.fromOffset(e.timerSince),
+		Reasons:      e.reasons,
+		Unavailable:  e.unavailable,
+		Misses:       e.misses,
+	}
+	dst.Idle, dst.IdleKnown = idleOf(&e.info)
+}
+
+// history returns what classify needs to know about the previous observation.
+func (t *Tracker) history(e *entry) history {
+	h := history{
+		state:      e.state,
+		timerKind:  timerKindOf(e.timer, &e.info),
+		lastSeen:   t.fromOffset(e.lastSeen),
+		stateSince: t.fromOffset(e.stateSince),
+		timerSince: t.fromOffset(e.timerSince),
+	}
+	h.bytesAcked, h.hasAcked = e.info.BytesAcked()
+	h.bytesRecv, h.hasRecv = e.info.BytesReceived()
+	return h
+}
