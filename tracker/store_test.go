@@ -267,3 +267,24 @@ func TestEachSuspectEntry(t *testing.T) {
 		t.Errorf("EachSuspect visited %d sockets, want 20", len(seen))
 	}
 }
+
+// TestObserveAllocs checks that observing a remembered socket again, and
+// reading it back, allocates nothing.
+func TestObserveAllocs(t *testing.T) {
+	tr := New(DefaultConfig())
+	s := sock(1, quiet(time.Hour, time.Hour), addrsV6)
+	now := t0
+	tr.Observe(now, s)
+	if n := testing.AllocsPerRun(100, func() {
+		now = now.Add(time.Second)
+		tr.Observe(now, s)
+		tr.Get(s.Key())
+	}); n != 0 {
+		t.Errorf("Observe and Get of a remembered socket: %v allocations, want 0", n)
+	}
+}
+
+func addrsV6(s *inventory.Socket) {
+	s.Family = inventory.FamilyInet6
+	s.Local, s.Remote = netip.MustParseAddrPort("[2001:db8::2]:7000"), netip.MustParseAddrPort("[2001:db8::1]:443")
+}
