@@ -38,10 +38,12 @@ type Owners struct {
 	nobody map[uint32]uint64
 }
 
-// ownerEntry is a cached answer: the owner and the fd that proved it.
+// ownerEntry is a cached answer: the owner and the fd that proved it. The
+// owner is shared by every socket of its process: a pool of 100 000
+// connections costs 24 bytes per socket, not a copy of the strings' headers.
 type ownerEntry struct {
-	owner Owner
-	fd    int
+	owner *Owner
+	fd    int32
 	used  uint64 // Resolve call that last asked for it
 }
 
@@ -95,10 +97,10 @@ func (o *Owners) resolve(netns uint64, inodes []uint32) map[uint32]Owner {
 			continue
 		}
 		if e, ok := o.cache[ino]; ok {
-			if o.stillHolds(e.owner.PID, e.fd, ino) {
+			if o.stillHolds(e.owner.PID, int(e.fd), ino) {
 				e.used = o.calls
 				o.cache[ino] = e
-				out[ino] = e.owner
+				out[ino] = *e.owner
 				continue
 			}
 			delete(o.cache, ino)
@@ -114,15 +116,16 @@ func (o *Owners) resolve(netns uint64, inodes []uint32) map[uint32]Owner {
 	if len(miss) > 0 {
 		o.walks++
 		found := o.walk(netns, miss)
-		procs := make(map[int]Owner)
+		procs := make(map[int]*Owner) // one per process, shared by its sockets' entries
 		for ino, h := range found {
 			ow, ok := procs[h.pid]
 			if !ok {
-				ow = o.describe(h.pid)
+				d := o.describe(h.pid)
+				ow = &d
 				procs[h.pid] = ow
 			}
-			o.cache[ino] = ownerEntry{owner: ow, fd: h.fd, used: o.calls}
-			out[ino] = ow
+			o.cache[ino] = ownerEntry{owner: ow, fd: int32(h.fd), used: o.calls}
+			out[ino] = *ow
 		}
 		for ino := range miss {
 			if _, ok := found[ino]; ok {
