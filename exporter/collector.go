@@ -187,24 +187,15 @@ func (c *collector) collectSessions(ch chan<- prometheus.Metric, snap *Snapshot)
 			suspects[[2]string{ns, r.String()}] = 0
 		}
 	}
-	for i := range snap.Doc.Sessions {
-		ss := &snap.Doc.Sessions[i]
-		if ss.Killed {
-			// ghostd already acted on it: counted in ghosts_killed_total,
-			// no longer a ghost or a suspect waiting for someone.
-			continue
+	for _, sum := range snap.summary() {
+		if sum.GhostCount() > 0 {
+			oldest[sum.Netns] = max(oldest[sum.Netns], sum.OldestGhostSeconds)
 		}
-		for _, r := range ss.Reasons {
-			suspects[[2]string{ss.Netns, r}]++
+		for r, n := range sum.Suspects {
+			suspects[[2]string{sum.Netns, r.String()}] += n
 		}
-		if !ss.Ghost {
-			continue
-		}
-		ghosts[[3]string{ss.Netns, ss.Family, ss.Verdict}]++
-		if ss.GhostSeconds > oldest[ss.Netns] {
-			oldest[ss.Netns] = ss.GhostSeconds
-		} else if _, ok := oldest[ss.Netns]; !ok {
-			oldest[ss.Netns] = 0
+		for k, n := range sum.Ghosts {
+			ghosts[[3]string{sum.Netns, k.Family, k.Verdict}] += n
 		}
 	}
 	for k, v := range ghosts {

@@ -1,7 +1,10 @@
 package exporter
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -119,23 +122,6 @@ func (f *sessionFilter) match(s *Session) bool {
 	return f.ghost == nil || *f.ghost == s.Ghost
 }
 
-// apply returns a copy of doc with only the sessions that match; a netns
-// filter also narrows the namespace list.
-func (f *sessionFilter) apply(doc *Document) Document {
-	out := Document{ScannedAt: doc.ScannedAt, Namespaces: []NamespaceStatus{}, Sessions: []Session{}}
-	for _, n := range doc.Namespaces {
-		if len(f.netns) == 0 || slices.Contains(f.netns, n.Netns) {
-			out.Namespaces = append(out.Namespaces, n)
-		}
-	}
-	for i := range doc.Sessions {
-		if f.match(&doc.Sessions[i]) {
-			out.Sessions = append(out.Sessions, doc.Sessions[i])
-		}
-	}
-	return out
-}
-
 func serveSessions(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Logger) {
 	f, bad := parseFilter(r)
 	if bad != "" {
@@ -147,13 +133,64 @@ func serveSessions(w http.ResponseWriter, r *http.Request, s *Store, log *slog.L
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no scan completed yet"}, log)
 		return
 	}
-	if f.empty() && snap.Doc.Sessions != nil && snap.Doc.Namespaces != nil {
-		// Unfiltered: encode the published document as is, without a copy.
-		writeJSON(w, http.StatusOK, &snap.Doc, log)
+	writeDocument(w, snap, &f, log)
+}
+
+// writeDocument writes the snapshot's Document, narrowed by f, as JSON: the
+// bytes json.Encoder writes for the whole Document, but with the sessions
+// encoded a batch at a time, so that a response listing 200 000 sessions
+// holds neither them nor their encoding in memory at once. A netns filter
+// also narrows the namespace list.
+func writeDocument(w http.ResponseWriter, snap *Snapshot, f *sessionFilter, log *slog.Logger) {
+	nss := []NamespaceStatus{}
+	for _, n := range snap.Doc.Namespaces {
+		if len(f.netns) == 0 || slices.Contains(f.netns, n.Netns) {
+			nss = append(nss, n)
+		}
+	}
+	at, err := json.Marshal(snap.Doc.ScannedAt)
+	var nsJSON []byte
+	if err == nil {
+		nsJSON, err = json.Marshal(nss)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()}, log)
 		return
 	}
-	doc := f.apply(&snap.Doc)
-	writeJSON(w, http.StatusOK, &doc, log)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(`{"scanned_at":`)
+	bw.Write(at)
+	bw.WriteString(`,"namespaces":`)
+	bw.Write(nsJSON)
+	bw.WriteString(`,"sessions":[`)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	first := true
+	snap.sessions().EachSession(func(batch []Session) bool {
+		for i := range batch {
+			if !f.match(&batch[i]) {
+				continue
+			}
+			buf.Reset()
+			if err = enc.Encode(&batch[i]); err != nil {
+				return false
+			}
+			if !first {
+				bw.WriteByte(',')
+			}
+			first = false
+			bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+		}
+		// A client that went away fails the writes: stop building sessions.
+		return bw.Flush() == nil
+	})
+	bw.WriteString("]}\n")
+	if ferr := bw.Flush(); err != nil || ferr != nil {
+		log.Debug("write sessions response", "err", errors.Join(err, ferr))
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {

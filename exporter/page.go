@@ -98,35 +98,15 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 		d.Sockets += n.Sockets
 	}
 
-	sessions := snap.Doc.Sessions
-	order := make([]int, len(sessions))
-	for i := range order {
-		order[i] = i
+	for _, sum := range snap.summary() {
+		n := ns(sum.Netns)
+		n.Suspects += sum.Sessions
+		n.Ghosts += sum.GhostCount()
+		d.Suspects += sum.Sessions
+		d.Ghosts += sum.GhostCount()
 	}
-	// Ghosts first, the longest-lived on top; then suspects by idle time.
-	sort.SliceStable(order, func(i, j int) bool {
-		a, b := &sessions[order[i]], &sessions[order[j]]
-		if a.Ghost != b.Ghost {
-			return a.Ghost
-		}
-		if a.GhostSeconds != b.GhostSeconds {
-			return a.GhostSeconds > b.GhostSeconds
-		}
-		return a.IdleSeconds > b.IdleSeconds
-	})
-	for _, i := range order {
-		ss := &sessions[i]
-		n := ns(ss.Netns)
-		n.Suspects++
-		d.Suspects++
-		if ss.Ghost {
-			n.Ghosts++
-			d.Ghosts++
-		}
-		if len(d.Rows) >= maxPageRows {
-			d.Truncated = true
-			continue
-		}
+	d.Total = d.Suspects
+	for _, ss := range snap.sessions().TopSessions(maxPageRows) {
 		d.Rows = append(d.Rows, pageRow{
 			Netns:    ss.Netns,
 			Local:    ss.Local,
@@ -135,16 +115,16 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 			Reasons:  strings.Join(ss.Reasons, ", "),
 			Verdict:  ss.Verdict,
 			Idle:     humanSeconds(ss.IdleSeconds),
-			GhostFor: ghostFor(ss),
-			Process:  process(ss),
-			Unit:     unitOrContainer(ss),
+			GhostFor: ghostFor(&ss),
+			Process:  process(&ss),
+			Unit:     unitOrContainer(&ss),
 			Ghost:    ss.Ghost,
 			Killed:   ss.Killed,
 
 			ClosedByProbe: ss.ClosedByProbe,
 		})
 	}
-	d.Total = len(sessions)
+	d.Truncated = d.Total > len(d.Rows)
 	for _, n := range byName {
 		d.Namespaces = append(d.Namespaces, *n)
 	}

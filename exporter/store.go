@@ -28,8 +28,14 @@ type NamespaceScan struct {
 }
 
 // Snapshot is everything one scan found. Once published it is read-only.
+//
+// Its sessions come either listed in Doc.Sessions (a one-shot scan, tests)
+// or, in the daemon, from Source, with their counts in Summary: then
+// Doc.Sessions is nil and the views build the sessions they show.
 type Snapshot struct {
-	Doc          Document // ScannedAt, Namespaces, Sessions (suspects and verdicts)
+	Doc          Document // ScannedAt, Namespaces, and Sessions unless Source is set
+	Source       SessionSource
+	Summary      []SessionSummary // session counts by namespace; with Source, required
 	Sockets      []SocketCount
 	Scans        []NamespaceScan
 	ScanDuration time.Duration
@@ -96,8 +102,9 @@ func NewStore(b BuildInfo, now func() time.Time) *Store {
 	}
 }
 
-// Publish makes snap the latest snapshot and observes its scan duration. The
-// first Publish makes the store ready. Kill counters of namespaces that are
+// Publish makes snap the latest snapshot and, if it is of a new scan (a new
+// Doc.ScannedAt), observes its scan duration. The first Publish makes the
+// store ready. Kill counters of namespaces that are
 // no longer scanned are dropped, so the netns label stays bounded by the
 // namespaces that exist. snap must not be modified afterwards.
 func (s *Store) Publish(snap *Snapshot) {
@@ -107,8 +114,11 @@ func (s *Store) Publish(snap *Snapshot) {
 	present := namespaceNames(snap)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.snap == nil || !snap.Doc.ScannedAt.Equal(s.snap.Doc.ScannedAt) {
+		// A snapshot republished with newer verdicts is the same scan.
+		s.scanHist.observe(snap.ScanDuration.Seconds())
+	}
 	s.snap = snap
-	s.scanHist.observe(snap.ScanDuration.Seconds())
 	for k := range s.killed {
 		if !present[k.netns] {
 			delete(s.killed, k)
@@ -208,7 +218,7 @@ func namespaceNames(snap *Snapshot) map[string]bool {
 	for _, n := range snap.Doc.Namespaces {
 		m[n.Netns] = true
 	}
-	for _, ss := range snap.Doc.Sessions {
+	for _, ss := range snap.summary() {
 		m[ss.Netns] = true
 	}
 	return m
