@@ -79,6 +79,7 @@ type daemon struct {
 	mu     sync.Mutex
 	cfg    config.Config
 	killer *exporter.Killer
+	pubMu  sync.Mutex // serialises publish
 
 	pprof     bool
 	probeErrs probeErrors
@@ -262,6 +263,8 @@ func (d *daemon) scanOnce(ctx context.Context) {
 // publish builds the snapshot, applies the kill policy to its candidates and
 // publishes it.
 func (d *daemon) publish(ctx context.Context) {
+	d.pubMu.Lock() // the scan loop and the probe loop both publish
+	defer d.pubMu.Unlock()
 	e := d.parts.engine
 	snap, cands := e.Snapshot()
 	d.mu.Lock()
@@ -280,17 +283,16 @@ func (d *daemon) publish(ctx context.Context) {
 		}
 	}
 	d.store.Publish(snap)
-	ghosts := 0
-	for i := range snap.Doc.Sessions {
-		if snap.Doc.Sessions[i].Ghost {
-			ghosts++
-		}
+	ghosts, suspects := 0, 0
+	for i := range snap.Summary {
+		ghosts += snap.Summary[i].GhostCount()
+		suspects += snap.Summary[i].Sessions
 	}
 	sockets := 0
 	for _, n := range snap.Doc.Namespaces {
 		sockets += n.Sockets
 	}
-	_ = systemd.Status(fmt.Sprintf("%d ghosts, %d suspects, %d sockets in %d namespaces", ghosts, len(snap.Doc.Sessions), sockets, len(snap.Doc.Namespaces)))
+	_ = systemd.Status(fmt.Sprintf("%d ghosts, %d suspects, %d sockets in %d namespaces", ghosts, suspects, sockets, len(snap.Doc.Namespaces)))
 }
 
 // offer queues the latest targets for the probe worker, replacing a batch it
@@ -323,9 +325,16 @@ func (d *daemon) probeLoop(ctx context.Context) error {
 		// the batch was made.
 		pending = d.parts.engine.StillDue(pending)
 		n := min(len(pending), engine.ProbeChunk)
+		d.parts.engine.ReadAhead(ctx, pending[:n], pending[:min(len(pending), engine.ReadAheadWindow)])
 		chunk := pending[:n:n]
 		pending = pending[n:]
+		before := d.parts.engine.GhostChanges()
 		results := d.parts.engine.Probe(ctx, chunk)
+		if d.parts.engine.GhostChanges() != before {
+			// A ghost confirmed (or cleared): publish now, so the metrics
+			// agree with the JSON and a kill need not wait for the next scan.
+			d.publish(ctx)
+		}
 		for _, r := range results {
 			d.store.ObserveProbe(r)
 		}

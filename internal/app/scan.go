@@ -55,8 +55,8 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				p.engine.MarkKilled(rec.Key)
 			}
 		}
-		snap, _ = p.engine.Snapshot()
 	}
+	doc := p.engine.Document()
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "ghostd scan: interrupted")
 		return ExitFailure
@@ -64,13 +64,13 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(snap.Doc); err != nil {
+		if err := enc.Encode(doc); err != nil {
 			fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
 			return ExitFailure
 		}
 		return ExitOK
 	}
-	writeTable(stdout, &snap.Doc, snap.ProbeMode)
+	writeTable(stdout, &doc, snap.ProbeMode)
 	return ExitOK
 }
 

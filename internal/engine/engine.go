@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"context"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -45,11 +46,83 @@ type Options struct {
 	Now func() time.Time
 }
 
-// verdictState is what the engine remembers of a socket's last probe.
+// verdictState is what the engine remembers of a socket's last probe, packed
+// (a host of idle pools has one per suspect): 32 bytes, no pointers.
 type verdictState struct {
-	result     probe.Result
-	at         time.Time // when the probe finished
-	ghostSince time.Time // zero unless a confirmed ghost
+	at         stamp // when the probe finished
+	ghostSince stamp // noStamp unless a confirmed ghost
+	rtt        time.Duration
+	verdict    uint8 // index in packedVerdicts
+	mode       uint8 // index in packedModes
+	sent       uint8
+	replies    uint8
+	host       int8 // host hint: -1 not asked, 0 unreachable, 1 reachable
+	closed     bool // the peer's RST closed the local socket
+	confirmed  bool
+}
+
+var (
+	packedVerdicts = []probe.Verdict{probe.Unprobed, probe.Alive, probe.Reset, probe.Silent, probe.Unreachable}
+	packedModes    = []probe.Mode{"", probe.InWindow, probe.Blind}
+)
+
+func packIndex[T comparable](list []T, v T) uint8 {
+	for i, x := range list {
+		if x == v {
+			return uint8(i)
+		}
+	}
+	return 0
+}
+
+func clampUint8(n int) uint8 { return uint8(min(max(n, 0), 255)) }
+
+func packResult(r probe.Result, at, ghostSince stamp) verdictState {
+	v := verdictState{
+		at: at, ghostSince: ghostSince, rtt: r.RTT,
+		verdict: packIndex(packedVerdicts, r.Verdict), mode: packIndex(packedModes, r.Mode),
+		sent: clampUint8(r.Sent), replies: clampUint8(r.Replies),
+		host: -1, closed: r.ClosedLocal, confirmed: r.Confirmed,
+	}
+	if r.HostReachable != nil {
+		v.host = 0
+		if *r.HostReachable {
+			v.host = 1
+		}
+	}
+	return v
+}
+
+func (v *verdictState) result() probe.Result {
+	r := probe.Result{
+		Verdict: packedVerdicts[v.verdict], Mode: packedModes[v.mode], Sent: int(v.sent), Replies: int(v.replies),
+		RTT: v.rtt, ClosedLocal: v.closed, Confirmed: v.confirmed,
+	}
+	if v.host >= 0 {
+		ok := v.host == 1
+		r.HostReachable = &ok
+	}
+	return r
+}
+
+// stamp is a time as nanoseconds since the engine's epoch, which keeps the
+// monotonic clock reading of the times it packs; noStamp is the zero time.
+type stamp int64
+
+const noStamp = stamp(math.MinInt64)
+
+func (e *Engine) stamp(t time.Time) stamp {
+	if t.IsZero() {
+		return noStamp
+	}
+	return stamp(t.Sub(e.epoch))
+}
+
+func (e *Engine) time(s stamp) time.Time {
+	if s == noStamp {
+		return time.Time{}
+	}
+	return e.epoch.Add(time.Duration(s))
 }
 
 // KilledRetention is how long a killed session stays in the document after
@@ -92,7 +165,15 @@ type Engine struct {
 	all     []inventory.Socket      // every socket of the last scan, only with Options.All
 	scanned time.Time
 	scanDur time.Duration
-	owners_ map[uint32]inventory.Owner
+	epoch   time.Time // stamps count from it
+	// ghostChanges counts verdicts that changed the ghost counts (GhostChanges).
+	ghostChanges uint64
+	// ownerOf maps a reported socket's inode to its owner: an index in
+	// ownerTab plus one, 0 when nobody holds it. Owners are per process, so
+	// the table stays small while the map has one 8-byte entry per suspect.
+	ownerOf  map[uint32]uint32
+	ownerTab []inventory.Owner
+	ownerIdx map[inventory.Owner]uint32
 }
 
 // New returns an engine. prober may be nil (probing off); owners may be nil.
@@ -108,7 +189,9 @@ func New(inv Inventory, prober Prober, owners Owners, opts Options) *Engine {
 		gone:     make(map[inventory.Key]goneSession),
 		names:    make(map[uint64]inventory.Namespace),
 		counts:   make(map[uint64]*stateCounts),
-		owners_:  make(map[uint32]inventory.Owner),
+		epoch:    opts.Now(),
+		ownerOf:  make(map[uint32]uint32),
+		ownerIdx: make(map[inventory.Owner]uint32),
 	}
 }
 
@@ -187,36 +270,72 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 			delete(e.gone, k)
 		}
 	}
+	if e.opts.All {
+		// Sorted, so a session can be found by key.
+		slices.SortFunc(e.all, func(a, b inventory.Socket) int { return compareKeys(a.Key(), b.Key()) })
+	}
 	e.scanned = now
 	e.scanDur = e.opts.Now().Sub(start)
 	return results
 }
 
-// Targets returns the suspects that are due for a probe: never probed, alive
-// and past the backoff, or a ghost due for re-confirmation. Only sockets of
-// the latest inventory are ever returned.
+// MaxTargets bounds a batch of Targets: about 5 minutes of probes at the
+// default 200 probes/s. Every scan makes a new batch and the latest wins, so
+// a longer one would only be thrown away.
+const MaxTargets = 1 << 16
+
+// Targets returns the suspects that are due for a probe, at most MaxTargets:
+// first the never-probed (a new suspect is the likeliest new ghost, and must
+// not wait behind a host's worth of healthy pools being re-probed), then
+// ghosts due for re-confirmation, then alive suspects past their backoff,
+// the longest-waiting first. Only sockets of the latest inventory are ever
+// returned.
 func (e *Engine) Targets() []probe.Target {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.opts.Now()
-	var out []probe.Target
+	type due struct {
+		class int   // 0 never probed, 1 ghost to re-confirm, 2 alive past backoff
+		at    stamp // last probe
+		t     probe.Target
+	}
+	var out []due
 	e.tracker.EachSuspect(func(ent *tracker.Entry) {
 		if !ent.Reasons.Probeable() || ent.Reasons.Has(tracker.ReasonZeroWindow) {
 			return
 		}
-		if !e.dueLocked(ent.Socket.Key(), now) {
+		k := ent.Socket.Key()
+		if !e.dueLocked(k, now) {
 			return
 		}
-		out = append(out, e.target(&ent.Socket))
-	})
-	// Probe in a stable order: by namespace, then cookie (oldest sockets first).
-	slices.SortFunc(out, func(a, b probe.Target) int {
-		if a.NetnsInode != b.NetnsInode {
-			return cmp.Compare(a.NetnsInode, b.NetnsInode)
+		d := due{at: noStamp, t: e.target(ent)}
+		if v, ok := e.verdicts[k]; ok {
+			d.class, d.at = 2, v.at
+			if packedVerdicts[v.verdict].Ghost() {
+				d.class = 1
+			}
 		}
-		return cmp.Compare(a.Cookie, b.Cookie)
+		out = append(out, d)
 	})
-	return out
+	// Within a class: the longest-waiting first, then by namespace and
+	// cookie (oldest sockets first), which keeps a namespace's targets together.
+	slices.SortFunc(out, func(a, b due) int {
+		if c := cmp.Compare(a.class, b.class); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.at, b.at); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.t.NetnsInode, b.t.NetnsInode); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.t.Cookie, b.t.Cookie)
+	})
+	ts := make([]probe.Target, min(len(out), MaxTargets))
+	for i := range ts {
+		ts[i] = out[i].t
+	}
+	return ts
 }
 
 // dueLocked reports whether a suspect may be probed now: never killed, and
@@ -230,10 +349,10 @@ func (e *Engine) dueLocked(k inventory.Key, now time.Time) bool {
 		return true
 	}
 	wait := e.opts.Backoff
-	if v.result.Verdict.Ghost() {
+	if packedVerdicts[v.verdict].Ghost() {
 		wait = e.opts.Reconfirm
 	}
-	return now.Sub(v.at) >= wait
+	return now.Sub(e.time(v.at)) >= wait
 }
 
 // StillDue keeps the targets that are still due and still in the tracker: a
@@ -252,17 +371,21 @@ func (e *Engine) StillDue(ts []probe.Target) []probe.Target {
 	return out
 }
 
-func (e *Engine) target(sk *inventory.Socket) probe.Target {
-	ns := e.names[sk.Netns]
-	return probe.Target{
+func (e *Engine) target(ent *tracker.Entry) probe.Target {
+	sk := &ent.Socket
+	t := probe.Target{
 		NetnsInode:     sk.Netns,
-		NetnsPath:      ns.Path,
+		NetnsPath:      e.names[sk.Netns].Path,
 		Cookie:         sk.Cookie,
 		Family:         sk.Family,
 		Local:          sk.Local,
 		Remote:         sk.Remote,
 		KernelEvidence: KernelEvidence(sk),
 	}
+	if ent.IdleKnown {
+		t.QuietSince = ent.LastSeen.Add(-ent.Idle)
+	}
+	return t
 }
 
 // KernelEvidence reports whether the socket's own kernel already probed the
@@ -289,6 +412,7 @@ func (e *Engine) Probe(ctx context.Context, targets []probe.Target) []probe.Resu
 	results := make([]probe.Result, 0, len(targets))
 	for i := 0; i < len(targets) && ctx.Err() == nil; i += ProbeChunk {
 		chunk := targets[i:min(i+ProbeChunk, len(targets))]
+		e.ReadAhead(ctx, chunk, targets[i:min(i+ReadAheadWindow, len(targets))])
 		r := e.prober.ProbeAll(ctx, chunk)
 		e.Record(chunk, r)
 		results = append(results, r...)
@@ -299,6 +423,28 @@ func (e *Engine) Probe(ctx context.Context, targets []probe.Target) []probe.Resu
 // ProbeChunk is how many targets are handed to the prober at once: about
 // 2.5 s of work at the default 200 probes/s.
 const ProbeChunk = 512
+
+// ReadAheadWindow is how many targets one read-ahead covers: reading the
+// sequence numbers of the sockets to probe costs a walk of the host's whole
+// TCP table (~300 ms with 200 000 sockets), whatever their number, so one
+// walk serves the next few minutes of probes instead of one chunk.
+const ReadAheadWindow = MaxTargets
+
+// readAheader is a prober that can read sequence state ahead of its probes
+// (probe.Prober); fakes need not be.
+type readAheader interface {
+	Missing(targets []probe.Target) int
+	ReadAhead(ctx context.Context, targets []probe.Target) int
+}
+
+// ReadAhead has the prober read the sequence state of every target in
+// window when the chunk about to be probed lacks some: one walk of the TCP
+// table for many chunks. It does nothing when the prober cannot.
+func (e *Engine) ReadAhead(ctx context.Context, chunk, window []probe.Target) {
+	if ra, ok := e.prober.(readAheader); ok && ra.Missing(chunk) > 0 {
+		ra.ReadAhead(ctx, window)
+	}
+}
 
 // Record stores probe results for their targets.
 func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
@@ -313,16 +459,31 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 		if _, ok := e.tracker.Reasons(k); !ok {
 			continue // gone while it was being probed
 		}
-		prev := e.verdicts[k]
-		v := verdictState{result: r, at: now}
-		if r.Verdict.Ghost() && r.Confirmed {
-			v.ghostSince = prev.ghostSince
-			if v.ghostSince.IsZero() {
-				v.ghostSince = now
+		prev, probed := e.verdicts[k]
+		wasGhost := probed && packedVerdicts[prev.verdict].Ghost() && prev.confirmed
+		ghost := r.Verdict.Ghost() && r.Confirmed
+		ghostSince := noStamp
+		if ghost {
+			ghostSince = e.stamp(now)
+			if wasGhost && prev.ghostSince != noStamp {
+				ghostSince = prev.ghostSince
 			}
+		}
+		v := packResult(r, e.stamp(now), ghostSince)
+		if ghost != wasGhost || (ghost && v.verdict != prev.verdict) {
+			e.ghostChanges++
 		}
 		e.verdicts[k] = v
 	}
+}
+
+// GhostChanges counts the recorded verdicts that made a socket a ghost, or
+// no longer one, or changed its ghost verdict: when it has moved since the
+// last snapshot, the ghost counts published with it are out of date.
+func (e *Engine) GhostChanges() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ghostChanges
 }
 
 // MarkKilled records that ghostd ended a socket, so it is not probed again.
@@ -335,45 +496,148 @@ func (e *Engine) MarkKilled(k inventory.Key) {
 	if !ok {
 		return
 	}
-	s, _ := e.session(&ent, e.opts.Now())
+	s := e.session(&ent, e.opts.Now())
 	s.Killed, s.Ghost, s.GhostSeconds = true, false, 0
 	s.State = inventory.StateClose.String() // where SOCK_DESTROY or the kernel's reaping leaves it
 	e.gone[k] = goneSession{session: s, at: e.opts.Now()}
 }
 
-// Snapshot builds the exporter snapshot from the last scan and the verdicts
-// recorded since, resolving owners for the sessions it reports. It also
-// returns the kill candidates: confirmed ghosts and CLOSE_WAIT leaks.
+// Snapshot builds the exporter snapshot of the last scan: the namespaces,
+// socket and session counts, and the engine itself as the source of the
+// sessions, built when a view asks (the verdicts recorded by then included).
+// It resolves the owners of new suspects, and returns the kill candidates:
+// confirmed ghosts and CLOSE_WAIT leaks.
 func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.opts.Now()
-
-	// The entries to report, every suspect or with All every socket, in
-	// (netns, cookie) order. Suspects are the tracker's own entries, not
-	// copies: nothing changes the tracker while e.mu is held.
-	var ents []*tracker.Entry
-	if e.opts.All {
-		ents = make([]*tracker.Entry, 0, len(e.all))
-		for i := range e.all {
-			ent, ok := e.tracker.Get(e.all[i].Key())
-			if !ok {
-				ent = tracker.Entry{Socket: e.all[i]}
-			}
-			ents = append(ents, &ent)
+	snap := e.frameLocked()
+	snap.Source = e
+	e.resolveOwnersLocked()
+	var (
+		tally exporter.Tally
+		t     exporter.Tallied
+		cands []exporter.Candidate
+	)
+	e.eachEntryLocked(func(ent *tracker.Entry) {
+		v, probed := e.verdicts[ent.Socket.Key()]
+		t = exporter.Tallied{
+			Netns: e.names[ent.Socket.Netns].Name, Family: FamilyName(ent.Socket.Family),
+			Verdict: string(probe.Unprobed), Reasons: ent.Reasons, Killed: e.killed[ent.Socket.Key()],
 		}
-	} else {
-		e.tracker.EachSuspect(func(ent *tracker.Entry) { ents = append(ents, ent) })
+		if probed {
+			t.Verdict = string(packedVerdicts[v.verdict])
+			t.Ghost, t.GhostSeconds = e.ghost(ent, &v, now)
+		}
+		tally.Add(&t)
+		if t.Killed || (!t.Ghost && !ent.Reasons.Has(tracker.ReasonCloseWait)) {
+			return
+		}
+		s := e.session(ent, now)
+		c := exporter.Candidate{Session: s, Socket: ent.Socket, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict), PID: s.PID}
+		if t.Ghost {
+			c.Confirmed, c.GhostSince = v.confirmed, e.time(v.ghostSince)
+		} else {
+			c.GhostSince = ent.StateSince // a leak's age is how long it has been in CLOSE_WAIT
+		}
+		cands = append(cands, c)
+	})
+	for _, g := range e.goneLocked() {
+		tally.Add(&exporter.Tallied{Netns: g.Netns, Family: g.Family, Verdict: g.Verdict, Killed: true})
 	}
-	slices.SortFunc(ents, func(a, b *tracker.Entry) int {
-		if c := cmp.Compare(a.Socket.Netns, b.Socket.Netns); c != 0 {
+	snap.Summary = tally.Summaries()
+	slices.SortFunc(cands, func(a, b exporter.Candidate) int { return compareKeys(a.Socket.Key(), b.Socket.Key()) })
+	return snap, cands
+}
+
+// Document returns the last scan with every session listed, as `ghostd
+// scan` prints it.
+func (e *Engine) Document() exporter.Document {
+	e.mu.Lock()
+	doc := e.frameLocked().Doc
+	e.resolveOwnersLocked()
+	e.mu.Unlock()
+	doc.Sessions = []exporter.Session{}
+	e.EachSession(func(b []exporter.Session) bool {
+		doc.Sessions = append(doc.Sessions, b...)
+		return true
+	})
+	return doc
+}
+
+// sessionBatch is how many sessions EachSession builds under one hold of
+// the engine's lock.
+const sessionBatch = 512
+
+// EachSession calls fn with every session in (netns inode, cookie) order,
+// then the killed sessions whose socket is gone, oldest kill first, a batch
+// at a time, until fn returns false. The lock is held while a batch is
+// built, never while fn runs, so a slow HTTP client cannot hold up scans; a
+// socket that leaves the tracker between batches is skipped.
+func (e *Engine) EachSession(fn func([]exporter.Session) bool) {
+	e.mu.Lock()
+	keys := e.keysLocked()
+	all := e.opts.All
+	e.mu.Unlock()
+	batch := make([]exporter.Session, 0, sessionBatch)
+	for len(keys) > 0 {
+		n := min(len(keys), sessionBatch)
+		batch = batch[:0]
+		e.mu.Lock()
+		now := e.opts.Now()
+		for _, k := range keys[:n] {
+			if s, ok := e.sessionByKeyLocked(k, all, now); ok {
+				batch = append(batch, s)
+			}
+		}
+		e.mu.Unlock()
+		keys = keys[n:]
+		if len(batch) > 0 && !fn(batch) {
+			return
+		}
+	}
+}
+
+// TopSessions returns up to n sessions in exporter.TopOrder: what the page shows.
+func (e *Engine) TopSessions(n int) []exporter.Session {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+	type ranked struct {
+		k           inventory.Key
+		ghost       bool
+		ghostS, idl float64
+	}
+	var rs []ranked
+	e.eachEntryLocked(func(ent *tracker.Entry) {
+		r := ranked{k: ent.Socket.Key(), idl: idleSeconds(&ent.Socket)}
+		if v, ok := e.verdicts[r.k]; ok && !e.killed[r.k] {
+			r.ghost, r.ghostS = e.ghost(ent, &v, now)
+		}
+		rs = append(rs, r)
+	})
+	for _, g := range e.goneLocked() {
+		rs = append(rs, ranked{k: inventory.Key{Netns: g.NetnsInode, Cookie: g.Cookie}, idl: g.IdleSeconds})
+	}
+	slices.SortStableFunc(rs, func(a, b ranked) int {
+		if c := exporter.TopOrder(a.ghost, a.ghostS, a.idl, b.ghost, b.ghostS, b.idl); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.Socket.Cookie, b.Socket.Cookie)
+		return compareKeys(a.k, b.k)
 	})
-	e.resolveOwners(ents)
+	out := make([]exporter.Session, 0, min(n, len(rs)))
+	for _, r := range rs[:min(n, len(rs))] {
+		if s, ok := e.sessionByKeyLocked(r.k, e.opts.All, now); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// frameLocked returns a snapshot with everything but its sessions.
+func (e *Engine) frameLocked() *exporter.Snapshot {
 	snap := &exporter.Snapshot{
-		Doc:          exporter.Document{ScannedAt: e.scanned.UTC(), Namespaces: []exporter.NamespaceStatus{}, Sessions: make([]exporter.Session, 0, len(ents)+len(e.gone))},
+		Doc:          exporter.Document{ScannedAt: e.scanned.UTC(), Namespaces: []exporter.NamespaceStatus{}},
 		ScanDuration: e.scanDur,
 		ProbeMode:    e.probeMode(),
 	}
@@ -415,29 +679,56 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		}
 		return cmp.Compare(a.State, b.State)
 	})
+	return snap
+}
 
-	var cands []exporter.Candidate
-	for _, ent := range ents {
-		s, v := e.session(ent, now)
-		snap.Doc.Sessions = append(snap.Doc.Sessions, s)
-		if s.Killed {
-			continue
+// eachEntryLocked calls fn for every entry to report: every suspect, or
+// with Options.All every socket of the last scan.
+func (e *Engine) eachEntryLocked(fn func(*tracker.Entry)) {
+	if !e.opts.All {
+		e.tracker.EachSuspect(fn)
+		return
+	}
+	for i := range e.all {
+		ent, ok := e.tracker.Get(e.all[i].Key())
+		if !ok {
+			ent = tracker.Entry{Socket: e.all[i]}
 		}
-		switch {
-		case s.Ghost:
-			cands = append(cands, exporter.Candidate{
-				Session: s, Socket: ent.Socket, Reasons: ent.Reasons,
-				Verdict: v.result.Verdict, Confirmed: v.result.Confirmed, GhostSince: v.ghostSince, PID: s.PID,
-			})
-		case ent.Reasons.Has(tracker.ReasonCloseWait):
-			// A leak's age is how long it has been in CLOSE_WAIT.
-			cands = append(cands, exporter.Candidate{
-				Session: s, Socket: ent.Socket, Reasons: ent.Reasons,
-				Verdict: probe.Verdict(s.Verdict), GhostSince: ent.StateSince, PID: s.PID,
-			})
+		fn(&ent)
+	}
+}
+
+// keysLocked returns the keys of the sessions to report, in EachSession's order.
+func (e *Engine) keysLocked() []inventory.Key {
+	var keys []inventory.Key
+	e.eachEntryLocked(func(ent *tracker.Entry) { keys = append(keys, ent.Socket.Key()) })
+	slices.SortFunc(keys, compareKeys)
+	for _, g := range e.goneLocked() {
+		keys = append(keys, inventory.Key{Netns: g.NetnsInode, Cookie: g.Cookie})
+	}
+	return keys
+}
+
+// sessionByKeyLocked builds the session of k: a tracked socket, a socket of
+// the last scan (with all), or a killed one whose socket is gone.
+func (e *Engine) sessionByKeyLocked(k inventory.Key, all bool, now time.Time) (exporter.Session, bool) {
+	if ent, ok := e.tracker.Get(k); ok {
+		return e.session(&ent, now), true
+	}
+	if g, ok := e.gone[k]; ok {
+		return g.session, true
+	}
+	if all {
+		i, ok := slices.BinarySearchFunc(e.all, k, func(s inventory.Socket, k inventory.Key) int { return compareKeys(s.Key(), k) })
+		if ok {
+			return e.session(&tracker.Entry{Socket: e.all[i]}, now), true
 		}
 	}
-	// Then the killed sessions whose sockets are gone, oldest kill first.
+	return exporter.Session{}, false
+}
+
+// goneLocked returns the killed sessions whose sockets are gone, oldest kill first.
+func (e *Engine) goneLocked() []exporter.Session {
 	var gone []goneSession
 	for k, g := range e.gone {
 		if _, ok := e.tracker.Reasons(k); !ok {
@@ -445,10 +736,18 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		}
 	}
 	slices.SortFunc(gone, func(a, b goneSession) int { return a.at.Compare(b.at) })
-	for _, g := range gone {
-		snap.Doc.Sessions = append(snap.Doc.Sessions, g.session)
+	out := make([]exporter.Session, len(gone))
+	for i, g := range gone {
+		out[i] = g.session
 	}
-	return snap, cands
+	return out
+}
+
+func compareKeys(a, b inventory.Key) int {
+	if c := cmp.Compare(a.Netns, b.Netns); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Cookie, b.Cookie)
 }
 
 // probeMode is "off" without a prober, else the prober's mode.
@@ -460,66 +759,109 @@ func (e *Engine) probeMode() string {
 	return string(m)
 }
 
-func (e *Engine) resolveOwners(ents []*tracker.Entry) {
+// resolveOwnersLocked resolves the owners of reported sockets not asked
+// about before. Misses are remembered too: a socket nobody holds (orphaned)
+// must not cost a /proc walk at every scan.
+func (e *Engine) resolveOwnersLocked() {
 	if e.owners == nil {
 		return
 	}
 	var want []uint32
-	for _, ent := range ents {
+	reported := 0
+	e.eachEntryLocked(func(ent *tracker.Entry) {
+		reported++
 		if ino := ent.Socket.Inode; ino != 0 {
-			if _, ok := e.owners_[ino]; !ok {
+			if _, ok := e.ownerOf[ino]; !ok {
 				want = append(want, ino)
 			}
 		}
-	}
+	})
 	if len(want) > 0 {
 		found := e.owners.Resolve(want)
 		for _, ino := range want {
-			// Cache misses too: a socket nobody holds (orphaned) must not
-			// cost a /proc walk at every scan.
-			e.owners_[ino] = found[ino]
+			e.ownerOf[ino] = e.ownerRef(found[ino])
 		}
 	}
 	// Keep the cache to the inodes still reported.
-	if len(e.owners_) > 2*len(ents)+1024 {
-		keep := make(map[uint32]inventory.Owner, len(ents))
-		for _, ent := range ents {
-			if o, ok := e.owners_[ent.Socket.Inode]; ok {
-				keep[ent.Socket.Inode] = o
+	if len(e.ownerOf) > 2*reported+1024 {
+		old, oldTab := e.ownerOf, e.ownerTab
+		e.ownerOf, e.ownerTab, e.ownerIdx = make(map[uint32]uint32, reported), nil, make(map[inventory.Owner]uint32)
+		e.eachEntryLocked(func(ent *tracker.Entry) {
+			if ref, ok := old[ent.Socket.Inode]; ok {
+				o := inventory.Owner{}
+				if ref > 0 {
+					o = oldTab[ref-1]
+				}
+				e.ownerOf[ent.Socket.Inode] = e.ownerRef(o)
 			}
-		}
-		e.owners_ = keep
+		})
 	}
 }
 
-func (e *Engine) session(ent *tracker.Entry, now time.Time) (exporter.Session, verdictState) {
+// ownerRef returns o's index in ownerTab plus one (0 for nobody), adding it.
+func (e *Engine) ownerRef(o inventory.Owner) uint32 {
+	if o == (inventory.Owner{}) {
+		return 0
+	}
+	ref, ok := e.ownerIdx[o]
+	if !ok {
+		e.ownerTab = append(e.ownerTab, o)
+		ref = uint32(len(e.ownerTab))
+		e.ownerIdx[o] = ref
+	}
+	return ref
+}
+
+func (e *Engine) owner(inode uint32) inventory.Owner {
+	if ref := e.ownerOf[inode]; ref > 0 {
+		return e.ownerTab[ref-1]
+	}
+	return inventory.Owner{}
+}
+
+// ghost reports whether a probed entry is a confirmed ghost, and for how long.
+func (e *Engine) ghost(ent *tracker.Entry, v *verdictState, now time.Time) (bool, float64) {
+	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || ent.Reasons.Has(tracker.ReasonZeroWindow) {
+		return false, 0
+	}
+	if v.ghostSince == noStamp {
+		return true, 0
+	}
+	return true, now.Sub(e.time(v.ghostSince)).Seconds()
+}
+
+func idleSeconds(sk *inventory.Socket) float64 {
+	if !sk.Info.Valid() {
+		return 0
+	}
+	return float64(sk.Info.LastDataRecv) / 1000
+}
+
+func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 	sk := &ent.Socket
 	k := sk.Key()
-	v, probed := e.verdicts[k]
-	o := e.owners_[sk.Inode]
+	o := e.owner(sk.Inode)
 	s := exporter.Session{
-		Netns:      e.names[sk.Netns].Name,
-		NetnsInode: sk.Netns,
-		Family:     FamilyName(sk.Family),
-		State:      sk.State.String(),
-		Local:      FormatAddr(sk.Local),
-		Remote:     FormatAddr(sk.Remote),
-		Cookie:     sk.Cookie,
-		Inode:      sk.Inode,
-		UID:        sk.UID,
-		PID:        o.PID,
-		Comm:       o.Comm,
-		Unit:       o.Unit,
-		Container:  o.Container,
-		Reasons:    ent.Reasons.Names(),
-		Verdict:    string(probe.Unprobed),
-		Killed:     e.killed[k],
+		Netns:       e.names[sk.Netns].Name,
+		NetnsInode:  sk.Netns,
+		Family:      FamilyName(sk.Family),
+		State:       sk.State.String(),
+		Local:       FormatAddr(sk.Local),
+		Remote:      FormatAddr(sk.Remote),
+		Cookie:      sk.Cookie,
+		Inode:       sk.Inode,
+		UID:         sk.UID,
+		PID:         o.PID,
+		Comm:        o.Comm,
+		Unit:        o.Unit,
+		Container:   o.Container,
+		IdleSeconds: idleSeconds(sk),
+		Reasons:     ent.Reasons.Names(),
+		Verdict:     string(probe.Unprobed),
+		Killed:      e.killed[k],
 	}
-	if sk.Info.Valid() {
-		s.IdleSeconds = float64(sk.Info.LastDataRecv) / 1000
-	}
-	if probed {
-		r := v.result
+	if v, probed := e.verdicts[k]; probed {
+		r := v.result()
 		s.Verdict = string(r.Verdict)
 		s.ProbesSent = r.Sent
 		s.Replies = r.Replies
@@ -530,12 +872,9 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) (exporter.Session, v
 			rtt := r.RTT.Seconds()
 			s.RTTSeconds = &rtt
 		}
-		s.Ghost = r.Verdict.Ghost() && r.Confirmed && !ent.Reasons.Has(tracker.ReasonZeroWindow)
-		if s.Ghost && !v.ghostSince.IsZero() {
-			s.GhostSeconds = now.Sub(v.ghostSince).Seconds()
-		}
+		s.Ghost, s.GhostSeconds = e.ghost(ent, &v, now)
 	}
-	return s, v
+	return s
 }
 
 // FamilyName returns "inet" or "inet6".

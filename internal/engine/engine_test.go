@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
@@ -119,7 +120,7 @@ func TestEngineVerdictsAndBackoff(t *testing.T) {
 	snap, cands := e.Snapshot()
 
 	got := map[uint64]string{}
-	for _, s := range snap.Doc.Sessions {
+	for _, s := range e.Document().Sessions {
 		v := s.Verdict
 		if s.Ghost {
 			v += "+ghost"
@@ -133,7 +134,19 @@ func TestEngineVerdictsAndBackoff(t *testing.T) {
 	if len(cands) != 2 {
 		t.Errorf("kill candidates = %d, want the 2 ghosts", len(cands))
 	}
-	s0 := snap.Doc.Sessions[0]
+	// The snapshot carries counts, and the engine as its session source.
+	wantSum := []exporter.SessionSummary{{
+		Netns: "srv", Sessions: 3,
+		Ghosts:   map[exporter.GhostKind]int{{Family: "inet", Verdict: "reset"}: 1, {Family: "inet", Verdict: "silent"}: 1},
+		Suspects: map[tracker.Reason]int{tracker.ReasonIdle: 3},
+	}}
+	if diff := cmp.Diff(wantSum, snap.Summary); diff != "" {
+		t.Errorf("summary (-want +got):\n%s", diff)
+	}
+	if snap.Doc.Sessions != nil || snap.Source != e {
+		t.Errorf("snapshot lists %d sessions and has source %v; want none, and the engine", len(snap.Doc.Sessions), snap.Source)
+	}
+	s0 := e.Document().Sessions[0]
 	if s0.Netns != "srv" || s0.Local != "198.51.100.2:5432" || s0.Remote != "192.0.2.2:1" || s0.Comm != "app" || s0.PID != 1 || s0.IdleSeconds != 120 || s0.RTTSeconds == nil {
 		t.Errorf("session 0 = %+v", s0)
 	}
@@ -152,8 +165,9 @@ func TestEngineVerdictsAndBackoff(t *testing.T) {
 	}
 	c.t = c.t.Add(5 * time.Minute)
 	e.Scan(ctx)
-	if got := cookies(e.Targets()); !cmp.Equal(got, []uint64{1, 2, 3}) {
-		t.Errorf("after backoff: targets %v, want [1 2 3]", got)
+	// Ghosts to re-confirm come before alive suspects to re-probe.
+	if got := cookies(e.Targets()); !cmp.Equal(got, []uint64{2, 3, 1}) {
+		t.Errorf("after backoff: targets %v, want [2 3 1]", got)
 	}
 	_ = pr
 }
@@ -176,16 +190,19 @@ func TestEngineGhostAgeAndGone(t *testing.T) {
 	e.Scan(ctx)
 	e.Probe(ctx, e.Targets()) // re-confirmed: the age keeps counting from the first confirmation
 	snap, _ := e.Snapshot()
-	if len(snap.Doc.Sessions) != 1 || snap.Doc.Sessions[0].GhostSeconds != 90 {
-		t.Fatalf("sessions = %+v, want one ghost aged 90s", snap.Doc.Sessions)
+	if snap.Summary[0].OldestGhostSeconds != 90 {
+		t.Errorf("oldest ghost in the summary: %v s, want 90", snap.Summary[0].OldestGhostSeconds)
+	}
+	if len(e.Document().Sessions) != 1 || e.Document().Sessions[0].GhostSeconds != 90 {
+		t.Fatalf("sessions = %+v, want one ghost aged 90s", e.Document().Sessions)
 	}
 	// The socket leaves the table: gone after two complete dumps without it.
 	inv.sockets[7] = nil
 	e.Scan(ctx)
 	e.Scan(ctx)
-	snap, cands := e.Snapshot()
-	if len(snap.Doc.Sessions) != 0 || len(cands) != 0 {
-		t.Errorf("after the socket left: %d sessions, %d candidates", len(snap.Doc.Sessions), len(cands))
+	_, cands := e.Snapshot()
+	if len(e.Document().Sessions) != 0 || len(cands) != 0 {
+		t.Errorf("after the socket left: %d sessions, %d candidates", len(e.Document().Sessions), len(cands))
 	}
 	if len(e.verdicts) != 0 {
 		t.Errorf("verdicts kept for a gone socket: %v", e.verdicts)
@@ -225,8 +242,8 @@ func TestEngineAllAndCounts(t *testing.T) {
 	inv.sockets[7] = []inventory.Socket{idleSocket(1, 1, time.Second), idleSocket(2, 2, time.Second)}
 	e.Scan(context.Background())
 	snap, _ := e.Snapshot()
-	if len(snap.Doc.Sessions) != 2 {
-		t.Errorf("--all lists %d sessions, want 2", len(snap.Doc.Sessions))
+	if len(e.Document().Sessions) != 2 {
+		t.Errorf("--all lists %d sessions, want 2", len(e.Document().Sessions))
 	}
 	want := []exporterCount{{"srv", "inet", "ESTABLISHED", 2}}
 	var got []exporterCount
@@ -269,16 +286,19 @@ func TestEngineKilledSessionsStayVisible(t *testing.T) {
 	if len(cands) != 0 {
 		t.Errorf("a killed socket is a kill candidate again: %+v", cands)
 	}
-	if len(snap.Doc.Sessions) != 1 {
-		t.Fatalf("sessions = %+v, want the killed one", snap.Doc.Sessions)
+	if len(snap.Summary) != 1 || snap.Summary[0].Sessions != 1 || snap.Summary[0].GhostCount() != 0 || len(snap.Summary[0].Suspects) != 0 {
+		t.Errorf("summary with one killed session: %+v, want 1 session, no ghost, no suspect", snap.Summary)
 	}
-	if s := snap.Doc.Sessions[0]; !s.Killed || s.Ghost || s.State != "CLOSE" || s.Verdict != "reset" {
+	if len(e.Document().Sessions) != 1 {
+		t.Fatalf("sessions = %+v, want the killed one", e.Document().Sessions)
+	}
+	if s := e.Document().Sessions[0]; !s.Killed || s.Ghost || s.State != "CLOSE" || s.Verdict != "reset" {
 		t.Errorf("killed session = %+v, want killed, not a ghost, CLOSE, verdict kept", s)
 	}
 	c.t = c.t.Add(KilledRetention + time.Second)
 	e.Scan(ctx)
-	if snap, _ := e.Snapshot(); len(snap.Doc.Sessions) != 0 {
-		t.Errorf("killed session kept past the retention: %+v", snap.Doc.Sessions)
+	if len(e.Document().Sessions) != 0 {
+		t.Errorf("killed session kept past the retention: %+v", e.Document().Sessions)
 	}
 }
 
@@ -324,5 +344,49 @@ func TestEngineProbesInChunks(t *testing.T) {
 	}
 	if got := len(e.Targets()); got != 0 {
 		t.Errorf("%d targets still due after every chunk was recorded", got)
+	}
+}
+
+// aheadProber caches what ReadAhead read, as probe.Prober does.
+type aheadProber struct {
+	fakeProber
+	cached  map[uint64]bool
+	windows []int
+}
+
+func (a *aheadProber) Missing(ts []probe.Target) int {
+	n := 0
+	for _, t := range ts {
+		if !a.cached[t.Cookie] {
+			n++
+		}
+	}
+	return n
+}
+
+func (a *aheadProber) ReadAhead(_ context.Context, ts []probe.Target) int {
+	a.windows = append(a.windows, len(ts))
+	for _, t := range ts {
+		a.cached[t.Cookie] = true
+	}
+	return len(ts)
+}
+
+// TestEngineReadsAheadOnce: one read-ahead serves every chunk of a batch.
+func TestEngineReadsAheadOnce(t *testing.T) {
+	inv := &fakeInv{ns: []inventory.Namespace{{Inode: 7, Name: "srv"}}, sockets: map[uint64][]inventory.Socket{}}
+	pr := &aheadProber{fakeProber: fakeProber{verdicts: map[uint16]probe.Verdict{}}, cached: map[uint64]bool{}}
+	n := 3*ProbeChunk + 1
+	for i := range n {
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), 1, 2*time.Minute))
+	}
+	pr.verdicts[1] = probe.Alive
+	e := New(inv, pr, nil, Options{Tracker: tracker.Config{Idle: time.Minute}, Backoff: time.Hour})
+	e.Scan(context.Background())
+	if res := e.Probe(context.Background(), e.Targets()); len(res) != n {
+		t.Fatalf("%d results, want %d", len(res), n)
+	}
+	if !cmp.Equal(pr.windows, []int{n}) {
+		t.Errorf("read-ahead windows %v, want one of %d", pr.windows, n)
 	}
 }

@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// TestTargetsPriority: never-probed suspects first, then ghosts to
+// re-confirm, then alive suspects past their backoff, longest-waiting first;
+// and every target says since when it has been quiet.
+func TestTargetsPriority(t *testing.T) {
+	e, inv, pr, c := newTest()
+	ctx := context.Background()
+	pr.verdicts[4] = probe.Alive
+	inv.sockets[7] = []inventory.Socket{
+		idleSocket(1, 1, 2*time.Minute), // alive, probed first
+		idleSocket(2, 2, 2*time.Minute), // reset: a ghost
+		idleSocket(4, 4, 2*time.Minute), // alive, probed a minute later
+	}
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets()[:1]) // 1 only
+	c.t = c.t.Add(time.Minute)
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets()) // 2 and 4
+	// A new suspect appears with the higher cookie 9.
+	inv.sockets[7] = append(inv.sockets[7], idleSocket(9, 1, 2*time.Minute))
+	c.t = c.t.Add(10 * time.Minute)
+	e.Scan(ctx)
+	ts := e.Targets()
+	if diff := cmp.Diff([]uint64{9, 2, 1, 4}, cookies(ts)); diff != "" {
+		t.Errorf("target order (-want +got):\n%s", diff)
+	}
+	for _, tg := range ts {
+		if want := c.t.Add(-2 * time.Minute); !tg.QuietSince.Equal(want) {
+			t.Errorf("cookie %d: QuietSince %v, want %v (scan time minus idle)", tg.Cookie, tg.QuietSince, want)
+		}
+	}
+}
+
+func TestTargetsBounded(t *testing.T) {
+	inv := &fakeInv{ns: []inventory.Namespace{{Inode: 7, Name: "srv"}}, sockets: map[uint64][]inventory.Socket{}}
+	for i := range MaxTargets + 10 {
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), 1, 2*time.Minute))
+	}
+	e := New(inv, &fakeProber{}, nil, Options{Tracker: tracker.Config{Idle: time.Minute}})
+	e.Scan(context.Background())
+	ts := e.Targets()
+	if len(ts) != MaxTargets || ts[0].Cookie != 1 || ts[len(ts)-1].Cookie != MaxTargets {
+		t.Errorf("%d targets from cookie %d to %d; want the %d oldest", len(ts), ts[0].Cookie, ts[len(ts)-1].Cookie, MaxTargets)
+	}
+}
+
+// TestEachSessionBatches: sessions come in (netns, cookie) order, in
+// batches, and stop when fn says so; the document and TopSessions agree.
+func TestEachSessionBatches(t *testing.T) {
+	e, inv, _, _ := newTest()
+	ctx := context.Background()
+	n := 2*sessionBatch + 5
+	for i := n; i > 0; i-- { // the dump order is not the cookie order
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i), 1, time.Duration(i)*time.Minute))
+	}
+	inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(n+1), 2, 2*time.Minute)) // a ghost
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets())
+
+	var sizes []int
+	var got []uint64
+	e.EachSession(func(b []exporter.Session) bool {
+		sizes = append(sizes, len(b))
+		for _, s := range b {
+			got = append(got, s.Cookie)
+		}
+		return true
+	})
+	if !cmp.Equal(sizes, []int{sessionBatch, sessionBatch, 6}) || !slices.IsSorted(got) || len(got) != n+1 {
+		t.Errorf("batches %v, %d sessions, sorted %v", sizes, len(got), slices.IsSorted(got))
+	}
+	calls := 0
+	e.EachSession(func([]exporter.Session) bool { calls++; return false })
+	if calls != 1 {
+		t.Errorf("fn called %d times after returning false, want 1", calls)
+	}
+	if doc := e.Document(); len(doc.Sessions) != n+1 || doc.Sessions[0].Cookie != 1 {
+		t.Errorf("document: %d sessions from cookie %d", len(doc.Sessions), doc.Sessions[0].Cookie)
+	}
+	top := e.TopSessions(3)
+	var topCookies []uint64
+	for _, s := range top {
+		topCookies = append(topCookies, s.Cookie)
+	}
+	// The ghost first, then the longest idle.
+	if diff := cmp.Diff([]uint64{uint64(n + 1), uint64(n), uint64(n - 1)}, topCookies); diff != "" {
+		t.Errorf("top sessions (-want +got):\n%s", diff)
+	}
+}
+
+// sameOwner says every socket belongs to one process.
+type sameOwner struct{ asked int }
+
+func (s *sameOwner) Resolve(inodes []uint32) map[uint32]inventory.Owner {
+	s.asked += len(inodes)
+	m := map[uint32]inventory.Owner{}
+	for _, i := range inodes {
+		if i%2 == 0 {
+			m[i] = inventory.Owner{PID: 42, Comm: "pool", Unit: "pool.service"}
+		}
+	}
+	return m
+}
+
+func TestOwnersSharedAndCached(t *testing.T) {
+	inv := &fakeInv{ns: []inventory.Namespace{{Inode: 7, Name: "srv"}}, sockets: map[uint64][]inventory.Socket{}}
+	for i := range 100 {
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), 1, 2*time.Minute))
+	}
+	ow := &sameOwner{}
+	e := New(inv, nil, ow, Options{Tracker: tracker.Config{Idle: time.Minute}})
+	for range 3 {
+		e.Scan(context.Background())
+		e.Snapshot()
+	}
+	if ow.asked != 100 || len(e.ownerTab) != 1 || len(e.ownerOf) != 100 {
+		t.Errorf("asked %d inodes, %d owners in the table, %d cached; want 100, 1, 100", ow.asked, len(e.ownerTab), len(e.ownerOf))
+	}
+	doc := e.Document()
+	if s := doc.Sessions[1]; s.PID != 42 || s.Comm != "pool" || s.Unit != "pool.service" {
+		t.Errorf("session of inode 2: %+v, want pool [42]", s)
+	}
+	if s := doc.Sessions[0]; s.PID != 0 || s.Comm != "" {
+		t.Errorf("session of inode 1 (nobody holds it): %+v", s)
+	}
+}
+
+func TestVerdictPacking(t *testing.T) {
+	yes, no := true, false
+	for _, r := range []probe.Result{
+		{Verdict: probe.Alive, Mode: probe.InWindow, Sent: 1, Replies: 1, RTT: 250 * time.Microsecond},
+		{Verdict: probe.Silent, Mode: probe.Blind, Sent: 3, HostReachable: &yes, Confirmed: true},
+		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 2, Replies: 1, HostReachable: &no, Confirmed: true},
+		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true},
+	} {
+		v := packResult(r, 5, noStamp)
+		if diff := cmp.Diff(r, v.result()); diff != "" {
+			t.Errorf("round trip (-want +got):\n%s", diff)
+		}
+	}
+	if v := packResult(probe.Result{Verdict: probe.Alive, Sent: 1000}, 0, 0); v.sent != 255 {
+		t.Errorf("1000 probes packed as %d, want 255", v.sent)
+	}
+	e := New(&fakeInv{}, nil, nil, Options{})
+	now := time.Now()
+	if got := e.time(e.stamp(now)); !got.Equal(now) || e.time(e.stamp(time.Time{})) != (time.Time{}) {
+		t.Errorf("stamps: %v from %v", got, now)
+	}
+}
