@@ -323,8 +323,11 @@ func (d *daemon) probeLoop(ctx context.Context) error {
 		}
 		// Drop what a chunk already answered or what left the table since
 		// the batch was made.
-		pending = d.parts.engine.StillDue(pending)
-		n := min(len(pending), engine.ProbeChunk)
+		var n int
+		pending, n = d.parts.engine.DueHead(pending, engine.ProbeChunk)
+		if n == 0 {
+			continue
+		}
 		d.parts.engine.ReadAhead(ctx, pending[:n], pending[:min(len(pending), engine.ReadAheadWindow)])
 		chunk := pending[:n:n]
 		pending = pending[n:]

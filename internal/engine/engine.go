@@ -294,10 +294,12 @@ func (e *Engine) Targets() []probe.Target {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.opts.Now()
+	// Rank small records, not targets: on a first pass every one of a
+	// host's 200 000 idle suspects is due.
 	type due struct {
-		class int   // 0 never probed, 1 ghost to re-confirm, 2 alive past backoff
+		class int8  // 0 never probed, 1 ghost to re-confirm, 2 alive past backoff
 		at    stamp // last probe
-		t     probe.Target
+		k     inventory.Key
 	}
 	var out []due
 	e.tracker.EachSuspect(func(ent *tracker.Entry) {
@@ -308,7 +310,7 @@ func (e *Engine) Targets() []probe.Target {
 		if !e.dueLocked(k, now) {
 			return
 		}
-		d := due{at: noStamp, t: e.target(ent)}
+		d := due{at: noStamp, k: k}
 		if v, ok := e.verdicts[k]; ok {
 			d.class, d.at = 2, v.at
 			if packedVerdicts[v.verdict].Ghost() {
@@ -326,14 +328,13 @@ func (e *Engine) Targets() []probe.Target {
 		if c := cmp.Compare(a.at, b.at); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.t.NetnsInode, b.t.NetnsInode); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.t.Cookie, b.t.Cookie)
+		return compareKeys(a.k, b.k)
 	})
-	ts := make([]probe.Target, min(len(out), MaxTargets))
-	for i := range ts {
-		ts[i] = out[i].t
+	ts := make([]probe.Target, 0, min(len(out), MaxTargets))
+	for _, d := range out[:min(len(out), MaxTargets)] {
+		if ent, ok := e.tracker.Get(d.k); ok {
+			ts = append(ts, e.target(&ent))
+		}
 	}
 	return ts
 }
@@ -369,6 +370,23 @@ func (e *Engine) StillDue(ts []probe.Target) []probe.Target {
 		}
 	}
 	return out
+}
+
+// DueHead checks the head of a batch: it moves the first n targets of ts
+// that are still due (StillDue) to its front, drops the ones passed over,
+// and returns the batch and how many targets at its front are due. The rest
+// of the batch is not checked yet, so checking a batch of MaxTargets costs
+// a chunk's worth of lookups per chunk, not the whole batch's.
+func (e *Engine) DueHead(ts []probe.Target, n int) ([]probe.Target, int) {
+	i, j := 0, 0
+	for i < n && j < len(ts) {
+		m := min(n-i, len(ts)-j)
+		kept := e.StillDue(ts[j : j+m])
+		copy(ts[i:], kept)
+		i += len(kept)
+		j += m
+	}
+	return append(ts[:i], ts[j:]...), i
 }
 
 func (e *Engine) target(ent *tracker.Entry) probe.Target {

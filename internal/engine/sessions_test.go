@@ -162,3 +162,25 @@ func TestVerdictPacking(t *testing.T) {
 		t.Errorf("stamps: %v from %v", got, now)
 	}
 }
+
+// TestDueHead: the head of a batch is checked a chunk at a time; targets no
+// longer due are dropped from it, the unchecked tail is kept.
+func TestDueHead(t *testing.T) {
+	e, inv, _, _ := newTest()
+	for i := range 10 {
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), 1, 2*time.Minute))
+	}
+	e.Scan(context.Background())
+	batch := e.Targets()
+	e.Probe(context.Background(), []probe.Target{batch[1], batch[2], batch[4]}) // no longer due
+	rest, n := e.DueHead(batch, 3)
+	if n != 3 || !cmp.Equal(cookies(rest[:n]), []uint64{1, 4, 6}) {
+		t.Errorf("due head %v (n=%d), want [1 4 6]", cookies(rest[:n]), n)
+	}
+	if !cmp.Equal(cookies(rest[n:]), []uint64{7, 8, 9, 10}) {
+		t.Errorf("tail %v, want [7 8 9 10] unchecked", cookies(rest[n:]))
+	}
+	if rest, n = e.DueHead(rest[n:n], 3); n != 0 || len(rest) != 0 {
+		t.Errorf("empty batch: %d due of %d", n, len(rest))
+	}
+}
