@@ -72,6 +72,36 @@ func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
 	return o.resolve(0, inodes)
 }
 
+// Lookup is Resolve without the cache: one walk over /proc for every inode
+// asked, remembering nothing. It suits a caller that keeps the answers
+// itself (the daemon asks once per new suspect): a cache here would hold a
+// second copy for a host's 200 000 idle sockets and never be asked again.
+func (o *Owners) Lookup(inodes []uint32) map[uint32]Owner {
+	want := make(map[uint32]struct{}, len(inodes))
+	for _, ino := range inodes {
+		if ino != 0 {
+			want[ino] = struct{}{}
+		}
+	}
+	out := make(map[uint32]Owner, len(want))
+	if len(want) == 0 {
+		return out
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.walks++
+	procs := make(map[int]Owner)
+	for ino, h := range o.walk(0, want) {
+		ow, ok := procs[h.pid]
+		if !ok {
+			ow = o.describe(h.pid)
+			procs[h.pid] = ow
+		}
+		out[ino] = ow
+	}
+	return out
+}
+
 // ResolveNetns is Resolve for sockets that live in the namespace with inode
 // netns (their Socket.Netns). Its walk reads the fds of that namespace's
 // processes first and the others' only for inodes not found there: sockets

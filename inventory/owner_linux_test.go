@@ -387,3 +387,22 @@ func TestCgroupsLive(t *testing.T) {
 		t.Errorf("cgroup of the helper's socket = %+v, want path /%s", got, name)
 	}
 }
+
+// TestOwnersLookupUncached: Lookup answers as Resolve does, walks /proc at
+// every call (nothing is cached), and walks not at all for inode 0 alone.
+func TestOwnersLookupUncached(t *testing.T) {
+	o := NewOwners(fakeProc)
+	ask := []uint32{1001, 1002, 2001, 1003, 9999, 0, 1001}
+	want := NewOwners(fakeProc).Resolve(ask)
+	for i := 1; i <= 2; i++ {
+		if diff := cmp.Diff(want, o.Lookup(ask)); diff != "" {
+			t.Errorf("Lookup #%d (-Resolve +Lookup):\n%s", i, diff)
+		}
+		if o.walks != i || len(o.cache) != 0 || len(o.nobody) != 0 {
+			t.Errorf("after Lookup #%d: %d walks, %d cached, %d remembered misses; want %d, 0, 0", i, o.walks, len(o.cache), len(o.nobody), i)
+		}
+	}
+	if got := o.Lookup([]uint32{0}); len(got) != 0 || o.walks != 2 {
+		t.Errorf("Lookup(0) = %v after %d walks, want nothing and no walk", got, o.walks)
+	}
+}

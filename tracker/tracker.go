@@ -197,7 +197,7 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := t.namespace(s.Netns, true)
-	e, p := ns.lookup(s.Cookie)
+	e, p := ns.observed(s.Cookie)
 	if e == nil && healthy(&t.cfg, s) {
 		return 0, 0
 	}
@@ -346,6 +346,39 @@ func (t *Tracker) EachSuspect(fn func(*Entry)) {
 				if e := &c[i]; !e.reasons.Empty() {
 					t.fill(&ent, netns, e)
 					fn(&ent)
+				}
+			}
+		}
+	}
+}
+
+// Brief is what the daemon's per-scan passes over every suspect need of
+// one: cheaper to produce than an Entry, which rebuilds the whole socket.
+type Brief struct {
+	Key     inventory.Key
+	Reasons Reasons
+	Family  uint8
+	Inode   uint32
+	// LastDataRecv is tcpi_last_data_recv in milliseconds; InfoValid says
+	// whether the kernel sent a tcp_info.
+	LastDataRecv uint32
+	InfoValid    bool
+}
+
+// EachSuspectBrief is EachSuspect with a Brief of each suspect.
+func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var b Brief
+	for netns, ns := range t.nss {
+		for _, c := range ns.chunks {
+			for i := range c {
+				if e := &c[i]; !e.reasons.Empty() {
+					b = Brief{
+						Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
+						Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
+					}
+					fn(&b)
 				}
 			}
 		}

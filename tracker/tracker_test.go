@@ -374,3 +374,90 @@ func TestConfig(t *testing.T) {
 		t.Errorf("Validate(defaults) = %v", err)
 	}
 }
+
+// TestEachSuspectBrief: the brief pass lists the same suspects as
+// EachSuspect, with the same identity, reasons, family, inode and idle time.
+func TestEachSuspectBrief(t *testing.T) {
+	tr := New(Config{Idle: time.Minute})
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for i := range 50 {
+		s := inventory.Socket{
+			Netns: uint64(1 + i%3), Family: inventory.FamilyInet6, State: inventory.StateEstablished,
+			Cookie: uint64(100 + i), Inode: uint32(1000 + i),
+			Local:  netip.MustParseAddrPort("[2001:db8::1]:5432"),
+			Remote: netip.AddrPortFrom(netip.MustParseAddr("2001:db8::2"), uint16(40000+i)),
+		}
+		s.Info.Len = 280
+		idle := time.Duration(i) * 5 * time.Second // only the ones idle for a minute are suspects
+		s.Info.LastDataRecv, s.Info.LastDataSent = uint32(idle.Milliseconds()), uint32(idle.Milliseconds())
+		tr.Observe(now, &s)
+	}
+	want := map[inventory.Key]Brief{}
+	tr.EachSuspect(func(e *Entry) {
+		want[e.Socket.Key()] = Brief{
+			Key: e.Socket.Key(), Reasons: e.Reasons, Family: e.Socket.Family, Inode: e.Socket.Inode,
+			LastDataRecv: e.Socket.Info.LastDataRecv, InfoValid: e.Socket.Info.Valid(),
+		}
+	})
+	got := map[inventory.Key]Brief{}
+	tr.EachSuspectBrief(func(b *Brief) { got[b.Key] = *b })
+	if len(want) != 38 {
+		t.Fatalf("%d suspects, want 38 (idle 60 s to 245 s)", len(want))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("briefs (-EachSuspect +EachSuspectBrief):\n%s", diff)
+	}
+}
+
+// TestObserveOutOfOrder: the scan path's position hint is only a hint: a
+// dump in another order, with sockets added and removed, finds every
+// remembered socket and no other.
+func TestObserveOutOfOrder(t *testing.T) {
+	tr := New(Config{Idle: time.Minute})
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	sock := func(cookie uint64, idle time.Duration) inventory.Socket {
+		s := inventory.Socket{
+			Netns: 1, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: cookie,
+			Local:  netip.MustParseAddrPort("192.0.2.1:5432"),
+			Remote: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(cookie)),
+		}
+		s.Info.Len = 280
+		s.Info.LastDataRecv, s.Info.LastDataSent = uint32(idle.Milliseconds()), uint32(idle.Milliseconds())
+		return s
+	}
+	orders := [][]uint64{
+		{1, 2, 3, 4, 5, 6},
+		{6, 5, 4, 3, 2, 1},
+		{2, 4, 6, 7, 1, 3}, // 5 gone, 7 new
+		{7, 3, 1, 6, 4, 2},
+	}
+	for round, order := range orders {
+		for _, c := range order {
+			idle := 2 * time.Minute
+			if c == 4 && round >= 2 {
+				idle = time.Second // 4 moved data: no longer a suspect
+			}
+			s := sock(c, idle)
+			tr.Observe(now, &s)
+		}
+		tr.EndNamespace(now, 1)
+		now = now.Add(15 * time.Second)
+	}
+	var got []uint64
+	for _, e := range tr.Suspects() {
+		got = append(got, e.Socket.Cookie)
+	}
+	// 5 was missed by two complete dumps (forgotten); 4 is healthy again
+	// (forgotten).
+	if diff := cmp.Diff([]uint64{1, 2, 3, 6, 7}, got); diff != "" {
+		t.Errorf("suspects (-want +got):\n%s", diff)
+	}
+	for _, c := range []uint64{1, 2, 3, 6, 7} {
+		if e, ok := tr.Get(inventory.Key{Netns: 1, Cookie: c}); !ok || e.Socket.Remote.Port() != uint16(c) {
+			t.Errorf("cookie %d: %+v, %v", c, e.Socket, ok)
+		}
+	}
+	if _, ok := tr.Get(inventory.Key{Netns: 1, Cookie: 5}); ok || tr.Len() != 5 {
+		t.Errorf("5 still remembered, or %d remembered; want 5 gone and 5 left", tr.Len())
+	}
+}
