@@ -30,7 +30,7 @@ type Prober interface {
 
 // Owners resolves socket inodes to their owning processes.
 type Owners interface {
-	Resolve(inodes []uint32) map[uint32]inventory.Owner
+	Lookup(inodes []uint32) map[uint32]inventory.Owner
 }
 
 // Options tune the engine.
@@ -279,10 +279,10 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	return results
 }
 
-// MaxTargets bounds a batch of Targets: about 5 minutes of probes at the
-// default 200 probes/s. Every scan makes a new batch and the latest wins, so
-// a longer one would only be thrown away.
-const MaxTargets = 1 << 16
+// MaxTargets bounds a batch of Targets: about 2.7 minutes of probes at the
+// default 200 probes/s, 4.5 MB. Every scan makes a new batch and the latest
+// wins, so a longer one would only be thrown away.
+const MaxTargets = 1 << 15
 
 // Targets returns the suspects that are due for a probe, at most MaxTargets:
 // first the never-probed (a new suspect is the likeliest new ghost, and must
@@ -301,12 +301,30 @@ func (e *Engine) Targets() []probe.Target {
 		at    stamp // last probe
 		k     inventory.Key
 	}
-	var out []due
-	e.tracker.EachSuspect(func(ent *tracker.Entry) {
-		if !ent.Reasons.Probeable() || ent.Reasons.Has(tracker.ReasonZeroWindow) {
+	// Within a class: the longest-waiting first, then by namespace and
+	// cookie (oldest sockets first), which keeps a namespace's targets together.
+	order := func(a, b due) int {
+		if c := cmp.Compare(a.class, b.class); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.at, b.at); c != 0 {
+			return c
+		}
+		return compareKeys(a.k, b.k)
+	}
+	// Keep the best MaxTargets in a buffer of twice that: when it fills,
+	// sort it and drop the worse half. Memory stays at 2 MB however many
+	// suspects are due.
+	out := make([]due, 0, min(2*MaxTargets, e.tracker.Len()))
+	keep := func() {
+		slices.SortFunc(out, order)
+		out = out[:min(len(out), MaxTargets)]
+	}
+	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
+		if !b.Reasons.Probeable() || b.Reasons.Has(tracker.ReasonZeroWindow) {
 			return
 		}
-		k := ent.Socket.Key()
+		k := b.Key
 		if !e.dueLocked(k, now) {
 			return
 		}
@@ -317,19 +335,12 @@ func (e *Engine) Targets() []probe.Target {
 				d.class = 1
 			}
 		}
+		if len(out) == 2*MaxTargets {
+			keep()
+		}
 		out = append(out, d)
 	})
-	// Within a class: the longest-waiting first, then by namespace and
-	// cookie (oldest sockets first), which keeps a namespace's targets together.
-	slices.SortFunc(out, func(a, b due) int {
-		if c := cmp.Compare(a.class, b.class); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.at, b.at); c != 0 {
-			return c
-		}
-		return compareKeys(a.k, b.k)
-	})
+	keep()
 	ts := make([]probe.Target, 0, min(len(out), MaxTargets))
 	for _, d := range out[:min(len(out), MaxTargets)] {
 		if ent, ok := e.tracker.Get(d.k); ok {
@@ -531,41 +542,57 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	now := e.opts.Now()
 	snap := e.frameLocked()
 	snap.Source = e
-	e.resolveOwnersLocked()
 	var (
-		tally exporter.Tally
-		t     exporter.Tallied
-		cands []exporter.Candidate
+		tally    exporter.Tally
+		t        exporter.Tallied
+		want     []uint32        // inodes whose owner is not known yet
+		cands    []inventory.Key // ghosts and CLOSE_WAIT leaks, not killed
+		reported int
 	)
-	e.eachEntryLocked(func(ent *tracker.Entry) {
-		v, probed := e.verdicts[ent.Socket.Key()]
-		t = exporter.Tallied{
-			Netns: e.names[ent.Socket.Netns].Name, Family: FamilyName(ent.Socket.Family),
-			Verdict: string(probe.Unprobed), Reasons: ent.Reasons, Killed: e.killed[ent.Socket.Key()],
+	e.eachBriefLocked(func(b *tracker.Brief) {
+		reported++
+		if b.Inode != 0 {
+			if _, ok := e.ownerOf[b.Inode]; !ok {
+				want = append(want, b.Inode)
+			}
 		}
-		if probed {
+		t = exporter.Tallied{
+			Netns: e.names[b.Key.Netns].Name, Family: FamilyName(b.Family),
+			Verdict: string(probe.Unprobed), Reasons: b.Reasons, Killed: e.killed[b.Key],
+		}
+		if v, probed := e.verdicts[b.Key]; probed {
 			t.Verdict = string(packedVerdicts[v.verdict])
-			t.Ghost, t.GhostSeconds = e.ghost(ent, &v, now)
+			t.Ghost, t.GhostSeconds = e.ghost(b.Reasons, &v, now)
 		}
 		tally.Add(&t)
-		if t.Killed || (!t.Ghost && !ent.Reasons.Has(tracker.ReasonCloseWait)) {
-			return
+		if !t.Killed && (t.Ghost || b.Reasons.Has(tracker.ReasonCloseWait)) {
+			cands = append(cands, b.Key)
 		}
-		s := e.session(ent, now)
+	})
+	e.resolveLocked(want)
+	slices.SortFunc(cands, compareKeys)
+	var out []exporter.Candidate
+	for _, k := range cands {
+		ent, ok := e.tracker.Get(k)
+		if !ok {
+			continue
+		}
+		s := e.session(&ent, now)
 		c := exporter.Candidate{Session: s, Socket: ent.Socket, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict), PID: s.PID}
-		if t.Ghost {
+		if s.Ghost {
+			v := e.verdicts[k]
 			c.Confirmed, c.GhostSince = v.confirmed, e.time(v.ghostSince)
 		} else {
 			c.GhostSince = ent.StateSince // a leak's age is how long it has been in CLOSE_WAIT
 		}
-		cands = append(cands, c)
-	})
+		out = append(out, c)
+	}
 	for _, g := range e.goneLocked() {
 		tally.Add(&exporter.Tallied{Netns: g.Netns, Family: g.Family, Verdict: g.Verdict, Killed: true})
 	}
 	snap.Summary = tally.Summaries()
-	slices.SortFunc(cands, func(a, b exporter.Candidate) int { return compareKeys(a.Socket.Key(), b.Socket.Key()) })
-	return snap, cands
+	e.pruneOwnersLocked(reported)
+	return snap, out
 }
 
 // Document returns the last scan with every session listed, as `ghostd
@@ -627,10 +654,13 @@ func (e *Engine) TopSessions(n int) []exporter.Session {
 		ghostS, idl float64
 	}
 	var rs []ranked
-	e.eachEntryLocked(func(ent *tracker.Entry) {
-		r := ranked{k: ent.Socket.Key(), idl: idleSeconds(&ent.Socket)}
+	e.eachBriefLocked(func(b *tracker.Brief) {
+		r := ranked{k: b.Key}
+		if b.InfoValid {
+			r.idl = float64(b.LastDataRecv) / 1000
+		}
 		if v, ok := e.verdicts[r.k]; ok && !e.killed[r.k] {
-			r.ghost, r.ghostS = e.ghost(ent, &v, now)
+			r.ghost, r.ghostS = e.ghost(b.Reasons, &v, now)
 		}
 		rs = append(rs, r)
 	})
@@ -700,26 +730,25 @@ func (e *Engine) frameLocked() *exporter.Snapshot {
 	return snap
 }
 
-// eachEntryLocked calls fn for every entry to report: every suspect, or
+// eachBriefLocked calls fn for every session to report: every suspect, or
 // with Options.All every socket of the last scan.
-func (e *Engine) eachEntryLocked(fn func(*tracker.Entry)) {
+func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 	if !e.opts.All {
-		e.tracker.EachSuspect(fn)
+		e.tracker.EachSuspectBrief(fn)
 		return
 	}
 	for i := range e.all {
-		ent, ok := e.tracker.Get(e.all[i].Key())
-		if !ok {
-			ent = tracker.Entry{Socket: e.all[i]}
-		}
-		fn(&ent)
+		sk := &e.all[i]
+		b := tracker.Brief{Key: sk.Key(), Family: sk.Family, Inode: sk.Inode, LastDataRecv: sk.Info.LastDataRecv, InfoValid: sk.Info.Valid()}
+		b.Reasons, _ = e.tracker.Reasons(b.Key)
+		fn(&b)
 	}
 }
 
 // keysLocked returns the keys of the sessions to report, in EachSession's order.
 func (e *Engine) keysLocked() []inventory.Key {
 	var keys []inventory.Key
-	e.eachEntryLocked(func(ent *tracker.Entry) { keys = append(keys, ent.Socket.Key()) })
+	e.eachBriefLocked(func(b *tracker.Brief) { keys = append(keys, b.Key) })
 	slices.SortFunc(keys, compareKeys)
 	for _, g := range e.goneLocked() {
 		keys = append(keys, inventory.Key{Netns: g.NetnsInode, Cookie: g.Cookie})
@@ -778,42 +807,52 @@ func (e *Engine) probeMode() string {
 }
 
 // resolveOwnersLocked resolves the owners of reported sockets not asked
-// about before. Misses are remembered too: a socket nobody holds (orphaned)
-// must not cost a /proc walk at every scan.
+// about before.
 func (e *Engine) resolveOwnersLocked() {
-	if e.owners == nil {
-		return
-	}
 	var want []uint32
 	reported := 0
-	e.eachEntryLocked(func(ent *tracker.Entry) {
+	e.eachBriefLocked(func(b *tracker.Brief) {
 		reported++
-		if ino := ent.Socket.Inode; ino != 0 {
-			if _, ok := e.ownerOf[ino]; !ok {
-				want = append(want, ino)
+		if b.Inode != 0 {
+			if _, ok := e.ownerOf[b.Inode]; !ok {
+				want = append(want, b.Inode)
 			}
 		}
 	})
-	if len(want) > 0 {
-		found := e.owners.Resolve(want)
-		for _, ino := range want {
-			e.ownerOf[ino] = e.ownerRef(found[ino])
-		}
+	e.resolveLocked(want)
+	e.pruneOwnersLocked(reported)
+}
+
+// resolveLocked resolves the owners of inodes and caches them. Misses are
+// cached too: a socket nobody holds (orphaned) must not cost a /proc walk
+// at every scan.
+func (e *Engine) resolveLocked(inodes []uint32) {
+	if e.owners == nil || len(inodes) == 0 {
+		return
 	}
-	// Keep the cache to the inodes still reported.
-	if len(e.ownerOf) > 2*reported+1024 {
-		old, oldTab := e.ownerOf, e.ownerTab
-		e.ownerOf, e.ownerTab, e.ownerIdx = make(map[uint32]uint32, reported), nil, make(map[inventory.Owner]uint32)
-		e.eachEntryLocked(func(ent *tracker.Entry) {
-			if ref, ok := old[ent.Socket.Inode]; ok {
-				o := inventory.Owner{}
-				if ref > 0 {
-					o = oldTab[ref-1]
-				}
-				e.ownerOf[ent.Socket.Inode] = e.ownerRef(o)
+	found := e.owners.Lookup(inodes)
+	for _, ino := range inodes {
+		e.ownerOf[ino] = e.ownerRef(found[ino])
+	}
+}
+
+// pruneOwnersLocked keeps the owner cache to the inodes still reported once
+// it holds more than twice as many.
+func (e *Engine) pruneOwnersLocked(reported int) {
+	if len(e.ownerOf) <= 2*reported+1024 {
+		return
+	}
+	old, oldTab := e.ownerOf, e.ownerTab
+	e.ownerOf, e.ownerTab, e.ownerIdx = make(map[uint32]uint32, reported), nil, make(map[inventory.Owner]uint32)
+	e.eachBriefLocked(func(b *tracker.Brief) {
+		if ref, ok := old[b.Inode]; ok {
+			o := inventory.Owner{}
+			if ref > 0 {
+				o = oldTab[ref-1]
 			}
-		})
-	}
+			e.ownerOf[b.Inode] = e.ownerRef(o)
+		}
+	})
 }
 
 // ownerRef returns o's index in ownerTab plus one (0 for nobody), adding it.
@@ -837,9 +876,10 @@ func (e *Engine) owner(inode uint32) inventory.Owner {
 	return inventory.Owner{}
 }
 
-// ghost reports whether a probed entry is a confirmed ghost, and for how long.
-func (e *Engine) ghost(ent *tracker.Entry, v *verdictState, now time.Time) (bool, float64) {
-	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || ent.Reasons.Has(tracker.ReasonZeroWindow) {
+// ghost reports whether a probed socket with these reasons is a confirmed
+// ghost, and for how long.
+func (e *Engine) ghost(rs tracker.Reasons, v *verdictState, now time.Time) (bool, float64) {
+	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || rs.Has(tracker.ReasonZeroWindow) {
 		return false, 0
 	}
 	if v.ghostSince == noStamp {
@@ -890,7 +930,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 			rtt := r.RTT.Seconds()
 			s.RTTSeconds = &rtt
 		}
-		s.Ghost, s.GhostSeconds = e.ghost(ent, &v, now)
+		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, now)
 	}
 	return s
 }

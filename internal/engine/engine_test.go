@@ -61,7 +61,7 @@ func (f *fakeProber) Mode() (probe.Mode, string) { return probe.InWindow, "test"
 
 type fakeOwners struct{ calls int }
 
-func (f *fakeOwners) Resolve(inodes []uint32) map[uint32]inventory.Owner {
+func (f *fakeOwners) Lookup(inodes []uint32) map[uint32]inventory.Owner {
 	f.calls++
 	m := map[uint32]inventory.Owner{}
 	for _, i := range inodes {

@@ -48,8 +48,10 @@ func TestTargetsPriority(t *testing.T) {
 
 func TestTargetsBounded(t *testing.T) {
 	inv := &fakeInv{ns: []inventory.Namespace{{Inode: 7, Name: "srv"}}, sockets: map[uint64][]inventory.Socket{}}
-	for i := range MaxTargets + 10 {
-		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), 1, 2*time.Minute))
+	// More than twice the bound, the oldest sockets last: the selection
+	// must keep the best through its compactions.
+	for i := 2*MaxTargets + 1000; i > 0; i-- {
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i), 1, 2*time.Minute))
 	}
 	e := New(inv, &fakeProber{}, nil, Options{Tracker: tracker.Config{Idle: time.Minute}})
 	e.Scan(context.Background())
@@ -106,7 +108,7 @@ func TestEachSessionBatches(t *testing.T) {
 // sameOwner says every socket belongs to one process.
 type sameOwner struct{ asked int }
 
-func (s *sameOwner) Resolve(inodes []uint32) map[uint32]inventory.Owner {
+func (s *sameOwner) Lookup(inodes []uint32) map[uint32]inventory.Owner {
 	s.asked += len(inodes)
 	m := map[uint32]inventory.Owner{}
 	for _, i := range inodes {
