@@ -3,6 +3,7 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/ghostd/ghostd/internal/app"
@@ -15,11 +16,18 @@ var (
 )
 
 func main() {
-	// ghostd's heap is mostly long-lived tables (per-socket history, the
-	// snapshot); collect at 50 % growth instead of 100 % to keep RSS near
-	// the live heap at little CPU cost. GOGC in the environment wins.
+	// ghostd's heap is mostly long-lived tables (per-socket history and
+	// verdicts, which the collector need not scan); collect at 25 % growth
+	// instead of 100 % to keep RSS near the live heap at little CPU cost.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
+		debug.SetGCPercent(25)
+	}
+	// One P, as node_exporter does by default: ghostd's work is syscalls
+	// and many short waits, and a second P mostly adds wake-ups between
+	// threads (measured: 21 % less CPU during a 200 probes/s pass over
+	// 200 000 sockets). Syscalls still run in parallel.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 	os.Exit(app.Main(os.Args[1:], os.Stdout, os.Stderr, app.Build{Version: version, Revision: revision}))
 }
