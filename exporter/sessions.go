@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 
 	"github.com/ghostd/ghostd/tracker"
@@ -71,41 +72,58 @@ type Tallied struct {
 	GhostSeconds           float64
 }
 
-// Tally adds sessions up into per-namespace summaries.
-type Tally struct{ m map[string]*SessionSummary }
+// Tally adds sessions up into per-namespace summaries. The daemon adds
+// every suspect at every scan, so the counting is arrays, not maps.
+type Tally struct {
+	m    map[string]*tallyNS
+	last *tallyNS // consecutive sessions mostly share a namespace
+}
+
+type tallyNS struct {
+	sum      SessionSummary
+	suspects [16]int // by tracker.Reason
+}
 
 // Add counts one session.
 func (t *Tally) Add(s *Tallied) {
-	if t.m == nil {
-		t.m = make(map[string]*SessionSummary)
+	n := t.last
+	if n == nil || n.sum.Netns != s.Netns {
+		if t.m == nil {
+			t.m = make(map[string]*tallyNS)
+		}
+		if n = t.m[s.Netns]; n == nil {
+			n = &tallyNS{sum: SessionSummary{Netns: s.Netns, Ghosts: map[GhostKind]int{}}}
+			t.m[s.Netns] = n
+		}
+		t.last = n
 	}
-	sum := t.m[s.Netns]
-	if sum == nil {
-		sum = &SessionSummary{Netns: s.Netns, Ghosts: map[GhostKind]int{}, Suspects: map[tracker.Reason]int{}}
-		t.m[s.Netns] = sum
-	}
-	sum.Sessions++
+	n.sum.Sessions++
 	if s.Killed {
 		// ghostd already acted on it: counted in ghosts_killed_total, no
 		// longer a ghost or a suspect waiting for someone.
 		return
 	}
-	for _, r := range tracker.AllReasons {
-		if s.Reasons.Has(r) {
-			sum.Suspects[r]++
-		}
+	for rs := s.Reasons; rs != 0; rs &= rs - 1 {
+		n.suspects[bits.TrailingZeros16(uint16(rs))]++
 	}
 	if s.Ghost {
-		sum.Ghosts[GhostKind{s.Family, s.Verdict}]++
-		sum.OldestGhostSeconds = max(sum.OldestGhostSeconds, s.GhostSeconds)
+		n.sum.Ghosts[GhostKind{s.Family, s.Verdict}]++
+		n.sum.OldestGhostSeconds = max(n.sum.OldestGhostSeconds, s.GhostSeconds)
 	}
 }
 
 // Summaries returns the summaries by namespace name.
 func (t *Tally) Summaries() []SessionSummary {
 	out := make([]SessionSummary, 0, len(t.m))
-	for _, s := range t.m {
-		out = append(out, *s)
+	for _, n := range t.m {
+		sum := n.sum
+		sum.Suspects = map[tracker.Reason]int{}
+		for _, r := range tracker.AllReasons {
+			if c := n.suspects[r]; c > 0 {
+				sum.Suspects[r] = c
+			}
+		}
+		out = append(out, sum)
 	}
 	slices.SortFunc(out, func(a, b SessionSummary) int { return cmp.Compare(a.Netns, b.Netns) })
 	return out

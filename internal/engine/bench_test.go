@@ -26,7 +26,9 @@ func BenchmarkSteadyScan(b *testing.B) {
 			inv.sockets[7] = socks
 			ctx := context.Background()
 			e.Scan(ctx)
-			e.Probe(ctx, e.Targets())
+			for t := e.Targets(); len(t) > 0; t = e.Targets() { // MaxTargets at a time
+				e.Probe(ctx, t)
+			}
 			e.Snapshot()
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -125,6 +125,10 @@ func (e *Engine) time(s stamp) time.Time {
 	return e.epoch.Add(time.Duration(s))
 }
 
+// verdictSweepEvery is how many scans pass between two sweeps of the
+// verdicts (see Scan): 5 minutes at the default interval.
+const verdictSweepEvery = 20
+
 // KilledRetention is how long a killed session stays in the document after
 // its socket left the table, so operators see what ghostd did.
 const KilledRetention = 10 * time.Minute
@@ -168,6 +172,7 @@ type Engine struct {
 	epoch   time.Time // stamps count from it
 	// ghostChanges counts verdicts that changed the ghost counts (GhostChanges).
 	ghostChanges uint64
+	scans        uint64 // completed Scan calls, for the verdict sweep
 	// ownerOf maps a reported socket's inode to its owner: an index in
 	// ownerTab plus one, 0 when nobody holds it. Owners are per process, so
 	// the table stays small while the map has one 8-byte entry per suspect.
@@ -254,10 +259,19 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 			delete(e.names, ino)
 		}
 	}
-	// Forget verdicts of sockets the tracker no longer holds.
-	for k := range e.verdicts {
-		if rs, ok := e.tracker.Reasons(k); !ok || !rs.Probeable() {
-			delete(e.verdicts, k)
+	// Forget verdicts of sockets the tracker no longer holds, or that are
+	// no longer probeable suspects (one that turns idle again is then new).
+	// Every verdictSweepEvery scans, or sooner when sockets that left pile
+	// up: a sweep looks up every verdict in the tracker, 100 ms and more for
+	// a host's 200 000 idle suspects. Until then a stale verdict is either
+	// never looked up again (cookies are not reused) or delays the next
+	// probe of a socket probed alive minutes ago, which is harmless.
+	e.scans++
+	if e.scans%verdictSweepEvery == 0 || len(e.verdicts) > e.tracker.Len()+1024 {
+		for k := range e.verdicts {
+			if rs, ok := e.tracker.Reasons(k); !ok || !rs.Probeable() {
+				delete(e.verdicts, k)
+			}
 		}
 	}
 	for k := range e.killed {
@@ -325,15 +339,18 @@ func (e *Engine) Targets() []probe.Target {
 			return
 		}
 		k := b.Key
-		if !e.dueLocked(k, now) {
-			return
-		}
 		d := due{at: noStamp, k: k}
 		if v, ok := e.verdicts[k]; ok {
+			if !e.dueAfter(&v, now) {
+				return
+			}
 			d.class, d.at = 2, v.at
 			if packedVerdicts[v.verdict].Ghost() {
 				d.class = 1
 			}
+		}
+		if e.killed[k] {
+			return
 		}
 		if len(out) == 2*MaxTargets {
 			keep()
@@ -357,9 +374,12 @@ func (e *Engine) dueLocked(k inventory.Key, now time.Time) bool {
 		return false
 	}
 	v, ok := e.verdicts[k]
-	if !ok {
-		return true
-	}
+	return !ok || e.dueAfter(&v, now)
+}
+
+// dueAfter reports whether a probed socket's wait is over: Backoff after
+// alive, Reconfirm after a ghost verdict.
+func (e *Engine) dueAfter(v *verdictState, now time.Time) bool {
 	wait := e.opts.Backoff
 	if packedVerdicts[v.verdict].Ghost() {
 		wait = e.opts.Reconfirm

@@ -27,7 +27,9 @@ func (f *fakeInv) Scan(_ context.Context, _ inventory.StateMask, fn func(*invent
 		ns := &f.ns[i]
 		r := inventory.NamespaceResult{Namespace: *ns, Err: f.errs[ns.Inode]}
 		if r.Err == nil {
-			for _, s := range f.sockets[ns.Inode] {
+			socks := f.sockets[ns.Inode]
+			for j := range socks {
+				s := socks[j] // a copy per socket, as the kernel's dump is
 				s.Netns = ns.Inode
 				_ = fn(ns, &s)
 				r.Sockets++
@@ -204,8 +206,12 @@ func TestEngineGhostAgeAndGone(t *testing.T) {
 	if len(e.Document().Sessions) != 0 || len(cands) != 0 {
 		t.Errorf("after the socket left: %d sessions, %d candidates", len(e.Document().Sessions), len(cands))
 	}
+	// Its verdict goes at the next sweep of the verdicts.
+	for range verdictSweepEvery {
+		e.Scan(ctx)
+	}
 	if len(e.verdicts) != 0 {
-		t.Errorf("verdicts kept for a gone socket: %v", e.verdicts)
+		t.Errorf("verdicts kept for a gone socket after %d scans: %v", verdictSweepEvery+2, e.verdicts)
 	}
 }
 
@@ -388,5 +394,27 @@ func TestEngineReadsAheadOnce(t *testing.T) {
 	}
 	if !cmp.Equal(pr.windows, []int{n}) {
 		t.Errorf("read-ahead windows %v, want one of %d", pr.windows, n)
+	}
+}
+
+// TestVerdictsSweptWhenSocketsLeave: verdicts of sockets that left are
+// swept as soon as more than 1024 of them pile up, before the periodic sweep.
+func TestVerdictsSweptWhenSocketsLeave(t *testing.T) {
+	e, inv, pr, _ := newTest()
+	ctx := context.Background()
+	for i := range 1100 {
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), 1, 2*time.Minute))
+	}
+	pr.verdicts[1] = probe.Alive
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets())
+	if len(e.verdicts) != 1100 {
+		t.Fatalf("%d verdicts, want 1100", len(e.verdicts))
+	}
+	inv.sockets[7] = nil
+	e.Scan(ctx)
+	e.Scan(ctx) // the second miss: the tracker forgets them, and the verdicts follow
+	if len(e.verdicts) != 0 || e.scans >= verdictSweepEvery {
+		t.Errorf("%d verdicts after %d scans, want 0 before the periodic sweep", len(e.verdicts), e.scans)
 	}
 }
