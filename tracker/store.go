@@ -35,6 +35,7 @@ type entry struct {
 	flags                                        uint8 // address kinds (addrKindBits each, local lowest) and flagCgroupID
 	misses                                       uint8
 	gen                                          uint8 // the namespace's gen at the last observation (see namespace.gen)
+	tag                                          Tag
 }
 
 // Address kinds in entry.flags.
@@ -236,6 +237,7 @@ func (t *Tracker) fill(dst *Entry, netns uint64, e *entry) {
 		Reasons:      e.reasons,
 		Unavailable:  e.unavailable,
 		Misses:       e.misses,
+		Tag:          e.tag,
 	}
 	dst.Idle, dst.IdleKnown = idleOf(&e.info)
 }

@@ -96,8 +96,9 @@ func (c Config) withDefaults() Config {
 // Entry is what the tracker remembers about one socket. It remembers a
 // socket while it has a reason, sits in CLOSE_WAIT, FIN_WAIT2 or LAST_ACK,
 // probes a zero window, or has had a retransmission timeout: the states whose
-// age or progress the next scan needs. A remembered socket costs about 257
-// bytes on amd64, its index included (BenchmarkMemory); others cost nothing.
+// age or progress the next scan needs. A remembered socket costs about 290
+// bytes on amd64, its index and Tag included (BenchmarkMemory); others cost
+// nothing.
 type Entry struct {
 	Socket       inventory.Socket // as last observed
 	FirstSeen    time.Time        // first observation since the tracker began remembering the socket
@@ -121,6 +122,42 @@ type Entry struct {
 	// Misses counts consecutive complete dumps of the namespace that did not
 	// include the socket (the entry is dropped at 2).
 	Misses uint8
+	// Tag is what the tracker's user keeps with the socket (see SetTag).
+	Tag Tag
+}
+
+// Tag is 32 bytes a tracker's user keeps with a remembered socket (the daemon
+// keeps its last probe's verdict there). It lives and dies with the entry,
+// and is cleared when the socket stops being a probeable suspect (see
+// Reasons.Probeable): what a probe said about an idle socket says nothing
+// once it has moved data. Kept inside the entry, it costs no lookup in a
+// pass over every suspect and no map of its own.
+type Tag [32]byte
+
+// SetTag sets a remembered socket's tag and reports whether the socket is
+// remembered; a socket the tracker does not hold cannot be tagged.
+func (t *Tracker) SetTag(k inventory.Key, tag Tag) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ns := t.nss[k.Netns]; ns != nil {
+		if e, _ := ns.lookup(k.Cookie); e != nil {
+			e.tag = tag
+			return true
+		}
+	}
+	return false
+}
+
+// Tag returns a remembered socket's tag (zero until SetTag).
+func (t *Tracker) Tag(k inventory.Key) (Tag, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ns := t.nss[k.Netns]; ns != nil {
+		if e, _ := ns.lookup(k.Cookie); e != nil {
+			return e.tag, true
+		}
+	}
+	return Tag{}, false
 }
 
 // Tracker keeps history for the sockets that need it and classifies every
@@ -236,6 +273,9 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 	e.stateSince, e.timerSince = t.offset(c.stateSince), t.offset(c.timerSince)
 	e.reasons, e.unavailable = c.reasons, c.unavailable
 	e.gen, e.misses = ns.gen, 0
+	if !c.reasons.Probeable() {
+		e.tag = Tag{}
+	}
 	return c.reasons, c.unavailable
 }
 
@@ -363,6 +403,7 @@ type Brief struct {
 	// whether the kernel sent a tcp_info.
 	LastDataRecv uint32
 	InfoValid    bool
+	Tag          Tag
 }
 
 // EachSuspectBrief is EachSuspect with a Brief of each suspect.
@@ -377,6 +418,7 @@ func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
 					b = Brief{
 						Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
 						Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
+						Tag: e.tag,
 					}
 					fn(&b)
 				}

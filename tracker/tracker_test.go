@@ -461,3 +461,48 @@ func TestObserveOutOfOrder(t *testing.T) {
 		t.Errorf("5 still remembered, or %d remembered; want 5 gone and 5 left", tr.Len())
 	}
 }
+
+// TestTag: a tag sticks to a remembered socket while it is a probeable
+// suspect, is cleared when it stops being one, goes with the entry, and
+// cannot be set on a socket the tracker does not hold.
+func TestTag(t *testing.T) {
+	tr := New(Config{Idle: time.Minute, CloseWait: time.Minute})
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s := inventory.Socket{
+		Netns: 1, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: 9,
+		Local:  netip.MustParseAddrPort("192.0.2.1:5432"),
+		Remote: netip.MustParseAddrPort("192.0.2.2:40000"),
+	}
+	s.Info.Len = 280
+	s.Info.LastDataRecv, s.Info.LastDataSent = 120_000, 120_000
+	k := s.Key()
+	if tr.SetTag(k, Tag{1}) {
+		t.Error("tagged a socket the tracker does not hold")
+	}
+	tr.Observe(now, &s)
+	if !tr.SetTag(k, Tag{7, 7}) {
+		t.Fatal("could not tag an idle suspect")
+	}
+	now = now.Add(15 * time.Second)
+	s.Info.LastDataRecv, s.Info.LastDataSent = 135_000, 135_000
+	tr.Observe(now, &s)
+	if tag, ok := tr.Tag(k); !ok || tag != (Tag{7, 7}) {
+		t.Errorf("tag after another idle observation: %v %v", tag, ok)
+	}
+	var brief Tag
+	tr.EachSuspectBrief(func(b *Brief) { brief = b.Tag })
+	if e, _ := tr.Get(k); e.Tag != (Tag{7, 7}) || brief != (Tag{7, 7}) {
+		t.Errorf("Entry.Tag %v, Brief.Tag %v", e.Tag, brief)
+	}
+	// The peer closed: CLOSE_WAIT is remembered but not probeable.
+	s.State = inventory.StateCloseWait
+	tr.Observe(now.Add(15*time.Second), &s)
+	if tag, ok := tr.Tag(k); !ok || tag != (Tag{}) {
+		t.Errorf("tag of a CLOSE_WAIT socket: %v %v, want cleared", tag, ok)
+	}
+	tr.SetTag(k, Tag{3})
+	tr.DropNamespace(1)
+	if _, ok := tr.Tag(k); ok {
+		t.Error("tag outlived its namespace")
+	}
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"math"
 	"net"
 	"net/netip"
@@ -46,8 +47,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// verdictState is what the engine remembers of a socket's last probe, packed
-// (a host of idle pools has one per suspect): 32 bytes, no pointers.
+// verdictState is what the engine remembers of a socket's last probe, kept
+// packed in the socket's tracker Tag (see packVerdict).
 type verdictState struct {
 	at         stamp // when the probe finished
 	ghostSince stamp // noStamp unless a confirmed ghost
@@ -105,6 +106,50 @@ func (v *verdictState) result() probe.Result {
 	return r
 }
 
+// The tracker keeps each suspect's verdict in its entry's Tag, so a pass
+// over every suspect reads it without a lookup, and it goes with the entry:
+// bytes 0-23 at, ghostSince and rtt (little-endian), then verdict, mode,
+// sent, replies, host, closed, confirmed, and 1 in the last byte once probed.
+func packVerdict(v *verdictState) tracker.Tag {
+	var t tracker.Tag
+	binary.LittleEndian.PutUint64(t[0:], uint64(v.at))
+	binary.LittleEndian.PutUint64(t[8:], uint64(v.ghostSince))
+	binary.LittleEndian.PutUint64(t[16:], uint64(v.rtt))
+	t[24], t[25], t[26], t[27], t[28] = v.verdict, v.mode, v.sent, v.replies, byte(v.host)
+	if v.closed {
+		t[29] = 1
+	}
+	if v.confirmed {
+		t[30] = 1
+	}
+	t[31] = 1
+	return t
+}
+
+// unpackVerdict reverses packVerdict; ok is false for a socket never probed
+// (or whose verdict the tracker cleared).
+func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
+	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(t[25]) >= len(packedModes) {
+		return verdictState{}, false
+	}
+	return verdictState{
+		at:         stamp(binary.LittleEndian.Uint64(t[0:])),
+		ghostSince: stamp(binary.LittleEndian.Uint64(t[8:])),
+		rtt:        time.Duration(binary.LittleEndian.Uint64(t[16:])),
+		verdict:    t[24], mode: t[25], sent: t[26], replies: t[27], host: int8(t[28]),
+		closed: t[29] == 1, confirmed: t[30] == 1,
+	}, true
+}
+
+// verdict returns a suspect's last probe verdict, if it has one.
+func (e *Engine) verdict(k inventory.Key) (verdictState, bool) {
+	tag, ok := e.tracker.Tag(k)
+	if !ok {
+		return verdictState{}, false
+	}
+	return unpackVerdict(tag)
+}
+
 // stamp is a time as nanoseconds since the engine's epoch, which keeps the
 // monotonic clock reading of the times it packs; noStamp is the zero time.
 type stamp int64
@@ -124,10 +169,6 @@ func (e *Engine) time(s stamp) time.Time {
 	}
 	return e.epoch.Add(time.Duration(s))
 }
-
-// verdictSweepEvery is how many scans pass between two sweeps of the
-// verdicts (see Scan): 5 minutes at the default interval.
-const verdictSweepEvery = 20
 
 // KilledRetention is how long a killed session stays in the document after
 // its socket left the table, so operators see what ghostd did.
@@ -156,10 +197,9 @@ type Engine struct {
 	owners Owners
 	opts   Options
 
-	mu       sync.Mutex
-	tracker  *tracker.Tracker
-	verdicts map[inventory.Key]verdictState
-	killed   map[inventory.Key]bool
+	mu      sync.Mutex
+	tracker *tracker.Tracker
+	killed  map[inventory.Key]bool
 	// gone holds the sessions ghostd killed whose socket has left the
 	// table, shown (killed, no longer a ghost) for KilledRetention.
 	gone    map[inventory.Key]goneSession
@@ -172,7 +212,6 @@ type Engine struct {
 	epoch   time.Time // stamps count from it
 	// ghostChanges counts verdicts that changed the ghost counts (GhostChanges).
 	ghostChanges uint64
-	scans        uint64 // completed Scan calls, for the verdict sweep
 	// ownerOf maps a reported socket's inode to its owner: an index in
 	// ownerTab plus one, 0 when nobody holds it. Owners are per process, so
 	// the table stays small while the map has one 8-byte entry per suspect.
@@ -189,7 +228,6 @@ func New(inv Inventory, prober Prober, owners Owners, opts Options) *Engine {
 	return &Engine{
 		inv: inv, prober: prober, owners: owners, opts: opts,
 		tracker:  tracker.New(opts.Tracker),
-		verdicts: make(map[inventory.Key]verdictState),
 		killed:   make(map[inventory.Key]bool),
 		gone:     make(map[inventory.Key]goneSession),
 		names:    make(map[uint64]inventory.Namespace),
@@ -259,21 +297,6 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 			delete(e.names, ino)
 		}
 	}
-	// Forget verdicts of sockets the tracker no longer holds, or that are
-	// no longer probeable suspects (one that turns idle again is then new).
-	// Every verdictSweepEvery scans, or sooner when sockets that left pile
-	// up: a sweep looks up every verdict in the tracker, 100 ms and more for
-	// a host's 200 000 idle suspects. Until then a stale verdict is either
-	// never looked up again (cookies are not reused) or delays the next
-	// probe of a socket probed alive minutes ago, which is harmless.
-	e.scans++
-	if e.scans%verdictSweepEvery == 0 || len(e.verdicts) > e.tracker.Len()+1024 {
-		for k := range e.verdicts {
-			if rs, ok := e.tracker.Reasons(k); !ok || !rs.Probeable() {
-				delete(e.verdicts, k)
-			}
-		}
-	}
 	for k := range e.killed {
 		if _, ok := e.tracker.Reasons(k); !ok {
 			delete(e.killed, k)
@@ -340,7 +363,7 @@ func (e *Engine) Targets() []probe.Target {
 		}
 		k := b.Key
 		d := due{at: noStamp, k: k}
-		if v, ok := e.verdicts[k]; ok {
+		if v, ok := unpackVerdict(b.Tag); ok {
 			if !e.dueAfter(&v, now) {
 				return
 			}
@@ -373,7 +396,7 @@ func (e *Engine) dueLocked(k inventory.Key, now time.Time) bool {
 	if e.killed[k] {
 		return false
 	}
-	v, ok := e.verdicts[k]
+	v, ok := e.verdict(k)
 	return !ok || e.dueAfter(&v, now)
 }
 
@@ -505,10 +528,11 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 			continue
 		}
 		k := inventory.Key{Netns: targets[i].NetnsInode, Cookie: targets[i].Cookie}
-		if _, ok := e.tracker.Reasons(k); !ok {
+		tag, ok := e.tracker.Tag(k)
+		if !ok {
 			continue // gone while it was being probed
 		}
-		prev, probed := e.verdicts[k]
+		prev, probed := unpackVerdict(tag)
 		wasGhost := probed && packedVerdicts[prev.verdict].Ghost() && prev.confirmed
 		ghost := r.Verdict.Ghost() && r.Confirmed
 		ghostSince := noStamp
@@ -522,7 +546,7 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 		if ghost != wasGhost || (ghost && v.verdict != prev.verdict) {
 			e.ghostChanges++
 		}
-		e.verdicts[k] = v
+		e.tracker.SetTag(k, packVerdict(&v))
 	}
 }
 
@@ -580,7 +604,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 			Netns: e.names[b.Key.Netns].Name, Family: FamilyName(b.Family),
 			Verdict: string(probe.Unprobed), Reasons: b.Reasons, Killed: e.killed[b.Key],
 		}
-		if v, probed := e.verdicts[b.Key]; probed {
+		if v, probed := unpackVerdict(b.Tag); probed {
 			t.Verdict = string(packedVerdicts[v.verdict])
 			t.Ghost, t.GhostSeconds = e.ghost(b.Reasons, &v, now)
 		}
@@ -600,7 +624,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		s := e.session(&ent, now)
 		c := exporter.Candidate{Session: s, Socket: ent.Socket, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict), PID: s.PID}
 		if s.Ghost {
-			v := e.verdicts[k]
+			v, _ := unpackVerdict(ent.Tag)
 			c.Confirmed, c.GhostSince = v.confirmed, e.time(v.ghostSince)
 		} else {
 			c.GhostSince = ent.StateSince // a leak's age is how long it has been in CLOSE_WAIT
@@ -679,7 +703,7 @@ func (e *Engine) TopSessions(n int) []exporter.Session {
 		if b.InfoValid {
 			r.idl = float64(b.LastDataRecv) / 1000
 		}
-		if v, ok := e.verdicts[r.k]; ok && !e.killed[r.k] {
+		if v, ok := unpackVerdict(b.Tag); ok && !e.killed[r.k] {
 			r.ghost, r.ghostS = e.ghost(b.Reasons, &v, now)
 		}
 		rs = append(rs, r)
@@ -938,7 +962,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		Verdict:     string(probe.Unprobed),
 		Killed:      e.killed[k],
 	}
-	if v, probed := e.verdicts[k]; probed {
+	if v, probed := unpackVerdict(ent.Tag); probed {
 		r := v.result()
 		s.Verdict = string(r.Verdict)
 		s.ProbesSent = r.Sent

@@ -206,12 +206,8 @@ func TestEngineGhostAgeAndGone(t *testing.T) {
 	if len(e.Document().Sessions) != 0 || len(cands) != 0 {
 		t.Errorf("after the socket left: %d sessions, %d candidates", len(e.Document().Sessions), len(cands))
 	}
-	// Its verdict goes at the next sweep of the verdicts.
-	for range verdictSweepEvery {
-		e.Scan(ctx)
-	}
-	if len(e.verdicts) != 0 {
-		t.Errorf("verdicts kept for a gone socket after %d scans: %v", verdictSweepEvery+2, e.verdicts)
+	if _, ok := e.verdict(inventory.Key{Netns: 7, Cookie: 2}); ok {
+		t.Error("a verdict outlived its socket")
 	}
 }
 
@@ -237,7 +233,7 @@ func TestEngineNeverProbesOutsideInventory(t *testing.T) {
 	}
 	// Record ignores results for sockets that are not tracked.
 	e.Record([]probe.Target{{NetnsInode: 7, Cookie: 99}}, []probe.Result{{Verdict: probe.Reset, Confirmed: true}})
-	if _, ok := e.verdicts[inventory.Key{Netns: 7, Cookie: 99}]; ok {
+	if _, ok := e.verdict(inventory.Key{Netns: 7, Cookie: 99}); ok {
 		t.Error("a verdict was recorded for a socket outside the inventory")
 	}
 }
@@ -394,27 +390,5 @@ func TestEngineReadsAheadOnce(t *testing.T) {
 	}
 	if !cmp.Equal(pr.windows, []int{n}) {
 		t.Errorf("read-ahead windows %v, want one of %d", pr.windows, n)
-	}
-}
-
-// TestVerdictsSweptWhenSocketsLeave: verdicts of sockets that left are
-// swept as soon as more than 1024 of them pile up, before the periodic sweep.
-func TestVerdictsSweptWhenSocketsLeave(t *testing.T) {
-	e, inv, pr, _ := newTest()
-	ctx := context.Background()
-	for i := range 1100 {
-		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), 1, 2*time.Minute))
-	}
-	pr.verdicts[1] = probe.Alive
-	e.Scan(ctx)
-	e.Probe(ctx, e.Targets())
-	if len(e.verdicts) != 1100 {
-		t.Fatalf("%d verdicts, want 1100", len(e.verdicts))
-	}
-	inv.sockets[7] = nil
-	e.Scan(ctx)
-	e.Scan(ctx) // the second miss: the tracker forgets them, and the verdicts follow
-	if len(e.verdicts) != 0 || e.scans >= verdictSweepEvery {
-		t.Errorf("%d verdicts after %d scans, want 0 before the periodic sweep", len(e.verdicts), e.scans)
 	}
 }

@@ -186,3 +186,19 @@ func TestDueHead(t *testing.T) {
 		t.Errorf("empty batch: %d due of %d", n, len(rest))
 	}
 }
+
+func TestVerdictTagRoundTrip(t *testing.T) {
+	for _, v := range []verdictState{
+		{at: 5, ghostSince: noStamp, rtt: 250 * time.Microsecond, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, confirmed: true},
+		{at: -7, ghostSince: 3, verdict: 3, mode: 2, sent: 3, host: 1, closed: true, confirmed: true},
+		{at: 1 << 50, ghostSince: noStamp, verdict: 4, mode: 1, sent: 255, replies: 2, host: 0},
+	} {
+		got, ok := unpackVerdict(packVerdict(&v))
+		if !ok || got != v {
+			t.Errorf("round trip of %+v: %+v, %v", v, got, ok)
+		}
+	}
+	if _, ok := unpackVerdict(tracker.Tag{}); ok {
+		t.Error("the zero tag unpacked as a verdict")
+	}
+}
