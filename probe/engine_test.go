@@ -228,13 +228,18 @@ func (f *fakeSeq) ReadSeq(_ context.Context, _ string, cookies []uint64) (map[ui
 	if f.err != nil {
 		return nil, f.err
 	}
+	return seqAnswer(f.state, cookies), nil
+}
+
+// seqAnswer is what a fake reader answers: the known states of the cookies.
+func seqAnswer(state map[uint64]SeqState, cookies []uint64) map[uint64]SeqState {
 	out := make(map[uint64]SeqState)
 	for _, c := range cookies {
-		if s, ok := f.state[c]; ok {
+		if s, ok := state[c]; ok {
 			out[c] = s
 		}
 	}
-	return out, nil
+	return out
 }
 
 func quickConfig() Config {

@@ -55,13 +55,7 @@ func (f *countingSeq) ReadSeq(_ context.Context, ns string, cookies []uint64) (m
 	if f.err != nil {
 		return nil, f.err
 	}
-	out := make(map[uint64]SeqState)
-	for _, c := range cookies {
-		if s, ok := f.state[c]; ok {
-			out[c] = s
-		}
-	}
-	return out, nil
+	return seqAnswer(f.state, cookies), nil
 }
 
 func (f *countingSeq) Calls() []seqCall {

@@ -377,15 +377,22 @@ func (t *Tracker) Len() int {
 // (copy the Entry, or what fn needs of it, to keep it). Changing the Entry
 // changes nothing in the tracker. fn must not call the tracker.
 func (t *Tracker) EachSuspect(fn func(*Entry)) {
+	var ent Entry
+	t.eachSuspect(func(netns uint64, e *entry) {
+		t.fill(&ent, netns, e)
+		fn(&ent)
+	})
+}
+
+// eachSuspect calls fn for every stored entry with a reason, under the lock.
+func (t *Tracker) eachSuspect(fn func(netns uint64, e *entry)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var ent Entry
 	for netns, ns := range t.nss {
 		for _, c := range ns.chunks {
 			for i := range c {
 				if e := &c[i]; !e.reasons.Empty() {
-					t.fill(&ent, netns, e)
-					fn(&ent)
+					fn(netns, e)
 				}
 			}
 		}
@@ -408,23 +415,15 @@ type Brief struct {
 
 // EachSuspectBrief is EachSuspect with a Brief of each suspect.
 func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	var b Brief
-	for netns, ns := range t.nss {
-		for _, c := range ns.chunks {
-			for i := range c {
-				if e := &c[i]; !e.reasons.Empty() {
-					b = Brief{
-						Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
-						Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
-						Tag: e.tag,
-					}
-					fn(&b)
-				}
-			}
+	t.eachSuspect(func(netns uint64, e *entry) {
+		b = Brief{
+			Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
+			Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
+			Tag: e.tag,
 		}
-	}
+		fn(&b)
+	})
 }
 
 // Reasons returns a remembered socket's reasons without copying its entry.
