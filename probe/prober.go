@@ -323,7 +323,8 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 	}()
 
 	var wg sync.WaitGroup
-	for _, i := range idx {
+	tokens := 0 // rate tokens taken and not yet used
+	for pos, i := range idx {
 		t := targets[i]
 		var st *SeqState
 		if c, ok := known[t.Cookie]; ok {
@@ -343,11 +344,19 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		// The first probe's token is taken here, before the goroutine
 		// starts: at the rate cap, a chunk's goroutines would otherwise all
 		// sleep in the limiter, each with its own timer, and waking them
-		// cost more CPU than the probes (measured: ~40 % of it).
-		if err := p.limiter.Wait(ctx); err != nil {
-			results[i] = p.unprobed(err)
-			continue
+		// cost more CPU than the probes (measured: ~40 % of it). Tokens are
+		// taken a burst at a time: the probes of a burst leave together and
+		// their replies come back together, so one wake-up serves many
+		// probes, and the rate and burst bound the wire as before.
+		if tokens == 0 {
+			n := max(1, min(cfg.Burst, p.limiter.Burst(), len(idx)-pos))
+			if err := p.limiter.WaitN(ctx, n); err != nil {
+				results[i] = p.unprobed(err)
+				continue
+			}
+			tokens = n
 		}
+		tokens--
 		select {
 		case inflight <- struct{}{}:
 		case <-ctx.Done():

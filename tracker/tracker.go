@@ -174,6 +174,16 @@ type Tracker struct {
 	// store times as offsets from it (see offset).
 	epoch    time.Time
 	hasEpoch bool
+	// newSuspects counts the times a socket became a suspect (NewSuspects).
+	newSuspects uint64
+}
+
+// NewSuspects counts the times a socket became a suspect since New: when it
+// has not moved, every suspect is one a caller has already seen.
+func (t *Tracker) NewSuspects() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.newSuspects
 }
 
 // New returns an empty tracker; zero fields of cfg take their defaults.
@@ -269,6 +279,7 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 		e.suspectSince = zeroOffset
 	} else if e.reasons.Empty() || e.suspectSince == zeroOffset {
 		e.suspectSince = at
+		t.newSuspects++
 	}
 	e.stateSince, e.timerSince = t.offset(c.stateSince), t.offset(c.timerSince)
 	e.reasons, e.unavailable = c.reasons, c.unavailable

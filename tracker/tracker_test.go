@@ -506,3 +506,23 @@ func TestTag(t *testing.T) {
 		t.Error("tag outlived its namespace")
 	}
 }
+
+func TestNewSuspects(t *testing.T) {
+	tr := New(Config{Idle: time.Minute})
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s := inventory.Socket{Netns: 1, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: 4}
+	s.Info.Len = 280
+	step := func(idle time.Duration, want uint64) {
+		t.Helper()
+		s.Info.LastDataRecv, s.Info.LastDataSent = uint32(idle.Milliseconds()), uint32(idle.Milliseconds())
+		tr.Observe(now, &s)
+		now = now.Add(15 * time.Second)
+		if got := tr.NewSuspects(); got != want {
+			t.Errorf("idle %v: NewSuspects %d, want %d", idle, got, want)
+		}
+	}
+	step(2*time.Minute, 1)
+	step(2*time.Minute+15*time.Second, 1) // still the same suspect
+	step(time.Second, 1)                  // moved data: forgotten
+	step(2*time.Minute, 2)                // a suspect again
+}
