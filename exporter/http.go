@@ -105,10 +105,6 @@ func parseFilter(r *http.Request) (sessionFilter, string) {
 	return f, ""
 }
 
-func (f *sessionFilter) empty() bool {
-	return len(f.netns) == 0 && len(f.verdicts) == 0 && len(f.reasons) == 0 && f.ghost == nil
-}
-
 func (f *sessionFilter) match(s *Session) bool {
 	if len(f.netns) > 0 && !slices.Contains(f.netns, s.Netns) {
 		return false
