@@ -589,23 +589,17 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	snap := e.frameLocked()
 	snap.Source = e
 	var (
-		tally    exporter.Tally
-		t        exporter.Tallied
-		want     []uint32        // inodes whose owner is not known yet
-		cands    []inventory.Key // ghosts and CLOSE_WAIT leaks, not killed
-		reported int
+		tally exporter.Tally
+		t     exporter.Tallied
+		cands []inventory.Key // ghosts and CLOSE_WAIT leaks, not killed
 	)
 	// Owners are looked for only when some socket became a suspect since
 	// the last look: 200 000 cache lookups per scan otherwise.
-	newSuspects := e.tracker.NewSuspects()
-	lookOwners := e.opts.All || newSuspects != e.ownersSeen
+	if newSuspects := e.tracker.NewSuspects(); e.opts.All || newSuspects != e.ownersSeen {
+		e.resolveOwnersLocked()
+		e.ownersSeen = newSuspects
+	}
 	e.eachBriefLocked(func(b *tracker.Brief) {
-		reported++
-		if lookOwners && b.Inode != 0 {
-			if _, ok := e.ownerOf[b.Inode]; !ok {
-				want = append(want, b.Inode)
-			}
-		}
 		t = exporter.Tallied{
 			Netns: e.names[b.Key.Netns].Name, Family: FamilyName(b.Family),
 			Verdict: string(probe.Unprobed), Reasons: b.Reasons, Killed: e.killed[b.Key],
@@ -619,8 +613,6 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 			cands = append(cands, b.Key)
 		}
 	})
-	e.resolveLocked(want)
-	e.ownersSeen = newSuspects
 	slices.SortFunc(cands, compareKeys)
 	var out []exporter.Candidate
 	for _, k := range cands {
@@ -642,7 +634,6 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		tally.Add(&exporter.Tallied{Netns: g.Netns, Family: g.Family, Verdict: g.Verdict, Killed: true})
 	}
 	snap.Summary = tally.Summaries()
-	e.pruneOwnersLocked(reported)
 	return snap, out
 }
 
@@ -706,10 +697,7 @@ func (e *Engine) TopSessions(n int) []exporter.Session {
 	}
 	var rs []ranked
 	e.eachBriefLocked(func(b *tracker.Brief) {
-		r := ranked{k: b.Key}
-		if b.InfoValid {
-			r.idl = float64(b.LastDataRecv) / 1000
-		}
+		r := ranked{k: b.Key, idl: idleSeconds(b.InfoValid, b.LastDataRecv)}
 		if v, ok := unpackVerdict(b.Tag); ok && !e.killed[r.k] {
 			r.ghost, r.ghostS = e.ghost(b.Reasons, &v, now)
 		}
@@ -939,11 +927,12 @@ func (e *Engine) ghost(rs tracker.Reasons, v *verdictState, now time.Time) (bool
 	return true, now.Sub(e.time(v.ghostSince)).Seconds()
 }
 
-func idleSeconds(sk *inventory.Socket) float64 {
-	if !sk.Info.Valid() {
+// idleSeconds is the session's idle time: tcpi_last_data_recv, 0 without tcp_info.
+func idleSeconds(infoValid bool, lastDataRecv uint32) float64 {
+	if !infoValid {
 		return 0
 	}
-	return float64(sk.Info.LastDataRecv) / 1000
+	return float64(lastDataRecv) / 1000
 }
 
 func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
@@ -964,7 +953,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		Comm:        o.Comm,
 		Unit:        o.Unit,
 		Container:   o.Container,
-		IdleSeconds: idleSeconds(sk),
+		IdleSeconds: idleSeconds(sk.Info.Valid(), sk.Info.LastDataRecv),
 		Reasons:     ent.Reasons.Names(),
 		Verdict:     string(probe.Unprobed),
 		Killed:      e.killed[k],
