@@ -155,8 +155,24 @@ func (r Rule) validate() error {
 	return nil
 }
 
-// Matches reports whether the rule selects the candidate.
-func (r Rule) Matches(c *Candidate) bool {
+// Matches reports whether the rule selects the candidate, as an allow rule
+// does: an owner that is not known matches no comm or unit pattern.
+func (r Rule) Matches(c *Candidate) bool { return r.matches(c, false) }
+
+// Denies reports whether the rule, as a deny rule, selects the candidate. It
+// fails closed: when the rule names comms or units and the socket's owner is
+// not known (io_uring fixed files, sockets in flight over SCM_RIGHTS, an
+// unreadable /proc, a race with exec), the owner counts as matching, so
+// "deny: units: [sshd.service]" also protects an sshd socket whose owner
+// could not be found.
+func (r Rule) Denies(c *Candidate) bool { return r.matches(c, true) }
+
+// ownerUnknown reports whether no process holding the socket was found.
+func (c *Candidate) ownerUnknown() bool {
+	return c.PID == 0 && c.Session.PID == 0 && c.Session.Comm == "" && c.Session.Unit == ""
+}
+
+func (r Rule) matches(c *Candidate, failClosed bool) bool {
 	if len(r.CIDRs) > 0 {
 		addr := c.Socket.Remote.Addr().Unmap()
 		if !slices.ContainsFunc(r.CIDRs, func(p netip.Prefix) bool { return p.Contains(addr) }) {
@@ -166,7 +182,13 @@ func (r Rule) Matches(c *Candidate) bool {
 	if len(r.Ports) > 0 && !slices.Contains(r.Ports, c.Socket.Local.Port()) && !slices.Contains(r.Ports, c.Socket.Remote.Port()) {
 		return false
 	}
-	return matchAny(r.Netns, c.Session.Netns) && matchAny(r.Comms, c.Session.Comm) && matchAny(r.Units, c.Session.Unit)
+	if !matchAny(r.Netns, c.Session.Netns) {
+		return false
+	}
+	if failClosed && (len(r.Comms) > 0 || len(r.Units) > 0) && c.ownerUnknown() {
+		return true
+	}
+	return matchAny(r.Comms, c.Session.Comm) && matchAny(r.Units, c.Session.Unit)
 }
 
 // matchAny reports whether s matches one of the patterns; no patterns match anything.
@@ -330,7 +352,7 @@ func (k *Killer) Decide(c Candidate) (ok bool, why string) {
 		}
 	}
 	for i, r := range p.Deny {
-		if r.Matches(&c) {
+		if r.Denies(&c) {
 			return false, fmt.Sprintf("denied by rule %d", i+1)
 		}
 	}

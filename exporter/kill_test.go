@@ -149,6 +149,19 @@ func TestDecide(t *testing.T) {
 			ghostCandidate(1), true, ""},
 		{"deny unit", pol(func(p *KillPolicy) { p.Deny = []Rule{rule(func(r *Rule) { r.Units = []string{"postgresql.service"} })} }),
 			ghostCandidate(1), false, "denied by rule 1"},
+		{"deny unit fails closed on an unknown owner", pol(func(p *KillPolicy) { p.Deny = []Rule{rule(func(r *Rule) { r.Units = []string{"sshd.service"} })} }),
+			mod(func(c *Candidate) { c.PID, c.Session.PID, c.Session.Comm, c.Session.Unit = 0, 0, "", "" }), false, "denied by rule 1"},
+		{"deny comm fails closed on an unknown owner", pol(func(p *KillPolicy) { p.Deny = []Rule{rule(func(r *Rule) { r.Comms = []string{"sshd"} })} }),
+			mod(func(c *Candidate) { c.PID, c.Session.PID, c.Session.Comm, c.Session.Unit = 0, 0, "", "" }), false, "denied by rule 1"},
+		{"deny unit on a known other owner", pol(func(p *KillPolicy) { p.Deny = []Rule{rule(func(r *Rule) { r.Units = []string{"sshd.service"} })} }),
+			ghostCandidate(1), true, ""},
+		{"deny unit on an unknown owner still needs the rule's other fields", pol(func(p *KillPolicy) {
+			p.Deny = []Rule{rule(func(r *Rule) { r.Units = []string{"sshd.service"}; r.Ports = []uint16{22} })}
+		}), mod(func(c *Candidate) { c.PID, c.Session.PID, c.Session.Comm, c.Session.Unit = 0, 0, "", "" }), true, ""},
+		{"deny netns-only rule is not widened by an unknown owner", pol(func(p *KillPolicy) { p.Deny = []Rule{rule(func(r *Rule) { r.Netns = []string{"other"} })} }),
+			mod(func(c *Candidate) { c.PID, c.Session.PID, c.Session.Comm, c.Session.Unit = 0, 0, "", "" }), true, ""},
+		{"allow comm never matches an unknown owner", pol(func(p *KillPolicy) { p.Allow = []Rule{rule(func(r *Rule) { r.Comms = []string{"postgres"} })} }),
+			mod(func(c *Candidate) { c.PID, c.Session.PID, c.Session.Comm, c.Session.Unit = 0, 0, "", "" }), false, "not allowed by any rule"},
 		{"rule needs every field", pol(func(p *KillPolicy) {
 			p.Allow = []Rule{rule(func(r *Rule) { r.Comms = []string{"postgres"}; r.Ports = []uint16{22} })}
 		}), ghostCandidate(1), false, "not allowed by any rule"},

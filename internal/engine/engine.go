@@ -218,6 +218,11 @@ type Engine struct {
 	ownerOf  map[uint32]uint32
 	ownerTab []inventory.Owner
 	ownerIdx map[inventory.Owner]uint32
+	// ownerMiss holds, for each inode whose lookup found no process, when
+	// to look again: a miss is often transient (a race with accept or exec,
+	// a socket in flight over SCM_RIGHTS), and a deny rule on comms or units
+	// must see the owner once it can be found.
+	ownerMiss map[uint32]time.Time
 	// ownersSeen is the tracker's NewSuspects at the last owner lookup.
 	ownersSeen uint64
 }
@@ -229,14 +234,15 @@ func New(inv Inventory, prober Prober, owners Owners, opts Options) *Engine {
 	}
 	return &Engine{
 		inv: inv, prober: prober, owners: owners, opts: opts,
-		tracker:  tracker.New(opts.Tracker),
-		killed:   make(map[inventory.Key]bool),
-		gone:     make(map[inventory.Key]goneSession),
-		names:    make(map[uint64]inventory.Namespace),
-		counts:   make(map[uint64]*stateCounts),
-		epoch:    opts.Now(),
-		ownerOf:  make(map[uint32]uint32),
-		ownerIdx: make(map[inventory.Owner]uint32),
+		tracker:   tracker.New(opts.Tracker),
+		killed:    make(map[inventory.Key]bool),
+		gone:      make(map[inventory.Key]goneSession),
+		names:     make(map[uint64]inventory.Namespace),
+		counts:    make(map[uint64]*stateCounts),
+		epoch:     opts.Now(),
+		ownerOf:   make(map[uint32]uint32),
+		ownerIdx:  make(map[inventory.Owner]uint32),
+		ownerMiss: make(map[uint32]time.Time),
 	}
 }
 
@@ -595,7 +601,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 	)
 	// Owners are looked for only when some socket became a suspect since
 	// the last look: 200 000 cache lookups per scan otherwise.
-	if newSuspects := e.tracker.NewSuspects(); e.opts.All || newSuspects != e.ownersSeen {
+	if newSuspects := e.tracker.NewSuspects(); e.opts.All || newSuspects != e.ownersSeen || e.ownerRetryDueLocked(now) {
 		e.resolveOwnersLocked()
 		e.ownersSeen = newSuspects
 	}
@@ -845,15 +851,33 @@ func (e *Engine) probeMode() string {
 	return string(m)
 }
 
+// ownerRetry is how long a socket whose owner was not found waits before
+// its owner is looked for again.
+const ownerRetry = time.Minute
+
+// ownerRetryDueLocked reports whether some owner miss is due for another look.
+func (e *Engine) ownerRetryDueLocked(now time.Time) bool {
+	for _, at := range e.ownerMiss {
+		if !now.Before(at) {
+			return true
+		}
+	}
+	return false
+}
+
 // resolveOwnersLocked resolves the owners of reported sockets not asked
-// about before.
+// about before, and of those whose owner was not found last time once
+// ownerRetry has passed.
 func (e *Engine) resolveOwnersLocked() {
 	var want []uint32
 	reported := 0
+	now := e.opts.Now()
 	e.eachBriefLocked(func(b *tracker.Brief) {
 		reported++
 		if b.Inode != 0 {
 			if _, ok := e.ownerOf[b.Inode]; !ok {
+				want = append(want, b.Inode)
+			} else if at, missed := e.ownerMiss[b.Inode]; missed && !now.Before(at) {
 				want = append(want, b.Inode)
 			}
 		}
@@ -863,15 +887,22 @@ func (e *Engine) resolveOwnersLocked() {
 }
 
 // resolveLocked resolves the owners of inodes and caches them. Misses are
-// cached too: a socket nobody holds (orphaned) must not cost a /proc walk
-// at every scan.
+// cached for ownerRetry: a socket nobody holds (orphaned) must not cost a
+// /proc walk at every scan, but an owner found later must not be missed.
 func (e *Engine) resolveLocked(inodes []uint32) {
 	if e.owners == nil || len(inodes) == 0 {
 		return
 	}
 	found := e.owners.Lookup(inodes)
+	retry := e.opts.Now().Add(ownerRetry)
 	for _, ino := range inodes {
-		e.ownerOf[ino] = e.ownerRef(found[ino])
+		ref := e.ownerRef(found[ino])
+		e.ownerOf[ino] = ref
+		if ref == 0 {
+			e.ownerMiss[ino] = retry
+		} else {
+			delete(e.ownerMiss, ino)
+		}
 	}
 }
 
@@ -881,8 +912,9 @@ func (e *Engine) pruneOwnersLocked(reported int) {
 	if len(e.ownerOf) <= 2*reported+1024 {
 		return
 	}
-	old, oldTab := e.ownerOf, e.ownerTab
+	old, oldTab, oldMiss := e.ownerOf, e.ownerTab, e.ownerMiss
 	e.ownerOf, e.ownerTab, e.ownerIdx = make(map[uint32]uint32, reported), nil, make(map[inventory.Owner]uint32)
+	e.ownerMiss = make(map[uint32]time.Time)
 	e.eachBriefLocked(func(b *tracker.Brief) {
 		if ref, ok := old[b.Inode]; ok {
 			o := inventory.Owner{}
@@ -890,6 +922,9 @@ func (e *Engine) pruneOwnersLocked(reported int) {
 				o = oldTab[ref-1]
 			}
 			e.ownerOf[b.Inode] = e.ownerRef(o)
+			if at, missed := oldMiss[b.Inode]; missed {
+				e.ownerMiss[b.Inode] = at
+			}
 		}
 	})
 }
