@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/probe"
 )
 
@@ -95,5 +99,37 @@ func TestProbeErrorsLoggedOnce(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), probe.ErrSocketGone.Error()) {
 		t.Errorf("a socket that went away is not a probing problem:\n%s", buf.String())
+	}
+}
+
+// A diagnostic `ghostd scan` on a host whose daemon kills must not kill: only
+// --kill on scan's own command line turns the kill policy on.
+func TestScanKillsOnlyWithItsOwnFlag(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "ghostd.yml")
+	if err := os.WriteFile(cfgFile, []byte("kill:\n  enabled: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		kill bool
+	}{
+		{[]string{"--config", cfgFile}, false},
+		{[]string{"--config", cfgFile, "--kill"}, true},
+		{[]string{"--config", cfgFile, "--kill=false"}, false},
+		{[]string{"--kill"}, true},
+	} {
+		fs := flag.NewFlagSet("scan", flag.ContinueOnError)
+		f := config.RegisterFlags(fs, true)
+		fs.StringVar(&f.ConfigFile, "config", config.DefaultPath, "")
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := loadScanConfig(f)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if cfg.Kill.Enabled != c.kill {
+			t.Errorf("ghostd scan %v: kill enabled %v, want %v", c.args, cfg.Kill.Enabled, c.kill)
+		}
 	}
 }

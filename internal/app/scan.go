@@ -25,7 +25,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseFlags(fs, args, stderr, true); !ok {
 		return code
 	}
-	cfg, err := loadConfig(f)
+	cfg, err := loadScanConfig(f)
 	if err != nil {
 		fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
 		return ExitUsage
@@ -72,6 +72,20 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	writeTable(stdout, &doc, snap.ProbeMode)
 	return ExitOK
+}
+
+// loadScanConfig loads the configuration for `ghostd scan`. A scan is a
+// diagnostic: it kills only when --kill is on its own command line, never
+// because the daemon's configuration file enables killing.
+func loadScanConfig(f *config.Flags) (config.Config, error) {
+	cfg, err := loadConfig(f)
+	if err != nil {
+		return cfg, err
+	}
+	if !f.Given("kill") {
+		cfg.Kill.Enabled = false
+	}
+	return cfg, nil
 }
 
 // writeTable prints the sessions like ss does, then one line per namespace

@@ -75,6 +75,14 @@ func RegisterFlags(fs *flag.FlagSet, detectionOnly bool) *Flags {
 	return f
 }
 
+// Given reports whether the flag name (without dashes) was set on the
+// command line.
+func (f *Flags) Given(name string) bool {
+	given := false
+	f.fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	return given
+}
+
 // Apply overrides c with every flag the user set, then validates c. Errors
 // about a value given as a flag name the flag.
 func (f *Flags) Apply(c *Config) error {
