@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -28,6 +30,37 @@ type HandlerOptions struct {
 	// Collector and the Go and process collectors; nil serves a registry
 	// with only the store's collector.
 	Registry *prometheus.Registry
+	// MaxHeavy caps the HTML page and /api/v1/sessions requests served at
+	// once (each walks every suspect); more get 429. Zero means DefaultMaxHeavy.
+	MaxHeavy int
+}
+
+// DefaultMaxHeavy is how many page and session requests are served at once.
+const DefaultMaxHeavy = 4
+
+// MaxFilterValues caps the values of all filters of one /api/v1/sessions
+// request together: each session is compared with each value.
+const MaxFilterValues = 64
+
+// streamWriteTimeout is how long /api/v1/sessions waits for the client to
+// take one batch of its response before giving up on it.
+const streamWriteTimeout = 30 * time.Second
+
+// heavy admits at most cap(h) requests at once; the rest get 429 at once
+// rather than queueing behind a slow client.
+type heavy chan struct{}
+
+func (h heavy) serve(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case h <- struct{}{}:
+			defer func() { <-h }()
+			fn(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many concurrent requests", http.StatusTooManyRequests)
+		}
+	}
 }
 
 // NewHandler returns ghostd's HTTP API:
@@ -47,14 +80,19 @@ func NewHandler(s *Store, o HandlerOptions) http.Handler {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(s.Collector())
 	}
+	maxHeavy := o.MaxHeavy
+	if maxHeavy <= 0 {
+		maxHeavy = DefaultMaxHeavy
+	}
+	limit := make(heavy, maxHeavy)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
-	mux.HandleFunc("GET /api/v1/sessions", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /api/v1/sessions", limit.serve(func(w http.ResponseWriter, r *http.Request) {
 		serveSessions(w, r, s, log)
-	})
+	}))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("OK\n"))
@@ -68,9 +106,9 @@ func NewHandler(s *Store, o HandlerOptions) http.Handler {
 		}
 		_, _ = w.Write([]byte("OK\n"))
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /{$}", limit.serve(func(w http.ResponseWriter, r *http.Request) {
 		servePage(w, r, s, log)
-	})
+	}))
 	return mux
 }
 
@@ -83,6 +121,9 @@ type sessionFilter struct {
 func parseFilter(r *http.Request) (sessionFilter, string) {
 	q := r.URL.Query()
 	f := sessionFilter{netns: q["netns"], verdicts: q["verdict"], reasons: q["reason"]}
+	if n := len(f.netns) + len(f.verdicts) + len(f.reasons); n > MaxFilterValues {
+		return f, fmt.Sprintf("too many filter values (%d > %d)", n, MaxFilterValues)
+	}
 	for _, v := range f.verdicts {
 		switch probe.Verdict(v) {
 		case probe.Unprobed, probe.Alive, probe.Reset, probe.Silent, probe.Unreachable:
@@ -165,7 +206,11 @@ func writeDocument(w http.ResponseWriter, snap *Snapshot, f *sessionFilter, log 
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	first := true
+	rc := http.NewResponseController(w)
 	snap.sessions().EachSession(func(batch []Session) bool {
+		// A response of 200 000 sessions may outlast the server's
+		// WriteTimeout: each batch the client takes buys it more time.
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		for i := range batch {
 			if !f.match(&batch[i]) {
 				continue

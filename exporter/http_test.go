@@ -123,7 +123,8 @@ func TestSessionsBadFilters(t *testing.T) {
 	s := NewStore(testBld, nil)
 	s.Publish(fixtureSnapshot())
 	h := NewHandler(s, HandlerOptions{})
-	for _, q := range []string{"?verdict=dead", "?reason=sleepy", "?ghost=maybe"} {
+	tooMany := "?" + strings.Repeat("verdict=alive&", MaxFilterValues) + "netns=host"
+	for _, q := range []string{"?verdict=dead", "?reason=sleepy", "?ghost=maybe", tooMany} {
 		rec := get(t, h, "/api/v1/sessions"+q)
 		if rec.Code != http.StatusBadRequest {
 			t.Errorf("%q: status %d, want 400", q, rec.Code)
@@ -313,5 +314,62 @@ func TestSessionsNeverNull(t *testing.T) {
 	want := `{"scanned_at":"2026-11-26T12:00:00Z","namespaces":[],"sessions":[]}` + "\n"
 	if diff := cmp.Diff(want, rec.Body.String()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// At most MaxHeavy page and session requests run at once; the next gets 429
+// at once instead of queueing, and the slot is free again afterwards.
+func TestHeavyRequestsAreCapped(t *testing.T) {
+	limit := make(heavy, 1)
+	entered, release := make(chan struct{}), make(chan struct{})
+	h := limit.serve(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	done := make(chan int)
+	go func() {
+		rec := httptest.NewRecorder()
+		h(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		done <- rec.Code
+	}()
+	<-entered
+	rec := httptest.NewRecorder()
+	h(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("second request: status %d, Retry-After %q; want 429 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	close(release)
+	if code := <-done; code != http.StatusOK {
+		t.Errorf("first request: status %d, want 200", code)
+	}
+	go func() { <-entered }()
+	rec = httptest.NewRecorder()
+	h(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("after the first finished: status %d, want 200", rec.Code)
+	}
+}
+
+// The servers ghostd runs carry read, write and idle timeouts and a header
+// limit: a client holding a connection open cannot pin it for ever.
+func TestServeSetsTimeouts(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- ServeListeners(ctx, http.NotFoundHandler(), []net.Listener{l}, "", nil) }()
+	defer func() { cancel(); <-errc }()
+	// A request whose headers exceed MaxHeaderBytes is refused.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+l.Addr().String()+"/", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 2*MaxHeaderBytes))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("oversized headers: status %d, want 431", resp.StatusCode)
 	}
 }

@@ -15,6 +15,16 @@ import (
 // ShutdownTimeout bounds the graceful shutdown of the HTTP servers.
 const ShutdownTimeout = 2 * time.Second
 
+// HTTP server limits: a client that sends its request slowly, reads its
+// response slowly or idles on a keep-alive connection is cut off, and a
+// request's headers are bounded. GET requests have no body to wait for.
+const (
+	ReadTimeout    = 30 * time.Second
+	WriteTimeout   = 60 * time.Second
+	IdleTimeout    = 2 * time.Minute
+	MaxHeaderBytes = 16 << 10
+)
+
 // Listen binds every address. Bind first, tell systemd READY=1, then
 // ServeListeners: scrapes never see "connection refused" after readiness.
 func Listen(addrs []string) ([]net.Listener, error) {
@@ -75,7 +85,13 @@ func ServeListeners(ctx context.Context, h http.Handler, ls []net.Listener, webC
 		srv := &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ReadTimeout:       ReadTimeout,
+			// WriteTimeout bounds every response; /api/v1/sessions streams
+			// and extends its own deadline while the client keeps reading.
+			WriteTimeout:   WriteTimeout,
+			IdleTimeout:    IdleTimeout,
+			MaxHeaderBytes: MaxHeaderBytes,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 		servers[i] = srv
 		go func() {
