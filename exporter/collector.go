@@ -1,8 +1,11 @@
 package exporter
 
 import (
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -14,6 +17,21 @@ const metricPrefix = "ghostd_"
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(metricPrefix+name, help, labels, nil)
+}
+
+// constMetric is prometheus.MustNewConstMetric with every label value made
+// valid UTF-8 first. Label values come from names other users control (a
+// namespace's name, a process's comm set with prctl(PR_SET_NAME)), and
+// client_golang panics on invalid UTF-8: the registry then drops every
+// series collected after it, ghost counts included, and alerts go quiet.
+func constMetric(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) prometheus.Metric {
+	for i, l := range labels {
+		if !utf8.ValidString(l) {
+			labels = slices.Clone(labels)
+			labels[i] = strings.ToValidUTF8(l, "\uFFFD")
+		}
+	}
+	return prometheus.MustNewConstMetric(d, t, v, labels...)
 }
 
 // collector exports a Store. Describe sends fixed descriptors; Collect reads
@@ -88,10 +106,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	defer s.mu.RUnlock()
 
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+		ch <- constMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+		ch <- constMetric(d, prometheus.CounterValue, v, labels...)
 	}
 
 	gauge(c.buildInfo, 1, s.build.Version, s.build.Revision, s.build.GoVersion)
@@ -153,9 +171,9 @@ func (c *collector) collectNamespaces(ch chan<- prometheus.Metric, snap *Snapsho
 				continue // names are unique per scan; never emit a duplicate series
 			}
 			seen[n.Name] = true
-			ch <- prometheus.MustNewConstMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.OK), n.Name)
-			ch <- prometheus.MustNewConstMetric(c.netnsDuration, prometheus.GaugeValue, n.Duration.Seconds(), n.Name)
-			ch <- prometheus.MustNewConstMetric(c.netnsInfo, prometheus.GaugeValue, 1, n.Name, strconv.FormatUint(n.Inode, 10), n.Kind)
+			ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.OK), n.Name)
+			ch <- constMetric(c.netnsDuration, prometheus.GaugeValue, n.Duration.Seconds(), n.Name)
+			ch <- constMetric(c.netnsInfo, prometheus.GaugeValue, 1, n.Name, strconv.FormatUint(n.Inode, 10), n.Kind)
 		}
 		return
 	}
@@ -165,7 +183,7 @@ func (c *collector) collectNamespaces(ch chan<- prometheus.Metric, snap *Snapsho
 			continue
 		}
 		seen[n.Netns] = true
-		ch <- prometheus.MustNewConstMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.Error == ""), n.Netns)
+		ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.Error == ""), n.Netns)
 	}
 }
 
@@ -199,13 +217,13 @@ func (c *collector) collectSessions(ch chan<- prometheus.Metric, snap *Snapshot)
 		}
 	}
 	for k, v := range ghosts {
-		ch <- prometheus.MustNewConstMetric(c.ghostSessions, prometheus.GaugeValue, float64(v), k[0], k[1], k[2])
+		ch <- constMetric(c.ghostSessions, prometheus.GaugeValue, float64(v), k[0], k[1], k[2])
 	}
 	for k, v := range suspects {
-		ch <- prometheus.MustNewConstMetric(c.suspectSessions, prometheus.GaugeValue, float64(v), k[0], k[1])
+		ch <- constMetric(c.suspectSessions, prometheus.GaugeValue, float64(v), k[0], k[1])
 	}
 	for ns, v := range oldest {
-		ch <- prometheus.MustNewConstMetric(c.oldestGhostAge, prometheus.GaugeValue, v, ns)
+		ch <- constMetric(c.oldestGhostAge, prometheus.GaugeValue, v, ns)
 	}
 }
 

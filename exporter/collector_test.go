@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -234,4 +235,52 @@ func countGhosts(t *testing.T, s *Store, snap *Snapshot) float64 {
 		t.Fatal("the fixture has no ghosts or suspects to compare")
 	}
 	return sum
+}
+
+// A namespace name that is not valid UTF-8 (a local user controls comms and
+// cgroup paths) must not take the ghost series out of /metrics: every series
+// is still gathered, with the name made valid.
+func TestInvalidUTF8LabelsKeepEverySeries(t *testing.T) {
+	s := NewStore(testBld, func() time.Time { return t0 })
+	snap := fixtureSnapshot()
+	bad := "pid-\xff\xfe-42"
+	for i := range snap.Doc.Sessions {
+		snap.Doc.Sessions[i].Netns = bad
+	}
+	for i := range snap.Doc.Namespaces {
+		if snap.Doc.Namespaces[i].Netns == "host" {
+			snap.Doc.Namespaces[i].Netns = bad
+		}
+	}
+	s.Publish(snap)
+	s.ObserveKill(bad, "reset", nil)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	want := strings.ToValidUTF8(bad, "\uFFFD")
+	var ghosts float64
+	seen := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "netns" {
+					seen[mf.GetName()+" "+lp.GetValue()] = true
+				}
+			}
+			if mf.GetName() == "ghostd_ghost_sessions" {
+				ghosts += m.GetGauge().GetValue()
+			}
+		}
+	}
+	for _, name := range []string{"ghostd_ghost_sessions", "ghostd_suspect_sessions", "ghostd_ghosts_killed_total"} {
+		if !seen[name+" "+want] {
+			t.Errorf("no %s{netns=%q}; have %v", name, want, seen)
+		}
+	}
+	if ghosts == 0 {
+		t.Error("ghostd_ghost_sessions lost its series")
+	}
 }
