@@ -284,7 +284,9 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 	e.stateSince, e.timerSince = t.offset(c.stateSince), t.offset(c.timerSince)
 	e.reasons, e.unavailable = c.reasons, c.unavailable
 	e.gen, e.misses = ns.gen, 0
-	if !c.reasons.Probeable() {
+	// A verdict is evidence about a connection that moved no data: bytes
+	// moving either way since the last scan make it stale, whatever it said.
+	if !c.reasons.Probeable() || c.progress {
 		e.tag = Tag{}
 	}
 	return c.reasons, c.unavailable

@@ -526,3 +526,38 @@ func TestNewSuspects(t *testing.T) {
 	step(time.Second, 1)                  // moved data: forgotten
 	step(2*time.Minute, 2)                // a suspect again
 }
+
+// TestProgressClearsTag: a verdict is about a connection that moved no data.
+// A suspect that stays one (here keepalive_failing) but moved bytes since the
+// last scan loses its tag, so a ghost verdict can never outlive evidence of
+// life.
+func TestProgressClearsTag(t *testing.T) {
+	tr := New(Config{Idle: time.Minute})
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s := inventory.Socket{
+		Netns: 1, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: 9,
+		Timer: inventory.TimerKeepalive, Retrans: KeepaliveUnanswered,
+		Local:  netip.MustParseAddrPort("192.0.2.1:5432"),
+		Remote: netip.MustParseAddrPort("192.0.2.2:40000"),
+	}
+	s.Info.Len = 280
+	s.Info.SetOptional(1000, 2000, 0, 0)
+	k := s.Key()
+	if rs := tr.Observe(now, &s); !rs.Has(ReasonKeepaliveFailing) {
+		t.Fatalf("reasons %v, want keepalive_failing", rs)
+	}
+	tr.SetTag(k, Tag{5})
+	now = now.Add(15 * time.Second)
+	tr.Observe(now, &s) // no bytes moved: the tag stays
+	if tag, _ := tr.Tag(k); tag != (Tag{5}) {
+		t.Fatalf("tag without progress: %v, want kept", tag)
+	}
+	s.Info.SetOptional(1000, 2001, 0, 0) // one byte received
+	now = now.Add(15 * time.Second)
+	if rs := tr.Observe(now, &s); !rs.Has(ReasonKeepaliveFailing) {
+		t.Fatalf("reasons %v, want still keepalive_failing", rs)
+	}
+	if tag, ok := tr.Tag(k); !ok || tag != (Tag{}) {
+		t.Errorf("tag after bytes moved: %v %v, want cleared", tag, ok)
+	}
+}

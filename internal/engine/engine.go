@@ -330,10 +330,12 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 const MaxTargets = 1 << 15
 
 // Targets returns the suspects that are due for a probe, at most MaxTargets:
-// first the never-probed (a new suspect is the likeliest new ghost, and must
-// not wait behind a host's worth of healthy pools being re-probed), then
-// ghosts due for re-confirmation, then alive suspects past their backoff,
-// the longest-waiting first. Only sockets of the latest inventory are ever
+// first ghosts due for re-confirmation (few, and a kill needs fresh repeated
+// evidence: anyone who can open idle connections to a listening port could
+// otherwise starve them with new suspects), then the never-probed (a new
+// suspect is the likeliest new ghost, and must not wait behind a host's
+// worth of healthy pools being re-probed), then alive suspects past their
+// backoff, the longest-waiting first. Only sockets of the latest inventory are ever
 // returned.
 func (e *Engine) Targets() []probe.Target {
 	e.mu.Lock()
@@ -342,7 +344,7 @@ func (e *Engine) Targets() []probe.Target {
 	// Rank small records, not targets: on a first pass every one of a
 	// host's 200 000 idle suspects is due.
 	type due struct {
-		class int8  // 0 never probed, 1 ghost to re-confirm, 2 alive past backoff
+		class int8  // 0 ghost to re-confirm, 1 never probed, 2 alive past backoff
 		at    stamp // last probe
 		k     inventory.Key
 	}
@@ -370,14 +372,14 @@ func (e *Engine) Targets() []probe.Target {
 			return
 		}
 		k := b.Key
-		d := due{at: noStamp, k: k}
+		d := due{class: 1, at: noStamp, k: k}
 		if v, ok := unpackVerdict(b.Tag); ok {
 			if !e.dueAfter(&v, now) {
 				return
 			}
 			d.class, d.at = 2, v.at
 			if packedVerdicts[v.verdict].Ghost() {
-				d.class = 1
+				d.class = 0
 			}
 		}
 		if e.killed[k] {

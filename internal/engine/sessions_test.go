@@ -36,7 +36,9 @@ func TestTargetsPriority(t *testing.T) {
 	c.t = c.t.Add(10 * time.Minute)
 	e.Scan(ctx)
 	ts := e.Targets()
-	if diff := cmp.Diff([]uint64{9, 2, 1, 4}, cookies(ts)); diff != "" {
+	// The ghost to re-confirm first, then the new suspect, then the alive
+	// ones, longest-waiting first.
+	if diff := cmp.Diff([]uint64{2, 9, 1, 4}, cookies(ts)); diff != "" {
 		t.Errorf("target order (-want +got):\n%s", diff)
 	}
 	for _, tg := range ts {
