@@ -288,7 +288,29 @@ type Killer struct {
 	mu                 sync.Mutex
 	limiter            *rate.Limiter
 	destroyUnsupported bool
+	reprobe            Reprober
+	// failed holds the sockets whose last kill failed, and when they may
+	// be tried again: a socket that cannot be ended must not be retried at
+	// every publish, starving the others.
+	failed map[inventory.Key]killFailure
 }
+
+// Reprober probes the given ghosts again, right before they are killed, and
+// returns the results in order (and records them, so an alive answer clears
+// the ghost). A kill needs this fresh confirmation.
+type Reprober func(ctx context.Context, keys []inventory.Key) []probe.Result
+
+// killFailure is a socket's failed kills in a row and when to try again.
+type killFailure struct {
+	n    int
+	next time.Time
+}
+
+// Failed kills back off per socket: killRetryMin doubling to killRetryMax.
+const (
+	killRetryMin = time.Minute
+	killRetryMax = 30 * time.Minute
+)
 
 // NewKiller returns a killer for an already validated policy. store and log
 // may be nil; now defaults to time.Now.
@@ -308,7 +330,37 @@ func NewKiller(p KillPolicy, ops SocketOps, store *Store, log *slog.Logger, now 
 		log:     log,
 		now:     now,
 		limiter: rate.NewLimiter(rate.Limit(float64(per)/60), per),
+		failed:  make(map[inventory.Key]killFailure),
 	}
+}
+
+// SetReprober sets how ghosts are re-probed right before a kill. Without
+// one, no ghost is killed (a kill needs a fresh confirmation); CLOSE_WAIT
+// leaks, which are not probed, need none.
+func (k *Killer) SetReprober(r Reprober) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.reprobe = r
+}
+
+// SetPolicy applies a reloaded policy. The rate limiter keeps the tokens it
+// has (a reload must not refill it), and what the killer learned about the
+// kernel and about failing sockets is kept.
+func (k *Killer) SetPolicy(p KillPolicy) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.p = p
+	per := max(p.PerMinute, 1)
+	now := k.now()
+	k.limiter.SetLimitAt(now, rate.Limit(float64(per)/60))
+	k.limiter.SetBurstAt(now, per)
+}
+
+// Policy returns the policy in force.
+func (k *Killer) Policy() KillPolicy {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.p
 }
 
 // Decide applies the pure policy to c: it never allows alive or zero_window
@@ -371,66 +423,183 @@ func (k *Killer) modeFor(c *Candidate) KillMode {
 }
 
 // Apply decides every candidate, re-checks the allowed ones against the
-// kernel, and acts on those still unchanged, within the rate limit. Each
-// action writes one audit line and is counted in the store.
+// kernel, re-probes the ghosts among them (a kill needs a fresh
+// confirmation, the last of at least two, MinAge after the first), and acts
+// on those still unchanged and still ghosts, within the rate limit. A failed
+// action costs no rate token and backs off for that socket. Each action
+// writes one audit line and is counted in the store.
 func (k *Killer) Apply(ctx context.Context, cands []Candidate) []KillRecord {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	out := make([]KillRecord, 0, len(cands))
+	now := k.now()
+	k.pruneFailed(now)
+	out := make([]KillRecord, len(cands))
+	cur := make([]inventory.Socket, len(cands))
+	// Re-probing costs a probe round, so only as many candidates as the
+	// rate limit could act on go on to it.
+	budget := int(k.limiter.TokensAt(now))
+	var ready []int
 	for i := range cands {
 		c := &cands[i]
-		rec := KillRecord{Key: c.Socket.Key(), Mode: k.modeFor(c)}
-		rec.Skipped = k.apply(ctx, c, &rec)
-		if rec.Skipped != "" {
-			k.log.Debug("kill skipped", "netns", c.Session.Netns, "local", c.Session.Local, "remote", c.Session.Remote, "cookie", c.Socket.Cookie, "why", rec.Skipped)
+		out[i] = KillRecord{Key: c.Socket.Key(), Mode: k.modeFor(c)}
+		why := k.check(ctx, c, &cur[i], now)
+		if why == "" && len(ready) >= budget {
+			why = "rate limited"
 		}
-		out = append(out, rec)
+		out[i].Skipped = why
+		if why == "" {
+			ready = append(ready, i)
+		}
+	}
+	k.confirm(ctx, cands, ready, out)
+	for _, i := range ready {
+		if out[i].Skipped == "" {
+			out[i].Skipped = k.act(&cands[i], &cur[i], &out[i], now)
+		}
+	}
+	for i := range out {
+		if out[i].Skipped != "" {
+			c := &cands[i]
+			k.log.Debug("kill skipped", "netns", c.Session.Netns, "local", c.Session.Local, "remote", c.Session.Remote, "cookie", c.Socket.Cookie, "why", out[i].Skipped)
+		}
 	}
 	return out
 }
 
-// apply handles one candidate and returns why it was skipped, or "" when it
-// acted (rec.Err holds the result).
-func (k *Killer) apply(ctx context.Context, c *Candidate, rec *KillRecord) string {
+// check applies the policy and re-checks one candidate against the kernel.
+// It returns why the candidate is skipped, or "" with *cur set to the
+// socket as it is now.
+func (k *Killer) check(ctx context.Context, c *Candidate, cur *inventory.Socket, now time.Time) string {
 	if err := ctx.Err(); err != nil {
 		return "canceled"
 	}
 	if ok, why := k.Decide(*c); !ok {
 		return why
 	}
-	if rec.Mode == ModeDestroy && k.destroyUnsupported {
+	mode := k.modeFor(c)
+	if mode == ModeDestroy && k.destroyUnsupported {
 		return "destroy unsupported by this kernel"
+	}
+	if f, ok := k.failed[c.Socket.Key()]; ok && now.Before(f.next) {
+		return fmt.Sprintf("backing off after %d failed kills (next try in %s)", f.n, f.next.Sub(now).Round(time.Second))
 	}
 	if k.ops == nil {
 		return "no socket access"
 	}
-	if rec.Mode != ModeDestroy && (c.PID <= 0 || c.Socket.Inode == 0) {
+	if mode != ModeDestroy && (c.PID <= 0 || c.Socket.Inode == 0) {
 		return "owner unknown: keepalive and shutdown need the owner's pid and the socket inode"
 	}
-	cur, found, err := k.ops.Lookup(&c.Socket)
+	s, found, err := k.ops.Lookup(&c.Socket)
 	switch {
 	case err != nil:
 		return "re-check failed: " + err.Error()
 	case !found:
 		return "gone"
-	case cur.Cookie != c.Socket.Cookie || cur.Netns != c.Socket.Netns:
+	case s.Cookie != c.Socket.Cookie || s.Netns != c.Socket.Netns:
 		return "cookie changed"
-	case cur.State != c.Socket.State:
-		return fmt.Sprintf("state changed to %s", cur.State)
-	case progressed(&c.Socket, &cur):
+	case s.State != c.Socket.State:
+		return fmt.Sprintf("state changed to %s", s.State)
+	case progressed(&c.Socket, &s):
 		return "now healthy: bytes moved since the scan"
 	}
-	if !k.limiter.AllowN(k.now(), 1) {
+	if c.closeWait() {
+		if why := closeWaitBusy(c, &s, now); why != "" {
+			return why
+		}
+	}
+	*cur = s
+	return ""
+}
+
+// closeWaitBusy returns why a CLOSE_WAIT socket must not be shut down yet,
+// or "". A client that half-closes (nc -N, rsync, HTTP/1.0 and some RPC
+// clients) leaves the server in CLOSE_WAIT while it still computes and
+// writes its answer: only a socket whose owner has sent nothing since the
+// peer's FIN and has nothing queued or in flight is a leak.
+func closeWaitBusy(c *Candidate, s *inventory.Socket, now time.Time) string {
+	switch {
+	case !s.Info.Valid():
+		return "CLOSE_WAIT activity unknown (no tcp_info)"
+	case s.WQueue > 0 || s.Info.Unacked > 0:
+		return "CLOSE_WAIT socket still sending"
+	case c.GhostSince.IsZero():
+		return "CLOSE_WAIT age unknown"
+	}
+	quiet := time.Duration(s.Info.LastDataSent) * time.Millisecond
+	if in := now.Sub(c.GhostSince); quiet < in {
+		return fmt.Sprintf("CLOSE_WAIT socket sent data %s ago, after the peer closed %s ago", quiet.Round(time.Second), in.Round(time.Second))
+	}
+	return ""
+}
+
+// confirm re-probes the ghosts among cands[ready...] and marks those that
+// are no longer confirmed ghosts skipped. CLOSE_WAIT leaks are not probed.
+func (k *Killer) confirm(ctx context.Context, cands []Candidate, ready []int, out []KillRecord) {
+	var keys []inventory.Key
+	var idx []int
+	for _, i := range ready {
+		if !cands[i].closeWait() {
+			keys = append(keys, cands[i].Socket.Key())
+			idx = append(idx, i)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	if k.reprobe == nil {
+		for _, i := range idx {
+			out[i].Skipped = "no fresh confirmation: probing is off"
+		}
+		return
+	}
+	res := k.reprobe(ctx, keys)
+	for j, i := range idx {
+		if j >= len(res) {
+			out[i].Skipped = "re-probe before the kill: no result"
+			continue
+		}
+		r := res[j]
+		switch {
+		case r.Err != nil:
+			out[i].Skipped = "re-probe before the kill failed: " + r.Err.Error()
+		case !r.Verdict.Ghost() || !r.Confirmed:
+			out[i].Skipped = fmt.Sprintf("re-probe before the kill: %s", r.Verdict)
+		case !slices.Contains(k.p.Verdicts, r.Verdict):
+			out[i].Skipped = fmt.Sprintf("re-probe before the kill: verdict %s not killable", r.Verdict)
+		default:
+			cands[i].Verdict = r.Verdict
+		}
+	}
+}
+
+// act ends one re-checked candidate and returns why it was skipped, or ""
+// when it acted (rec.Err holds the result).
+func (k *Killer) act(c *Candidate, cur *inventory.Socket, rec *KillRecord, now time.Time) string {
+	if rec.Mode == ModeDestroy && k.destroyUnsupported {
+		return "destroy unsupported by this kernel" // learned from an earlier candidate of this pass
+	}
+	token := k.limiter.ReserveN(now, 1)
+	if !token.OK() || token.DelayFrom(now) > 0 {
+		token.CancelAt(now)
 		return "rate limited"
 	}
-
 	switch rec.Mode {
 	case ModeDestroy:
-		rec.Err = k.ops.Destroy(&cur)
+		rec.Err = k.ops.Destroy(cur)
 	case ModeKeepalive:
 		rec.Err = k.fds.keepalive(c.PID, cur.Inode, &k.p)
 	case ModeShutdown:
 		rec.Err = k.fds.shutdownWrite(c.PID, cur.Inode)
+	}
+	key := c.Socket.Key()
+	if rec.Err != nil {
+		token.CancelAt(now) // a failed action costs no token
+		f := k.failed[key]
+		f.n++
+		f.next = now.Add(min(killRetryMin<<min(f.n-1, 10), killRetryMax))
+		k.failed[key] = f
+	} else {
+		delete(k.failed, key)
 	}
 	if rec.Mode == ModeDestroy && destroyUnsupported(rec.Err) {
 		k.destroyUnsupported = true
@@ -439,11 +608,21 @@ func (k *Killer) apply(ctx context.Context, c *Candidate, rec *KillRecord) strin
 			k.store.SetKillSupported(false)
 		}
 	}
-	k.audit(c, &cur, rec)
+	k.audit(c, cur, rec)
 	if k.store != nil {
 		k.store.ObserveKill(c.Session.Netns, killLabel(c), rec.Err)
 	}
 	return ""
+}
+
+// pruneFailed forgets failures whose retry time passed long ago: their
+// sockets are gone or no longer candidates.
+func (k *Killer) pruneFailed(now time.Time) {
+	for key, f := range k.failed {
+		if now.Sub(f.next) > killRetryMax {
+			delete(k.failed, key)
+		}
+	}
 }
 
 // killLabel is the verdict label a kill is counted under: the verdict for

@@ -239,6 +239,7 @@ func TestKillDestroyLive(t *testing.T) {
 	p := enabled()
 	p.MinAge = 0
 	k := NewKiller(p, connOps(lb.conn), store, nil, nil)
+	k.SetReprober(reprobeAs(probe.Reset))
 	recs := k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Reset)})
 	if recs[0].Skipped != "" || recs[0].Err != nil {
 		if errors.Is(recs[0].Err, inventory.ErrDestroyUnsupported) {
@@ -284,6 +285,7 @@ func TestKillKeepaliveLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := NewKiller(p, connOps(lb.conn), NewStore(testBld, nil), nil, nil)
+	k.SetReprober(reprobeAs(probe.Silent))
 	start := time.Now()
 	recs := k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Silent)})
 	if recs[0].Skipped != "" || recs[0].Err != nil {
@@ -335,11 +337,14 @@ func TestKillShutdownCloseWaitLive(t *testing.T) {
 	if lb.sock.State != inventory.StateCloseWait {
 		t.Fatalf("owner socket in %s, want CLOSE_WAIT", lb.sock.State)
 	}
+	closedAt := time.Now()
 	p := enabled()
 	p.MinAge = 0
 	k := NewKiller(p, connOps(lb.conn), nil, nil, nil)
 	c := lb.candidate(tracker.Reasons(0).With(tracker.ReasonCloseWait), probe.Unprobed)
 	c.Confirmed = false
+	c.GhostSince = closedAt // the tracker's StateSince
+	time.Sleep(time.Second) // the owner stays quiet after the peer's FIN
 	if recs := k.Apply(context.Background(), []Candidate{c}); recs[0].Skipped != "close_wait leaks not enabled" {
 		t.Fatalf("without CloseWait: %+v", recs[0])
 	}
@@ -359,6 +364,47 @@ func TestKillShutdownCloseWaitLive(t *testing.T) {
 	}
 	if n := rsts(); n != 0 {
 		t.Errorf("%d RST segments, want none", n)
+	}
+}
+
+// A server still answering a half-closed request is not a leak: while its
+// owner writes after the peer's FIN, shutdown is refused and the peer gets
+// every byte.
+func TestKillShutdownSparesCloseWaitWriter(t *testing.T) {
+	lb := newLab(t)
+	if err := lb.client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for lb.sock.State != inventory.StateCloseWait && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		lb.sock = lb.find(t, lb.sock.Local.String(), lb.sock.Remote.String())
+	}
+	if lb.sock.State != inventory.StateCloseWait {
+		t.Fatalf("owner socket in %s, want CLOSE_WAIT", lb.sock.State)
+	}
+	closedAt := time.Now()
+	time.Sleep(time.Second)
+	lb.owner.send(t, "write") // the answer to the half-closed request
+	if got := lb.owner.next(t, 5*time.Second); got != "write: 1 bytes" {
+		t.Fatalf("owner: %q, want write: 1 bytes", got)
+	}
+	// The scan sees the socket after the answer was sent and acknowledged:
+	// no bytes move between it and the kill's re-check.
+	time.Sleep(200 * time.Millisecond)
+	lb.sock = lb.find(t, lb.sock.Local.String(), lb.sock.Remote.String())
+	p := enabled()
+	p.MinAge, p.CloseWait = 0, true
+	k := NewKiller(p, connOps(lb.conn), nil, nil, nil)
+	c := lb.candidate(tracker.Reasons(0).With(tracker.ReasonCloseWait), probe.Unprobed)
+	c.Confirmed, c.GhostSince = false, closedAt
+	recs := k.Apply(context.Background(), []Candidate{c})
+	if !strings.Contains(recs[0].Skipped, "CLOSE_WAIT socket sent data") {
+		t.Fatalf("Apply on a CLOSE_WAIT socket that is still answering: %+v, want skipped", recs[0])
+	}
+	lb.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := lb.client.Read(make([]byte, 64)); n == 0 || err != nil {
+		t.Errorf("peer read: %d, %v; want the owner's answer", n, err)
 	}
 }
 

@@ -52,8 +52,27 @@ func ghostCandidate(cookie uint64) Candidate {
 	}
 }
 
+// reprobeAs is a Reprober whose every answer is a confirmed v.
+func reprobeAs(v probe.Verdict) Reprober {
+	return func(_ context.Context, keys []inventory.Key) []probe.Result {
+		out := make([]probe.Result, len(keys))
+		for i := range out {
+			out[i] = probe.Result{Verdict: v, Confirmed: v.Ghost(), Sent: 3}
+		}
+		return out
+	}
+}
+
+// newConfirmingKiller is NewKiller with a Reprober that confirms every ghost.
+func newConfirmingKiller(p KillPolicy, ops SocketOps, store *Store, log *slog.Logger, now func() time.Time) *Killer {
+	k := NewKiller(p, ops, store, log, now)
+	k.SetReprober(reprobeAs(probe.Silent))
+	return k
+}
+
 func closeWaitCandidate(cookie uint64) Candidate {
 	c := ghostCandidate(cookie)
+	c.Socket.Info.LastDataSent = 700_000 // nothing sent since before the peer's FIN (GhostSince 10 min ago)
 	c.Socket.State = inventory.StateCloseWait
 	c.Session.State = "CLOSE_WAIT"
 	c.Reasons = tracker.Reasons(0).With(tracker.ReasonCloseWait)
@@ -325,7 +344,7 @@ func TestApplyRecheck(t *testing.T) {
 	denied.Verdict = probe.Alive
 
 	store := NewStore(testBld, nil)
-	k := NewKiller(enabled(), ops, store, nil, (&fakeClock{t0}).now)
+	k := newConfirmingKiller(enabled(), ops, store, nil, (&fakeClock{t0}).now)
 	recs := k.Apply(context.Background(), []Candidate{gone, changed, healthy, moved, ok, denied})
 	want := []string{"gone", "cookie changed", "now healthy: bytes moved since the scan", "state changed to FIN_WAIT1", "acted", "alive: never killed"}
 	if diff := cmp.Diff(want, skips(recs)); diff != "" {
@@ -367,7 +386,7 @@ func TestApplyRateLimit(t *testing.T) {
 		cands = append(cands, ghostCandidate(uint64(i+1)))
 	}
 	ops := opsWith(cands...)
-	k := NewKiller(p, ops, nil, nil, clk.now)
+	k := newConfirmingKiller(p, ops, nil, nil, clk.now)
 	got := skips(k.Apply(context.Background(), cands))
 	want := []string{"acted", "acted", "acted", "rate limited", "rate limited"}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -401,7 +420,7 @@ func TestApplyModes(t *testing.T) {
 	ops := opsWith(ghost, leak, noPID)
 	fds := &fakeFDs{}
 	store := NewStore(testBld, nil)
-	k := NewKiller(p, ops, store, nil, (&fakeClock{t0}).now)
+	k := newConfirmingKiller(p, ops, store, nil, (&fakeClock{t0}).now)
 	k.fds = fds
 	recs := k.Apply(context.Background(), []Candidate{ghost, leak, noPID})
 	if diff := cmp.Diff([]string{"acted", "acted", "owner unknown: keepalive and shutdown need the owner's pid and the socket inode"}, skips(recs)); diff != "" {
@@ -435,7 +454,7 @@ func TestApplyDestroyUnsupported(t *testing.T) {
 	ops.destroyErr = fmt.Errorf("inventory: destroy: %w: %w", inventory.ErrDestroyUnsupported, errnoErrorForTest())
 	store := NewStore(testBld, nil)
 	store.SetKillSupported(true)
-	k := NewKiller(enabled(), ops, store, log, (&fakeClock{t0}).now)
+	k := newConfirmingKiller(enabled(), ops, store, log, (&fakeClock{t0}).now)
 	recs := k.Apply(context.Background(), []Candidate{a, b})
 	if recs[0].Err == nil || recs[1].Skipped != "destroy unsupported by this kernel" {
 		t.Errorf("records %+v", recs)
@@ -464,7 +483,7 @@ func TestAuditLine(t *testing.T) {
 	failing := ghostCandidate(2)
 	ops := opsWith(c, failing)
 	store := NewStore(testBld, nil)
-	k := NewKiller(enabled(), ops, store, log, (&fakeClock{t0}).now)
+	k := newConfirmingKiller(enabled(), ops, store, log, (&fakeClock{t0}).now)
 	k.Apply(context.Background(), []Candidate{c})
 	ops.destroyErr = errnoErrorForTest()
 	k.Apply(context.Background(), []Candidate{failing})
@@ -508,8 +527,109 @@ ghostd_kill_errors_total{errno="` + errnoName(errnoErrorForTest()) + `",netns="h
 }
 
 func TestApplyWithoutOps(t *testing.T) {
-	k := NewKiller(enabled(), nil, nil, nil, (&fakeClock{t0}).now)
+	k := newConfirmingKiller(enabled(), nil, nil, nil, (&fakeClock{t0}).now)
 	if diff := cmp.Diff([]string{"no socket access"}, skips(k.Apply(context.Background(), []Candidate{ghostCandidate(1)}))); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// A kill needs a fresh confirmation: the ghost is probed again right before
+// it is killed, and only a confirmed ghost verdict lets the kill go on. An
+// alive answer costs no rate token.
+func TestApplyNeedsFreshConfirmation(t *testing.T) {
+	p := enabled()
+	p.PerMinute = 1
+	c := ghostCandidate(1)
+	ops := opsWith(c)
+	k := NewKiller(p, ops, nil, nil, (&fakeClock{t0}).now)
+	if diff := cmp.Diff([]string{"no fresh confirmation: probing is off"}, skips(k.Apply(context.Background(), []Candidate{c}))); diff != "" {
+		t.Errorf("without a reprober (-want +got):\n%s", diff)
+	}
+	var asked []inventory.Key
+	answer := probe.Result{Verdict: probe.Alive, Replies: 1, Sent: 1}
+	k.SetReprober(func(_ context.Context, keys []inventory.Key) []probe.Result {
+		asked = append(asked, keys...)
+		out := make([]probe.Result, len(keys))
+		for i := range out {
+			out[i] = answer
+		}
+		return out
+	})
+	if diff := cmp.Diff([]string{"re-probe before the kill: alive"}, skips(k.Apply(context.Background(), []Candidate{c}))); diff != "" {
+		t.Errorf("re-probe alive (-want +got):\n%s", diff)
+	}
+	answer = probe.Result{Verdict: probe.Silent, Sent: 3} // silent but not confirmed (blind)
+	if diff := cmp.Diff([]string{"re-probe before the kill: silent"}, skips(k.Apply(context.Background(), []Candidate{c}))); diff != "" {
+		t.Errorf("re-probe unconfirmed (-want +got):\n%s", diff)
+	}
+	answer = probe.Result{Verdict: probe.Reset, Confirmed: true, Sent: 1, Replies: 1}
+	recs := k.Apply(context.Background(), []Candidate{c})
+	if diff := cmp.Diff([]string{"acted"}, skips(recs)); diff != "" {
+		t.Errorf("re-probe confirmed (-want +got):\n%s", diff)
+	}
+	if len(ops.destroyed) != 1 || len(asked) != 3 || asked[0] != c.Socket.Key() {
+		t.Errorf("destroyed %v, re-probed %v; want one kill after three re-probes of cookie 1", ops.destroyed, asked)
+	}
+}
+
+// A failed kill costs no rate token and backs off for that socket, so the
+// same failing socket cannot starve the others.
+func TestApplyFailedKillBacksOff(t *testing.T) {
+	clk := &fakeClock{t0}
+	p := enabled()
+	p.PerMinute = 1
+	bad, good := ghostCandidate(1), ghostCandidate(2)
+	ops := &failingOps{fakeOps: opsWith(bad, good), fail: map[uint64]bool{1: true}}
+	k := newConfirmingKiller(p, ops, nil, nil, clk.now)
+	if diff := cmp.Diff([]string{"error: EBUSY"}, skips(k.Apply(context.Background(), []Candidate{bad}))); diff != "" {
+		t.Errorf("first try (-want +got):\n%s", diff)
+	}
+	got := skips(k.Apply(context.Background(), []Candidate{bad, good}))
+	if diff := cmp.Diff([]string{"backing off after 1 failed kills (next try in 1m0s)", "acted"}, got); diff != "" {
+		t.Errorf("right after (-want +got):\n%s", diff)
+	}
+	clk.advance(time.Minute)
+	if diff := cmp.Diff([]string{"error: EBUSY"}, skips(k.Apply(context.Background(), []Candidate{bad}))); diff != "" {
+		t.Errorf("after a minute (-want +got):\n%s", diff)
+	}
+	clk.advance(time.Minute)
+	if diff := cmp.Diff([]string{"backing off after 2 failed kills (next try in 1m0s)"}, skips(k.Apply(context.Background(), []Candidate{bad}))); diff != "" {
+		t.Errorf("the backoff doubles (-want +got):\n%s", diff)
+	}
+}
+
+// failingOps fails SOCK_DESTROY for some cookies.
+type failingOps struct {
+	*fakeOps
+	fail map[uint64]bool
+}
+
+func (f *failingOps) Destroy(s *inventory.Socket) error {
+	f.destroyed = append(f.destroyed, s.Cookie)
+	if f.fail[s.Cookie] {
+		return errors.New("EBUSY")
+	}
+	return nil
+}
+
+// A reload (SetPolicy) must not refill the kill rate limiter.
+func TestSetPolicyKeepsRateTokens(t *testing.T) {
+	clk := &fakeClock{t0}
+	p := enabled()
+	p.PerMinute = 2
+	var cands []Candidate
+	for i := range 3 {
+		cands = append(cands, ghostCandidate(uint64(i+1)))
+	}
+	k := newConfirmingKiller(p, opsWith(cands...), nil, nil, clk.now)
+	if diff := cmp.Diff([]string{"acted", "acted"}, skips(k.Apply(context.Background(), cands[:2]))); diff != "" {
+		t.Fatalf("burst (-want +got):\n%s", diff)
+	}
+	k.SetPolicy(p)
+	if diff := cmp.Diff([]string{"rate limited"}, skips(k.Apply(context.Background(), cands[2:]))); diff != "" {
+		t.Errorf("after a reload (-want +got):\n%s", diff)
+	}
+	if got := k.Policy(); got.PerMinute != 2 {
+		t.Errorf("policy after reload: %+v", got)
 	}
 }

@@ -61,7 +61,7 @@ func (p *parts) checkKill(pol exporter.KillPolicy, store *exporter.Store) {
 	ok := true
 	switch pol.Mode {
 	case exporter.ModeDestroy:
-		if err := destroyWorks(); err != nil {
+		if err := p.destroyWorksOnce(); err != nil {
 			ok = false
 			p.log.Warn("kill mode destroy cannot work here; detection goes on", "err", err)
 		}

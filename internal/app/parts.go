@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ghostd/ghostd/exporter"
@@ -23,6 +24,12 @@ type parts struct {
 	prober  *probe.Prober     // nil when probing is off
 	engine  *engine.Engine
 	caps    Capabilities
+
+	// destroyOnce runs the SOCK_DESTROY self-test once per process: it
+	// opens and destroys a connection of ghostd's own, which a reload must
+	// not repeat.
+	destroyOnce sync.Once
+	destroyErr  error
 }
 
 // newParts builds the scanner, prober and engine for cfg. It explains once, in
@@ -139,12 +146,26 @@ func rules(rs []config.Rule) []exporter.Rule {
 	return out
 }
 
-// newKiller returns the killer for cfg, or nil when killing is off.
+// newKiller returns the killer for cfg; its policy may be disabled. A
+// reload hands the policy to the same killer (Killer.SetPolicy), so its rate
+// limiter, its per-socket failure backoff and what it learned about the
+// kernel survive. Ghosts are re-probed through the engine right before a
+// kill; with probing off no ghost is killed.
 func (p *parts) newKiller(cfg config.Config, store *exporter.Store) (*exporter.Killer, error) {
 	pol, err := killPolicy(cfg)
-	if err != nil || !pol.Enabled {
+	if err != nil {
 		return nil, err
 	}
 	p.checkKill(pol, store)
-	return exporter.NewKiller(pol, p.scanner, store, p.log, time.Now), nil
+	k := exporter.NewKiller(pol, p.scanner, store, p.log, time.Now)
+	if p.prober != nil {
+		k.SetReprober(p.engine.Reprobe)
+	}
+	return k, nil
+}
+
+// destroyWorksOnce is destroyWorks, run once per process.
+func (p *parts) destroyWorksOnce() error {
+	p.destroyOnce.Do(func() { p.destroyErr = destroyWorks() })
+	return p.destroyErr
 }

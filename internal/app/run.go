@@ -270,7 +270,7 @@ func (d *daemon) publish(ctx context.Context) {
 	d.mu.Lock()
 	killer := d.killer
 	d.mu.Unlock()
-	if killer != nil && len(cands) > 0 {
+	if killer != nil && len(cands) > 0 && killer.Policy().Enabled {
 		acted := false
 		for _, rec := range killer.Apply(ctx, cands) {
 			if rec.Skipped == "" && rec.Err == nil {
@@ -355,19 +355,20 @@ func (d *daemon) reload() {
 	_ = systemd.Reloading()
 	defer systemd.Ready()
 	cfg, err := loadConfig(d.flags)
-	var killer *exporter.Killer
+	var pol exporter.KillPolicy
 	if err == nil {
-		killer, err = d.parts.newKiller(cfg, d.store)
+		pol, err = killPolicy(cfg)
 	}
 	if err != nil {
 		d.log.Error("configuration reload failed; keeping the running configuration", "err", err)
 		d.store.SetConfigReload(false, time.Time{})
 		return
 	}
+	d.parts.checkKill(pol, d.store)
 	d.mu.Lock()
 	old := d.cfg
 	d.cfg = cfg
-	d.killer = killer
+	d.killer.SetPolicy(pol) // the same killer: a reload does not refill its rate limit
 	d.mu.Unlock()
 	d.parts.engine.SetOptions(engineOptions(cfg, false))
 	if !equalStrings(old.Web.ListenAddress, cfg.Web.ListenAddress) || old.Web.ConfigFile != cfg.Web.ConfigFile ||

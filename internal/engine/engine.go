@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"net"
 	"net/netip"
@@ -501,6 +502,42 @@ func (e *Engine) Probe(ctx context.Context, targets []probe.Target) []probe.Resu
 	}
 	return results
 }
+
+// Reprobe probes the given suspects again now, records the results and
+// returns them in order: the kill policy's fresh confirmation right before
+// a kill. A key that is no longer a probeable suspect gets Unprobed with an
+// error.
+func (e *Engine) Reprobe(ctx context.Context, keys []inventory.Key) []probe.Result {
+	out := make([]probe.Result, len(keys))
+	var targets []probe.Target
+	var idx []int
+	e.mu.Lock()
+	for i, k := range keys {
+		ent, ok := e.tracker.Get(k)
+		if !ok || !ent.Reasons.Probeable() || e.killed[k] {
+			out[i] = probe.Result{Verdict: probe.Unprobed, Err: errNotSuspect}
+			continue
+		}
+		targets = append(targets, e.target(&ent))
+		idx = append(idx, i)
+	}
+	e.mu.Unlock()
+	if e.prober == nil {
+		for _, i := range idx {
+			out[i] = probe.Result{Verdict: probe.Unprobed, Err: errNoProber}
+		}
+		return out
+	}
+	for j, r := range e.Probe(ctx, targets) {
+		out[idx[j]] = r
+	}
+	return out
+}
+
+var (
+	errNotSuspect = errors.New("engine: no longer a probeable suspect")
+	errNoProber   = errors.New("engine: probing is off")
+)
 
 // ProbeChunk is how many targets are handed to the prober at once: about
 // 2.5 s of work at the default 200 probes/s.

@@ -450,3 +450,32 @@ func TestOwnerMissIsRetried(t *testing.T) {
 		t.Errorf("later: comm %q, lookups %v; want sshd, found owner not looked up again", got, owners.asked)
 	}
 }
+
+// Reprobe probes the asked suspects now, records the answers (an alive
+// answer clears a ghost) and refuses keys that are no longer suspects.
+func TestReprobe(t *testing.T) {
+	e, inv, pr, c := newTest()
+	ctx := context.Background()
+	inv.sockets[7] = []inventory.Socket{idleSocket(2, 2, 2*time.Minute), idleSocket(3, 3, 2*time.Minute)}
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets())
+	c.t = c.t.Add(time.Second)
+	pr.verdicts[3] = probe.Alive // the silent peer answers now
+	pr.probed = nil
+	keys := []inventory.Key{{Netns: 7, Cookie: 2}, {Netns: 7, Cookie: 3}, {Netns: 7, Cookie: 99}}
+	res := e.Reprobe(ctx, keys)
+	got := []string{string(res[0].Verdict), string(res[1].Verdict), string(res[2].Verdict)}
+	if diff := cmp.Diff([]string{"reset", "alive", "unprobed"}, got); diff != "" {
+		t.Errorf("verdicts (-want +got):\n%s", diff)
+	}
+	if res[2].Err == nil || len(pr.probed) != 2 {
+		t.Errorf("unknown key: err %v; probed %d targets, want 2", res[2].Err, len(pr.probed))
+	}
+	ghosts := map[uint64]bool{}
+	for _, s := range e.Document().Sessions {
+		ghosts[s.Cookie] = s.Ghost
+	}
+	if diff := cmp.Diff(map[uint64]bool{2: true, 3: false}, ghosts); diff != "" {
+		t.Errorf("ghosts after the re-probe (-want +got):\n%s", diff)
+	}
+}
