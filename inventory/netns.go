@@ -46,6 +46,7 @@ func ListNamespaces(procRoot, runNetns string) ([]Namespace, error) {
 // fake procfs (symlinks cannot be nsfs files).
 type nsLister struct {
 	procRoot, runNetns string
+	cgroupRoot         string // where the cgroup hierarchies are mounted
 	inode              func(path string) (uint64, error)
 }
 
@@ -56,7 +57,7 @@ func newLister(procRoot, runNetns string) nsLister {
 	if runNetns == "" {
 		runNetns = DefaultRunNetns
 	}
-	return nsLister{procRoot: procRoot, runNetns: runNetns, inode: nsInode}
+	return nsLister{procRoot: procRoot, runNetns: runNetns, cgroupRoot: DefaultCgroupRoot, inode: nsInode}
 }
 
 func (l nsLister) list() ([]Namespace, error) {
@@ -147,7 +148,7 @@ func (l nsLister) list() ([]Namespace, error) {
 		if seen[ino] {
 			continue
 		}
-		add(Namespace{Inode: ino, Name: processNamespaceName(dir, pid), Path: dir + "/ns/net", Kind: KindProcess, PID: pid})
+		add(Namespace{Inode: ino, Name: l.processNamespaceName(dir, pid), Path: dir + "/ns/net", Kind: KindProcess, PID: pid})
 	}
 	if procPerm != nil {
 		errs = append(errs, fmt.Errorf("inventory: list process namespaces: %d of %d processes unreadable: %w", denied, len(pids), procPerm))
@@ -155,11 +156,17 @@ func (l nsLister) list() ([]Namespace, error) {
 	return out, errors.Join(errs...)
 }
 
+// DefaultCgroupRoot is where the cgroup hierarchies are mounted.
+const DefaultCgroupRoot = "/sys/fs/cgroup"
+
 // processNamespaceName derives a user-facing name for a namespace held by pid:
-// its container id, else "pid-COMM-PID".
-func processNamespaceName(dir string, pid int) string {
+// its container id, else "pid-COMM-PID". A container id counts only when
+// the cgroup it comes from is root's: a user with a delegated cgroup subtree
+// (systemd user slices) can name a cgroup of its own like a container's, and
+// would otherwise give its namespace a container's name.
+func (l nsLister) processNamespaceName(dir string, pid int) string {
 	if b, err := os.ReadFile(dir + "/cgroup"); err == nil {
-		if _, c := ParseCgroup(b); c != "" {
+		if c := l.trustedContainer(b); c != "" {
 			return c
 		}
 	}
@@ -170,6 +177,35 @@ func processNamespaceName(dir string, pid int) string {
 		}
 	}
 	return "pid-" + comm + "-" + strconv.Itoa(pid)
+}
+
+// trustedContainer returns the container id of a /proc/PID/cgroup file whose
+// cgroup directory root owns. A directory that cannot be found (cgroups
+// mounted elsewhere, a cgroup namespace) cannot be checked, and the id is
+// taken as it is.
+func (l nsLister) trustedContainer(b []byte) string {
+	_, c := ParseCgroup(b)
+	if c == "" {
+		return ""
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		id, after, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		ctrl, path, ok := strings.Cut(after, ":")
+		if !ok || ContainerFromCgroup(path) != c {
+			continue
+		}
+		dir := l.cgroupRoot + path // cgroup v2: one hierarchy
+		if id != "0" || ctrl != "" {
+			dir = l.cgroupRoot + "/" + strings.TrimPrefix(ctrl, "name=") + path
+		}
+		if uid, ok := ownerUID(dir); ok && uid != 0 {
+			return ""
+		}
+	}
+	return c
 }
 
 // listPIDs returns the numeric entries of procRoot in ascending order.

@@ -42,3 +42,12 @@ func fdInode(fd int) (uint64, error) {
 	}
 	return st.Ino, nil
 }
+
+// ownerUID returns the uid that owns path, and false when it cannot be read.
+func ownerUID(path string) (uint32, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, false
+	}
+	return st.Uid, true
+}

@@ -225,3 +225,41 @@ func BenchmarkListNamespaces(b *testing.B) {
 		_, _ = ListNamespaces("", "")
 	}
 }
+
+// TestListNamespacesUntrustedCgroup: a container id counts only when root
+// owns the cgroup it comes from. A user's delegated cgroup named like a
+// Docker scope must not give its namespace a container's name.
+func TestListNamespacesUntrustedCgroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chown of a test cgroup directory")
+	}
+	root := t.TempDir()
+	user := root + "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope"
+	kube := root + "/memory/kubepods/besteffort/pod0f3c6d4e-1111-2222-3333-444455556666/fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+	for _, d := range []string{user, kube} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(user, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	l := newLister(fakeProc, fakeRun)
+	l.cgroupRoot = root
+	got, err := l.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[int]string{}
+	for _, ns := range got {
+		if ns.Kind == KindProcess {
+			names[ns.PID] = ns.Name
+		}
+	}
+	if names[100] == "0123456789ab" || !strings.HasPrefix(names[100], "pid-") {
+		t.Errorf("pid 100 in a cgroup owned by uid 1000 named %q, want a pid- name", names[100])
+	}
+	if names[400] != "fedcba987654" {
+		t.Errorf("pid 400 in root's cgroup named %q, want its container id", names[400])
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,7 @@ type Scanner struct {
 	mu      sync.Mutex
 	nss     []Namespace
 	entries map[uint64]*nsEntry
+	names   map[uint64]string // each listed namespace's name, kept while it exists
 	listErr error
 	closed  atomic.Bool
 }
@@ -93,6 +95,51 @@ func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
 		inode:   l.inode,
 		dial:    dialNamespace,
 		entries: make(map[uint64]*nsEntry),
+		names:   make(map[uint64]string),
+	}
+}
+
+// keepNames makes names stable: a namespace keeps the name it was first
+// listed under for as long as it exists, and a namespace that appears later
+// with a name already in use gets "-INODE" appended. A listing names
+// namespaces first come, first served (by kind, then pid), so without this a
+// new namespace, another user's included, could take over the name of an
+// existing container's, and deny rules and dashboards on that name would
+// follow it. A "pid-COMM-PID" fallback name gives way to a container id once
+// one is known. Callers hold s.mu.
+func (s *Scanner) keepNames(list []Namespace) {
+	taken := make(map[string]uint64, len(list))
+	present := make(map[uint64]bool, len(list))
+	for _, ns := range list {
+		present[ns.Inode] = true
+		if old, ok := s.names[ns.Inode]; ok {
+			taken[old] = ns.Inode
+		}
+	}
+	for ino := range s.names {
+		if !present[ino] {
+			delete(s.names, ino)
+		}
+	}
+	for i := range list {
+		ns := &list[i]
+		old, known := s.names[ns.Inode]
+		if known && !(strings.HasPrefix(old, "pid-") && !strings.HasPrefix(ns.Name, "pid-")) {
+			ns.Name = old
+			continue
+		}
+		if owner, ok := taken[ns.Name]; ok && owner != ns.Inode {
+			if known {
+				ns.Name = old // the better name is in use: keep the old one
+				continue
+			}
+			ns.Name += "-" + strconv.FormatUint(ns.Inode, 10)
+		}
+		if known {
+			delete(taken, old)
+		}
+		taken[ns.Name] = ns.Inode
+		s.names[ns.Inode] = ns.Name
 	}
 }
 
@@ -111,6 +158,7 @@ func (s *Scanner) Scan(ctx context.Context, states StateMask, fn func(ns *Namesp
 		s.mu.Unlock()
 		return nil
 	}
+	s.keepNames(list)
 	present := make(map[uint64]bool, len(list))
 	for _, ns := range list {
 		present[ns.Inode] = true

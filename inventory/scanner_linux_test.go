@@ -1049,3 +1049,43 @@ func TestScannerFakeSelectAndErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestScannerNamesAreNeverStolen: a namespace keeps its name while it
+// exists. One that appears later under a name in use (another user's
+// namespace named like a container, listed first because its pid is lower)
+// gets "-INODE"; a pid- fallback name gives way to a container id.
+func TestScannerNamesAreNeverStolen(t *testing.T) {
+	k := &nsFakeKernel{
+		nss: []Namespace{
+			{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
+			{Inode: 3, Name: "0123456789ab", Path: "/p/30", Kind: KindProcess, PID: 30},
+			{Inode: 4, Name: "pid-pause-40", Path: "/p/40", Kind: KindProcess, PID: 40},
+		},
+		sockets: map[uint64]int{1: 1, 2: 1, 3: 1, 4: 1},
+	}
+	s := k.scanner(ScannerOptions{Workers: 1})
+	want := []nsFakeResult{{"host", 1, ""}, {"0123456789ab", 1, ""}, {"pid-pause-40", 1, ""}}
+	if diff := cmp.Diff(want, nsFakeScan(s)); diff != "" {
+		t.Fatalf("first scan (-want +got):\n%s", diff)
+	}
+	// A newcomer with a lower pid: the listing names it first.
+	k.mu.Lock()
+	k.nss = []Namespace{
+		{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
+		{Inode: 2, Name: "0123456789ab", Path: "/p/20", Kind: KindProcess, PID: 20},
+		{Inode: 3, Name: "0123456789ab-3", Path: "/p/30", Kind: KindProcess, PID: 30},
+		{Inode: 4, Name: "fedcba987654", Path: "/p/40", Kind: KindProcess, PID: 40},
+	}
+	k.mu.Unlock()
+	want = []nsFakeResult{{"host", 1, ""}, {"0123456789ab-2", 1, ""}, {"0123456789ab", 1, ""}, {"fedcba987654", 1, ""}}
+	if diff := cmp.Diff(want, nsFakeScan(s)); diff != "" {
+		t.Errorf("after a newcomer (-want +got):\n%s", diff)
+	}
+	names := map[uint64]string{}
+	for _, ns := range s.Namespaces() {
+		names[ns.Inode] = ns.Name
+	}
+	if names[3] != "0123456789ab" || names[2] != "0123456789ab-2" {
+		t.Errorf("Namespaces() %v", names)
+	}
+}
