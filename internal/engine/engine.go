@@ -708,9 +708,13 @@ const sessionBatch = 512
 // socket that leaves the tracker between batches is skipped.
 func (e *Engine) EachSession(fn func([]exporter.Session) bool) {
 	e.mu.Lock()
-	keys := e.keysLocked()
+	keys, gone := e.keysLocked()
 	all := e.opts.All
 	e.mu.Unlock()
+	// Sorting 200 000 keys takes tens of milliseconds: never under the
+	// lock that scans and probes need.
+	slices.SortFunc(keys, compareKeys)
+	keys = append(keys, gone...)
 	batch := make([]exporter.Session, 0, sessionBatch)
 	for len(keys) > 0 {
 		n := min(len(keys), sessionBatch)
@@ -733,7 +737,6 @@ func (e *Engine) EachSession(fn func([]exporter.Session) bool) {
 // TopSessions returns up to n sessions in exporter.TopOrder: what the page shows.
 func (e *Engine) TopSessions(n int) []exporter.Session {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	now := e.opts.Now()
 	type ranked struct {
 		k           inventory.Key
@@ -751,6 +754,9 @@ func (e *Engine) TopSessions(n int) []exporter.Session {
 	for _, g := range e.goneLocked() {
 		rs = append(rs, ranked{k: inventory.Key{Netns: g.NetnsInode, Cookie: g.Cookie}, idl: g.IdleSeconds})
 	}
+	all := e.opts.All
+	e.mu.Unlock()
+	// Rank without the lock: scans and probes must not wait for a page view.
 	slices.SortStableFunc(rs, func(a, b ranked) int {
 		if c := exporter.TopOrder(a.ghost, a.ghostS, a.idl, b.ghost, b.ghostS, b.idl); c != 0 {
 			return c
@@ -758,8 +764,10 @@ func (e *Engine) TopSessions(n int) []exporter.Session {
 		return compareKeys(a.k, b.k)
 	})
 	out := make([]exporter.Session, 0, min(n, len(rs)))
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for _, r := range rs[:min(n, len(rs))] {
-		if s, ok := e.sessionByKeyLocked(r.k, e.opts.All, now); ok {
+		if s, ok := e.sessionByKeyLocked(r.k, all, now); ok {
 			out = append(out, s)
 		}
 	}
@@ -830,14 +838,12 @@ func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 }
 
 // keysLocked returns the keys of the sessions to report, in EachSession's order.
-func (e *Engine) keysLocked() []inventory.Key {
-	var keys []inventory.Key
-	e.eachBriefLocked(func(b *tracker.Brief) { keys = append(keys, b.Key) })
-	slices.SortFunc(keys, compareKeys)
+func (e *Engine) keysLocked() (suspects, gone []inventory.Key) {
+	e.eachBriefLocked(func(b *tracker.Brief) { suspects = append(suspects, b.Key) })
 	for _, g := range e.goneLocked() {
-		keys = append(keys, inventory.Key{Netns: g.NetnsInode, Cookie: g.Cookie})
+		gone = append(gone, inventory.Key{Netns: g.NetnsInode, Cookie: g.Cookie})
 	}
-	return keys
+	return suspects, gone
 }
 
 // sessionByKeyLocked builds the session of k: a tracked socket, a socket of
