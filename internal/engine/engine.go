@@ -198,6 +198,7 @@ type Engine struct {
 	owners Owners
 	opts   Options
 
+	scanMu  sync.Mutex // one Scan at a time
 	mu      sync.Mutex
 	tracker *tracker.Tracker
 	killed  map[inventory.Key]bool
@@ -259,20 +260,25 @@ func (e *Engine) SetOptions(opts Options) {
 }
 
 // Scan runs one inventory pass over every selected namespace and updates the
-// tracker. It does not probe.
+// tracker. It does not probe. The dump runs without the engine's lock (the
+// tracker has its own), so the page, the API and the probe loop do not wait
+// for the kernel; passes are serialised.
 func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
-	start := e.opts.Now()
+	e.scanMu.Lock()
+	defer e.scanMu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	clear(e.counts)
+	opts := e.opts
+	e.mu.Unlock()
+	start := opts.Now()
+	counts := make(map[uint64]*stateCounts, len(e.counts))
+	var all []inventory.Socket
 	var cur *stateCounts
 	curNetns := uint64(0)
-	e.all = e.all[:0]
 	results := e.inv.Scan(ctx, inventory.AllStates, func(ns *inventory.Namespace, sk *inventory.Socket) error {
 		if cur == nil || sk.Netns != curNetns {
-			if cur = e.counts[sk.Netns]; cur == nil {
+			if cur = counts[sk.Netns]; cur == nil {
 				cur = new(stateCounts)
-				e.counts[sk.Netns] = cur
+				counts[sk.Netns] = cur
 			}
 			curNetns = sk.Netns
 		}
@@ -283,12 +289,19 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 		cur[fam][sk.State&15]++
 		// The time of this socket's dump: tcp_info's "ms ago" fields are
 		// relative to it, and a dump of many namespaces takes a while.
-		e.tracker.Observe(e.opts.Now(), sk)
-		if e.opts.All {
-			e.all = append(e.all, *sk)
+		e.tracker.Observe(opts.Now(), sk)
+		if opts.All {
+			all = append(all, *sk)
 		}
 		return nil
 	})
+	if opts.All {
+		// Sorted, so a session can be found by key.
+		slices.SortFunc(all, func(a, b inventory.Socket) int { return compareKeys(a.Key(), b.Key()) })
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.counts, e.all = counts, all
 	now := e.opts.Now()
 	seen := make(map[uint64]bool, len(results))
 	e.last = e.last[:0]
@@ -315,10 +328,6 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 		if now.Sub(g.at) > KilledRetention || !seen[k.Netns] {
 			delete(e.gone, k)
 		}
-	}
-	if e.opts.All {
-		// Sorted, so a session can be found by key.
-		slices.SortFunc(e.all, func(a, b inventory.Socket) int { return compareKeys(a.Key(), b.Key()) })
 	}
 	e.scanned = now
 	e.scanDur = e.opts.Now().Sub(start)
