@@ -59,6 +59,8 @@ type collector struct {
 	reloadTime      *prometheus.Desc
 	probeMode       *prometheus.Desc
 	capability      *prometheus.Desc
+	nsSkipped       *prometheus.Desc
+	refused         *prometheus.Desc
 }
 
 // Collector returns a prometheus.Collector for the store's metrics. Register
@@ -86,6 +88,8 @@ func (s *Store) Collector() prometheus.Collector {
 		reloadTime:      desc("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load."),
 		probeMode:       desc("probe_mode_info", "How probes choose sequence numbers: in_window, blind or off; always 1.", "mode"),
 		capability:      desc("capability", "Whether ghostd holds a capability one of its features needs (1) or runs without it (0).", "capability"),
+		nsSkipped:       desc("namespaces_skipped", "Network namespaces the last scan did not dump because of the namespace cap."),
+		refused:         desc("suspects_refused_total", "Sockets that needed tracking but were refused by the cap on tracked sockets."),
 	}
 }
 
@@ -95,6 +99,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.probes, c.probeReplies, c.probeRTT, c.killed, c.killErrors, c.killSupported,
 		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo,
 		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode, c.capability,
+		c.nsSkipped, c.refused,
 	} {
 		ch <- d
 	}
@@ -150,6 +155,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if !snap.Doc.ScannedAt.IsZero() {
 		gauge(c.lastScan, float64(snap.Doc.ScannedAt.UnixNano())/1e9)
 	}
+	gauge(c.nsSkipped, float64(snap.Limits.NamespacesSkipped))
+	counter(c.refused, float64(snap.Limits.SuspectsRefused))
 	c.collectNamespaces(ch, snap)
 	c.collectSessions(ch, snap)
 	sockets := map[[3]string]int{}

@@ -40,6 +40,13 @@ type Snapshot struct {
 	Scans        []NamespaceScan
 	ScanDuration time.Duration
 	ProbeMode    string // "in_window", "blind" or "off"
+	Limits       Limits
+}
+
+// Limits says what the caps on namespaces and tracked sockets left out.
+type Limits struct {
+	NamespacesSkipped int    // namespaces the last scan did not dump
+	SuspectsRefused   uint64 // sockets refused tracking since start
 }
 
 // BuildInfo identifies the running binary in ghostd_build_info.

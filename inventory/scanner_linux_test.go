@@ -1089,3 +1089,30 @@ func TestScannerNamesAreNeverStolen(t *testing.T) {
 		t.Errorf("Namespaces() %v", names)
 	}
 }
+
+// TestScannerMaxNamespaces: past the cap, the last namespaces in listing
+// order are skipped, counted, and said once.
+func TestScannerMaxNamespaces(t *testing.T) {
+	k := &nsFakeKernel{
+		nss: []Namespace{
+			{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
+			{Inode: 2, Name: "blue", Path: "/r/blue", Kind: KindNamed},
+			{Inode: 3, Name: "pid-x-30", Path: "/p/30", Kind: KindProcess, PID: 30},
+		},
+		sockets: map[uint64]int{1: 1, 2: 1, 3: 1},
+	}
+	s := k.scanner(ScannerOptions{Workers: 1, MaxNamespaces: 2})
+	want := []nsFakeResult{{"host", 1, ""}, {"blue", 1, ""}}
+	for range 2 {
+		if diff := cmp.Diff(want, nsFakeScan(s)); diff != "" {
+			t.Fatalf("scan (-want +got):\n%s", diff)
+		}
+		if s.Skipped() != 1 {
+			t.Errorf("Skipped() = %d, want 1", s.Skipped())
+		}
+	}
+	k.remove("blue")
+	if diff := cmp.Diff([]nsFakeResult{{"host", 1, ""}, {"pid-x-30", 1, ""}}, nsFakeScan(s)); diff != "" || s.Skipped() != 0 {
+		t.Errorf("under the cap (-want +got):\n%s; skipped %d", diff, s.Skipped())
+	}
+}

@@ -28,6 +28,13 @@ type Config struct {
 	// window probes (idiag_retrans) under the persist timer. (tcpi_backoff is
 	// not used: it also grows while a live peer keeps its window shut.)
 	RetransBackoff uint8
+	// MaxEntries caps the sockets remembered at once (about 290 bytes each),
+	// shared fairly: once the cap is reached, a namespace may still add
+	// sockets while it holds fewer than MaxEntries divided by the number of
+	// namespaces, so one busy namespace cannot blind ghostd to the others.
+	// The total stays below twice MaxEntries. Refused sockets are counted
+	// (Refused). Zero means DefaultMaxEntries.
+	MaxEntries int
 }
 
 // Defaults. A dead idle peer must be confirmed within 2 minutes of going quiet
@@ -50,6 +57,8 @@ const (
 	DefaultFinWait2       = 90 * time.Second
 	DefaultLastAck        = 30 * time.Second
 	DefaultRetransBackoff = 2
+	// DefaultMaxEntries bounds the tracker near 140 MiB.
+	DefaultMaxEntries = 500_000
 )
 
 // DefaultConfig returns the default thresholds.
@@ -57,6 +66,7 @@ func DefaultConfig() Config {
 	return Config{
 		Idle: DefaultIdle, CloseWait: DefaultCloseWait, Stall: DefaultStall,
 		FinWait2: DefaultFinWait2, LastAck: DefaultLastAck, RetransBackoff: DefaultRetransBackoff,
+		MaxEntries: DefaultMaxEntries,
 	}
 }
 
@@ -89,6 +99,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetransBackoff == 0 {
 		c.RetransBackoff = d.RetransBackoff
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = DefaultMaxEntries
 	}
 	return c
 }
@@ -176,6 +189,22 @@ type Tracker struct {
 	hasEpoch bool
 	// newSuspects counts the times a socket became a suspect (NewSuspects).
 	newSuspects uint64
+	// refused counts sockets not remembered because of MaxEntries.
+	refused uint64
+}
+
+// Refused counts the sockets that needed remembering but were refused by
+// Config.MaxEntries since New.
+func (t *Tracker) Refused() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.refused
+}
+
+// admit reports whether a new entry fits in ns under MaxEntries.
+func (t *Tracker) admit(ns *namespace) bool {
+	limit := t.cfg.MaxEntries
+	return t.n < limit || ns.len() < limit/max(1, len(t.nss))
 }
 
 // NewSuspects counts the times a socket became a suspect since New: when it
@@ -263,6 +292,10 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 	}
 	if !t.hasEpoch {
 		t.epoch, t.hasEpoch = now, true
+	}
+	if e == nil && !t.admit(ns) {
+		t.refused++
+		return c.reasons, c.unavailable
 	}
 	at := t.offset(now)
 	if e == nil {

@@ -561,3 +561,39 @@ func TestProgressClearsTag(t *testing.T) {
 		t.Errorf("tag after bytes moved: %v %v, want cleared", tag, ok)
 	}
 }
+
+// TestMaxEntriesFairShare: past MaxEntries a busy namespace cannot add more,
+// while another namespace still gets its fair share; refusals are counted.
+func TestMaxEntriesFairShare(t *testing.T) {
+	tr := New(Config{Idle: time.Minute, MaxEntries: 10})
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	idle := func(netns, cookie uint64) *inventory.Socket {
+		s := &inventory.Socket{Netns: netns, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: cookie}
+		s.Info.Len = 280
+		s.Info.LastDataRecv, s.Info.LastDataSent = 120_000, 120_000
+		return s
+	}
+	for c := range uint64(15) {
+		tr.Observe(now, idle(1, c+1))
+	}
+	if tr.Len() != 10 || tr.Refused() != 5 {
+		t.Fatalf("busy namespace alone: %d remembered, %d refused; want 10 and 5", tr.Len(), tr.Refused())
+	}
+	for c := range uint64(8) {
+		tr.Observe(now, idle(2, c+1))
+	}
+	in2 := 0
+	tr.EachSuspectBrief(func(b *Brief) {
+		if b.Key.Netns == 2 {
+			in2++
+		}
+	})
+	if in2 != 5 || tr.Refused() != 8 {
+		t.Errorf("second namespace: %d remembered (want its share, 10/2 = 5), %d refused (want 8)", in2, tr.Refused())
+	}
+	// Remembered sockets are observed again without counting as refused.
+	tr.Observe(now.Add(15*time.Second), idle(1, 1))
+	if tr.Refused() != 8 {
+		t.Errorf("re-observing a remembered socket counted as refused: %d", tr.Refused())
+	}
+}

@@ -85,6 +85,8 @@ type daemon struct {
 	probeErrs probeErrors
 	probeQ    chan []probe.Target // latest targets; a newer batch replaces an unread one
 	reloadCh  chan struct{}
+
+	saidRefused bool // noteLimits said the tracker's cap was reached
 }
 
 func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*daemon, error) {
@@ -213,6 +215,11 @@ func runTask(ctx context.Context, task func(context.Context) error) (err error) 
 // publishes the snapshot, applies the kill policy and pets the watchdog.
 func (d *daemon) scanLoop(ctx context.Context) error {
 	wd, hasWD := systemd.WatchdogInterval()
+	if hasWD {
+		// A scan of many namespaces may outlast WatchdogSec: pet while it
+		// moves from namespace to namespace, never while it is stuck.
+		d.parts.engine.SetProgress(func() { _ = systemd.Watchdog() })
+	}
 	ready := false
 	for {
 		start := time.Now()
@@ -252,6 +259,7 @@ func (d *daemon) scanLoop(ctx context.Context) error {
 func (d *daemon) scanOnce(ctx context.Context) {
 	e := d.parts.engine
 	e.Scan(ctx)
+	d.noteLimits(e.Limits())
 	if d.parts.prober != nil {
 		if t := e.Targets(); len(t) > 0 {
 			d.offer(t)
@@ -293,6 +301,16 @@ func (d *daemon) publish(ctx context.Context) {
 		sockets += n.Sockets
 	}
 	_ = systemd.Status(fmt.Sprintf("%d ghosts, %d suspects, %d sockets in %d namespaces", ghosts, suspects, sockets, len(snap.Doc.Namespaces)))
+}
+
+// noteLimits says once, in one line each, that a cap left namespaces or
+// sockets out (the metrics ghostd_namespaces_skipped and
+// ghostd_suspects_refused_total keep counting).
+func (d *daemon) noteLimits(l exporter.Limits) {
+	if l.SuspectsRefused > 0 && !d.saidRefused {
+		d.saidRefused = true
+		d.log.Warn("the cap on tracked sockets was reached; new suspects are refused beyond each namespace's fair share", "refused", l.SuspectsRefused)
+	}
 }
 
 // offer queues the latest targets for the probe worker, replacing a batch it

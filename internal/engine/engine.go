@@ -198,10 +198,11 @@ type Engine struct {
 	owners Owners
 	opts   Options
 
-	scanMu  sync.Mutex // one Scan at a time
-	mu      sync.Mutex
-	tracker *tracker.Tracker
-	killed  map[inventory.Key]bool
+	scanMu   sync.Mutex // one Scan at a time
+	progress func()     // called as a long Scan moves from namespace to namespace (SetProgress)
+	mu       sync.Mutex
+	tracker  *tracker.Tracker
+	killed   map[inventory.Key]bool
 	// gone holds the sessions ghostd killed whose socket has left the
 	// table, shown (killed, no longer a ghost) for KilledRetention.
 	gone    map[inventory.Key]goneSession
@@ -259,6 +260,15 @@ func (e *Engine) SetOptions(opts Options) {
 	e.tracker.SetConfig(opts.Tracker)
 }
 
+// SetProgress sets a function Scan calls, at most once a second, as it moves
+// on to another namespace: a daemon feeds systemd's watchdog with it, so a
+// scan of many namespaces that is slow but moving is not taken for a hang.
+func (e *Engine) SetProgress(fn func()) {
+	e.scanMu.Lock()
+	defer e.scanMu.Unlock()
+	e.progress = fn
+}
+
 // Scan runs one inventory pass over every selected namespace and updates the
 // tracker. It does not probe. The dump runs without the engine's lock (the
 // tracker has its own), so the page, the API and the probe loop do not wait
@@ -274,8 +284,15 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	var all []inventory.Socket
 	var cur *stateCounts
 	curNetns := uint64(0)
+	lastProgress := start
 	results := e.inv.Scan(ctx, inventory.AllStates, func(ns *inventory.Namespace, sk *inventory.Socket) error {
 		if cur == nil || sk.Netns != curNetns {
+			if e.progress != nil {
+				if now := opts.Now(); now.Sub(lastProgress) >= time.Second {
+					e.progress()
+					lastProgress = now
+				}
+			}
 			if cur = counts[sk.Netns]; cur == nil {
 				cur = new(stateCounts)
 				counts[sk.Netns] = cur
@@ -783,12 +800,22 @@ func (e *Engine) TopSessions(n int) []exporter.Session {
 	return out
 }
 
+// Limits returns what the caps on namespaces and tracked sockets left out.
+func (e *Engine) Limits() exporter.Limits {
+	l := exporter.Limits{SuspectsRefused: e.tracker.Refused()}
+	if sk, ok := e.inv.(interface{ Skipped() int }); ok {
+		l.NamespacesSkipped = sk.Skipped()
+	}
+	return l
+}
+
 // frameLocked returns a snapshot with everything but its sessions.
 func (e *Engine) frameLocked() *exporter.Snapshot {
 	snap := &exporter.Snapshot{
 		Doc:          exporter.Document{ScannedAt: e.scanned.UTC(), Namespaces: []exporter.NamespaceStatus{}},
 		ScanDuration: e.scanDur,
 		ProbeMode:    e.probeMode(),
+		Limits:       e.Limits(),
 	}
 	for _, st := range e.last {
 		errText := ""

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -477,5 +478,27 @@ func TestReprobe(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[uint64]bool{2: true, 3: false}, ghosts); diff != "" {
 		t.Errorf("ghosts after the re-probe (-want +got):\n%s", diff)
+	}
+}
+
+// A scan that moves from namespace to namespace reports progress (the
+// daemon pets systemd's watchdog with it), at most once a second.
+func TestScanReportsProgress(t *testing.T) {
+	inv := &fakeInv{sockets: map[uint64][]inventory.Socket{}}
+	for i := range uint64(6) {
+		inv.ns = append(inv.ns, inventory.Namespace{Inode: 10 + i, Name: fmt.Sprint("ns", i)})
+		inv.sockets[10+i] = []inventory.Socket{idleSocket(1, 1, time.Second)}
+	}
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	calls := 0
+	now := func() time.Time { calls++; return t0.Add(time.Duration(calls) * 300 * time.Millisecond) }
+	e := New(inv, nil, nil, Options{Tracker: tracker.Config{Idle: time.Minute}, Now: now})
+	pets := 0
+	e.SetProgress(func() { pets++ })
+	e.Scan(context.Background())
+	// Six namespaces, one socket each, ~3 clock reads per namespace at
+	// 300 ms each: about one pet per namespace after the first second.
+	if pets < 2 || pets > 6 {
+		t.Errorf("%d progress calls over a scan of 6 namespaces, want between 2 and 6", pets)
 	}
 }
