@@ -4,6 +4,9 @@ package config
 import (
 	"net/netip"
 	"time"
+
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/tracker"
 )
 
 // DefaultPath is where `ghostd run` looks for its configuration file. A
@@ -108,7 +111,7 @@ func Default() Config {
 		Idle:      60 * time.Second,
 		CloseWait: 60 * time.Second,
 		Stall:     60 * time.Second,
-		FinWait2:  60 * time.Second,
+		FinWait2:  tracker.DefaultFinWait2, // above the kernel's tcp_fin_timeout (60 s)
 		LastAck:   30 * time.Second,
 		Probe: ProbeConfig{
 			Enabled:   true,
@@ -125,7 +128,7 @@ func Default() Config {
 			Enabled:           false,
 			Mode:              ModeDestroy,
 			Verdicts:          []string{"reset", "silent", "unreachable"},
-			MinAge:            2 * time.Minute,
+			MinAge:            exporter.DefaultKillPolicy().MinAge,
 			PerMinute:         10,
 			CloseWait:         false,
 			KeepaliveIdle:     10 * time.Second,

@@ -68,7 +68,7 @@ func TestValidFull(t *testing.T) {
 		FinWait2:  3 * time.Minute,
 		LastAck:   45 * time.Second,
 		Probe: config.ProbeConfig{
-			Enabled: false, Attempts: 5, Interval: 500 * time.Millisecond, Rate: 50.5,
+			Enabled: false, Attempts: 5, Interval: 700 * time.Millisecond, Rate: 50.5,
 			PerHost: 2, InFlight: 64, HostHint: false, ResetLocal: true, Backoff: 10 * time.Minute, Reconfirm: 2 * time.Minute,
 		},
 		Kill: config.KillConfig{
@@ -115,6 +115,7 @@ func TestInvalid(t *testing.T) {
 		"bool":            `2: kill.enabled: want true or false, got "yes please"`,
 		"attempts":        "2: probe.attempts: must be 1 to 10, got 0",
 		"interval-short":  "1: interval: 100ms is too short: want at least 1s",
+		"probe-interval":  "2: probe.interval: 100ms is too short: want at least 600ms",
 		"threshold":       "2: thresholds.close_wait: must be positive, got -1s",
 		"rate":            "2: probe.rate: must be a positive number of probes per second, got 0",
 		"mode":            `2: kill.mode: invalid mode "explode": want destroy or keepalive`,
@@ -211,11 +212,11 @@ func TestFlagsOverrideFile(t *testing.T) {
 			c.Probe.Attempts = 2
 		}},
 		{"flag equal to the default still wins", []string{"--interval=15s"}, func(c *config.Config) { c.Interval = 15 * time.Second }},
-		{"detection flags", []string{"--netns=blue", "--close-wait=5s", "--stall=7s", "--probe-interval=250ms", "--no-probe", "--kill", "--kill-min-age=0s"}, func(c *config.Config) {
+		{"detection flags", []string{"--netns=blue", "--close-wait=5s", "--stall=7s", "--probe-interval=650ms", "--no-probe", "--kill", "--kill-min-age=0s"}, func(c *config.Config) {
 			c.Netns = "blue"
 			c.CloseWait = 5 * time.Second
 			c.Stall = 7 * time.Second
-			c.Probe.Interval = 250 * time.Millisecond
+			c.Probe.Interval = 650 * time.Millisecond
 			c.Probe.Enabled = false
 			c.Kill.Enabled = true
 			c.Kill.MinAge = 0

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ghostd/ghostd/probe"
 )
 
 // Kernel limits of the keepalive socket options (include/net/tcp.h).
@@ -58,8 +60,10 @@ func (c *Config) Validate() error {
 	switch {
 	case p.Attempts < 1 || p.Attempts > 10:
 		return bad("probe.attempts", "must be 1 to 10, got %d", p.Attempts)
-	case p.Interval < 10*time.Millisecond:
-		return bad("probe.interval", "%s is too short: want at least 10ms", p.Interval)
+	case p.Interval < probe.MinInterval:
+		// Linux answers one out-of-window segment per socket per 500 ms:
+		// the prober never spaces attempts closer, so neither may the file.
+		return bad("probe.interval", "%s is too short: want at least %s", p.Interval, probe.MinInterval)
 	case math.IsNaN(p.Rate) || p.Rate <= 0 || math.IsInf(p.Rate, 0):
 		return bad("probe.rate", "must be a positive number of probes per second, got %v", p.Rate)
 	case p.PerHost < 1:
