@@ -237,14 +237,32 @@ func routeCmsgs(rt route, v4 bool) []byte {
 	return oob
 }
 
-// monotonic reads CLOCK_MONOTONIC, the clock of Linux's TCP timestamps.
+// monotonic reads the kernel's CLOCK_MONOTONIC, the clock of Linux's TCP
+// timestamps. In a time namespace (CLONE_NEWTIME) ours runs at an offset from
+// the kernel's; the offset is taken back out, or probes would carry TSvals
+// the peer's PAWS rejects.
 func monotonic() (time.Duration, error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		return 0, fmt.Errorf("probe: read CLOCK_MONOTONIC: %w", err)
 	}
-	return time.Duration(ts.Nano()), nil
+	off, err := timensOffset()
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(ts.Nano()) - off, nil
 }
+
+var timensOffset = sync.OnceValues(func() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/self/timens_offsets")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil // a kernel without time namespaces
+	}
+	if err != nil {
+		return 0, fmt.Errorf("probe: time namespace offsets: %w", err)
+	}
+	return parseTimensOffset(b)
+})
 
 func (c *linuxConn) recv(buf []byte) (int, error) {
 	sc, err := c.capture.SyscallConn()

@@ -129,3 +129,23 @@ func TestHZFromTick(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTimensOffset(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		err  bool
+	}{
+		{"monotonic           0         0\nboottime            0         0\n", 0, false},
+		{"boottime 5 0\nmonotonic -86400 250\n", -86400*time.Second + 250, false},
+		{"1 7 1\n7 9 9\n", 7*time.Second + 1, false},
+		{"", 0, false},
+		{"monotonic x 0\n", 0, true},
+		{"monotonic 1 1000000000\n", 0, true},
+	} {
+		got, err := parseTimensOffset([]byte(tc.in))
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("%q: %v, %v; want %v (error %v)", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
