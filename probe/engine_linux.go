@@ -192,8 +192,9 @@ func (c *linuxConn) send(pkt []byte, dst netip.Addr, rt route) error {
 // socket, or nil for the plain route. Per-message options leave the shared
 // raw socket unchanged, so concurrent probes of different sockets never see
 // each other's routing:
-//   - SO_MARK (Linux 5.0+ for raw sockets; CAP_NET_RAW or CAP_NET_ADMIN):
-//     the mark fwmark rules select a table by;
+//   - SO_MARK (needs CAP_NET_RAW or CAP_NET_ADMIN): the mark fwmark rules
+//     select a table by. Verified for both families' route lookups on 6.18
+//     (probe/probeopts_linux_test.go); older kernels are unverified;
 //   - IP_PKTINFO / IPV6_PKTINFO with the interface index: the output
 //     interface, as a socket bound with SO_BINDTODEVICE uses;
 //   - IP_TOS / IPV6_TCLASS: the route lookup's TOS (our header already
