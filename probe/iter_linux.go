@@ -78,7 +78,9 @@ func setAutolabelBits(spec *ebpf.CollectionSpec, kernel *btf.Spec) error {
 	found := map[string]uint32{}
 	for typ, err := range kernel.All() {
 		if err != nil {
-			return fmt.Errorf("read BTF: %w", err)
+			// Unreadable BTF types cost only the socket's own opt-out: the
+			// namespace's default applies, as on kernels before 6.6.
+			return nil
 		}
 		e, ok := typ.(*btf.Enum)
 		if !ok || e.Name != "" {
