@@ -1,6 +1,9 @@
 package exporter
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Document is the JSON contract of `ghostd scan --json` and GET /api/v1/sessions.
 // Fields may be added; none may be renamed or dropped.
@@ -47,4 +50,14 @@ type Session struct {
 	ClosedByProbe bool    `json:"closed_by_probe"`         // the peer's RST to a probe closed the local socket
 	Container     string  `json:"container,omitempty"`     // container id from the cgroup path
 	GhostSeconds  float64 `json:"ghost_seconds,omitempty"` // how long it has been a confirmed ghost
+	Unprobeable   string  `json:"unprobeable,omitempty"`   // why the socket cannot be probed: "tcp_md5", "tcp_ao"
+}
+
+// VerdictText is the verdict as the page and `ghostd scan` print it: an
+// unprobeable socket says why ("unprobed (tcp-md5)").
+func (s *Session) VerdictText() string {
+	if s.Unprobeable == "" {
+		return s.Verdict
+	}
+	return s.Verdict + " (" + strings.ReplaceAll(s.Unprobeable, "_", "-") + ")"
 }

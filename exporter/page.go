@@ -113,7 +113,7 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 			Remote:   ss.Remote,
 			State:    ss.State,
 			Reasons:  strings.Join(ss.Reasons, ", "),
-			Verdict:  ss.Verdict,
+			Verdict:  ss.VerdictText(),
 			Idle:     humanSeconds(ss.IdleSeconds),
 			GhostFor: ghostFor(&ss),
 			Process:  process(&ss),

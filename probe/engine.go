@@ -18,10 +18,34 @@ var ErrUnsupported = errors.New("probe: raw probes are not supported on this pla
 // datagrams and a capture of possible replies, each starting at the IP header.
 // openRawConn(nsPath, ports) opens one; ports are the probed local ports.
 type rawConn interface {
-	send(pkt []byte, dst netip.Addr) error
+	send(pkt []byte, dst netip.Addr, rt route) error
 	// recv blocks until a captured datagram arrives or the conn is closed.
 	recv(buf []byte) (int, error)
 	close() error
+}
+
+// route is how a probe leaves, so that it follows the probed socket's own
+// segments: the socket's SO_MARK (policy routing), the interface it is bound
+// to (SO_BINDTODEVICE, a VRF) and its TOS / traffic class (routing by TOS,
+// and the value written into the probe's header). The zero route is the
+// namespace's plain routing.
+type route struct {
+	mark    uint32
+	ifindex int
+	tos     uint8
+}
+
+// routeOf returns the route of the socket whose state st is; nil (blind) is
+// the plain route.
+func routeOf(st *SeqState, v4 bool) route {
+	if st == nil {
+		return route{}
+	}
+	rt := route{mark: st.Mark, ifindex: st.BoundIf, tos: st.TClass}
+	if v4 {
+		rt.tos = st.TOS
+	}
+	return rt
 }
 
 // flowKey names a probed connection from the local side; addresses are unmapped.
@@ -152,8 +176,8 @@ func (e *engine) readLoop() {
 	}
 }
 
-func (e *engine) send(pkt []byte, dst netip.Addr) error {
-	if err := e.conn.send(pkt, dst.Unmap()); err != nil {
+func (e *engine) send(pkt []byte, dst netip.Addr, rt route) error {
+	if err := e.conn.send(pkt, dst.Unmap(), rt); err != nil {
 		return fmt.Errorf("probe: send to %s: %w", dst, err)
 	}
 	return nil

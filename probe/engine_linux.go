@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -8,6 +9,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
+	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -156,7 +159,7 @@ func openRawSockets(ports []uint16) (_ rawConn, err error) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func (c *linuxConn) send(pkt []byte, dst netip.Addr) error {
+func (c *linuxConn) send(pkt []byte, dst netip.Addr, rt route) error {
 	var fd int
 	var sa unix.Sockaddr
 	if dst.Is4() {
@@ -167,17 +170,100 @@ func (c *linuxConn) send(pkt []byte, dst netip.Addr) error {
 	if fd < 0 {
 		return fmt.Errorf("no raw socket for %s: %w", dst, unix.EAFNOSUPPORT)
 	}
+	oob := routeCmsgs(rt, dst.Is4())
 	for {
-		err := unix.Sendto(fd, pkt, 0, sa)
+		var err error
+		if len(oob) == 0 {
+			err = unix.Sendto(fd, pkt, 0, sa)
+		} else {
+			_, err = unix.SendmsgN(fd, pkt, oob, sa, 0)
+		}
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return os.NewSyscallError("sendto", err)
+			return os.NewSyscallError("sendmsg", err)
 		}
 		return nil
 	}
 }
+
+// routeCmsgs returns the control messages that route one probe like its
+// socket, or nil for the plain route. Per-message options leave the shared
+// raw socket unchanged, so concurrent probes of different sockets never see
+// each other's routing:
+//   - SO_MARK (needs CAP_NET_RAW or CAP_NET_ADMIN): the mark fwmark rules
+//     select a table by. Verified for both families' route lookups on 6.18
+//     (probe/probeopts_linux_test.go); older kernels are unverified;
+//   - IP_PKTINFO / IPV6_PKTINFO with the interface index: the output
+//     interface, as a socket bound with SO_BINDTODEVICE uses;
+//   - IP_TOS / IPV6_TCLASS: the route lookup's TOS (our header already
+//     carries the value, which the kernel sends as written).
+func routeCmsgs(rt route, v4 bool) []byte {
+	if rt == (route{}) {
+		return nil
+	}
+	var oob []byte
+	add := func(level, typ int, data []byte) {
+		start := len(oob)
+		oob = append(oob, make([]byte, unix.CmsgSpace(len(data)))...)
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[start]))
+		h.Level, h.Type = int32(level), int32(typ)
+		h.SetLen(unix.CmsgLen(len(data)))
+		copy(oob[start+unix.CmsgLen(0):], data)
+	}
+	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+	if rt.mark != 0 {
+		add(unix.SOL_SOCKET, unix.SO_MARK, u32(rt.mark))
+	}
+	if v4 {
+		if rt.ifindex > 0 {
+			info := make([]byte, unix.SizeofInet4Pktinfo)
+			binary.NativeEndian.PutUint32(info, uint32(rt.ifindex)) // ipi_ifindex; addresses zero
+			add(unix.IPPROTO_IP, unix.IP_PKTINFO, info)
+		}
+		if rt.tos != 0 {
+			add(unix.IPPROTO_IP, unix.IP_TOS, []byte{rt.tos})
+		}
+		return oob
+	}
+	if rt.ifindex > 0 {
+		info := make([]byte, unix.SizeofInet6Pktinfo)
+		binary.NativeEndian.PutUint32(info[16:], uint32(rt.ifindex)) // ipi6_addr :: (any), ipi6_ifindex
+		add(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, info)
+	}
+	if rt.tos != 0 {
+		add(unix.IPPROTO_IPV6, unix.IPV6_TCLASS, u32(uint32(rt.tos)))
+	}
+	return oob
+}
+
+// monotonic reads the kernel's CLOCK_MONOTONIC, the clock of Linux's TCP
+// timestamps. In a time namespace (CLONE_NEWTIME) ours runs at an offset from
+// the kernel's; the offset is taken back out, or probes would carry TSvals
+// the peer's PAWS rejects.
+func monotonic() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, fmt.Errorf("probe: read CLOCK_MONOTONIC: %w", err)
+	}
+	off, err := timensOffset()
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(ts.Nano()) - off, nil
+}
+
+var timensOffset = sync.OnceValues(func() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/self/timens_offsets")
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil // a kernel without time namespaces
+	}
+	if err != nil {
+		return 0, fmt.Errorf("probe: time namespace offsets: %w", err)
+	}
+	return parseTimensOffset(b)
+})
 
 func (c *linuxConn) recv(buf []byte) (int, error) {
 	sc, err := c.capture.SyscallConn()

@@ -2,5 +2,10 @@
 
 package probe
 
+import "time"
+
 // openRawConn has no raw sockets to open outside Linux.
 func openRawConn(string, []uint16) (rawConn, error) { return nil, ErrUnsupported }
+
+// monotonic has no kernel TCP clock to read outside Linux.
+func monotonic() (time.Duration, error) { return 0, ErrUnsupported }

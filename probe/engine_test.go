@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -126,6 +127,8 @@ type fakeConn struct {
 
 	mu     sync.Mutex
 	sent   []Reply
+	pkts   [][]byte // the datagrams sent, as sent
+	routes []route  // how each was routed
 	times  []time.Time
 	in     chan []byte
 	closed chan struct{}
@@ -136,7 +139,7 @@ func newFakeConn(respond func(Reply) [][]byte) *fakeConn {
 	return &fakeConn{respond: respond, in: make(chan []byte, 1024), closed: make(chan struct{})}
 }
 
-func (f *fakeConn) send(pkt []byte, dst netip.Addr) error {
+func (f *fakeConn) send(pkt []byte, dst netip.Addr, rt route) error {
 	if f.sendErr != nil {
 		return f.sendErr
 	}
@@ -149,6 +152,8 @@ func (f *fakeConn) send(pkt []byte, dst netip.Addr) error {
 	}
 	f.mu.Lock()
 	f.sent = append(f.sent, r)
+	f.pkts = append(f.pkts, slices.Clone(pkt))
+	f.routes = append(f.routes, rt)
 	f.times = append(f.times, time.Now())
 	f.mu.Unlock()
 	if f.respond != nil {

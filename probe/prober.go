@@ -125,7 +125,8 @@ type Prober struct {
 	seq     SeqReader
 	log     *slog.Logger
 	open    func(nsPath string, ports []uint16) (rawConn, error)
-	now     func() time.Time // the read-ahead cache's clock
+	now     func() time.Time              // the read-ahead cache's clock
+	mono    func() (time.Duration, error) // CLOCK_MONOTONIC: the kernel's TCP timestamp clock
 	limiter *rate.Limiter
 	cache   seqCache
 
@@ -171,6 +172,7 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		log:      log,
 		open:     openRawConn,
 		now:      time.Now,
+		mono:     monotonic,
 		cache:    newSeqCache(time.Now()),
 		limiter:  rate.NewLimiter(rateLimit(cfg.Rate), cfg.Burst),
 		inflight: make(chan struct{}, cfg.InFlight),
@@ -341,6 +343,11 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			}
 			st = &s
 		}
+		if why := st.Unprobeable(); why != "" {
+			// Not an error: the socket is what it is. No token, no probe.
+			results[i] = Result{Verdict: Unprobed, Mode: InWindow, Unprobeable: why}
+			continue
+		}
 		// The first probe's token is taken here, before the goroutine
 		// starts: at the rate cap, a chunk's goroutines would otherwise all
 		// sleep in the limiter, each with its own timer, and waking them
@@ -442,6 +449,44 @@ func (p *Prober) numbers(cfg *Config, st *SeqState) (seq, ack uint32, win uint16
 	return seq, ack, uint16(min(w, math.MaxUint16))
 }
 
+// segment appends one probe for t to buf and returns it with its ACK
+// number. With the socket's state it is the segment the socket's own
+// keepalive would send: in-window numbers, the socket's TOS / traffic class
+// and flow label, and the timestamp option when the connection negotiated
+// it (TSval on the socket's clock, TSecr = TS.Recent), so a peer that checks
+// PAWS (RFC 7323) accepts it.
+func (p *Prober) segment(buf []byte, cfg *Config, t Target, st *SeqState, tos uint8) ([]byte, uint32, error) {
+	seq, ack, win := p.numbers(cfg, st)
+	seg := Segment{
+		Src: netip.AddrPortFrom(t.Local.Addr().Unmap(), t.Local.Port()), Dst: netip.AddrPortFrom(t.Remote.Addr().Unmap(), t.Remote.Port()),
+		Seq: seq, Ack: ack, Flags: FlagACK, Window: win, ID: uint16(rand.Uint32()), TOS: tos,
+	}
+	if st != nil {
+		seg.FlowLabel = st.FlowLabel
+		if st.TSOK {
+			now, err := p.mono()
+			if err != nil {
+				return nil, 0, err
+			}
+			seg.TS = &Timestamp{Val: tsVal(st, now), Ecr: st.TSRecent}
+		}
+	}
+	pkt, err := AppendSegment(buf, seg)
+	return pkt, ack, err
+}
+
+// tsVal is the TSval the socket would send at now (CLOCK_MONOTONIC): Linux
+// stamps segments with its TCP clock, that monotonic clock in milliseconds
+// (microseconds for tcp_usec_ts sockets), plus the socket's random offset
+// (tcp_skb_timestamp_ts in include/net/tcp.h).
+func tsVal(st *SeqState, now time.Duration) uint32 {
+	unit := time.Millisecond
+	if st.USecTS {
+		unit = time.Microsecond
+	}
+	return uint32(now/unit) + st.TSOffset
+}
+
 // rstMatches reports whether a RST answers our probes: a peer without the
 // connection echoes our ACK number as its sequence number (RFC 9293); a peer
 // that aborts the connection sends a RST within our receive window.
@@ -467,7 +512,8 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	defer stop()
 
 	acks := make([]uint32, 0, cfg.Attempts)
-	buf := make([]byte, 0, IPv6Size+TCPMinSize)
+	buf := make([]byte, 0, IPv6Size+TCPMinSize+TCPTimestampSize)
+	rt := routeOf(st, local.Is4())
 	var lastSent time.Time
 	unreachable := false
 	timer := time.NewTimer(time.Hour)
@@ -478,16 +524,12 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 				return p.interrupted(res, err)
 			}
 		}
-		seq, ack, win := p.numbers(cfg, st)
-		pkt, err := AppendSegment(buf[:0], Segment{
-			Src: netip.AddrPortFrom(local, t.Local.Port()), Dst: netip.AddrPortFrom(remote, t.Remote.Port()),
-			Seq: seq, Ack: ack, Flags: FlagACK, Window: win, ID: uint16(rand.Uint32()),
-		})
+		pkt, ack, err := p.segment(buf[:0], cfg, t, st, rt.tos)
 		if err != nil {
 			return p.unprobed(fmt.Errorf("probe: %s→%s: %w", t.Local, t.Remote, err))
 		}
 		lastSent = cfg.Now()
-		if err := e.send(pkt, remote); err != nil {
+		if err := e.send(pkt, remote, rt); err != nil {
 			return p.unprobed(err)
 		}
 		res.Sent++
@@ -539,7 +581,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	// itself: stateful middleboxes drop out-of-window segments.
 	res.Confirmed = unreachable || res.Mode == InWindow || t.KernelEvidence
 	if cfg.HostHint && res.Verdict == Silent {
-		if up, err := p.echo(ctx, cfg, e, local, remote); err == nil {
+		if up, err := p.echo(ctx, cfg, e, local, remote, route{mark: rt.mark, ifindex: rt.ifindex}); err == nil {
 			res.HostReachable = &up
 		} else {
 			p.log.Debug("probe: host hint", "remote", remote, "err", err)
@@ -571,7 +613,7 @@ func (p *Prober) closedLocal(cfg *Config, t Target, st *SeqState, r Reply) bool 
 }
 
 // echo sends one ICMP echo to the peer's host and waits Timeout for the reply.
-func (p *Prober) echo(ctx context.Context, cfg *Config, e *engine, local, remote netip.Addr) (bool, error) {
+func (p *Prober) echo(ctx context.Context, cfg *Config, e *engine, local, remote netip.Addr, rt route) (bool, error) {
 	if err := p.limiter.Wait(ctx); err != nil {
 		return false, err
 	}
@@ -582,7 +624,7 @@ func (p *Prober) echo(ctx context.Context, cfg *Config, e *engine, local, remote
 	}
 	ch, stop := e.watchEcho(echoKey{remote, id})
 	defer stop()
-	if err := e.send(pkt, remote); err != nil {
+	if err := e.send(pkt, remote, rt); err != nil {
 		return false, err
 	}
 	p.echoes.Add(1)

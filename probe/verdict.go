@@ -68,4 +68,9 @@ type Result struct {
 	// Err says why the target stayed Unprobed (no raw socket, namespace gone,
 	// socket gone, cancelled); nil when it was probed.
 	Err error
+	// Unprobeable, when set, is why the socket can never be probed
+	// (UnprobeableTCPMD5, UnprobeableTCPAO): its peer silently drops a segment
+	// without the socket's signature, so silence would prove nothing. The
+	// verdict is then Unprobed, never confirmed, and Err is nil.
+	Unprobeable string
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
@@ -86,6 +87,11 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		defer p.seq.Close()
 	}
 	r, err := p.prober.Probe(ctx, found[0])
+	if err == nil && r.Unprobeable != "" && !*asJSON {
+		fmt.Fprintf(stdout, "%s -> %s: unprobed (%s): the peer drops segments without the socket's signature\n",
+			engine.FormatAddr(found[0].Local), engine.FormatAddr(found[0].Remote), strings.ReplaceAll(r.Unprobeable, "_", "-"))
+		return ExitOK
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ghostd probe: %v\n", err)
 		return ExitFailure
@@ -98,6 +104,9 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		if r.RTT > 0 {
 			out["rtt_seconds"] = r.RTT.Seconds()
+		}
+		if r.Unprobeable != "" {
+			out["unprobeable"] = r.Unprobeable
 		}
 		_ = json.NewEncoder(stdout).Encode(out)
 	} else {

@@ -96,7 +96,7 @@ func writeTable(w io.Writer, doc *exporter.Document, mode string) {
 	ghosts := 0
 	for i := range doc.Sessions {
 		s := &doc.Sessions[i]
-		verdict := s.Verdict
+		verdict := s.VerdictText()
 		if s.Ghost {
 			verdict += " (ghost)"
 			ghosts++

@@ -61,11 +61,14 @@ type verdictState struct {
 	host       int8 // host hint: -1 not asked, 0 unreachable, 1 reachable
 	closed     bool // the peer's RST closed the local socket
 	confirmed  bool
+	why        uint8 // index in packedUnprobeable: why the socket cannot be probed
 }
 
 var (
 	packedVerdicts = []probe.Verdict{probe.Unprobed, probe.Alive, probe.Reset, probe.Silent, probe.Unreachable}
 	packedModes    = []probe.Mode{"", probe.InWindow, probe.Blind}
+	// packedUnprobeable lists Result.Unprobeable's values; "" first.
+	packedUnprobeable = []string{"", probe.UnprobeableTCPMD5, probe.UnprobeableTCPAO}
 )
 
 func packIndex[T comparable](list []T, v T) uint8 {
@@ -85,6 +88,7 @@ func packResult(r probe.Result, at, ghostSince stamp) verdictState {
 		verdict: packIndex(packedVerdicts, r.Verdict), mode: packIndex(packedModes, r.Mode),
 		sent: clampUint8(r.Sent), replies: clampUint8(r.Replies),
 		host: -1, closed: r.ClosedLocal, confirmed: r.Confirmed,
+		why: packIndex(packedUnprobeable, r.Unprobeable),
 	}
 	if r.HostReachable != nil {
 		v.host = 0
@@ -98,7 +102,7 @@ func packResult(r probe.Result, at, ghostSince stamp) verdictState {
 func (v *verdictState) result() probe.Result {
 	r := probe.Result{
 		Verdict: packedVerdicts[v.verdict], Mode: packedModes[v.mode], Sent: int(v.sent), Replies: int(v.replies),
-		RTT: v.rtt, ClosedLocal: v.closed, Confirmed: v.confirmed,
+		RTT: v.rtt, ClosedLocal: v.closed, Confirmed: v.confirmed, Unprobeable: packedUnprobeable[v.why],
 	}
 	if v.host >= 0 {
 		ok := v.host == 1
@@ -111,12 +115,13 @@ func (v *verdictState) result() probe.Result {
 // over every suspect reads it without a lookup, and it goes with the entry:
 // bytes 0-23 at, ghostSince and rtt (little-endian), then verdict, mode,
 // sent, replies, host, closed, confirmed, and 1 in the last byte once probed.
+// The mode byte's high nibble says why a socket could not be probed.
 func packVerdict(v *verdictState) tracker.Tag {
 	var t tracker.Tag
 	binary.LittleEndian.PutUint64(t[0:], uint64(v.at))
 	binary.LittleEndian.PutUint64(t[8:], uint64(v.ghostSince))
 	binary.LittleEndian.PutUint64(t[16:], uint64(v.rtt))
-	t[24], t[25], t[26], t[27], t[28] = v.verdict, v.mode, v.sent, v.replies, byte(v.host)
+	t[24], t[25], t[26], t[27], t[28] = v.verdict, v.mode|v.why<<4, v.sent, v.replies, byte(v.host)
 	if v.closed {
 		t[29] = 1
 	}
@@ -130,15 +135,16 @@ func packVerdict(v *verdictState) tracker.Tag {
 // unpackVerdict reverses packVerdict; ok is false for a socket never probed
 // (or whose verdict the tracker cleared).
 func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
-	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(t[25]) >= len(packedModes) {
+	mode, why := t[25]&0xf, t[25]>>4
+	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(mode) >= len(packedModes) || int(why) >= len(packedUnprobeable) {
 		return verdictState{}, false
 	}
 	return verdictState{
 		at:         stamp(binary.LittleEndian.Uint64(t[0:])),
 		ghostSince: stamp(binary.LittleEndian.Uint64(t[8:])),
 		rtt:        time.Duration(binary.LittleEndian.Uint64(t[16:])),
-		verdict:    t[24], mode: t[25], sent: t[26], replies: t[27], host: int8(t[28]),
-		closed: t[29] == 1, confirmed: t[30] == 1,
+		verdict:    t[24], mode: mode, sent: t[26], replies: t[27], host: int8(t[28]),
+		closed: t[29] == 1, confirmed: t[30] == 1, why: why,
 	}, true
 }
 
@@ -597,7 +603,9 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 	defer e.mu.Unlock()
 	now := e.opts.Now()
 	for i, r := range results {
-		if i >= len(targets) || r.Verdict == probe.Unprobed || r.Verdict == "" {
+		// An unprobed result says nothing new (an error, a cancelled
+		// probe), unless the socket can never be probed: that is recorded.
+		if i >= len(targets) || (r.Verdict == probe.Unprobed && r.Unprobeable == "") || r.Verdict == "" {
 			continue
 		}
 		k := inventory.Key{Netns: targets[i].NetnsInode, Cookie: targets[i].Cookie}
@@ -1082,6 +1090,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		s.ProbeMode = string(r.Mode)
 		s.HostReachable = r.HostReachable
 		s.ClosedByProbe = r.ClosedLocal
+		s.Unprobeable = r.Unprobeable
 		if r.RTT > 0 {
 			rtt := r.RTT.Seconds()
 			s.RTTSeconds = &rtt

@@ -43,14 +43,19 @@ func (f *fakeInv) Scan(_ context.Context, _ inventory.StateMask, fn func(*invent
 
 // fakeProber answers by remote port.
 type fakeProber struct {
-	verdicts map[uint16]probe.Verdict
-	probed   []probe.Target
+	verdicts    map[uint16]probe.Verdict
+	unprobeable map[uint16]string // ports whose sockets cannot be probed, and why
+	probed      []probe.Target
 }
 
 func (f *fakeProber) ProbeAll(_ context.Context, ts []probe.Target) []probe.Result {
 	out := make([]probe.Result, len(ts))
 	for i, t := range ts {
 		f.probed = append(f.probed, t)
+		if why := f.unprobeable[t.Remote.Port()]; why != "" {
+			out[i] = probe.Result{Verdict: probe.Unprobed, Mode: probe.InWindow, Unprobeable: why}
+			continue
+		}
 		v := f.verdicts[t.Remote.Port()]
 		out[i] = probe.Result{Verdict: v, Mode: probe.InWindow, Sent: 3, Confirmed: v != probe.Alive}
 		if v == probe.Alive {
@@ -173,6 +178,35 @@ func TestEngineVerdictsAndBackoff(t *testing.T) {
 		t.Errorf("after backoff: targets %v, want [2 3 1]", got)
 	}
 	_ = pr
+}
+
+// TestEngineRecordsUnprobeable: a socket the prober refuses to probe (TCP-MD5)
+// is recorded as unprobed with its reason, is never a ghost or a kill
+// candidate, and waits the backoff like an alive one before it is tried again.
+func TestEngineRecordsUnprobeable(t *testing.T) {
+	e, inv, pr, c := newTest()
+	ctx := context.Background()
+	pr.unprobeable = map[uint16]string{5: probe.UnprobeableTCPMD5}
+	inv.sockets[7] = []inventory.Socket{idleSocket(1, 5, 2*time.Minute), idleSocket(2, 3, 2*time.Minute)}
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets())
+	_, cands := e.Snapshot()
+	got := map[uint64][3]any{}
+	for _, s := range e.Document().Sessions {
+		got[s.Cookie] = [3]any{s.VerdictText(), s.Unprobeable, s.Ghost}
+	}
+	want := map[uint64][3]any{1: {"unprobed (tcp-md5)", "tcp_md5", false}, 2: {"silent", "", true}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sessions (-want +got):\n%s", diff)
+	}
+	if len(cands) != 1 || cands[0].Session.Cookie != 2 {
+		t.Errorf("kill candidates %+v, want only the silent one", cands)
+	}
+	c.t = c.t.Add(2 * time.Minute) // past Reconfirm, within Backoff
+	e.Scan(ctx)
+	if got := cookies(e.Targets()); !cmp.Equal(got, []uint64{2}) {
+		t.Errorf("within the backoff: targets %v, want [2]", got)
+	}
 }
 
 func cookies(ts []probe.Target) []uint64 {

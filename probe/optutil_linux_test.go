@@ -1,0 +1,257 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/inventory"
+)
+
+// Helpers for the tests of probes that follow their socket's options and
+// routing (probeopts_linux_test.go, iteropts_linux_test.go, probets_linux_test.go).
+
+// sockopt is a socket option a test sets before connect or listen.
+type sockopt func(fd int) error
+
+func optInt(level, opt, v int) sockopt {
+	return func(fd int) error { return unix.SetsockoptInt(fd, level, opt, v) }
+}
+
+func optDevice(name string) sockopt {
+	return func(fd int) error { return unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, name) }
+}
+
+// optMD5 installs a TCP-MD5 key for peer (RFC 2385), as BGP speakers do.
+func optMD5(peer netip.Addr, key string) sockopt {
+	return func(fd int) error {
+		sig := unix.TCPMD5Sig{Keylen: uint16(len(key))}
+		copy(sig.Key[:], key)
+		if peer.Is4() {
+			sig.Addr.Family = unix.AF_INET
+			a := peer.As4()
+			copy(sig.Addr.Data[2:], a[:])
+		} else {
+			sig.Addr.Family = unix.AF_INET6
+			a := peer.As16()
+			copy(sig.Addr.Data[6:], a[:])
+		}
+		return unix.SetsockoptTCPMD5Sig(fd, unix.IPPROTO_TCP, unix.TCP_MD5SIG, &sig)
+	}
+}
+
+func control(opts []sockopt) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			for _, o := range opts {
+				if serr = o(int(fd)); serr != nil {
+					return
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// optPair connects a client in cns (from local, if valid) to a listener on
+// laddr in sns, with options on each side, and returns the accepted server
+// end and the client. Go's own keepalive is off on both ends. Both are
+// closed in t.Cleanup.
+func optPair(t testing.TB, sns, cns *testnet.NS, network, laddr string, local netip.Addr, srvOpts, cliOpts []sockopt) (server, client net.Conn) {
+	t.Helper()
+	var ln net.Listener
+	err := sns.Do(func() (err error) {
+		lc := net.ListenConfig{Control: control(srvOpts), KeepAlive: -1}
+		ln, err = lc.Listen(context.Background(), network, laddr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen %s in %s: %v", laddr, sns.Name, err)
+	}
+	defer ln.Close()
+	err = cns.Do(func() (err error) {
+		d := net.Dialer{Control: control(cliOpts), KeepAlive: -1, Timeout: testnet.DialTimeout}
+		if local.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+		}
+		client, err = d.Dial(network, ln.Addr().String())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", ln.Addr(), cns.Name, err)
+	}
+	t.Cleanup(func() { client.Close() })
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(testnet.DialTimeout))
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return server, client
+}
+
+// optTarget describes c, a socket in ns, as the inventory would.
+func optTarget(t testing.TB, ns *testnet.NS, c net.Conn) Target {
+	t.Helper()
+	local, remote := testnet.Tuple(c)
+	var cookie uint64
+	rawFd(t, c, func(fd int) {
+		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+		if err != nil {
+			t.Fatalf("SO_COOKIE: %v", err)
+		}
+		cookie = v
+	})
+	fam := inventory.FamilyInet
+	if local.Addr().Is6() {
+		fam = inventory.FamilyInet6
+	}
+	return Target{NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: cookie, Family: fam, Local: local, Remote: remote}
+}
+
+// readState reads c's SeqState through the iterator.
+func readState(t testing.TB, r SeqReader, ns *testnet.NS, c net.Conn) SeqState {
+	t.Helper()
+	tg := optTarget(t, ns, c)
+	m, err := r.ReadSeq(context.Background(), ns.Path, []uint64{tg.Cookie})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := m[tg.Cookie]
+	if !ok {
+		t.Fatalf("iterator did not report %s", c.LocalAddr())
+	}
+	return st
+}
+
+// netstat returns a TcpExt counter of the namespace. /proc/net follows the
+// process's main thread, so the thread in ns reads /proc/thread-self/net.
+func netstat(t testing.TB, ns *testnet.NS, name string) uint64 {
+	t.Helper()
+	var b []byte
+	if err := ns.Do(func() (err error) { b, err = os.ReadFile("/proc/thread-self/net/netstat"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(keys) == 0 || keys[0] != "TcpExt:" || len(keys) != len(vals) {
+			continue
+		}
+		for j, k := range keys {
+			if k == name {
+				v, err := strconv.ParseUint(vals[j], 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("no TcpExt %s in %s", name, ns.Name)
+	return 0
+}
+
+// wireSeg is a TCP segment as captured, with the IP header fields probes copy.
+type wireSeg struct {
+	src, dst     netip.AddrPort
+	seq, ack     uint32
+	flags        uint8
+	payload      int
+	tos          uint8 // IPv4 TOS or IPv6 traffic class
+	label        uint32
+	ts           Timestamp
+	hasTS        bool
+	ifindex      int
+	pktType      uint8
+	capturedWhen time.Time
+}
+
+// wireCapture is an AF_PACKET SOCK_DGRAM socket in one namespace seeing
+// every TCP segment in and out of it.
+type wireCapture struct{ fd int }
+
+func captureIn(t testing.TB, ns *testnet.NS) *wireCapture {
+	t.Helper()
+	c := &wireCapture{fd: -1}
+	err := ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		c.fd = fd
+		tv := unix.NsecToTimeval(int64(20 * time.Millisecond))
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	})
+	if c.fd >= 0 {
+		t.Cleanup(func() { unix.Close(c.fd) })
+	}
+	if err != nil {
+		t.Fatalf("capture in %s: %v", ns.Name, err)
+	}
+	return c
+}
+
+// drain returns the TCP segments captured since the last call.
+func (c *wireCapture) drain(t testing.TB) []wireSeg {
+	t.Helper()
+	var out []wireSeg
+	buf := make([]byte, 70000)
+	for {
+		n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("capture: %v", err)
+		}
+		ll, _ := from.(*unix.SockaddrLinklayer)
+		proto, src, dst, payload, err := ipPayload(buf[:n], false)
+		if err != nil || proto != ProtoTCP || len(payload) < TCPMinSize {
+			continue
+		}
+		tcp := TCPHeader(payload)
+		s := wireSeg{
+			src: netip.AddrPortFrom(src, tcp.SrcPort()), dst: netip.AddrPortFrom(dst, tcp.DstPort()),
+			seq: tcp.Seq(), ack: tcp.Ack(), flags: tcp.Flags(), payload: len(payload) - tcp.HeaderLen(),
+			capturedWhen: time.Now(),
+		}
+		if src.Is4() {
+			s.tos = IPv4Header(buf).TOS()
+		} else {
+			s.tos, s.label = IPv6Header(buf).TrafficClass(), IPv6Header(buf).FlowLabel()
+		}
+		s.ts, s.hasTS = tcp.Timestamp()
+		if ll != nil {
+			s.ifindex, s.pktType = ll.Ifindex, ll.Pkttype
+		}
+		out = append(out, s)
+	}
+}
+
+// from keeps the segments sent from src to dst.
+func from(segs []wireSeg, src, dst netip.AddrPort) []wireSeg {
+	var out []wireSeg
+	for _, s := range segs {
+		if s.src == src && s.dst == dst {
+			out = append(out, s)
+		}
+	}
+	return out
+}
