@@ -56,12 +56,20 @@ func (p *parts) newProber(cfg config.Config) *probe.Prober {
 		p.log.Warn("probing blind: random-sequence probes; a RST is evidence, silence alone is not", "reason", err)
 	} else {
 		p.seq = r
-		seq = r
+		seq = &keepaliveTap{SeqReader: r, sink: p.setKeepalive}
 	}
 	pr := probe.New(probeConfig(cfg), seq, p.log)
 	mode, why := pr.Mode()
 	p.log.Info("probe mode", "mode", mode, "why", why)
 	return pr
+}
+
+// setKeepalive passes a socket's own keepalive settings to the engine (the
+// prober reads them before the engine exists only in `ghostd probe`).
+func (p *parts) setKeepalive(k inventory.Key, ka tracker.KeepaliveSettings) {
+	if p.engine != nil {
+		p.engine.SetKeepalive(k, ka)
+	}
 }
 
 func (p *parts) Close() error {

@@ -999,9 +999,9 @@ func (e *Engine) kernelDeadline(s *exporter.Session, ent *tracker.Entry, now tim
 // SetKeepalive passes a socket's own keepalive settings (read by the
 // prober's BPF iterator) to the tracker: they replace the namespace's
 // sysctl guess in the idle rule and the kernel deadline.
+// It takes only the tracker's lock: the prober calls it while reading
+// sequence numbers, which may happen under the engine's.
 func (e *Engine) SetKeepalive(k inventory.Key, ka tracker.KeepaliveSettings) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.tracker.SetKeepalive(k, ka)
 }
 
