@@ -51,6 +51,17 @@ type Session struct {
 	Container     string  `json:"container,omitempty"`     // container id from the cgroup path
 	GhostSeconds  float64 `json:"ghost_seconds,omitempty"` // how long it has been a confirmed ghost
 	Unprobeable   string  `json:"unprobeable,omitempty"`   // why the socket cannot be probed: "tcp_md5", "tcp_ao"
+	// KernelDeadlineSeconds is when the socket's own kernel would notice a
+	// dead peer, in seconds from the document's making; null when it never
+	// would, or cannot be told (KernelDeadlineBasis says which).
+	KernelDeadlineSeconds *float64 `json:"kernel_deadline_seconds"`
+	// KernelDeadlineBasis says what decides it: "keepalive", "user_timeout",
+	// "retransmit", "zero_window", "time_wait", "none" (keepalive off and
+	// nothing in flight: never) or "unknown".
+	KernelDeadlineBasis string `json:"kernel_deadline_basis,omitempty"`
+	// KernelDeadlineLowerBound: the kernel notices no earlier (keepalive);
+	// otherwise the deadline is an estimate (retransmissions).
+	KernelDeadlineLowerBound bool `json:"kernel_deadline_lower_bound,omitempty"`
 }
 
 // VerdictText is the verdict as the page and `ghostd scan` print it: an

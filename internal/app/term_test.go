@@ -1,6 +1,11 @@
 package app
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/ghostd/ghostd/exporter"
+)
 
 func TestTermSafe(t *testing.T) {
 	for in, want := range map[string]string{
@@ -43,4 +48,25 @@ func containsRune(s string, r rune) bool {
 		}
 	}
 	return false
+}
+
+// The scan table never prints a name or comm raw: an escape sequence in a
+// comm (prctl(PR_SET_NAME)) or a namespace name arrives escaped.
+func TestWriteTableEscapes(t *testing.T) {
+	doc := &exporter.Document{
+		Namespaces: []exporter.NamespaceStatus{{Netns: "evil\x1b[2J", Sockets: 1, Error: "gone\x07"}},
+		Sessions: []exporter.Session{{Netns: "evil\x1b[2J", State: "ESTABLISHED", Local: "192.0.2.1:1", Remote: "192.0.2.2:2",
+			Verdict: "alive", Comm: "x\x1b]0;pwned\x07", PID: 7}},
+	}
+	var b strings.Builder
+	writeTable(&b, doc, "in_window")
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Errorf("table carries raw control characters:\n%q", out)
+	}
+	for _, want := range []string{`evil\x1b[2J`, `x\x1b]0;pwned\a[7]`, `gone\a`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
 }

@@ -117,3 +117,90 @@ func lineWith(table, key string) string {
 	}
 	return ""
 }
+
+// TestScanListsZeroWindowOnFirstSight: a one-shot `ghostd scan` has no
+// history, yet lists a connection whose peer stopped reading before the
+// scan began as zero_window (its age bounded by the last data sent): a
+// stall, reported unprobed, never a ghost. A stall younger than --stall is
+// not listed.
+func TestScanListsZeroWindowOnFirstSight(t *testing.T) {
+	needRoot(t)
+	n := testnet.New(t)
+	oldS, oldC := n.Pair(t, "tcp4")
+	noKeepalive(t, oldS, oldC)
+	fillWindow(t, oldS) // the client never reads
+	time.Sleep(3 * time.Second)
+	youngS, youngC := n.Pair(t, "tcp4")
+	noKeepalive(t, youngS, youngC)
+	fillWindow(t, youngS)
+
+	args := []string{"scan", "--netns", n.Server.Name, "--stall", "2500ms", "--idle", "1h"}
+	out, err := exec.Command(ghostdBin, args...).Output()
+	if err != nil {
+		t.Fatalf("ghostd scan: %v", err)
+	}
+	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
+	line := lineWith(string(out), rowKey(oldS))
+	if !strings.Contains(line, "zero_window") || !strings.Contains(line, "unprobed") || strings.Contains(line, "ghost") {
+		t.Errorf("row of the 3 s old stall = %q, want zero_window, unprobed, no ghost", line)
+	}
+	if line := lineWith(string(out), rowKey(youngS)); line != "" {
+		t.Errorf("a stall younger than --stall is listed: %q", line)
+	}
+	if !strings.Contains(string(out), "0 ghosts") {
+		t.Errorf("a stall counted as a ghost:\n%s", out)
+	}
+}
+
+// TestScanShowsKernelDeadline: a one-shot scan lists a PostgreSQL-shaped
+// socket (keepalive on, the namespace's 7200 s) as idle, with the kernel's
+// deadline (no earlier than 2 h 11 min) in the table and the JSON, and a
+// socket without keepalive as never noticed by its kernel.
+func TestScanShowsKernelDeadline(t *testing.T) {
+	needRoot(t)
+	n := testnet.New(t)
+	kaS, _ := keepaliveOnDefaults(t, n)
+	plainS, plainC := n.Pair(t, "tcp4")
+	noKeepalive(t, plainS, plainC)
+	time.Sleep(2500 * time.Millisecond) // past --idle 2s
+
+	args := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--no-probe"}
+	out, err := exec.Command(ghostdBin, args...).Output()
+	if err != nil {
+		t.Fatalf("ghostd scan: %v", err)
+	}
+	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
+	if line := lineWith(string(out), rowKey(kaS)); !strings.Contains(line, " idle ") || !strings.Contains(line, ">2h1") {
+		t.Errorf("keepalive-on row = %q, want idle with KERNEL >2h1…", line)
+	}
+	if line := lineWith(string(out), rowKey(plainS)); !strings.Contains(line, " idle ") || !strings.Contains(line, " never ") {
+		t.Errorf("keepalive-off row = %q, want idle with KERNEL never", line)
+	}
+
+	out, err = exec.Command(ghostdBin, append(args, "--json")...).Output()
+	if err != nil {
+		t.Fatalf("ghostd scan --json: %v", err)
+	}
+	var doc exporter.Document
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, s := range doc.Sessions {
+		switch sessionKey(&s) {
+		case rowKey(kaS):
+			found++
+			if s.KernelDeadlineSeconds == nil || *s.KernelDeadlineSeconds < 7200 || s.KernelDeadlineBasis != "keepalive" || !s.KernelDeadlineLowerBound {
+				t.Errorf("keepalive-on session: deadline %v %q lower bound %v", s.KernelDeadlineSeconds, s.KernelDeadlineBasis, s.KernelDeadlineLowerBound)
+			}
+		case rowKey(plainS):
+			found++
+			if s.KernelDeadlineSeconds != nil || s.KernelDeadlineBasis != "none" {
+				t.Errorf("keepalive-off session: deadline %v %q, want null, none", s.KernelDeadlineSeconds, s.KernelDeadlineBasis)
+			}
+		}
+	}
+	if found != 2 {
+		t.Errorf("%d of the 2 idle sockets in the JSON:\n%s", found, out)
+	}
+}

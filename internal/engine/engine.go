@@ -304,6 +304,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 				counts[sk.Netns] = cur
 			}
 			curNetns = sk.Netns
+			e.tracker.SetSysctls(sk.Netns, ns.TCP)
 		}
 		fam := 0
 		if sk.Family == inventory.FamilyInet6 {
@@ -505,13 +506,16 @@ func (e *Engine) target(ent *tracker.Entry) probe.Target {
 
 // KernelEvidence reports whether the socket's own kernel already probed the
 // peer in-window without an answer: a retransmit timer that has backed off at
-// least twice, or keepalive probes that went unanswered.
+// least twice, or tracker.KeepaliveUnanswered keepalive probes unanswered.
+// One keepalive probe out is no evidence: a dump often catches one whose ACK
+// is on its way, and keepalive-on sockets are idle suspects (probed, blind
+// ones too) while their kernel is slower than ghostd.
 func KernelEvidence(sk *inventory.Socket) bool {
 	switch sk.Timer {
 	case inventory.TimerRetransmit:
 		return sk.Retrans >= 2 || (sk.Info.Valid() && sk.Info.Backoff >= 2)
 	case inventory.TimerKeepalive:
-		return sk.Retrans > 0
+		return sk.Retrans >= tracker.KeepaliveUnanswered
 	}
 	return false
 }
@@ -1082,6 +1086,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		Verdict:     string(probe.Unprobed),
 		Killed:      e.killed[k],
 	}
+	e.kernelDeadline(&s, ent, now)
 	if v, probed := unpackVerdict(ent.Tag); probed {
 		r := v.result()
 		s.Verdict = string(r.Verdict)
@@ -1098,6 +1103,34 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, now)
 	}
 	return s
+}
+
+// kernelDeadline fills in when the socket's own kernel would notice a dead
+// peer, counted from now: the tracker's deadline is from the observation.
+func (e *Engine) kernelDeadline(s *exporter.Session, ent *tracker.Entry, now time.Time) {
+	k := ent.Kernel
+	observed := ent.LastSeen
+	if k.Deadline.Basis == "" { // a socket the tracker does not remember (scan --all)
+		k = e.tracker.KernelOf(&ent.Socket)
+		observed = e.scanned
+	}
+	d := k.Deadline
+	s.KernelDeadlineBasis = d.Basis
+	if !d.Known() {
+		return
+	}
+	s.KernelDeadlineLowerBound = d.LowerBound
+	sec := max(observed.Add(d.In).Sub(now).Seconds(), 0)
+	s.KernelDeadlineSeconds = &sec
+}
+
+// SetKeepalive passes a socket's own keepalive settings (read by the
+// prober's BPF iterator) to the tracker: they replace the namespace's
+// sysctl guess in the idle rule and the kernel deadline.
+// It takes only the tracker's lock: the prober calls it while reading
+// sequence numbers, which may happen under the engine's.
+func (e *Engine) SetKeepalive(k inventory.Key, ka tracker.KeepaliveSettings) {
+	e.tracker.SetKeepalive(k, ka)
 }
 
 // FamilyName returns "inet" or "inet6".
