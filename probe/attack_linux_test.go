@@ -232,4 +232,3 @@ func TestAttacksMakeNoGhosts(t *testing.T) {
 		})
 	}
 }
-

@@ -317,9 +317,13 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 	}
 	e := newEngine(conn, p.log)
 	defer func() {
-		if err := e.close(); err != nil {
+		drops, bad, err := e.close()
+		if err != nil {
 			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
 		}
+		// Counted once, on the namespace's first result.
+		results[idx[0]].CaptureDrops += drops
+		results[idx[0]].CaptureBadChecksums += bad
 	}()
 
 	var wg sync.WaitGroup
@@ -442,31 +446,19 @@ func (p *Prober) numbers(cfg *Config, st *SeqState) (seq, ack uint32, win uint16
 	return seq, ack, uint16(min(w, math.MaxUint16))
 }
 
-// rstMatches reports whether a RST answers our probes: a peer without the
-// connection echoes our ACK number as its sequence number (RFC 9293); a peer
-// that aborts the connection sends a RST within our receive window.
-func rstMatches(r Reply, acks []uint32, st *SeqState) bool {
-	for _, a := range acks {
-		if r.Seq == a {
-			return true
-		}
-	}
-	if st == nil {
-		return false
-	}
-	return r.Seq-(st.RcvNxt-1) <= max(st.RcvWnd, 1)
-}
-
-func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) Result {
+func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) (out Result) {
 	res := Result{Verdict: Unprobed, Mode: Blind}
 	if st != nil {
 		res.Mode = InWindow
 	}
 	local, remote := t.Local.Addr().Unmap(), t.Remote.Addr().Unmap()
-	replies, stop := e.watch(newFlowKey(t.Local, t.Remote))
+	// The engine queues only what accept takes (accept.go); the rest is
+	// counted on the result.
+	w, stop := e.watch(newFlowKey(t.Local, t.Remote), st)
 	defer stop()
+	defer func() { out.Rejected = w.rejects() }()
+	replies := w.ch
 
-	acks := make([]uint32, 0, cfg.Attempts)
 	buf := make([]byte, 0, IPv6Size+TCPMinSize)
 	var lastSent time.Time
 	unreachable := false
@@ -479,20 +471,24 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 			}
 		}
 		seq, ack, win := p.numbers(cfg, st)
+		id := uint16(rand.Uint32())
 		pkt, err := AppendSegment(buf[:0], Segment{
 			Src: netip.AddrPortFrom(local, t.Local.Port()), Dst: netip.AddrPortFrom(remote, t.Remote.Port()),
-			Seq: seq, Ack: ack, Flags: FlagACK, Window: win, ID: uint16(rand.Uint32()),
+			Seq: seq, Ack: ack, Flags: FlagACK, Window: win, ID: id,
 		})
 		if err != nil {
 			return p.unprobed(fmt.Errorf("probe: %s→%s: %w", t.Local, t.Remote, err))
 		}
+		if !remote.Is4() {
+			id = 0 // IPv6 has no identification field
+		}
+		w.sent(sentProbe{seq: seq, ack: ack, id: id})
 		lastSent = cfg.Now()
 		if err := e.send(pkt, remote); err != nil {
 			return p.unprobed(err)
 		}
 		res.Sent++
 		p.sent.Add(1)
-		acks = append(acks, ack)
 
 		wait := jitter(cfg.Interval)
 		if attempt == cfg.Attempts-1 {
@@ -514,9 +510,6 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 					res.Verdict, res.Confirmed = Alive, true
 					return res
 				case ReplyRST:
-					if !rstMatches(r, acks, st) {
-						continue
-					}
 					p.rsts.Add(1)
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Reset, true

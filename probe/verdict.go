@@ -65,6 +65,15 @@ type Result struct {
 	// Confirmed is set when the verdict holds after every attempt (or, for
 	// blind silence, when kernel evidence backs it).
 	Confirmed bool
+	// Rejected counts captured packets of this connection that did not
+	// answer its probes (forged, stale or stray), by reason.
+	Rejected Rejects
+	// CaptureDrops and CaptureBadChecksums count datagrams the namespace's
+	// capture lost to a full buffer and those it refused for a checksum that
+	// did not verify, while one ProbeAll probed the namespace. They are set
+	// on the namespace's first result only, so that summing over results
+	// counts each once.
+	CaptureDrops, CaptureBadChecksums uint64
 	// Err says why the target stayed Unprobed (no raw socket, namespace gone,
 	// socket gone, cancelled); nil when it was probed.
 	Err error
