@@ -182,3 +182,36 @@ func FuzzVerifyChecksums(f *testing.F) {
 		}
 	})
 }
+
+// TestJunkNeverCrowdsOutAReply floods a watched flow with forged RSTs and
+// ICMP errors, more than the probe's queue holds, with nobody reading, then
+// delivers the peer's real answer: it must be queued, and the junk counted.
+func TestJunkNeverCrowdsOutAReply(t *testing.T) {
+	conn := newFakeConn(nil)
+	e := newEngine(conn, nil)
+	defer e.close()
+	local, remote := netip.MustParseAddrPort("192.0.2.1:80"), netip.MustParseAddrPort("198.51.100.2:4000")
+	st := &SeqState{SndUna: 5000, SndNxt: 5000, RcvNxt: 9000, RcvWnd: 65535}
+	w, stop := e.watch(newFlowKey(local, remote), st)
+	defer stop()
+	w.sent(sentProbe{seq: 4999, ack: 8999, id: 1})
+	const junk = 10 * waiterDepth
+	for i := range junk {
+		rst, _ := AppendSegment(nil, Segment{Src: remote, Dst: local, Seq: 9001 + uint32(i), Flags: FlagRST})
+		e.dispatch(rst)
+		quoted, _ := AppendSegment(nil, Segment{Src: local, Dst: remote, Seq: 4999, Ack: 8999, Flags: FlagACK, ID: 2})
+		e.dispatch(icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, quoted, 1000))
+	}
+	real, _ := AppendSegment(nil, Segment{Src: remote, Dst: local, Seq: 9000, Ack: 5000, Flags: FlagACK})
+	e.dispatch(real)
+	if len(w.ch) != 1 {
+		t.Fatalf("%d replies queued, want only the real one", len(w.ch))
+	}
+	if r := <-w.ch; r.Kind != ReplyACK || r.Seq != 9000 {
+		t.Errorf("queued %+v, want the peer's ACK", r)
+	}
+	want := Rejects{RejectRSTSeq: junk, RejectICMPQuote: junk}
+	if got := w.rejects(); got != want {
+		t.Errorf("rejects = %v, want %v", got, want)
+	}
+}

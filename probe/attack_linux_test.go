@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +57,7 @@ var attacks = []struct {
 	name  string
 	blind bool // probe without sequence numbers
 	lead  time.Duration
+	setup func(t *testing.T, n *testnet.Net)
 	run   attack
 }{{
 	// Thousands of RSTs spread over the receive window, never at the one
@@ -130,7 +133,39 @@ var attacks = []struct {
 			}
 		}
 	},
+}, {
+	// An on-path attacker sends the exact RSTs with a wrong checksum, as
+	// packets for this host: the kernel drops them, and so must ghostd.
+	name:  "exact RSTs with bad checksums",
+	setup: rxChecksumOff,
+	run: func(ctx context.Context, t *testing.T, env attackEnv, c attackConn) {
+		for i := 0; i < 20000 && ctx.Err() == nil; i++ {
+			pkt, err := spoofRST(c, c.st.RcvNxt-1+uint32(i%2))
+			if err == nil {
+				pkt[len(pkt)-TCPMinSize+tcpChecksum] ^= 0x5a
+			}
+			if !attackSend(t, env.atk.Send, pkt, err) {
+				return
+			}
+			if i%64 == 63 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	},
 }}
+
+// rxChecksumOff makes the Server's kernel verify checksums itself: a veth
+// otherwise marks what arrives from a raw socket as already checked.
+func rxChecksumOff(t *testing.T, n *testnet.Net) {
+	if _, err := exec.LookPath("ethtool"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("ethtool is missing (Debian package ethtool): %v", err)
+		}
+		t.Skipf("needs ethtool (Debian package ethtool): %v", err)
+	}
+	n.Server.Exec(t, "ethtool", "-K", testnet.ServerIf, "rx", "off")
+	t.Cleanup(func() { n.Server.Exec(t, "ethtool", "-K", testnet.ServerIf, "rx", "on") })
+}
 
 // icmpAttack sends host-unreachable errors from the router quoting the
 // connection's 4-tuple with guessed sequence numbers.
@@ -157,7 +192,7 @@ func icmpAttack(ctx context.Context, t *testing.T, env attackEnv, c attackConn) 
 
 // TestAttacksMakeNoGhosts runs each attack against healthy idle connections
 // while they are probed, and counts confirmed ghost verdicts: there must be
-// none. The connections must also survive (the attacks are ones the kernel
+// none. Connections are IPv4 and IPv6. The connections must also survive (the attacks are ones the kernel
 // itself shrugs off).
 func TestAttacksMakeNoGhosts(t *testing.T) {
 	needRoot(t)
@@ -171,10 +206,13 @@ func TestAttacksMakeNoGhosts(t *testing.T) {
 	const conns, rounds = 3, 3
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
+			if a.setup != nil {
+				a.setup(t, n)
+			}
 			var cs []attackConn
 			var targets []Target
-			for range conns {
-				server, client := n.Pair(t, "tcp4")
+			for i := range conns {
+				server, client := n.Pair(t, networks[i%2])
 				exchange(t, server, client)
 				c := attackConn{server: server, client: client, target: targetOf(t, n, server)}
 				m, err := seq.ReadSeq(context.Background(), n.Server.Path, []uint64{c.target.Cookie})
@@ -193,6 +231,8 @@ func TestAttacksMakeNoGhosts(t *testing.T) {
 			defer p.Close()
 			sentBefore := env.atk.Sent()
 			ghosts, unconfirmed, alive := 0, 0, 0
+			var rejected Rejects
+			var badSums uint64
 			for round := range rounds {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				var wg sync.WaitGroup
@@ -204,6 +244,10 @@ func TestAttacksMakeNoGhosts(t *testing.T) {
 					if r.Err != nil {
 						t.Errorf("round %d conn %d: %v", round, i, r.Err)
 					}
+					for why, n := range r.Rejected {
+						rejected[why] += n
+					}
+					badSums += r.CaptureBadChecksums
 					switch {
 					case r.Verdict.Ghost() && r.Confirmed:
 						ghosts++
@@ -217,8 +261,8 @@ func TestAttacksMakeNoGhosts(t *testing.T) {
 				cancel()
 				wg.Wait()
 			}
-			t.Logf("attack %q: %d false ghosts, %d unconfirmed silences, %d alive of %d probed connections; attacker sent %d packets",
-				a.name, ghosts, unconfirmed, alive, conns*rounds, env.atk.Sent()-sentBefore)
+			t.Logf("attack %q: %d false ghosts, %d unconfirmed silences, %d alive of %d probed connections; attacker sent %d packets; rejected %v, bad checksums %d",
+				a.name, ghosts, unconfirmed, alive, conns*rounds, env.atk.Sent()-sentBefore, rejected, badSums)
 			if ghosts > 0 {
 				t.Errorf("attack %q: %d of %d healthy connections confirmed as ghosts", a.name, ghosts, conns*rounds)
 			}
