@@ -109,6 +109,7 @@ func TestProbingNeverStarvesKernel(t *testing.T) {
 	cfg.Rate = 1000
 	cfg.Burst = 100
 	cfg.PerHost = 64
+	skippedBefore := tcpExt(t, n.Client, "TCPACKSkippedSeq")
 	pr := New(cfg, seq, nil)
 	defer pr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), run)
@@ -130,7 +131,14 @@ func TestProbingNeverStarvesKernel(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	t.Logf("%d rounds, %d probes sent, %d alive verdicts over %d targets in %s", rounds, sent, alive, len(targets), run)
+	skipped := tcpExt(t, n.Client, "TCPACKSkippedSeq") - skippedBefore
+	t.Logf("%d rounds, %d probes sent, %d alive verdicts over %d targets in %s; the peer withheld %d answers (TCPACKSkippedSeq)",
+		rounds, sent, alive, len(targets), run, skipped)
+	// The contention is real: ghostd's probes come faster than the peer's
+	// answer budget, so the peer withheld many answers.
+	if skipped < 100 {
+		t.Errorf("the peer withheld only %d answers: ghostd did not probe as fast as the budget allows", skipped)
+	}
 
 	for i, p := range pairs {
 		st, serr := tcpState(t, p.server), soError(t, p.server)
