@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/bpf"
 )
@@ -103,6 +104,8 @@ type engine struct {
 	mu     sync.Mutex
 	flows  map[flowKey][]*waiter
 	echoes map[echoKey]chan Reply
+
+	lost, badChecksum atomic.Uint64 // the capture's losses so far (see pollCapture)
 
 	done chan struct{} // closed when the read loop ends
 }
@@ -210,20 +213,25 @@ func (e *engine) send(pkt []byte, dst netip.Addr) error {
 	return nil
 }
 
-// close stops the capture and waits for the read loop. It returns the
-// capture's losses since the engine started (zero when the conn does not
-// count them).
-func (e *engine) close() (drops, badChecksum uint64, err error) {
+// pollCapture collects the capture's counts and returns how many datagrams
+// it has lost since the engine started (0 when the conn does not count).
+func (e *engine) pollCapture() uint64 {
 	if cc, ok := e.conn.(captureCounter); ok {
-		drops, badChecksum = cc.captureStats()
+		d, b := cc.captureStats()
+		e.lost.Add(d)
+		e.badChecksum.Add(b)
 	}
+	return e.lost.Load()
+}
+
+// close stops the capture and waits for the read loop. It returns the
+// capture's losses since the engine started.
+func (e *engine) close() (drops, badChecksum uint64, err error) {
+	e.pollCapture()
 	err = e.conn.close()
 	<-e.done
-	if cc, ok := e.conn.(captureCounter); ok {
-		_, late := cc.captureStats()
-		badChecksum += late
-	}
-	return drops, badChecksum, err
+	e.pollCapture() // checksum failures counted while the reader stopped
+	return e.lost.Load(), e.badChecksum.Load(), err
 }
 
 var errConnClosed = errors.New("probe: capture closed")

@@ -305,7 +305,15 @@ func TestProbeVerdicts(t *testing.T) {
 	}, {
 		name: "a RST that does not answer our probe is ignored", peer: wrongRSTPeer,
 		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),
-		want:   Result{Verdict: Silent, Mode: Blind, Sent: 2, Rejected: Rejects{RejectRSTSeq: 2}}, sent: 2,
+		want:   Result{Verdict: Silent, Mode: Blind, Sent: 2, Uncertain: UncertainInterference, Rejected: Rejects{RejectRSTSeq: 2}}, sent: 2,
+	}, {
+		// Junk for the 4-tuple while the peer is silent: a flood can drown
+		// the real answer before any capture sees it, so silence is not
+		// confirmed.
+		name: "in-window silence amid forged RSTs is uncertain", peer: wrongRSTPeer, seq: seqs,
+		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),
+		want: Result{Verdict: Silent, Mode: InWindow, Sent: 2, Uncertain: UncertainInterference,
+			Rejected: Rejects{RejectRSTSeq: 2}}, sent: 2,
 	}, {
 		name: "replies on another flow are ignored", peer: otherFlowPeer, seq: seqs,
 		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),

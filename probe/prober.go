@@ -458,6 +458,9 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	defer stop()
 	defer func() { out.Rejected = w.rejects() }()
 	replies := w.ch
+	// Capture losses and bad checksums not yet polled count against this
+	// probe: the safe side.
+	lostBefore, badBefore := e.lost.Load(), e.badChecksum.Load()
 
 	buf := make([]byte, 0, IPv6Size+TCPMinSize)
 	var lastSent time.Time
@@ -529,8 +532,19 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 		res.Verdict = Unreachable
 	}
 	// Every attempt went out unanswered. Blind silence proves nothing by
-	// itself: stateful middleboxes drop out-of-window segments.
-	res.Confirmed = unreachable || res.Mode == InWindow || t.KernelEvidence
+	// itself: stateful middleboxes drop out-of-window segments. Nor does
+	// silence amid packets for the 4-tuple that answer none of our probes,
+	// or while the capture lost datagrams: the answer may have been lost.
+	if res.Verdict == Silent {
+		lost := e.pollCapture() > lostBefore
+		switch {
+		case w.rejects().Total() > 0, e.badChecksum.Load() > badBefore:
+			res.Uncertain = UncertainInterference
+		case lost:
+			res.Uncertain = UncertainCaptureLost
+		}
+	}
+	res.Confirmed = unreachable || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence
 	if cfg.HostHint && res.Verdict == Silent {
 		if up, err := p.echo(ctx, cfg, e, local, remote); err == nil {
 			res.HostReachable = &up

@@ -138,11 +138,3 @@ func (f *FrameSender) Send(dst net.HardwareAddr, pkt []byte) error {
 	f.a.sent.Add(1)
 	return nil
 }
-
-// Delay delays every packet the Router sends towards the Client by d (a tc
-// time such as "20ms") with netem, so the Client's answers reach the Server
-// late. It fails when the kernel has no sch_netem.
-func (n *Net) Delay(d string) error {
-	_, err := n.Router.ExecErr("", "tc", "qdisc", "replace", "dev", RouterClientIf, "root", "netem", "delay", d)
-	return err
-}

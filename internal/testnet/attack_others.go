@@ -5,6 +5,7 @@ package testnet
 import (
 	"net"
 	"testing"
+	"time"
 )
 
 // Attacker forges packets from inside the Router namespace (Linux only).
@@ -28,5 +29,5 @@ func (a *Attacker) Frames(t testing.TB, ifname string) *FrameSender { skip(t); r
 // Send returns ErrUnsupported.
 func (f *FrameSender) Send(dst net.HardwareAddr, pkt []byte) error { return ErrUnsupported }
 
-// Delay returns ErrUnsupported.
-func (n *Net) Delay(d string) error { return ErrUnsupported }
+// Delay skips the test.
+func (n *Net) Delay(t testing.TB, d time.Duration) string { skip(t); return "" }
