@@ -45,6 +45,8 @@ type collector struct {
 	oldestGhostAge  *prometheus.Desc
 	probes          *prometheus.Desc
 	probeReplies    *prometheus.Desc
+	probeRejected   *prometheus.Desc
+	captureDrops    *prometheus.Desc
 	probeRTT        *prometheus.Desc
 	killed          *prometheus.Desc
 	killErrors      *prometheus.Desc
@@ -74,29 +76,34 @@ func (s *Store) Collector() prometheus.Collector {
 		oldestGhostAge:  desc("oldest_ghost_age_seconds", "How long the oldest ghost in the namespace has been one; 0 when there is none, absent when the namespace was not scanned.", "netns"),
 		probes:          desc("probes_total", "Probe segments sent."),
 		probeReplies:    desc("probe_replies_total", "Replies matched to probes, by kind (ack, rst, icmp).", "kind"),
-		probeRTT:        desc("probe_rtt_seconds", "Time from a connection's first probe to its first reply."),
-		killed:          desc("ghosts_killed_total", "Connections ended by the kill policy, by namespace and verdict.", "netns", "verdict"),
-		killErrors:      desc("kill_errors_total", "Kill actions that failed, by namespace and errno.", "netns", "errno"),
-		killSupported:   desc("kill_supported", "Whether the configured kill mode works on this host (1) or not (0)."),
-		scanDuration:    desc("scan_duration_seconds", "Duration of a whole scan: inventory, classification and probes."),
-		lastScan:        desc("last_scan_timestamp_seconds", "Unix time of the last completed scan."),
-		netnsSuccess:    desc("netns_scan_success", "Whether the last dump of the namespace succeeded.", "netns"),
-		netnsDuration:   desc("netns_scan_duration_seconds", "Duration of the last dump of the namespace.", "netns"),
-		netnsInfo:       desc("netns_info", "Scanned network namespaces; always 1.", "netns", "netns_inode", "kind"),
-		buildInfo:       desc("build_info", "The running ghostd build; always 1.", "version", "revision", "goversion"),
-		reloadOK:        desc("config_last_reload_successful", "Whether the last configuration load succeeded."),
-		reloadTime:      desc("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load."),
-		probeMode:       desc("probe_mode_info", "How probes choose sequence numbers: in_window, blind or off; always 1.", "mode"),
-		capability:      desc("capability", "Whether ghostd holds a capability one of its features needs (1) or runs without it (0).", "capability"),
-		nsSkipped:       desc("namespaces_skipped", "Network namespaces the last scan did not dump because of the namespace cap."),
-		refused:         desc("suspects_refused_total", "Sockets that needed tracking but were refused by the cap on tracked sockets."),
+		probeRejected: desc("probe_replies_rejected_total", "Captured packets of probed connections not taken as replies, by why: "+
+			"rst_seq (a RST at none of the sequence numbers the peer must use), ack_seq (an ACK behind the connection), "+
+			"icmp_quote (an ICMP error quoting none of our probes), queue_full (a reply a probe had no room for), "+
+			"bad_checksum (a datagram whose checksum did not verify).", "why"),
+		captureDrops:  desc("probe_capture_drops_total", "Datagrams the probes' packet capture lost because its buffer was full (PACKET_STATISTICS)."),
+		probeRTT:      desc("probe_rtt_seconds", "Time from a connection's first probe to its first reply."),
+		killed:        desc("ghosts_killed_total", "Connections ended by the kill policy, by namespace and verdict.", "netns", "verdict"),
+		killErrors:    desc("kill_errors_total", "Kill actions that failed, by namespace and errno.", "netns", "errno"),
+		killSupported: desc("kill_supported", "Whether the configured kill mode works on this host (1) or not (0)."),
+		scanDuration:  desc("scan_duration_seconds", "Duration of a whole scan: inventory, classification and probes."),
+		lastScan:      desc("last_scan_timestamp_seconds", "Unix time of the last completed scan."),
+		netnsSuccess:  desc("netns_scan_success", "Whether the last dump of the namespace succeeded.", "netns"),
+		netnsDuration: desc("netns_scan_duration_seconds", "Duration of the last dump of the namespace.", "netns"),
+		netnsInfo:     desc("netns_info", "Scanned network namespaces; always 1.", "netns", "netns_inode", "kind"),
+		buildInfo:     desc("build_info", "The running ghostd build; always 1.", "version", "revision", "goversion"),
+		reloadOK:      desc("config_last_reload_successful", "Whether the last configuration load succeeded."),
+		reloadTime:    desc("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load."),
+		probeMode:     desc("probe_mode_info", "How probes choose sequence numbers: in_window, blind or off; always 1.", "mode"),
+		capability:    desc("capability", "Whether ghostd holds a capability one of its features needs (1) or runs without it (0).", "capability"),
+		nsSkipped:     desc("namespaces_skipped", "Network namespaces the last scan did not dump because of the namespace cap."),
+		refused:       desc("suspects_refused_total", "Sockets that needed tracking but were refused by the cap on tracked sockets."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.ghostSessions, c.suspectSessions, c.sockets, c.oldestGhostAge,
-		c.probes, c.probeReplies, c.probeRTT, c.killed, c.killErrors, c.killSupported,
+		c.probes, c.probeReplies, c.probeRejected, c.captureDrops, c.probeRTT, c.killed, c.killErrors, c.killSupported,
 		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo,
 		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode, c.capability,
 		c.nsSkipped, c.refused,
@@ -122,6 +129,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, kind := range sortedKeys(s.replies) {
 		counter(c.probeReplies, float64(s.replies[kind]), kind)
 	}
+	for _, why := range sortedKeys(s.rejected) {
+		counter(c.probeRejected, float64(s.rejected[why]), why)
+	}
+	counter(c.captureDrops, float64(s.capDrops))
 	ch <- prometheus.MustNewConstHistogram(c.probeRTT, s.rttHist.count, s.rttHist.sum, s.rttHist.cumulative())
 	ch <- prometheus.MustNewConstHistogram(c.scanDuration, s.scanHist.count, s.scanHist.sum, s.scanHist.cumulative())
 	for k, v := range s.killed {

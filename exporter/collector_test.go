@@ -27,9 +27,10 @@ func goldenStores() map[string]*Store {
 
 	scanned := NewStore(testBld, func() time.Time { return t0 })
 	scanned.Publish(fixtureSnapshot())
-	scanned.ObserveProbe(probe.Result{Verdict: probe.Silent, Sent: 3})
+	scanned.ObserveProbe(probe.Result{Verdict: probe.Silent, Sent: 3, Rejected: probe.Rejects{probe.RejectRSTSeq: 2, probe.RejectICMPQuote: 5}})
 	scanned.ObserveProbe(probe.Result{Verdict: probe.Reset, Sent: 1, Replies: 1, RTT: 400 * time.Microsecond})
-	scanned.ObserveProbe(probe.Result{Verdict: probe.Alive, Sent: 1, Replies: 1, RTT: 200 * time.Microsecond})
+	scanned.ObserveProbe(probe.Result{Verdict: probe.Alive, Sent: 1, Replies: 1, RTT: 200 * time.Microsecond,
+		Rejected: probe.Rejects{probe.RejectRSTSeq: 40, probe.RejectQueueFull: 1}, CaptureDrops: 3, CaptureBadChecksums: 2})
 	scanned.ObserveProbe(probe.Result{Verdict: probe.Unreachable, Sent: 2, Replies: 1, RTT: 30 * time.Millisecond})
 	scanned.ObserveKill("host", "reset", nil)
 	scanned.ObserveKill("host", "reset", nil)

@@ -67,6 +67,8 @@ type Store struct {
 	rttHist   histogram
 	probes    uint64
 	replies   map[string]uint64 // by kind: ack, rst, icmp
+	rejected  map[string]uint64 // by why: probe.RejectReason names and RejectBadChecksum
+	capDrops  uint64            // datagrams the probe capture lost to a full buffer
 	killed    map[killKey]uint64
 	killErrs  map[killErrKey]uint64
 	killKnown bool
@@ -87,6 +89,11 @@ const (
 	ReplyICMP = "icmp"
 )
 
+// RejectBadChecksum is the why of ghostd_probe_replies_rejected_total for
+// captured datagrams whose checksum did not verify; the other values are
+// probe.RejectReason's names.
+const RejectBadChecksum = "bad_checksum"
+
 // Histogram buckets, in seconds.
 var (
 	scanBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
@@ -104,6 +111,7 @@ func NewStore(b BuildInfo, now func() time.Time) *Store {
 		scanHist: newHistogram(scanBuckets),
 		rttHist:  newHistogram(rttBuckets),
 		replies:  map[string]uint64{ReplyACK: 0, ReplyRST: 0, ReplyICMP: 0},
+		rejected: newRejected(),
 		killed:   map[killKey]uint64{},
 		killErrs: map[killErrKey]uint64{},
 	}
@@ -149,13 +157,30 @@ func (s *Store) Snapshot() *Snapshot {
 // Ready reports whether a snapshot has been published.
 func (s *Store) Ready() bool { return s.Snapshot() != nil }
 
-// ObserveProbe counts one probed connection's probes, replies and RTT.
+// newRejected returns a zero count for every why, so each series exists.
+func newRejected() map[string]uint64 {
+	m := map[string]uint64{RejectBadChecksum: 0}
+	for why := range probe.NumRejectReasons {
+		m[why.String()] = 0
+	}
+	return m
+}
+
+// ObserveProbe counts one probed connection's probes, replies, rejected
+// packets and RTT, and the capture losses a result carries.
 func (s *Store) ObserveProbe(r probe.Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r.Sent > 0 {
 		s.probes += uint64(r.Sent)
 	}
+	for why, n := range r.Rejected {
+		if n > 0 {
+			s.rejected[probe.RejectReason(why).String()] += n
+		}
+	}
+	s.rejected[RejectBadChecksum] += r.CaptureBadChecksums
+	s.capDrops += r.CaptureDrops
 	if kind := replyKind(r.Verdict); kind != "" && r.Replies > 0 {
 		s.replies[kind] += uint64(r.Replies)
 	}

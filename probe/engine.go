@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/bpf"
 )
@@ -48,6 +49,13 @@ func routeOf(st *SeqState, v4 bool) route {
 	return rt
 }
 
+// captureCounter is a rawConn that counts what its capture lost.
+type captureCounter interface {
+	// captureStats returns and resets the counts: datagrams dropped for
+	// want of buffer space, and datagrams refused for a bad checksum.
+	captureStats() (drops, badChecksum uint64)
+}
+
 // flowKey names a probed connection from the local side; addresses are unmapped.
 type flowKey struct{ local, remote netip.AddrPort }
 
@@ -64,9 +72,52 @@ type echoKey struct {
 	id   uint16
 }
 
-// waiterDepth is how many unread replies a waiter buffers; later ones are
-// dropped (a probe only needs the first of a kind).
+// waiterDepth is how many accepted replies a waiter buffers; later ones are
+// dropped (a probe only needs the first of a kind) and counted.
 const waiterDepth = 8
+
+// waiter is one probe's interest in a flow: what it sent, the socket's
+// sequence state, the replies that passed accept and the count of those
+// that did not.
+type waiter struct {
+	ch chan Reply
+	st *SeqState // nil: blind probes
+
+	mu       sync.Mutex
+	probes   []sentProbe
+	rejected Rejects
+}
+
+// sent records a probe; call it before the probe leaves, so its answer
+// cannot arrive first.
+func (w *waiter) sent(p sentProbe) {
+	w.mu.Lock()
+	w.probes = append(w.probes, p)
+	w.mu.Unlock()
+}
+
+// offer queues r if it answers the waiter's probes and counts it otherwise.
+func (w *waiter) offer(r Reply) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ok, why := accept(r, w.probes, w.st)
+	if !ok {
+		w.rejected[why]++
+		return
+	}
+	select {
+	case w.ch <- r:
+	default:
+		w.rejected[RejectQueueFull]++
+	}
+}
+
+// rejects returns what the waiter rejected so far.
+func (w *waiter) rejects() Rejects {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rejected
+}
 
 // engine sends probes and dispatches captured replies to the probes waiting
 // for them, inside one network namespace.
@@ -74,10 +125,11 @@ type engine struct {
 	conn rawConn
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	flows   map[flowKey][]chan Reply
-	echoes  map[echoKey]chan Reply
-	dropped uint64 // replies a full waiter could not take
+	mu     sync.Mutex
+	flows  map[flowKey][]*waiter
+	echoes map[echoKey]chan Reply
+
+	lost, badChecksum atomic.Uint64 // the capture's losses so far (see pollCapture)
 
 	done chan struct{} // closed when the read loop ends
 }
@@ -86,7 +138,7 @@ func newEngine(c rawConn, log *slog.Logger) *engine {
 	e := &engine{
 		conn:   c,
 		log:    log,
-		flows:  make(map[flowKey][]chan Reply),
+		flows:  make(map[flowKey][]*waiter),
 		echoes: make(map[echoKey]chan Reply),
 		done:   make(chan struct{}),
 	}
@@ -94,18 +146,20 @@ func newEngine(c rawConn, log *slog.Logger) *engine {
 	return e
 }
 
-// watch registers interest in replies for one flow; call the returned func to stop.
-func (e *engine) watch(k flowKey) (<-chan Reply, func()) {
-	ch := make(chan Reply, waiterDepth)
+// watch registers interest in replies for one flow, whose socket has the
+// sequence state st (nil for blind probes); call the returned func to stop.
+// Only replies that accept takes reach the waiter's channel.
+func (e *engine) watch(k flowKey, st *SeqState) (*waiter, func()) {
+	w := &waiter{ch: make(chan Reply, waiterDepth), st: st}
 	e.mu.Lock()
-	e.flows[k] = append(e.flows[k], ch)
+	e.flows[k] = append(e.flows[k], w)
 	e.mu.Unlock()
-	return ch, func() {
+	return w, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		list := e.flows[k]
 		for i, c := range list {
-			if c == ch {
+			if c == w {
 				list = append(list[:i], list[i+1:]...)
 				break
 			}
@@ -133,7 +187,8 @@ func (e *engine) watchEcho(k echoKey) (<-chan Reply, func()) {
 	}
 }
 
-// dispatch hands one captured datagram to whoever waits for it.
+// dispatch hands one captured datagram to whoever waits for it, if it
+// answers their probes.
 func (e *engine) dispatch(pkt []byte) {
 	r, err := ParseReply(pkt)
 	if err != nil {
@@ -141,29 +196,28 @@ func (e *engine) dispatch(pkt []byte) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var chans []chan Reply
+	var ws []*waiter
 	switch r.Kind {
 	case ReplyACK, ReplyRST:
-		chans = e.flows[newFlowKey(r.Dst, r.Src)]
+		ws = e.flows[newFlowKey(r.Dst, r.Src)]
 	case ReplyUnreachable:
-		chans = e.flows[newFlowKey(r.Src, r.Dst)]
+		ws = e.flows[newFlowKey(r.Src, r.Dst)]
 	case ReplyEcho:
 		if ch, ok := e.echoes[echoKey{r.From.Unmap(), r.EchoID}]; ok {
-			chans = []chan Reply{ch}
+			select {
+			case ch <- r:
+			default:
+			}
 		}
 	}
-	for _, ch := range chans {
-		select {
-		case ch <- r:
-		default:
-			e.dropped++
-		}
+	for _, w := range ws {
+		w.offer(r)
 	}
 }
 
 func (e *engine) readLoop() {
 	defer close(e.done)
-	buf := make([]byte, captureSnap)
+	buf := make([]byte, captureSnapICMP)
 	for {
 		n, err := e.conn.recv(buf)
 		if err != nil {
@@ -183,11 +237,25 @@ func (e *engine) send(pkt []byte, dst netip.Addr, rt route) error {
 	return nil
 }
 
-// close stops the capture and waits for the read loop.
-func (e *engine) close() error {
-	err := e.conn.close()
+// pollCapture collects the capture's counts and returns how many datagrams
+// it has lost since the engine started (0 when the conn does not count).
+func (e *engine) pollCapture() uint64 {
+	if cc, ok := e.conn.(captureCounter); ok {
+		d, b := cc.captureStats()
+		e.lost.Add(d)
+		e.badChecksum.Add(b)
+	}
+	return e.lost.Load()
+}
+
+// close stops the capture and waits for the read loop. It returns the
+// capture's losses since the engine started.
+func (e *engine) close() (drops, badChecksum uint64, err error) {
+	e.pollCapture()
+	err = e.conn.close()
 	<-e.done
-	return err
+	e.pollCapture() // checksum failures counted while the reader stopped
+	return e.lost.Load(), e.badChecksum.Load(), err
 }
 
 var errConnClosed = errors.New("probe: capture closed")
@@ -196,20 +264,29 @@ var errConnClosed = errors.New("probe: capture closed")
 // that it keeps every port's replies and the engine matches in user space.
 const maxFilterPorts = 64
 
-// captureSnap is how many bytes of each datagram the filter keeps: enough for
-// an ICMPv6 error quoting an IPv6 header and a whole option-less TCP header
-// (40 + 8 + 40 + 20), with room for options and extension headers.
+// captureSnap is how many bytes of each TCP segment the filter keeps: a
+// whole reply (a pure ACK or a RST without payload, options included) fits,
+// so its checksum can be verified; a longer one is truncated and fails
+// verification.
 const captureSnap = 256
+
+// captureSnapICMP is how many bytes of an ICMP or ICMPv6 message the filter
+// keeps: a whole error fits (an ICMPv4 error is at most 576 bytes, an
+// ICMPv6 error at most the IPv6 minimum MTU, RFC 4443), so its checksum
+// can be verified.
+const captureSnapICMP = 1280
 
 // captureFilter is the classic BPF program on the capture socket, which sees
 // datagrams from the IP header on (a SOCK_DGRAM packet socket). It keeps
 // TCP segments with RST, TCP segments with ACK and no payload (not SYN), ICMP
 // destination unreachable and echo replies, for IPv4 and IPv6 without
-// extension headers. With dropOutgoing it first drops what this host sends,
-// which needs a kernel ancillary load that x/net/bpf's VM cannot run. With
+// extension headers. With hostOnly it first drops every frame that was not
+// addressed to this host (PACKET_HOST): what this host sends, and frames for
+// other hosts seen on a bridge port or a veth, which the kernel drops too.
+// That needs a kernel ancillary load that x/net/bpf's VM cannot run. With
 // up to maxFilterPorts local ports, TCP segments to other ports are dropped
 // in the kernel too, so a busy namespace's traffic does not reach ghostd.
-func captureFilter(dropOutgoing bool, ports []uint16) ([]bpf.Instruction, error) {
+func captureFilter(hostOnly bool, ports []uint16) ([]bpf.Instruction, error) {
 	ports = slices.Compact(slices.Sorted(slices.Values(ports)))
 	if len(ports) > maxFilterPorts {
 		ports = nil
@@ -225,12 +302,12 @@ func captureFilter(dropOutgoing bool, ports []uint16) ([]bpf.Instruction, error)
 		p.label(label)
 	}
 	const (
-		packetOutgoing = 4 // PACKET_OUTGOING
+		packetHost = 0 // PACKET_HOST
 	)
 	p := &bpfProg{}
-	if dropOutgoing {
-		p.add(bpf.LoadExtension{Num: bpf.ExtType})
-		p.jeq(packetOutgoing, "drop", "")
+	if hostOnly {
+		p.add(bpf.LoadExtension{Num: bpf.ExtType}) // SKF_AD_PKTTYPE
+		p.jeq(packetHost, "", "drop")
 	}
 	p.add(bpf.LoadAbsolute{Off: 0, Size: 1})
 	p.add(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
@@ -264,8 +341,8 @@ func captureFilter(dropOutgoing bool, ports []uint16) ([]bpf.Instruction, error)
 	p.label("icmp4")
 	p.add(bpf.LoadMemShift{Off: 0})
 	p.add(bpf.LoadIndirect{Off: 0, Size: 1})
-	p.jeq(icmpUnreachable, "keep", "")
-	p.jeq(icmpEchoReply, "keep", "drop")
+	p.jeq(icmpUnreachable, "keepicmp", "")
+	p.jeq(icmpEchoReply, "keepicmp", "drop")
 
 	p.label("v6")
 	p.add(bpf.LoadAbsolute{Off: ipv6NextHeader, Size: 1})
@@ -288,9 +365,11 @@ func captureFilter(dropOutgoing bool, ports []uint16) ([]bpf.Instruction, error)
 	p.jeqX("keep", "drop")
 	p.label("icmp6")
 	p.add(bpf.LoadAbsolute{Off: IPv6Size, Size: 1})
-	p.jeq(icmpv6Unreachable, "keep", "")
-	p.jeq(icmpv6EchoReply, "keep", "drop")
+	p.jeq(icmpv6Unreachable, "keepicmp", "")
+	p.jeq(icmpv6EchoReply, "keepicmp", "drop")
 
+	p.label("keepicmp")
+	p.add(bpf.RetConstant{Val: captureSnapICMP})
 	p.label("keep")
 	p.add(bpf.RetConstant{Val: captureSnap})
 	p.label("drop")

@@ -27,6 +27,9 @@ type linuxConn struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool // set before the capture is closed: its reader's error is then expected
+
+	oob         []byte        // the reader's control-message buffer (one reader)
+	badChecksum atomic.Uint64 // captured datagrams refused by VerifyChecksums
 }
 
 // captureRcvBuf is the capture socket's receive buffer: bursts of replies
@@ -118,6 +121,7 @@ func openRawSockets(ports []uint16) (_ rawConn, err error) {
 		return nil, fmt.Errorf("probe: capture socket: %w", os.NewSyscallError("socket", err))
 	}
 	c.capture = os.NewFile(uintptr(fd), "probe-capture")
+	c.oob = make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
 	prog, err := captureFilter(true, ports)
 	if err != nil {
 		return nil, err
@@ -139,6 +143,12 @@ func openRawSockets(ports []uint16) (_ rawConn, err error) {
 		prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 		if serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); serr != nil {
 			serr = fmt.Errorf("probe: attach capture filter: %w", os.NewSyscallError("setsockopt", serr))
+			return
+		}
+		// PACKET_AUXDATA says whether the kernel checked (or the local stack
+		// deferred) a datagram's transport checksum.
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); serr != nil {
+			serr = fmt.Errorf("probe: capture auxdata: %w", os.NewSyscallError("setsockopt", serr))
 			return
 		}
 		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, captureRcvBuf); err != nil {
@@ -265,29 +275,81 @@ var timensOffset = sync.OnceValues(func() (time.Duration, error) {
 	return parseTimensOffset(b)
 })
 
+// recv returns the next captured datagram whose checksums verify; the
+// others are counted and skipped.
 func (c *linuxConn) recv(buf []byte) (int, error) {
+	for {
+		n, trusted, err := c.recvOne(buf)
+		if err != nil {
+			return 0, err
+		}
+		if VerifyChecksums(buf[:n], trusted) {
+			return n, nil
+		}
+		c.badChecksum.Add(1)
+	}
+}
+
+// recvOne reads one datagram and whether the kernel vouches for its
+// transport checksum: TP_STATUS_CSUM_VALID (checked) or
+// TP_STATUS_CSUMNOTREADY (built by a local stack that leaves the checksum
+// to offload, so the field holds only the pseudo-header sum).
+func (c *linuxConn) recvOne(buf []byte) (int, bool, error) {
 	sc, err := c.capture.SyscallConn()
 	if err != nil {
-		return 0, errConnClosed
+		return 0, false, errConnClosed
 	}
-	var n int
+	var n, oobn int
 	var rerr error
 	err = sc.Read(func(fd uintptr) bool {
-		n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, c.oob, 0)
 		return rerr != unix.EAGAIN && rerr != unix.EINTR
 	})
 	if err != nil {
 		// os.File's raw reads report a closed file as internal/poll's
 		// "use of closed file", not os.ErrClosed.
 		if errors.Is(err, os.ErrClosed) || c.closed.Load() {
-			return 0, errConnClosed
+			return 0, false, errConnClosed
 		}
-		return 0, err
+		return 0, false, err
 	}
 	if rerr != nil {
-		return 0, os.NewSyscallError("recvfrom", rerr)
+		return 0, false, os.NewSyscallError("recvmsg", rerr)
 	}
-	return n, nil
+	return n, auxTrusted(c.oob[:oobn]), nil
+}
+
+// auxTrusted reads the PACKET_AUXDATA control message, if any.
+func auxTrusted(oob []byte) bool {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return false
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_PACKET || m.Header.Type != unix.PACKET_AUXDATA || len(m.Data) < 4 {
+			continue
+		}
+		status := binary.NativeEndian.Uint32(m.Data) // tpacket_auxdata.tp_status
+		return status&(unix.TP_STATUS_CSUM_VALID|unix.TP_STATUS_CSUMNOTREADY) != 0
+	}
+	return false
+}
+
+// captureStats returns, since the last call, how many datagrams the kernel
+// dropped because the capture's buffer was full (PACKET_STATISTICS resets on
+// read), and how many recv refused for a bad checksum since the last call.
+func (c *linuxConn) captureStats() (drops, badChecksum uint64) {
+	badChecksum = c.badChecksum.Swap(0)
+	sc, err := c.capture.SyscallConn()
+	if err != nil {
+		return 0, badChecksum
+	}
+	_ = sc.Control(func(fd uintptr) {
+		if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			drops = uint64(st.Drops)
+		}
+	})
+	return drops, badChecksum
 }
 
 func (c *linuxConn) close() error {

@@ -92,8 +92,12 @@ func TestCaptureFilter(t *testing.T) {
 			if got := n > 0; got != tt.keep {
 				t.Errorf("kept = %v (%d bytes), want %v", got, n, tt.keep)
 			}
-			if n > captureSnap {
-				t.Errorf("kept %d bytes, snap is %d", n, captureSnap)
+			snap := captureSnap
+			if tt.pkt[0]>>4 == 4 && tt.pkt[ipv4Protocol] == ProtoICMP || tt.pkt[0]>>4 == 6 && tt.pkt[ipv6NextHeader] == ProtoICMPv6 {
+				snap = captureSnapICMP
+			}
+			if n > snap {
+				t.Errorf("kept %d bytes, snap is %d", n, snap)
 			}
 			// Too many ports: no port check, same answer.
 			if m, _ := manyVM.Run(tt.pkt); (m > 0) != tt.keep {
@@ -144,6 +148,9 @@ func (f *fakeConn) send(pkt []byte, dst netip.Addr, rt route) error {
 		return f.sendErr
 	}
 	r, err := ParseReply(pkt) // our own probes parse as ACK segments
+	if err == nil && pkt[0]>>4 == 4 {
+		r.QuotedID = IPv4Header(pkt).ID() // for peers that quote the probe
+	}
 	if err != nil && pkt[0]>>4 == 4 && pkt[9] == ProtoICMP {
 		r = Reply{Kind: ReplyEcho, From: IPv4Header(pkt).Src(), Dst: netip.AddrPortFrom(dst, 0),
 			EchoID: ICMPHeader(pkt[IPv4MinSize:]).EchoID(), EchoSeq: ICMPHeader(pkt[IPv4MinSize:]).EchoSeq()}
@@ -209,7 +216,7 @@ func otherFlowPeer(p Reply) [][]byte {
 
 func unreachablePeer(t testing.TB) func(Reply) [][]byte {
 	return func(p Reply) [][]byte {
-		probe, _ := AppendSegment(nil, Segment{Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags})
+		probe, _ := AppendSegment(nil, Segment{Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags, ID: p.QuotedID})
 		router := "203.0.113.1"
 		if p.Src.Addr().Is6() {
 			router = "2001:db8:ff::1"
@@ -303,7 +310,15 @@ func TestProbeVerdicts(t *testing.T) {
 	}, {
 		name: "a RST that does not answer our probe is ignored", peer: wrongRSTPeer,
 		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),
-		want:   Result{Verdict: Silent, Mode: Blind, Sent: 2}, sent: 2,
+		want:   Result{Verdict: Silent, Mode: Blind, Sent: 2, Uncertain: UncertainInterference, Rejected: Rejects{RejectRSTSeq: 2}}, sent: 2,
+	}, {
+		// Junk for the 4-tuple while the peer is silent: a flood can drown
+		// the real answer before any capture sees it, so silence is not
+		// confirmed.
+		name: "in-window silence amid forged RSTs is uncertain", peer: wrongRSTPeer, seq: seqs,
+		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),
+		want: Result{Verdict: Silent, Mode: InWindow, Sent: 2, Uncertain: UncertainInterference,
+			Rejected: Rejects{RejectRSTSeq: 2}}, sent: 2,
 	}, {
 		name: "replies on another flow are ignored", peer: otherFlowPeer, seq: seqs,
 		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),

@@ -529,6 +529,12 @@ type Reply struct {
 	Code     uint8
 	EchoID   uint16
 	EchoSeq  uint16
+	// QuotedLen is how many bytes of the quoted TCP header an Unreachable
+	// carries (8 at least: ports and sequence number; Ack, Flags and Window
+	// are set only from 20), and QuotedID the quoted IPv4 identification
+	// (0 for IPv6).
+	QuotedLen int
+	QuotedID  uint16
 }
 
 // errors from ParseReply; callers only need to know the packet is not a reply.
@@ -599,10 +605,39 @@ func ipPayload(pkt []byte, partial bool) (proto uint8, src, dst netip.Addr, payl
 	return 0, src, dst, nil, fmt.Errorf("probe: IP version %d: %w", pkt[0]>>4, errNotReply)
 }
 
+// VerifyChecksums reports whether a captured datagram is whole and its
+// checksums verify: the IPv4 header checksum always, and the TCP, ICMP or
+// ICMPv6 checksum unless l4Trusted (the kernel already checked it, or the
+// datagram was built by a local stack that leaves it to offload: such a
+// checksum field holds only the pseudo-header sum). A truncated datagram
+// cannot be verified and fails. The kernel drops what fails here before any
+// socket sees it, so must ghostd.
+func VerifyChecksums(pkt []byte, l4Trusted bool) bool {
+	proto, src, dst, payload, err := ipPayload(pkt, false)
+	if err != nil {
+		return false
+	}
+	if src.Is4() && Checksum(pkt[:IPv4Header(pkt).HeaderLen()], 0) != 0 {
+		return false
+	}
+	if l4Trusted {
+		return true
+	}
+	switch {
+	case proto == ProtoTCP:
+		return Checksum(payload, PseudoHeaderSum(ProtoTCP, src, dst, len(payload))) == 0
+	case proto == ProtoICMP && src.Is4():
+		return Checksum(payload, 0) == 0
+	case proto == ProtoICMPv6 && src.Is6():
+		return Checksum(payload, PseudoHeaderSum(ProtoICMPv6, src, dst, len(payload))) == 0
+	}
+	return false
+}
+
 // ParseReply parses an IP datagram (starting at the IP header) captured as a
 // possible answer to a probe: a TCP segment carrying ACK or RST, an ICMP or
 // ICMPv6 destination unreachable quoting a TCP segment, or an echo reply.
-// It checks lengths, never checksums (the kernel already did for delivered packets).
+// It checks lengths, never checksums (see VerifyChecksums).
 func ParseReply(pkt []byte) (Reply, error) {
 	proto, src, dst, payload, err := ipPayload(pkt, false)
 	if err != nil {
@@ -666,6 +701,10 @@ func ParseReply(pkt []byte) (Reply, error) {
 		r.Src = netip.AddrPortFrom(qsrc, tcp.SrcPort())
 		r.Dst = netip.AddrPortFrom(qdst, tcp.DstPort())
 		r.Seq = tcp.Seq()
+		r.QuotedLen = min(len(quoted), TCPMinSize)
+		if !v6 {
+			r.QuotedID = IPv4Header(icmp.Payload()).ID()
+		}
 		if len(quoted) >= TCPMinSize {
 			r.Ack, r.Flags, r.Window = tcp.Ack(), tcp.Flags(), tcp.Window()
 		}

@@ -320,12 +320,12 @@ func TestParseReply(t *testing.T) {
 		name: "icmp unreachable quoting the whole probe",
 		pkt:  icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, probe4, 1000),
 		want: Reply{Kind: ReplyUnreachable, Src: ap("192.0.2.1:80"), Dst: ap("198.51.100.2:40000"), Seq: 99, Ack: 1000, Flags: FlagACK, Window: 100,
-			From: netip.MustParseAddr("203.0.113.1"), Type: 3, Code: 1},
+			From: netip.MustParseAddr("203.0.113.1"), Type: 3, Code: 1, QuotedLen: TCPMinSize},
 	}, {
 		name: "icmp unreachable quoting 8 bytes (RFC 792 minimum)",
 		pkt:  icmpError(t, "203.0.113.1", "192.0.2.1", 3, 13, probe4, IPv4MinSize+8),
 		want: Reply{Kind: ReplyUnreachable, Src: ap("192.0.2.1:80"), Dst: ap("198.51.100.2:40000"), Seq: 99,
-			From: netip.MustParseAddr("203.0.113.1"), Type: 3, Code: 13},
+			From: netip.MustParseAddr("203.0.113.1"), Type: 3, Code: 13, QuotedLen: 8},
 	}, {
 		name:    "icmp quoting 7 bytes",
 		pkt:     icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, probe4, IPv4MinSize+7),
@@ -334,7 +334,7 @@ func TestParseReply(t *testing.T) {
 		name: "icmpv6 unreachable",
 		pkt:  icmpError(t, "2001:db8:ff::1", "2001:db8::1", 1, 4, probe6, 1000),
 		want: Reply{Kind: ReplyUnreachable, Src: ap("[2001:db8::1]:80"), Dst: ap("[2001:db8::2]:40000"), Seq: 99, Ack: 1000, Flags: FlagACK, Window: 100,
-			From: netip.MustParseAddr("2001:db8:ff::1"), Type: 1, Code: 4},
+			From: netip.MustParseAddr("2001:db8:ff::1"), Type: 1, Code: 4, QuotedLen: TCPMinSize},
 	}, {
 		name:    "icmp time exceeded",
 		pkt:     icmpError(t, "203.0.113.1", "192.0.2.1", 11, 0, probe4, 1000),

@@ -319,9 +319,13 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 	}
 	e := newEngine(conn, p.log)
 	defer func() {
-		if err := e.close(); err != nil {
+		drops, bad, err := e.close()
+		if err != nil {
 			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
 		}
+		// Counted once, on the namespace's first result.
+		results[idx[0]].CaptureDrops += drops
+		results[idx[0]].CaptureBadChecksums += bad
 	}()
 
 	var wg sync.WaitGroup
@@ -449,30 +453,34 @@ func (p *Prober) numbers(cfg *Config, st *SeqState) (seq, ack uint32, win uint16
 	return seq, ack, uint16(min(w, math.MaxUint16))
 }
 
-// segment appends one probe for t to buf and returns it with its ACK
-// number. With the socket's state it is the segment the socket's own
+// segment appends one probe for t to buf and returns it with the numbers a
+// reply is matched against (accept.go). With the socket's state it is the segment the socket's own
 // keepalive would send: in-window numbers, the socket's TOS / traffic class
 // and flow label, and the timestamp option when the connection negotiated
 // it (TSval on the socket's clock, TSecr = TS.Recent), so a peer that checks
 // PAWS (RFC 7323) accepts it.
-func (p *Prober) segment(buf []byte, cfg *Config, t Target, st *SeqState, tos uint8) ([]byte, uint32, error) {
+func (p *Prober) segment(buf []byte, cfg *Config, t Target, st *SeqState, tos uint8) ([]byte, sentProbe, error) {
 	seq, ack, win := p.numbers(cfg, st)
 	seg := Segment{
 		Src: netip.AddrPortFrom(t.Local.Addr().Unmap(), t.Local.Port()), Dst: netip.AddrPortFrom(t.Remote.Addr().Unmap(), t.Remote.Port()),
 		Seq: seq, Ack: ack, Flags: FlagACK, Window: win, ID: uint16(rand.Uint32()), TOS: tos,
+	}
+	sent := sentProbe{seq: seq, ack: ack, id: seg.ID}
+	if !t.Remote.Addr().Unmap().Is4() {
+		sent.id = 0 // IPv6 has no identification field
 	}
 	if st != nil {
 		seg.FlowLabel = st.FlowLabel
 		if st.TSOK {
 			now, err := p.mono()
 			if err != nil {
-				return nil, 0, err
+				return nil, sent, err
 			}
 			seg.TS = &Timestamp{Val: tsVal(st, now), Ecr: st.TSRecent}
 		}
 	}
 	pkt, err := AppendSegment(buf, seg)
-	return pkt, ack, err
+	return pkt, sent, err
 }
 
 // tsVal is the TSval the socket would send at now (CLOCK_MONOTONIC): Linux
@@ -487,31 +495,22 @@ func tsVal(st *SeqState, now time.Duration) uint32 {
 	return uint32(now/unit) + st.TSOffset
 }
 
-// rstMatches reports whether a RST answers our probes: a peer without the
-// connection echoes our ACK number as its sequence number (RFC 9293); a peer
-// that aborts the connection sends a RST within our receive window.
-func rstMatches(r Reply, acks []uint32, st *SeqState) bool {
-	for _, a := range acks {
-		if r.Seq == a {
-			return true
-		}
-	}
-	if st == nil {
-		return false
-	}
-	return r.Seq-(st.RcvNxt-1) <= max(st.RcvWnd, 1)
-}
-
-func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) Result {
+func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) (out Result) {
 	res := Result{Verdict: Unprobed, Mode: Blind}
 	if st != nil {
 		res.Mode = InWindow
 	}
 	local, remote := t.Local.Addr().Unmap(), t.Remote.Addr().Unmap()
-	replies, stop := e.watch(newFlowKey(t.Local, t.Remote))
+	// The engine queues only what accept takes (accept.go); the rest is
+	// counted on the result.
+	w, stop := e.watch(newFlowKey(t.Local, t.Remote), st)
 	defer stop()
+	defer func() { out.Rejected = w.rejects() }()
+	replies := w.ch
+	// Capture losses and bad checksums not yet polled count against this
+	// probe: the safe side.
+	lostBefore, badBefore := e.lost.Load(), e.badChecksum.Load()
 
-	acks := make([]uint32, 0, cfg.Attempts)
 	buf := make([]byte, 0, IPv6Size+TCPMinSize+TCPTimestampSize)
 	rt := routeOf(st, local.Is4())
 	var lastSent time.Time
@@ -524,17 +523,17 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 				return p.interrupted(res, err)
 			}
 		}
-		pkt, ack, err := p.segment(buf[:0], cfg, t, st, rt.tos)
+		pkt, sp, err := p.segment(buf[:0], cfg, t, st, rt.tos)
 		if err != nil {
 			return p.unprobed(fmt.Errorf("probe: %s→%s: %w", t.Local, t.Remote, err))
 		}
+		w.sent(sp)
 		lastSent = cfg.Now()
 		if err := e.send(pkt, remote, rt); err != nil {
 			return p.unprobed(err)
 		}
 		res.Sent++
 		p.sent.Add(1)
-		acks = append(acks, ack)
 
 		wait := jitter(cfg.Interval)
 		if attempt == cfg.Attempts-1 {
@@ -556,9 +555,6 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 					res.Verdict, res.Confirmed = Alive, true
 					return res
 				case ReplyRST:
-					if !rstMatches(r, acks, st) {
-						continue
-					}
 					p.rsts.Add(1)
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Reset, true
@@ -578,8 +574,19 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 		res.Verdict = Unreachable
 	}
 	// Every attempt went out unanswered. Blind silence proves nothing by
-	// itself: stateful middleboxes drop out-of-window segments.
-	res.Confirmed = unreachable || res.Mode == InWindow || t.KernelEvidence
+	// itself: stateful middleboxes drop out-of-window segments. Nor does
+	// silence amid packets for the 4-tuple that answer none of our probes,
+	// or while the capture lost datagrams: the answer may have been lost.
+	if res.Verdict == Silent {
+		lost := e.pollCapture() > lostBefore
+		switch {
+		case w.rejects().Total() > 0, e.badChecksum.Load() > badBefore:
+			res.Uncertain = UncertainInterference
+		case lost:
+			res.Uncertain = UncertainCaptureLost
+		}
+	}
+	res.Confirmed = unreachable || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence
 	if cfg.HostHint && res.Verdict == Silent {
 		if up, err := p.echo(ctx, cfg, e, local, remote, route{mark: rt.mark, ifindex: rt.ifindex}); err == nil {
 			res.HostReachable = &up

@@ -32,6 +32,21 @@ const (
 	Blind Mode = "blind"
 )
 
+// Why silence can be uncertain (Result.Uncertain).
+const (
+	// UncertainCaptureLost: the capture dropped datagrams while the probe
+	// waited (its buffer overflowed, as a flood can make it); the answer
+	// may have been among them.
+	UncertainCaptureLost = "capture_lost"
+	// UncertainInterference: packets of the connection's 4-tuple that
+	// answer none of our probes, or datagrams with bad checksums, arrived
+	// while it waited. Someone may be
+	// forging them, and a flood drowns real answers in the receiving
+	// host's queues before any capture sees them; a real ghost's 4-tuple
+	// is quiet.
+	UncertainInterference = "interference"
+)
+
 // Target is one connection to probe, as the latest inventory saw it.
 type Target struct {
 	NetnsInode uint64
@@ -65,6 +80,19 @@ type Result struct {
 	// Confirmed is set when the verdict holds after every attempt (or, for
 	// blind silence, when kernel evidence backs it).
 	Confirmed bool
+	// Uncertain says why a silence that would otherwise be confirmed is
+	// not (unless kernel evidence backs it): UncertainCaptureLost or
+	// UncertainInterference. Empty otherwise.
+	Uncertain string
+	// Rejected counts captured packets of this connection that did not
+	// answer its probes (forged, stale or stray), by reason.
+	Rejected Rejects
+	// CaptureDrops and CaptureBadChecksums count datagrams the namespace's
+	// capture lost to a full buffer and those it refused for a checksum that
+	// did not verify, while one ProbeAll probed the namespace. They are set
+	// on the namespace's first result only, so that summing over results
+	// counts each once.
+	CaptureDrops, CaptureBadChecksums uint64
 	// Err says why the target stayed Unprobed (no raw socket, namespace gone,
 	// socket gone, cancelled); nil when it was probed.
 	Err error

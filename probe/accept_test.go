@@ -1,0 +1,217 @@
+package probe
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+)
+
+func TestAccept(t *testing.T) {
+	// The probed socket: SND.UNA = SND.NXT = 5000 (idle), RCV.NXT = 9000.
+	st := &SeqState{SndUna: 5000, SndNxt: 5000, RcvNxt: 9000, RcvWnd: 65535}
+	busy := &SeqState{SndUna: 5000, SndNxt: 7000, RcvNxt: 9000, RcvWnd: 65535}
+	wrap := &SeqState{SndUna: 10, SndNxt: 10, RcvNxt: 0, RcvWnd: 65535} // RCV.NXT-1 wraps
+	inWindow := []sentProbe{{seq: 4999, ack: 8999, id: 7}}
+	wrapProbe := []sentProbe{{seq: 9, ack: 0xffffffff, id: 7}}
+	blind := []sentProbe{{seq: 123456, ack: 654321, id: 9}, {seq: 777, ack: 888, id: 10}}
+	rst := func(seq uint32) Reply { return Reply{Kind: ReplyRST, Seq: seq, Flags: FlagRST} }
+	ack := func(seq, ack uint32) Reply { return Reply{Kind: ReplyACK, Seq: seq, Ack: ack, Flags: FlagACK} }
+	icmp := func(seq, ack uint32, id uint16, quoted int) Reply {
+		r := Reply{Kind: ReplyUnreachable, Seq: seq, QuotedLen: quoted, QuotedID: id}
+		if quoted >= TCPMinSize {
+			r.Ack = ack
+		}
+		return r
+	}
+	tests := []struct {
+		name   string
+		r      Reply
+		probes []sentProbe
+		st     *SeqState
+		ok     bool
+		why    RejectReason
+	}{
+		// RSTs.
+		{"RST at our probe's ACK (peer lost the connection)", rst(8999), inWindow, st, true, 0},
+		{"RST at RCV.NXT (peer aborted)", rst(9000), inWindow, st, true, 0},
+		{"RST one past RCV.NXT, in the window", rst(9001), inWindow, st, false, RejectRSTSeq},
+		{"RST at the window's end", rst(9000 + 65535 - 1), inWindow, st, false, RejectRSTSeq},
+		{"RST below RCV.NXT-1", rst(8998), inWindow, st, false, RejectRSTSeq},
+		{"RST before any probe was sent", rst(8999), nil, st, false, RejectRSTSeq},
+		{"RST at RCV.NXT-1 across the wrap", rst(0xffffffff), wrapProbe, wrap, true, 0},
+		{"blind RST at a probe's ACK", rst(888), blind, nil, true, 0},
+		{"blind RST elsewhere", rst(889), blind, nil, false, RejectRSTSeq},
+		// ACKs.
+		{"idle peer's duplicate ACK: seq RCV.NXT, ack SND.NXT", ack(9000, 5000), inWindow, st, true, 0},
+		{"busy peer acknowledging part of our data", ack(9000, 6000), inWindow, busy, true, 0},
+		{"peer moved on since the read", ack(9000+1<<20, 5000+1<<20), inWindow, st, true, 0},
+		{"ACK with seq behind RCV.NXT", ack(8999, 5000), inWindow, st, false, RejectACKSeq},
+		{"ACK acknowledging before SND.UNA", ack(9000, 4999), inWindow, st, false, RejectACKSeq},
+		{"ACK half the sequence space away", ack(9000+1<<31, 5000), inWindow, st, false, RejectACKSeq},
+		{"idle peer's ACK across the wrap", ack(0, 10), wrapProbe, wrap, true, 0},
+		{"blind: any ACK", ack(1, 2), blind, nil, true, 0},
+		// ICMP errors.
+		{"ICMP quoting the probe", icmp(4999, 8999, 7, TCPMinSize), inWindow, st, true, 0},
+		{"ICMP quoting 8 bytes of the probe", icmp(4999, 0, 7, 8), inWindow, st, true, 0},
+		{"ICMP quoting another sequence number", icmp(5000, 8999, 7, TCPMinSize), inWindow, st, false, RejectICMPQuote},
+		{"ICMP quoting another ACK number", icmp(4999, 9000, 7, TCPMinSize), inWindow, st, false, RejectICMPQuote},
+		{"ICMP quoting another IPv4 id", icmp(4999, 8999, 8, TCPMinSize), inWindow, st, false, RejectICMPQuote},
+		{"blind ICMP quoting the second probe", icmp(777, 888, 10, TCPMinSize), blind, nil, true, 0},
+		{"blind ICMP quoting a mix of two probes", icmp(777, 654321, 10, TCPMinSize), blind, nil, false, RejectICMPQuote},
+		{"ICMP before any probe", icmp(4999, 8999, 7, TCPMinSize), nil, st, false, RejectICMPQuote},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, why := accept(tt.r, tt.probes, tt.st)
+			if ok != tt.ok || (!ok && why != tt.why) {
+				t.Errorf("accept = %v, %s; want %v, %s", ok, why, tt.ok, tt.why)
+			}
+		})
+	}
+}
+
+// TestAcceptSpray is the property behind the RST rule: of every sequence
+// number in the receive window, only the probes' ACK numbers and RCV.NXT
+// are taken.
+func TestAcceptSpray(t *testing.T) {
+	st := &SeqState{SndUna: 5000, SndNxt: 5000, RcvNxt: 0xfffff000, RcvWnd: 1 << 16}
+	probes := []sentProbe{{seq: 4999, ack: st.RcvNxt - 1}, {seq: 4999, ack: st.RcvNxt - 1}}
+	taken := 0
+	for s := st.RcvNxt - 1; s != st.RcvNxt+st.RcvWnd; s++ {
+		if ok, _ := accept(Reply{Kind: ReplyRST, Seq: s}, probes, st); ok {
+			taken++
+		}
+	}
+	if taken != 2 {
+		t.Errorf("%d in-window RST sequence numbers taken, want 2 (RCV.NXT-1 and RCV.NXT)", taken)
+	}
+}
+
+// FuzzAccept checks accept's invariants on arbitrary replies: a taken RST
+// carries one of the probes' ACK numbers or RCV.NXT; a taken ICMP error
+// quotes one probe's sequence number and id; a rejection names the rule of
+// the reply's kind; accept never panics, with or without probes.
+func FuzzAccept(f *testing.F) {
+	f.Add(uint8(ReplyRST), uint32(8999), uint32(0), uint16(0), 0, true, uint32(9000), uint32(5000), uint32(4999), uint32(8999), uint16(7))
+	f.Add(uint8(ReplyACK), uint32(9000), uint32(5000), uint16(0), 0, true, uint32(9000), uint32(5000), uint32(4999), uint32(8999), uint16(7))
+	f.Add(uint8(ReplyUnreachable), uint32(4999), uint32(8999), uint16(7), 20, false, uint32(0), uint32(0), uint32(4999), uint32(8999), uint16(7))
+	f.Fuzz(func(t *testing.T, kind uint8, seq, ackN uint32, id uint16, quoted int, inWindow bool, rcvNxt, sndUna, pseq, pack uint32, pid uint16) {
+		r := Reply{Kind: ReplyKind(kind % 6), Seq: seq, Ack: ackN, QuotedID: id, QuotedLen: quoted}
+		var st *SeqState
+		if inWindow {
+			st = &SeqState{RcvNxt: rcvNxt, SndUna: sndUna, SndNxt: sndUna + uint32(rand.IntN(100))}
+		}
+		probes := []sentProbe{{seq: pseq, ack: pack, id: pid}}
+		ok, why := accept(r, probes, st)
+		switch r.Kind {
+		case ReplyRST:
+			if ok != (seq == pack || st != nil && seq == st.RcvNxt) || !ok && why != RejectRSTSeq {
+				t.Fatalf("RST %+v probes %+v st %+v: %v %s", r, probes, st, ok, why)
+			}
+		case ReplyUnreachable:
+			if ok && (seq != pseq || id != pid) || !ok && why != RejectICMPQuote {
+				t.Fatalf("ICMP %+v probes %+v: %v %s", r, probes, ok, why)
+			}
+		case ReplyACK:
+			if st == nil && !ok || !ok && why != RejectACKSeq {
+				t.Fatalf("ACK %+v st %+v: %v %s", r, st, ok, why)
+			}
+		}
+		if ok2, _ := accept(r, nil, st); ok2 && (r.Kind == ReplyUnreachable || r.Kind == ReplyRST && (st == nil || seq != st.RcvNxt)) {
+			t.Fatalf("%+v taken with no probe sent", r)
+		}
+	})
+}
+
+func TestVerifyChecksums(t *testing.T) {
+	ack4 := tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK, 0)
+	rst6 := tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 0, FlagRST, 0)
+	probe4 := tcpPacket(t, "192.0.2.1:80", "198.51.100.2:40000", 99, 1000, FlagACK, 0)
+	probe6 := tcpPacket(t, "[2001:db8::1]:80", "[2001:db8::2]:40000", 99, 1000, FlagACK, 0)
+	icmp4 := icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, probe4, 1000)
+	icmp6 := icmpError(t, "2001:db8:ff::1", "2001:db8::1", 1, 4, probe6, 1000)
+	echo, _ := AppendEcho(nil, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1"), 1, 2)
+	flip := func(b []byte, at int) []byte {
+		c := append([]byte{}, b...)
+		c[at] ^= 0x40
+		return c
+	}
+	// Ethernet pads short frames: bytes after the IP datagram are not part of it.
+	padded := append(append([]byte{}, ack4...), 0, 0, 0, 0, 0, 0)
+	tests := []struct {
+		name    string
+		pkt     []byte
+		trusted bool
+		want    bool
+	}{
+		{"v4 ACK", ack4, false, true},
+		{"v4 ACK with Ethernet padding", padded, false, true},
+		{"v6 RST", rst6, false, true},
+		{"ICMP error", icmp4, false, true},
+		{"ICMPv6 error", icmp6, false, true},
+		{"echo request", echo, false, true},
+		{"v4 ACK with a bit flipped in its sequence number", flip(ack4, IPv4MinSize+tcpSeq), false, false},
+		{"the same, checked by the kernel", flip(ack4, IPv4MinSize+tcpSeq), true, true},
+		{"v4 header corrupted", flip(ack4, ipv4TTL), false, false},
+		{"v4 header corrupted, transport trusted", flip(ack4, ipv4TTL), true, false},
+		{"v6 RST corrupted", flip(rst6, IPv6Size+tcpSeq), false, false},
+		{"ICMP error with a changed quote", flip(icmp4, len(icmp4)-1), false, false},
+		{"ICMPv6 error with a changed quote", flip(icmp6, len(icmp6)-1), false, false},
+		{"truncated", ack4[:len(ack4)-1], true, false},
+		{"empty", nil, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := VerifyChecksums(tt.pkt, tt.trusted); got != tt.want {
+				t.Errorf("VerifyChecksums = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzVerifyChecksums: never panics; whatever verifies is a whole datagram
+// that ParseReply can at least read the IP header of.
+func FuzzVerifyChecksums(f *testing.F) {
+	f.Add(tcpPacket(f, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK, 0), false)
+	f.Add(tcpPacket(f, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 0, FlagRST, 0), true)
+	f.Fuzz(func(t *testing.T, pkt []byte, trusted bool) {
+		if VerifyChecksums(pkt, trusted) {
+			if _, _, _, _, err := ipPayload(pkt, false); err != nil {
+				t.Fatalf("verified a datagram ipPayload refuses: %v", err)
+			}
+		}
+	})
+}
+
+// TestJunkNeverCrowdsOutAReply floods a watched flow with forged RSTs and
+// ICMP errors, more than the probe's queue holds, with nobody reading, then
+// delivers the peer's real answer: it must be queued, and the junk counted.
+func TestJunkNeverCrowdsOutAReply(t *testing.T) {
+	conn := newFakeConn(nil)
+	e := newEngine(conn, nil)
+	defer e.close()
+	local, remote := netip.MustParseAddrPort("192.0.2.1:80"), netip.MustParseAddrPort("198.51.100.2:4000")
+	st := &SeqState{SndUna: 5000, SndNxt: 5000, RcvNxt: 9000, RcvWnd: 65535}
+	w, stop := e.watch(newFlowKey(local, remote), st)
+	defer stop()
+	w.sent(sentProbe{seq: 4999, ack: 8999, id: 1})
+	const junk = 10 * waiterDepth
+	for i := range junk {
+		rst, _ := AppendSegment(nil, Segment{Src: remote, Dst: local, Seq: 9001 + uint32(i), Flags: FlagRST})
+		e.dispatch(rst)
+		quoted, _ := AppendSegment(nil, Segment{Src: local, Dst: remote, Seq: 4999, Ack: 8999, Flags: FlagACK, ID: 2})
+		e.dispatch(icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, quoted, 1000))
+	}
+	real, _ := AppendSegment(nil, Segment{Src: remote, Dst: local, Seq: 9000, Ack: 5000, Flags: FlagACK})
+	e.dispatch(real)
+	if len(w.ch) != 1 {
+		t.Fatalf("%d replies queued, want only the real one", len(w.ch))
+	}
+	if r := <-w.ch; r.Kind != ReplyACK || r.Seq != 9000 {
+		t.Errorf("queued %+v, want the peer's ACK", r)
+	}
+	want := Rejects{RejectRSTSeq: junk, RejectICMPQuote: junk}
+	if got := w.rejects(); got != want {
+		t.Errorf("rejects = %v, want %v", got, want)
+	}
+}
