@@ -52,6 +52,7 @@ type engine struct {
 
 	mu      sync.Mutex
 	flows   map[flowKey][]chan Reply
+	nat     map[flowKey]natFlow // translated connections by their own tuple; set before probing
 	echoes  map[echoKey]chan Reply
 	dropped uint64 // replies a full waiter could not take
 
@@ -70,28 +71,47 @@ func newEngine(c rawConn, log *slog.Logger) *engine {
 	return e
 }
 
-// watch registers interest in replies for one flow; call the returned func to stop.
-func (e *engine) watch(k flowKey) (<-chan Reply, func()) {
+// watch registers interest in replies for one flow, seen under any of the
+// given keys; call the returned func to stop.
+func (e *engine) watch(keys ...flowKey) (<-chan Reply, func()) {
 	ch := make(chan Reply, waiterDepth)
 	e.mu.Lock()
-	e.flows[k] = append(e.flows[k], ch)
+	for _, k := range keys {
+		e.flows[k] = append(e.flows[k], ch)
+	}
 	e.mu.Unlock()
 	return ch, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		list := e.flows[k]
-		for i, c := range list {
-			if c == ch {
-				list = append(list[:i], list[i+1:]...)
-				break
+		for _, k := range keys {
+			list := e.flows[k]
+			for i, c := range list {
+				if c == ch {
+					list = append(list[:i], list[i+1:]...)
+					break
+				}
+			}
+			if len(list) == 0 {
+				delete(e.flows, k)
+			} else {
+				e.flows[k] = list
 			}
 		}
-		if len(list) == 0 {
-			delete(e.flows, k)
-		} else {
-			e.flows[k] = list
-		}
 	}
+}
+
+// answerKeys returns the tuples a target's answers may carry on the
+// capture: its own, reversed, and when it is NATed in the namespace also its
+// conntrack reply tuple (then kind names the translation). Both are needed:
+// an answer from outside the namespace is captured before NAT is undone, but
+// one from a local peer (a REDIRECT proxy) was already translated back on
+// its way out, before it reached the capture.
+func (e *engine) answerKeys(t Target) (keys []flowKey, kind string) {
+	k := newFlowKey(t.Local, t.Remote)
+	if n, ok := e.nat[k]; ok && n.key != k {
+		return []flowKey{k, n.key}, n.kind
+	}
+	return []flowKey{k}, ""
 }
 
 // watchEcho registers interest in an echo reply.

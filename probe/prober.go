@@ -103,6 +103,9 @@ type Stats struct {
 	Echoes  uint64            // ICMP echoes sent for HostHint
 	Replies map[string]uint64 // matched replies by kind: "ack", "rst", "icmp"
 	Errors  uint64            // targets left unprobed by an error
+	// NAT counts probes sent on connections translated in their own
+	// namespace, whose answers were watched on the conntrack reply tuple.
+	NAT uint64
 }
 
 // Errors a Result may carry.
@@ -125,6 +128,7 @@ type Prober struct {
 	seq     SeqReader
 	log     *slog.Logger
 	open    func(nsPath string, ports []uint16) (rawConn, error)
+	nat     func(nsPath string, conns []flowKey) ([]natFlow, error) // lookupNAT
 	now     func() time.Time // the read-ahead cache's clock
 	limiter *rate.Limiter
 	cache   seqCache
@@ -140,7 +144,9 @@ type Prober struct {
 	modeWhy string
 
 	sent, echoes, errs, acks, rsts, icmps atomic.Uint64
+	natSent                               atomic.Uint64
 	closed                                atomic.Bool
+	natLog                                natLogOnce
 }
 
 // seqUnavailable is a SeqReader that always fails with its error.
@@ -170,6 +176,7 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		seq:      seq,
 		log:      log,
 		open:     openRawConn,
+		nat:      lookupNAT,
 		now:      time.Now,
 		cache:    newSeqCache(time.Now()),
 		limiter:  rate.NewLimiter(rateLimit(cfg.Rate), cfg.Burst),
@@ -231,6 +238,7 @@ func (p *Prober) Stats() Stats {
 		Sent:   p.sent.Load(),
 		Echoes: p.echoes.Load(),
 		Errors: p.errs.Load(),
+		NAT:    p.natSent.Load(),
 		Replies: map[string]uint64{
 			ReplyACK.String():         p.acks.Load(),
 			ReplyRST.String():         p.rsts.Load(),
@@ -306,9 +314,13 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			return
 		}
 	}
-	ports := make([]uint16, 0, len(idx))
+	nat := p.lookupNAT(ns, targets, idx)
+	ports := make([]uint16, 0, len(idx)+len(nat))
 	for _, i := range idx {
 		ports = append(ports, targets[i].Local.Port())
+	}
+	for _, n := range nat {
+		ports = append(ports, n.key.local.Port()) // where a translated answer goes
 	}
 	conn, err := p.open(ns, ports)
 	if err != nil {
@@ -316,6 +328,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		return
 	}
 	e := newEngine(conn, p.log)
+	e.nat = nat // read-only from here on
 	defer func() {
 		if err := e.close(); err != nil {
 			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
@@ -463,7 +476,10 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 		res.Mode = InWindow
 	}
 	local, remote := t.Local.Addr().Unmap(), t.Remote.Addr().Unmap()
-	replies, stop := e.watch(newFlowKey(t.Local, t.Remote))
+	// NAT in the namespace: watch the tuple the answers really carry.
+	answers, nat := e.answerKeys(t)
+	res.NAT = nat
+	replies, stop := e.watch(answers...)
 	defer stop()
 
 	acks := make([]uint32, 0, cfg.Attempts)
@@ -492,6 +508,9 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 		}
 		res.Sent++
 		p.sent.Add(1)
+		if nat != "" {
+			p.natSent.Add(1)
+		}
 		acks = append(acks, ack)
 
 		wait := jitter(cfg.Interval)

@@ -65,6 +65,10 @@ type Result struct {
 	// Confirmed is set when the verdict holds after every attempt (or, for
 	// blind silence, when kernel evidence backs it).
 	Confirmed bool
+	// NAT names how the connection is translated in its own namespace
+	// ("dnat", "snat", "redirect", or two joined with "+"), whose answers
+	// were then matched on its conntrack reply tuple; "" when it is not.
+	NAT string
 	// Err says why the target stayed Unprobed (no raw socket, namespace gone,
 	// socket gone, cancelled); nil when it was probed.
 	Err error

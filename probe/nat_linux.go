@@ -1,0 +1,149 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// natDumpAt is how many connections of one namespace make one dump of its
+// conntrack table cheaper than a lookup per connection (see
+// BenchmarkNATLookup).
+const natDumpAt = 512
+
+// ctTimeout bounds each wait for the kernel's answer.
+const ctTimeout = 2 * time.Second
+
+// lookupNAT asks conntrack in the namespace at nsPath ("" = ours) how each
+// connection in conns (as the socket sends: local → remote) is translated;
+// out[i] is the zero natFlow for one that is not (or has no entry). The
+// netlink socket is created inside the namespace, as the raw probe sockets
+// are (a locked thread and setns(fd, CLONE_NEWNET)); conntrack answers it
+// only with CAP_NET_ADMIN there.
+func lookupNAT(nsPath string, conns []flowKey) ([]natFlow, error) {
+	if len(conns) == 0 {
+		return nil, nil
+	}
+	if _, err := os.Stat("/sys/module/nf_conntrack"); err != nil {
+		// No conntrack, no NAT; and asking would load the module.
+		return nil, errNoConntrack
+	}
+	var fd int
+	open := func() (err error) {
+		fd, err = openCTSocket()
+		return err
+	}
+	var err error
+	if nsPath == "" {
+		err = open()
+	} else {
+		err = inNetnsThread(nsPath, open)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	c := ctConn{fd: fd, buf: make([]byte, 64<<10)}
+	if len(conns) >= natDumpAt {
+		return c.byDump(conns)
+	}
+	return c.byGet(conns)
+}
+
+func openCTSocket() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return -1, fmt.Errorf("probe: conntrack socket: %w", os.NewSyscallError("socket", err))
+	}
+	tv := unix.NsecToTimeval(ctTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("probe: conntrack socket: %w", os.NewSyscallError("setsockopt", err))
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("probe: conntrack socket: %w", os.NewSyscallError("bind", err))
+	}
+	return fd, nil
+}
+
+// ctConn is a ctnetlink socket in one namespace; one request at a time.
+type ctConn struct {
+	fd  int
+	seq uint32
+	req []byte
+	buf []byte
+}
+
+// query sends one request and reads its answers until the ACK or DONE.
+func (c *ctConn) query(k flowKey, dump bool, fn func(ctEntry)) error {
+	c.seq++
+	var err error
+	if c.req, err = appendCTRequest(c.req[:0], c.seq, k, dump); err != nil {
+		return err
+	}
+	if err := unix.Sendto(c.fd, c.req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return os.NewSyscallError("sendto", err)
+	}
+	for {
+		n, _, err := unix.Recvfrom(c.fd, c.buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("recvfrom", err)
+		}
+		done, err := parseCTReply(c.buf[:n], c.seq, fn)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// byGet looks each connection up by its tuple (IPCTNL_MSG_CT_GET).
+func (c *ctConn) byGet(conns []flowKey) ([]natFlow, error) {
+	out := make([]natFlow, len(conns))
+	for i, k := range conns {
+		err := c.query(k, false, func(e ctEntry) {
+			if e.proto == ProtoTCP {
+				out[i], _ = natFromEntry(k, e.orig, e.reply)
+			}
+		})
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("probe: conntrack get %s→%s: %w", k.local, k.remote, err)
+		}
+	}
+	return out, nil
+}
+
+// byDump reads the namespace's whole table once and matches every
+// connection against it.
+func (c *ctConn) byDump(conns []flowKey) ([]natFlow, error) {
+	want := make(map[flowKey]int, len(conns))
+	for i, k := range conns {
+		want[k] = i
+	}
+	out := make([]natFlow, len(conns))
+	err := c.query(flowKey{}, true, func(e ctEntry) {
+		if e.proto != ProtoTCP {
+			return
+		}
+		orig, reply := e.orig.unmapped(), e.reply.unmapped()
+		for _, d := range [2]ctTuple{orig, reply} {
+			k := newFlowKey(d.src, d.dst)
+			if i, ok := want[k]; ok {
+				out[i], _ = natFromEntry(k, orig, reply)
+			}
+		}
+	})
+	if err != nil {
+		return out, fmt.Errorf("probe: conntrack dump: %w", err)
+	}
+	return out, nil
+}
