@@ -31,16 +31,16 @@ const (
 	ctaProtoSrc   = 2 // CTA_PROTO_SRC_PORT
 	ctaProtoDst   = 3 // CTA_PROTO_DST_PORT
 
-	nlmsgHdrLen  = 16
-	nfgenHdrLen  = 4
-	nlmsgError   = 2 // NLMSG_ERROR
-	nlmsgDone    = 3 // NLMSG_DONE
-	nlmFRequest  = 0x1
-	nlmFAck      = 0x4
-	nlmFDump     = 0x300 // NLM_F_ROOT|NLM_F_MATCH
-	afInet       = 2
-	afInet6      = 10
-	afUnspec     = 0
+	nlmsgHdrLen = 16
+	nfgenHdrLen = 4
+	nlmsgError  = 2 // NLMSG_ERROR
+	nlmsgDone   = 3 // NLMSG_DONE
+	nlmFRequest = 0x1
+	nlmFAck     = 0x4
+	nlmFDump    = 0x300 // NLM_F_ROOT|NLM_F_MATCH
+	afInet      = 2
+	afInet6     = 10
+	afUnspec    = 0
 )
 
 // ctEntry is one conntrack entry's two directions and protocol.

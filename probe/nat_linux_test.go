@@ -15,12 +15,12 @@ import (
 // client is the probed socket (in n.Client, NATed there), peer the socket
 // that holds the other end (the backend, or the local proxy), in peerNS.
 type natShape struct {
-	name  string
-	kind  string // Result.NAT expected
+	name string
+	kind string // Result.NAT expected
 	// localPeer: the peer is in the client's namespace, so its answers are
 	// translated back on their way out, before the capture sees them.
 	localPeer bool
-	build func(t *testing.T, n *testnet.Net, network string) (client, peer net.Conn, peerNS *testnet.NS)
+	build     func(t *testing.T, n *testnet.Net, network string) (client, peer net.Conn, peerNS *testnet.NS)
 }
 
 var natShapes = []natShape{{
@@ -44,7 +44,7 @@ var natShapes = []natShape{{
 		return client, testnet.Accept(t, l), n.Server
 	},
 }, {
-	name: "redirect to a local proxy",
+	name:      "redirect to a local proxy",
 	kind:      NATRedirect,
 	localPeer: true,
 	build: func(t *testing.T, n *testnet.Net, network string) (net.Conn, net.Conn, *testnet.NS) {

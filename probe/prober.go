@@ -129,7 +129,7 @@ type Prober struct {
 	log     *slog.Logger
 	open    func(nsPath string, ports []uint16) (rawConn, error)
 	nat     func(nsPath string, conns []flowKey) ([]natFlow, error) // lookupNAT
-	now     func() time.Time // the read-ahead cache's clock
+	now     func() time.Time                                        // the read-ahead cache's clock
 	limiter *rate.Limiter
 	cache   seqCache
 
