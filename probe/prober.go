@@ -128,10 +128,13 @@ type Prober struct {
 	seq     SeqReader
 	log     *slog.Logger
 	open    func(nsPath string, ports []uint16) (rawConn, error)
-	nat     func(nsPath string, conns []flowKey) ([]natFlow, error) // lookupNAT
-	now     func() time.Time                                        // the read-ahead cache's clock
+	now     func() time.Time // the read-ahead cache's clock
 	limiter *rate.Limiter
 	cache   seqCache
+
+	// nat looks up how connections are translated in their namespace
+	// (lookupNAT); nil looks nothing up.
+	nat func(nsPath string, conns []flowKey) ([]natFlow, error)
 
 	cfgMu    sync.Mutex
 	cfg      Config
