@@ -26,6 +26,7 @@ type collector struct {
 	sockets         *prometheus.Desc
 	oldestGhostAge  *prometheus.Desc
 	probes          *prometheus.Desc
+	probesNAT       *prometheus.Desc
 	probeReplies    *prometheus.Desc
 	probeRTT        *prometheus.Desc
 	killed          *prometheus.Desc
@@ -53,6 +54,7 @@ func (s *Store) Collector() prometheus.Collector {
 		sockets:         desc("sockets", "TCP sockets in the last scan, by namespace, family and state.", "netns", "family", "state"),
 		oldestGhostAge:  desc("oldest_ghost_age_seconds", "How long the oldest ghost in the namespace has been one; 0 when there is none, absent when the namespace was not scanned.", "netns"),
 		probes:          desc("probes_total", "Probe segments sent."),
+		probesNAT:       desc("probe_nat_translated_total", "Probe segments sent on connections NATed in their own namespace, whose replies were matched on the conntrack reply tuple."),
 		probeReplies:    desc("probe_replies_total", "Replies matched to probes, by kind (ack, rst, icmp).", "kind"),
 		probeRTT:        desc("probe_rtt_seconds", "Time from a connection's first probe to its first reply."),
 		killed:          desc("ghosts_killed_total", "Connections ended by the kill policy, by namespace and verdict.", "netns", "verdict"),
@@ -74,7 +76,7 @@ func (s *Store) Collector() prometheus.Collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.ghostSessions, c.suspectSessions, c.sockets, c.oldestGhostAge,
-		c.probes, c.probeReplies, c.probeRTT, c.killed, c.killErrors, c.killSupported,
+		c.probes, c.probesNAT, c.probeReplies, c.probeRTT, c.killed, c.killErrors, c.killSupported,
 		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo,
 		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode, c.capability,
 	} {
@@ -96,6 +98,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	gauge(c.buildInfo, 1, s.build.Version, s.build.Revision, s.build.GoVersion)
 	counter(c.probes, float64(s.probes))
+	counter(c.probesNAT, float64(s.natProbes))
 	for _, kind := range sortedKeys(s.replies) {
 		counter(c.probeReplies, float64(s.replies[kind]), kind)
 	}

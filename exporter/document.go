@@ -47,4 +47,8 @@ type Session struct {
 	ClosedByProbe bool    `json:"closed_by_probe"`         // the peer's RST to a probe closed the local socket
 	Container     string  `json:"container,omitempty"`     // container id from the cgroup path
 	GhostSeconds  float64 `json:"ghost_seconds,omitempty"` // how long it has been a confirmed ghost
+	// NAT is how the connection is translated in its own namespace ("dnat",
+	// "snat", "redirect", or two joined with "+"); its probes' answers were
+	// matched on its conntrack reply tuple. Empty when it is not translated.
+	NAT string `json:"nat,omitempty"`
 }

@@ -68,6 +68,9 @@ type Store struct {
 	reloadOK  bool
 	reloadAt  time.Time
 	caps      map[string]bool
+
+	// natProbes counts probes on connections NATed in their own namespace.
+	natProbes uint64
 }
 
 type killKey struct{ netns, verdict string }
@@ -148,6 +151,9 @@ func (s *Store) ObserveProbe(r probe.Result) {
 	defer s.mu.Unlock()
 	if r.Sent > 0 {
 		s.probes += uint64(r.Sent)
+		if r.NAT != "" {
+			s.natProbes += uint64(r.Sent)
+		}
 	}
 	if kind := replyKind(r.Verdict); kind != "" && r.Replies > 0 {
 		s.replies[kind] += uint64(r.Replies)

@@ -60,11 +60,15 @@ type verdictState struct {
 	host       int8 // host hint: -1 not asked, 0 unreachable, 1 reachable
 	closed     bool // the peer's RST closed the local socket
 	confirmed  bool
+	// nat is the index in packedNATs of the connection's translation.
+	nat uint8
 }
 
 var (
 	packedVerdicts = []probe.Verdict{probe.Unprobed, probe.Alive, probe.Reset, probe.Silent, probe.Unreachable}
 	packedModes    = []probe.Mode{"", probe.InWindow, probe.Blind}
+	packedNATs     = []string{"", probe.NATDNAT, probe.NATSNAT, probe.NATRedirect,
+		probe.NATDNAT + "+" + probe.NATSNAT, probe.NATRedirect + "+" + probe.NATSNAT}
 )
 
 func packIndex[T comparable](list []T, v T) uint8 {
@@ -84,6 +88,7 @@ func packResult(r probe.Result, at, ghostSince stamp) verdictState {
 		verdict: packIndex(packedVerdicts, r.Verdict), mode: packIndex(packedModes, r.Mode),
 		sent: clampUint8(r.Sent), replies: clampUint8(r.Replies),
 		host: -1, closed: r.ClosedLocal, confirmed: r.Confirmed,
+		nat: packIndex(packedNATs, r.NAT),
 	}
 	if r.HostReachable != nil {
 		v.host = 0
@@ -98,6 +103,7 @@ func (v *verdictState) result() probe.Result {
 	r := probe.Result{
 		Verdict: packedVerdicts[v.verdict], Mode: packedModes[v.mode], Sent: int(v.sent), Replies: int(v.replies),
 		RTT: v.rtt, ClosedLocal: v.closed, Confirmed: v.confirmed,
+		NAT: packedNATs[v.nat],
 	}
 	if v.host >= 0 {
 		ok := v.host == 1
@@ -109,7 +115,8 @@ func (v *verdictState) result() probe.Result {
 // The tracker keeps each suspect's verdict in its entry's Tag, so a pass
 // over every suspect reads it without a lookup, and it goes with the entry:
 // bytes 0-23 at, ghostSince and rtt (little-endian), then verdict, mode,
-// sent, replies, host, closed, confirmed, and 1 in the last byte once probed.
+// sent, replies, host, closed (bit 0; the NAT kind in bits 1-7), confirmed,
+// and 1 in the last byte once probed.
 func packVerdict(v *verdictState) tracker.Tag {
 	var t tracker.Tag
 	binary.LittleEndian.PutUint64(t[0:], uint64(v.at))
@@ -119,6 +126,7 @@ func packVerdict(v *verdictState) tracker.Tag {
 	if v.closed {
 		t[29] = 1
 	}
+	t[29] |= v.nat << 1
 	if v.confirmed {
 		t[30] = 1
 	}
@@ -129,7 +137,7 @@ func packVerdict(v *verdictState) tracker.Tag {
 // unpackVerdict reverses packVerdict; ok is false for a socket never probed
 // (or whose verdict the tracker cleared).
 func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
-	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(t[25]) >= len(packedModes) {
+	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(t[25]) >= len(packedModes) || int(t[29]>>1) >= len(packedNATs) {
 		return verdictState{}, false
 	}
 	return verdictState{
@@ -137,7 +145,7 @@ func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
 		ghostSince: stamp(binary.LittleEndian.Uint64(t[8:])),
 		rtt:        time.Duration(binary.LittleEndian.Uint64(t[16:])),
 		verdict:    t[24], mode: t[25], sent: t[26], replies: t[27], host: int8(t[28]),
-		closed: t[29] == 1, confirmed: t[30] == 1,
+		closed: t[29]&1 == 1, nat: t[29] >> 1, confirmed: t[30] == 1,
 	}, true
 }
 
@@ -966,6 +974,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		s.ProbeMode = string(r.Mode)
 		s.HostReachable = r.HostReachable
 		s.ClosedByProbe = r.ClosedLocal
+		s.NAT = r.NAT
 		if r.RTT > 0 {
 			rtt := r.RTT.Seconds()
 			s.RTTSeconds = &rtt
