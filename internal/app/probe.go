@@ -99,6 +99,9 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if r.RTT > 0 {
 			out["rtt_seconds"] = r.RTT.Seconds()
 		}
+		if r.NAT != "" {
+			out["nat"] = r.NAT
+		}
 		_ = json.NewEncoder(stdout).Encode(out)
 	} else {
 		rtt := "-"
