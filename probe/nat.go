@@ -1,8 +1,12 @@
 package probe
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
+	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +37,112 @@ const (
 // errNoConntrack means conntrack is not loaded on this host: nothing can be
 // translated, and nothing is looked up.
 var errNoConntrack = errors.New("probe: conntrack not loaded")
+
+// errCTViaProc means ctnetlink refused the lookup (no CAP_NET_ADMIN) and the
+// namespace's /proc/net/nf_conntrack answered instead: the result is good.
+var errCTViaProc = errors.New("probe: conntrack read from /proc/net/nf_conntrack")
+
+// natFromProc reads a namespace's conntrack table in /proc/net/nf_conntrack
+// text form and matches every connection against it.
+func natFromProc(r io.Reader, conns []flowKey) ([]natFlow, error) {
+	want := make(map[flowKey]int, len(conns))
+	for i, k := range conns {
+		want[k] = i
+	}
+	out := make([]natFlow, len(conns))
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for sc.Scan() {
+		e, ok := parseProcConntrackLine(sc.Bytes())
+		if !ok || e.proto != ProtoTCP {
+			continue
+		}
+		for _, d := range [2]ctTuple{e.orig, e.reply} {
+			k := newFlowKey(d.src, d.dst)
+			if i, ok := want[k]; ok {
+				out[i], _ = natFromEntry(k, e.orig, e.reply)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("probe: read /proc/net/nf_conntrack: %w", err)
+	}
+	return out, nil
+}
+
+// parseProcConntrackLine parses one line of /proc/net/nf_conntrack:
+//
+//	ipv4 2 tcp 6 431999 ESTABLISHED src=A dst=B sport=1 dport=2 src=B dst=A sport=2 dport=1 [ASSURED] mark=0 use=2
+//
+// The first src/dst/sport/dport are the original direction, the second
+// the reply. ok is false for anything else.
+func parseProcConntrackLine(line []byte) (e ctEntry, ok bool) {
+	fields := strings.Fields(string(line))
+	if len(fields) < 5 {
+		return e, false
+	}
+	proto, err := strconv.ParseUint(fields[3], 10, 8)
+	if err != nil {
+		return e, false
+	}
+	e.proto = uint8(proto)
+	var addrs [2][2]netip.Addr // [direction][src, dst]
+	var ports [2][2]uint16
+	var seen [2][4]bool
+	for _, f := range fields[4:] {
+		key, val, found := strings.Cut(f, "=")
+		if !found {
+			continue
+		}
+		slot := -1
+		switch key {
+		case "src":
+			slot = 0
+		case "dst":
+			slot = 1
+		case "sport":
+			slot = 2
+		case "dport":
+			slot = 3
+		default:
+			continue
+		}
+		dir := 0
+		if seen[0][slot] {
+			dir = 1
+		}
+		if seen[dir][slot] {
+			continue // a third one: not the layout we know
+		}
+		seen[dir][slot] = true
+		if slot < 2 {
+			a, err := netip.ParseAddr(val)
+			if err != nil {
+				return ctEntry{}, false
+			}
+			addrs[dir][slot] = a
+		} else {
+			p, err := strconv.ParseUint(val, 10, 16)
+			if err != nil {
+				return ctEntry{}, false
+			}
+			ports[dir][slot-2] = uint16(p)
+		}
+	}
+	for d := range 2 {
+		for s := range 4 {
+			if !seen[d][s] {
+				return ctEntry{}, false
+			}
+		}
+		if addrs[d][0].Is4() != addrs[d][1].Is4() {
+			return ctEntry{}, false
+		}
+	}
+	e.orig = ctTuple{netip.AddrPortFrom(addrs[0][0], ports[0][0]), netip.AddrPortFrom(addrs[0][1], ports[0][1])}
+	e.reply = ctTuple{netip.AddrPortFrom(addrs[1][0], ports[1][0]), netip.AddrPortFrom(addrs[1][1], ports[1][1])}
+	return e, true
+}
 
 // ctTuple is one direction of a conntrack entry: segments go from src to dst.
 type ctTuple struct{ src, dst netip.AddrPort }
@@ -133,6 +243,10 @@ func (p *Prober) lookupNAT(ns string, targets []Target, idx []int) map[flowKey]n
 			p.log.Info("probe: conntrack is not loaded, so no connection is NATed: replies are matched on each socket's own tuple")
 		}
 		return nil
+	case errors.Is(err, errCTViaProc):
+		if p.natLog.first("proc") {
+			p.log.Info("probe: conntrack netlink needs CAP_NET_ADMIN; reading NAT from /proc/net/nf_conntrack instead", "netns", ns)
+		}
 	case errors.Is(err, syscall.EPERM):
 		if p.natLog.first("eperm") {
 			p.log.Warn("probe: conntrack lookups need CAP_NET_ADMIN: a connection NATed in its own namespace is matched on its own tuple and may look silent", "netns", ns, "err", err)

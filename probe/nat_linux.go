@@ -49,8 +49,15 @@ func lookupNATWith(nsPath string, conns []flowKey, dump *bool) ([]natFlow, error
 		return nil, errNoConntrack
 	}
 	var fd int
+	var proc *os.File // the namespace's /proc/net/nf_conntrack, if any
 	entries := -1
 	open := func() (err error) {
+		// Without CAP_NET_ADMIN, ctnetlink refuses us; the namespace's
+		// table as text is then the fallback (the default unit has
+		// CAP_DAC_READ_SEARCH). Opened here: it is the thread's namespace's.
+		if f, err := os.Open("/proc/thread-self/net/nf_conntrack"); err == nil {
+			proc = f
+		}
 		// /proc/sys/net is the opening thread's namespace's.
 		if b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count"); err == nil {
 			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -58,6 +65,10 @@ func lookupNATWith(nsPath string, conns []flowKey, dump *bool) ([]natFlow, error
 			}
 		}
 		fd, err = openCTSocket()
+		if err != nil && proc != nil {
+			proc.Close()
+			proc = nil
+		}
 		return err
 	}
 	var err error
@@ -70,11 +81,24 @@ func lookupNATWith(nsPath string, conns []flowKey, dump *bool) ([]natFlow, error
 		return nil, err
 	}
 	defer unix.Close(fd)
-	c := ctConn{fd: fd, buf: make([]byte, 64<<10)}
-	if (dump == nil && natDump(len(conns), entries)) || (dump != nil && *dump) {
-		return c.byDump(conns)
+	if proc != nil {
+		defer proc.Close()
 	}
-	return c.byGet(conns)
+	c := ctConn{fd: fd, buf: make([]byte, 64<<10)}
+	var out []natFlow
+	if (dump == nil && natDump(len(conns), entries)) || (dump != nil && *dump) {
+		out, err = c.byDump(conns)
+	} else {
+		out, err = c.byGet(conns)
+	}
+	if errors.Is(err, unix.EPERM) && proc != nil {
+		pout, perr := natFromProc(proc, conns)
+		if perr == nil {
+			return pout, fmt.Errorf("%w (%w)", errCTViaProc, err)
+		}
+		err = errors.Join(err, perr)
+	}
+	return out, err
 }
 
 func openCTSocket() (int, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -286,4 +287,60 @@ func TestProbeNATReplyTuple(t *testing.T) {
 			}
 		})
 	}
+}
+
+const procConntrack = `ipv4     2 tcp      6 431999 ESTABLISHED src=192.0.2.2 dst=203.0.113.10 sport=40000 dport=80 src=198.51.100.2 dst=192.0.2.2 sport=8080 dport=40000 [ASSURED] mark=0 zone=0 use=2
+ipv4     2 udp      17 29 src=192.0.2.2 dst=203.0.113.53 sport=5353 dport=53 src=198.51.100.53 dst=192.0.2.2 sport=53 dport=5353 mark=0 use=1
+ipv6     10 tcp      6 431999 ESTABLISHED src=2001:0db8:0005:0000:0000:0000:0000:0050 dst=2001:0db8:0002:0000:0000:0000:0000:0002 sport=33000 dport=443 src=2001:0db8:0002:0000:0000:0000:0000:0002 dst=2001:0db8:0001:0000:0000:0000:0000:0002 sport=443 dport=40001 [ASSURED] mark=0 use=2
+ipv4     2 tcp      6 10 CLOSE src=192.0.2.2 dst=198.51.100.2 sport=40002 dport=80 src=198.51.100.2 dst=192.0.2.2 sport=80 dport=40002 mark=0 use=1
+garbage
+`
+
+func TestNATFromProc(t *testing.T) {
+	conns := []flowKey{
+		newFlowKey(ap("192.0.2.2:40000"), ap("203.0.113.10:80")),
+		newFlowKey(ap("[2001:db8:5::50]:33000"), ap("[2001:db8:2::2]:443")),
+		newFlowKey(ap("192.0.2.2:40002"), ap("198.51.100.2:80")), // untranslated
+		newFlowKey(ap("192.0.2.2:5353"), ap("203.0.113.53:53")),  // UDP: never a TCP connection's
+		newFlowKey(ap("192.0.2.2:1"), ap("203.0.113.10:80")),     // no entry
+	}
+	got, err := natFromProc(strings.NewReader(procConntrack), conns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []natFlow{
+		{key: newFlowKey(ap("192.0.2.2:40000"), ap("198.51.100.2:8080")), kind: NATDNAT},
+		{key: newFlowKey(ap("[2001:db8:1::2]:40001"), ap("[2001:db8:2::2]:443")), kind: NATSNAT},
+		{}, {}, {},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("natFromProc:\n got %+v\nwant %+v", got, want)
+	}
+	for _, bad := range []string{
+		"ipv4 2 tcp 6 1 ESTABLISHED src=192.0.2.2 dst=203.0.113.10 sport=1 dport=80",                                                 // one direction
+		"ipv4 2 tcp 6 1 ESTABLISHED src=192.0.2.2 dst=203.0.113.10 sport=1 dport=99999 src=1.2.3.4 dst=192.0.2.2 sport=80 dport=1",   // port
+		"ipv4 2 tcp 6 1 ESTABLISHED src=192.0.2.2 dst=2001:db8::1 sport=1 dport=80 src=2001:db8::1 dst=192.0.2.2 sport=80 dport=1",   // families
+		"ipv4 2 tcp x 1 ESTABLISHED src=192.0.2.2 dst=203.0.113.10 sport=1 dport=80 src=203.0.113.10 dst=192.0.2.2 sport=80 dport=1", // proto
+	} {
+		if e, ok := parseProcConntrackLine([]byte(bad)); ok {
+			t.Errorf("%q parsed as %+v", bad, e)
+		}
+	}
+}
+
+func FuzzParseProcConntrackLine(f *testing.F) {
+	for _, l := range strings.Split(procConntrack, "\n") {
+		f.Add([]byte(l))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, ok := parseProcConntrackLine(b)
+		if !ok {
+			return
+		}
+		for _, d := range []ctTuple{e.orig, e.reply} {
+			if !d.src.IsValid() || !d.dst.IsValid() || d.src.Addr().Is4() != d.dst.Addr().Is4() {
+				t.Fatalf("invalid tuple %+v from %q", d, b)
+			}
+		}
+	})
 }

@@ -60,5 +60,40 @@ func TestScanDNATInOutput(t *testing.T) {
 		}
 		t.Logf("run %d: healthy %s (%d/%d), dead %s (%d/%d)", run, h.Verdict, h.Replies, h.ProbesSent, d.Verdict, d.Replies, d.ProbesSent)
 	}
+
+	// With the default unit's capabilities, without CAP_NET_ADMIN: ctnetlink
+	// refuses the lookup, and the namespace's /proc/net/nf_conntrack answers.
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is missing: %v", err)
+	}
+	caps := "-all,+net_raw,+sys_admin,+sys_ptrace,+dac_read_search,+bpf,+perfmon"
+	cmd := exec.Command(setpriv, append([]string{"--bounding-set=" + caps, "--inh-caps=-all", "--", ghostdBin}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ghostd scan without CAP_NET_ADMIN: %v\n%s", err, stderr.String())
+	}
+	var doc exporter.Document
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, s := range doc.Sessions {
+		switch s.Local {
+		case engine.FormatAddr(hl):
+			if s.Verdict != "alive" || s.NAT != "dnat" {
+				t.Errorf("without CAP_NET_ADMIN, healthy: %+v", s)
+			}
+		case engine.FormatAddr(dl):
+			if !s.Ghost || s.NAT != "dnat" {
+				t.Errorf("without CAP_NET_ADMIN, dead: %+v", s)
+			}
+		}
+	}
+	if !strings.Contains(stderr.String(), "/proc/net/nf_conntrack") {
+		t.Errorf("the fallback is not logged:\n%s", stderr.String())
+	}
+	t.Logf("without CAP_NET_ADMIN: %d sessions; log:\n%s", len(doc.Sessions), stderr.String())
 	roundTrip(t, &scenario{name: "healthy after the scans", server: healthyPeer, client: healthy})
 }
