@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -266,4 +267,72 @@ func (p *Prober) lookupNAT(ns string, targets []Target, idx []int) map[flowKey]n
 		}
 	}
 	return m
+}
+
+// reprobeTranslated probes again the silent targets of a namespace round
+// that had no conntrack entry when the round began but have a translated
+// one now. A connection whose entry was flushed while it was idle gets a new
+// one from its first probe, through the namespace's NAT rules, and its
+// answer then comes on a tuple the round did not watch: without this it
+// would be a false ghost until the next round.
+func (p *Prober) reprobeTranslated(ctx context.Context, cfg *Config, inflight chan struct{}, ns string, targets []Target, idx []int, states map[int]*SeqState, results []Result) {
+	if p.nat == nil || ctx.Err() != nil {
+		return
+	}
+	var silent []int
+	for _, i := range idx {
+		if r := results[i]; r.Verdict == Silent && r.NAT == "" && r.Err == nil && r.Sent > 0 {
+			silent = append(silent, i)
+		}
+	}
+	if len(silent) == 0 {
+		return
+	}
+	nat := p.lookupNAT(ns, targets, silent)
+	if len(nat) == 0 {
+		return
+	}
+	ports := make([]uint16, 0, 2*len(nat))
+	for k, n := range nat {
+		ports = append(ports, k.local.Port(), n.key.local.Port())
+	}
+	conn, err := p.open(ns, ports)
+	if err != nil {
+		p.log.Warn("probe: reprobe NATed connections", "netns", ns, "err", err)
+		return
+	}
+	e := newEngine(conn, p.log)
+	e.nat = nat
+	defer func() {
+		if err := e.close(); err != nil {
+			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
+		}
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, i := range silent {
+		t := targets[i]
+		if _, ok := nat[newFlowKey(t.Local, t.Remote)]; !ok {
+			continue
+		}
+		if err := p.limiter.Wait(ctx); err != nil {
+			return
+		}
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		p.log.Debug("probe: conntrack entry recreated by the probe; probing again on its reply tuple", "netns", ns, "local", t.Local, "remote", t.Remote)
+		wg.Go(func() {
+			defer func() { <-inflight }()
+			first := results[i].Sent
+			r := p.guarded(ctx, cfg, e, t, states[i])
+			if r.Verdict == Unprobed {
+				return // keep the first pass's verdict
+			}
+			r.Sent += first // every probe sent is counted once
+			results[i] = r
+		})
+	}
 }

@@ -200,3 +200,33 @@ func natWantGhost(t *testing.T, seq SeqReader, target Target, kind string) {
 		t.Fatalf("%+v, want a confirmed ghost with NAT %q", res, kind)
 	}
 }
+
+// TestNATEntryFlushed: the client's conntrack table was flushed while the
+// connection was idle. The connection still works (the next segment makes a
+// new entry through the same NAT rules, tcp_loose being on), so it must not
+// be a ghost: the probe itself recreates the entry, and the answer comes on
+// its reply tuple.
+func TestNATEntryFlushed(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	for _, network := range networks {
+		t.Run(network, func(t *testing.T) {
+			n := testnet.New(t)
+			client, peer, _ := natShapes[0].build(t, n, network)
+			exchange(t, client, peer)
+			target := clientTarget(t, n.Client, client)
+			n.Client.Exec(t, "conntrack", "-F")
+			p := New(fastConfig(), seq, nil)
+			defer p.Close()
+			res, err := p.Probe(context.Background(), target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", res)
+			if res.Verdict != Alive || res.NAT != NATDNAT {
+				t.Errorf("%+v, want alive through dnat", res)
+			}
+			exchange(t, client, peer)
+		})
+	}
+}

@@ -344,3 +344,54 @@ func FuzzParseProcConntrackLine(f *testing.F) {
 		}
 	})
 }
+
+// TestProbeNATEntryRecreated: no conntrack entry when the round began (it
+// was flushed), one after the probes (they made it): the silent target is
+// probed again on the new reply tuple, and every probe is counted.
+func TestProbeNATEntryRecreated(t *testing.T) {
+	local, vip := ap("192.0.2.2:40000"), ap("203.0.113.10:80")
+	backend := ap("198.51.100.2:8080")
+	seqs := &fakeSeq{state: map[uint64]SeqState{1: st1, 2: st1}}
+	p := newFakeProber(t, quickConfig(), seqs, nil)
+	opened := 0
+	p.open = func(string, []uint16) (rawConn, error) { // a fresh namespace view per round
+		opened++
+		return newFakeConn(natPeer(vip, backend, local, local)), nil
+	}
+	var mu sync.Mutex
+	lookups := 0
+	p.nat = func(_ string, conns []flowKey) ([]natFlow, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		lookups++
+		out := make([]natFlow, len(conns))
+		if lookups == 1 {
+			return out, nil
+		}
+		for i, k := range conns {
+			if k == newFlowKey(local, vip) {
+				out[i], _ = natFromEntry(k, ctTuple{local, vip}, ctTuple{backend, local})
+			}
+		}
+		return out, nil
+	}
+	ghost := target(2, "192.0.2.2:40001", "203.0.113.10:80") // no answer either way
+	res := p.ProbeAll(context.Background(), []Target{target(1, local.String(), vip.String()), ghost})
+	want := []Result{
+		{Verdict: Alive, Mode: InWindow, Sent: 3, Replies: 1, Confirmed: true, NAT: NATDNAT},
+		{Verdict: Silent, Mode: InWindow, Sent: 2, Confirmed: true},
+	}
+	res[0].RTT = 0
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+	if opened != 2 {
+		t.Errorf("sockets opened %d times, want 2", opened)
+	}
+	if lookups != 2 {
+		t.Errorf("%d lookups, want 2 (the round, then the silent ones)", lookups)
+	}
+	if st := p.Stats(); st.Sent != 5 {
+		t.Errorf("Stats.Sent = %d, want 5", st.Sent)
+	}
+}

@@ -338,6 +338,8 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		}
 	}()
 
+	// states: each target's sequence state by index, for reprobeTranslated.
+	states := make(map[int]*SeqState, len(idx))
 	var wg sync.WaitGroup
 	tokens := 0 // rate tokens taken and not yet used
 	for pos, i := range idx {
@@ -379,12 +381,14 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			results[i] = p.unprobed(ctx.Err())
 			continue
 		}
+		states[i] = st
 		wg.Go(func() {
 			defer func() { <-inflight }()
 			results[i] = p.guarded(ctx, cfg, e, t, st)
 		})
 	}
 	wg.Wait()
+	p.reprobeTranslated(ctx, cfg, inflight, ns, targets, idx, states, results)
 }
 
 // readSeq returns the group's sequence state, nil for blind probes.
