@@ -123,3 +123,17 @@ func TestNATDumpRule(t *testing.T) {
 		}
 	}
 }
+
+// TestNATLookupEmptyTable: a namespace that tracks nothing is not asked.
+func TestNATLookupEmptyTable(t *testing.T) {
+	needRoot(t)
+	ns := testnet.NewNS(t, "cte")
+	if got := ns.ReadSysctl(t, "net.netfilter.nf_conntrack_count"); got != "0" {
+		t.Skipf("fresh namespace has %s conntrack entries", got)
+	}
+	conns := []flowKey{newFlowKey(netip.MustParseAddrPort("192.0.2.2:1"), netip.MustParseAddrPort("203.0.113.10:80"))}
+	out, err := lookupNAT(ns.Path, conns)
+	if err != nil || len(out) != 1 || out[0].translated() {
+		t.Errorf("lookupNAT in an empty table: %+v, %v", out, err)
+	}
+}

@@ -52,17 +52,20 @@ func lookupNATWith(nsPath string, conns []flowKey, dump *bool) ([]natFlow, error
 	var proc *os.File // the namespace's /proc/net/nf_conntrack, if any
 	entries := -1
 	open := func() (err error) {
-		// Without CAP_NET_ADMIN, ctnetlink refuses us; the namespace's
-		// table as text is then the fallback (the default unit has
-		// CAP_DAC_READ_SEARCH). Opened here: it is the thread's namespace's.
-		if f, err := os.Open("/proc/thread-self/net/nf_conntrack"); err == nil {
-			proc = f
-		}
 		// /proc/sys/net is the opening thread's namespace's.
 		if b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count"); err == nil {
 			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 				entries = n
 			}
+		}
+		if entries == 0 {
+			return nil // nothing tracked, nothing translated: nothing to open
+		}
+		// Without CAP_NET_ADMIN, ctnetlink refuses us; the namespace's
+		// table as text is then the fallback (the default unit has
+		// CAP_DAC_READ_SEARCH). Opened here: it is the thread's namespace's.
+		if f, err := os.Open("/proc/thread-self/net/nf_conntrack"); err == nil {
+			proc = f
 		}
 		fd, err = openCTSocket()
 		if err != nil && proc != nil {
@@ -79,6 +82,11 @@ func lookupNATWith(nsPath string, conns []flowKey, dump *bool) ([]natFlow, error
 	}
 	if err != nil {
 		return nil, err
+	}
+	if entries == 0 {
+		// An empty table (conntrack unused in this namespace) translates
+		// nothing: spare the lookups.
+		return make([]natFlow, len(conns)), nil
 	}
 	defer unix.Close(fd)
 	if proc != nil {
