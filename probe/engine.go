@@ -52,11 +52,15 @@ type engine struct {
 
 	mu      sync.Mutex
 	flows   map[flowKey][]chan Reply
-	nat     map[flowKey]natFlow // translated connections by their own tuple; set before probing
 	echoes  map[echoKey]chan Reply
 	dropped uint64 // replies a full waiter could not take
 
 	done chan struct{} // closed when the read loop ends
+
+	// NAT in the namespace (setNAT), under mu: translated connections by
+	// their own tuple, and their answers' tuples to their own.
+	nat   map[flowKey]natFlow
+	alias map[flowKey]flowKey
 }
 
 func newEngine(c rawConn, log *slog.Logger) *engine {
@@ -71,47 +75,60 @@ func newEngine(c rawConn, log *slog.Logger) *engine {
 	return e
 }
 
-// watch registers interest in replies for one flow, seen under any of the
-// given keys; call the returned func to stop.
-func (e *engine) watch(keys ...flowKey) (<-chan Reply, func()) {
+// watch registers interest in replies for one flow; call the returned func to stop.
+func (e *engine) watch(k flowKey) (<-chan Reply, func()) {
 	ch := make(chan Reply, waiterDepth)
 	e.mu.Lock()
-	for _, k := range keys {
-		e.flows[k] = append(e.flows[k], ch)
-	}
+	e.flows[k] = append(e.flows[k], ch)
 	e.mu.Unlock()
 	return ch, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		for _, k := range keys {
-			list := e.flows[k]
-			for i, c := range list {
-				if c == ch {
-					list = append(list[:i], list[i+1:]...)
-					break
-				}
+		list := e.flows[k]
+		for i, c := range list {
+			if c == ch {
+				list = append(list[:i], list[i+1:]...)
+				break
 			}
-			if len(list) == 0 {
-				delete(e.flows, k)
-			} else {
-				e.flows[k] = list
-			}
+		}
+		if len(list) == 0 {
+			delete(e.flows, k)
+		} else {
+			e.flows[k] = list
 		}
 	}
 }
 
-// answerKeys returns the tuples a target's answers may carry on the
-// capture: its own, reversed, and when it is NATed in the namespace also its
-// conntrack reply tuple (then kind names the translation). Both are needed:
-// an answer from outside the namespace is captured before NAT is undone, but
-// one from a local peer (a REDIRECT proxy) was already translated back on
-// its way out, before it reached the capture.
-func (e *engine) answerKeys(t Target) (keys []flowKey, kind string) {
-	k := newFlowKey(t.Local, t.Remote)
-	if n, ok := e.nat[k]; ok && n.key != k {
-		return []flowKey{k, n.key}, n.kind
+// setNAT registers the translated connections of the namespace, by their
+// own tuple: their answers are then also taken on their conntrack reply
+// tuple and handed to the waiters of their own.
+func (e *engine) setNAT(m map[flowKey]natFlow) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.nat = m
+	e.alias = make(map[flowKey]flowKey, len(m))
+	for own, n := range m {
+		if n.key != own {
+			e.alias[n.key] = own
+		}
 	}
-	return []flowKey{k}, ""
+}
+
+// natKind names how a target is translated in the namespace ("" if not).
+func (e *engine) natKind(t Target) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.nat[newFlowKey(t.Local, t.Remote)].kind
+}
+
+// ownKey maps an answer's key to the waiters' key: a translated answer
+// (NAT in the namespace, captured before it is undone) to its socket's own
+// tuple; anything else to itself. Called with mu held.
+func (e *engine) ownKey(k flowKey) flowKey {
+	if own, ok := e.alias[k]; ok {
+		return own
+	}
+	return k
 }
 
 // watchEcho registers interest in an echo reply.
@@ -140,9 +157,9 @@ func (e *engine) dispatch(pkt []byte) {
 	var chans []chan Reply
 	switch r.Kind {
 	case ReplyACK, ReplyRST:
-		chans = e.flows[newFlowKey(r.Dst, r.Src)]
+		chans = e.flows[e.ownKey(newFlowKey(r.Dst, r.Src))]
 	case ReplyUnreachable:
-		chans = e.flows[newFlowKey(r.Src, r.Dst)]
+		chans = e.flows[e.ownKey(newFlowKey(r.Src, r.Dst))]
 	case ReplyEcho:
 		if ch, ok := e.echoes[echoKey{r.From.Unmap(), r.EchoID}]; ok {
 			chans = []chan Reply{ch}

@@ -302,7 +302,7 @@ func (p *Prober) reprobeTranslated(ctx context.Context, cfg *Config, inflight ch
 		return
 	}
 	e := newEngine(conn, p.log)
-	e.nat = nat
+	e.setNAT(nat)
 	defer func() {
 		if err := e.close(); err != nil {
 			p.log.Warn("probe: close sockets", "netns", ns, "err", err)

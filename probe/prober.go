@@ -331,7 +331,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		return
 	}
 	e := newEngine(conn, p.log)
-	e.nat = nat // read-only from here on
+	e.setNAT(nat)
 	defer func() {
 		if err := e.close(); err != nil {
 			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
@@ -445,7 +445,11 @@ func (p *Prober) guarded(ctx context.Context, cfg *Config, e *engine, t Target, 
 		return p.unprobed(err)
 	}
 	defer release()
-	return p.probeOne(ctx, cfg, e, t, st)
+	res = p.probeOne(ctx, cfg, e, t, st)
+	if res.NAT != "" {
+		p.natSent.Add(uint64(res.Sent))
+	}
+	return res
 }
 
 // numbers returns a probe's sequence, acknowledgement and window fields.
@@ -483,11 +487,9 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 		res.Mode = InWindow
 	}
 	local, remote := t.Local.Addr().Unmap(), t.Remote.Addr().Unmap()
-	// NAT in the namespace: watch the tuple the answers really carry.
-	answers, nat := e.answerKeys(t)
-	res.NAT = nat
-	replies, stop := e.watch(answers...)
+	replies, stop := e.watch(newFlowKey(t.Local, t.Remote))
 	defer stop()
+	res.NAT = e.natKind(t) // NAT in the namespace: see engine.setNAT
 
 	acks := make([]uint32, 0, cfg.Attempts)
 	buf := make([]byte, 0, IPv6Size+TCPMinSize)
@@ -515,9 +517,6 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 		}
 		res.Sent++
 		p.sent.Add(1)
-		if nat != "" {
-			p.natSent.Add(1)
-		}
 		acks = append(acks, ack)
 
 		wait := jitter(cfg.Interval)
