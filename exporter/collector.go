@@ -44,6 +44,7 @@ type collector struct {
 	sockets         *prometheus.Desc
 	oldestGhostAge  *prometheus.Desc
 	probes          *prometheus.Desc
+	probesNAT       *prometheus.Desc
 	probeReplies    *prometheus.Desc
 	probeRejected   *prometheus.Desc
 	captureDrops    *prometheus.Desc
@@ -75,6 +76,7 @@ func (s *Store) Collector() prometheus.Collector {
 		sockets:         desc("sockets", "TCP sockets in the last scan, by namespace, family and state.", "netns", "family", "state"),
 		oldestGhostAge:  desc("oldest_ghost_age_seconds", "How long the oldest ghost in the namespace has been one; 0 when there is none, absent when the namespace was not scanned.", "netns"),
 		probes:          desc("probes_total", "Probe segments sent."),
+		probesNAT:       desc("probe_nat_translated_total", "Probe segments sent on connections NATed in their own namespace, whose replies were matched on the conntrack reply tuple."),
 		probeReplies:    desc("probe_replies_total", "Replies matched to probes, by kind (ack, rst, icmp).", "kind"),
 		probeRejected: desc("probe_replies_rejected_total", "Captured packets of probed connections not taken as replies, by why: "+
 			"rst_seq (a RST at none of the sequence numbers the peer must use), ack_seq (an ACK behind the connection), "+
@@ -103,7 +105,7 @@ func (s *Store) Collector() prometheus.Collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.ghostSessions, c.suspectSessions, c.sockets, c.oldestGhostAge,
-		c.probes, c.probeReplies, c.probeRejected, c.captureDrops, c.probeRTT, c.killed, c.killErrors, c.killSupported,
+		c.probes, c.probesNAT, c.probeReplies, c.probeRejected, c.captureDrops, c.probeRTT, c.killed, c.killErrors, c.killSupported,
 		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo,
 		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode, c.capability,
 		c.nsSkipped, c.refused,
@@ -126,6 +128,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	gauge(c.buildInfo, 1, s.build.Version, s.build.Revision, s.build.GoVersion)
 	counter(c.probes, float64(s.probes))
+	counter(c.probesNAT, float64(s.natProbes))
 	for _, kind := range sortedKeys(s.replies) {
 		counter(c.probeReplies, float64(s.replies[kind]), kind)
 	}

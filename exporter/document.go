@@ -62,6 +62,10 @@ type Session struct {
 	// KernelDeadlineLowerBound: the kernel notices no earlier (keepalive);
 	// otherwise the deadline is an estimate (retransmissions).
 	KernelDeadlineLowerBound bool `json:"kernel_deadline_lower_bound,omitempty"`
+	// NAT is how the connection is translated in its own namespace ("dnat",
+	// "snat", "redirect", or two joined with "+"); its probes' answers were
+	// matched on its conntrack reply tuple. Empty when it is not translated.
+	NAT string `json:"nat,omitempty"`
 }
 
 // VerdictText is the verdict as the page and `ghostd scan` print it: an

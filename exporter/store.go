@@ -77,6 +77,9 @@ type Store struct {
 	reloadOK  bool
 	reloadAt  time.Time
 	caps      map[string]bool
+
+	// natProbes counts probes on connections NATed in their own namespace.
+	natProbes uint64
 }
 
 type killKey struct{ netns, verdict string }
@@ -173,6 +176,9 @@ func (s *Store) ObserveProbe(r probe.Result) {
 	defer s.mu.Unlock()
 	if r.Sent > 0 {
 		s.probes += uint64(r.Sent)
+		if r.NAT != "" {
+			s.natProbes += uint64(r.Sent)
+		}
 	}
 	for why, n := range r.Rejected {
 		if n > 0 {

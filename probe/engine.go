@@ -132,6 +132,11 @@ type engine struct {
 	lost, badChecksum atomic.Uint64 // the capture's losses so far (see pollCapture)
 
 	done chan struct{} // closed when the read loop ends
+
+	// NAT in the namespace (setNAT), under mu: translated connections by
+	// their own tuple, and their answers' tuples to their own.
+	nat   map[flowKey]natFlow
+	alias map[flowKey]flowKey
 }
 
 func newEngine(c rawConn, log *slog.Logger) *engine {
@@ -172,6 +177,38 @@ func (e *engine) watch(k flowKey, st *SeqState) (*waiter, func()) {
 	}
 }
 
+// setNAT registers the translated connections of the namespace, by their
+// own tuple: their answers are then also taken on their conntrack reply
+// tuple and handed to the waiters of their own.
+func (e *engine) setNAT(m map[flowKey]natFlow) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.nat = m
+	e.alias = make(map[flowKey]flowKey, len(m))
+	for own, n := range m {
+		if n.key != own {
+			e.alias[n.key] = own
+		}
+	}
+}
+
+// natKind names how a target is translated in the namespace ("" if not).
+func (e *engine) natKind(t Target) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.nat[newFlowKey(t.Local, t.Remote)].kind
+}
+
+// ownKey maps an answer's key to the waiters' key: a translated answer
+// (NAT in the namespace, captured before it is undone) to its socket's own
+// tuple; anything else to itself. Called with mu held.
+func (e *engine) ownKey(k flowKey) flowKey {
+	if own, ok := e.alias[k]; ok {
+		return own
+	}
+	return k
+}
+
 // watchEcho registers interest in an echo reply.
 func (e *engine) watchEcho(k echoKey) (<-chan Reply, func()) {
 	ch := make(chan Reply, 1)
@@ -199,9 +236,9 @@ func (e *engine) dispatch(pkt []byte) {
 	var ws []*waiter
 	switch r.Kind {
 	case ReplyACK, ReplyRST:
-		ws = e.flows[newFlowKey(r.Dst, r.Src)]
+		ws = e.flows[e.ownKey(newFlowKey(r.Dst, r.Src))]
 	case ReplyUnreachable:
-		ws = e.flows[newFlowKey(r.Src, r.Dst)]
+		ws = e.flows[e.ownKey(newFlowKey(r.Src, r.Dst))]
 	case ReplyEcho:
 		if ch, ok := e.echoes[echoKey{r.From.Unmap(), r.EchoID}]; ok {
 			select {

@@ -266,6 +266,7 @@ func quickConfig() Config {
 func newFakeProber(t testing.TB, cfg Config, seq SeqReader, conn *fakeConn) *Prober {
 	p := New(cfg, seq, nil)
 	p.open = func(string, []uint16) (rawConn, error) { return conn, nil }
+	p.nat = nil // no conntrack in a fake namespace
 	t.Cleanup(func() { p.Close() })
 	return p
 }

@@ -103,6 +103,9 @@ type Stats struct {
 	Echoes  uint64            // ICMP echoes sent for HostHint
 	Replies map[string]uint64 // matched replies by kind: "ack", "rst", "icmp"
 	Errors  uint64            // targets left unprobed by an error
+	// NAT counts probes sent on connections translated in their own
+	// namespace, whose answers were watched on the conntrack reply tuple.
+	NAT uint64
 }
 
 // Errors a Result may carry.
@@ -130,6 +133,10 @@ type Prober struct {
 	limiter *rate.Limiter
 	cache   seqCache
 
+	// nat looks up how connections are translated in their namespace
+	// (lookupNAT); nil looks nothing up.
+	nat func(nsPath string, conns []flowKey) ([]natFlow, error)
+
 	cfgMu    sync.Mutex
 	cfg      Config
 	inflight chan struct{} // replaced by SetConfig; holders release to the one they took
@@ -141,7 +148,9 @@ type Prober struct {
 	modeWhy string
 
 	sent, echoes, errs, acks, rsts, icmps atomic.Uint64
+	natSent                               atomic.Uint64
 	closed                                atomic.Bool
+	natLog                                natLogOnce
 }
 
 // seqUnavailable is a SeqReader that always fails with its error.
@@ -171,6 +180,7 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		seq:      seq,
 		log:      log,
 		open:     openRawConn,
+		nat:      lookupNAT,
 		now:      time.Now,
 		mono:     monotonic,
 		cache:    newSeqCache(time.Now()),
@@ -233,6 +243,7 @@ func (p *Prober) Stats() Stats {
 		Sent:   p.sent.Load(),
 		Echoes: p.echoes.Load(),
 		Errors: p.errs.Load(),
+		NAT:    p.natSent.Load(),
 		Replies: map[string]uint64{
 			ReplyACK.String():         p.acks.Load(),
 			ReplyRST.String():         p.rsts.Load(),
@@ -308,9 +319,13 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			return
 		}
 	}
-	ports := make([]uint16, 0, len(idx))
+	nat := p.lookupNAT(ns, targets, idx)
+	ports := make([]uint16, 0, len(idx)+len(nat))
 	for _, i := range idx {
 		ports = append(ports, targets[i].Local.Port())
+	}
+	for _, n := range nat {
+		ports = append(ports, n.key.local.Port()) // where a translated answer goes
 	}
 	conn, err := p.open(ns, ports)
 	if err != nil {
@@ -318,6 +333,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		return
 	}
 	e := newEngine(conn, p.log)
+	e.setNAT(nat)
 	defer func() {
 		drops, bad, err := e.close()
 		if err != nil {
@@ -328,6 +344,8 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		results[idx[0]].CaptureBadChecksums += bad
 	}()
 
+	// states: each target's sequence state by index, for reprobeTranslated.
+	states := make(map[int]*SeqState, len(idx))
 	var wg sync.WaitGroup
 	tokens := 0 // rate tokens taken and not yet used
 	for pos, i := range idx {
@@ -374,12 +392,14 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			results[i] = p.unprobed(ctx.Err())
 			continue
 		}
+		states[i] = st
 		wg.Go(func() {
 			defer func() { <-inflight }()
 			results[i] = p.guarded(ctx, cfg, e, t, st)
 		})
 	}
 	wg.Wait()
+	p.reprobeTranslated(ctx, cfg, inflight, ns, targets, idx, states, results)
 }
 
 // readSeq returns the group's sequence state, nil for blind probes.
@@ -436,7 +456,11 @@ func (p *Prober) guarded(ctx context.Context, cfg *Config, e *engine, t Target, 
 		return p.unprobed(err)
 	}
 	defer release()
-	return p.probeOne(ctx, cfg, e, t, st)
+	res = p.probeOne(ctx, cfg, e, t, st)
+	if res.NAT != "" {
+		p.natSent.Add(uint64(res.Sent))
+	}
+	return res
 }
 
 // numbers returns a probe's sequence, acknowledgement and window fields.
@@ -505,6 +529,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	// counted on the result.
 	w, stop := e.watch(newFlowKey(t.Local, t.Remote), st)
 	defer stop()
+	res.NAT = e.natKind(t) // NAT in the namespace: see engine.setNAT
 	defer func() { out.Rejected = w.rejects() }()
 	replies := w.ch
 	// Capture losses and bad checksums not yet polled count against this

@@ -93,6 +93,10 @@ type Result struct {
 	// on the namespace's first result only, so that summing over results
 	// counts each once.
 	CaptureDrops, CaptureBadChecksums uint64
+	// NAT names how the connection is translated in its own namespace
+	// ("dnat", "snat", "redirect", or two joined with "+"), whose answers
+	// were then matched on its conntrack reply tuple; "" when it is not.
+	NAT string
 	// Err says why the target stayed Unprobed (no raw socket, namespace gone,
 	// socket gone, cancelled); nil when it was probed.
 	Err error

@@ -108,6 +108,9 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if r.Unprobeable != "" {
 			out["unprobeable"] = r.Unprobeable
 		}
+		if r.NAT != "" {
+			out["nat"] = r.NAT
+		}
 		_ = json.NewEncoder(stdout).Encode(out)
 	} else {
 		rtt := "-"

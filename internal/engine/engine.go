@@ -62,6 +62,8 @@ type verdictState struct {
 	closed     bool // the peer's RST closed the local socket
 	confirmed  bool
 	why        uint8 // index in packedUnprobeable: why the socket cannot be probed
+	// nat is the index in packedNATs of the connection's translation.
+	nat uint8
 }
 
 var (
@@ -69,6 +71,8 @@ var (
 	packedModes    = []probe.Mode{"", probe.InWindow, probe.Blind}
 	// packedUnprobeable lists Result.Unprobeable's values; "" first.
 	packedUnprobeable = []string{"", probe.UnprobeableTCPMD5, probe.UnprobeableTCPAO}
+	packedNATs        = []string{"", probe.NATDNAT, probe.NATSNAT, probe.NATRedirect,
+		probe.NATDNAT + "+" + probe.NATSNAT, probe.NATRedirect + "+" + probe.NATSNAT}
 )
 
 func packIndex[T comparable](list []T, v T) uint8 {
@@ -89,6 +93,7 @@ func packResult(r probe.Result, at, ghostSince stamp) verdictState {
 		sent: clampUint8(r.Sent), replies: clampUint8(r.Replies),
 		host: -1, closed: r.ClosedLocal, confirmed: r.Confirmed,
 		why: packIndex(packedUnprobeable, r.Unprobeable),
+		nat: packIndex(packedNATs, r.NAT),
 	}
 	if r.HostReachable != nil {
 		v.host = 0
@@ -103,6 +108,7 @@ func (v *verdictState) result() probe.Result {
 	r := probe.Result{
 		Verdict: packedVerdicts[v.verdict], Mode: packedModes[v.mode], Sent: int(v.sent), Replies: int(v.replies),
 		RTT: v.rtt, ClosedLocal: v.closed, Confirmed: v.confirmed, Unprobeable: packedUnprobeable[v.why],
+		NAT: packedNATs[v.nat],
 	}
 	if v.host >= 0 {
 		ok := v.host == 1
@@ -114,8 +120,9 @@ func (v *verdictState) result() probe.Result {
 // The tracker keeps each suspect's verdict in its entry's Tag, so a pass
 // over every suspect reads it without a lookup, and it goes with the entry:
 // bytes 0-23 at, ghostSince and rtt (little-endian), then verdict, mode,
-// sent, replies, host, closed, confirmed, and 1 in the last byte once probed.
-// The mode byte's high nibble says why a socket could not be probed.
+// sent, replies, host, closed (bit 0; the NAT kind in bits 1-7), confirmed,
+// and 1 in the last byte once probed. The mode byte's high nibble says why
+// a socket could not be probed.
 func packVerdict(v *verdictState) tracker.Tag {
 	var t tracker.Tag
 	binary.LittleEndian.PutUint64(t[0:], uint64(v.at))
@@ -125,6 +132,7 @@ func packVerdict(v *verdictState) tracker.Tag {
 	if v.closed {
 		t[29] = 1
 	}
+	t[29] |= v.nat << 1
 	if v.confirmed {
 		t[30] = 1
 	}
@@ -136,7 +144,7 @@ func packVerdict(v *verdictState) tracker.Tag {
 // (or whose verdict the tracker cleared).
 func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
 	mode, why := t[25]&0xf, t[25]>>4
-	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(mode) >= len(packedModes) || int(why) >= len(packedUnprobeable) {
+	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(mode) >= len(packedModes) || int(why) >= len(packedUnprobeable) || int(t[29]>>1) >= len(packedNATs) {
 		return verdictState{}, false
 	}
 	return verdictState{
@@ -144,7 +152,7 @@ func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
 		ghostSince: stamp(binary.LittleEndian.Uint64(t[8:])),
 		rtt:        time.Duration(binary.LittleEndian.Uint64(t[16:])),
 		verdict:    t[24], mode: mode, sent: t[26], replies: t[27], host: int8(t[28]),
-		closed: t[29] == 1, confirmed: t[30] == 1, why: why,
+		closed: t[29]&1 == 1, nat: t[29] >> 1, confirmed: t[30] == 1, why: why,
 	}, true
 }
 
@@ -1096,6 +1104,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		s.HostReachable = r.HostReachable
 		s.ClosedByProbe = r.ClosedLocal
 		s.Unprobeable = r.Unprobeable
+		s.NAT = r.NAT
 		if r.RTT > 0 {
 			rtt := r.RTT.Seconds()
 			s.RTTSeconds = &rtt

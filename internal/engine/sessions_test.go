@@ -153,6 +153,8 @@ func TestVerdictPacking(t *testing.T) {
 		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true},
 		{Verdict: probe.Unprobed, Mode: probe.InWindow, Unprobeable: probe.UnprobeableTCPMD5},
 		{Verdict: probe.Unprobed, Mode: probe.Blind, Unprobeable: probe.UnprobeableTCPAO},
+		{Verdict: probe.Alive, Mode: probe.InWindow, Sent: 2, Replies: 1, RTT: time.Millisecond, NAT: probe.NATDNAT},
+		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true, NAT: probe.NATRedirect + "+" + probe.NATSNAT},
 	} {
 		v := packResult(r, 5, noStamp)
 		if diff := cmp.Diff(r, v.result()); diff != "" {
@@ -197,6 +199,7 @@ func TestVerdictTagRoundTrip(t *testing.T) {
 		{at: -7, ghostSince: 3, verdict: 3, mode: 2, sent: 3, host: 1, closed: true, confirmed: true},
 		{at: 1 << 50, ghostSince: noStamp, verdict: 4, mode: 1, sent: 255, replies: 2, host: 0},
 		{at: 9, ghostSince: noStamp, verdict: 0, mode: 2, host: -1, why: 2},
+		{at: 9, ghostSince: noStamp, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, closed: true, nat: uint8(len(packedNATs) - 1)},
 	} {
 		got, ok := unpackVerdict(packVerdict(&v))
 		if !ok || got != v {

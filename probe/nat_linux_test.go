@@ -1,0 +1,232 @@
+package probe
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/inventory"
+	"golang.org/x/sys/unix"
+)
+
+// natShape builds one NAT-in-the-namespace shape on a fresh test network:
+// client is the probed socket (in n.Client, NATed there), peer the socket
+// that holds the other end (the backend, or the local proxy), in peerNS.
+type natShape struct {
+	name string
+	kind string // Result.NAT expected
+	// localPeer: the peer is in the client's namespace, so its answers are
+	// translated back on their way out, before the capture sees them.
+	localPeer bool
+	build     func(t *testing.T, n *testnet.Net, network string) (client, peer net.Conn, peerNS *testnet.NS)
+}
+
+var natShapes = []natShape{{
+	name: "dnat in output to a service VIP",
+	kind: NATDNAT,
+	build: func(t *testing.T, n *testnet.Net, network string) (net.Conn, net.Conn, *testnet.NS) {
+		l := n.Server.Listen(t, network, serverListenAddr(n, network))
+		backend := listenAddr(l)
+		vip := n.DNATOutput(t, network, backend)
+		client := n.Client.DialFrom(t, network, netip.Addr{}, vip)
+		return client, testnet.Accept(t, l), n.Server
+	},
+}, {
+	name: "masquerade on the client's egress",
+	kind: NATSNAT,
+	build: func(t *testing.T, n *testnet.Net, network string) (net.Conn, net.Conn, *testnet.NS) {
+		l := n.Server.Listen(t, network, serverListenAddr(n, network))
+		backend := listenAddr(l)
+		src := n.Masquerade(t, network)
+		client := n.Client.DialFrom(t, network, src, backend)
+		return client, testnet.Accept(t, l), n.Server
+	},
+}, {
+	name:      "redirect to a local proxy",
+	kind:      NATRedirect,
+	localPeer: true,
+	build: func(t *testing.T, n *testnet.Net, network string) (net.Conn, net.Conn, *testnet.NS) {
+		lo := "127.0.0.1:0"
+		if network == "tcp6" {
+			lo = "[::1]:0"
+		}
+		l := n.Client.Listen(t, network, lo)
+		proxy := listenAddr(l)
+		vip := n.RedirectOutput(t, network, proxy.Port())
+		client := n.Client.DialFrom(t, network, netip.Addr{}, vip)
+		return client, testnet.Accept(t, l), n.Client
+	},
+}}
+
+// listenAddr is a listener's address, unmapped.
+func listenAddr(l net.Listener) netip.AddrPort {
+	ap := l.Addr().(*net.TCPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func serverListenAddr(n *testnet.Net, network string) string {
+	if network == "tcp6" {
+		return net.JoinHostPort(n.ServerV6.String(), "0")
+	}
+	return net.JoinHostPort(n.ServerV4.String(), "0")
+}
+
+// clientTarget describes a socket in ns as the inventory would.
+func clientTarget(t testing.TB, ns *testnet.NS, c net.Conn) Target {
+	t.Helper()
+	local, remote := testnet.Tuple(c)
+	var cookie uint64
+	rawFd(t, c, func(fd int) {
+		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+		if err != nil {
+			t.Fatalf("SO_COOKIE: %v", err)
+		}
+		cookie = v
+	})
+	fam := inventory.FamilyInet
+	if local.Addr().Is6() {
+		fam = inventory.FamilyInet6
+	}
+	return Target{NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: cookie, Family: fam, Local: local, Remote: remote}
+}
+
+// natRounds is how many probe rounds a healthy NATed connection must pass
+// without one false ghost (issue 9's "done when").
+const natRounds = 20
+
+// TestNATInNamespace probes connections NATed in their own namespace: the
+// healthy ones must be alive in every round, with their answers matched on
+// the conntrack reply tuple; the same connections with the peer gone must be
+// ghosts. Without the conntrack lookup a healthy one looks silent, which
+// proves each shape really translates.
+func TestNATInNamespace(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	for _, network := range networks {
+		t.Run(network, func(t *testing.T) {
+			t.Parallel()
+			for _, shape := range natShapes {
+				t.Run(shape.name, func(t *testing.T) {
+					t.Run("healthy", func(t *testing.T) {
+						n := testnet.New(t)
+						client, peer, peerNS := shape.build(t, n, network)
+						exchange(t, client, peer)
+						target := clientTarget(t, n.Client, client)
+						// The probe leaves through LOCAL_OUT, where conntrack
+						// translates it like the socket's own segments: the
+						// peer sees it on its own tuple.
+						peerLocal, peerRemote := testnet.Tuple(peer)
+						arrived := peerNS.CountIn(t, peerRemote, peerLocal)
+						p := New(fastConfig(), seq, nil)
+						defer p.Close()
+						sent := 0
+						for round := range natRounds {
+							res, err := p.Probe(context.Background(), target)
+							if err != nil {
+								t.Fatalf("round %d: %v", round, err)
+							}
+							if res.Verdict != Alive || !res.Confirmed || res.NAT != shape.kind {
+								t.Fatalf("round %d: %+v, want a confirmed alive with NAT %q", round, res, shape.kind)
+							}
+							sent += res.Sent
+						}
+						got := arrived()
+						t.Logf("%s %s: %d rounds alive, %d probes sent, %d segments arrived at the peer as %s→%s",
+							network, shape.kind, natRounds, sent, got, peerRemote, peerLocal)
+						if got < uint64(sent) {
+							t.Errorf("the peer got %d segments on %s→%s, fewer than the %d probes", got, peerRemote, peerLocal, sent)
+						}
+						if st := p.Stats(); st.NAT != uint64(sent) {
+							t.Errorf("Stats.NAT = %d, want %d", st.NAT, sent)
+						}
+						exchange(t, client, peer)
+
+						// The same connection, matched on its own tuple only: a
+						// remote peer's answer is missed (the bug this fixes),
+						// a local peer's is not.
+						blind := New(fastConfig(), seq, nil)
+						defer blind.Close()
+						blind.nat = nil
+						res, err := blind.Probe(context.Background(), target)
+						if err != nil {
+							t.Fatal(err)
+						}
+						want := Silent
+						if shape.localPeer {
+							want = Alive
+						}
+						if res.Verdict != want || res.NAT != "" {
+							t.Errorf("without the conntrack lookup: %+v, want %s", res, want)
+						}
+					})
+					t.Run("peer lost state", func(t *testing.T) {
+						n := testnet.New(t)
+						client, peer, peerNS := shape.build(t, n, network)
+						exchange(t, client, peer)
+						target := clientTarget(t, n.Client, client)
+						peerNS.LoseConn(t, peer)
+						natWantGhost(t, seq, target, shape.kind)
+					})
+					// A local proxy's packets never leave loopback: only its
+					// lost state applies.
+					if shape.kind != NATRedirect {
+						t.Run("peer vanished", func(t *testing.T) {
+							n := testnet.New(t)
+							client, peer, peerNS := shape.build(t, n, network)
+							exchange(t, client, peer)
+							target := clientTarget(t, n.Client, client)
+							peerNS.GoSilent(t)
+							natWantGhost(t, seq, target, shape.kind)
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+func natWantGhost(t *testing.T, seq SeqReader, target Target, kind string) {
+	t.Helper()
+	p := New(fastConfig(), seq, nil)
+	defer p.Close()
+	res, err := p.Probe(context.Background(), target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if !res.Verdict.Ghost() || !res.Confirmed || res.NAT != kind {
+		t.Fatalf("%+v, want a confirmed ghost with NAT %q", res, kind)
+	}
+}
+
+// TestNATEntryFlushed: the client's conntrack table was flushed while the
+// connection was idle. The connection still works (the next segment makes a
+// new entry through the same NAT rules, tcp_loose being on), so it must not
+// be a ghost: the probe itself recreates the entry, and the answer comes on
+// its reply tuple.
+func TestNATEntryFlushed(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	for _, network := range networks {
+		t.Run(network, func(t *testing.T) {
+			n := testnet.New(t)
+			client, peer, _ := natShapes[0].build(t, n, network)
+			exchange(t, client, peer)
+			target := clientTarget(t, n.Client, client)
+			n.Client.Exec(t, "conntrack", "-F")
+			p := New(fastConfig(), seq, nil)
+			defer p.Close()
+			res, err := p.Probe(context.Background(), target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", res)
+			if res.Verdict != Alive || res.NAT != NATDNAT {
+				t.Errorf("%+v, want alive through dnat", res)
+			}
+			exchange(t, client, peer)
+		})
+	}
+}
