@@ -48,7 +48,10 @@ type Scanner struct {
 	inode   func(path string) (uint64, error)
 	dial    func(ns *Namespace) (nsConn, error)
 	before  func(ns *Namespace) // test hook: runs before a namespace is entered
-	workers int                 // namespaces dumped at once
+	sysctls func(ns *Namespace) (TCPSysctls, error)
+	// sysctlWarned is set once an unreadable namespace's sysctls were logged.
+	sysctlWarned atomic.Bool
+	workers      int // namespaces dumped at once
 
 	mu      sync.Mutex
 	nss     []Namespace
@@ -73,7 +76,15 @@ type nsEntry struct {
 	ns      Namespace
 	conn    nsConn
 	lastErr string
+	// tcp are the namespace's sysctls, read at tcpAt (zero: never).
+	tcp   TCPSysctls
+	tcpAt time.Time
 }
+
+// SysctlMaxAge is how long a namespace's TCPSysctls are reused before the
+// Scanner reads them again: they rarely change, and reading them costs two
+// setns calls on a fresh thread.
+const SysctlMaxAge = time.Minute
 
 // NewScanner returns a Scanner; log may be nil.
 func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
@@ -92,6 +103,7 @@ func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
 		list:    l.list,
 		inode:   l.inode,
 		dial:    dialNamespace,
+		sysctls: ReadTCPSysctls,
 		entries: make(map[uint64]*nsEntry),
 	}
 }
@@ -186,7 +198,10 @@ func (s *Scanner) scanOne(ctx context.Context, e *nsEntry, states StateMask, fn 
 	}
 	conn, err := s.connLocked(e)
 	if err == nil {
+		s.refreshSysctlsLocked(e, start)
 		ns := e.ns
+		ns.TCP = e.tcp
+		r.Namespace.TCP = e.tcp
 		var cbErr error
 		r.Sockets, err = conn.Dump(ns.Inode, states, func(sk *Socket) error {
 			cbErr = fn(&ns, sk)
@@ -229,6 +244,27 @@ func (s *Scanner) connLocked(e *nsEntry) (nsConn, error) {
 	}
 	e.conn = c
 	return c, nil
+}
+
+// refreshSysctlsLocked reads e's TCPSysctls when they are older than
+// SysctlMaxAge. A namespace whose sysctls cannot be read gets the kernel's
+// defaults, which make keepalive sockets idle suspects rather than hide
+// them, and the first such failure is logged once.
+func (s *Scanner) refreshSysctlsLocked(e *nsEntry, now time.Time) {
+	if !e.tcpAt.IsZero() && now.Sub(e.tcpAt) < SysctlMaxAge {
+		return
+	}
+	e.tcpAt = now
+	t, err := s.sysctls(&e.ns)
+	if err != nil {
+		e.tcp = DefaultTCPSysctls()
+		if !s.sysctlWarned.Swap(true) {
+			s.log.Warn("cannot read a namespace's TCP keepalive sysctls; assuming the kernel's defaults (7200 s, 75 s, 9 probes, tcp_retries2 15)",
+				"netns", e.ns.Name, "err", err)
+		}
+		return
+	}
+	e.tcp = t.OrDefaults()
 }
 
 func (e *nsEntry) closeConn() {

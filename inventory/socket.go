@@ -200,6 +200,9 @@ type Namespace struct {
 	Path string
 	Kind NamespaceKind
 	PID  int // a process that holds it, when Kind is KindProcess
+	// TCP holds the namespace's keepalive and retransmission sysctls, as the
+	// Scanner last read them (TCP.Read false: the kernel's defaults).
+	TCP TCPSysctls
 }
 
 // NamespaceKind says how a namespace was found.

@@ -95,9 +95,10 @@ func idleOf(info *inventory.TCPInfo) (time.Duration, bool) {
 // classify turns one observation of s, plus prev (nil on first sight, or when
 // the tracker remembered nothing), into reasons. Rules:
 //
-//   - idle: ESTABLISHED, no timer but possibly a delayed ACK (no keepalive,
-//     retransmit or persist timer), and no data received AND none sent for at
-//     least cfg.Idle (tcpi_last_data_recv, tcpi_last_data_sent). ACKs are
+//   - idle: ESTABLISHED, no timer but possibly a delayed ACK (no retransmit
+//     or persist timer), or a keepalive timer whose kernel would not find a
+//     dead peer within cfg.Horizon (see kernelSettings.leftToKernel), and no
+//     data received AND none sent for at least cfg.Idle (tcpi_last_data_recv, tcpi_last_data_sent). ACKs are
 //     ignored on purpose: a probe's reply refreshes tcpi_last_ack_recv, and a
 //     connection that sends data and gets it acknowledged has a recent
 //     last_data_sent with nothing unacknowledged (else its retransmit timer
@@ -112,12 +113,13 @@ func idleOf(info *inventory.TCPInfo) (time.Duration, bool) {
 //   - keepalive_failing: ESTABLISHED or CLOSE_WAIT, keepalive timer with
 //     idiag_retrans (unanswered probes) ≥ KeepaliveUnanswered.
 //   - zero_window: ESTABLISHED or CLOSE_WAIT, probing a zero window (see
-//     zeroWindow) continuously for at least cfg.Stall (TimerSince; no lower
-//     bound on first sight) while the peer answers the probes (else it is
-//     retransmitting: a dead peer behind a zero window is not "stalled").
+//     zeroWindow) continuously for at least cfg.Stall (TimerSince; on first
+//     sight at least tcpi_last_data_sent less one RTO, see zeroWindowSince)
+//     while the peer answers the probes (else it is retransmitting: a dead
+//     peer behind a zero window is not "stalled").
 //   - close_wait, fin_wait2, last_ack: the state held for at least its
 //     threshold (StateSince).
-func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *history) classification {
+func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *history, sys *inventory.TCPSysctls, own *KeepaliveSettings) classification {
 	var c classification
 	info := &s.Info
 	valid := info.Valid()
@@ -147,6 +149,12 @@ func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *history) cl
 	c.timerSince = now
 	if prev != nil && prev.timerKind == timerKind(s) {
 		c.timerSince = prev.timerSince
+	} else if valid && timerKind(s) == inventory.TimerZeroWindow {
+		lb := zeroWindowSince(now, info)
+		if prev != nil && lb.Before(prev.lastSeen) {
+			lb = prev.lastSeen // it began after we last saw it
+		}
+		c.timerSince = lb
 	}
 
 	switch s.State {
@@ -174,6 +182,11 @@ func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *history) cl
 		case inventory.TimerKeepalive:
 			if s.Retrans >= KeepaliveUnanswered {
 				c.reasons = c.reasons.With(ReasonKeepaliveFailing)
+			} else if s.State == inventory.StateEstablished && valid && c.idle >= cfg.Idle {
+				// Keepalive is on; it counts only if it is fast enough.
+				if k := settingsFor(sys, own, s); !k.leftToKernel(cfg) {
+					c.reasons = c.reasons.With(ReasonIdle)
+				}
 			}
 		case inventory.TimerNone, inventory.TimerDelayedAck:
 			if s.State != inventory.StateEstablished {
@@ -206,9 +219,24 @@ func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *history) cl
 	return c
 }
 
+// zeroWindowSince bounds when a socket began probing a zero window, seen
+// for the first time: no later than now, and no earlier than the last data
+// it sent less one RTO. A receiver's window closes only as data arrives
+// (Linux never shrinks it), so the window shut in the ACK of the last data
+// sent, about a round trip after it; and while the window stays shut, no
+// new data goes out (a window probe carries none).
+func zeroWindowSince(now time.Time, info *inventory.TCPInfo) time.Time {
+	age := ms(info.LastDataSent) - time.Duration(info.RTO)*time.Microsecond
+	if age <= 0 {
+		return now
+	}
+	return now.Add(-age)
+}
+
 // healthy is classify's fast path for the common case: an ESTABLISHED socket
 // with tcp_info that exchanged data recently and is not in a retransmission
-// timeout, so it has no reason and needs no history.
+// timeout nor short of keepalive answers, so it has no reason and needs no
+// history.
 func healthy(cfg *Config, s *inventory.Socket) bool {
 	if s.State != inventory.StateEstablished || !s.Info.Valid() {
 		return false
@@ -216,6 +244,8 @@ func healthy(cfg *Config, s *inventory.Socket) bool {
 	switch s.Timer {
 	case inventory.TimerNone, inventory.TimerDelayedAck:
 		return min(ms(s.Info.LastDataRecv), ms(s.Info.LastDataSent)) < cfg.Idle
+	case inventory.TimerKeepalive:
+		return s.Retrans < KeepaliveUnanswered && min(ms(s.Info.LastDataRecv), ms(s.Info.LastDataSent)) < cfg.Idle
 	case inventory.TimerRetransmit:
 		return retransmits(s) == 0 && !zeroWindow(s)
 	}

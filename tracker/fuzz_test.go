@@ -21,7 +21,9 @@ func FuzzTracker(f *testing.F) {
 	f.Add([]byte{0, 1, 1, 1, 4, 2, 0, 0, 0, 0, 0, 60, 0, 1, 1, 1, 4, 2, 0, 0, 0, 0, 0, 60, 2, 1})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tr := New(Config{Idle: 10 * time.Second, CloseWait: 20 * time.Second, Stall: 30 * time.Second,
-			FinWait2: 40 * time.Second, LastAck: 50 * time.Second})
+			FinWait2: 40 * time.Second, LastAck: 50 * time.Second, Horizon: 25 * time.Second})
+		tr.SetSysctls(1, inventory.TCPSysctls{KeepaliveTime: 5 * time.Second, KeepaliveIntvl: 2 * time.Second, KeepaliveProbes: 3})
+		tr.SetKeepalive(inventory.Key{Netns: 2, Cookie: 3}, KeepaliveSettings{Time: time.Second, Intvl: time.Second, Probes: 2})
 		now := t0
 		var acked [4][8]uint64
 		for len(data) > 0 {
@@ -38,6 +40,8 @@ func FuzzTracker(f *testing.F) {
 				s.Info.LastDataRecv = uint32(b[6]) * 1000
 				s.Info.LastDataSent = uint32(b[7]) * 1000
 				s.Info.LastAckRecv = uint32(b[8]) * 1000
+				s.Expires = uint32(b[7]) * 7000
+				s.Info.RTO = uint32(b[6]) * 10_000
 				acked[ns][cookie] += uint64(b[9] % 2)
 				s.Info.SetOptional(acked[ns][cookie], 0, uint32(b[9]>>1), 0)
 				now = now.Add(time.Duration(b[10]) * time.Second)
@@ -46,6 +50,9 @@ func FuzzTracker(f *testing.F) {
 				if e, ok := tr.Get(s.Key()); ok {
 					if e.Reasons != got || e.Unavailable != unav || e.LastSeen != now || e.Misses != 0 {
 						t.Fatalf("entry %+v does not match the observation %q/%q at %v", e, got, unav, now)
+					}
+					if d := e.Kernel.Deadline; d.In < 0 || (d.Never && d.In != 0) || d.Basis == "" {
+						t.Fatalf("kernel deadline %+v", d)
 					}
 					if e.FirstSeen.After(e.LastSeen) || e.StateSince.After(now) || e.TimerSince.After(now) ||
 						(!got.Empty() && (e.SuspectSince.IsZero() || e.SuspectSince.After(now))) {
@@ -102,7 +109,8 @@ func checkReasons(t *testing.T, s *inventory.Socket, got, unav Reasons) {
 		ok bool
 	}{
 		{ReasonIdle, s.State == inventory.StateEstablished && s.Info.Valid() &&
-			(s.Timer == inventory.TimerNone || s.Timer == inventory.TimerDelayedAck)},
+			(s.Timer == inventory.TimerNone || s.Timer == inventory.TimerDelayedAck ||
+				(s.Timer == inventory.TimerKeepalive && s.Retrans < KeepaliveUnanswered))},
 		{ReasonRetransmitting, synced && (s.Timer == inventory.TimerRetransmit || s.Timer == inventory.TimerZeroWindow)},
 		{ReasonKeepaliveFailing, synced && s.Timer == inventory.TimerKeepalive && s.Retrans >= KeepaliveUnanswered},
 		{ReasonZeroWindow, synced && zeroWindow(s)},

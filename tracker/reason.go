@@ -7,7 +7,7 @@ type Reason uint8
 
 // Reasons.
 const (
-	ReasonIdle             Reason = iota // ESTABLISHED, nothing received for longer than the idle threshold, no keepalive timer
+	ReasonIdle             Reason = iota // ESTABLISHED, no data either way for longer than the idle threshold, and no keepalive that would find a dead peer sooner than ghostd
 	ReasonRetransmitting                 // retransmit timer with backoff and no ACK progress
 	ReasonKeepaliveFailing               // keepalive timer with unanswered probes
 	ReasonZeroWindow                     // persist timer for longer than the stall threshold: stalled, never a ghost

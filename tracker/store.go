@@ -74,6 +74,12 @@ type namespace struct {
 	// lookups need no probe of the index, which at 200 000 entries no longer
 	// fits in the CPU's caches.
 	next int32
+	// sysctls are the namespace's (SetSysctls); zero fields mean the
+	// kernel's defaults.
+	sysctls inventory.TCPSysctls
+	// own holds the sockets' own keepalive settings where known
+	// (SetKeepalive), by cookie; nil while there are none.
+	own map[uint64]ownSettings
 }
 
 func newNamespace() *namespace {
@@ -224,8 +230,8 @@ func (e *entry) socket(netns uint64) inventory.Socket {
 	}
 }
 
-// fill rebuilds the public Entry of e into dst.
-func (t *Tracker) fill(dst *Entry, netns uint64, e *entry) {
+// fill rebuilds the public Entry of e, in ns, into dst.
+func (t *Tracker) fill(dst *Entry, netns uint64, ns *namespace, e *entry) {
 	*dst = Entry{
 		Socket:       e.socket(netns),
 		FirstSeen:    t.fromOffset(e.firstSeen),
@@ -240,6 +246,7 @@ func (t *Tracker) fill(dst *Entry, netns uint64, e *entry) {
 		Tag:          e.tag,
 	}
 	dst.Idle, dst.IdleKnown = idleOf(&e.info)
+	dst.Kernel = kernelOf(&ns.sysctls, ns.ownSettings(e.cookie), &dst.Socket)
 }
 
 // history returns what classify needs to know about the previous observation.

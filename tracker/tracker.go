@@ -22,6 +22,14 @@ type Config struct {
 	LastAck   time.Duration
 	// Stall: how long the zero-window (persist) timer may run.
 	Stall time.Duration
+	// Horizon is how long ghostd takes to confirm a dead idle peer after
+	// its last answer: Idle, plus up to one scan interval until the scan
+	// that sees it, plus one probe round (the caller knows both). A socket
+	// whose own keepalive gives evidence (keepalive_failing) or ends the
+	// connection no later than this is left to its kernel; any other idle
+	// socket is an idle suspect, keepalive on or not. Below Idle (zero
+	// included) it is Idle, which errs toward probing.
+	Horizon time.Duration
 	// RetransBackoff: how many times in a row the kernel's own probing must
 	// go unanswered before the socket counts as retransmitting: retransmission
 	// timeouts (idiag_retrans, tcpi_retransmits) under the retransmit timer,
@@ -50,6 +58,10 @@ const (
 	DefaultFinWait2       = 90 * time.Second
 	DefaultLastAck        = 30 * time.Second
 	DefaultRetransBackoff = 2
+	// DefaultHorizon is DefaultIdle plus the daemon's default 15 s scan
+	// interval and a default probe round (3 attempts 1 s apart, the last
+	// one given 1 s).
+	DefaultHorizon = DefaultIdle + 15*time.Second + 3*time.Second
 )
 
 // DefaultConfig returns the default thresholds.
@@ -57,6 +69,7 @@ func DefaultConfig() Config {
 	return Config{
 		Idle: DefaultIdle, CloseWait: DefaultCloseWait, Stall: DefaultStall,
 		FinWait2: DefaultFinWait2, LastAck: DefaultLastAck, RetransBackoff: DefaultRetransBackoff,
+		Horizon: DefaultHorizon,
 	}
 }
 
@@ -68,7 +81,7 @@ func (c Config) Validate() error {
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"idle", c.Idle}, {"close-wait", c.CloseWait}, {"stall", c.Stall}, {"fin-wait2", c.FinWait2}, {"last-ack", c.LastAck}} {
+	}{{"idle", c.Idle}, {"close-wait", c.CloseWait}, {"stall", c.Stall}, {"fin-wait2", c.FinWait2}, {"last-ack", c.LastAck}, {"horizon", c.Horizon}} {
 		if f.d < 0 {
 			return fmt.Errorf("%w: %s %v is negative", ErrConfig, f.name, f.d)
 		}
@@ -90,6 +103,7 @@ func (c Config) withDefaults() Config {
 	if c.RetransBackoff == 0 {
 		c.RetransBackoff = d.RetransBackoff
 	}
+	c.Horizon = max(c.Horizon, c.Idle)
 	return c
 }
 
@@ -119,6 +133,9 @@ type Entry struct {
 	// went either way. IdleKnown is false without tcp_info.
 	Idle      time.Duration
 	IdleKnown bool
+	// Kernel is when the socket's own kernel would notice a dead peer, and
+	// the keepalive settings that tell (worked out when the Entry is built).
+	Kernel Kernel
 	// Misses counts consecutive complete dumps of the namespace that did not
 	// include the socket (the entry is dropped at 2).
 	Misses uint8
@@ -245,6 +262,8 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 	defer t.mu.Unlock()
 	ns := t.namespace(s.Netns, true)
 	e, p := ns.observed(s.Cookie)
+	// Own settings are kept while their socket is in the dumps, healthy or not.
+	own := ns.touchOwn(s.Cookie)
 	if e == nil && healthy(&t.cfg, s) {
 		return 0, 0
 	}
@@ -253,7 +272,7 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 		h := t.history(e)
 		prev = &h
 	}
-	c := classify(&t.cfg, now, s, prev)
+	c := classify(&t.cfg, now, s, prev, &ns.sysctls, own)
 	if !c.keep {
 		if e != nil {
 			ns.remove(p)
@@ -301,6 +320,9 @@ func (t *Tracker) EndNamespace(now time.Time, netns uint64) {
 	if ns == nil {
 		return
 	}
+	if len(ns.own) > 0 {
+		ns.pruneOwn()
+	}
 	// Backwards: remove moves the last entry, already visited, into the hole.
 	for p := int32(ns.len()) - 1; p >= 0; p-- {
 		e := ns.at(p)
@@ -341,7 +363,7 @@ func (t *Tracker) getLocked(k inventory.Key) (Entry, bool) {
 	var out Entry
 	if ns := t.nss[k.Netns]; ns != nil {
 		if e, _ := ns.lookup(k.Cookie); e != nil {
-			t.fill(&out, k.Netns, e)
+			t.fill(&out, k.Netns, ns, e)
 			return out, true
 		}
 	}
@@ -359,7 +381,7 @@ func (t *Tracker) Suspects() []Entry {
 			for i := range c {
 				if e := &c[i]; !e.reasons.Empty() {
 					out = append(out, Entry{})
-					t.fill(&out[len(out)-1], netns, e)
+					t.fill(&out[len(out)-1], netns, ns, e)
 				}
 			}
 		}
@@ -389,21 +411,21 @@ func (t *Tracker) Len() int {
 // changes nothing in the tracker. fn must not call the tracker.
 func (t *Tracker) EachSuspect(fn func(*Entry)) {
 	var ent Entry
-	t.eachSuspect(func(netns uint64, e *entry) {
-		t.fill(&ent, netns, e)
+	t.eachSuspect(func(netns uint64, ns *namespace, e *entry) {
+		t.fill(&ent, netns, ns, e)
 		fn(&ent)
 	})
 }
 
 // eachSuspect calls fn for every stored entry with a reason, under the lock.
-func (t *Tracker) eachSuspect(fn func(netns uint64, e *entry)) {
+func (t *Tracker) eachSuspect(fn func(netns uint64, ns *namespace, e *entry)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for netns, ns := range t.nss {
 		for _, c := range ns.chunks {
 			for i := range c {
 				if e := &c[i]; !e.reasons.Empty() {
-					fn(netns, e)
+					fn(netns, ns, e)
 				}
 			}
 		}
@@ -427,7 +449,7 @@ type Brief struct {
 // EachSuspectBrief is EachSuspect with a Brief of each suspect.
 func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
 	var b Brief
-	t.eachSuspect(func(netns uint64, e *entry) {
+	t.eachSuspect(func(netns uint64, _ *namespace, e *entry) {
 		b = Brief{
 			Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
 			Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),

@@ -65,6 +65,10 @@ func shrunk(s *inventory.Socket) {
 	s.Info.SetOptional(1000, 1000, 0, 65535)
 }
 
+func expires(d time.Duration) func(*inventory.Socket) {
+	return func(s *inventory.Socket) { s.Expires = uint32(d.Milliseconds()) }
+}
+
 func netns(n uint64) func(*inventory.Socket) { return func(s *inventory.Socket) { s.Netns = n } }
 
 func rs(r ...Reason) Reasons {
@@ -96,9 +100,11 @@ func TestFirstSight(t *testing.T) {
 		{name: "download-only", s: sock(1, quiet(5*time.Second, 10*min))},
 		{name: "a probe's ACK does not make it alive", s: sock(1, quiet(10*min, 10*min), lastAck(time.Second)), want: rs(ReasonIdle), remembered: true},
 		{name: "idle with delayed ACK timer", s: sock(1, quiet(2*min, 2*min), timer(inventory.TimerDelayedAck, 0)), want: rs(ReasonIdle), remembered: true},
-		{name: "idle but keepalive armed", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerKeepalive, 0))},
+		{name: "idle, keepalive armed on the kernel's defaults", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerKeepalive, 0), expires(110*min)), want: rs(ReasonIdle), remembered: true},
+		{name: "keepalive armed, not idle", s: sock(1, quiet(10*time.Second, 10*time.Second), timer(inventory.TimerKeepalive, 0), expires(110*min))},
 		{name: "keepalive failing", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerKeepalive, 2)), want: rs(ReasonKeepaliveFailing), remembered: true},
-		{name: "one keepalive probe in flight", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerKeepalive, 1))},
+		{name: "one keepalive probe in flight, idle on defaults", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerKeepalive, 1)), want: rs(ReasonIdle), remembered: true},
+		{name: "one keepalive probe in flight, not idle", s: sock(1, quiet(10*time.Second, 10*min), timer(inventory.TimerKeepalive, 1))},
 		{name: "in flight, no timeout yet", s: sock(1, quiet(10*min, 10*min), timer(inventory.TimerRetransmit, 0))},
 		{name: "one RTO", s: sock(1, timer(inventory.TimerRetransmit, 1), backoff(1)), remembered: true},
 		{name: "two RTOs", s: sock(1, timer(inventory.TimerRetransmit, 2), backoff(2)), want: rs(ReasonRetransmitting), remembered: true},
@@ -254,7 +260,7 @@ func TestEntryTimes(t *testing.T) {
 		SuspectSince: t0.Add(15 * time.Second), StateSince: t0, TimerSince: t0,
 		Reasons: rs(ReasonRetransmitting), Idle: 100 * time.Millisecond, IdleKnown: true,
 	}
-	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(Entry{}, "Socket")); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(Entry{}, "Socket", "Kernel")); diff != "" {
 		t.Errorf("entry (-want +got):\n%s", diff)
 	}
 	// Progress is recorded, and ends the suspicion.
@@ -357,6 +363,7 @@ func TestConfig(t *testing.T) {
 	tr := New(Config{Idle: 2 * time.Second})
 	want := DefaultConfig()
 	want.Idle = 2 * time.Second
+	want.Horizon = 2 * time.Second // a zero Horizon is Idle
 	if diff := cmp.Diff(want, tr.Config()); diff != "" {
 		t.Errorf("zero fields take defaults (-want +got):\n%s", diff)
 	}

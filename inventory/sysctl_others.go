@@ -1,0 +1,6 @@
+//go:build !linux
+
+package inventory
+
+// ReadTCPSysctls needs Linux.
+func ReadTCPSysctls(*Namespace) (TCPSysctls, error) { return TCPSysctls{}, ErrNotLinux }
