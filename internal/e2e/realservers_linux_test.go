@@ -252,6 +252,7 @@ func (f *rsFixture) probeRounds(rounds int, ghosts map[string]bool, each func(ro
 //     exactly the set ghostd called ghosts.
 func TestRealServers(t *testing.T) {
 	needRoot(t)
+	t.Parallel() // alongside TestRealServersDefaults, which mostly waits
 	for _, tc := range []struct {
 		name  string
 		start func(testing.TB, *testnet.NS, netip.Addr, netip.Addr) *realserver.Server
@@ -281,6 +282,13 @@ func testRealServer(t *testing.T, name string, start func(testing.TB, *testnet.N
 				healthy = append(healthy, x)
 			}
 		}
+	}
+	if name == "nginx" {
+		pool := upstreamPool(t, f.n.Server)
+		if pool == 0 {
+			t.Fatal("nginx holds no upstream keepalive connection to its backend")
+		}
+		t.Logf("nginx: %d upstream keepalive connections held", pool)
 	}
 	before := f.view()
 	for _, x := range f.conns {
@@ -604,4 +612,21 @@ func TestRealServersDefaults(t *testing.T) {
 	for _, g := range falseGhosts {
 		t.Errorf("defaults: a healthy client was called a ghost: %s", g)
 	}
+}
+
+// upstreamPool counts the connections nginx holds to its backend (its
+// upstream keepalive pool), as ss shows them in its namespace.
+func upstreamPool(t *testing.T, ns *testnet.NS) int {
+	t.Helper()
+	socks, err := realserver.Sockets(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, sk := range socks {
+		if sk.Comm == "nginx" && sk.Remote.Port() == realserver.NginxUpstreamPort {
+			n++
+		}
+	}
+	return n
 }

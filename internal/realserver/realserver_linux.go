@@ -177,8 +177,10 @@ const (
 	PostgreSQLPort = 5432
 	RedisPort      = 6379
 	NginxPort      = 8080
-	nginxUpstream  = 8081 // nginx's own backend, on 127.0.0.1
-	GoPort         = 9000
+	// NginxUpstreamPort is nginx's own backend, on 127.0.0.1, which its
+	// upstream keepalive pool connects to.
+	NginxUpstreamPort = 8081
+	GoPort            = 9000
 )
 
 // pgBin returns the directory of the newest installed PostgreSQL's binaries.
@@ -364,7 +366,7 @@ http {
 		location / { return 200 "ok\n"; }
 	}
 }
-`, dir, v4, v6, NginxPort, nginxUpstream)
+`, dir, v4, v6, NginxPort, NginxUpstreamPort)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -380,7 +382,7 @@ http {
 }
 
 // nginxBackend is nginx's own backend, which its upstream pool connects to.
-var nginxBackend = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), nginxUpstream)
+var nginxBackend = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), NginxUpstreamPort)
 
 var activeRE = regexp.MustCompile(`Active connections:\s*(\d+)`)
 

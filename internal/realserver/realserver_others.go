@@ -15,7 +15,9 @@ const (
 	PostgreSQLPort = 5432
 	RedisPort      = 6379
 	NginxPort      = 8080
-	GoPort         = 9000
+	// NginxUpstreamPort is nginx's own backend, which its upstream pool connects to.
+	NginxUpstreamPort = 8081
+	GoPort            = 9000
 )
 
 // Socket is an ESTABLISHED TCP socket in a namespace and one process holding it.
