@@ -38,6 +38,8 @@ test: deps ## Run every test with -race (privileged ones too, as root) and compi
 	$(GO) test -race -count=1 -timeout 30m ./...
 	GOOS=freebsd $(GO) test -count=1 -exec /bin/true ./... >/dev/null
 	@echo "non-Linux (freebsd) test build: ok"
+	GOOS=linux GOARCH=s390x $(GO) build -o /dev/null ./cmd/ghostd
+	GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/ghostd
 
 test-short: ## Unprivileged, quick tests only.
 	$(GO) test -short -count=1 ./...

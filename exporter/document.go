@@ -47,4 +47,15 @@ type Session struct {
 	ClosedByProbe bool    `json:"closed_by_probe"`         // the peer's RST to a probe closed the local socket
 	Container     string  `json:"container,omitempty"`     // container id from the cgroup path
 	GhostSeconds  float64 `json:"ghost_seconds,omitempty"` // how long it has been a confirmed ghost
+	// KernelDeadlineSeconds is when the socket's own kernel would notice a
+	// dead peer, in seconds from the document's making; null when it never
+	// would, or cannot be told (KernelDeadlineBasis says which).
+	KernelDeadlineSeconds *float64 `json:"kernel_deadline_seconds"`
+	// KernelDeadlineBasis says what decides it: "keepalive", "user_timeout",
+	// "retransmit", "zero_window", "time_wait", "none" (keepalive off and
+	// nothing in flight: never) or "unknown".
+	KernelDeadlineBasis string `json:"kernel_deadline_basis,omitempty"`
+	// KernelDeadlineLowerBound: the kernel notices no earlier (keepalive);
+	// otherwise the deadline is an estimate (retransmissions).
+	KernelDeadlineLowerBound bool `json:"kernel_deadline_lower_bound,omitempty"`
 }

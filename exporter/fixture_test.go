@@ -28,7 +28,8 @@ func fixtureSnapshot() *Snapshot {
 					Local: "192.0.2.1:5432", Remote: "198.51.100.7:40000", Cookie: 11, Inode: 1001,
 					PID: 4242, Comm: "postgres", Unit: "postgresql.service", IdleSeconds: 412.5,
 					Reasons: []string{"idle"}, Verdict: "silent", ProbesSent: 3, Ghost: true, GhostSeconds: 120,
-					ProbeMode: "in_window",
+					ProbeMode:             "in_window",
+					KernelDeadlineSeconds: ptr(7093.0), KernelDeadlineBasis: "keepalive", KernelDeadlineLowerBound: true,
 				},
 				{
 					Netns: "host", NetnsInode: 4026531840, Family: "inet6", State: "ESTABLISHED",
@@ -42,6 +43,7 @@ func fixtureSnapshot() *Snapshot {
 					Local: "192.0.2.1:22", Remote: "203.0.113.9:50000", Cookie: 13, Inode: 1003,
 					PID: 1, Comm: "sshd", Unit: "ssh.service", IdleSeconds: 900,
 					Reasons: []string{"idle"}, Verdict: "alive", ProbesSent: 1, Replies: 1, RTTSeconds: ptr(0.0002),
+					KernelDeadlineBasis: "none",
 				},
 				{
 					Netns: "blue", NetnsInode: 4026532500, Family: "inet", State: "CLOSE_WAIT",

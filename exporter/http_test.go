@@ -159,6 +159,8 @@ func TestPageEscapesAndSummarises(t *testing.T) {
 		"6m 52s",              // idle 412.5 s
 		"2h 1m",               // idle 7300 s
 		"in_window",           // probe mode
+		"≥1h 58m",             // PostgreSQL's kernel deadline (keepalive: a lower bound)
+		">never<",             // sshd's: no keepalive, nothing in flight
 		"1m 30s ago",          // scan age
 		"error: open /proc/77/ns/net: no such file or directory",
 	} {

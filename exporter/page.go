@@ -40,7 +40,7 @@ type pageNamespace struct {
 
 type pageRow struct {
 	Netns, Local, Remote, State, Reasons, Verdict string
-	Idle, GhostFor, Process, Unit                 string
+	Idle, GhostFor, Process, Unit, Kernel         string
 	Ghost, Killed, ClosedByProbe                  bool
 }
 
@@ -116,6 +116,7 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 			Verdict:  ss.Verdict,
 			Idle:     humanSeconds(ss.IdleSeconds),
 			GhostFor: ghostFor(&ss),
+			Kernel:   KernelDeadline(&ss, humanSeconds),
 			Process:  process(&ss),
 			Unit:     unitOrContainer(&ss),
 			Ghost:    ss.Ghost,
@@ -136,6 +137,23 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 		return a.Name < b.Name
 	})
 	return d
+}
+
+// KernelDeadline renders a session's kernel deadline with format:
+// "≥ 1h 58m" for a lower bound (keepalive), "~15m 24s" for an estimate
+// (retransmissions), "never", or "?" when it cannot be told.
+func KernelDeadline(s *Session, format func(sec float64) string) string {
+	switch {
+	case s.KernelDeadlineSeconds != nil && s.KernelDeadlineLowerBound:
+		return "≥" + format(*s.KernelDeadlineSeconds)
+	case s.KernelDeadlineSeconds != nil && s.KernelDeadlineBasis == "time_wait":
+		return format(*s.KernelDeadlineSeconds)
+	case s.KernelDeadlineSeconds != nil:
+		return "~" + format(*s.KernelDeadlineSeconds)
+	case s.KernelDeadlineBasis == "none" || s.KernelDeadlineBasis == "zero_window":
+		return "never"
+	}
+	return "?"
 }
 
 func ghostFor(s *Session) string {

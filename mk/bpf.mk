@@ -1,7 +1,9 @@
-# BPF objects: the generated Go bindings and .o files are committed, so building
-# ghostd needs no clang. Regenerate after editing probe/bpf/*.c or *.h
+# BPF objects: the generated Go bindings and .o files are committed for both
+# byte orders (bpfel: amd64, arm64, ...; bpfeb: s390x, ppc64, ...), so building
+# ghostd needs no clang. Regenerating is deterministic: after `make
+# bpf-generate`, `git diff --stat probe/bpf` must be empty unless seq.c changed. Regenerate after editing probe/bpf/*.c or *.h
 # (needs clang and libbpf-dev: apt-get install clang llvm libbpf-dev).
 .PHONY: bpf-generate
 
-bpf-generate: ## Recompile probe/bpf/seq.c and regenerate its Go bindings with bpf2go (needs clang, libbpf-dev).
+bpf-generate: ## Recompile probe/bpf/seq.c (bpfel and bpfeb) and regenerate its Go bindings with bpf2go (needs clang, libbpf-dev).
 	cd probe/bpf && $(GO) generate ./

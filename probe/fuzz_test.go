@@ -55,14 +55,24 @@ func FuzzParseReply(f *testing.F) {
 }
 
 // FuzzSegmentRoundTrip checks that every segment AppendSegment builds parses
-// back to the same fields and carries checksums that verify.
+// back to the same fields (TOS or traffic class, flow label and timestamp
+// option included) and carries checksums that verify.
 func FuzzSegmentRoundTrip(f *testing.F) {
-	f.Add([]byte{192, 0, 2, 1}, []byte{198, 51, 100, 2}, uint16(80), uint16(40000), uint32(1), uint32(2), uint8(FlagACK), uint16(512))
-	f.Add(make([]byte, 16), make([]byte, 16), uint16(1), uint16(2), uint32(3), uint32(4), uint8(FlagRST), uint16(0))
-	f.Fuzz(func(t *testing.T, src, dst []byte, sp, dp uint16, seq, ack uint32, flags uint8, win uint16) {
+	f.Add([]byte{192, 0, 2, 1}, []byte{198, 51, 100, 2}, uint16(80), uint16(40000), uint32(1), uint32(2), uint8(FlagACK), uint16(512),
+		uint8(0), uint32(0), false, uint32(0), uint32(0))
+	f.Add(make([]byte, 16), make([]byte, 16), uint16(1), uint16(2), uint32(3), uint32(4), uint8(FlagRST), uint16(0),
+		uint8(0x28), uint32(0xfffff), true, uint32(5), uint32(6))
+	f.Add([]byte{192, 0, 2, 1}, []byte{198, 51, 100, 2}, uint16(80), uint16(40000), uint32(1), uint32(2), uint8(FlagACK), uint16(512),
+		uint8(0xb8), uint32(1), true, ^uint32(0), uint32(0))
+	f.Fuzz(func(t *testing.T, src, dst []byte, sp, dp uint16, seq, ack uint32, flags uint8, win uint16,
+		tos uint8, label uint32, hasTS bool, tsval, tsecr uint32) {
 		s, ok1 := netip.AddrFromSlice(src)
 		d, ok2 := netip.AddrFromSlice(dst)
-		seg := Segment{Src: netip.AddrPortFrom(s, sp), Dst: netip.AddrPortFrom(d, dp), Seq: seq, Ack: ack, Flags: flags, Window: win}
+		seg := Segment{Src: netip.AddrPortFrom(s, sp), Dst: netip.AddrPortFrom(d, dp), Seq: seq, Ack: ack, Flags: flags, Window: win,
+			TOS: tos, FlowLabel: label}
+		if hasTS {
+			seg.TS = &Timestamp{Val: tsval, Ecr: tsecr}
+		}
 		pkt, err := AppendSegment(nil, seg)
 		if !ok1 || !ok2 || s.Unmap().Is4() != d.Unmap().Is4() {
 			if !errors.Is(err, ErrBadAddr) {
@@ -80,6 +90,18 @@ func FuzzSegmentRoundTrip(f *testing.F) {
 		if Checksum(pkt[ipLen:], PseudoHeaderSum(ProtoTCP, s.Unmap(), d.Unmap(), len(pkt)-ipLen)) != 0 {
 			t.Fatal("TCP checksum does not verify")
 		}
+		if ipLen == IPv4MinSize {
+			if ip := IPv4Header(pkt); ip.TOS() != tos || ip.TotalLen() != len(pkt) || Checksum(pkt[:ipLen], 0) != 0 {
+				t.Fatalf("IPv4 header: tos %#x len %d of %d", ip.TOS(), ip.TotalLen(), len(pkt))
+			}
+		} else if ip := IPv6Header(pkt); ip.TrafficClass() != tos || ip.FlowLabel() != label&0xfffff || ip.PayloadLen() != len(pkt)-ipLen {
+			t.Fatalf("IPv6 header: class %#x label %#x payload %d of %d", ip.TrafficClass(), ip.FlowLabel(), ip.PayloadLen(), len(pkt))
+		}
+		tcp := TCPHeader(pkt[ipLen:])
+		ts, ok := tcp.Timestamp()
+		if ok != hasTS || (hasTS && ts != *seg.TS) || tcp.HeaderLen() != len(tcp) {
+			t.Fatalf("timestamp option %v %+v, header %d of %d bytes; sent %+v", ok, ts, tcp.HeaderLen(), len(tcp), seg.TS)
+		}
 		r, err := ParseReply(pkt)
 		if flags&FlagSYN != 0 || flags&(FlagACK|FlagRST) == 0 {
 			if err == nil {
@@ -93,6 +115,35 @@ func FuzzSegmentRoundTrip(f *testing.F) {
 		if r.Src != netip.AddrPortFrom(s.Unmap(), sp) || r.Dst != netip.AddrPortFrom(d.Unmap(), dp) ||
 			r.Seq != seq || r.Ack != ack || r.Flags != flags || r.Window != win || r.Payload != 0 {
 			t.Fatalf("round trip: sent %+v, parsed %+v", seg, r)
+		}
+	})
+}
+
+// FuzzTCPTimestamp: Timestamp never panics on any header bytes, and finds
+// an option only inside the declared header length.
+func FuzzTCPTimestamp(f *testing.F) {
+	hdr := func(opts ...byte) []byte {
+		b := make([]byte, TCPMinSize, TCPMinSize+len(opts))
+		b[tcpDataOff] = byte((TCPMinSize+len(opts))/4) << 4
+		return append(b, opts...)
+	}
+	f.Add(hdr(1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2))
+	f.Add(hdr(2, 4, 5, 0xb4, 1, 3, 3, 7, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0))
+	f.Add(hdr(8, 0, 0, 0))
+	f.Add(hdr(0, 8, 10, 0))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) < TCPMinSize {
+			return
+		}
+		ts, ok := TCPHeader(b).Timestamp()
+		if !ok {
+			if ts != (Timestamp{}) {
+				t.Fatalf("no option but %+v", ts)
+			}
+			return
+		}
+		if hl := TCPHeader(b).HeaderLen(); hl < TCPMinSize+tcpOptTimestampLen || hl > len(b) {
+			t.Fatalf("option found in a %d-byte header of %d bytes", hl, len(b))
 		}
 	})
 }

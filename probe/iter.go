@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 )
 
 // DefaultBTFPath is where the running kernel exposes its BTF; the iterator's
@@ -26,6 +27,7 @@ const DefaultBTFPath = "/sys/kernel/btf/vmlinux"
 type IterReader struct {
 	sem  chan struct{} // held during a pass, and by Close
 	impl *iterImpl     // nil once closed
+	hz   int           // the kernel's jiffies per second, for keepalive times
 }
 
 var _ SeqReader = (*IterReader)(nil)
@@ -43,7 +45,12 @@ func newIterReader(btfPath string) (*IterReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &IterReader{sem: make(chan struct{}, 1), impl: impl}, nil
+	hz, err := KernelHZ()
+	if err != nil {
+		impl.close()
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
+	}
+	return &IterReader{sem: make(chan struct{}, 1), impl: impl, hz: hz}, nil
 }
 
 // ReadSeq returns the state of the sockets whose cookies are given and that
@@ -85,7 +92,7 @@ func (r *IterReader) ReadSeq(ctx context.Context, nsPath string, cookies []uint6
 			// The map only holds this chunk, but keep the contract even if a
 			// stale entry survived a failed cleanup.
 			if _, ok := slices.BinarySearch(chunk, rec.Cookie); ok {
-				out[rec.Cookie] = rec.Seq()
+				out[rec.Cookie] = rec.Seq(r.hz)
 			}
 		}
 	}
@@ -111,11 +118,19 @@ func (r *IterReader) Close() error {
 // bpf/seq.c); larger requests take several passes.
 const maxWanted = 1 << 18
 
-// seqRecordLen is the size of one record written by bpf/seq.c (struct seq_record).
-const seqRecordLen = 40
+// seqRecordLen is the size of one record written by bpf/seq.c (struct
+// seq_record). The length is the record's version: the program and this
+// decoder are built together, and a pass whose output is not a whole number
+// of records of this length is refused.
+const seqRecordLen = 72
 
-// seqFlagTSOK is set in seqRecord.Flags when the connection negotiated TCP timestamps.
-const seqFlagTSOK = 0x1
+// Flags in seqRecord.Flags.
+const (
+	seqFlagTSOK   = 0x1 // the connection negotiated TCP timestamps
+	seqFlagMD5    = 0x2 // the socket holds TCP-MD5 keys
+	seqFlagAO     = 0x4 // the socket holds TCP-AO keys
+	seqFlagUSecTS = 0x8 // TSval counts microseconds
+)
 
 // seqRecord is one socket as the iterator reports it, in the kernel's byte order.
 type seqRecord struct {
@@ -126,26 +141,60 @@ type seqRecord struct {
 	State                  uint8 // sk_state, as inventory.State numbers it
 	SndWScale, RcvWScale   uint8
 	Flags                  uint8
+	Mark, BoundIf          uint32
+	FlowLabel, TxHash      uint32
+	KeepTime, KeepIntvl    uint32 // jiffies
+	UserTimeout            uint32 // ms
+	TOS, TClass            uint8
+	KeepProbes             uint8
+	Reserved               uint8
 }
 
-// Seq returns the record as the SeqReader contract reports it.
-func (r seqRecord) Seq() SeqState {
+// ecnMask clears the ECN bits of a TOS or traffic class byte.
+const ecnMask = 0xfc
+
+// Seq returns the record as the SeqReader contract reports it; hz is the
+// kernel's jiffies per second (0 leaves the keepalive durations zero).
+func (r seqRecord) Seq(hz int) SeqState {
+	jiffies := func(j uint32) time.Duration {
+		if hz <= 0 {
+			return 0
+		}
+		return time.Duration(j) * time.Second / time.Duration(hz)
+	}
 	return SeqState{
 		SndUna: r.SndUna, SndNxt: r.SndNxt, RcvNxt: r.RcvNxt,
 		SndWnd: r.SndWnd, RcvWnd: r.RcvWnd,
 		SndWScale: r.SndWScale, RcvWScale: r.RcvWScale,
 		TSOK:     r.Flags&seqFlagTSOK != 0,
 		TSRecent: r.TSRecent, TSOffset: r.TSOffset,
+		USecTS: r.Flags&seqFlagUSecTS != 0,
+		MD5:    r.Flags&seqFlagMD5 != 0,
+		AO:     r.Flags&seqFlagAO != 0,
+
+		Mark:      r.Mark,
+		BoundIf:   int(int32(r.BoundIf)),
+		TOS:       r.TOS & ecnMask,
+		TClass:    r.TClass & ecnMask,
+		FlowLabel: r.FlowLabel & 0xfffff,
+
+		KeepTime:    jiffies(r.KeepTime),
+		KeepIntvl:   jiffies(r.KeepIntvl),
+		KeepProbes:  int(r.KeepProbes),
+		UserTimeout: time.Duration(r.UserTimeout) * time.Millisecond,
 	}
 }
 
 var errSeqRecordLen = errors.New("iterator output is not a whole number of records")
 
-// decodeSeqRecords parses the iterator's output: back-to-back 40-byte records
+// decodeSeqRecords parses the iterator's output: back-to-back 72-byte records
 // in native byte order:
 //
 //	0 cookie u64 | 8 snd_una | 12 snd_nxt | 16 rcv_nxt | 20 snd_wnd | 24 rcv_wnd
 //	28 ts_recent | 32 tsoffset (u32 each) | 36 state | 37 snd_wscale | 38 rcv_wscale | 39 flags
+//	40 mark | 44 bound_dev_if | 48 flow_label | 52 txhash | 56 keepalive_time
+//	60 keepalive_intvl | 64 user_timeout (u32 each) | 68 tos | 69 tclass
+//	70 keepalive_probes | 71 reserved
 func decodeSeqRecords(b []byte) ([]seqRecord, error) {
 	if len(b)%seqRecordLen != 0 {
 		return nil, fmt.Errorf("%w: %d bytes", errSeqRecordLen, len(b))
@@ -154,18 +203,29 @@ func decodeSeqRecords(b []byte) ([]seqRecord, error) {
 	recs := make([]seqRecord, 0, len(b)/seqRecordLen)
 	for ; len(b) >= seqRecordLen; b = b[seqRecordLen:] {
 		recs = append(recs, seqRecord{
-			Cookie:    ne.Uint64(b[0:8]),
-			SndUna:    ne.Uint32(b[8:12]),
-			SndNxt:    ne.Uint32(b[12:16]),
-			RcvNxt:    ne.Uint32(b[16:20]),
-			SndWnd:    ne.Uint32(b[20:24]),
-			RcvWnd:    ne.Uint32(b[24:28]),
-			TSRecent:  ne.Uint32(b[28:32]),
-			TSOffset:  ne.Uint32(b[32:36]),
-			State:     b[36],
-			SndWScale: b[37],
-			RcvWScale: b[38],
-			Flags:     b[39],
+			Cookie:      ne.Uint64(b[0:8]),
+			SndUna:      ne.Uint32(b[8:12]),
+			SndNxt:      ne.Uint32(b[12:16]),
+			RcvNxt:      ne.Uint32(b[16:20]),
+			SndWnd:      ne.Uint32(b[20:24]),
+			RcvWnd:      ne.Uint32(b[24:28]),
+			TSRecent:    ne.Uint32(b[28:32]),
+			TSOffset:    ne.Uint32(b[32:36]),
+			State:       b[36],
+			SndWScale:   b[37],
+			RcvWScale:   b[38],
+			Flags:       b[39],
+			Mark:        ne.Uint32(b[40:44]),
+			BoundIf:     ne.Uint32(b[44:48]),
+			FlowLabel:   ne.Uint32(b[48:52]),
+			TxHash:      ne.Uint32(b[52:56]),
+			KeepTime:    ne.Uint32(b[56:60]),
+			KeepIntvl:   ne.Uint32(b[60:64]),
+			UserTimeout: ne.Uint32(b[64:68]),
+			TOS:         b[68],
+			TClass:      b[69],
+			KeepProbes:  b[70],
+			Reserved:    b[71],
 		})
 	}
 	return recs, nil
@@ -178,5 +238,9 @@ func appendSeqRecord(b []byte, r seqRecord) []byte {
 	for _, v := range [...]uint32{r.SndUna, r.SndNxt, r.RcvNxt, r.SndWnd, r.RcvWnd, r.TSRecent, r.TSOffset} {
 		b = ne.AppendUint32(b, v)
 	}
-	return append(b, r.State, r.SndWScale, r.RcvWScale, r.Flags)
+	b = append(b, r.State, r.SndWScale, r.RcvWScale, r.Flags)
+	for _, v := range [...]uint32{r.Mark, r.BoundIf, r.FlowLabel, r.TxHash, r.KeepTime, r.KeepIntvl, r.UserTimeout} {
+		b = ne.AppendUint32(b, v)
+	}
+	return append(b, r.TOS, r.TClass, r.KeepProbes, r.Reserved)
 }

@@ -48,6 +48,9 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
+	if err := setAutolabelBits(spec, kernel); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
+	}
 
 	it := &iterImpl{}
 	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
@@ -60,6 +63,49 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 		return nil, fmt.Errorf("%w: attach iter/tcp: %w", ErrNoSeq, err)
 	}
 	return it, nil
+}
+
+// setAutolabelBits tells the program where inet_sock.inet_flags keeps a
+// socket's IPV6_AUTOFLOWLABEL choice (Linux 6.6+). The bits are enumerators
+// of an anonymous enum, which CO-RE cannot name, so they are looked up in
+// the kernel's BTF. On older kernels they are absent and the program uses the
+// namespace's net.ipv6.auto_flowlabels default.
+func setAutolabelBits(spec *ebpf.CollectionSpec, kernel *btf.Spec) error {
+	want := map[string]string{
+		"INET_FLAGS_AUTOFLOWLABEL_SET": "autolabel_set_bit",
+		"INET_FLAGS_AUTOFLOWLABEL":     "autolabel_bit",
+	}
+	found := map[string]uint32{}
+	for typ, err := range kernel.All() {
+		if err != nil {
+			return fmt.Errorf("read BTF: %w", err)
+		}
+		e, ok := typ.(*btf.Enum)
+		if !ok || e.Name != "" {
+			continue
+		}
+		for _, v := range e.Values {
+			if _, ok := want[v.Name]; ok && v.Value < 64 {
+				found[v.Name] = uint32(v.Value)
+			}
+		}
+		if len(found) == len(want) {
+			break
+		}
+	}
+	if len(found) != len(want) {
+		return nil
+	}
+	for enumerator, variable := range want {
+		v, ok := spec.Variables[variable]
+		if !ok {
+			return fmt.Errorf("program has no variable %s", variable)
+		}
+		if err := v.Set(found[enumerator]); err != nil {
+			return fmt.Errorf("set %s: %w", variable, err)
+		}
+	}
+	return nil
 }
 
 // loadFailure says in one line why the kernel refused the program.

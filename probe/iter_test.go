@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -12,7 +13,10 @@ func TestDecodeSeqRecords(t *testing.T) {
 	a := seqRecord{
 		Cookie: 0x0102030405060708, SndUna: 100, SndNxt: 150, RcvNxt: 4000000000,
 		SndWnd: 65483, RcvWnd: 65536, TSRecent: 7, TSOffset: 1 << 31,
-		State: 1, SndWScale: 7, RcvWScale: 14, Flags: seqFlagTSOK,
+		State: 1, SndWScale: 7, RcvWScale: 14, Flags: seqFlagTSOK | seqFlagMD5 | seqFlagUSecTS,
+		Mark: 0xdeadbeef, BoundIf: 7, FlowLabel: 0xfffff | 1<<31, TxHash: 0x12345678,
+		KeepTime: 300 * 250, KeepIntvl: 100 * 250, UserTimeout: 5000,
+		TOS: 0xb9, TClass: 0x2a, KeepProbes: 3, Reserved: 0xff,
 	}
 	b := seqRecord{Cookie: 2, State: 8, Flags: 0x80} // unknown flag bits are kept, not trusted
 	two := appendSeqRecord(appendSeqRecord(nil, a), b)
@@ -43,12 +47,29 @@ func TestDecodeSeqRecords(t *testing.T) {
 	}
 
 	want := SeqState{SndUna: 100, SndNxt: 150, RcvNxt: 4000000000, SndWnd: 65483, RcvWnd: 65536,
-		SndWScale: 7, RcvWScale: 14, TSOK: true, TSRecent: 7, TSOffset: 1 << 31}
-	if diff := cmp.Diff(want, a.Seq()); diff != "" {
+		SndWScale: 7, RcvWScale: 14, TSOK: true, TSRecent: 7, TSOffset: 1 << 31, USecTS: true, MD5: true,
+		Mark: 0xdeadbeef, BoundIf: 7, TOS: 0xb8, TClass: 0x28, FlowLabel: 0xfffff,
+		KeepTime: 300 * time.Second, KeepIntvl: 100 * time.Second, KeepProbes: 3, UserTimeout: 5 * time.Second}
+	if diff := cmp.Diff(want, a.Seq(250)); diff != "" {
 		t.Errorf("Seq (-want +got):\n%s", diff)
 	}
-	if b.Seq().TSOK {
-		t.Error("TSOK set without the flag")
+	if got := a.Seq(1000); got.KeepTime != 75*time.Second || got.KeepIntvl != 25*time.Second {
+		t.Errorf("at HZ 1000: keepalive %v/%v, want 75s/25s", got.KeepTime, got.KeepIntvl)
+	}
+	if got := a.Seq(0); got.KeepTime != 0 {
+		t.Errorf("unknown HZ: keepalive %v, want 0", got.KeepTime)
+	}
+	if st := b.Seq(250); st.TSOK || st.MD5 || st.AO || st.Unprobeable() != "" {
+		t.Errorf("flags set without their bits: %+v", st)
+	}
+	for _, tc := range []struct {
+		flags uint8
+		want  string
+	}{{0, ""}, {seqFlagMD5, UnprobeableTCPMD5}, {seqFlagAO, UnprobeableTCPAO}, {seqFlagMD5 | seqFlagAO, UnprobeableTCPAO}} {
+		st := seqRecord{Flags: tc.flags}.Seq(250)
+		if got := st.Unprobeable(); got != tc.want {
+			t.Errorf("flags %#x: Unprobeable %q, want %q", tc.flags, got, tc.want)
+		}
 	}
 }
 
@@ -59,6 +80,8 @@ func FuzzDecodeSeqRecords(f *testing.F) {
 	f.Add(make([]byte, seqRecordLen))
 	f.Add(make([]byte, seqRecordLen+3))
 	f.Add(appendSeqRecord(nil, seqRecord{Cookie: 9, SndUna: 1, SndNxt: 2, RcvNxt: 3, State: 1, Flags: seqFlagTSOK}))
+	f.Add(appendSeqRecord(nil, seqRecord{Cookie: 9, Flags: seqFlagMD5 | seqFlagAO, Mark: 1, BoundIf: 1<<31 + 5,
+		FlowLabel: ^uint32(0), KeepTime: ^uint32(0), UserTimeout: ^uint32(0), TOS: 0xff, TClass: 0xff, KeepProbes: 255}))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		recs, err := decodeSeqRecords(in)
 		if (err == nil) != (len(in)%seqRecordLen == 0) {
@@ -76,12 +99,33 @@ func FuzzDecodeSeqRecords(f *testing.F) {
 		var out []byte
 		for _, r := range recs {
 			out = appendSeqRecord(out, r)
-			if r.Seq().TSOK != (r.Flags&seqFlagTSOK != 0) {
-				t.Fatalf("TSOK %v from flags %#x", r.Seq().TSOK, r.Flags)
+			st := r.Seq(250)
+			if st.TSOK != (r.Flags&seqFlagTSOK != 0) || st.MD5 != (r.Flags&seqFlagMD5 != 0) || st.AO != (r.Flags&seqFlagAO != 0) {
+				t.Fatalf("flags %#x decoded as %+v", r.Flags, st)
+			}
+			if (st.MD5 || st.AO) != (st.Unprobeable() != "") {
+				t.Fatalf("flags %#x: Unprobeable %q", r.Flags, st.Unprobeable())
+			}
+			if st.FlowLabel > 0xfffff || st.TOS&3 != 0 || st.TClass&3 != 0 || st.KeepTime < 0 || st.UserTimeout < 0 {
+				t.Fatalf("out-of-range fields from %+v: %+v", r, st)
 			}
 		}
 		if !bytes.Equal(in, out) && len(in) > 0 {
 			t.Fatalf("round trip:\n in %x\nout %x", in, out)
 		}
 	})
+}
+
+func TestHZFromTick(t *testing.T) {
+	for _, hz := range []int64{24, 48, 100, 128, 250, 256, 300, 1000, 1024} {
+		got, err := hzFromTick(0, 1_000_000/hz)
+		if err != nil || got != int(hz) {
+			t.Errorf("HZ %d: got %d, %v", hz, got, err)
+		}
+	}
+	for _, bad := range [][2]int64{{0, 0}, {1, 0}, {0, -4}, {0, 200_000}, {0, 3334}} {
+		if got, err := hzFromTick(bad[0], bad[1]); err == nil {
+			t.Errorf("%ds %dµs accepted as HZ %d", bad[0], bad[1], got)
+		}
+	}
 }

@@ -54,6 +54,7 @@ type IPv4Header []byte
 // Offsets in an IPv4 header.
 const (
 	ipv4VersIHL   = 0
+	ipv4TOS       = 1
 	ipv4TotalLen  = 2
 	ipv4ID        = 4
 	ipv4FlagsFrag = 6
@@ -86,6 +87,9 @@ func (b IPv4Header) MoreFragments() bool {
 	return binary.BigEndian.Uint16(b[ipv4FlagsFrag:])&ipv4FlagMoreFrags != 0
 }
 
+// TOS returns the type-of-service byte (DSCP and ECN).
+func (b IPv4Header) TOS() uint8 { return b[ipv4TOS] }
+
 // TTL returns the time to live.
 func (b IPv4Header) TTL() uint8 { return b[ipv4TTL] }
 
@@ -103,6 +107,7 @@ func (b IPv4Header) Dst() netip.Addr { return netip.AddrFrom4([4]byte(b[ipv4Dst 
 
 // IPv4Fields are the values Encode writes into a 20-byte IPv4 header.
 type IPv4Fields struct {
+	TOS      uint8
 	TotalLen uint16
 	ID       uint16
 	TTL      uint8
@@ -113,7 +118,7 @@ type IPv4Fields struct {
 // Encode writes a 20-byte header with DF set and computes its checksum.
 func (b IPv4Header) Encode(f IPv4Fields) {
 	b[ipv4VersIHL] = 4<<4 | 5
-	b[1] = 0
+	b[ipv4TOS] = f.TOS
 	binary.BigEndian.PutUint16(b[ipv4TotalLen:], f.TotalLen)
 	binary.BigEndian.PutUint16(b[ipv4ID:], f.ID)
 	binary.BigEndian.PutUint16(b[ipv4FlagsFrag:], ipv4FlagDontFrag)
@@ -145,6 +150,12 @@ func (b IPv6Header) Version() uint8 { return b[0] >> 4 }
 // PayloadLen returns the length of everything after the fixed header.
 func (b IPv6Header) PayloadLen() int { return int(binary.BigEndian.Uint16(b[ipv6PayloadLen:])) }
 
+// TrafficClass returns the traffic class (DSCP and ECN).
+func (b IPv6Header) TrafficClass() uint8 { return uint8(binary.BigEndian.Uint32(b[0:]) >> 20) }
+
+// FlowLabel returns the 20-bit flow label.
+func (b IPv6Header) FlowLabel() uint32 { return binary.BigEndian.Uint32(b[0:]) & 0xfffff }
+
 // NextHeader returns the protocol (or extension header) that follows.
 func (b IPv6Header) NextHeader() uint8 { return b[ipv6NextHeader] }
 
@@ -159,15 +170,17 @@ func (b IPv6Header) Dst() netip.Addr { return netip.AddrFrom16([16]byte(b[ipv6Ds
 
 // IPv6Fields are the values Encode writes into an IPv6 header.
 type IPv6Fields struct {
-	PayloadLen uint16
-	NextHeader uint8
-	HopLimit   uint8
-	Src, Dst   netip.Addr
+	TrafficClass uint8
+	FlowLabel    uint32 // low 20 bits
+	PayloadLen   uint16
+	NextHeader   uint8
+	HopLimit     uint8
+	Src, Dst     netip.Addr
 }
 
-// Encode writes the fixed header (traffic class and flow label zero).
+// Encode writes the fixed header.
 func (b IPv6Header) Encode(f IPv6Fields) {
-	binary.BigEndian.PutUint32(b[0:], 6<<28)
+	binary.BigEndian.PutUint32(b[0:], 6<<28|uint32(f.TrafficClass)<<20|f.FlowLabel&0xfffff)
 	binary.BigEndian.PutUint16(b[ipv6PayloadLen:], f.PayloadLen)
 	b[ipv6NextHeader] = f.NextHeader
 	b[ipv6HopLimit] = f.HopLimit
@@ -217,21 +230,71 @@ func (b TCPHeader) Window() uint16 { return binary.BigEndian.Uint16(b[tcpWindow:
 // Checksum returns the checksum field.
 func (b TCPHeader) Checksum() uint16 { return binary.BigEndian.Uint16(b[tcpChecksum:]) }
 
-// TCPFields are the values Encode writes into a 20-byte, option-less TCP header.
+// Timestamp returns the TCP timestamp option (RFC 7323), if the header
+// carries one. A malformed option list ends the search.
+func (b TCPHeader) Timestamp() (ts Timestamp, ok bool) {
+	hl := b.HeaderLen()
+	if hl < TCPMinSize || hl > len(b) {
+		return Timestamp{}, false
+	}
+	for opts := b[TCPMinSize:hl]; len(opts) > 0; {
+		switch opts[0] {
+		case tcpOptEnd:
+			return Timestamp{}, false
+		case tcpOptNOP:
+			opts = opts[1:]
+			continue
+		}
+		if len(opts) < 2 || int(opts[1]) < 2 || int(opts[1]) > len(opts) {
+			return Timestamp{}, false
+		}
+		if opts[0] == tcpOptTimestamp && opts[1] == tcpOptTimestampLen {
+			return Timestamp{Val: binary.BigEndian.Uint32(opts[2:]), Ecr: binary.BigEndian.Uint32(opts[6:])}, true
+		}
+		opts = opts[opts[1]:]
+	}
+	return Timestamp{}, false
+}
+
+// TCP options.
+const (
+	tcpOptEnd          = 0
+	tcpOptNOP          = 1
+	tcpOptTimestamp    = 8
+	tcpOptTimestampLen = 10
+	// TCPTimestampSize is the option block Linux puts on every segment of a
+	// connection that negotiated timestamps: NOP, NOP, then the option.
+	TCPTimestampSize = 12
+)
+
+// Timestamp is the TCP timestamp option's TSval and TSecr (RFC 7323).
+type Timestamp struct{ Val, Ecr uint32 }
+
+// TCPFields are the values Encode writes into a TCP header.
 type TCPFields struct {
 	SrcPort, DstPort uint16
 	Seq, Ack         uint32
 	Flags            uint8
 	Window           uint16
+	// TS, when set, adds NOP NOP TS (TCPTimestampSize bytes) after the
+	// fixed header, which must then hold TCPMinSize+TCPTimestampSize bytes.
+	TS *Timestamp
 }
 
-// Encode writes an option-less header with a zero checksum; see SetChecksum.
+// Encode writes the header with a zero checksum; see SetChecksum.
 func (b TCPHeader) Encode(f TCPFields) {
 	binary.BigEndian.PutUint16(b[tcpSrcPort:], f.SrcPort)
 	binary.BigEndian.PutUint16(b[tcpDstPort:], f.DstPort)
 	binary.BigEndian.PutUint32(b[tcpSeq:], f.Seq)
 	binary.BigEndian.PutUint32(b[tcpAck:], f.Ack)
 	b[tcpDataOff] = (TCPMinSize / 4) << 4
+	if f.TS != nil {
+		b[tcpDataOff] = ((TCPMinSize + TCPTimestampSize) / 4) << 4
+		o := b[TCPMinSize : TCPMinSize+TCPTimestampSize]
+		o[0], o[1], o[2], o[3] = tcpOptNOP, tcpOptNOP, tcpOptTimestamp, tcpOptTimestampLen
+		binary.BigEndian.PutUint32(o[4:], f.TS.Val)
+		binary.BigEndian.PutUint32(o[8:], f.TS.Ecr)
+	}
 	b[tcpFlags] = f.Flags
 	binary.BigEndian.PutUint16(b[tcpWindow:], f.Window)
 	binary.BigEndian.PutUint16(b[tcpChecksum:], 0)
@@ -316,6 +379,12 @@ type Segment struct {
 	Flags    uint8
 	Window   uint16
 	ID       uint16 // IPv4 identification; ignored for IPv6
+	// TOS is the IPv4 TOS byte, or the IPv6 traffic class.
+	TOS uint8
+	// FlowLabel is the IPv6 flow label (low 20 bits); ignored for IPv4.
+	FlowLabel uint32
+	// TS, when set, adds the timestamp option (NOP NOP TS, as Linux sends it).
+	TS *Timestamp
 }
 
 // ErrBadAddr is returned when a segment's addresses are invalid or of mixed families.
@@ -333,8 +402,9 @@ func ipv4Pair(src, dst netip.Addr) (bool, error) {
 	return s4, nil
 }
 
-// SegmentLen returns the on-wire size (IP header included) of a segment
-// between src and dst.
+// SegmentLen returns the on-wire size (IP header included) of an
+// option-less segment between src and dst; the timestamp option adds
+// TCPTimestampSize.
 func SegmentLen(src, dst netip.Addr) int {
 	if v4, _ := ipv4Pair(src, dst); v4 {
 		return IPv4MinSize + TCPMinSize
@@ -355,23 +425,28 @@ func AppendSegment(buf []byte, s Segment) ([]byte, error) {
 	if v4 {
 		ipLen = IPv4MinSize
 	}
-	buf = append(buf, make([]byte, ipLen+TCPMinSize)...)
+	tcpLen := TCPMinSize
+	if s.TS != nil {
+		tcpLen += TCPTimestampSize
+	}
+	buf = append(buf, make([]byte, ipLen+tcpLen)...)
 	pkt := buf[start:]
 	if v4 {
 		IPv4Header(pkt).Encode(IPv4Fields{
-			TotalLen: uint16(ipLen + TCPMinSize), ID: s.ID, TTL: defaultTTL,
+			TOS: s.TOS, TotalLen: uint16(ipLen + tcpLen), ID: s.ID, TTL: defaultTTL,
 			Protocol: ProtoTCP, Src: src, Dst: dst,
 		})
 	} else {
 		IPv6Header(pkt).Encode(IPv6Fields{
-			PayloadLen: TCPMinSize, NextHeader: ProtoTCP, HopLimit: defaultTTL,
+			TrafficClass: s.TOS, FlowLabel: s.FlowLabel,
+			PayloadLen: uint16(tcpLen), NextHeader: ProtoTCP, HopLimit: defaultTTL,
 			Src: src, Dst: dst,
 		})
 	}
 	tcp := TCPHeader(pkt[ipLen:])
 	tcp.Encode(TCPFields{
 		SrcPort: s.Src.Port(), DstPort: s.Dst.Port(),
-		Seq: s.Seq, Ack: s.Ack, Flags: s.Flags, Window: s.Window,
+		Seq: s.Seq, Ack: s.Ack, Flags: s.Flags, Window: s.Window, TS: s.TS,
 	})
 	tcp.SetChecksum(src, dst)
 	return buf, nil

@@ -109,6 +109,27 @@ func TestAppendSegment(t *testing.T) {
 		},
 		want: "6000 0000 0014 0640 2001 0db8 0000 0000 0000 0000 0000 0001 2001 0db8 0000 0000 0000 0000 0000 0002" +
 			"01bb c350 0000 0007 0000 0009 5010 ffff YYYY 0000",
+	}, {
+		name: "ipv4 with TOS and timestamps",
+		seg: Segment{
+			Src: netip.MustParseAddrPort("192.0.2.1:80"), Dst: netip.MustParseAddrPort("198.51.100.2:40000"),
+			Seq: 0x01020304, Ack: 0xa0b0c0d0, Flags: FlagACK, Window: 512, ID: 0x1234, TOS: 0xb8,
+			FlowLabel: 0xfffff, // ignored for IPv4
+			TS:        &Timestamp{Val: 0x11223344, Ecr: 0xaabbccdd},
+		},
+		want: "45b8 0034 1234 4000 4006 XXXX c000 0201 c633 6402" +
+			"0050 9c40 0102 0304 a0b0 c0d0 8010 0200 YYYY 0000" +
+			"0101 080a 1122 3344 aabb ccdd",
+	}, {
+		name: "ipv6 with traffic class, flow label and timestamps",
+		seg: Segment{
+			Src: netip.MustParseAddrPort("[2001:db8::1]:443"), Dst: netip.MustParseAddrPort("[2001:db8::2]:50000"),
+			Seq: 7, Ack: 9, Flags: FlagACK, Window: 65535, TOS: 0x28, FlowLabel: 0xfabcde12,
+			TS: &Timestamp{Val: 1, Ecr: 0xffffffff},
+		},
+		want: "628c de12 0020 0640 2001 0db8 0000 0000 0000 0000 0000 0001 2001 0db8 0000 0000 0000 0000 0000 0002" +
+			"01bb c350 0000 0007 0000 0009 8010 ffff YYYY 0000" +
+			"0101 080a 0000 0001 ffff ffff",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,8 +141,12 @@ func TestAppendSegment(t *testing.T) {
 				t.Fatal("AppendSegment overwrote the prefix")
 			}
 			got = got[1:]
-			if len(got) != SegmentLen(tt.seg.Src.Addr(), tt.seg.Dst.Addr()) {
-				t.Errorf("len = %d, SegmentLen = %d", len(got), SegmentLen(tt.seg.Src.Addr(), tt.seg.Dst.Addr()))
+			wantLen := SegmentLen(tt.seg.Src.Addr(), tt.seg.Dst.Addr())
+			if tt.seg.TS != nil {
+				wantLen += TCPTimestampSize
+			}
+			if len(got) != wantLen {
+				t.Errorf("len = %d, want %d", len(got), wantLen)
 			}
 			// Compare everything but the checksums, then verify those.
 			w := strings.Join(strings.Fields(tt.want), "")
@@ -149,6 +174,42 @@ func TestAppendSegment(t *testing.T) {
 				t.Errorf("TCP checksum does not verify against the reference pseudo-header: %#04x", c)
 			}
 		})
+	}
+}
+
+func TestTCPTimestamp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hdr  string // options after the fixed header; the data offset covers them
+		want *Timestamp
+	}{
+		{"none", "", nil},
+		{"linux", "0101 080a 0000 0001 0000 0002", &Timestamp{1, 2}},
+		{"after mss, sack-ok and wscale", "0204 05b4 0402 080a ffff ffff 0000 0000 0103 0307", &Timestamp{0xffffffff, 0}},
+		{"after end of list", "0000 080a 0000 0001 0000 0002", nil},
+		{"wrong length", "0101 080b 0000 0001 0000 0002 0000", nil},
+		{"truncated", "0101 080a 0000 0001", nil},
+		{"zero-length option", "0100 080a 0000 0001 0000 0002", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := unhex(t, tc.hdr)
+			b := make([]byte, TCPMinSize, TCPMinSize+len(opts))
+			b[tcpDataOff] = byte((TCPMinSize+len(opts)+3)/4) << 4
+			b = append(b, opts...)
+			for len(b) < TCPHeader(b).HeaderLen() {
+				b = append(b, 0)
+			}
+			ts, ok := TCPHeader(b).Timestamp()
+			if ok != (tc.want != nil) || (ok && ts != *tc.want) {
+				t.Errorf("Timestamp() = %+v, %v; want %+v", ts, ok, tc.want)
+			}
+		})
+	}
+	// A header whose data offset points past the slice has no options to read.
+	b := make([]byte, TCPMinSize)
+	b[tcpDataOff] = 15 << 4
+	if _, ok := TCPHeader(b).Timestamp(); ok {
+		t.Error("option found beyond the slice")
 	}
 }
 

@@ -252,12 +252,13 @@ func (t *Tracker) KernelOf(s *inventory.Socket) Kernel {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var sys inventory.TCPSysctls
-	var own *KeepaliveSettings
+	var own KeepaliveSettings
+	ok := false
 	if ns := t.nss[s.Netns]; ns != nil {
 		sys = ns.sysctls
-		own = ns.ownSettings(s.Cookie)
+		own, ok = ns.ownSettings(s.Cookie)
 	}
-	return kernelOf(&sys, own, s)
+	return kernelOf(&sys, optional(&own, ok), s)
 }
 
 func kernelOf(sys *inventory.TCPSysctls, own *KeepaliveSettings, s *inventory.Socket) Kernel {
@@ -276,51 +277,80 @@ func (t *Tracker) SetSysctls(netns uint64, s inventory.TCPSysctls) {
 
 // SetKeepalive tells the tracker a socket's own keepalive settings (read by
 // a BPF iterator, say); the observations that follow use them instead of the
-// namespace's sysctls. They are forgotten when the socket leaves the dumps.
+// namespace's sysctls. They are forgotten when the socket has been missing
+// from two complete dumps. Settings that are all unset are not kept: the
+// sysctls are then exact, and the tracker's guess starts from them.
 func (t *Tracker) SetKeepalive(k inventory.Key, ka KeepaliveSettings) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := t.namespace(k.Netns, true)
+	o := packOwn(ka)
+	if o == (ownSettings{}) {
+		if ns.own != nil {
+			delete(ns.own, k.Cookie)
+		}
+		return
+	}
 	if ns.own == nil {
 		ns.own = make(map[uint64]ownSettings)
 	}
-	ns.own[k.Cookie] = ownSettings{KeepaliveSettings: ka, gen: ns.gen}
+	o.gen = ns.gen
+	ns.own[k.Cookie] = o
 }
 
-// ownSettings are a socket's own KeepaliveSettings and the namespace gen
-// at which the socket was last seen.
+// ownSettings are a socket's own KeepaliveSettings, packed (16 bytes: a
+// host of 200 000 Go connections keeps 200 000 of them), and the namespace
+// gen at which the socket was last seen.
 type ownSettings struct {
-	KeepaliveSettings
-	gen uint8
+	timeMs, intvlMs, userTimeoutMs uint32
+	probes                         uint8
+	gen                            uint8
 }
 
-// ownSettings returns a socket's own settings, or nil.
-func (ns *namespace) ownSettings(cookie uint64) *KeepaliveSettings {
+func clampMs(d time.Duration) uint32 {
+	return uint32(min(max(d.Milliseconds(), 0), 1<<32-1))
+}
+
+func packOwn(ka KeepaliveSettings) ownSettings {
+	return ownSettings{
+		timeMs: clampMs(ka.Time), intvlMs: clampMs(ka.Intvl), userTimeoutMs: clampMs(ka.UserTimeout),
+		probes: uint8(min(max(ka.Probes, 0), 255)),
+	}
+}
+
+func (o ownSettings) settings() KeepaliveSettings {
+	return KeepaliveSettings{Time: ms(o.timeMs), Intvl: ms(o.intvlMs), Probes: int(o.probes), UserTimeout: ms(o.userTimeoutMs)}
+}
+
+// ownSettings returns a socket's own settings, if known.
+func (ns *namespace) ownSettings(cookie uint64) (KeepaliveSettings, bool) {
 	if len(ns.own) == 0 {
-		return nil
+		return KeepaliveSettings{}, false
 	}
 	o, ok := ns.own[cookie]
-	if !ok {
-		return nil
-	}
-	return &o.KeepaliveSettings
+	return o.settings(), ok
 }
 
 // touchOwn marks a socket with own settings as seen in this dump, and
-// returns its settings (nil if none).
-func (ns *namespace) touchOwn(cookie uint64) *KeepaliveSettings {
+// returns its settings, if known.
+func (ns *namespace) touchOwn(cookie uint64) (KeepaliveSettings, bool) {
 	if len(ns.own) == 0 {
-		return nil
+		return KeepaliveSettings{}, false
 	}
 	o, ok := ns.own[cookie]
-	if !ok {
-		return nil
-	}
-	if o.gen != ns.gen {
+	if ok && o.gen != ns.gen {
 		o.gen = ns.gen
 		ns.own[cookie] = o
 	}
-	return &o.KeepaliveSettings
+	return o.settings(), ok
+}
+
+// optional returns &v when ok, else nil.
+func optional(v *KeepaliveSettings, ok bool) *KeepaliveSettings {
+	if !ok {
+		return nil
+	}
+	return v
 }
 
 // pruneOwn forgets the own settings of sockets missing from the last two

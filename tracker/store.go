@@ -246,7 +246,8 @@ func (t *Tracker) fill(dst *Entry, netns uint64, ns *namespace, e *entry) {
 		Tag:          e.tag,
 	}
 	dst.Idle, dst.IdleKnown = idleOf(&e.info)
-	dst.Kernel = kernelOf(&ns.sysctls, ns.ownSettings(e.cookie), &dst.Socket)
+	own, ok := ns.ownSettings(e.cookie)
+	dst.Kernel = kernelOf(&ns.sysctls, optional(&own, ok), &dst.Socket)
 }
 
 // history returns what classify needs to know about the previous observation.

@@ -263,7 +263,7 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 	ns := t.namespace(s.Netns, true)
 	e, p := ns.observed(s.Cookie)
 	// Own settings are kept while their socket is in the dumps, healthy or not.
-	own := ns.touchOwn(s.Cookie)
+	own, hasOwn := ns.touchOwn(s.Cookie)
 	if e == nil && healthy(&t.cfg, s) {
 		return 0, 0
 	}
@@ -272,7 +272,7 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 		h := t.history(e)
 		prev = &h
 	}
-	c := classify(&t.cfg, now, s, prev, &ns.sysctls, own)
+	c := classify(&t.cfg, now, s, prev, &ns.sysctls, optional(&own, hasOwn))
 	if !c.keep {
 		if e != nil {
 			ns.remove(p)

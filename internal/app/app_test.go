@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/probe"
 )
 
@@ -43,25 +45,49 @@ func TestMainUsageErrors(t *testing.T) {
 
 func TestWriteTable(t *testing.T) {
 	rtt := 0.0004
+	keepalive, retrans := 7093.0+9*75, 912.4
 	doc := &exporter.Document{
 		Namespaces: []exporter.NamespaceStatus{{Netns: "host", Sockets: 10}, {Netns: "pid-nginx-42", Error: "inventory: dump: no such file or directory"}},
 		Sessions: []exporter.Session{
 			{Netns: "host", State: "ESTABLISHED", Local: "198.51.100.2:5432", Remote: "192.0.2.7:40112", IdleSeconds: 412.5,
-				Reasons: []string{"idle"}, Verdict: "silent", ProbesSent: 3, Ghost: true, PID: 4242, Comm: "postgres", Unit: "postgresql.service"},
+				Reasons: []string{"idle"}, Verdict: "silent", ProbesSent: 3, Ghost: true, PID: 4242, Comm: "postgres", Unit: "postgresql.service",
+				KernelDeadlineSeconds: &keepalive, KernelDeadlineBasis: "keepalive", KernelDeadlineLowerBound: true},
 			{Netns: "host", State: "CLOSE_WAIT", Local: "198.51.100.2:8080", Remote: "192.0.2.9:5555", Reasons: []string{"close_wait"},
-				Verdict: "unprobed", RTTSeconds: &rtt},
+				Verdict: "unprobed", RTTSeconds: &rtt, KernelDeadlineBasis: "none"},
+			{Netns: "host", State: "ESTABLISHED", Local: "198.51.100.2:8080", Remote: "192.0.2.9:5556", Reasons: []string{"retransmitting"},
+				Verdict: "unprobed", KernelDeadlineSeconds: &retrans, KernelDeadlineBasis: "retransmit"},
 		},
 	}
 	var b bytes.Buffer
 	writeTable(&b, doc, "in_window")
-	want := `NETNS  STATE        LOCAL              REMOTE           IDLE   REASONS     VERDICT         PROBES  PROCESS
-host   ESTABLISHED  198.51.100.2:5432  192.0.2.7:40112  6m53s  idle        silent (ghost)  0/3     postgres[4242] postgresql.service
-host   CLOSE_WAIT   198.51.100.2:8080  192.0.2.9:5555   -      close_wait  unprobed        0/0     -
+	want := `NETNS  STATE        LOCAL              REMOTE           IDLE   KERNEL   REASONS         VERDICT         PROBES  PROCESS
+host   ESTABLISHED  198.51.100.2:5432  192.0.2.7:40112  6m53s  >2h9m    idle            silent (ghost)  0/3     postgres[4242] postgresql.service
+host   CLOSE_WAIT   198.51.100.2:8080  192.0.2.9:5555   -      never    close_wait      unprobed        0/0     -
+host   ESTABLISHED  198.51.100.2:8080  192.0.2.9:5556   -      ~15m12s  retransmitting  unprobed        0/0     -
 netns pid-nginx-42: not scanned: inventory: dump: no such file or directory
-2 sessions listed, 1 ghosts, 10 sockets in 2 namespaces, probes in_window
+3 sessions listed, 1 ghosts, 10 sockets in 2 namespaces, probes in_window
 `
 	if got := b.String(); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestHorizon: ghostd's own time to confirm a dead idle peer, which a
+// keepalive socket's kernel must beat to be left to it.
+func TestHorizon(t *testing.T) {
+	cfg := config.Default()
+	if got, want := horizon(cfg, true), 78*time.Second; got != want {
+		t.Errorf("daemon on defaults: %v, want %v (60 s idle + 15 s scan + 2 s between 3 probes + 1 s timeout)", got, want)
+	}
+	if got, want := horizon(cfg, false), 63*time.Second; got != want {
+		t.Errorf("one-shot scan on defaults: %v, want %v (no scan interval to wait)", got, want)
+	}
+	cfg.Idle, cfg.Interval, cfg.Probe.Attempts, cfg.Probe.Interval = 2*time.Second, 5*time.Second, 5, 500*time.Millisecond
+	if got, want := horizon(cfg, true), 2*time.Second+5*time.Second+4*500*time.Millisecond+time.Second; got != want {
+		t.Errorf("short settings: %v, want %v", got, want)
+	}
+	if got := trackerConfig(cfg, true).Horizon; got != horizon(cfg, true) {
+		t.Errorf("tracker config's horizon %v", got)
 	}
 }
 

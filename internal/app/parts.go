@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +27,9 @@ type parts struct {
 }
 
 // newParts builds the scanner, prober and engine for cfg. It explains once, in
-// one line each, what the process's capabilities do not allow.
-func newParts(cfg config.Config, log *slog.Logger, all bool) (*parts, error) {
+// one line each, what the process's capabilities do not allow. daemon says
+// whether scans repeat every cfg.Interval (`ghostd run`) or happen once.
+func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, error) {
 	sel, err := inventory.SelectNetns(cfg.Netns)
 	if err != nil {
 		return nil, fmt.Errorf("netns: %w", err)
@@ -43,7 +45,7 @@ func newParts(cfg config.Config, log *slog.Logger, all bool) (*parts, error) {
 		p.prober = p.newProber(cfg)
 		prober = p.prober
 	}
-	p.engine = engine.New(p.scanner, prober, p.owners, engineOptions(cfg, all))
+	p.engine = engine.New(p.scanner, prober, p.owners, engineOptions(cfg, all, daemon))
 	return p, nil
 }
 
@@ -54,12 +56,20 @@ func (p *parts) newProber(cfg config.Config) *probe.Prober {
 		p.log.Warn("probing blind: random-sequence probes; a RST is evidence, silence alone is not", "reason", err)
 	} else {
 		p.seq = r
-		seq = r
+		seq = &keepaliveTap{SeqReader: r, sink: p.setKeepalive}
 	}
 	pr := probe.New(probeConfig(cfg), seq, p.log)
 	mode, why := pr.Mode()
 	p.log.Info("probe mode", "mode", mode, "why", why)
 	return pr
+}
+
+// setKeepalive passes a socket's own keepalive settings to the engine (the
+// prober reads them before the engine exists only in `ghostd probe`).
+func (p *parts) setKeepalive(k inventory.Key, ka tracker.KeepaliveSettings) {
+	if p.engine != nil {
+		p.engine.SetKeepalive(k, ka)
+	}
 }
 
 func (p *parts) Close() error {
@@ -75,23 +85,42 @@ func (p *parts) Close() error {
 }
 
 // engineOptions maps the configuration onto the engine.
-func engineOptions(cfg config.Config, all bool) engine.Options {
+func engineOptions(cfg config.Config, all, daemon bool) engine.Options {
 	return engine.Options{
-		Tracker:   trackerConfig(cfg),
+		Tracker:   trackerConfig(cfg, daemon),
 		Backoff:   cfg.Probe.Backoff,
 		Reconfirm: cfg.Probe.Reconfirm,
 		All:       all,
 	}
 }
 
-func trackerConfig(cfg config.Config) tracker.Config {
+func trackerConfig(cfg config.Config, daemon bool) tracker.Config {
 	tc := tracker.DefaultConfig()
 	tc.Idle = cfg.Idle
 	tc.CloseWait = cfg.CloseWait
 	tc.Stall = cfg.Stall
 	tc.FinWait2 = cfg.FinWait2
 	tc.LastAck = cfg.LastAck
+	tc.Horizon = horizon(cfg, daemon)
 	return tc
+}
+
+// horizon is how long ghostd takes to confirm a dead idle peer after its
+// last answer: the idle threshold, then (daemon) up to one scan interval
+// until a scan sees it, then one probe round: every attempt but the last
+// an interval apart, and the last one's timeout. 60 + 15 + 2 + 1 = 78 s on
+// defaults. A one-shot scan has no interval to wait.
+func horizon(cfg config.Config, daemon bool) time.Duration {
+	pc := probeConfig(cfg)
+	if pc.Attempts <= 0 || pc.Interval <= 0 || pc.Timeout <= 0 {
+		d := probe.DefaultConfig()
+		pc.Attempts, pc.Interval, pc.Timeout = cmp.Or(pc.Attempts, d.Attempts), cmp.Or(pc.Interval, d.Interval), cmp.Or(pc.Timeout, d.Timeout)
+	}
+	h := cfg.Idle + time.Duration(max(pc.Attempts-1, 0))*pc.Interval + pc.Timeout
+	if daemon {
+		h += cfg.Interval
+	}
+	return h
 }
 
 func probeConfig(cfg config.Config) probe.Config {

@@ -88,7 +88,7 @@ type daemon struct {
 }
 
 func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*daemon, error) {
-	p, err := newParts(cfg, log, false)
+	p, err := newParts(cfg, log, false, true)
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +369,7 @@ func (d *daemon) reload() {
 	d.cfg = cfg
 	d.killer = killer
 	d.mu.Unlock()
-	d.parts.engine.SetOptions(engineOptions(cfg, false))
+	d.parts.engine.SetOptions(engineOptions(cfg, false, true))
 	if !equalStrings(old.Web.ListenAddress, cfg.Web.ListenAddress) || old.Web.ConfigFile != cfg.Web.ConfigFile ||
 		old.Probe.Enabled != cfg.Probe.Enabled || old.Netns != cfg.Netns {
 		d.log.Warn("web, netns and probe on/off changes take effect after a restart")

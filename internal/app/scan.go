@@ -31,7 +31,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	log := newLogger(stderr, cfg.Log)
-	p, err := newParts(cfg, log, *all)
+	p, err := newParts(cfg, log, *all, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
 		return ExitUsage
@@ -78,7 +78,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // that could not be scanned.
 func writeTable(w io.Writer, doc *exporter.Document, mode string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NETNS\tSTATE\tLOCAL\tREMOTE\tIDLE\tREASONS\tVERDICT\tPROBES\tPROCESS")
+	fmt.Fprintln(tw, "NETNS\tSTATE\tLOCAL\tREMOTE\tIDLE\tKERNEL\tREASONS\tVERDICT\tPROBES\tPROCESS")
 	ghosts := 0
 	for i := range doc.Sessions {
 		s := &doc.Sessions[i]
@@ -94,8 +94,8 @@ func writeTable(w io.Writer, doc *exporter.Document, mode string) {
 		if reasons == "" {
 			reasons = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
-			s.Netns, s.State, s.Local, s.Remote, FormatIdle(s.IdleSeconds), reasons, verdict,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
+			s.Netns, s.State, s.Local, s.Remote, FormatIdle(s.IdleSeconds), kernelColumn(s), reasons, verdict,
 			s.Replies, s.ProbesSent, process(s))
 	}
 	tw.Flush()
@@ -108,6 +108,18 @@ func writeTable(w io.Writer, doc *exporter.Document, mode string) {
 	}
 	fmt.Fprintf(w, "%d sessions listed, %d ghosts, %d sockets in %d namespaces, probes %s\n",
 		len(doc.Sessions), ghosts, sockets, len(doc.Namespaces), mode)
+}
+
+// kernelColumn is when the socket's own kernel would notice a dead peer:
+// ">1h58m" no earlier than (keepalive), "~15m24s" about (retransmissions),
+// "never", or "?" when it cannot be told.
+func kernelColumn(s *exporter.Session) string {
+	return strings.ReplaceAll(exporter.KernelDeadline(s, func(sec float64) string {
+		if sec < 1 {
+			return "0s"
+		}
+		return FormatIdle(sec)
+	}), "≥", ">")
 }
 
 func process(s *exporter.Session) string {

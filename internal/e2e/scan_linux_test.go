@@ -117,3 +117,37 @@ func lineWith(table, key string) string {
 	}
 	return ""
 }
+
+// TestScanListsZeroWindowOnFirstSight: a one-shot `ghostd scan` has no
+// history, yet lists a connection whose peer stopped reading before the
+// scan began as zero_window (its age bounded by the last data sent): a
+// stall, reported unprobed, never a ghost. A stall younger than --stall is
+// not listed.
+func TestScanListsZeroWindowOnFirstSight(t *testing.T) {
+	needRoot(t)
+	n := testnet.New(t)
+	oldS, oldC := n.Pair(t, "tcp4")
+	noKeepalive(t, oldS, oldC)
+	fillWindow(t, oldS) // the client never reads
+	time.Sleep(3 * time.Second)
+	youngS, youngC := n.Pair(t, "tcp4")
+	noKeepalive(t, youngS, youngC)
+	fillWindow(t, youngS)
+
+	args := []string{"scan", "--netns", n.Server.Name, "--stall", "2500ms", "--idle", "1h"}
+	out, err := exec.Command(ghostdBin, args...).Output()
+	if err != nil {
+		t.Fatalf("ghostd scan: %v", err)
+	}
+	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
+	line := lineWith(string(out), rowKey(oldS))
+	if !strings.Contains(line, "zero_window") || !strings.Contains(line, "unprobed") || strings.Contains(line, "ghost") {
+		t.Errorf("row of the 3 s old stall = %q, want zero_window, unprobed, no ghost", line)
+	}
+	if line := lineWith(string(out), rowKey(youngS)); line != "" {
+		t.Errorf("a stall younger than --stall is listed: %q", line)
+	}
+	if !strings.Contains(string(out), "0 ghosts") {
+		t.Errorf("a stall counted as a ghost:\n%s", out)
+	}
+}

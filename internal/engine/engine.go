@@ -268,6 +268,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 				e.counts[sk.Netns] = cur
 			}
 			curNetns = sk.Netns
+			e.tracker.SetSysctls(sk.Netns, ns.TCP)
 		}
 		fam := 0
 		if sk.Family == inventory.FamilyInet6 {
@@ -958,6 +959,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		Verdict:     string(probe.Unprobed),
 		Killed:      e.killed[k],
 	}
+	e.kernelDeadline(&s, ent, now)
 	if v, probed := unpackVerdict(ent.Tag); probed {
 		r := v.result()
 		s.Verdict = string(r.Verdict)
@@ -973,6 +975,34 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, now)
 	}
 	return s
+}
+
+// kernelDeadline fills in when the socket's own kernel would notice a dead
+// peer, counted from now: the tracker's deadline is from the observation.
+func (e *Engine) kernelDeadline(s *exporter.Session, ent *tracker.Entry, now time.Time) {
+	k := ent.Kernel
+	observed := ent.LastSeen
+	if k.Deadline.Basis == "" { // a socket the tracker does not remember (scan --all)
+		k = e.tracker.KernelOf(&ent.Socket)
+		observed = e.scanned
+	}
+	d := k.Deadline
+	s.KernelDeadlineBasis = d.Basis
+	if !d.Known() {
+		return
+	}
+	s.KernelDeadlineLowerBound = d.LowerBound
+	sec := max(observed.Add(d.In).Sub(now).Seconds(), 0)
+	s.KernelDeadlineSeconds = &sec
+}
+
+// SetKeepalive passes a socket's own keepalive settings (read by the
+// prober's BPF iterator) to the tracker: they replace the namespace's
+// sysctl guess in the idle rule and the kernel deadline.
+// It takes only the tracker's lock: the prober calls it while reading
+// sequence numbers, which may happen under the engine's.
+func (e *Engine) SetKeepalive(k inventory.Key, ka tracker.KeepaliveSettings) {
+	e.tracker.SetKeepalive(k, ka)
 }
 
 // FamilyName returns "inet" or "inet6".

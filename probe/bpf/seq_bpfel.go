@@ -16,8 +16,10 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SeqMapWanted   = "wanted"
-	SeqProgDumpSeq = "dump_seq"
+	SeqMapWanted          = "wanted"
+	SeqProgDumpSeq        = "dump_seq"
+	SeqVarAutolabelBit    = "autolabel_bit"
+	SeqVarAutolabelSetBit = "autolabel_set_bit"
 )
 
 // LoadSeq returns the embedded CollectionSpec for Seq.
@@ -76,6 +78,8 @@ type SeqMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SeqVariableSpecs struct {
+	AutolabelBit    *ebpf.VariableSpec `ebpf:"autolabel_bit"`
+	AutolabelSetBit *ebpf.VariableSpec `ebpf:"autolabel_set_bit"`
 }
 
 // SeqObjects contains all objects after they have been loaded into the kernel.
@@ -111,6 +115,8 @@ func (m *SeqMaps) Close() error {
 //
 // It can be passed to LoadSeqObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SeqVariables struct {
+	AutolabelBit    *ebpf.Variable `ebpf:"autolabel_bit"`
+	AutolabelSetBit *ebpf.Variable `ebpf:"autolabel_set_bit"`
 }
 
 // SeqPrograms contains all programs after they have been loaded into the kernel.

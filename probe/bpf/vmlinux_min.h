@@ -40,9 +40,53 @@ enum {
 
 struct seq_file;
 
+struct net;
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
 struct sock_common {
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
+	int skc_bound_dev_if;
+	possible_net_t skc_net;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	u32 sk_mark;
+	u32 sk_txhash;
+};
+
+struct netns_sysctl_ipv6 {
+	u8 auto_flowlabels;
+	u8 flowlabel_state_ranges;
+};
+
+struct netns_ipv6 {
+	struct netns_sysctl_ipv6 sysctl;
+};
+
+struct net {
+	struct netns_ipv6 ipv6;
+};
+
+struct ipv6_pinfo {
+	__be32 flow_label;
+	u8 tclass;
+};
+
+struct inet_sock {
+	struct sock sk;
+	struct ipv6_pinfo *pinet6;
+	unsigned long inet_flags;
+	__u8 tos;
+};
+
+struct inet_connection_sock {
+	struct inet_sock icsk_inet;
+	u32 icsk_user_timeout;
 };
 
 struct tcp_options_received {
@@ -57,14 +101,29 @@ struct tcp_options_received {
 	u16 rcv_wscale : 4;
 };
 
+struct tcp_md5sig_info;
+struct tcp_ao_info;
+
+/*
+ * tcp_usec_ts (6.7+), md5sig_info (CONFIG_TCP_MD5SIG) and ao_info (6.7+,
+ * CONFIG_TCP_AO) may be absent from the running kernel: seq.c reads them
+ * only under bpf_core_field_exists.
+ */
 struct tcp_sock {
+	struct inet_connection_sock inet_conn;
 	u32 rcv_nxt;
 	u32 snd_nxt;
 	u32 snd_una;
 	u32 snd_wnd;
 	u32 rcv_wnd;
 	u32 tsoffset;
+	u8 tcp_usec_ts : 1;
+	u32 keepalive_time;
+	u32 keepalive_intvl;
+	u8 keepalive_probes;
 	struct tcp_options_received rx_opt;
+	struct tcp_md5sig_info *md5sig_info;
+	struct tcp_ao_info *ao_info;
 };
 
 struct bpf_iter_meta {

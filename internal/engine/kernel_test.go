@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// keepaliveSocket is an idle socket with keepalive armed to fire in exp,
+// its last ACK (a keepalive answer) lastACK ago.
+func keepaliveSocket(cookie uint64, rport uint16, idle, lastACK, exp time.Duration) inventory.Socket {
+	s := idleSocket(cookie, rport, idle)
+	s.Timer, s.Expires = inventory.TimerKeepalive, uint32(exp.Milliseconds())
+	s.Info.LastAckRecv = uint32(lastACK.Milliseconds())
+	return s
+}
+
+// TestKeepaliveSuspectsAndDeadline: the engine hands each namespace's
+// sysctls to the tracker, so the same Go-style keepalive socket (15 s) is
+// left to the kernel where the sysctls say 15/15/9 and is an idle suspect
+// where they are the kernel's defaults; every session says when its kernel
+// would notice, counted from the document's time.
+func TestKeepaliveSuspectsAndDeadline(t *testing.T) {
+	e, inv, _, c := newTest()
+	e.SetOptions(Options{Tracker: tracker.Config{Idle: time.Minute, Horizon: 78 * time.Second}, Now: c.now})
+	fast := inventory.TCPSysctls{KeepaliveTime: 15 * time.Second, KeepaliveIntvl: 15 * time.Second, KeepaliveProbes: 9, Retries2: 15, Read: true}
+	inv.ns = []inventory.Namespace{
+		{Inode: 7, Name: "defaults", Path: "/run/netns/defaults", Kind: inventory.KindNamed, TCP: inventory.DefaultTCPSysctls()},
+		{Inode: 8, Name: "fast", Path: "/run/netns/fast", Kind: inventory.KindNamed, TCP: fast},
+	}
+	pg := keepaliveSocket(1, 1, 10*time.Minute, 10*time.Minute, 110*time.Minute) // PostgreSQL on defaults
+	goSock := keepaliveSocket(2, 2, 10*time.Minute, 5*time.Second, 10*time.Second)
+	plain := idleSocket(3, 3, 10*time.Minute)
+	inv.sockets[7] = []inventory.Socket{pg, goSock, plain}
+	inv.sockets[8] = []inventory.Socket{goSock}
+	e.Scan(context.Background())
+	c.t = c.t.Add(10 * time.Second) // the document is made later than the scan
+
+	type key struct {
+		netns  uint64
+		cookie uint64
+	}
+	got := map[key]string{}
+	deadline := map[key]*float64{}
+	basis := map[key]string{}
+	for _, s := range e.Document().Sessions {
+		k := key{s.NetnsInode, s.Cookie}
+		got[k] = s.Verdict
+		deadline[k], basis[k] = s.KernelDeadlineSeconds, s.KernelDeadlineBasis
+	}
+	for _, k := range []key{{7, 1}, {7, 2}, {7, 3}} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("socket %v is no session: want an idle suspect", k)
+		}
+	}
+	if _, ok := got[key{8, 2}]; ok {
+		t.Error("a 15 s keepalive socket under 15/15/9 sysctls is a suspect: its kernel finds a dead peer in 30 s")
+	}
+	// PostgreSQL: the timer fires in 110 min, then 9 probes 75 s apart,
+	// less the 10 s since the scan.
+	want := (110*time.Minute + 9*75*time.Second - 10*time.Second).Seconds()
+	if d := deadline[key{7, 1}]; d == nil || *d != want || basis[key{7, 1}] != tracker.DeadlineKeepalive {
+		t.Errorf("PostgreSQL deadline %v (%s), want %v s keepalive", d, basis[key{7, 1}], want)
+	}
+	if d := deadline[key{7, 3}]; d != nil || basis[key{7, 3}] != tracker.DeadlineNone {
+		t.Errorf("no keepalive: deadline %v (%s), want never", d, basis[key{7, 3}])
+	}
+
+	// Own settings, once known, replace the sysctl guess.
+	e.SetKeepalive(inventory.Key{Netns: 7, Cookie: 2}, tracker.KeepaliveSettings{Time: 15 * time.Second, Intvl: 15 * time.Second, Probes: 9})
+	e.Scan(context.Background())
+	for _, s := range e.Document().Sessions {
+		if s.NetnsInode == 7 && s.Cookie == 2 {
+			t.Error("with its own 15/15/9 settings known, the Go socket is still a suspect")
+		}
+	}
+}

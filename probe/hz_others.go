@@ -1,0 +1,10 @@
+//go:build !linux
+
+package probe
+
+import "fmt"
+
+// KernelHZ returns the running kernel's CONFIG_HZ; only Linux has one.
+func KernelHZ() (int, error) {
+	return 0, fmt.Errorf("probe: kernel HZ: %w", ErrUnsupported)
+}
