@@ -441,7 +441,7 @@ func testRealServer(t *testing.T, name string, start func(testing.TB, *testnet.N
 			t.Fatalf("%s: arm keepalive on %s -> %s: %v", name, sk.Local, sk.Remote, err)
 		}
 	}
-	time.Sleep(7 * time.Second) // 1 s idle + 3 unanswered probes 1 s apart, and slack
+	time.Sleep(6 * time.Second) // 1 s idle + 3 unanswered probes 1 s apart, and slack
 	left, err := realserver.Sockets(f.n.Server)
 	if err != nil {
 		t.Fatal(err)

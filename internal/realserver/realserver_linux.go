@@ -236,6 +236,17 @@ func PostgreSQL(t testing.TB, ns *testnet.NS, v4, v6 netip.Addr) *Server {
 		"-c", "shared_buffers=16MB", "-c", "max_connections=60", "-c", "fsync=off")...)
 	s := &Server{Name: "postgresql", V4: netip.AddrPortFrom(v4, PostgreSQLPort), V6: netip.AddrPortFrom(v6, PostgreSQLPort), proto: pgProto{}}
 	p.waitListening(t, ns, s.Name, s.V4)
+	// postgres listens before it accepts sessions ("the database system is
+	// starting up"): wait for a query to succeed.
+	for deadline := time.Now().Add(StartTimeout); ; time.Sleep(100 * time.Millisecond) {
+		out, err := exec.Command(psql, "-h", dir, "-p", port, "-U", "postgres", "-d", "postgres", "-AtXc", "SELECT 1").CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("realserver: postgresql does not answer within %v: %v: %s", StartTimeout, err, out)
+		}
+	}
 	s.view = func() ([]netip.AddrPort, error) {
 		out, err := exec.Command(psql, "-h", dir, "-p", port, "-U", "postgres", "-d", "postgres", "-AtX", "-F", " ", "-c",
 			"SELECT host(client_addr), client_port FROM pg_stat_activity WHERE client_port > 0").CombinedOutput()
