@@ -382,6 +382,23 @@ func testRealServer(t *testing.T, name string, start func(testing.TB, *testnet.N
 	if err != nil {
 		t.Fatal(err)
 	}
+	held := 0 // ghosts the server still held when the kill phase began
+	for _, x := range ghosts {
+		if before[x.remote] {
+			held++
+		}
+	}
+	mfs, err := dk.metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var killedTotal float64
+	for _, m := range mfs["ghostd_ghosts_killed_total"].GetMetric() {
+		killedTotal += m.GetCounter().GetValue()
+	}
+	if int(killedTotal) != held {
+		t.Errorf("%s: ghostd_ghosts_killed_total = %v, want %d (the ghosts the server held)", name, killedTotal, held)
+	}
 	killedJSON := byTuple(&doc)
 	for _, x := range f.conns {
 		x.inViewAfter = after[x.remote]
@@ -459,12 +476,12 @@ func testRealServer(t *testing.T, name string, start func(testing.TB, *testnet.N
 	if !mapsEqual(reaped, called) {
 		t.Errorf("%s: the kernel reaped %v, ghostd called %v ghosts: they must be the same set", name, keys(reaped), keys(called))
 	}
-	held := map[string]bool{}
+	armed := map[string]bool{}
 	for _, sk := range socks {
-		held[sk.Local.String()+" "+sk.Remote.String()] = true
+		armed[sk.Local.String()+" "+sk.Remote.String()] = true
 	}
 	for _, x := range f.conns {
-		if held[x.key()] {
+		if armed[x.key()] {
 			x.kernelGhost = verdictOf(scanned[x.key()])
 			x.kernelReaped, x.reapedMeasured = reaped[x.key()], true
 		}
