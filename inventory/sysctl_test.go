@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,4 +32,27 @@ func TestTCPSysctlsOrDefaults(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// FuzzParseSysctls: any file contents parse or fail without panicking; what
+// parses is non-negative and comes back the same from its own decimal form.
+func FuzzParseSysctls(f *testing.F) {
+	f.Add([]byte("7200\n"), []byte("75\n"), []byte("9\n"), []byte("15\n"))
+	f.Add([]byte(""), []byte("-1"), []byte("x"), []byte("99999999999"))
+	f.Fuzz(func(t *testing.T, a, b, c, d []byte) {
+		s, err := parseSysctls([4][]byte{a, b, c, d})
+		if err != nil {
+			return
+		}
+		if !s.Read || s.KeepaliveTime < 0 || s.KeepaliveIntvl < 0 || s.KeepaliveProbes < 0 || s.Retries2 < 0 {
+			t.Fatalf("parsed %+v", s)
+		}
+		again, err := parseSysctls([4][]byte{
+			[]byte(strconv.Itoa(int(s.KeepaliveTime / time.Second))), []byte(strconv.Itoa(int(s.KeepaliveIntvl / time.Second))),
+			[]byte(strconv.Itoa(s.KeepaliveProbes)), []byte(strconv.Itoa(s.Retries2)),
+		})
+		if err != nil || again != s {
+			t.Fatalf("round trip: %+v -> %+v, %v", s, again, err)
+		}
+	})
 }

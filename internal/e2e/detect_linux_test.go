@@ -255,7 +255,8 @@ func TestDaemonDetectsGhosts(t *testing.T) {
 
 // noKeepalive turns off the keepalive Go enables on every TCP connection:
 // the applications that leak ghosts (most pools, most C programs) run without
-// it, and ghostd leaves sockets with a keepalive timer to the kernel.
+// it, and the tests here are about ghostd's own evidence, not about which
+// keepalive sockets it leaves to their kernel (keepalive_linux_test.go).
 func noKeepalive(t *testing.T, cs ...net.Conn) {
 	t.Helper()
 	for _, c := range cs {
