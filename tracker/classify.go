@@ -27,6 +27,7 @@ type history struct {
 	lastSeen, stateSince, timerSince time.Time       // Entry's
 	bytesAcked, bytesRecv            uint64
 	hasAcked, hasRecv                bool
+	reasons                          Reasons
 }
 
 // KeepaliveUnanswered is how many keepalive probes in a row must go
@@ -97,8 +98,9 @@ func idleOf(info *inventory.TCPInfo) (time.Duration, bool) {
 //
 //   - idle: ESTABLISHED, no timer but possibly a delayed ACK (no retransmit
 //     or persist timer), or a keepalive timer whose kernel would not find a
-//     dead peer within cfg.Horizon (see kernelSettings.leftToKernel), and no
-//     data received AND none sent for at least cfg.Idle (tcpi_last_data_recv, tcpi_last_data_sent). ACKs are
+//     dead peer within cfg.Horizon (see kernelSettings.leftToKernel; with
+//     the settings guessed, an idle suspect stays one), and no data
+//     received AND none sent for at least cfg.Idle (tcpi_last_data_recv, tcpi_last_data_sent). ACKs are
 //     ignored on purpose: a probe's reply refreshes tcpi_last_ack_recv, and a
 //     connection that sends data and gets it acknowledged has a recent
 //     last_data_sent with nothing unacknowledged (else its retransmit timer
@@ -183,8 +185,12 @@ func classify(cfg *Config, now time.Time, s *inventory.Socket, prev *history, sy
 			if s.Retrans >= KeepaliveUnanswered {
 				c.reasons = c.reasons.With(ReasonKeepaliveFailing)
 			} else if s.State == inventory.StateEstablished && valid && c.idle >= cfg.Idle {
-				// Keepalive is on; it counts only if it is fast enough.
-				if k := settingsFor(sys, own, s); !k.leftToKernel(cfg) {
+				// Keepalive is on; it counts only if it is fast enough. A
+				// guess (own settings unknown) rises and falls with the
+				// timer's phase, so once idle it stays idle while nothing
+				// moves: errors go toward "suspect".
+				sticky := own == nil && prev != nil && prev.reasons.Has(ReasonIdle)
+				if k := settingsFor(sys, own, s); sticky || !k.leftToKernel(cfg) {
 					c.reasons = c.reasons.With(ReasonIdle)
 				}
 			}

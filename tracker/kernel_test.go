@@ -98,24 +98,36 @@ func TestKeepaliveRuleIsPhaseIndependent(t *testing.T) {
 	cfg := Config{Idle: time.Minute, Horizon: 78 * time.Second}
 	for _, c := range []struct {
 		name   string
+		sys    inventory.TCPSysctls
 		own    *KeepaliveSettings
-		period int // seconds between answered probes
+		period int // the socket's keepalive time: seconds between answered probes
+		intvl  int // its interval
 		want   Reasons
 	}{
-		{"redis", &KeepaliveSettings{Time: secs(300), Intvl: secs(100), Probes: 3}, 300, rs(ReasonIdle)},
-		{"postgresql", nil, 7200, rs(ReasonIdle)},
-		{"go", &KeepaliveSettings{Time: secs(15), Intvl: secs(15), Probes: 9}, 15, 0},
+		{"redis", sysctls(7200, 75, 9), &KeepaliveSettings{Time: secs(300), Intvl: secs(100), Probes: 3}, 300, 100, rs(ReasonIdle)},
+		{"postgresql", sysctls(7200, 75, 9), nil, 7200, 75, rs(ReasonIdle)},
+		{"go", sysctls(7200, 75, 9), &KeepaliveSettings{Time: secs(15), Intvl: secs(15), Probes: 9}, 15, 15, 0},
+		// Own settings unknown, sysctls that alone would leave it to the
+		// kernel: the guess, raised by the timer, once called idle stays so.
+		{"redis under fast sysctls, settings unknown", sysctls(20, 5, 3), nil, 300, 100, rs(ReasonIdle)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tr := New(cfg)
-			tr.SetSysctls(4026531840, sysctls(7200, 75, 9))
+			tr.SetSysctls(4026531840, c.sys)
 			if c.own != nil {
 				tr.SetKeepalive(inventory.Key{Netns: 4026531840, Cookie: 1}, *c.own)
 			}
 			now := t0
-			for i := range 40 {
-				since := secs(i * c.period / 40) // time since the last answered probe
-				s := keepaliveIdle(time.Hour, since, secs(c.period)-since, 0)
+			for i := range 80 {
+				// A probe answered since ago: the kernel re-armed the timer
+				// for the interval when it sent it, and for what is left of
+				// the keepalive time when that expired.
+				since := secs(i * c.period / 80)
+				exp := secs(c.period) - since
+				if since < secs(c.intvl) {
+					exp = secs(c.intvl) - since
+				}
+				s := keepaliveIdle(time.Hour, since, exp, 0)
 				if got := tr.Observe(now, s); got != c.want {
 					t.Fatalf("at %v into the cycle: %q, want %q", since, got, c.want)
 				}

@@ -258,6 +258,7 @@ func (t *Tracker) history(e *entry) history {
 		lastSeen:   t.fromOffset(e.lastSeen),
 		stateSince: t.fromOffset(e.stateSince),
 		timerSince: t.fromOffset(e.timerSince),
+		reasons:    e.reasons,
 	}
 	h.bytesAcked, h.hasAcked = e.info.BytesAcked()
 	h.bytesRecv, h.hasRecv = e.info.BytesReceived()
