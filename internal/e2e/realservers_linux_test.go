@@ -21,11 +21,12 @@ import (
 const (
 	healthyIdle = "healthy idle"
 	healthyBusy = "healthy busy"
-	hostDied    = "client host died" // every packet of the flow dropped in the client host
-	natForgot   = "NAT forgot"       // conntrack -D in the router, tcp_loose=0
-	restarted   = "client restarted" // client socket aborted, its RST lost
-	newConn     = "new after kill"   // a connection opened after the kill
-	rsIdle      = "2s"               // --idle for the scenario tests
+	hostDied    = "client host died"  // every packet of the flow dropped in the client host
+	natForgot   = "NAT forgot"        // conntrack -D in the router, tcp_loose=0: its own stack resets the server's next segment
+	natSilent   = "NAT forgot, drops" // the same on a NAT gateway that drops what it cannot map
+	restarted   = "client restarted"  // client socket aborted, its RST lost
+	newConn     = "new after kill"    // a connection opened after the kill
+	rsIdle      = "2s"                // --idle for the scenario tests
 	rsKillCfg   = "probe:\n  backoff: 1s\nkill:\n  enabled: true\n  mode: destroy\n  min_age: 0s\n  per_minute: 1000\n"
 	rsReportCfg = "probe:\n  backoff: 1s\n"
 )
@@ -50,7 +51,9 @@ type rsConn struct {
 func (x *rsConn) name() string { return x.kind + " " + x.network }
 func (x *rsConn) key() string  { return x.local.String() + " " + x.remote.String() }
 
-func isGhostKind(kind string) bool { return kind == hostDied || kind == natForgot || kind == restarted }
+func isGhostKind(kind string) bool {
+	return kind == hostDied || kind == natForgot || kind == natSilent || kind == restarted
+}
 
 // sessionTuple is a session's key in rsConn.key form (v4-mapped unmapped).
 func sessionTuple(s *exporter.Session) string {
@@ -131,6 +134,8 @@ func (f *rsFixture) vanish(x *rsConn) {
 		f.n.DropFlow(f.t, x.c.Conn)
 	case natForgot:
 		f.n.ForgetClientFlow(f.t, x.c.Conn)
+	case natSilent:
+		f.n.ForgetClientFlowSilently(f.t, x.c.Conn)
 	case restarted:
 		f.n.LoseState(f.t, x.c.Conn)
 	default:
@@ -240,7 +245,8 @@ func (f *rsFixture) probeRounds(rounds int, ghosts map[string]bool, each func(ro
 // upstream keepalive pool) and a Go server on Go's defaults, each with real
 // clients behind a masquerading router with strict conntrack, and judges
 // ghostd three ways for every scenario (healthy idle, healthy busy, client
-// host died, NAT forgot the flow, client restarted; IPv4 and IPv6):
+// host died, NAT forgot the flow and resets, NAT forgot the flow and drops,
+// client restarted; IPv4 and IPv6):
 //
 //  1. report only: every ghost is confirmed, no healthy connection ever is,
 //     in the daemon and in 20 `ghostd probe` rounds over every healthy socket;
@@ -274,7 +280,7 @@ func testRealServer(t *testing.T, name string, start func(testing.TB, *testnet.N
 	f := newRSFixture(t, start)
 	var ghosts, healthy []*rsConn
 	for _, network := range []string{"tcp4", "tcp6"} {
-		for _, kind := range []string{healthyIdle, healthyBusy, hostDied, natForgot, restarted} {
+		for _, kind := range []string{healthyIdle, healthyBusy, hostDied, natForgot, natSilent, restarted} {
 			x := f.connect(kind, network)
 			if x.ghost {
 				ghosts = append(ghosts, x)
@@ -425,7 +431,7 @@ func testRealServer(t *testing.T, name string, start func(testing.TB, *testnet.N
 	// on every server-side socket.
 	var fresh []*rsConn
 	for _, network := range []string{"tcp4", "tcp6"} {
-		for _, kind := range []string{hostDied, natForgot, restarted} {
+		for _, kind := range []string{hostDied, natForgot, natSilent, restarted} {
 			fresh = append(fresh, f.connect(kind, network))
 		}
 	}

@@ -98,3 +98,20 @@ func (n *Net) DropFlow(t testing.TB, client net.Conn) {
 }
 `, table, nftMatch(remote, local), nftMatch(local, remote)))
 }
+
+// ForgetClientFlowSilently is ForgetClientFlow on a NAT gateway that also
+// drops what arrives for a mapping it no longer has (as AWS NAT Gateway and
+// Azure's NAT do), instead of letting its own stack answer with a RST: the
+// server's next segments of the flow vanish at the router.
+func (n *Net) ForgetClientFlowSilently(t testing.TB, client net.Conn) {
+	t.Helper()
+	server, mapped := n.ServerSide(t, client)
+	n.Router.Nft(t, fmt.Sprintf(`table inet tn_natdrop_%s {
+	chain in {
+		type filter hook input priority -10; policy accept;
+		%s counter drop
+	}
+}
+`, randHex(4), nftMatch(server, mapped)))
+	n.ForgetClientFlow(t, client)
+}

@@ -3,6 +3,7 @@ package testnet
 import (
 	"errors"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ func masqPair(t *testing.T, n *Net, network string) (server, client net.Conn) {
 // the very tuple the server's socket has; after ForgetClientFlow the
 // client's next segment is dropped as INVALID and the router's own stack
 // answers the server's next segment with a RST (it is addressed to the
-// router, whose conntrack no longer maps it to anyone); DropFlow silences
+// router, whose conntrack no longer maps it to anyone), unless the router
+// drops it (ForgetClientFlowSilently); DropFlow silences
 // one connection both ways and leaves the others alone.
 func TestMasquerade(t *testing.T) {
 	n := NewMasquerade(t)
@@ -60,6 +62,18 @@ func TestMasquerade(t *testing.T) {
 				t.Errorf("server read after the router forgot the flow = %v, want ECONNRESET from the router", err)
 			}
 
+			quiet, quietC := masqPair(t, n, network)
+			n.ForgetClientFlowSilently(t, quietC)
+			if _, err := quiet.Write([]byte("y")); err != nil {
+				t.Fatal(err)
+			}
+			if !waitFor(3*time.Second, func() bool { return TCPInfo(t, quiet).Retransmits > 0 }) {
+				t.Errorf("ForgetClientFlowSilently: the server's segment was answered")
+			}
+			if err := readTimeout(quiet, 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("ForgetClientFlowSilently: server read = %v, want nothing at all (a timeout)", err)
+			}
+
 			dead, deadC := masqPair(t, n, network)
 			live, liveC := masqPair(t, n, network)
 			n.DropFlow(t, deadC)
@@ -77,4 +91,11 @@ func TestMasquerade(t *testing.T) {
 			}
 		})
 	}
+}
+
+func readTimeout(c net.Conn, d time.Duration) error {
+	c.SetReadDeadline(time.Now().Add(d))
+	defer c.SetReadDeadline(time.Time{})
+	_, err := c.Read(make([]byte, 1))
+	return err
 }
