@@ -278,12 +278,16 @@ func (t *Tracker) SetSysctls(netns uint64, s inventory.TCPSysctls) {
 // SetKeepalive tells the tracker a socket's own keepalive settings (read by
 // a BPF iterator, say); the observations that follow use them instead of the
 // namespace's sysctls. They are forgotten when the socket has been missing
-// from two complete dumps. Settings that are all unset are not kept: the
+// from two complete dumps; a namespace the tracker has not observed is
+// ignored. Settings that are all unset are not kept: the
 // sysctls are then exact, and the tracker's guess starts from them.
 func (t *Tracker) SetKeepalive(k inventory.Key, ka KeepaliveSettings) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ns := t.namespace(k.Netns, true)
+	ns := t.namespace(k.Netns, false)
+	if ns == nil {
+		return // a namespace no scan has shown: nothing would ever forget it
+	}
 	o := packOwn(ka)
 	if o == (ownSettings{}) {
 		if ns.own != nil {

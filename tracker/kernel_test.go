@@ -220,8 +220,14 @@ func TestEntryKernel(t *testing.T) {
 func TestOwnSettingsForgotten(t *testing.T) {
 	tr := New(Config{Idle: time.Minute, Horizon: 78 * time.Second})
 	k := inventory.Key{Netns: 4026531840, Cookie: 1}
-	tr.SetKeepalive(k, KeepaliveSettings{Time: secs(15), Intvl: secs(15), Probes: 9})
 	healthy := sock(1, timer(inventory.TimerKeepalive, 0), expires(secs(10)))
+	stray := sock(1, netns(99), timer(inventory.TimerKeepalive, 0), expires(secs(10)))
+	tr.SetKeepalive(stray.Key(), KeepaliveSettings{Time: secs(15)})
+	tr.Observe(t0, healthy) // the tracker knows the namespace from now on
+	tr.SetKeepalive(k, KeepaliveSettings{Time: secs(15), Intvl: secs(15), Probes: 9})
+	if tr.KernelOf(stray).PerSocket {
+		t.Error("settings kept for a namespace no scan showed: nothing would ever forget them")
+	}
 	for range 3 {
 		tr.Observe(t0, healthy)
 		tr.EndNamespace(t0, k.Netns)

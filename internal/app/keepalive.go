@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"os"
-	"syscall"
 
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
@@ -39,21 +37,4 @@ func (k *keepaliveTap) ReadSeq(ctx context.Context, nsPath string, cookies []uin
 // keepaliveOf is the tracker's view of a socket's own settings.
 func keepaliveOf(st *probe.SeqState) tracker.KeepaliveSettings {
 	return tracker.KeepaliveSettings{Time: st.KeepTime, Intvl: st.KeepIntvl, Probes: st.KeepProbes, UserTimeout: st.UserTimeout}
-}
-
-// nsInodeOf returns the inode of the namespace at nsPath ("" = the
-// caller's own), as the inventory names namespaces.
-func nsInodeOf(nsPath string) (uint64, bool) {
-	if nsPath == "" {
-		nsPath = "/proc/thread-self/ns/net"
-	}
-	fi, err := os.Stat(nsPath)
-	if err != nil {
-		return 0, false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return st.Ino, true
 }

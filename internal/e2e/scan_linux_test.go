@@ -151,3 +151,56 @@ func TestScanListsZeroWindowOnFirstSight(t *testing.T) {
 		t.Errorf("a stall counted as a ghost:\n%s", out)
 	}
 }
+
+// TestScanShowsKernelDeadline: a one-shot scan lists a PostgreSQL-shaped
+// socket (keepalive on, the namespace's 7200 s) as idle, with the kernel's
+// deadline (no earlier than 2 h 11 min) in the table and the JSON, and a
+// socket without keepalive as never noticed by its kernel.
+func TestScanShowsKernelDeadline(t *testing.T) {
+	needRoot(t)
+	n := testnet.New(t)
+	kaS, _ := keepaliveOnDefaults(t, n)
+	plainS, plainC := n.Pair(t, "tcp4")
+	noKeepalive(t, plainS, plainC)
+	time.Sleep(2500 * time.Millisecond) // past --idle 2s
+
+	args := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--no-probe"}
+	out, err := exec.Command(ghostdBin, args...).Output()
+	if err != nil {
+		t.Fatalf("ghostd scan: %v", err)
+	}
+	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
+	if line := lineWith(string(out), rowKey(kaS)); !strings.Contains(line, " idle ") || !strings.Contains(line, ">2h1") {
+		t.Errorf("keepalive-on row = %q, want idle with KERNEL >2h1…", line)
+	}
+	if line := lineWith(string(out), rowKey(plainS)); !strings.Contains(line, " idle ") || !strings.Contains(line, " never ") {
+		t.Errorf("keepalive-off row = %q, want idle with KERNEL never", line)
+	}
+
+	out, err = exec.Command(ghostdBin, append(args, "--json")...).Output()
+	if err != nil {
+		t.Fatalf("ghostd scan --json: %v", err)
+	}
+	var doc exporter.Document
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, s := range doc.Sessions {
+		switch sessionKey(&s) {
+		case rowKey(kaS):
+			found++
+			if s.KernelDeadlineSeconds == nil || *s.KernelDeadlineSeconds < 7200 || s.KernelDeadlineBasis != "keepalive" || !s.KernelDeadlineLowerBound {
+				t.Errorf("keepalive-on session: deadline %v %q lower bound %v", s.KernelDeadlineSeconds, s.KernelDeadlineBasis, s.KernelDeadlineLowerBound)
+			}
+		case rowKey(plainS):
+			found++
+			if s.KernelDeadlineSeconds != nil || s.KernelDeadlineBasis != "none" {
+				t.Errorf("keepalive-off session: deadline %v %q, want null, none", s.KernelDeadlineSeconds, s.KernelDeadlineBasis)
+			}
+		}
+	}
+	if found != 2 {
+		t.Errorf("%d of the 2 idle sockets in the JSON:\n%s", found, out)
+	}
+}

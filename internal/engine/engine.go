@@ -465,13 +465,16 @@ func (e *Engine) target(ent *tracker.Entry) probe.Target {
 
 // KernelEvidence reports whether the socket's own kernel already probed the
 // peer in-window without an answer: a retransmit timer that has backed off at
-// least twice, or keepalive probes that went unanswered.
+// least twice, or tracker.KeepaliveUnanswered keepalive probes unanswered.
+// One keepalive probe out is no evidence: a dump often catches one whose ACK
+// is on its way, and keepalive-on sockets are idle suspects (probed, blind
+// ones too) while their kernel is slower than ghostd.
 func KernelEvidence(sk *inventory.Socket) bool {
 	switch sk.Timer {
 	case inventory.TimerRetransmit:
 		return sk.Retrans >= 2 || (sk.Info.Valid() && sk.Info.Backoff >= 2)
 	case inventory.TimerKeepalive:
-		return sk.Retrans > 0
+		return sk.Retrans >= tracker.KeepaliveUnanswered
 	}
 	return false
 }

@@ -78,3 +78,27 @@ func TestKeepaliveSuspectsAndDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepaliveKernelEvidence: one keepalive probe out (often one whose ACK
+// is on its way) never lets a blind probe's silence confirm an idle
+// keepalive suspect; two unanswered do, as keepalive_failing says.
+func TestKeepaliveKernelEvidence(t *testing.T) {
+	e, inv, _, _ := newTest()
+	e.SetOptions(Options{Tracker: tracker.Config{Idle: time.Minute, Horizon: 78 * time.Second}, Now: e.opts.Now})
+	one := keepaliveSocket(1, 3, 10*time.Minute, 10*time.Minute, 75*time.Second)
+	one.Retrans = 1
+	two := keepaliveSocket(2, 3, 10*time.Minute, 10*time.Minute, 75*time.Second)
+	two.Retrans = 2
+	inv.sockets[7] = []inventory.Socket{one, two}
+	e.Scan(context.Background())
+	got := map[uint64]bool{}
+	for _, tg := range e.Targets() {
+		got[tg.Cookie] = tg.KernelEvidence
+	}
+	if ev, ok := got[1]; !ok || ev {
+		t.Errorf("one keepalive probe out: target %v, kernel evidence %v; want a target without evidence", ok, ev)
+	}
+	if ev, ok := got[2]; !ok || !ev {
+		t.Errorf("two keepalive probes out: target %v, kernel evidence %v; want a target with evidence", ok, ev)
+	}
+}
