@@ -368,3 +368,30 @@ func (c *linuxConn) close() error {
 	})
 	return c.closeErr
 }
+
+// pinNetns opens the namespace file at nsPath and checks that it is the
+// namespace whose inode the inventory saw (want; 0 skips the check). It
+// returns a path that names exactly that namespace while the file stays
+// open (/proc/self/fd/N), and the function that closes it. A PID reused by
+// another process, or a /run/netns name recreated for another namespace
+// since the scan, is refused: probes are raw segments with the socket's
+// addresses, and must never go into another container's network.
+func pinNetns(nsPath string, want uint64) (string, func(), error) {
+	if nsPath == "" {
+		return "", func() {}, nil
+	}
+	f, err := os.Open(nsPath)
+	if err != nil {
+		return "", nil, fmt.Errorf("probe: open netns %s: %w", nsPath, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return "", nil, fmt.Errorf("probe: stat netns %s: %w", nsPath, err)
+	}
+	if want != 0 && st.Ino != want {
+		f.Close()
+		return "", nil, fmt.Errorf("%w: %s is now namespace %d, not %d", ErrNetnsChanged, nsPath, st.Ino, want)
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), func() { f.Close() }, nil
+}

@@ -710,3 +710,25 @@ func TestHostHintOnTestNetwork(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeRefusesChangedNamespace: a namespace path that now names another
+// namespace than the inventory saw (a reused PID, a recreated /run/netns
+// name) is never entered: its targets are unprobed with ErrNetnsChanged and
+// no segment leaves. The right inode is probed as usual.
+func TestProbeRefusesChangedNamespace(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	server, _ := n.Pair(t, "tcp4")
+	target := targetOf(t, n, server)
+	p := New(fastConfig(), seq, nil)
+	if res, err := p.Probe(context.Background(), target); err != nil || res.Verdict != Alive {
+		t.Fatalf("right namespace: %+v %v", res, err)
+	}
+	wrong := target
+	wrong.NetnsInode = n.Client.Inode // the scan saw another namespace at this path
+	res, err := p.Probe(context.Background(), wrong)
+	if !errors.Is(err, ErrNetnsChanged) || res.Verdict != Unprobed || res.Sent != 0 {
+		t.Fatalf("changed namespace: %+v %v; want unprobed with ErrNetnsChanged and nothing sent", res, err)
+	}
+}

@@ -267,6 +267,7 @@ func newFakeProber(t testing.TB, cfg Config, seq SeqReader, conn *fakeConn) *Pro
 	p := New(cfg, seq, nil)
 	p.open = func(string, []uint16) (rawConn, error) { return conn, nil }
 	p.nat = nil // no conntrack in a fake namespace
+	p.pin = func(ns string, _ uint64) (string, func(), error) { return ns, func() {}, nil }
 	t.Cleanup(func() { p.Close() })
 	return p
 }

@@ -115,6 +115,10 @@ var (
 	ErrSocketGone = errors.New("probe: socket no longer exists")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("probe: prober closed")
+	// ErrNetnsChanged means a namespace path now names another namespace
+	// than the inventory's (a reused PID, a recreated /run/netns name): its
+	// targets are not probed.
+	ErrNetnsChanged = errors.New("probe: network namespace changed since the scan")
 )
 
 // Prober probes suspect connections within its bounds. Its methods are safe
@@ -128,8 +132,9 @@ type Prober struct {
 	seq     SeqReader
 	log     *slog.Logger
 	open    func(nsPath string, ports []uint16) (rawConn, error)
-	now     func() time.Time              // the read-ahead cache's clock
-	mono    func() (time.Duration, error) // CLOCK_MONOTONIC: the kernel's TCP timestamp clock
+	pin     func(nsPath string, inode uint64) (string, func(), error) // pinNetns
+	now     func() time.Time                                          // the read-ahead cache's clock
+	mono    func() (time.Duration, error)                             // CLOCK_MONOTONIC: the kernel's TCP timestamp clock
 	limiter *rate.Limiter
 	cache   seqCache
 
@@ -180,6 +185,7 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		seq:      seq,
 		log:      log,
 		open:     openRawConn,
+		pin:      pinNetns,
 		nat:      lookupNAT,
 		now:      time.Now,
 		mono:     monotonic,
@@ -310,16 +316,24 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			results[i] = p.unprobed(err)
 		}
 	}
+	// Everything below enters the namespace through pinned, the very
+	// namespace the inventory saw, never through a path that may have
+	// come to name another since.
+	pinned, release, err := p.pin(ns, targets[idx[0]].NetnsInode)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer release()
 	known, rest := p.takeCached(ns, targets, idx)
 	var seqs map[uint64]SeqState // nil: the rest go blind
 	if len(rest) > 0 {
-		var err error
-		if seqs, err = p.readSeq(ctx, ns, targets, rest); err != nil {
+		if seqs, err = p.readSeq(ctx, pinned, targets, rest); err != nil {
 			fail(err)
 			return
 		}
 	}
-	nat := p.lookupNAT(ns, targets, idx)
+	nat := p.lookupNAT(pinned, targets, idx)
 	ports := make([]uint16, 0, len(idx)+len(nat))
 	for _, i := range idx {
 		ports = append(ports, targets[i].Local.Port())
@@ -327,7 +341,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 	for _, n := range nat {
 		ports = append(ports, n.key.local.Port()) // where a translated answer goes
 	}
-	conn, err := p.open(ns, ports)
+	conn, err := p.open(pinned, ports)
 	if err != nil {
 		fail(fmt.Errorf("probe: netns %q: %w", ns, err))
 		return
@@ -399,7 +413,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		})
 	}
 	wg.Wait()
-	p.reprobeTranslated(ctx, cfg, inflight, ns, targets, idx, states, results)
+	p.reprobeTranslated(ctx, cfg, inflight, pinned, targets, idx, states, results)
 }
 
 // readSeq returns the group's sequence state, nil for blind probes.

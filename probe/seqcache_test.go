@@ -91,6 +91,10 @@ func newCacheRig(t *testing.T, seq SeqReader) *cacheRig {
 	cfg := quickConfig()
 	cfg.Attempts = 1
 	cfg.PerHost = 1 << 16
+	// Every fake peer answers: the wait only runs out when a loaded machine
+	// delays the answer, which must not read as silence (quickConfig's
+	// 50 ms did under the race detector at load 12-15).
+	cfg.Timeout = 10 * time.Second
 	r := &cacheRig{clock: &fakeClock{t: cacheT0}}
 	if cs, ok := seq.(*countingSeq); ok {
 		r.seq = cs
