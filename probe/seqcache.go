@@ -211,6 +211,7 @@ func (p *Prober) ReadAhead(ctx context.Context, targets []Target) int {
 	}
 	type nsWant struct {
 		path    string
+		inode   uint64 // the namespace the inventory saw at path
 		cookies []uint64
 	}
 	var order []*nsWant
@@ -236,7 +237,7 @@ func (p *Prober) ReadAhead(ctx context.Context, targets []Target) int {
 		}
 		w := byNS[t.NetnsPath]
 		if w == nil {
-			w = &nsWant{path: t.NetnsPath}
+			w = &nsWant{path: t.NetnsPath, inode: t.NetnsInode}
 			byNS[t.NetnsPath] = w
 			order = append(order, w)
 		}
@@ -251,7 +252,12 @@ func (p *Prober) ReadAhead(ctx context.Context, targets []Target) int {
 			break
 		}
 		readAt := p.since() // before the pass: data that moved during it makes the state unusable
-		seqs, err := p.safeReadSeq(ctx, w.path, w.cookies)
+		pinned, release, err := p.pin(w.path, w.inode)
+		var seqs map[uint64]SeqState
+		if err == nil {
+			seqs, err = p.safeReadSeq(ctx, pinned, w.cookies)
+			release()
+		}
 		switch {
 		case errors.Is(err, ErrNoSeq):
 			p.goBlind(err)
