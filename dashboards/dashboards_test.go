@@ -20,7 +20,7 @@ import (
 )
 
 // contract lists every metric a dashboard query may use, with its labels
-// (DESIGN.md "Metrics contract" and the exporter). Histograms appear as
+// (docs/design.md "Metrics contract" and the exporter). Histograms appear as
 // their _bucket series.
 var contract = map[string][]string{
 	"ghostd_ghost_sessions":                               {"netns", "family", "verdict"},

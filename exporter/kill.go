@@ -21,7 +21,7 @@ import (
 // KillMode says how a connection is ended.
 type KillMode string
 
-// Kill modes (see "Safety rules" in DESIGN.md).
+// Kill modes (see "Kill policy" in docs/design.md).
 const (
 	// ModeDestroy sends SOCK_DESTROY: a RST to the peer, ECONNABORTED to the owner.
 	ModeDestroy KillMode = "destroy"

@@ -8,7 +8,7 @@ import (
 // Verdict is what a probe proved about a connection's peer.
 type Verdict string
 
-// Verdicts (see the verdicts table in DESIGN.md).
+// Verdicts (see the verdicts table in docs/design.md).
 const (
 	Unprobed    Verdict = "unprobed"    // not probed
 	Alive       Verdict = "alive"       // the peer ACKed: it holds the connection

@@ -2,7 +2,7 @@ package tracker
 
 import "strings"
 
-// Reason says why a socket is a suspect (see the reasons table in DESIGN.md).
+// Reason says why a socket is a suspect (see the reasons table in docs/design.md).
 type Reason uint8
 
 // Reasons.
