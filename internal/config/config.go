@@ -34,7 +34,7 @@ type Config struct {
 	Interval time.Duration
 
 	// Thresholds: how long a socket must show a symptom to become a suspect.
-	Idle      time.Duration // ESTABLISHED with nothing received
+	Idle      time.Duration // ESTABLISHED with no data either way
 	CloseWait time.Duration // in CLOSE_WAIT
 	Stall     time.Duration // zero-window (persist) timer running
 	FinWait2  time.Duration // in FIN_WAIT2

@@ -53,7 +53,7 @@ func RegisterFlags(fs *flag.FlagSet, detectionOnly bool) *Flags {
 	d := Default()
 	f := &Flags{fs: fs, over: d, ConfigFile: DefaultPath}
 	fs.StringVar(&f.over.Netns, "netns", d.Netns, `namespaces to scan: "all", a name under /run/netns, or /proc/PID/ns/net (key netns)`)
-	fs.DurationVar(&f.over.Idle, "idle", d.Idle, "an ESTABLISHED socket that received nothing for this long is a suspect (key thresholds.idle)")
+	fs.DurationVar(&f.over.Idle, "idle", d.Idle, "an ESTABLISHED socket that has neither sent nor received data for this long is a suspect, unless its keepalive finds a dead peer sooner (key thresholds.idle)")
 	fs.DurationVar(&f.over.CloseWait, "close-wait", d.CloseWait, "a socket in CLOSE_WAIT for this long is a leak (key thresholds.close_wait)")
 	fs.DurationVar(&f.over.Stall, "stall", d.Stall, "a zero-window stall longer than this is reported (key thresholds.stall)")
 	fs.IntVar(&f.over.Probe.Attempts, "probes", d.Probe.Attempts, "probes per suspect before silence counts (key probe.attempts)")
