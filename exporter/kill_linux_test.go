@@ -322,10 +322,10 @@ func TestKillKeepaliveLive(t *testing.T) {
 	t.Logf("owner saw ETIMEDOUT %s after arming keepalive", time.Since(start).Round(10*time.Millisecond))
 }
 
-func TestKillShutdownCloseWaitLive(t *testing.T) {
-	lb := newLab(t)
-	rsts := lb.countRSTs(t)
-	// The peer closes its side; the owner leaks the socket in CLOSE_WAIT.
+// peerCloses half-closes the connection from the peer's side, waits until
+// the owner's socket is in CLOSE_WAIT and returns when it got there.
+func (lb *lab) peerCloses(t *testing.T) time.Time {
+	t.Helper()
 	if err := lb.client.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,14 @@ func TestKillShutdownCloseWaitLive(t *testing.T) {
 	if lb.sock.State != inventory.StateCloseWait {
 		t.Fatalf("owner socket in %s, want CLOSE_WAIT", lb.sock.State)
 	}
-	closedAt := time.Now()
+	return time.Now()
+}
+
+func TestKillShutdownCloseWaitLive(t *testing.T) {
+	lb := newLab(t)
+	rsts := lb.countRSTs(t)
+	// The peer closes its side; the owner leaks the socket in CLOSE_WAIT.
+	closedAt := lb.peerCloses(t)
 	p := enabled()
 	p.MinAge = 0
 	k := NewKiller(p, connOps(lb.conn), nil, nil, nil)
@@ -372,18 +379,7 @@ func TestKillShutdownCloseWaitLive(t *testing.T) {
 // every byte.
 func TestKillShutdownSparesCloseWaitWriter(t *testing.T) {
 	lb := newLab(t)
-	if err := lb.client.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for lb.sock.State != inventory.StateCloseWait && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		lb.sock = lb.find(t, lb.sock.Local.String(), lb.sock.Remote.String())
-	}
-	if lb.sock.State != inventory.StateCloseWait {
-		t.Fatalf("owner socket in %s, want CLOSE_WAIT", lb.sock.State)
-	}
-	closedAt := time.Now()
+	closedAt := lb.peerCloses(t)
 	time.Sleep(time.Second)
 	lb.owner.send(t, "write") // the answer to the half-closed request
 	if got := lb.owner.next(t, 5*time.Second); got != "write: 1 bytes" {

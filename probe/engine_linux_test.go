@@ -65,9 +65,15 @@ func rawFd(t testing.TB, c net.Conn, fn func(fd int)) {
 // targetOf describes the server end of a testnet pair as the inventory would.
 func targetOf(t testing.TB, n *testnet.Net, server net.Conn) Target {
 	t.Helper()
-	local, remote := testnet.Tuple(server)
+	return targetIn(t, n.Server, server)
+}
+
+// targetIn describes c, a socket in ns, as the inventory would.
+func targetIn(t testing.TB, ns *testnet.NS, c net.Conn) Target {
+	t.Helper()
+	local, remote := testnet.Tuple(c)
 	var cookie uint64
-	rawFd(t, server, func(fd int) {
+	rawFd(t, c, func(fd int) {
 		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
 		if err != nil {
 			t.Fatalf("SO_COOKIE: %v", err)
@@ -78,10 +84,7 @@ func targetOf(t testing.TB, n *testnet.Net, server net.Conn) Target {
 	if local.Addr().Is6() {
 		fam = inventory.FamilyInet6
 	}
-	return Target{
-		NetnsInode: n.Server.Inode, NetnsPath: n.Server.Path, Cookie: cookie, Family: fam,
-		Local: local, Remote: remote,
-	}
+	return Target{NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: cookie, Family: fam, Local: local, Remote: remote}
 }
 
 // tcpState returns the socket's TCP state from TCP_INFO.

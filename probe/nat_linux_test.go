@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/ghostd/ghostd/internal/testnet"
-	"github.com/ghostd/ghostd/inventory"
-	"golang.org/x/sys/unix"
 )
 
 // natShape builds one NAT-in-the-namespace shape on a fresh test network:
@@ -73,25 +71,6 @@ func serverListenAddr(n *testnet.Net, network string) string {
 	return net.JoinHostPort(n.ServerV4.String(), "0")
 }
 
-// clientTarget describes a socket in ns as the inventory would.
-func clientTarget(t testing.TB, ns *testnet.NS, c net.Conn) Target {
-	t.Helper()
-	local, remote := testnet.Tuple(c)
-	var cookie uint64
-	rawFd(t, c, func(fd int) {
-		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
-		if err != nil {
-			t.Fatalf("SO_COOKIE: %v", err)
-		}
-		cookie = v
-	})
-	fam := inventory.FamilyInet
-	if local.Addr().Is6() {
-		fam = inventory.FamilyInet6
-	}
-	return Target{NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: cookie, Family: fam, Local: local, Remote: remote}
-}
-
 // natRounds is how many probe rounds a healthy NATed connection must pass
 // without one false ghost (issue 9's "done when").
 const natRounds = 20
@@ -113,7 +92,7 @@ func TestNATInNamespace(t *testing.T) {
 						n := testnet.New(t)
 						client, peer, peerNS := shape.build(t, n, network)
 						exchange(t, client, peer)
-						target := clientTarget(t, n.Client, client)
+						target := targetIn(t, n.Client, client)
 						// The probe leaves through LOCAL_OUT, where conntrack
 						// translates it like the socket's own segments: the
 						// peer sees it on its own tuple.
@@ -165,7 +144,7 @@ func TestNATInNamespace(t *testing.T) {
 						n := testnet.New(t)
 						client, peer, peerNS := shape.build(t, n, network)
 						exchange(t, client, peer)
-						target := clientTarget(t, n.Client, client)
+						target := targetIn(t, n.Client, client)
 						peerNS.LoseConn(t, peer)
 						natWantGhost(t, seq, target, shape.kind)
 					})
@@ -176,7 +155,7 @@ func TestNATInNamespace(t *testing.T) {
 							n := testnet.New(t)
 							client, peer, peerNS := shape.build(t, n, network)
 							exchange(t, client, peer)
-							target := clientTarget(t, n.Client, client)
+							target := targetIn(t, n.Client, client)
 							peerNS.GoSilent(t)
 							natWantGhost(t, seq, target, shape.kind)
 						})
@@ -214,7 +193,7 @@ func TestNATEntryFlushed(t *testing.T) {
 			n := testnet.New(t)
 			client, peer, _ := natShapes[0].build(t, n, network)
 			exchange(t, client, peer)
-			target := clientTarget(t, n.Client, client)
+			target := targetIn(t, n.Client, client)
 			n.Client.Exec(t, "conntrack", "-F")
 			p := New(fastConfig(), seq, nil)
 			defer p.Close()

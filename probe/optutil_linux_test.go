@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ghostd/ghostd/internal/testnet"
-	"github.com/ghostd/ghostd/inventory"
 )
 
 // Helpers for the tests of probes that follow their socket's options and
@@ -103,29 +102,10 @@ func optPair(t testing.TB, sns, cns *testnet.NS, network, laddr string, local ne
 	return server, client
 }
 
-// optTarget describes c, a socket in ns, as the inventory would.
-func optTarget(t testing.TB, ns *testnet.NS, c net.Conn) Target {
-	t.Helper()
-	local, remote := testnet.Tuple(c)
-	var cookie uint64
-	rawFd(t, c, func(fd int) {
-		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
-		if err != nil {
-			t.Fatalf("SO_COOKIE: %v", err)
-		}
-		cookie = v
-	})
-	fam := inventory.FamilyInet
-	if local.Addr().Is6() {
-		fam = inventory.FamilyInet6
-	}
-	return Target{NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: cookie, Family: fam, Local: local, Remote: remote}
-}
-
 // readState reads c's SeqState through the iterator.
 func readState(t testing.TB, r SeqReader, ns *testnet.NS, c net.Conn) SeqState {
 	t.Helper()
-	tg := optTarget(t, ns, c)
+	tg := targetIn(t, ns, c)
 	m, err := r.ReadSeq(context.Background(), ns.Path, []uint64{tg.Cookie})
 	if err != nil {
 		t.Fatal(err)

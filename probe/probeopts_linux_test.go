@@ -185,7 +185,7 @@ func TestProbeFollowsSocket(t *testing.T) {
 			if !st.TSOK {
 				t.Fatal("timestamps not negotiated; the test proves nothing")
 			}
-			tg := optTarget(t, o.Server, server)
+			tg := targetIn(t, o.Server, server)
 			// The kernel's own segment, for the header fields to compare with.
 			capt.drain(t)
 			exchange(t, server, client)
@@ -246,7 +246,7 @@ func TestProbeRoutingMatters(t *testing.T) {
 		t.Run(k.name+" "+k.network, func(t *testing.T) {
 			server, client := k.pair(t, o, k.network)
 			exchange(t, server, client)
-			tg := optTarget(t, o.Server, server)
+			tg := targetIn(t, o.Server, server)
 			cfg := fastConfig()
 			cfg.Attempts = 1
 			res, err := New(cfg, plainRoute{seq}, nil).Probe(context.Background(), tg)
@@ -291,7 +291,7 @@ func TestProbeTCPMD5Pair(t *testing.T) {
 			server, client := optPair(t, o.Server, o.Client, network, laddr, netip.Addr{},
 				[]sockopt{optMD5(cliAddr, "bgp-secret")}, []sockopt{optMD5(srvAddr, "bgp-secret")})
 			exchange(t, server, client)
-			tg := optTarget(t, o.Server, server)
+			tg := targetIn(t, o.Server, server)
 			p := New(fastConfig(), seq, nil)
 			for range 3 {
 				res, err := p.Probe(context.Background(), tg)
@@ -336,7 +336,7 @@ func TestProbeOptionRounds(t *testing.T) {
 	var conns [][2]net.Conn
 	for _, k := range optKinds {
 		s, c := k.pair(t, o, k.network)
-		targets = append(targets, optTarget(t, o.Server, s))
+		targets = append(targets, targetIn(t, o.Server, s))
 		conns = append(conns, [2]net.Conn{s, c})
 	}
 	for _, network := range networks {
@@ -346,7 +346,7 @@ func TestProbeOptionRounds(t *testing.T) {
 		}
 		s, c := optPair(t, o.Server, o.Client, network, laddr, netip.Addr{},
 			[]sockopt{optMD5(cliAddr, "k")}, []sockopt{optMD5(srvAddr, "k")})
-		targets = append(targets, optTarget(t, o.Server, s))
+		targets = append(targets, targetIn(t, o.Server, s))
 		conns = append(conns, [2]net.Conn{s, c})
 	}
 	p := New(fastConfig(), seq, nil)

@@ -24,7 +24,7 @@ func TestProbeStaleTSvalIsDropped(t *testing.T) {
 	o := newOptNet(t)
 	server, client := optPair(t, o.Server, o.Client, "tcp4", net.JoinHostPort(o.ServerV4.String(), "0"), o.ClientV4, nil, nil)
 	exchange(t, server, client)
-	tg := optTarget(t, o.Server, server)
+	tg := targetIn(t, o.Server, server)
 	counters := func() uint64 {
 		return netstat(t, o.Client, "PAWSEstab") + netstat(t, o.Client, "PAWSOldAck")
 	}
@@ -115,7 +115,7 @@ func TestProbeUsecTimestamps(t *testing.T) {
 			if !st.TSOK || !st.USecTS {
 				t.Skipf("TSOK %v USecTS %v: this kernel has no usec TCP timestamps (6.7+)", st.TSOK, st.USecTS)
 			}
-			tg := optTarget(t, n.Server, server)
+			tg := targetIn(t, n.Server, server)
 			capt.drain(t)
 			exchange(t, server, client)
 			own := from(capt.drain(t), tg.Local, tg.Remote)
