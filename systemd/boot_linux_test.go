@@ -47,7 +47,7 @@ thresholds:
   idle: 4s
   close_wait: 3s
 probe:
-  interval: 200ms
+  interval: 600ms
   attempts: 2
 log:
   level: debug

@@ -97,7 +97,7 @@ func testPrivileges(t *testing.T, patch string, flags []string, mayLack string) 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	args := append(append(setpriv, "--", ghostd, "scan", "--json", "--config", cfg,
-		"--netns", n.Server.Name, "--idle", "1s", "--probe-interval", "500ms"), flags...)
+		"--netns", n.Server.Name, "--idle", "1s", "--probe-interval", "600ms"), flags...)
 	cmd := exec.CommandContext(ctx, "setpriv", args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
