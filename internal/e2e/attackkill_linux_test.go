@@ -333,6 +333,7 @@ type phaseStats struct {
 	falseGhosts map[string]bool // healthy connections seen as ghost or killed
 	verdicts    map[string]int  // healthy sessions' verdicts, one count per poll
 	maxReplies  map[string]int  // the most replies one probe round of a healthy session took, by family
+	rounds      map[string]int  // new probe rounds seen per healthy connection, by name (its RTT changed)
 	polls       int
 }
 
@@ -340,19 +341,20 @@ type phaseStats struct {
 // healthy connections under the current phase.
 type sessionPoller struct {
 	d       *daemon
-	healthy map[string]bool // by scenario.key
+	healthy map[string]string // scenario.key to name
 	control string
 	mu      sync.Mutex
 	phases  []*phaseStats
 	errs    int
 	ctrl    struct{ ghost, killed bool }
-	modes   map[string]bool // probe modes of the healthy sessions
+	modes   map[string]bool    // probe modes of the healthy sessions
+	lastRTT map[string]float64 // by healthy connection
 }
 
 func (p *sessionPoller) phase(name string) *phaseStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ps := &phaseStats{name: name, falseGhosts: map[string]bool{}, verdicts: map[string]int{}, maxReplies: map[string]int{}}
+	ps := &phaseStats{name: name, falseGhosts: map[string]bool{}, verdicts: map[string]int{}, maxReplies: map[string]int{}, rounds: map[string]int{}}
 	p.phases = append(p.phases, ps)
 	return ps
 }
@@ -375,11 +377,16 @@ func (p *sessionPoller) poll() {
 			p.ctrl.killed = p.ctrl.killed || s.Killed
 			continue
 		}
-		if !p.healthy[k] {
+		name, ok := p.healthy[k]
+		if !ok {
 			continue
 		}
 		ps.verdicts[s.Verdict]++
 		ps.maxReplies[s.Family] = max(ps.maxReplies[s.Family], s.Replies)
+		if s.RTTSeconds != nil && *s.RTTSeconds != p.lastRTT[k] {
+			ps.rounds[name]++
+			p.lastRTT[k] = *s.RTTSeconds
+		}
 		p.modes[s.ProbeMode] = true
 		if s.Ghost || s.Killed {
 			ps.falseGhosts[k] = true
@@ -448,14 +455,14 @@ func TestDaemonKillUnderAttack(t *testing.T) {
 	env.frames = env.atk.Frames(t, testnet.RouterServerIf)
 
 	var victims []*victim
-	healthy := map[string]bool{}
+	healthy := map[string]string{}
 	for i, network := range []string{"tcp4", "tcp4", "tcp6"} {
 		s, c := n.Pair(t, network)
 		noKeepalive(t, s, c)
 		v := &victim{scenario: &scenario{name: fmt.Sprintf("healthy %d (%s)", i, network), server: s, client: c}}
 		roundTrip(t, v.scenario)
 		v.local, v.remote = testnet.Tuple(s)
-		healthy[v.key()] = true
+		healthy[v.key()] = v.name
 		victims = append(victims, v)
 	}
 	ctlS, ctlC := n.Pair(t, "tcp4")
@@ -482,8 +489,8 @@ func TestDaemonKillUnderAttack(t *testing.T) {
 kill:
   per_minute: 600
 `
-	d := startDaemon(t, cfg, "--netns", n.Server.Name, "--idle", "2s", "--interval", "1s", "--kill", "--kill-min-age", "2s")
-	poller := &sessionPoller{d: d, healthy: healthy, control: control.key(), modes: map[string]bool{}}
+	d := startDaemon(t, cfg, "--netns", n.Server.Name, "--idle", "2s", "--interval", "1s", "--probe-interval", "600ms", "--kill", "--kill-min-age", "2s")
+	poller := &sessionPoller{d: d, healthy: healthy, control: control.key(), modes: map[string]bool{}, lastRTT: map[string]float64{}}
 	poller.phase("warm-up")
 	stopPoll := make(chan struct{})
 	pollDone := make(chan struct{})
@@ -507,7 +514,7 @@ kill:
 		var st []string
 		for _, s := range doc.Sessions {
 			st = append(st, fmt.Sprintf("[%s %v %s]", s.Remote, s.Reasons, s.Verdict))
-			if s.Verdict == "alive" && (healthy[sessionKey(&s)] || sessionKey(&s) == control.key()) {
+			if _, ok := healthy[sessionKey(&s)]; s.Verdict == "alive" && (ok || sessionKey(&s) == control.key()) {
 				alive++
 			}
 		}
@@ -648,6 +655,11 @@ kill:
 		}
 		poller.mu.Lock()
 		fg := len(ph.stats.falseGhosts)
+		for _, v := range victims {
+			if ph.stats.rounds[v.name] == 0 {
+				t.Errorf("phase %q: %s was never seen probed during the attack", ph.name, v.name)
+			}
+		}
 		poller.mu.Unlock()
 		if fg > 0 {
 			t.Errorf("phase %q: %d healthy connections shown as ghosts or killed", ph.name, fg)
@@ -703,8 +715,8 @@ kill:
 		}
 	}
 	for _, ph := range phases {
-		t.Logf("%-38q attacker sent %6d packets, got through %v; ghostd sent %2.0f probes, rejected %v, took replies %v, capture drops %.0f; %d polls saw healthy verdicts %v (most replies to one round %v): false ghosts %d; kills (the control's) %.0f",
-			ph.name, ph.sent, ph.reached, ph.probes, ph.rejected, ph.replies, ph.drops, ph.stats.polls, ph.stats.verdicts, ph.stats.maxReplies, len(ph.stats.falseGhosts), ph.kills)
+		t.Logf("%-38q attacker sent %6d packets, got through %v; ghostd sent %2.0f probes, rejected %v, took replies %v, capture drops %.0f; %d polls saw healthy verdicts %v (most replies to one round %v), probe rounds per connection %v: false ghosts %d; kills (the control's) %.0f",
+			ph.name, ph.sent, ph.reached, ph.probes, ph.rejected, ph.replies, ph.drops, ph.stats.polls, ph.stats.verdicts, ph.stats.maxReplies, ph.stats.rounds, len(ph.stats.falseGhosts), ph.kills)
 	}
 	t.Logf("control killed %.1fs after its client went silent; %d failed polls; test took %.1fs", ctl.took.Seconds(), poller.errs, time.Since(start).Seconds())
 }
