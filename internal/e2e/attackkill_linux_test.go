@@ -155,7 +155,9 @@ var daemonAttacks = []daemonAttack{{
 	// Unreachables quoting guessed segments (random numbers), the
 	// kernel's own acceptable quote (SND.UNA), and the probe's own numbers
 	// (SND.UNA-1, RCV.NXT-1) with a guessed IPv4 id: the closest an attacker
-	// who knows the state but cannot see the probe gets.
+	// who knows the state but cannot see the probe gets. IPv6 has no id, so
+	// there the last quote matches a probe and ghostd takes it; the peer's
+	// ACK, which always follows, still makes the verdict alive.
 	name:    "spoofed ICMP unreachables",
 	rejects: true,
 	run: func(ctx context.Context, env *attackEnv, v *victim) error {
