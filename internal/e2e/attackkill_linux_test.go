@@ -334,7 +334,7 @@ type phaseStats struct {
 	name        string
 	falseGhosts map[string]bool // healthy connections seen as ghost or killed
 	verdicts    map[string]int  // healthy sessions' verdicts, one count per poll
-	maxReplies  map[string]int  // the most replies one probe round of a healthy session took, by family
+	maxReplies  map[string]int  // the most replies one new probe round of a healthy session took, by family
 	rounds      map[string]int  // new probe rounds seen per healthy connection, by name (its RTT changed)
 	polls       int
 }
@@ -384,9 +384,9 @@ func (p *sessionPoller) poll() {
 			continue
 		}
 		ps.verdicts[s.Verdict]++
-		ps.maxReplies[s.Family] = max(ps.maxReplies[s.Family], s.Replies)
 		if s.RTTSeconds != nil && *s.RTTSeconds != p.lastRTT[k] {
 			ps.rounds[name]++
+			ps.maxReplies[s.Family] = max(ps.maxReplies[s.Family], s.Replies)
 			p.lastRTT[k] = *s.RTTSeconds
 		}
 		p.modes[s.ProbeMode] = true
