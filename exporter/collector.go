@@ -81,6 +81,7 @@ func (s *Store) Collector() prometheus.Collector {
 		probeRejected: desc("probe_replies_rejected_total", "Captured packets of probed connections not taken as replies, by why: "+
 			"rst_seq (a RST at none of the sequence numbers the peer must use), ack_seq (an ACK behind the connection), "+
 			"icmp_quote (an ICMP error quoting none of our probes), queue_full (a reply a probe had no room for), "+
+			"icmp_repeat (an ICMP error beyond one per probe sent), "+
 			"bad_checksum (a datagram whose checksum did not verify).", "why"),
 		captureDrops:  desc("probe_capture_drops_total", "Datagrams the probes' packet capture lost because its buffer was full (PACKET_STATISTICS)."),
 		probeRTT:      desc("probe_rtt_seconds", "Time from a connection's first probe to its first reply."),

@@ -285,3 +285,23 @@ func TestInvalidUTF8LabelsKeepEverySeries(t *testing.T) {
 		t.Error("ghostd_ghost_sessions lost its series")
 	}
 }
+
+// probe_replies_total counts each reply under its own kind: a round that
+// took an ICMP error and then the peer's ACK is one icmp and one ack, not
+// two acks.
+func TestRepliesCountedByKind(t *testing.T) {
+	s := NewStore(testBld, nil)
+	s.ObserveProbe(probe.Result{Verdict: probe.Alive, Sent: 2, Replies: 2, RTT: time.Millisecond})
+	s.ObserveProbe(probe.Result{Verdict: probe.Reset, Sent: 1, Replies: 1, RTT: time.Millisecond})
+	s.ObserveProbe(probe.Result{Verdict: probe.Unreachable, Sent: 3, Replies: 1, RTT: time.Millisecond})
+	want := `
+# HELP ghostd_probe_replies_total Replies matched to probes, by kind (ack, rst, icmp).
+# TYPE ghostd_probe_replies_total counter
+ghostd_probe_replies_total{kind="ack"} 1
+ghostd_probe_replies_total{kind="icmp"} 2
+ghostd_probe_replies_total{kind="rst"} 1
+`
+	if err := testutil.CollectAndCompare(s.Collector(), strings.NewReader(want), "ghostd_probe_replies_total"); err != nil {
+		t.Error(err)
+	}
+}

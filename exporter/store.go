@@ -187,8 +187,15 @@ func (s *Store) ObserveProbe(r probe.Result) {
 	}
 	s.rejected[RejectBadChecksum] += r.CaptureBadChecksums
 	s.capDrops += r.CaptureDrops
+	// A probe round ends at its first ACK or RST; every other reply it took
+	// was an ICMP error (at most one per round).
 	if kind := replyKind(r.Verdict); kind != "" && r.Replies > 0 {
-		s.replies[kind] += uint64(r.Replies)
+		final := uint64(1)
+		if kind == ReplyICMP {
+			final = uint64(r.Replies)
+		}
+		s.replies[kind] += final
+		s.replies[ReplyICMP] += uint64(r.Replies) - final
 	}
 	if r.RTT > 0 {
 		s.rttHist.observe(r.RTT.Seconds())

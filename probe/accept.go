@@ -19,6 +19,9 @@ const (
 	RejectICMPQuote
 	// RejectQueueFull: an accepted reply that found the probe's queue full.
 	RejectQueueFull
+	// RejectICMPRepeat: an ICMP error beyond one per probe sent: a router
+	// sends at most one, and more must not take the room of an ACK.
+	RejectICMPRepeat
 	// NumRejectReasons is how many reasons there are.
 	NumRejectReasons
 )
@@ -33,6 +36,8 @@ func (r RejectReason) String() string {
 		return "icmp_quote"
 	case RejectQueueFull:
 		return "queue_full"
+	case RejectICMPRepeat:
+		return "icmp_repeat"
 	}
 	return "unknown"
 }

@@ -215,3 +215,23 @@ func TestJunkNeverCrowdsOutAReply(t *testing.T) {
 		t.Errorf("rejects = %v, want %v", got, want)
 	}
 }
+
+// A probe round takes at most one ICMP error per probe sent: more prove
+// nothing more, and must never take the room of the peer's ACK in the queue
+// (on IPv6 an on-path forger can quote a probe exactly, having no IP id to
+// guess).
+func TestWaiterTakesOneICMP(t *testing.T) {
+	w := &waiter{ch: make(chan Reply, 8)}
+	w.sent(sentProbe{seq: 100, ack: 200})
+	icmp := Reply{Kind: ReplyUnreachable, Seq: 100, Ack: 200, QuotedLen: TCPMinSize}
+	for range 20 {
+		w.offer(icmp)
+	}
+	w.offer(Reply{Kind: ReplyACK, Flags: FlagACK})
+	if len(w.ch) != 2 {
+		t.Fatalf("queued %d replies, want the first ICMP and the ACK", len(w.ch))
+	}
+	if r := w.rejects(); r[RejectICMPRepeat] != 19 || r[RejectQueueFull] != 0 {
+		t.Errorf("rejects %v, want 19 icmp_repeat and no queue_full", r)
+	}
+}

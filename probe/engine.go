@@ -86,6 +86,7 @@ type waiter struct {
 	mu       sync.Mutex
 	probes   []sentProbe
 	rejected Rejects
+	icmps    int // ICMP errors queued so far
 }
 
 // sent records a probe; call it before the probe leaves, so its answer
@@ -104,6 +105,15 @@ func (w *waiter) offer(r Reply) {
 	if !ok {
 		w.rejected[why]++
 		return
+	}
+	// A router sends at most one error per probe: more are forged or
+	// repeated, and must not take the room of the peer's ACK.
+	if r.Kind == ReplyUnreachable {
+		if w.icmps >= len(w.probes) {
+			w.rejected[RejectICMPRepeat]++
+			return
+		}
+		w.icmps++
 	}
 	select {
 	case w.ch <- r:

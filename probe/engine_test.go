@@ -666,3 +666,26 @@ func TestConfigDefaults(t *testing.T) {
 		}
 	}
 }
+
+// forgedICMPPeer answers each probe with its real ICMP error plus forged
+// copies that quote it exactly (what an on-path forger can do on IPv6).
+func forgedICMPPeer(t testing.TB) func(Reply) [][]byte {
+	real := unreachablePeer(t)
+	return func(p Reply) [][]byte {
+		one := real(p)
+		return append(one, one[0], one[0], one[0])
+	}
+}
+
+// An unreachable verdict amid more ICMP errors than probes is not
+// confirmed: the extra errors are interference, as forged RSTs are for
+// silence.
+func TestUnreachableAmidForgedICMPIsUncertain(t *testing.T) {
+	seqs := &fakeSeq{state: map[uint64]SeqState{1: st1}}
+	conn := newFakeConn(forgedICMPPeer(t))
+	p := newFakeProber(t, quickConfig(), seqs, conn)
+	res, err := p.Probe(context.Background(), target(1, "[2001:db8::1]:80", "[2001:db8::2]:4000"))
+	if err != nil || res.Verdict != Unreachable || res.Confirmed || res.Uncertain != UncertainInterference || res.Rejected[RejectICMPRepeat] == 0 {
+		t.Fatalf("%+v %v; want an unconfirmed unreachable, uncertain from interference, with icmp_repeat rejects", res, err)
+	}
+}

@@ -616,7 +616,10 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	// itself: stateful middleboxes drop out-of-window segments. Nor does
 	// silence amid packets for the 4-tuple that answer none of our probes,
 	// or while the capture lost datagrams: the answer may have been lost.
-	if res.Verdict == Silent {
+	// An ICMP error amid forged packets is no better: on IPv6 (no IP id)
+	// an on-path forger can quote a probe exactly, and many such errors
+	// could crowd out the real answer.
+	if res.Verdict == Silent || res.Verdict == Unreachable {
 		lost := e.pollCapture() > lostBefore
 		switch {
 		case w.rejects().Total() > 0, e.badChecksum.Load() > badBefore:
@@ -625,7 +628,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 			res.Uncertain = UncertainCaptureLost
 		}
 	}
-	res.Confirmed = unreachable || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence
+	res.Confirmed = unreachable && res.Uncertain == "" || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence
 	if cfg.HostHint && res.Verdict == Silent {
 		if up, err := p.echo(ctx, cfg, e, local, remote, route{mark: rt.mark, ifindex: rt.ifindex}); err == nil {
 			res.HostReachable = &up
