@@ -305,30 +305,7 @@ func (n *Net) Pair(t testing.TB, network string) (server, client net.Conn) {
 // segment the server sends is answered with a RST.
 func (n *Net) LoseState(t testing.TB, client net.Conn) {
 	t.Helper()
-	tc, ok := client.(*net.TCPConn)
-	if !ok {
-		t.Fatalf("testnet: LoseState: %T is not a *net.TCPConn", client)
-	}
-	local, remote := Tuple(client)
-	table := "tn_lose_" + randHex(4)
-	n.Client.Nft(t, fmt.Sprintf(`table inet %s {
-	chain out {
-		type filter hook output priority -10; policy accept;
-		%s counter drop
-	}
-}
-`, table, nftMatch(local, remote)))
-	if err := tc.SetLinger(0); err != nil {
-		t.Fatalf("testnet: LoseState: linger: %v", err)
-	}
-	if err := tc.Close(); err != nil {
-		t.Fatalf("testnet: LoseState: close: %v", err)
-	}
-	out := n.Client.Exec(t, "nft", "list", "table", "inet", table)
-	if pk := counterPackets(out); pk < 1 {
-		t.Fatalf("testnet: LoseState: the client's RST was not dropped (counter %d):\n%s", pk, out)
-	}
-	n.Client.Nft(t, "delete table inet "+table+"\n")
+	n.Client.LoseConn(t, client)
 }
 
 var counterRE = regexp.MustCompile(`counter packets (\d+)`)
