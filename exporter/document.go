@@ -66,13 +66,23 @@ type Session struct {
 	// "snat", "redirect", or two joined with "+"); its probes' answers were
 	// matched on its conntrack reply tuple. Empty when it is not translated.
 	NAT string `json:"nat,omitempty"`
+	// Uncertain says why the verdict is not confirmed although it looks
+	// like a ghost's: "interference" (packets for the 4-tuple that answered
+	// none of the probes arrived, as in an attack) or "capture_lost" (the
+	// capture dropped datagrams). Such a verdict is never a ghost and never
+	// killed; a later round probes again.
+	Uncertain string `json:"uncertain,omitempty"`
 }
 
 // VerdictText is the verdict as the page and `ghostd scan` print it: an
-// unprobeable socket says why ("unprobed (tcp-md5)").
+// unprobeable socket says why ("unprobed (tcp-md5)"), and so does a verdict
+// that could not be confirmed ("silent (uncertain: interference)").
 func (s *Session) VerdictText() string {
-	if s.Unprobeable == "" {
-		return s.Verdict
+	switch {
+	case s.Unprobeable != "":
+		return s.Verdict + " (" + strings.ReplaceAll(s.Unprobeable, "_", "-") + ")"
+	case s.Uncertain != "":
+		return s.Verdict + " (uncertain: " + strings.ReplaceAll(s.Uncertain, "_", " ") + ")"
 	}
-	return s.Verdict + " (" + strings.ReplaceAll(s.Unprobeable, "_", "-") + ")"
+	return s.Verdict
 }

@@ -16,6 +16,8 @@ func TestVerdictTextAndUnprobeableJSON(t *testing.T) {
 		{Session{Verdict: "alive"}, "alive", ""},
 		{Session{Verdict: "unprobed", Unprobeable: "tcp_md5"}, "unprobed (tcp-md5)", `"unprobeable":"tcp_md5"`},
 		{Session{Verdict: "unprobed", Unprobeable: "tcp_ao"}, "unprobed (tcp-ao)", `"unprobeable":"tcp_ao"`},
+		{Session{Verdict: "silent", Uncertain: "interference"}, "silent (uncertain: interference)", `"uncertain":"interference"`},
+		{Session{Verdict: "unreachable", Uncertain: "capture_lost"}, "unreachable (uncertain: capture lost)", `"uncertain":"capture_lost"`},
 	} {
 		if got := tc.s.VerdictText(); got != tc.text {
 			t.Errorf("VerdictText(%+v) = %q, want %q", tc.s, got, tc.text)
@@ -24,7 +26,7 @@ func TestVerdictTextAndUnprobeableJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tc.json == "" && strings.Contains(string(b), "unprobeable") || tc.json != "" && !strings.Contains(string(b), tc.json) {
+		if tc.json == "" && (strings.Contains(string(b), "unprobeable") || strings.Contains(string(b), "uncertain")) || tc.json != "" && !strings.Contains(string(b), tc.json) {
 			t.Errorf("JSON of %+v: %s, want %q", tc.s, b, tc.json)
 		}
 	}

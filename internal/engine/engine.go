@@ -64,6 +64,9 @@ type verdictState struct {
 	why        uint8 // index in packedUnprobeable: why the socket cannot be probed
 	// nat is the index in packedNATs of the connection's translation.
 	nat uint8
+	// uncertain is the index in packedUncertain: why a silence (or an
+	// unreachable) was not confirmed.
+	uncertain uint8
 }
 
 var (
@@ -71,6 +74,7 @@ var (
 	packedModes    = []probe.Mode{"", probe.InWindow, probe.Blind}
 	// packedUnprobeable lists Result.Unprobeable's values; "" first.
 	packedUnprobeable = []string{"", probe.UnprobeableTCPMD5, probe.UnprobeableTCPAO}
+	packedUncertain   = []string{"", probe.UncertainInterference, probe.UncertainCaptureLost}
 	packedNATs        = []string{"", probe.NATDNAT, probe.NATSNAT, probe.NATRedirect,
 		probe.NATDNAT + "+" + probe.NATSNAT, probe.NATRedirect + "+" + probe.NATSNAT}
 )
@@ -93,7 +97,7 @@ func packResult(r probe.Result, at, ghostSince stamp) verdictState {
 		sent: clampUint8(r.Sent), replies: clampUint8(r.Replies),
 		host: -1, closed: r.ClosedLocal, confirmed: r.Confirmed,
 		why: packIndex(packedUnprobeable, r.Unprobeable),
-		nat: packIndex(packedNATs, r.NAT),
+		nat: packIndex(packedNATs, r.NAT), uncertain: packIndex(packedUncertain, r.Uncertain),
 	}
 	if r.HostReachable != nil {
 		v.host = 0
@@ -108,7 +112,7 @@ func (v *verdictState) result() probe.Result {
 	r := probe.Result{
 		Verdict: packedVerdicts[v.verdict], Mode: packedModes[v.mode], Sent: int(v.sent), Replies: int(v.replies),
 		RTT: v.rtt, ClosedLocal: v.closed, Confirmed: v.confirmed, Unprobeable: packedUnprobeable[v.why],
-		NAT: packedNATs[v.nat],
+		NAT: packedNATs[v.nat], Uncertain: packedUncertain[v.uncertain],
 	}
 	if v.host >= 0 {
 		ok := v.host == 1
@@ -136,6 +140,7 @@ func packVerdict(v *verdictState) tracker.Tag {
 	if v.confirmed {
 		t[30] = 1
 	}
+	t[30] |= v.uncertain << 1
 	t[31] = 1
 	return t
 }
@@ -144,7 +149,7 @@ func packVerdict(v *verdictState) tracker.Tag {
 // (or whose verdict the tracker cleared).
 func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
 	mode, why := t[25]&0xf, t[25]>>4
-	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(mode) >= len(packedModes) || int(why) >= len(packedUnprobeable) || int(t[29]>>1) >= len(packedNATs) {
+	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(mode) >= len(packedModes) || int(why) >= len(packedUnprobeable) || int(t[29]>>1) >= len(packedNATs) || int(t[30]>>1) >= len(packedUncertain) {
 		return verdictState{}, false
 	}
 	return verdictState{
@@ -152,7 +157,7 @@ func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
 		ghostSince: stamp(binary.LittleEndian.Uint64(t[8:])),
 		rtt:        time.Duration(binary.LittleEndian.Uint64(t[16:])),
 		verdict:    t[24], mode: mode, sent: t[26], replies: t[27], host: int8(t[28]),
-		closed: t[29]&1 == 1, nat: t[29] >> 1, confirmed: t[30] == 1, why: why,
+		closed: t[29]&1 == 1, nat: t[29] >> 1, confirmed: t[30]&1 == 1, why: why, uncertain: t[30] >> 1,
 	}, true
 }
 
@@ -1105,6 +1110,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		s.ClosedByProbe = r.ClosedLocal
 		s.Unprobeable = r.Unprobeable
 		s.NAT = r.NAT
+		s.Uncertain = r.Uncertain
 		if r.RTT > 0 {
 			rtt := r.RTT.Seconds()
 			s.RTTSeconds = &rtt

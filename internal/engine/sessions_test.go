@@ -155,6 +155,8 @@ func TestVerdictPacking(t *testing.T) {
 		{Verdict: probe.Unprobed, Mode: probe.Blind, Unprobeable: probe.UnprobeableTCPAO},
 		{Verdict: probe.Alive, Mode: probe.InWindow, Sent: 2, Replies: 1, RTT: time.Millisecond, NAT: probe.NATDNAT},
 		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true, NAT: probe.NATRedirect + "+" + probe.NATSNAT},
+		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, Uncertain: probe.UncertainInterference},
+		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 3, Replies: 1, Uncertain: probe.UncertainCaptureLost, NAT: probe.NATDNAT},
 	} {
 		v := packResult(r, 5, noStamp)
 		if diff := cmp.Diff(r, v.result()); diff != "" {
@@ -200,6 +202,8 @@ func TestVerdictTagRoundTrip(t *testing.T) {
 		{at: 1 << 50, ghostSince: noStamp, verdict: 4, mode: 1, sent: 255, replies: 2, host: 0},
 		{at: 9, ghostSince: noStamp, verdict: 0, mode: 2, host: -1, why: 2},
 		{at: 9, ghostSince: noStamp, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, closed: true, nat: uint8(len(packedNATs) - 1)},
+		{at: 9, ghostSince: noStamp, verdict: 3, mode: 1, sent: 3, host: 1, confirmed: false, uncertain: uint8(len(packedUncertain) - 1)},
+		{at: 9, ghostSince: 4, verdict: 3, mode: 1, sent: 3, host: -1, confirmed: true, uncertain: 0},
 	} {
 		got, ok := unpackVerdict(packVerdict(&v))
 		if !ok || got != v {
