@@ -3,36 +3,11 @@ package probe
 import (
 	"context"
 	"math/rand/v2"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/ghostd/ghostd/internal/testnet"
 )
-
-// tcpExt reads one TcpExt counter of /proc/net/netstat inside ns.
-func tcpExt(t testing.TB, ns *testnet.NS, name string) uint64 {
-	t.Helper()
-	lines := strings.Split(ns.Exec(t, "cat", "/proc/net/netstat"), "\n")
-	for i := 0; i+1 < len(lines); i++ {
-		keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(keys) == 0 || keys[0] != "TcpExt:" || len(vals) != len(keys) {
-			continue
-		}
-		for j, k := range keys {
-			if k == name {
-				v, err := strconv.ParseUint(vals[j], 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return v
-			}
-		}
-	}
-	t.Fatalf("no TcpExt %s in %s's /proc/net/netstat", name, ns.Name)
-	return 0
-}
 
 // TestSpoofedACKsToThePeer: an off-path sender spoofs out-of-window ACKs to
 // the peer "from" the probed host, one per 400 ms, so the peer's one answer
@@ -51,7 +26,7 @@ func TestSpoofedACKsToThePeer(t *testing.T) {
 		server, client := n.Pair(t, network)
 		exchange(t, server, client)
 		target := targetOf(t, n, server)
-		skippedBefore := tcpExt(t, n.Client, "TCPACKSkippedSeq")
+		skippedBefore := netstat(t, n.Client, "TCPACKSkippedSeq")
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
@@ -97,7 +72,7 @@ func TestSpoofedACKsToThePeer(t *testing.T) {
 		cancel()
 		<-done
 		p.Close()
-		skipped := tcpExt(t, n.Client, "TCPACKSkippedSeq") - skippedBefore
+		skipped := netstat(t, n.Client, "TCPACKSkippedSeq") - skippedBefore
 		t.Logf("%s: %d of %d probes alive; %d needed more than one attempt; the peer skipped %d answers (TCPACKSkippedSeq); attacker sent %d",
 			network, alive, probes, firstUnanswered, skipped, atk.Sent())
 		if skipped == 0 {

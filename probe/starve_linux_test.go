@@ -109,7 +109,7 @@ func TestProbingNeverStarvesKernel(t *testing.T) {
 	cfg.Rate = 1000
 	cfg.Burst = 100
 	cfg.PerHost = 64
-	skippedBefore := tcpExt(t, n.Client, "TCPACKSkippedSeq")
+	skippedBefore := netstat(t, n.Client, "TCPACKSkippedSeq")
 	pr := New(cfg, seq, nil)
 	defer pr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), run)
@@ -131,7 +131,7 @@ func TestProbingNeverStarvesKernel(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	skipped := tcpExt(t, n.Client, "TCPACKSkippedSeq") - skippedBefore
+	skipped := netstat(t, n.Client, "TCPACKSkippedSeq") - skippedBefore
 	t.Logf("%d rounds, %d probes sent, %d alive verdicts over %d targets in %s; the peer withheld %d answers (TCPACKSkippedSeq)",
 		rounds, sent, alive, len(targets), run, skipped)
 	// The contention is real: ghostd's probes come faster than the peer's
