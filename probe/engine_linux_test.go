@@ -72,14 +72,7 @@ func targetOf(t testing.TB, n *testnet.Net, server net.Conn) Target {
 func targetIn(t testing.TB, ns *testnet.NS, c net.Conn) Target {
 	t.Helper()
 	local, remote := testnet.Tuple(c)
-	var cookie uint64
-	rawFd(t, c, func(fd int) {
-		v, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
-		if err != nil {
-			t.Fatalf("SO_COOKIE: %v", err)
-		}
-		cookie = v
-	})
+	cookie := testnet.Cookie(t, c.(syscall.Conn))
 	fam := inventory.FamilyInet
 	if local.Addr().Is6() {
 		fam = inventory.FamilyInet6

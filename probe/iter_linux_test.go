@@ -51,30 +51,11 @@ func iterReader(t testing.TB) *IterReader {
 
 func iterCookie(t testing.TB, c any) uint64 {
 	t.Helper()
-	var raw interface{ Control(func(uintptr)) error }
-	var err error
-	switch c := c.(type) {
-	case *net.TCPConn:
-		raw, err = c.SyscallConn()
-	case *net.TCPListener:
-		raw, err = c.SyscallConn()
-	default:
+	sc, ok := c.(syscall.Conn)
+	if !ok {
 		t.Fatalf("iterCookie: %T", c)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cookie uint64
-	var gerr error
-	if err := raw.Control(func(fd uintptr) {
-		cookie, gerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatalf("SO_COOKIE: %v", gerr)
-	}
-	return cookie
+	return testnet.Cookie(t, sc)
 }
 
 // iterConn is one loopback connection inside a test namespace.

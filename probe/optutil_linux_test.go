@@ -33,20 +33,7 @@ func optDevice(name string) sockopt {
 
 // optMD5 installs a TCP-MD5 key for peer (RFC 2385), as BGP speakers do.
 func optMD5(peer netip.Addr, key string) sockopt {
-	return func(fd int) error {
-		sig := unix.TCPMD5Sig{Keylen: uint16(len(key))}
-		copy(sig.Key[:], key)
-		if peer.Is4() {
-			sig.Addr.Family = unix.AF_INET
-			a := peer.As4()
-			copy(sig.Addr.Data[2:], a[:])
-		} else {
-			sig.Addr.Family = unix.AF_INET6
-			a := peer.As16()
-			copy(sig.Addr.Data[6:], a[:])
-		}
-		return unix.SetsockoptTCPMD5Sig(fd, unix.IPPROTO_TCP, unix.TCP_MD5SIG, &sig)
-	}
+	return func(fd int) error { return testnet.SetMD5Key(fd, peer, key) }
 }
 
 func control(opts []sockopt) func(string, string, syscall.RawConn) error {

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"golang.org/x/sys/unix"
 
 	"github.com/ghostd/ghostd/internal/testnet"
 	"github.com/ghostd/ghostd/probe"
@@ -409,26 +408,6 @@ func (p *sessionPoller) run(stop <-chan struct{}) {
 	}
 }
 
-// socketCookie returns the kernel's cookie of c's socket.
-func socketCookie(t *testing.T, c net.Conn) uint64 {
-	t.Helper()
-	sc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cookie uint64
-	var gerr error
-	if err := sc.Control(func(fd uintptr) {
-		cookie, gerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatalf("SO_COOKIE: %v", gerr)
-	}
-	return cookie
-}
-
 // TestDaemonKillUnderAttack runs `ghostd run --kill` with a generous kill
 // rate and a short min age on a 20 ms path with strict conntrack, while an
 // attacker on the router forges packets against three healthy idle
@@ -475,7 +454,7 @@ func TestDaemonKillUnderAttack(t *testing.T) {
 	// What an on-path attacker knows: the server sockets' sequence state.
 	cookies := make([]uint64, len(victims))
 	for i, v := range victims {
-		cookies[i] = socketCookie(t, v.server)
+		cookies[i] = testnet.Cookie(t, v.server.(syscall.Conn))
 	}
 	states, err := seq.ReadSeq(context.Background(), n.Server.Path, cookies)
 	if err != nil || len(states) != len(victims) {

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/testnet"
 )
@@ -21,20 +19,9 @@ import (
 // listen or connect, as BGP speakers do.
 func md5Key(peer netip.Addr) func(string, string, syscall.RawConn) error {
 	return func(_, _ string, rc syscall.RawConn) error {
-		sig := unix.TCPMD5Sig{Keylen: 6}
-		copy(sig.Key[:], "secret")
-		if peer.Is4() {
-			sig.Addr.Family = unix.AF_INET
-			a := peer.As4()
-			copy(sig.Addr.Data[2:], a[:])
-		} else {
-			sig.Addr.Family = unix.AF_INET6
-			a := peer.As16()
-			copy(sig.Addr.Data[6:], a[:])
-		}
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptTCPMD5Sig(int(fd), unix.IPPROTO_TCP, unix.TCP_MD5SIG, &sig)
+			serr = testnet.SetMD5Key(int(fd), peer, "secret")
 		}); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -412,4 +414,42 @@ func TCPInfo(t testing.TB, c net.Conn) *unix.TCPInfo {
 		t.Fatal(gerr)
 	}
 	return info
+}
+
+// Cookie returns the kernel's socket cookie (SO_COOKIE) of a test
+// connection or listener: the identity the inventory reports.
+func Cookie(t testing.TB, c syscall.Conn) uint64 {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cookie uint64
+	var gerr error
+	if err := rc.Control(func(fd uintptr) {
+		cookie, gerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatalf("testnet: SO_COOKIE: %v", gerr)
+	}
+	return cookie
+}
+
+// SetMD5Key installs a TCP-MD5 key (RFC 2385) for peer on the socket fd, as
+// BGP speakers do, before listen or connect.
+func SetMD5Key(fd int, peer netip.Addr, key string) error {
+	sig := unix.TCPMD5Sig{Keylen: uint16(len(key))}
+	copy(sig.Key[:], key)
+	if peer.Is4() {
+		sig.Addr.Family = unix.AF_INET
+		a := peer.As4()
+		copy(sig.Addr.Data[2:], a[:]) // sin_port, then sin_addr
+	} else {
+		sig.Addr.Family = unix.AF_INET6
+		a := peer.As16()
+		copy(sig.Addr.Data[6:], a[:]) // sin6_port, sin6_flowinfo, then sin6_addr
+	}
+	return unix.SetsockoptTCPMD5Sig(fd, unix.IPPROTO_TCP, unix.TCP_MD5SIG, &sig)
 }
