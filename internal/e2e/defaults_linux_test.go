@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"testing"
@@ -60,13 +59,7 @@ func TestDefaultsConfirmWithinTwoMinutes(t *testing.T) {
 // off so that no TCP_KEEPIDLE is ever set on the server end.
 func keepaliveOnDefaults(t *testing.T, n *testnet.Net) (server, client net.Conn) {
 	t.Helper()
-	var l net.Listener
-	if err := n.Server.Do(func() (err error) {
-		l, err = (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp4", net.JoinHostPort(n.ServerV4.String(), "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l := n.Server.ListenNoKeepalive(t, "tcp4", net.JoinHostPort(n.ServerV4.String(), "0"))
 	defer l.Close()
 	client = n.Client.Dial(t, "tcp4", l.Addr().String())
 	noKeepalive(t, client)

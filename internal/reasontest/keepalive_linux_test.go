@@ -1,7 +1,6 @@
 package reasontest
 
 import (
-	"context"
 	"errors"
 	"net"
 	"syscall"
@@ -22,13 +21,7 @@ import (
 // TCP_KEEPIDLE is ever set on it). The client's keepalive is off.
 func keepalivePair(t *testing.T, n *testnet.Net) (server, client *net.TCPConn) {
 	t.Helper()
-	var l net.Listener
-	if err := n.Server.Do(func() (err error) {
-		l, err = (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp4", net.JoinHostPort(n.ServerV4.String(), "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l := n.Server.ListenNoKeepalive(t, "tcp4", net.JoinHostPort(n.ServerV4.String(), "0"))
 	defer l.Close()
 	c := n.Client.Dial(t, "tcp4", l.Addr().String()).(*net.TCPConn)
 	if err := c.SetKeepAlive(false); err != nil {

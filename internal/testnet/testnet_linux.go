@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -186,6 +187,23 @@ func (ns *NS) Listen(t testing.TB, network, addr string) net.Listener {
 	return l
 }
 
+// ListenNoKeepalive is Listen with Go's default keepalive off for the
+// accepted connections: their keepalive is then only what the namespace's
+// sysctls and SO_KEEPALIVE say, as for a server that sets SO_KEEPALIVE
+// alone (PostgreSQL). The caller closes it.
+func (ns *NS) ListenNoKeepalive(t testing.TB, network, addr string) net.Listener {
+	t.Helper()
+	var l net.Listener
+	err := ns.Do(func() (err error) {
+		l, err = (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("testnet: %s: listen %s %s: %v", ns.Name, network, addr, err)
+	}
+	return l
+}
+
 // Dial connects from a socket created inside the namespace (timeout
 // DialTimeout); the connection is closed in t.Cleanup.
 func (ns *NS) Dial(t testing.TB, network, addr string) net.Conn {
@@ -290,15 +308,7 @@ func (n *Net) Pair(t testing.TB, network string) (server, client net.Conn) {
 	l := n.Server.Listen(t, network, addr)
 	defer l.Close()
 	client = n.Client.Dial(t, network, l.Addr().String())
-	if err := l.(*net.TCPListener).SetDeadline(time.Now().Add(DialTimeout)); err != nil {
-		t.Fatal(err)
-	}
-	server, err := l.Accept()
-	if err != nil {
-		t.Fatalf("testnet: accept: %v", err)
-	}
-	t.Cleanup(func() { server.Close() })
-	return server, client
+	return Accept(t, l), client
 }
 
 // LoseState makes the client forget the connection without telling anyone:
