@@ -19,6 +19,11 @@ type NamespaceStatus struct {
 	NetnsInode uint64 `json:"netns_inode"`
 	Sockets    int    `json:"sockets"`
 	Error      string `json:"error"`
+	// Pod and K8sNamespace name the Kubernetes pod whose network namespace
+	// this is, as the container runtime reports it (then Netns is
+	// "<k8s_namespace>/<pod>").
+	Pod          string `json:"pod,omitempty"`
+	K8sNamespace string `json:"k8s_namespace,omitempty"`
 }
 
 // Session is one suspect socket (or any socket with `scan --all`).
@@ -72,6 +77,15 @@ type Session struct {
 	// capture dropped datagrams). Such a verdict is never a ghost and never
 	// killed; a later round probes again.
 	Uncertain string `json:"uncertain,omitempty"`
+
+	// ContainerName is the owner's container's name, as the container
+	// runtime reports it (Container is its id).
+	ContainerName string `json:"container_name,omitempty"`
+	// Pod and K8sNamespace name the socket's pod, as the container runtime
+	// reports it: the pod whose network namespace holds the socket, else
+	// (a hostNetwork pod) the owner's.
+	Pod          string `json:"pod,omitempty"`
+	K8sNamespace string `json:"k8s_namespace,omitempty"`
 }
 
 // VerdictText is the verdict as the page and `ghostd scan` print it: an

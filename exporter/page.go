@@ -174,13 +174,17 @@ func process(s *Session) string {
 }
 
 func unitOrContainer(s *Session) string {
+	c := s.Container
+	if s.ContainerName != "" {
+		c = s.ContainerName // the runtime's name says more than an id
+	}
 	switch {
-	case s.Unit != "" && s.Container != "":
-		return s.Unit + " / " + s.Container
+	case s.Unit != "" && c != "":
+		return s.Unit + " / " + c
 	case s.Unit != "":
 		return s.Unit
 	}
-	return s.Container
+	return c
 }
 
 // humanSeconds formats a duration for people: "45s", "6m 52s", "2h 11m", "3d 4h".

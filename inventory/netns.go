@@ -252,9 +252,10 @@ func parseNsLink(s string) (uint64, error) {
 // selects every namespace; a path (anything starting with "/", such as
 // /proc/PID/ns/net or /run/netns/NAME) selects the namespace with that path's
 // inode, resolved now; "net:[N]" selects inode N; any other value selects the
-// namespace with that name ("host", a /run/netns name, a derived container id
-// or pid-COMM-PID name; a full 64-hex container id matches its 12-hex short
-// form); a value with *, ? or [ is a path.Match pattern over names ("cni-*").
+// namespace with that name ("host", a /run/netns name, a pod's
+// "<namespace>/<pod>", a derived container id or pid-COMM-PID name; a full
+// 64-hex container id matches its 12-hex short form); a value with *, ? or [
+// is a path.Match pattern over names ("cni-*", "kube-system/*").
 func SelectNetns(spec string) (func(Namespace) bool, error) {
 	return selectNetns(spec, nsInode)
 }
@@ -276,7 +277,7 @@ func selectNetns(spec string, inode func(string) (uint64, error)) (func(Namespac
 			return nil, fmt.Errorf("inventory: --netns %s: %w", spec, err)
 		}
 		return func(ns Namespace) bool { return ns.Inode == ino }, nil
-	case strings.Contains(spec, "/"):
+	case strings.Contains(spec, "/") && !isPodName(spec):
 		return nil, fmt.Errorf("inventory: --netns %q: a path must be absolute", spec)
 	}
 	if strings.ContainsAny(spec, "*?[") {
@@ -290,4 +291,13 @@ func selectNetns(spec string, inode func(string) (uint64, error)) (func(Namespac
 		name = name[:12]
 	}
 	return func(ns Namespace) bool { return ns.Name == name }, nil
+}
+
+// isPodName reports whether s has the shape of a pod's namespace name,
+// "<namespace>/<pod>": two non-empty parts, neither "." nor "..", so that a
+// relative path such as "proc/1/ns/net" is still refused.
+func isPodName(s string) bool {
+	ns, pod, ok := strings.Cut(s, "/")
+	return ok && ns != "" && pod != "" && !strings.Contains(pod, "/") &&
+		ns != "." && ns != ".." && pod != "." && pod != ".."
 }

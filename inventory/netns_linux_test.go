@@ -169,6 +169,11 @@ func TestSelectNetns(t *testing.T) {
 		// Paths compare by inode: 101 shares 100's, 150 holds blue's, 42 the host's.
 		{fakeProc + "/101/ns/net", nil, "a path must be absolute"},
 		{"/abs/101/ns/net", []string{"0123456789ab"}, ""},
+		// A pod's "<namespace>/<pod>" is a name, not a relative path.
+		{"default/web", nil, ""},
+		{"kube-system/*", nil, ""},
+		{"a/b/c", nil, "a path must be absolute"},
+		{"./x", nil, "a path must be absolute"},
 		{"/abs/150/ns/net", []string{"blue"}, ""},
 		{"/abs/42/ns/net", []string{"host"}, ""},
 		{"/abs/300/ns/net", nil, "no such file"},

@@ -18,6 +18,9 @@ type Owner struct {
 	// Container is the container id from the cgroup path (12 hex digits for
 	// docker, containerd, CRI-O and podman), "" when the process is in none.
 	Container string
+	// ContainerName, PodNamespace and PodName are the container's name and
+	// pod as the container runtime reports them; "" when unknown.
+	ContainerName, PodNamespace, PodName string
 }
 
 // Owners maps socket inodes to the processes that hold them. It scans

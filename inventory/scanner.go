@@ -29,6 +29,11 @@ type ScannerOptions struct {
 	// named, then process-held by pid), and counted. 0 means
 	// DefaultMaxNamespaces.
 	MaxNamespaces int
+	// Name, when set, sees every listing before the Scanner names its
+	// namespaces, and may rename a namespace by setting its Name and
+	// RuntimeNamed (the container runtime's pod names: podinfo.Resolver).
+	// A runtime name replaces a derived one; the others stay stable.
+	Name func(list []Namespace)
 }
 
 // DefaultMaxNamespaces is the default cap on namespaces dumped per scan:
@@ -54,6 +59,7 @@ type NamespaceResult struct {
 type Scanner struct {
 	log     *slog.Logger
 	sel     func(Namespace) bool
+	namer   func([]Namespace)
 	list    func() ([]Namespace, error)
 	inode   func(path string) (uint64, error)
 	dial    func(ns *Namespace) (nsConn, error)
@@ -118,6 +124,7 @@ func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
 		maxNS:   maxNS,
 		log:     log,
 		sel:     opts.Select,
+		namer:   opts.Name,
 		list:    l.list,
 		inode:   l.inode,
 		dial:    dialNamespace,
@@ -134,7 +141,8 @@ func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
 // new namespace, another user's included, could take over the name of an
 // existing container's, and deny rules and dashboards on that name would
 // follow it. A "pid-COMM-PID" fallback name gives way to a container id once
-// one is known. Callers hold s.mu.
+// one is known, and any name to the container runtime's pod name.
+// Callers hold s.mu.
 func (s *Scanner) keepNames(list []Namespace) {
 	taken := make(map[string]uint64, len(list))
 	present := make(map[uint64]bool, len(list))
@@ -152,7 +160,9 @@ func (s *Scanner) keepNames(list []Namespace) {
 	for i := range list {
 		ns := &list[i]
 		old, known := s.names[ns.Inode]
-		if known && !(strings.HasPrefix(old, "pid-") && !strings.HasPrefix(ns.Name, "pid-")) {
+		better := !strings.HasPrefix(ns.Name, "pid-") && strings.HasPrefix(old, "pid-") ||
+			ns.RuntimeNamed && ns.Name != old // the runtime's pod name beats a derived one
+		if known && !better {
 			ns.Name = old
 			continue
 		}
@@ -188,6 +198,9 @@ func (s *Scanner) Skipped() int {
 func (s *Scanner) Scan(ctx context.Context, states StateMask, fn func(ns *Namespace, sk *Socket) error) []NamespaceResult {
 	list, err := s.list()
 	s.noteListErr(err)
+	if s.namer != nil {
+		s.namer(list)
+	}
 
 	s.mu.Lock()
 	if s.closed.Load() {

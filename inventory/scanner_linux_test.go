@@ -1116,3 +1116,63 @@ func TestScannerMaxNamespaces(t *testing.T) {
 		t.Errorf("under the cap (-want +got):\n%s; skipped %d", diff, s.Skipped())
 	}
 }
+
+// TestScannerRuntimeNames: the Name hook's pod names replace derived ones
+// (a container id), carry the pod's fields into the scan, never take a name
+// another namespace holds, and stay when the runtime stops naming (down):
+// names are stable while a namespace exists.
+func TestScannerRuntimeNames(t *testing.T) {
+	k := &nsFakeKernel{
+		nss: []Namespace{
+			{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
+			{Inode: 2, Name: "cni-1234", Path: "/r/cni-1234", Kind: KindNamed},
+			{Inode: 3, Name: "0123456789ab", Path: "/p/30", Kind: KindProcess, PID: 30},
+			{Inode: 4, Name: "default/web", Path: "/r/default/web", Kind: KindNamed},
+		},
+		sockets: map[uint64]int{1: 1, 2: 1, 3: 1, 4: 1},
+	}
+	pods := map[uint64][2]string{2: {"default", "web"}, 3: {"kube-system", "dns"}}
+	up := false
+	name := func(list []Namespace) {
+		if !up {
+			return
+		}
+		for i := range list {
+			if p, ok := pods[list[i].Inode]; ok {
+				list[i].Name, list[i].RuntimeNamed = p[0]+"/"+p[1], true
+				list[i].PodNamespace, list[i].PodName = p[0], p[1]
+			}
+		}
+	}
+	s := k.scanner(ScannerOptions{Workers: 1, Name: name})
+	want := []nsFakeResult{{"host", 1, ""}, {"cni-1234", 1, ""}, {"0123456789ab", 1, ""}, {"default/web", 1, ""}}
+	if diff := cmp.Diff(want, nsFakeScan(s)); diff != "" {
+		t.Fatalf("runtime down (-want +got):\n%s", diff)
+	}
+	up = true
+	// Inode 4 already holds "default/web" (a deleted pod's namespace that
+	// lingers): the pod in inode 2 keeps its old name rather than take it,
+	// and a new namespace (5) that the runtime names so gets "-INODE".
+	pods[5] = [2]string{"default", "web"}
+	k.mu.Lock()
+	k.nss = append(k.nss, Namespace{Inode: 5, Name: "cni-5678", Path: "/r/cni-5678", Kind: KindNamed})
+	k.sockets[5] = 1
+	k.mu.Unlock()
+	want = []nsFakeResult{{"host", 1, ""}, {"cni-1234", 1, ""}, {"kube-system/dns", 1, ""}, {"default/web", 1, ""}, {"default/web-5", 1, ""}}
+	if diff := cmp.Diff(want, nsFakeScan(s)); diff != "" {
+		t.Errorf("runtime up (-want +got):\n%s", diff)
+	}
+	var pod [2]string
+	for _, r := range s.Scan(context.Background(), AllStates, func(*Namespace, *Socket) error { return nil }) {
+		if r.Inode == 3 {
+			pod = [2]string{r.PodNamespace, r.PodName}
+		}
+	}
+	if pod != [2]string{"kube-system", "dns"} {
+		t.Errorf("scan result's pod = %q, want kube-system/dns", pod)
+	}
+	up = false
+	if diff := cmp.Diff(want, nsFakeScan(s)); diff != "" {
+		t.Errorf("runtime down again: names must stay (-want +got):\n%s", diff)
+	}
+}

@@ -200,6 +200,13 @@ type Namespace struct {
 	Path string
 	Kind NamespaceKind
 	PID  int // a process that holds it, when Kind is KindProcess
+	// PodNamespace and PodName name the Kubernetes pod whose namespace this
+	// is, as the container runtime reports it; "" otherwise.
+	PodNamespace, PodName string
+	// RuntimeNamed says Name came from the container runtime
+	// ("<namespace>/<pod>", or a Docker container's name): it replaces a
+	// name derived from cgroups or processes (ScannerOptions.Name).
+	RuntimeNamed bool
 	// TCP holds the namespace's keepalive and retransmission sysctls, as the
 	// Scanner last read them (TCP.Read false: the kernel's defaults).
 	TCP TCPSysctls

@@ -12,6 +12,7 @@ import (
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/podinfo"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -20,11 +21,11 @@ import (
 type parts struct {
 	log     *slog.Logger
 	scanner *inventory.Scanner
-	owners  *inventory.Owners
 	seq     *probe.IterReader // nil in blind mode
 	prober  *probe.Prober     // nil when probing is off
 	engine  *engine.Engine
 	caps    Capabilities
+	pods    *podinfo.Resolver // nil when no runtime is asked
 
 	// destroyOnce runs the SOCK_DESTROY self-test once per process: it
 	// opens and destroys a connection of ghostd's own, which a reload must
@@ -45,15 +46,37 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 	for _, m := range p.caps.Missing() {
 		log.Warn("missing capability", "capability", m.Name, "effect", m.Effect)
 	}
-	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel})
-	p.owners = inventory.NewOwners("/proc")
+	opts := inventory.ScannerOptions{Select: sel}
+	if p.pods, err = newPods(cfg, log); err != nil {
+		return nil, err
+	}
+	var owners engine.Owners = inventory.NewOwners("/proc")
+	if p.pods != nil {
+		opts.Name = p.pods.Name
+		owners = p.pods.Owners(owners)
+	}
+	p.scanner = inventory.NewScanner(log, opts)
 	var prober engine.Prober
 	if cfg.Probe.Enabled {
 		p.prober = p.newProber(cfg)
 		prober = p.prober
 	}
-	p.engine = engine.New(p.scanner, prober, p.owners, engineOptions(cfg, all, daemon))
+	p.engine = engine.New(p.scanner, prober, owners, engineOptions(cfg, all, daemon))
 	return p, nil
+}
+
+// newPods returns the resolver that names pods and containers after the
+// container runtime, or nil when the configuration asks no runtime.
+func newPods(cfg config.Config, log *slog.Logger) (*podinfo.Resolver, error) {
+	eps := cfg.Runtime.Endpoints
+	if eps != nil && len(eps) == 0 {
+		return nil, nil
+	}
+	r, err := podinfo.New(log, podinfo.Options{Endpoints: eps, Explicit: eps != nil})
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	return r, nil
 }
 
 func (p *parts) newProber(cfg config.Config) *probe.Prober {
@@ -88,6 +111,9 @@ func (p *parts) Close() error {
 		errs = append(errs, p.seq.Close())
 	}
 	errs = append(errs, p.scanner.Close())
+	if p.pods != nil {
+		errs = append(errs, p.pods.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -119,7 +119,11 @@ func (d *daemon) run(ctx context.Context) error {
 	for _, l := range ls {
 		d.log.Info("listening", "address", l.Addr().String())
 	}
-	handler := exporter.NewHandler(d.store, exporter.HandlerOptions{Log: d.log, Registry: exporter.NewRegistry(d.store)})
+	reg := exporter.NewRegistry(d.store)
+	if d.parts.pods != nil {
+		reg.MustRegister(d.parts.pods) // ghostd_runtime_up
+	}
+	handler := exporter.NewHandler(d.store, exporter.HandlerOptions{Log: d.log, Registry: reg})
 	if d.pprof {
 		mux := http.NewServeMux()
 		mux.Handle("/", handler)

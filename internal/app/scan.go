@@ -145,6 +145,8 @@ func process(s *exporter.Session) string {
 	}
 	if s.Unit != "" {
 		parts = append(parts, s.Unit)
+	} else if s.ContainerName != "" {
+		parts = append(parts, "container:"+s.ContainerName)
 	} else if s.Container != "" {
 		parts = append(parts, "container:"+s.Container)
 	}

@@ -44,6 +44,18 @@ type Config struct {
 	Kill  KillConfig
 	Web   WebConfig
 	Log   LogConfig
+	// Runtime says which container runtimes name pods and containers.
+	Runtime RuntimeConfig
+}
+
+// RuntimeConfig lists the container runtime sockets ghostd asks for pod and
+// container names.
+type RuntimeConfig struct {
+	// Endpoints are unix socket paths: CRI (containerd, CRI-O) or, for a
+	// path ending in docker.sock or prefixed "docker:", the Docker Engine
+	// API. nil means podinfo.DefaultEndpoints (skipped when absent); empty
+	// means none.
+	Endpoints []string
 }
 
 // ProbeConfig says whether and how fast suspects are probed.

@@ -134,7 +134,7 @@ func TestInvalid(t *testing.T) {
 		"listen-empty":    `2: web.listen_address: empty: want one or more addresses such as ":10145"`,
 		"log-level":       `2: log.level: invalid level "verbose": want debug, info, warn or error`,
 		"log-format":      `2: log.format: invalid format "xml": want logfmt or json`,
-		"netns":           `1: netns: invalid namespace name "foo/bar"`,
+		"netns":           `1: netns: invalid namespace name "foo/bar/baz"`,
 		"syntax":          "2: did not find expected key",
 		"duplicate":       `4: mapping key "interval" already defined at line 1`,
 		"not-mapping":     "1: want a mapping, got a list",

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"slices"
 	"strings"
 )
 
@@ -19,6 +20,7 @@ type Flags struct {
 	over    Config
 	noProbe bool
 	listen  listFlag
+	runtime listFlag
 }
 
 // flagKeys maps each flag to the configuration key it overrides.
@@ -37,6 +39,7 @@ var flagKeys = map[string]string{
 	"web.config.file":    "web.config_file",
 	"log.level":          "log.level",
 	"log.format":         "log.format",
+	"runtime-endpoint":   "runtime.endpoints",
 }
 
 // FlagKey returns the configuration key that flag name (without dashes)
@@ -61,6 +64,8 @@ func RegisterFlags(fs *flag.FlagSet, detectionOnly bool) *Flags {
 	fs.BoolVar(&f.noProbe, "no-probe", false, "report suspects without probing them (key probe.enabled: false)")
 	fs.BoolVar(&f.over.Kill.Enabled, "kill", d.Kill.Enabled, "apply the kill policy to confirmed ghosts (key kill.enabled)")
 	fs.DurationVar(&f.over.Kill.MinAge, "kill-min-age", d.Kill.MinAge, "how long a socket must have been a confirmed ghost before it may be killed (key kill.min_age)")
+	f.runtime = listFlag{vals: &f.over.Runtime.Endpoints}
+	fs.Var(&f.runtime, "runtime-endpoint", `container runtime socket that names pods and containers (CRI, or Docker's docker.sock); repeat for more, "none" for none (key runtime.endpoints)`)
 	if detectionOnly {
 		return f
 	}
@@ -119,6 +124,11 @@ func (f *Flags) Apply(c *Config) error {
 			c.Log.Level = o.Log.Level
 		case "log.format":
 			c.Log.Format = o.Log.Format
+		case "runtime-endpoint":
+			c.Runtime.Endpoints = slices.DeleteFunc(slices.Clone(o.Runtime.Endpoints), func(s string) bool { return s == "none" })
+			if c.Runtime.Endpoints == nil {
+				c.Runtime.Endpoints = []string{}
+			}
 		}
 	})
 	err := c.Validate()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,11 @@ type raw struct {
 	Kill       rawKill       `yaml:"kill"`
 	Web        rawWeb        `yaml:"web"`
 	Log        rawLog        `yaml:"log"`
+	Runtime    rawRuntime    `yaml:"runtime"`
+}
+
+type rawRuntime struct {
+	Endpoints []string `yaml:"endpoints"`
 }
 
 type rawThresholds struct {
@@ -323,8 +329,9 @@ func toRaw(c Config) raw {
 			},
 			UserTimeout: c.Kill.UserTimeout.String(),
 		},
-		Web: rawWeb{ListenAddress: append([]string(nil), c.Web.ListenAddress...), ConfigFile: c.Web.ConfigFile},
-		Log: rawLog{Level: c.Log.Level, Format: c.Log.Format},
+		Web:     rawWeb{ListenAddress: append([]string(nil), c.Web.ListenAddress...), ConfigFile: c.Web.ConfigFile},
+		Log:     rawLog{Level: c.Log.Level, Format: c.Log.Format},
+		Runtime: rawRuntime{Endpoints: slices.Clone(c.Runtime.Endpoints)},
 	}
 }
 
@@ -385,8 +392,9 @@ func (r *raw) config() (Config, error) {
 			KeepaliveCount:    r.Kill.Keepalive.Count,
 			UserTimeout:       dur("kill.user_timeout", r.Kill.UserTimeout),
 		},
-		Web: WebConfig{ListenAddress: r.Web.ListenAddress, ConfigFile: r.Web.ConfigFile},
-		Log: LogConfig{Level: r.Log.Level, Format: r.Log.Format},
+		Web:     WebConfig{ListenAddress: r.Web.ListenAddress, ConfigFile: r.Web.ConfigFile},
+		Log:     LogConfig{Level: r.Log.Level, Format: r.Log.Format},
+		Runtime: RuntimeConfig{Endpoints: r.Runtime.Endpoints},
 	}
 	if len(errs) > 0 {
 		return Config{}, errs[0]

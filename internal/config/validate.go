@@ -38,8 +38,14 @@ func (c *Config) Validate() error {
 		if filepath.Clean(c.Netns) != c.Netns {
 			return bad("netns", "path %q is not clean", c.Netns)
 		}
-	case strings.Contains(c.Netns, "/") || c.Netns == "." || c.Netns == "..":
+	case strings.Contains(c.Netns, "/") && !podName(c.Netns) || c.Netns == "." || c.Netns == "..":
 		return bad("netns", "invalid namespace name %q", c.Netns)
+	}
+	for i, ep := range c.Runtime.Endpoints {
+		p := strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(ep, "docker:"), "cri:"), "unix://")
+		if !strings.HasPrefix(p, "/") {
+			return bad(fmt.Sprintf("runtime.endpoints[%d]", i), "invalid endpoint %q: want the absolute path of a unix socket", ep)
+		}
 	}
 	if c.Interval < time.Second {
 		return bad("interval", "%s is too short: want at least 1s", c.Interval)
@@ -177,4 +183,12 @@ func (r Rule) validate(key string) error {
 		}
 	}
 	return nil
+}
+
+// podName reports whether s is a pod's namespace name, "<namespace>/<pod>",
+// as ghostd names a pod's network namespace.
+func podName(s string) bool {
+	ns, pod, ok := strings.Cut(s, "/")
+	return ok && ns != "" && pod != "" && !strings.Contains(pod, "/") &&
+		ns != "." && ns != ".." && pod != "." && pod != ".."
 }

@@ -849,6 +849,7 @@ func (e *Engine) frameLocked() *exporter.Snapshot {
 		}
 		snap.Doc.Namespaces = append(snap.Doc.Namespaces, exporter.NamespaceStatus{
 			Netns: st.ns.Name, NetnsInode: st.ns.Inode, Sockets: st.sockets, Error: errText,
+			Pod: st.ns.PodName, K8sNamespace: st.ns.PodNamespace,
 		})
 		snap.Scans = append(snap.Scans, exporter.NamespaceScan{
 			Name: st.ns.Name, Inode: st.ns.Inode, Kind: string(st.ns.Kind), OK: st.err == nil,
@@ -1099,6 +1100,11 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		Verdict:     string(probe.Unprobed),
 		Killed:      e.killed[k],
 	}
+	// The runtime's names; the pod is the namespace's, else (a hostNetwork
+	// pod) the owner's.
+	s.ContainerName = o.ContainerName
+	s.Pod = cmp.Or(e.names[sk.Netns].PodName, o.PodName)
+	s.K8sNamespace = cmp.Or(e.names[sk.Netns].PodNamespace, o.PodNamespace)
 	e.kernelDeadline(&s, ent, now)
 	if v, probed := unpackVerdict(ent.Tag); probed {
 		r := v.result()
