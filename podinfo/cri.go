@@ -53,7 +53,7 @@ func (c *CRI) client() (runtimeapi.RuntimeServiceClient, error) {
 // network namespace) and every running container. ctx bounds it all.
 func (c *CRI) List(ctx context.Context) (Snapshot, error) {
 	if !socketExists(c.path) {
-		return Snapshot{}, fmt.Errorf("podinfo: %s: %w", c.path, ErrNoSocket)
+		return Snapshot{}, fmt.Errorf("%s: %w", c.path, ErrNoSocket)
 	}
 	rs, err := c.client()
 	if err != nil {

@@ -87,7 +87,7 @@ func (d *Docker) get(ctx context.Context, path string, v any) error {
 // List implements Source.
 func (d *Docker) List(ctx context.Context) (Snapshot, error) {
 	if !socketExists(d.path) {
-		return Snapshot{}, fmt.Errorf("podinfo: %s: %w", d.path, ErrNoSocket)
+		return Snapshot{}, fmt.Errorf("%s: %w", d.path, ErrNoSocket)
 	}
 	var list []dockerSummary
 	if err := d.get(ctx, "/containers/json", &list); err != nil {
