@@ -6,7 +6,7 @@ REVISION   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS    := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 BIN        := bin/ghostd
 # Debian packages the tests need (installed by `make deps` when missing).
-TEST_DEBS  := iproute2 nftables conntrack prometheus systemd-container debootstrap ethtool postgresql redis-server nginx
+TEST_DEBS  := iproute2 nftables conntrack prometheus systemd-container debootstrap ethtool postgresql redis-server nginx containerd runc containernetworking-plugins
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Feature makefiles (packaging, benchmarks, ...) add their own targets here.
