@@ -57,6 +57,7 @@ type collector struct {
 	netnsSuccess    *prometheus.Desc
 	netnsDuration   *prometheus.Desc
 	netnsInfo       *prometheus.Desc
+	podInfo         *prometheus.Desc
 	buildInfo       *prometheus.Desc
 	reloadOK        *prometheus.Desc
 	reloadTime      *prometheus.Desc
@@ -93,6 +94,7 @@ func (s *Store) Collector() prometheus.Collector {
 		netnsSuccess:  desc("netns_scan_success", "Whether the last dump of the namespace succeeded.", "netns"),
 		netnsDuration: desc("netns_scan_duration_seconds", "Duration of the last dump of the namespace.", "netns"),
 		netnsInfo:     desc("netns_info", "Scanned network namespaces; always 1.", "netns", "netns_inode", "kind"),
+		podInfo:       desc("pod_info", "Scanned network namespaces that are a Kubernetes pod's, as the container runtime names them (netns is <k8s_namespace>/<pod>); always 1.", "netns", "k8s_namespace", "pod"),
 		buildInfo:     desc("build_info", "The running ghostd build; always 1.", "version", "revision", "goversion"),
 		reloadOK:      desc("config_last_reload_successful", "Whether the last configuration load succeeded."),
 		reloadTime:    desc("config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load."),
@@ -107,7 +109,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.ghostSessions, c.suspectSessions, c.sockets, c.oldestGhostAge,
 		c.probes, c.probesNAT, c.probeReplies, c.probeRejected, c.captureDrops, c.probeRTT, c.killed, c.killErrors, c.killSupported,
-		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo,
+		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo, c.podInfo,
 		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode, c.capability,
 		c.nsSkipped, c.refused,
 	} {
@@ -196,6 +198,9 @@ func (c *collector) collectNamespaces(ch chan<- prometheus.Metric, snap *Snapsho
 			ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.OK), n.Name)
 			ch <- constMetric(c.netnsDuration, prometheus.GaugeValue, n.Duration.Seconds(), n.Name)
 			ch <- constMetric(c.netnsInfo, prometheus.GaugeValue, 1, n.Name, strconv.FormatUint(n.Inode, 10), n.Kind)
+			if n.Pod != "" {
+				ch <- constMetric(c.podInfo, prometheus.GaugeValue, 1, n.Name, n.K8sNamespace, n.Pod)
+			}
 		}
 		return
 	}

@@ -25,6 +25,10 @@ type NamespaceScan struct {
 	Sockets  int
 	Err      string
 	Duration time.Duration
+
+	// Pod and K8sNamespace name the pod whose namespace this is, as the
+	// container runtime reports it; "" otherwise.
+	Pod, K8sNamespace string
 }
 
 // Snapshot is everything one scan found. Once published it is read-only.

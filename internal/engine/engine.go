@@ -853,6 +853,7 @@ func (e *Engine) frameLocked() *exporter.Snapshot {
 		})
 		snap.Scans = append(snap.Scans, exporter.NamespaceScan{
 			Name: st.ns.Name, Inode: st.ns.Inode, Kind: string(st.ns.Kind), OK: st.err == nil,
+			Pod: st.ns.PodName, K8sNamespace: st.ns.PodNamespace,
 			Sockets: st.sockets, Err: errText, Duration: st.dur,
 		})
 	}
