@@ -119,6 +119,30 @@ func TestPodsContainerd(t *testing.T) {
 		t.Errorf("table row for %s = %q, want it to start with %s and name container:client", local, line, name)
 	}
 
+	// The daemon: metrics carry the pod's name as their netns label, once
+	// per pod, and the page names the pod and the container.
+	d := startDaemon(t, "", "--netns", name, "--idle", "2s", "--interval", "1s", "--probe-interval", "600ms", "--runtime-endpoint", c.sock)
+	waitFor(t, 30*time.Second, "the daemon's metrics name the pod's ghost", func() (bool, string) {
+		mfs, err := d.metrics()
+		if err != nil {
+			return false, err.Error()
+		}
+		ghosts, _ := value(mfs, "ghostd_ghost_sessions", map[string]string{"netns": name, "verdict": "silent", "family": "inet"})
+		info, _ := value(mfs, "ghostd_pod_info", map[string]string{"netns": name, "k8s_namespace": "gd-test", "pod": "ghost-pod"})
+		up, _ := value(mfs, "ghostd_runtime_up", map[string]string{"runtime": "containerd", "endpoint": c.sock})
+		return ghosts >= 1 && info == 1 && up == 1, fmt.Sprintf("ghosts %v, pod_info %v, runtime_up %v", ghosts, info, up)
+	})
+	_, page, err := d.get("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(page, []byte(name)) || !bytes.Contains(page, []byte("client")) {
+		t.Errorf("the page names neither the pod %s nor the container client:\n%s", name, page)
+	}
+	if _, err := d.stop(10 * time.Second); err != nil {
+		t.Errorf("ghostd run: %v", err)
+	}
+
 	// The runtime gone (containerd stopped, the pod still running): the
 	// pod's namespace keeps a derived name, and ghostd says why once.
 	netnsPath := c.netnsPath(t, pod)
