@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/podinfo"
 )
 
 // PodMonitor mirrors the fields of the Prometheus Operator's
@@ -221,9 +223,106 @@ func TestDaemonSetSeesEveryNamespace(t *testing.T) {
 		t.Errorf("/run/netns is mounted from %+v, want hostPath /run/netns", v.VolumeSource)
 	}
 	for _, v := range pod.Volumes {
-		if v.HostPath != nil && v.HostPath.Path != "/run/netns" {
-			t.Errorf("volume %s mounts host path %s: only /run/netns is needed", v.Name, v.HostPath.Path)
+		if v.HostPath != nil && v.HostPath.Path != "/run/netns" && v.HostPath.Path != containerdSock {
+			t.Errorf("volume %s mounts host path %s: only /run/netns and the runtime's socket are needed", v.Name, v.HostPath.Path)
 		}
+	}
+}
+
+// containerdSock is the runtime socket the base DaemonSet mounts.
+const containerdSock = "/run/containerd/containerd.sock"
+
+// TestDaemonSetRuntimeSocket: containerd's CRI socket is mounted read-only,
+// alone (not its directory, which holds the shims' sockets too), as a
+// socket (the pod does not start rather than run without names), at the
+// path ghostd asks by default.
+func TestDaemonSetRuntimeSocket(t *testing.T) {
+	m := load(t)
+	pod := m.DaemonSet.Spec.Template.Spec
+	c := container(t, m.DaemonSet)
+	var mount *corev1.VolumeMount
+	for i, vm := range c.VolumeMounts {
+		if vm.MountPath == containerdSock {
+			mount = &c.VolumeMounts[i]
+		}
+		if vm.MountPath == "/run/containerd" || vm.MountPath == "/run" || vm.MountPath == "/var/run" {
+			t.Errorf("volumeMount %s over %s: mount the socket alone", vm.Name, vm.MountPath)
+		}
+	}
+	if mount == nil {
+		t.Fatalf("%s is not mounted: pods would be named after cgroup ids", containerdSock)
+	}
+	if !mount.ReadOnly {
+		t.Errorf("%s is mounted read-write, want readOnly", containerdSock)
+	}
+	if !slices.Contains(podinfo.DefaultEndpoints, mount.MountPath) {
+		t.Errorf("mounted at %s, which ghostd does not ask by default (%v)", mount.MountPath, podinfo.DefaultEndpoints)
+	}
+	for _, v := range pod.Volumes {
+		if v.Name != mount.Name {
+			continue
+		}
+		if v.HostPath == nil || v.HostPath.Path != containerdSock || v.HostPath.Type == nil || *v.HostPath.Type != corev1.HostPathSocket {
+			t.Errorf("volume %s is %+v, want hostPath %s of type Socket", v.Name, v.VolumeSource, containerdSock)
+		}
+	}
+}
+
+// TestCRIOOverlay: crio/ swaps containerd's socket for CRI-O's, at the path
+// ghostd asks by default, and removes the base's mount of containerd's.
+func TestCRIOOverlay(t *testing.T) {
+	var k Kustomization
+	decodeFile(t, "crio/kustomization.yaml", &k)
+	if len(k.Resources) != 1 || k.Resources[0] != ".." || len(k.Patches) != 1 || k.Patches[0].Path != "daemonset-patch.yaml" {
+		t.Errorf("crio/ kustomization: resources %v patches %v", k.Resources, k.Patches)
+	}
+	b, err := os.ReadFile("crio/daemonset-patch.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Loosely decoded: a strategic merge patch's $patch directive is no
+	// field of the API type.
+	var patch struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+		Spec     struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name         string           `json:"name"`
+						VolumeMounts []map[string]any `json:"volumeMounts"`
+					} `json:"containers"`
+					Volumes []corev1.Volume `json:"volumes"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &patch); err != nil {
+		t.Fatal(err)
+	}
+	const crio = "/run/crio/crio.sock"
+	m := load(t)
+	ps := patch.Spec.Template.Spec
+	if patch.Metadata.Name != m.DaemonSet.Name || len(ps.Containers) != 1 || ps.Containers[0].Name != container(t, m.DaemonSet).Name {
+		t.Fatalf("the patch targets %s container %+v, not the base's", patch.Metadata.Name, ps.Containers)
+	}
+	var deleted, mounted bool
+	for _, vm := range ps.Containers[0].VolumeMounts {
+		switch vm["mountPath"] {
+		case containerdSock:
+			deleted = vm["$patch"] == "delete"
+		case crio:
+			mounted = vm["readOnly"] == true && vm["name"] == "runtime"
+		}
+	}
+	if !deleted || !mounted {
+		t.Errorf("crio/ mounts: containerd's deleted %v, CRI-O's read-only %v: %v", deleted, mounted, ps.Containers[0].VolumeMounts)
+	}
+	if len(ps.Volumes) != 1 || ps.Volumes[0].HostPath == nil || ps.Volumes[0].HostPath.Path != crio ||
+		ps.Volumes[0].HostPath.Type == nil || *ps.Volumes[0].HostPath.Type != corev1.HostPathSocket {
+		t.Errorf("crio/ volumes %+v, want runtime = hostPath %s of type Socket", ps.Volumes, crio)
+	}
+	if !slices.Contains(podinfo.DefaultEndpoints, crio) {
+		t.Errorf("%s is not among ghostd's default endpoints %v", crio, podinfo.DefaultEndpoints)
 	}
 }
 
@@ -453,15 +552,25 @@ func TestDaemonSetRunsEverywhereAndSurvives(t *testing.T) {
 	if strings.HasSuffix(c.Image, ":latest") || !strings.Contains(c.Image, ":") {
 		t.Errorf("image %q: pin a version", c.Image)
 	}
+	// Measured (docs/kubernetes.md): 33 MiB peak RSS with 6 000 probed
+	// suspects; the request must cover that with room.
+	if minReq := resource.MustParse("48Mi"); req.Memory().Cmp(minReq) < 0 {
+		t.Errorf("memory request %v below %v: the measured peak at a few thousand sockets is 33 MiB", req.Memory(), &minReq)
+	}
+	memLimit := false
 	for _, env := range c.Env {
 		if env.Name == "GOMEMLIMIT" {
+			memLimit = true
 			q, err := resource.ParseQuantity(strings.TrimSuffix(env.Value, "B"))
 			if err != nil {
 				t.Errorf("GOMEMLIMIT %q: %v", env.Value, err)
-			} else if q.Cmp(*lim.Memory()) >= 0 {
-				t.Errorf("GOMEMLIMIT %v not below the memory limit %v", &q, lim.Memory())
+			} else if q.Cmp(*lim.Memory()) >= 0 || q.Cmp(*req.Memory()) < 0 {
+				t.Errorf("GOMEMLIMIT %v not between the memory request %v and limit %v", &q, req.Memory(), lim.Memory())
 			}
 		}
+	}
+	if !memLimit {
+		t.Error("GOMEMLIMIT is not set: the Go heap would grow to the limit and be OOM-killed")
 	}
 
 	// Probes hit the daemon's own endpoints on its named port.
