@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -52,6 +53,7 @@ type Resolver struct {
 
 	mu         sync.Mutex
 	refreshed  time.Time // last refresh attempt
+	saidNone   bool      // logged that no runtime socket exists
 	pods       []Pod     // every up runtime's pods
 	containers map[string]Container
 	unknown    map[uint64]bool // inodes the last refresh did not name
@@ -170,6 +172,14 @@ func (r *Resolver) refreshLocked(ctx context.Context) {
 		}
 	}
 	r.pods, r.containers = pods, containers
+	if !r.saidNone && !slices.ContainsFunc(r.sources, func(s *source) bool { return s.seen || s.explicit }) {
+		r.saidNone = true
+		eps := make([]string, 0, len(r.sources))
+		for _, s := range r.sources {
+			eps = append(eps, s.endpoint)
+		}
+		r.log.Info("no container runtime socket found: namespaces and containers keep the names inventory derives", "endpoints", eps)
+	}
 }
 
 // Name is the inventory.ScannerOptions.Name hook: it renames every listed
