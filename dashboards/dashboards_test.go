@@ -43,6 +43,7 @@ var contract = map[string][]string{
 	"ghostd_probe_mode_info":                              {"mode"},
 	"ghostd_capability":                                   {"capability"},
 	"ghostd_config_last_reload_success_timestamp_seconds": {},
+	"ghostd_pod_info":                                     {"netns", "k8s_namespace", "pod"},
 }
 
 // promql parses queries with the default options, as Prometheus does.
@@ -57,18 +58,21 @@ const (
 	sentinelJob      = "SENTINEL_JOB"
 	sentinelInstance = "SENTINEL_INSTANCE"
 	sentinelNetns    = "SENTINEL_NETNS"
+	sentinelK8sNS    = "SENTINEL_K8S_NAMESPACE"
+	sentinelPod      = "SENTINEL_POD"
 	sentinelRange    = 273 * time.Second // $__rate_interval as 4m33s
 )
 
 var sentinelVars = map[string]string{
 	"job": sentinelJob, "instance": sentinelInstance, "netns": sentinelNetns,
+	"k8s_namespace": sentinelK8sNS, "pod": sentinelPod,
 	"__rate_interval": "4m33s", "__interval": "4m33s", "__range": "4m33s",
 	"datasource": "prometheus",
 }
 
 // grafanaVars are what Grafana substitutes when "All" is selected.
 var grafanaVars = map[string]string{
-	"job": ".*", "instance": ".*", "netns": ".*",
+	"job": ".*", "instance": ".*", "netns": ".*", "k8s_namespace": ".*", "pod": ".*",
 	"__rate_interval": "1m", "__interval": "15s", "__range": "6h",
 	"datasource": "prometheus",
 }
@@ -165,7 +169,7 @@ func TestVariables(t *testing.T) {
 		vars[v.Name] = v
 		names = append(names, v.Name)
 	}
-	if diff := cmp.Diff([]string{"datasource", "job", "instance", "netns"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"datasource", "job", "instance", "netns", "k8s_namespace", "pod"}, names); diff != "" {
 		t.Fatalf("variables (-want +got):\n%s", diff)
 	}
 	ds := vars["datasource"]
@@ -173,7 +177,8 @@ func TestVariables(t *testing.T) {
 		t.Errorf("datasource variable: type %q query %q, want a prometheus datasource variable", ds.Type, q)
 	}
 	// Each query variable must narrow by the variables before it.
-	needs := map[string][]string{"job": nil, "instance": {"job"}, "netns": {"job", "instance"}}
+	needs := map[string][]string{"job": nil, "instance": {"job"}, "netns": {"job", "instance"},
+		"k8s_namespace": {"job", "instance"}, "pod": {"job", "instance", "k8s_namespace"}}
 	for name, deps := range needs {
 		v := vars[name]
 		if v.Type != "query" {
@@ -312,11 +317,16 @@ func checkAST(root parser.Expr) []string {
 			}
 			want := map[string]string{"job": sentinelJob, "instance": sentinelInstance}
 			for _, l := range metricLabels {
-				if l == "netns" {
+				switch l {
+				case "netns":
 					want["netns"] = sentinelNetns
+				case "k8s_namespace":
+					want["k8s_namespace"] = sentinelK8sNS
+				case "pod":
+					want["pod"] = sentinelPod
 				}
 			}
-			for _, l := range []string{"job", "instance", "netns"} {
+			for _, l := range []string{"job", "instance", "netns", "k8s_namespace", "pod"} {
 				v, ok := want[l]
 				if !ok {
 					continue

@@ -55,7 +55,14 @@ func goldenStores() map[string]*Store {
 	shrunk.SetKillSupported(false)
 	shrunk.SetConfigReload(false, time.Time{})
 
-	return map[string]*Store{"empty": empty, "scanned": scanned, "shrunk": shrunk}
+	// A Kubernetes node: a pod's namespace, named by the container runtime.
+	pods := NewStore(testBld, func() time.Time { return t0 })
+	podSnap := fixtureSnapshot()
+	podSnap.Scans = append(podSnap.Scans, NamespaceScan{Name: "shop/cart-7d9f", Inode: 4026532999, Kind: "named", OK: true,
+		Sockets: 2, Duration: time.Millisecond, Pod: "cart-7d9f", K8sNamespace: "shop"})
+	pods.Publish(podSnap)
+
+	return map[string]*Store{"empty": empty, "scanned": scanned, "shrunk": shrunk, "pods": pods}
 }
 
 func TestCollectorGolden(t *testing.T) {
