@@ -67,6 +67,7 @@ func (c *CRI) List(ctx context.Context) (Snapshot, error) {
 	}
 	var snap Snapshot
 	pods := make(map[string]*runtimeapi.PodSandboxMetadata, len(sbs.GetItems()))
+	podIndex := make(map[string]int, len(sbs.GetItems())) // sandbox id -> index in snap.Pods
 	for _, sb := range sbs.GetItems() {
 		md := sb.GetMetadata()
 		if md == nil || sb.GetState() != runtimeapi.PodSandboxState_SANDBOX_READY {
@@ -85,6 +86,8 @@ func (c *CRI) List(ctx context.Context) (Snapshot, error) {
 			continue // hostNetwork: the node's namespace is not the pod's to name
 		}
 		p.NetnsPath, p.PID = ParseVerboseInfo(st.GetInfo())
+		p.IDs = []string{sb.GetId()}
+		podIndex[sb.GetId()] = len(snap.Pods)
 		snap.Pods = append(snap.Pods, p)
 	}
 	cs, err := rs.ListContainers(ctx, &runtimeapi.ListContainersRequest{
@@ -103,6 +106,9 @@ func (c *CRI) List(ctx context.Context) (Snapshot, error) {
 		}
 		if k.ID != "" && k.Name != "" {
 			snap.Containers = append(snap.Containers, k)
+			if i, ok := podIndex[ct.GetPodSandboxId()]; ok {
+				snap.Pods[i].IDs = append(snap.Pods[i].IDs, k.ID)
+			}
 		}
 	}
 	return snap, nil

@@ -30,6 +30,11 @@ type Pod struct {
 	// /proc/PID/ns/net is the namespace when NetnsPath cannot be opened
 	// (ghostd in a pod that does not mount the runtime's netns directory).
 	PID int
+	// IDs are the sandbox's and its containers' ids. When neither NetnsPath
+	// nor PID leads to a namespace (a runtime without verbose status), a
+	// namespace held by a process whose root-owned cgroup names one of
+	// these containers is the pod's.
+	IDs []string
 	// Docker is set for a plain Docker container, which has no pod: Name is
 	// then the container's name and Namespace is "".
 	Docker bool

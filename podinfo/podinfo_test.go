@@ -52,8 +52,8 @@ func TestCRIList(t *testing.T) {
 	}
 	want := Snapshot{
 		Pods: []Pod{
-			{Namespace: "default", Name: "web", UID: "u1", NetnsPath: "/run/netns/cni-web", PID: 100},
-			{Namespace: "kube-system", Name: "dns", UID: "u2", PID: 200},
+			{Namespace: "default", Name: "web", UID: "u1", NetnsPath: "/run/netns/cni-web", PID: 100, IDs: []string{"sb-web", idWeb}},
+			{Namespace: "kube-system", Name: "dns", UID: "u2", PID: 200, IDs: []string{"sb-dns", idDNS}},
 		},
 		Containers: []Container{
 			{ID: idWeb, Name: "nginx", PodNamespace: "default", PodName: "web"},
@@ -211,6 +211,30 @@ func TestResolverNames(t *testing.T) {
 	}
 	if got := r.Pods(); len(got) != 2 || got[3].Name != "dns" || got[5].Name != "new" {
 		t.Errorf("Pods() = %+v", got)
+	}
+}
+
+// TestResolverNamesByContainerID: a pod whose namespace neither its netns
+// path nor its pid reveals (a runtime without verbose status) names the
+// process-held namespace inventory named after one of its containers' ids;
+// a named namespace that merely looks like an id is left alone.
+func TestResolverNamesByContainerID(t *testing.T) {
+	srv := fakecri.Start(t)
+	srv.Set(testPods())
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	r, _ := testResolver(t, []string{srv.Sock}, true, clock, map[string]uint64{}) // no path or pid resolves
+	list := listing()
+	list = append(list, inventory.Namespace{Inode: 9, Name: "aaaaaaaaaaaa", Kind: inventory.KindNamed})
+	r.Name(list)
+	want := []named{
+		{"host", "", "", false},
+		{"cni-web", "", "", false},
+		{"kube-system/dns", "kube-system", "dns", true},
+		{"pid-sleep-400", "", "", false},
+		{"aaaaaaaaaaaa", "", "", false},
+	}
+	if diff := cmp.Diff(want, names(list)); diff != "" {
+		t.Errorf("names (-want +got):\n%s", diff)
 	}
 }
 

@@ -204,9 +204,17 @@ func (r *Resolver) Name(list []inventory.Namespace) {
 		r.refreshLocked(context.Background())
 	}
 	r.byInode = r.podsByInodeLocked()
+	byID := r.podsByShortIDLocked()
 	for i := range list {
 		ns := &list[i]
 		p, ok := r.byInode[ns.Inode]
+		if !ok && ns.Kind == inventory.KindProcess {
+			// inventory named it after the container id in its holder's
+			// (root-owned) cgroup: the runtime says whose container that is.
+			if p, ok = byID[ns.Name]; ok {
+				r.byInode[ns.Inode] = p
+			}
+		}
 		if !ok {
 			if ns.Kind != inventory.KindHost {
 				r.unknown[ns.Inode] = true
@@ -261,6 +269,27 @@ const (
 	shortID  = 12
 	shortKey = "short:"
 )
+
+// podsByShortIDLocked maps the short ids of the sandboxes and containers of
+// pods whose namespace podsByInodeLocked did not find to those pods.
+func (r *Resolver) podsByShortIDLocked() map[string]Pod {
+	found := make(map[string]bool, len(r.byInode))
+	for _, p := range r.byInode {
+		found[p.NetnsName()] = true
+	}
+	out := map[string]Pod{}
+	for _, p := range r.pods {
+		if found[p.NetnsName()] {
+			continue
+		}
+		for _, id := range p.IDs {
+			if len(id) > shortID {
+				out[id[:shortID]] = p
+			}
+		}
+	}
+	return out
+}
 
 // Container returns the runtime's record of a container, by its full id or
 // by the 12-digit short id inventory takes from cgroup paths.
