@@ -108,6 +108,7 @@ func TestExample(t *testing.T) {
 func TestInvalid(t *testing.T) {
 	tests := map[string]string{
 		"unknown-key":     "3: probe.atempts: unknown key",
+		"runtime":         `2: runtime.endpoints[1]: invalid endpoint "run/crio.sock": want the absolute path of a unix socket`,
 		"unknown-top":     "2: idle: unknown key",
 		"duration":        `3: probe.interval: invalid duration "1x"`,
 		"duration-unit":   `1: interval: invalid duration "15"`,
@@ -224,6 +225,12 @@ func TestFlagsOverrideFile(t *testing.T) {
 		{"repeated listen address replaces the file's list", []string{"--web.listen-address=127.0.0.1:1", "--web.listen-address=[::1]:2"}, func(c *config.Config) {
 			c.Web.ListenAddress = []string{"127.0.0.1:1", "[::1]:2"}
 		}},
+		{"runtime endpoints", []string{"--runtime-endpoint=/run/k3s/containerd/containerd.sock", "--runtime-endpoint=docker:/run/docker.sock"}, func(c *config.Config) {
+			c.Runtime.Endpoints = []string{"/run/k3s/containerd/containerd.sock", "docker:/run/docker.sock"}
+		}},
+		{"no runtime", []string{"--runtime-endpoint=none"}, func(c *config.Config) {
+			c.Runtime.Endpoints = []string{}
+		}},
 		{"web and log flags", []string{"--web.config.file=/w.yml", "--log.level=debug", "--log.format=json"}, func(c *config.Config) {
 			c.Web.ConfigFile = "/w.yml"
 			c.Log.Level = "debug"
@@ -317,4 +324,28 @@ func TestFlagKeysAreConfigKeys(t *testing.T) {
 			t.Errorf("flag --%s usage does not name its key: %q", fl.Name, fl.Usage)
 		}
 	})
+}
+
+// TestRuntimeEndpoints: unset means the defaults (nil), an empty list asks
+// no runtime, and a pod's "<namespace>/<pod>" is a valid netns.
+func TestRuntimeEndpoints(t *testing.T) {
+	for _, tt := range []struct {
+		yml  string
+		want []string
+	}{
+		{"interval: 15s\n", nil},
+		{"runtime:\n  endpoints: []\n", []string{}},
+		{"runtime:\n  endpoints: [/run/crio/crio.sock]\n", []string{"/run/crio/crio.sock"}},
+	} {
+		c, err := config.Parse([]byte(tt.yml), "f.yml")
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yml, err)
+		}
+		if diff := cmp.Diff(tt.want, c.Runtime.Endpoints); diff != "" || (tt.want == nil) != (c.Runtime.Endpoints == nil) {
+			t.Errorf("%q: endpoints %#v, want %#v", tt.yml, c.Runtime.Endpoints, tt.want)
+		}
+	}
+	if _, err := config.Parse([]byte("netns: shop/cart-7d9f\n"), "f.yml"); err != nil {
+		t.Errorf("a pod's netns name: %v", err)
+	}
 }
