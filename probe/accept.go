@@ -1,5 +1,7 @@
 package probe
 
+import "github.com/ghostd/ghostd/probe/internal/wire"
+
 // This file decides which captured packets answer a probe. Everything here
 // is pure: the engine calls accept for each packet of a watched flow before
 // queueing it, so junk never reaches (or crowds out) a probe's queue.
@@ -96,9 +98,9 @@ func behind(a, b uint32) bool { return int32(a-b) < 0 }
 //     and (IPv4) the identification field. A probe's numbers are random in
 //     blind mode, and its IPv4 identification always is.
 //   - Echo replies are matched by the engine on their identifier.
-func accept(r Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
+func accept(r wire.Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
 	switch r.Kind {
-	case ReplyRST:
+	case wire.ReplyRST:
 		for _, p := range probes {
 			if r.Seq == p.ack {
 				return true, 0
@@ -108,7 +110,7 @@ func accept(r Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
 			return true, 0
 		}
 		return false, RejectRSTSeq
-	case ReplyACK:
+	case wire.ReplyACK:
 		if st == nil {
 			return true, 0
 		}
@@ -116,12 +118,12 @@ func accept(r Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
 			return false, RejectACKSeq
 		}
 		return true, 0
-	case ReplyUnreachable:
+	case wire.ReplyUnreachable:
 		for _, p := range probes {
 			if r.Seq != p.seq {
 				continue
 			}
-			if r.QuotedLen >= TCPMinSize && r.Ack != p.ack {
+			if r.QuotedLen >= wire.TCPMinSize && r.Ack != p.ack {
 				continue
 			}
 			if r.QuotedID != p.id {
@@ -130,7 +132,7 @@ func accept(r Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
 			return true, 0
 		}
 		return false, RejectICMPQuote
-	case ReplyEcho:
+	case wire.ReplyEcho:
 		return true, 0
 	}
 	return false, RejectACKSeq

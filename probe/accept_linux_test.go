@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // TestPeerAnswerOnTheWire checks, against the real kernel, what a live
@@ -41,7 +42,7 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 			if target.Local.Addr().Is6() {
 				p.id = 0
 			}
-			pkt, err := AppendSegment(nil, Segment{Src: target.Local, Dst: target.Remote, Seq: p.seq, Ack: p.ack, Flags: FlagACK, Window: 512, ID: p.id})
+			pkt, err := wire.AppendSegment(nil, wire.Segment{Src: target.Local, Dst: target.Remote, Seq: p.seq, Ack: p.ack, Flags: wire.FlagACK, Window: 512, ID: p.id})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,7 +54,7 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 			case r := <-w.ch:
 				t.Logf("%s ResetLocal=%v: state SND.UNA %d SND.NXT %d RCV.NXT %d; peer answered seq %d ack %d flags %#x",
 					network, resetLocal, st.SndUna, st.SndNxt, st.RcvNxt, r.Seq, r.Ack, r.Flags)
-				if r.Kind != ReplyACK || r.Seq != st.RcvNxt || r.Ack != st.SndNxt {
+				if r.Kind != wire.ReplyACK || r.Seq != st.RcvNxt || r.Ack != st.SndNxt {
 					t.Errorf("%s: peer answered %+v, want a pure ACK with seq RCV.NXT %d and ack SND.NXT %d", network, r, st.RcvNxt, st.SndNxt)
 				}
 				if ok, why := accept(r, []sentProbe{p}, &st); !ok {

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/mdlayher/netlink"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // ctnetlink messages (linux/netfilter/nfnetlink_conntrack.h): requests and
@@ -80,7 +82,7 @@ func appendCTRequest(b []byte, seq uint32, k flowKey, dump bool) ([]byte, error)
 				return nil
 			})
 			t.Nested(ctaTupleProto, func(p *netlink.AttributeEncoder) error {
-				p.Uint8(ctaProtoNum, ProtoTCP)
+				p.Uint8(ctaProtoNum, wire.ProtoTCP)
 				p.Uint16(ctaProtoSrc, k.local.Port())
 				p.Uint16(ctaProtoDst, k.remote.Port())
 				return nil

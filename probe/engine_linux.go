@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // linuxConn holds one namespace's probe sockets: IPPROTO_RAW senders (the
@@ -122,7 +124,7 @@ func openRawSockets(ports []uint16) (_ rawConn, err error) {
 	}
 	c.capture = os.NewFile(uintptr(fd), "probe-capture")
 	c.oob = make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
-	prog, err := captureFilter(true, ports)
+	prog, err := wire.ReplyFilter(true, ports)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +285,7 @@ func (c *linuxConn) recv(buf []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if VerifyChecksums(buf[:n], trusted) {
+		if wire.VerifyChecksums(buf[:n], trusted) {
 			return n, nil
 		}
 		c.badChecksum.Add(1)

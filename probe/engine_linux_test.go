@@ -16,9 +16,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ghostd/ghostd/internal/testnet"
 	"github.com/ghostd/ghostd/inventory"
-	"golang.org/x/sys/unix"
 )
 
 func needRoot(t testing.TB) {

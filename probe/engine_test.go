@@ -2,7 +2,6 @@ package probe
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -13,124 +12,18 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/net/bpf"
-)
 
-func TestCaptureFilter(t *testing.T) {
-	prog, err := captureFilter(false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm, err := bpf.NewVM(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := captureFilter(true, nil); err != nil {
-		t.Fatal(err)
-	}
-	// The same packets through a filter restricted to local ports 80 and 443.
-	prog, err = captureFilter(false, []uint16{443, 80, 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	portVM, err := bpf.NewVM(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	many := make([]uint16, maxFilterPorts+1)
-	for i := range many {
-		many[i] = uint16(1000 + i)
-	}
-	prog, err = captureFilter(false, many)
-	if err != nil {
-		t.Fatal(err)
-	}
-	manyVM, err := bpf.NewVM(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	probe4 := tcpPacket(t, "192.0.2.1:80", "198.51.100.2:40000", 99, 1000, FlagACK, 0)
-	probe6 := tcpPacket(t, "[2001:db8::1]:80", "[2001:db8::2]:40000", 99, 1000, FlagACK, 0)
-	echo4, _ := AppendEcho(nil, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1"), 1, 2)
-	echo4[IPv4MinSize] = icmpEchoReply
-	req6, _ := AppendEcho(nil, netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::1"), 1, 2)
-	rep6 := append([]byte{}, req6...)
-	rep6[IPv6Size] = icmpv6EchoReply
-	frag := tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK, 0)
-	binary.BigEndian.PutUint16(frag[6:], ipv4FlagMoreFrags)
-	tests := []struct {
-		name string
-		pkt  []byte
-		keep bool
-	}{
-		{"v4 pure ACK", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK, 0), true},
-		{"v6 pure ACK", tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 2, FlagACK, 0), true},
-		{"v4 RST", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 0, FlagRST, 0), true},
-		{"v6 RST|ACK", tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 2, FlagRST|FlagACK, 0), true},
-		{"v4 RST with payload", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 0, FlagRST, 12), true},
-		{"v4 data", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK|FlagPSH, 100), false},
-		{"v6 data", tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 2, FlagACK, 1), false},
-		{"v4 SYN-ACK", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK|FlagSYN, 0), false},
-		{"v6 SYN", tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 0, FlagSYN, 0), false},
-		{"v4 FIN without ACK", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 0, FlagFIN, 0), false},
-		{"v4 fragment", frag, false},
-		{"icmp unreachable", icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, probe4, 1000), true},
-		{"icmp time exceeded", icmpError(t, "203.0.113.1", "192.0.2.1", 11, 0, probe4, 1000), false},
-		{"icmpv6 unreachable", icmpError(t, "2001:db8:ff::1", "2001:db8::1", 1, 4, probe6, 1000), true},
-		{"icmpv6 packet too big", icmpError(t, "2001:db8:ff::1", "2001:db8::1", 2, 0, probe6, 1000), false},
-		{"icmp echo reply", echo4, true},
-		{"icmpv6 echo reply", rep6, true},
-		{"icmpv6 echo request", req6, false},
-		{"not IP", []byte{0x20, 1, 2, 3}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			n, err := vm.Run(tt.pkt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := n > 0; got != tt.keep {
-				t.Errorf("kept = %v (%d bytes), want %v", got, n, tt.keep)
-			}
-			snap := captureSnap
-			if tt.pkt[0]>>4 == 4 && tt.pkt[ipv4Protocol] == ProtoICMP || tt.pkt[0]>>4 == 6 && tt.pkt[ipv6NextHeader] == ProtoICMPv6 {
-				snap = captureSnapICMP
-			}
-			if n > snap {
-				t.Errorf("kept %d bytes, snap is %d", n, snap)
-			}
-			// Too many ports: no port check, same answer.
-			if m, _ := manyVM.Run(tt.pkt); (m > 0) != tt.keep {
-				t.Errorf("without port check: kept = %v, want %v", m > 0, tt.keep)
-			}
-			// Every TCP packet above goes to port 80: same answer.
-			if m, _ := portVM.Run(tt.pkt); (m > 0) != tt.keep {
-				t.Errorf("with ports 80,443: kept = %v, want %v", m > 0, tt.keep)
-			}
-			// Moved to another port, a TCP segment is dropped; ICMP is not.
-			if len(tt.pkt) > 0 && tt.pkt[0]>>4 == 4 && tt.pkt[ipv4Protocol] == ProtoTCP || len(tt.pkt) > IPv6Size && tt.pkt[0]>>4 == 6 && tt.pkt[ipv6NextHeader] == ProtoTCP {
-				other := append([]byte{}, tt.pkt...)
-				off := IPv6Size
-				if other[0]>>4 == 4 {
-					off = IPv4Header(other).HeaderLen()
-				}
-				binary.BigEndian.PutUint16(other[off+tcpDstPort:], 8080)
-				if m, _ := portVM.Run(other); m > 0 {
-					t.Errorf("segment to port 8080 kept by a filter for 80,443")
-				}
-			}
-		})
-	}
-}
+	"github.com/ghostd/ghostd/probe/internal/wire"
+)
 
 // fakeConn is a namespace whose peers are scripted: respond turns each
 // probe sent into the datagrams the peers answer with.
 type fakeConn struct {
-	respond func(probe Reply) [][]byte
+	respond func(probe wire.Reply) [][]byte
 	sendErr error
 
 	mu     sync.Mutex
-	sent   []Reply
+	sent   []wire.Reply
 	pkts   [][]byte // the datagrams sent, as sent
 	routes []route  // how each was routed
 	times  []time.Time
@@ -139,7 +32,7 @@ type fakeConn struct {
 	once   sync.Once
 }
 
-func newFakeConn(respond func(Reply) [][]byte) *fakeConn {
+func newFakeConn(respond func(wire.Reply) [][]byte) *fakeConn {
 	return &fakeConn{respond: respond, in: make(chan []byte, 1024), closed: make(chan struct{})}
 }
 
@@ -147,13 +40,13 @@ func (f *fakeConn) send(pkt []byte, dst netip.Addr, rt route) error {
 	if f.sendErr != nil {
 		return f.sendErr
 	}
-	r, err := ParseReply(pkt) // our own probes parse as ACK segments
+	r, err := wire.ParseReply(pkt) // our own probes parse as ACK segments
 	if err == nil && pkt[0]>>4 == 4 {
-		r.QuotedID = IPv4Header(pkt).ID() // for peers that quote the probe
+		r.QuotedID = wire.IPv4Header(pkt).ID() // for peers that quote the probe
 	}
-	if err != nil && pkt[0]>>4 == 4 && pkt[9] == ProtoICMP {
-		r = Reply{Kind: ReplyEcho, From: IPv4Header(pkt).Src(), Dst: netip.AddrPortFrom(dst, 0),
-			EchoID: ICMPHeader(pkt[IPv4MinSize:]).EchoID(), EchoSeq: ICMPHeader(pkt[IPv4MinSize:]).EchoSeq()}
+	if err != nil && pkt[0]>>4 == 4 && pkt[9] == wire.ProtoICMP {
+		r = wire.Reply{Kind: wire.ReplyEcho, From: wire.IPv4Header(pkt).Src(), Dst: netip.AddrPortFrom(dst, 0),
+			EchoID: wire.ICMPHeader(pkt[wire.IPv4MinSize:]).EchoID(), EchoSeq: wire.ICMPHeader(pkt[wire.IPv4MinSize:]).EchoSeq()}
 	} else if err != nil {
 		return fmt.Errorf("fake: unparsable probe: %w", err)
 	}
@@ -185,43 +78,47 @@ func (f *fakeConn) close() error {
 	return nil
 }
 
-func (f *fakeConn) probes() []Reply {
+func (f *fakeConn) probes() []wire.Reply {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]Reply(nil), f.sent...)
+	return append([]wire.Reply(nil), f.sent...)
 }
 
 // Scripted peers. Each answers the probe it receives.
-func ackPeer(p Reply) [][]byte {
-	b, _ := AppendSegment(nil, Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack + 1, Ack: p.Seq + 1, Flags: FlagACK})
+func ackPeer(p wire.Reply) [][]byte {
+	b, _ := wire.AppendSegment(nil, wire.Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack + 1, Ack: p.Seq + 1, Flags: wire.FlagACK})
 	return [][]byte{b}
 }
 
-func rstPeer(p Reply) [][]byte {
-	b, _ := AppendSegment(nil, Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack, Flags: FlagRST})
+func rstPeer(p wire.Reply) [][]byte {
+	b, _ := wire.AppendSegment(nil, wire.Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack, Flags: wire.FlagRST})
 	return [][]byte{b}
 }
 
-func wrongRSTPeer(p Reply) [][]byte {
-	b, _ := AppendSegment(nil, Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack + 1<<30, Flags: FlagRST})
+func wrongRSTPeer(p wire.Reply) [][]byte {
+	b, _ := wire.AppendSegment(nil, wire.Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack + 1<<30, Flags: wire.FlagRST})
 	return [][]byte{b}
 }
 
-func otherFlowPeer(p Reply) [][]byte {
+func otherFlowPeer(p wire.Reply) [][]byte {
 	src := netip.AddrPortFrom(p.Dst.Addr(), p.Dst.Port()+1)
-	b, _ := AppendSegment(nil, Segment{Src: src, Dst: p.Src, Seq: 1, Ack: 2, Flags: FlagACK})
-	c, _ := AppendSegment(nil, Segment{Src: src, Dst: p.Src, Seq: p.Ack, Flags: FlagRST})
+	b, _ := wire.AppendSegment(nil, wire.Segment{Src: src, Dst: p.Src, Seq: 1, Ack: 2, Flags: wire.FlagACK})
+	c, _ := wire.AppendSegment(nil, wire.Segment{Src: src, Dst: p.Src, Seq: p.Ack, Flags: wire.FlagRST})
 	return [][]byte{b, c}
 }
 
-func unreachablePeer(t testing.TB) func(Reply) [][]byte {
-	return func(p Reply) [][]byte {
-		probe, _ := AppendSegment(nil, Segment{Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags, ID: p.QuotedID})
-		router := "203.0.113.1"
+func unreachablePeer(t testing.TB) func(wire.Reply) [][]byte {
+	return func(p wire.Reply) [][]byte {
+		probe, _ := wire.AppendSegment(nil, wire.Segment{Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags, ID: p.QuotedID})
+		router := netip.MustParseAddr("203.0.113.1")
 		if p.Src.Addr().Is6() {
-			router = "2001:db8:ff::1"
+			router = netip.MustParseAddr("2001:db8:ff::1")
 		}
-		return [][]byte{icmpError(t, router, p.Src.Addr().String(), map[bool]uint8{true: 3, false: 1}[p.Src.Addr().Is4()], 1, probe, 1000)}
+		icmp, err := wire.AppendICMPError(nil, router, p.Src.Addr(), map[bool]uint8{true: 3, false: 1}[p.Src.Addr().Is4()], 1, probe)
+		if err != nil {
+			t.Error(err)
+		}
+		return [][]byte{icmp}
 	}
 }
 
@@ -282,7 +179,7 @@ func TestProbeVerdicts(t *testing.T) {
 	seqs := &fakeSeq{state: map[uint64]SeqState{1: st1}}
 	tests := []struct {
 		name   string
-		peer   func(Reply) [][]byte
+		peer   func(wire.Reply) [][]byte
 		seq    SeqReader
 		cfg    func(*Config)
 		target Target
@@ -382,7 +279,7 @@ func TestProbeVerdicts(t *testing.T) {
 				t.Fatalf("%d probes on the wire, want %d", len(probes), tt.sent)
 			}
 			for _, pr := range probes {
-				if pr.Flags != FlagACK || pr.Payload != 0 {
+				if pr.Flags != wire.FlagACK || pr.Payload != 0 {
 					t.Errorf("probe is not a bare ACK: %+v", pr)
 				}
 				if pr.Src.Addr().Is4In6() || pr.Dst.Addr().Is4In6() {
@@ -431,7 +328,7 @@ func TestProbeAllOrderAndGrouping(t *testing.T) {
 		targets = append(targets, tg)
 	}
 	// Odd local ports answer RST, even ones ACK.
-	peer := func(r Reply) [][]byte {
+	peer := func(r wire.Reply) [][]byte {
 		if r.Src.Port()%2 == 1 {
 			return rstPeer(r)
 		}
@@ -505,7 +402,7 @@ func TestProbeBounds(t *testing.T) {
 	active := map[netip.Addr]int{}
 	maxHost, maxAll, all := 0, 0, 0
 	var conn *fakeConn
-	conn = newFakeConn(func(r Reply) [][]byte {
+	conn = newFakeConn(func(r wire.Reply) [][]byte {
 		mu.Lock()
 		h := r.Dst.Addr()
 		active[h]++
@@ -539,7 +436,7 @@ func TestProbeBounds(t *testing.T) {
 }
 
 func TestProbeRecoversPanic(t *testing.T) {
-	conn := newFakeConn(func(Reply) [][]byte { panic("boom") })
+	conn := newFakeConn(func(wire.Reply) [][]byte { panic("boom") })
 	p := newFakeProber(t, quickConfig(), nil, conn)
 	res := p.ProbeAll(context.Background(), []Target{target(1, "192.0.2.1:80", "198.51.100.2:4000")})
 	if res[0].Verdict != Unprobed || res[0].Err == nil {
@@ -620,12 +517,12 @@ func TestHostHint(t *testing.T) {
 	cfg.Attempts = 1
 	cfg.HostHint = true
 	for _, up := range []bool{true, false} {
-		conn := newFakeConn(func(r Reply) [][]byte {
-			if r.Kind != ReplyEcho || !up {
+		conn := newFakeConn(func(r wire.Reply) [][]byte {
+			if r.Kind != wire.ReplyEcho || !up {
 				return nil
 			}
-			b, _ := AppendEcho(nil, r.Dst.Addr(), r.From, r.EchoID, r.EchoSeq)
-			b[IPv4MinSize] = icmpEchoReply
+			b, _ := wire.AppendEcho(nil, r.Dst.Addr(), r.From, r.EchoID, r.EchoSeq)
+			b[wire.IPv4MinSize] = 0 // ICMP echo reply
 			return [][]byte{b}
 		})
 		p := newFakeProber(t, cfg, nil, conn)
@@ -669,9 +566,9 @@ func TestConfigDefaults(t *testing.T) {
 
 // forgedICMPPeer answers each probe with its real ICMP error plus forged
 // copies that quote it exactly (what an on-path forger can do on IPv6).
-func forgedICMPPeer(t testing.TB) func(Reply) [][]byte {
+func forgedICMPPeer(t testing.TB) func(wire.Reply) [][]byte {
 	real := unreachablePeer(t)
-	return func(p Reply) [][]byte {
+	return func(p wire.Reply) [][]byte {
 		one := real(p)
 		return append(one, one[0], one[0], one[0])
 	}

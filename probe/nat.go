@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // NAT inside the probed namespace.
@@ -55,7 +57,7 @@ func natFromProc(r io.Reader, conns []flowKey) ([]natFlow, error) {
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	for sc.Scan() {
 		e, ok := parseProcConntrackLine(sc.Bytes())
-		if !ok || e.proto != ProtoTCP {
+		if !ok || e.proto != wire.ProtoTCP {
 			continue
 		}
 		for _, d := range [2]ctTuple{e.orig, e.reply} {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // Config bounds and shapes probing. Zero fields take DefaultConfig's values.
@@ -251,9 +253,9 @@ func (p *Prober) Stats() Stats {
 		Errors: p.errs.Load(),
 		NAT:    p.natSent.Load(),
 		Replies: map[string]uint64{
-			ReplyACK.String():         p.acks.Load(),
-			ReplyRST.String():         p.rsts.Load(),
-			ReplyUnreachable.String(): p.icmps.Load(),
+			wire.ReplyACK.String():         p.acks.Load(),
+			wire.ReplyRST.String():         p.rsts.Load(),
+			wire.ReplyUnreachable.String(): p.icmps.Load(),
 		},
 	}
 }
@@ -499,9 +501,9 @@ func (p *Prober) numbers(cfg *Config, st *SeqState) (seq, ack uint32, win uint16
 // PAWS (RFC 7323) accepts it.
 func (p *Prober) segment(buf []byte, cfg *Config, t Target, st *SeqState, tos uint8) ([]byte, sentProbe, error) {
 	seq, ack, win := p.numbers(cfg, st)
-	seg := Segment{
+	seg := wire.Segment{
 		Src: netip.AddrPortFrom(t.Local.Addr().Unmap(), t.Local.Port()), Dst: netip.AddrPortFrom(t.Remote.Addr().Unmap(), t.Remote.Port()),
-		Seq: seq, Ack: ack, Flags: FlagACK, Window: win, ID: uint16(rand.Uint32()), TOS: tos,
+		Seq: seq, Ack: ack, Flags: wire.FlagACK, Window: win, ID: uint16(rand.Uint32()), TOS: tos,
 	}
 	sent := sentProbe{seq: seq, ack: ack, id: seg.ID}
 	if !t.Remote.Addr().Unmap().Is4() {
@@ -514,10 +516,10 @@ func (p *Prober) segment(buf []byte, cfg *Config, t Target, st *SeqState, tos ui
 			if err != nil {
 				return nil, sent, err
 			}
-			seg.TS = &Timestamp{Val: tsVal(st, now), Ecr: st.TSRecent}
+			seg.TS = &wire.Timestamp{Val: tsVal(st, now), Ecr: st.TSRecent}
 		}
 	}
-	pkt, err := AppendSegment(buf, seg)
+	pkt, err := wire.AppendSegment(buf, seg)
 	return pkt, sent, err
 }
 
@@ -550,7 +552,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	// probe: the safe side.
 	lostBefore, badBefore := e.lost.Load(), e.badChecksum.Load()
 
-	buf := make([]byte, 0, IPv6Size+TCPMinSize+TCPTimestampSize)
+	buf := make([]byte, 0, wire.IPv6Size+wire.TCPMinSize+wire.TCPTimestampSize)
 	rt := routeOf(st, local.Is4())
 	var lastSent time.Time
 	unreachable := false
@@ -588,18 +590,18 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 				break waiting
 			case r := <-replies:
 				switch r.Kind {
-				case ReplyACK:
+				case wire.ReplyACK:
 					p.acks.Add(1)
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Alive, true
 					return res
-				case ReplyRST:
+				case wire.ReplyRST:
 					p.rsts.Add(1)
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Reset, true
 					res.ClosedLocal = p.closedLocal(cfg, t, st, r)
 					return res
-				case ReplyUnreachable:
+				case wire.ReplyUnreachable:
 					// Keep probing: an ACK later still proves the peer alive.
 					p.icmps.Add(1)
 					p.replied(cfg, &res, lastSent)
@@ -653,7 +655,7 @@ func (p *Prober) replied(cfg *Config, res *Result, lastSent time.Time) {
 	res.Replies++
 }
 
-func (p *Prober) closedLocal(cfg *Config, t Target, st *SeqState, r Reply) bool {
+func (p *Prober) closedLocal(cfg *Config, t Target, st *SeqState, r wire.Reply) bool {
 	if cfg.StillExists != nil {
 		return !cfg.StillExists(t)
 	}
@@ -667,7 +669,7 @@ func (p *Prober) echo(ctx context.Context, cfg *Config, e *engine, local, remote
 		return false, err
 	}
 	id, seq := uint16(rand.Uint32()), uint16(rand.Uint32())
-	pkt, err := AppendEcho(nil, local, remote, id, seq)
+	pkt, err := wire.AppendEcho(nil, local, remote, id, seq)
 	if err != nil {
 		return false, err
 	}

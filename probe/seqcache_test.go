@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // fakeClock is the read-ahead cache's clock, moved by hand.
@@ -113,10 +115,10 @@ func newCacheRig(t *testing.T, seq SeqReader) *cacheRig {
 }
 
 // probes returns every probe sent so far, by local port.
-func (r *cacheRig) probes() map[uint16]Reply {
+func (r *cacheRig) probes() map[uint16]wire.Reply {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[uint16]Reply)
+	out := make(map[uint16]wire.Reply)
 	for _, c := range r.conns {
 		for _, pr := range c.probes() {
 			out[pr.Src.Port()] = pr
