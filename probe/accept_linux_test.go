@@ -33,8 +33,8 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := newEngine(conn, slog.New(slog.DiscardHandler))
-			w, stop := e.watch(newFlowKey(target.Local, target.Remote), nil)
+			d := newDemux(conn, slog.New(slog.DiscardHandler))
+			w, stop := d.watch(newFlowKey(target.Local, target.Remote), nil)
 			p := sentProbe{seq: st.SndUna - 1, ack: st.RcvNxt - 1, id: 4242}
 			if resetLocal {
 				p.ack = st.RcvNxt
@@ -47,7 +47,7 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.sent(p)
-			if err := e.send(pkt, target.Remote.Addr(), route{}); err != nil {
+			if err := d.send(pkt, target.Remote.Addr(), route{}); err != nil {
 				t.Fatal(err)
 			}
 			select {
@@ -64,7 +64,7 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 				t.Errorf("%s: no answer from a live peer", network)
 			}
 			stop()
-			if _, _, err := e.close(); err != nil {
+			if _, _, err := d.close(); err != nil {
 				t.Error(err)
 			}
 			time.Sleep(MinInterval) // the peer's answer budget

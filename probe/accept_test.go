@@ -132,23 +132,23 @@ func FuzzAccept(f *testing.F) {
 // delivers the peer's real answer: it must be queued, and the junk counted.
 func TestJunkNeverCrowdsOutAReply(t *testing.T) {
 	conn := newFakeConn(nil)
-	e := newEngine(conn, nil)
-	defer e.close()
+	d := newDemux(conn, nil)
+	defer d.close()
 	local, remote := netip.MustParseAddrPort("192.0.2.1:80"), netip.MustParseAddrPort("198.51.100.2:4000")
 	st := &SeqState{SndUna: 5000, SndNxt: 5000, RcvNxt: 9000, RcvWnd: 65535}
-	w, stop := e.watch(newFlowKey(local, remote), st)
+	w, stop := d.watch(newFlowKey(local, remote), st)
 	defer stop()
 	w.sent(sentProbe{seq: 4999, ack: 8999, id: 1})
 	const junk = 10 * waiterDepth
 	for i := range junk {
 		rst, _ := wire.AppendSegment(nil, wire.Segment{Src: remote, Dst: local, Seq: 9001 + uint32(i), Flags: wire.FlagRST})
-		e.dispatch(rst)
+		d.dispatch(rst)
 		quoted, _ := wire.AppendSegment(nil, wire.Segment{Src: local, Dst: remote, Seq: 4999, Ack: 8999, Flags: wire.FlagACK, ID: 2})
 		icmp, _ := wire.AppendICMPError(nil, netip.MustParseAddr("203.0.113.1"), local.Addr(), 3, 1, quoted)
-		e.dispatch(icmp)
+		d.dispatch(icmp)
 	}
 	real, _ := wire.AppendSegment(nil, wire.Segment{Src: remote, Dst: local, Seq: 9000, Ack: 5000, Flags: wire.FlagACK})
-	e.dispatch(real)
+	d.dispatch(real)
 	if len(w.ch) != 1 {
 		t.Fatalf("%d replies queued, want only the real one", len(w.ch))
 	}

@@ -360,7 +360,7 @@ func TestProbeAllOrderAndGrouping(t *testing.T) {
 		}
 	}
 	if seqs.calls != 3 || len(opened) != 3 {
-		t.Errorf("%d sequence reads and %d engines for 3 namespaces", seqs.calls, len(opened))
+		t.Errorf("%d sequence reads and %d capture sockets for 3 namespaces", seqs.calls, len(opened))
 	}
 	st := p.Stats()
 	if st.Sent != 27 || st.Replies["ack"]+st.Replies["rst"] != 27 || st.Errors != 13 {

@@ -348,10 +348,10 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		fail(fmt.Errorf("probe: netns %q: %w", ns, err))
 		return
 	}
-	e := newEngine(conn, p.log)
-	e.setNAT(nat)
+	d := newDemux(conn, p.log)
+	d.setNAT(nat)
 	defer func() {
-		drops, bad, err := e.close()
+		drops, bad, err := d.close()
 		if err != nil {
 			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
 		}
@@ -411,7 +411,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		states[i] = st
 		wg.Go(func() {
 			defer func() { <-inflight }()
-			results[i] = p.guarded(ctx, cfg, e, t, st)
+			results[i] = p.guarded(ctx, cfg, d, t, st)
 		})
 	}
 	wg.Wait()
@@ -459,7 +459,7 @@ func (p *Prober) safeReadSeq(ctx context.Context, ns string, cookies []uint64) (
 
 // guarded probes one target under its host's concurrency cap, turning a
 // panic into an error.
-func (p *Prober) guarded(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) (res Result) {
+func (p *Prober) guarded(ctx context.Context, cfg *Config, d *demux, t Target, st *SeqState) (res Result) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.log.Error("probe: panic", "remote", t.Remote, "panic", v, "stack", string(debug.Stack()))
@@ -472,7 +472,7 @@ func (p *Prober) guarded(ctx context.Context, cfg *Config, e *engine, t Target, 
 		return p.unprobed(err)
 	}
 	defer release()
-	res = p.probeOne(ctx, cfg, e, t, st)
+	res = p.probeOne(ctx, cfg, d, t, st)
 	if res.NAT != "" {
 		p.natSent.Add(uint64(res.Sent))
 	}
@@ -535,22 +535,22 @@ func tsVal(st *SeqState, now time.Duration) uint32 {
 	return uint32(now/unit) + st.TSOffset
 }
 
-func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) (out Result) {
+func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, st *SeqState) (out Result) {
 	res := Result{Verdict: Unprobed, Mode: Blind}
 	if st != nil {
 		res.Mode = InWindow
 	}
 	local, remote := t.Local.Addr().Unmap(), t.Remote.Addr().Unmap()
-	// The engine queues only what accept takes (accept.go); the rest is
+	// The demux queues only what accept takes (accept.go); the rest is
 	// counted on the result.
-	w, stop := e.watch(newFlowKey(t.Local, t.Remote), st)
+	w, stop := d.watch(newFlowKey(t.Local, t.Remote), st)
 	defer stop()
-	res.NAT = e.natKind(t) // NAT in the namespace: see engine.setNAT
+	res.NAT = d.natKind(t) // NAT in the namespace: see demux.setNAT
 	defer func() { out.Rejected = w.rejects() }()
 	replies := w.ch
 	// Capture losses and bad checksums not yet polled count against this
 	// probe: the safe side.
-	lostBefore, badBefore := e.lost.Load(), e.badChecksum.Load()
+	lostBefore, badBefore := d.lost.Load(), d.badChecksum.Load()
 
 	buf := make([]byte, 0, wire.IPv6Size+wire.TCPMinSize+wire.TCPTimestampSize)
 	rt := routeOf(st, local.Is4())
@@ -570,7 +570,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 		}
 		w.sent(sp)
 		lastSent = cfg.Now()
-		if err := e.send(pkt, remote, rt); err != nil {
+		if err := d.send(pkt, remote, rt); err != nil {
 			return p.unprobed(err)
 		}
 		res.Sent++
@@ -622,9 +622,9 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	// an on-path forger can quote a probe exactly, and many such errors
 	// could crowd out the real answer.
 	if res.Verdict == Silent || res.Verdict == Unreachable {
-		lost := e.pollCapture() > lostBefore
+		lost := d.pollCapture() > lostBefore
 		switch {
-		case w.rejects().Total() > 0, e.badChecksum.Load() > badBefore:
+		case w.rejects().Total() > 0, d.badChecksum.Load() > badBefore:
 			res.Uncertain = UncertainInterference
 		case lost:
 			res.Uncertain = UncertainCaptureLost
@@ -632,7 +632,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	}
 	res.Confirmed = unreachable && res.Uncertain == "" || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence
 	if cfg.HostHint && res.Verdict == Silent {
-		if up, err := p.echo(ctx, cfg, e, local, remote, route{mark: rt.mark, ifindex: rt.ifindex}); err == nil {
+		if up, err := p.echo(ctx, cfg, d, local, remote, route{mark: rt.mark, ifindex: rt.ifindex}); err == nil {
 			res.HostReachable = &up
 		} else {
 			p.log.Debug("probe: host hint", "remote", remote, "err", err)
@@ -664,7 +664,7 @@ func (p *Prober) closedLocal(cfg *Config, t Target, st *SeqState, r wire.Reply) 
 }
 
 // echo sends one ICMP echo to the peer's host and waits Timeout for the reply.
-func (p *Prober) echo(ctx context.Context, cfg *Config, e *engine, local, remote netip.Addr, rt route) (bool, error) {
+func (p *Prober) echo(ctx context.Context, cfg *Config, d *demux, local, remote netip.Addr, rt route) (bool, error) {
 	if err := p.limiter.Wait(ctx); err != nil {
 		return false, err
 	}
@@ -673,9 +673,9 @@ func (p *Prober) echo(ctx context.Context, cfg *Config, e *engine, local, remote
 	if err != nil {
 		return false, err
 	}
-	ch, stop := e.watchEcho(echoKey{remote, id})
+	ch, stop := d.watchEcho(echoKey{remote, id})
 	defer stop()
-	if err := e.send(pkt, remote, rt); err != nil {
+	if err := d.send(pkt, remote, rt); err != nil {
 		return false, err
 	}
 	p.echoes.Add(1)
