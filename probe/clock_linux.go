@@ -8,15 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// kernelHZ is the running kernel's CONFIG_HZ, read once.
 var kernelHZ = sync.OnceValues(readKernelHZ)
 
-// KernelHZ returns the running kernel's CONFIG_HZ: how many jiffies make a
-// second, the unit of the keepalive times in tcp_sock. It asks the kernel
+// readKernelHZ returns the running kernel's CONFIG_HZ: how many jiffies make
+// a second, the unit of the keepalive times in tcp_sock. It asks the kernel
 // itself, unprivileged and without a kernel config file: a socket timeout of
 // 1 µs is rounded up to one jiffy (sock_set_timeout in net/core/sock.c), and
 // reading it back yields 1e6/HZ microseconds (sock_get_timeout).
-func KernelHZ() (int, error) { return kernelHZ() }
-
 func readKernelHZ() (int, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

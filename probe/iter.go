@@ -45,7 +45,7 @@ func newIterReader(btfPath string) (*IterReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	hz, err := KernelHZ()
+	hz, err := kernelHZ()
 	if err != nil {
 		impl.close()
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)

@@ -22,12 +22,12 @@ import (
 // the flow label with the one the kernel puts on the wire.
 func TestIterSocketOptions(t *testing.T) {
 	r := iterReader(t)
-	hz, err := KernelHZ()
+	hz, err := kernelHZ()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := kconfigHZ(t); want != 0 && hz != want {
-		t.Errorf("KernelHZ %d, kernel config says CONFIG_HZ=%d", hz, want)
+		t.Errorf("kernelHZ %d, kernel config says CONFIG_HZ=%d", hz, want)
 	}
 	t.Logf("kernel HZ %d", hz)
 	ns := testnet.NewNS(t, "so")

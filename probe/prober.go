@@ -99,17 +99,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Stats are cumulative counters since New.
-type Stats struct {
-	Sent    uint64            // probes sent
-	Echoes  uint64            // ICMP echoes sent for HostHint
-	Replies map[string]uint64 // matched replies by kind: "ack", "rst", "icmp"
-	Errors  uint64            // targets left unprobed by an error
-	// NAT counts probes sent on connections translated in their own
-	// namespace, whose answers were watched on the conntrack reply tuple.
-	NAT uint64
-}
-
 // Errors a Result may carry.
 var (
 	// ErrSocketGone means the sequence reader no longer found the socket: it
@@ -154,26 +143,8 @@ type Prober struct {
 	mode    Mode
 	modeWhy string
 
-	sent, echoes, errs, acks, rsts, icmps atomic.Uint64
-	natSent                               atomic.Uint64
-	closed                                atomic.Bool
-	natLog                                natLogOnce
-}
-
-// seqUnavailable is a SeqReader that always fails with its error.
-type seqUnavailable struct{ err error }
-
-func (s seqUnavailable) ReadSeq(context.Context, string, []uint64) (map[uint64]SeqState, error) {
-	return nil, s.err
-}
-
-// SeqUnavailable returns a SeqReader that always fails with err (wrapped in
-// ErrNoSeq): pass it to New when NewIterReader failed, so Mode says why.
-func SeqUnavailable(err error) SeqReader {
-	if !errors.Is(err, ErrNoSeq) {
-		err = fmt.Errorf("%w: %w", ErrNoSeq, err)
-	}
-	return seqUnavailable{err}
+	closed atomic.Bool
+	natLog natLogOnce
 }
 
 // New returns a Prober. A nil seq means blind probes; log may be nil.
@@ -197,11 +168,8 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		mode:     InWindow,
 		modeWhy:  "in_window: sequence numbers from the BPF TCP iterator",
 	}
-	switch s := seq.(type) {
-	case nil:
+	if seq == nil {
 		p.mode, p.modeWhy = Blind, "blind: no sequence reader"
-	case seqUnavailable:
-		p.mode, p.modeWhy = Blind, "blind: "+s.err.Error()
 	}
 	return p
 }
@@ -245,21 +213,6 @@ func (p *Prober) goBlind(err error) {
 	}
 }
 
-// Stats returns the cumulative counters.
-func (p *Prober) Stats() Stats {
-	return Stats{
-		Sent:   p.sent.Load(),
-		Echoes: p.echoes.Load(),
-		Errors: p.errs.Load(),
-		NAT:    p.natSent.Load(),
-		Replies: map[string]uint64{
-			wire.ReplyACK.String():         p.acks.Load(),
-			wire.ReplyRST.String():         p.rsts.Load(),
-			wire.ReplyUnreachable.String(): p.icmps.Load(),
-		},
-	}
-}
-
 // Close makes later probes fail with ErrClosed. Probes in progress finish;
 // every socket a probe opens is closed when its ProbeAll returns.
 func (p *Prober) Close() error {
@@ -285,7 +238,7 @@ func (p *Prober) ProbeAll(ctx context.Context, targets []Target) []Result {
 	results := make([]Result, len(targets))
 	if p.closed.Load() {
 		for i := range results {
-			results[i] = p.unprobed(ErrClosed)
+			results[i] = unprobed(ErrClosed)
 		}
 		return results
 	}
@@ -306,8 +259,7 @@ func (p *Prober) ProbeAll(ctx context.Context, targets []Target) []Result {
 	return results
 }
 
-func (p *Prober) unprobed(err error) Result {
-	p.errs.Add(1)
+func unprobed(err error) Result {
 	return Result{Verdict: Unprobed, Err: err}
 }
 
@@ -315,7 +267,7 @@ func (p *Prober) unprobed(err error) Result {
 func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan struct{}, ns string, targets []Target, idx []int, results []Result) {
 	fail := func(err error) {
 		for _, i := range idx {
-			results[i] = p.unprobed(err)
+			results[i] = unprobed(err)
 		}
 	}
 	// Everything below enters the namespace through pinned, the very
@@ -369,14 +321,14 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		var st *SeqState
 		if c, ok := known[t.Cookie]; ok {
 			if c.gone {
-				results[i] = p.unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
+				results[i] = unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
 				continue
 			}
 			st = &c.st
 		} else if seqs != nil {
 			s, ok := seqs[t.Cookie]
 			if !ok {
-				results[i] = p.unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
+				results[i] = unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
 				continue
 			}
 			st = &s
@@ -396,7 +348,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		if tokens == 0 {
 			n := max(1, min(cfg.Burst, p.limiter.Burst(), len(idx)-pos))
 			if err := p.limiter.WaitN(ctx, n); err != nil {
-				results[i] = p.unprobed(err)
+				results[i] = unprobed(err)
 				continue
 			}
 			tokens = n
@@ -405,7 +357,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		select {
 		case inflight <- struct{}{}:
 		case <-ctx.Done():
-			results[i] = p.unprobed(ctx.Err())
+			results[i] = unprobed(ctx.Err())
 			continue
 		}
 		states[i] = st
@@ -463,20 +415,16 @@ func (p *Prober) guarded(ctx context.Context, cfg *Config, d *demux, t Target, s
 	defer func() {
 		if v := recover(); v != nil {
 			p.log.Error("probe: panic", "remote", t.Remote, "panic", v, "stack", string(debug.Stack()))
-			res = p.unprobed(fmt.Errorf("probe: panic probing %s: %v", t.Remote, v))
+			res = unprobed(fmt.Errorf("probe: panic probing %s: %v", t.Remote, v))
 		}
 	}()
 	host := t.Remote.Addr().Unmap()
 	release, err := p.hosts.acquire(ctx, host, cfg.PerHost)
 	if err != nil {
-		return p.unprobed(err)
+		return unprobed(err)
 	}
 	defer release()
-	res = p.probeOne(ctx, cfg, d, t, st)
-	if res.NAT != "" {
-		p.natSent.Add(uint64(res.Sent))
-	}
-	return res
+	return p.probeOne(ctx, cfg, d, t, st)
 }
 
 // numbers returns a probe's sequence, acknowledgement and window fields.
@@ -561,20 +509,19 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 	for attempt := 0; attempt < cfg.Attempts; attempt++ {
 		if attempt > 0 { // probeNamespace took the first attempt's token
 			if err := p.limiter.Wait(ctx); err != nil {
-				return p.interrupted(res, err)
+				return interrupted(res, err)
 			}
 		}
 		pkt, sp, err := p.segment(buf[:0], cfg, t, st, rt.tos)
 		if err != nil {
-			return p.unprobed(fmt.Errorf("probe: %s→%s: %w", t.Local, t.Remote, err))
+			return unprobed(fmt.Errorf("probe: %s→%s: %w", t.Local, t.Remote, err))
 		}
 		w.sent(sp)
 		lastSent = cfg.Now()
 		if err := d.send(pkt, remote, rt); err != nil {
-			return p.unprobed(err)
+			return unprobed(err)
 		}
 		res.Sent++
-		p.sent.Add(1)
 
 		wait := jitter(cfg.Interval)
 		if attempt == cfg.Attempts-1 {
@@ -585,25 +532,22 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 		for {
 			select {
 			case <-ctx.Done():
-				return p.interrupted(res, ctx.Err())
+				return interrupted(res, ctx.Err())
 			case <-timer.C:
 				break waiting
 			case r := <-replies:
 				switch r.Kind {
 				case wire.ReplyACK:
-					p.acks.Add(1)
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Alive, true
 					return res
 				case wire.ReplyRST:
-					p.rsts.Add(1)
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Reset, true
 					res.ClosedLocal = p.closedLocal(cfg, t, st, r)
 					return res
 				case wire.ReplyUnreachable:
 					// Keep probing: an ACK later still proves the peer alive.
-					p.icmps.Add(1)
 					p.replied(cfg, &res, lastSent)
 					unreachable = true
 				}
@@ -642,8 +586,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 }
 
 // interrupted ends a probe cut short by ctx: nothing is concluded.
-func (p *Prober) interrupted(res Result, err error) Result {
-	p.errs.Add(1)
+func interrupted(res Result, err error) Result {
 	res.Verdict, res.Confirmed, res.Err = Unprobed, false, err
 	return res
 }
@@ -678,7 +621,6 @@ func (p *Prober) echo(ctx context.Context, cfg *Config, d *demux, local, remote 
 	if err := d.send(pkt, remote, rt); err != nil {
 		return false, err
 	}
-	p.echoes.Add(1)
 	timer := time.NewTimer(cfg.Timeout)
 	defer timer.Stop()
 	for {

@@ -420,7 +420,7 @@ func TestReadAheadNoOps(t *testing.T) {
 		seq  SeqReader
 	}{
 		{"nil reader", nil},
-		{"unavailable reader", SeqUnavailable(errors.New("no BTF"))},
+		{"reader without sequence numbers", &fakeSeq{err: fmt.Errorf("iter: %w", ErrNoSeq)}},
 	} {
 		r := newCacheRig(t, tc.seq)
 		if got := r.p.ReadAhead(ctx, targets); got != 0 {
