@@ -355,7 +355,7 @@ func TestReadAheadConcurrent(t *testing.T) {
 // them, then per 512-target chunk a Missing and the take in ProbeAll.
 func BenchmarkReadAheadBookkeeping(b *testing.B) {
 	targets, seq := cacheTargets(20000, "/ns/a", "/ns/b")
-	p := New(Config{}, seq, nil)
+	p := newFakeProber(b, Config{}, seq, nil) // the fake namespaces cannot be pinned
 	p.now = func() time.Time { return cacheT0 }
 	p.cache = newSeqCache(cacheT0.Add(-time.Hour))
 	idx := make([]int, 0, 512)
