@@ -19,15 +19,15 @@ var kernelHZ = sync.OnceValues(readKernelHZ)
 func readKernelHZ() (int, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, fmt.Errorf("probe: kernel HZ: %w", os.NewSyscallError("socket", err))
+		return 0, fmt.Errorf("kernel HZ: %w", os.NewSyscallError("socket", err))
 	}
 	defer unix.Close(fd)
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 1}); err != nil {
-		return 0, fmt.Errorf("probe: kernel HZ: %w", os.NewSyscallError("setsockopt", err))
+		return 0, fmt.Errorf("kernel HZ: %w", os.NewSyscallError("setsockopt", err))
 	}
 	tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO)
 	if err != nil {
-		return 0, fmt.Errorf("probe: kernel HZ: %w", os.NewSyscallError("getsockopt", err))
+		return 0, fmt.Errorf("kernel HZ: %w", os.NewSyscallError("getsockopt", err))
 	}
 	return hzFromTick(tv.Sec, int64(tv.Usec))
 }

@@ -5,8 +5,9 @@ import (
 	"net/netip"
 )
 
-// ErrUnsupported is returned where raw probe sockets do not exist (non-Linux).
-var ErrUnsupported = errors.New("probe: raw probes are not supported on this platform")
+// errUnsupported is why nothing is probed where raw probe sockets do not
+// exist (non-Linux); the prober's errors wrap it.
+var errUnsupported = errors.New("raw probes are not supported on this platform")
 
 // rawConn is one network namespace's probe sockets: a send path for whole IP
 // datagrams and a capture of possible replies, each starting at the IP header.

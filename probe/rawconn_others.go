@@ -5,10 +5,10 @@ package probe
 import "time"
 
 // openRawConn has no raw sockets to open outside Linux.
-func openRawConn(string, []uint16) (rawConn, error) { return nil, ErrUnsupported }
+func openRawConn(string, []uint16) (rawConn, error) { return nil, errUnsupported }
 
 // monotonic has no kernel TCP clock to read outside Linux.
-func monotonic() (time.Duration, error) { return 0, ErrUnsupported }
+func monotonic() (time.Duration, error) { return 0, errUnsupported }
 
 // pinNetns has nothing to pin where there are no network namespaces.
 func pinNetns(nsPath string, want uint64) (string, func(), error) {
