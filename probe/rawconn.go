@@ -5,10 +5,6 @@ import (
 	"net/netip"
 )
 
-// errUnsupported is why nothing is probed where raw probe sockets do not
-// exist (non-Linux); the prober's errors wrap it.
-var errUnsupported = errors.New("raw probes are not supported on this platform")
-
 // rawConn is one network namespace's probe sockets: a send path for whole IP
 // datagrams and a capture of possible replies, each starting at the IP header.
 // openRawConn(nsPath, ports) opens one; ports are the probed local ports.

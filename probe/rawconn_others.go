@@ -2,7 +2,14 @@
 
 package probe
 
-import "time"
+import (
+	"errors"
+	"time"
+)
+
+// errUnsupported is why nothing is probed where raw probe sockets do not
+// exist (non-Linux); the prober's errors wrap it.
+var errUnsupported = errors.New("raw probes are not supported on this platform")
 
 // openRawConn has no raw sockets to open outside Linux.
 func openRawConn(string, []uint16) (rawConn, error) { return nil, errUnsupported }
