@@ -415,7 +415,7 @@ func (e *Engine) Targets() []probe.Target {
 		out = out[:min(len(out), MaxTargets)]
 	}
 	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
-		if !b.Reasons.Probeable() || b.Reasons.Has(tracker.ReasonZeroWindow) {
+		if !b.Reasons.CanGhost() {
 			return
 		}
 		k := b.Key
@@ -1059,7 +1059,7 @@ func (e *Engine) owner(inode uint32) inventory.Owner {
 // ghost reports whether a probed socket with these reasons is a confirmed
 // ghost, and for how long.
 func (e *Engine) ghost(rs tracker.Reasons, v *verdictState, now time.Time) (bool, float64) {
-	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || rs.Has(tracker.ReasonZeroWindow) {
+	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || !rs.CanGhost() {
 		return false, 0
 	}
 	if v.ghostSince == noStamp {
