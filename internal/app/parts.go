@@ -12,6 +12,7 @@ import (
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -142,12 +143,12 @@ func probeConfig(cfg config.Config) probe.Config {
 	return pc
 }
 
-// killPolicy maps the configuration onto the exporter's kill policy.
-func killPolicy(cfg config.Config) (exporter.KillPolicy, error) {
+// killPolicy maps the configuration onto the kill policy.
+func killPolicy(cfg config.Config) (kill.Policy, error) {
 	k := cfg.Kill
-	p := exporter.DefaultKillPolicy()
+	p := kill.DefaultPolicy()
 	p.Enabled = k.Enabled
-	p.Mode = exporter.KillMode(k.Mode)
+	p.Mode = kill.Mode(k.Mode)
 	p.Verdicts = p.Verdicts[:0]
 	for _, v := range k.Verdicts {
 		p.Verdicts = append(p.Verdicts, probe.Verdict(v))
@@ -157,20 +158,25 @@ func killPolicy(cfg config.Config) (exporter.KillPolicy, error) {
 	p.Deny = rules(k.Deny)
 	p.PerMinute = k.PerMinute
 	p.CloseWait = k.CloseWait
-	p.KeepaliveIdle = k.KeepaliveIdle
-	p.KeepaliveInterval = k.KeepaliveInterval
-	p.KeepaliveCount = k.KeepaliveCount
+	p.Keepalive = kill.Keepalive{Idle: k.KeepaliveIdle, Interval: k.KeepaliveInterval, Count: k.KeepaliveCount}
 	p.UserTimeout = k.UserTimeout
 	if err := p.Validate(); err != nil {
-		return p, fmt.Errorf("config: kill: %w", err)
+		return p, fmt.Errorf("config: %w", err)
 	}
 	return p, nil
 }
 
-func rules(rs []config.Rule) []exporter.Rule {
-	out := make([]exporter.Rule, 0, len(rs))
+func rules(rs []config.Rule) []kill.Rule {
+	out := make([]kill.Rule, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, exporter.Rule{CIDRs: r.CIDRs, Ports: r.Ports, Netns: r.Netns, Comms: r.Comms, Units: r.Units})
+		kr := kill.Rule{Netns: r.Netns, Comms: r.Comms, Units: r.Units}
+		for _, c := range r.CIDRs {
+			kr.CIDRs = append(kr.CIDRs, kill.CIDR{Prefix: c})
+		}
+		for _, p := range r.Ports {
+			kr.Ports = append(kr.Ports, int(p))
+		}
+		out = append(out, kr)
 	}
 	return out
 }
@@ -180,13 +186,17 @@ func rules(rs []config.Rule) []exporter.Rule {
 // limiter, its per-socket failure backoff and what it learned about the
 // kernel survive. Ghosts are re-probed through the engine right before a
 // kill; with probing off no ghost is killed.
-func (p *parts) newKiller(cfg config.Config, store *exporter.Store) (*exporter.Killer, error) {
+func (p *parts) newKiller(cfg config.Config, store *exporter.Store) (*kill.Killer, error) {
 	pol, err := killPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
 	p.checkKill(pol, store)
-	k := exporter.NewKiller(pol, p.scanner, store, p.log, time.Now)
+	var rep kill.Reporter // a nil *Store must not become a non-nil Reporter
+	if store != nil {
+		rep = store
+	}
+	k := kill.New(pol, p.scanner, rep, p.log, time.Now)
 	if p.prober != nil {
 		k.SetReprober(p.engine.Reprobe)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/systemd"
 )
@@ -78,7 +79,7 @@ type daemon struct {
 
 	mu     sync.Mutex
 	cfg    config.Config
-	killer *exporter.Killer
+	killer *kill.Killer
 	pubMu  sync.Mutex // serialises publish
 
 	pprof     bool
@@ -373,7 +374,7 @@ func (d *daemon) reload() {
 	_ = systemd.Reloading()
 	defer systemd.Ready()
 	cfg, err := loadConfig(d.flags)
-	var pol exporter.KillPolicy
+	var pol kill.Policy
 	if err == nil {
 		pol, err = killPolicy(cfg)
 	}

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/tracker"
 )
 
@@ -128,7 +128,7 @@ func Default() Config {
 			Enabled:           false,
 			Mode:              ModeDestroy,
 			Verdicts:          []string{"reset", "silent", "unreachable"},
-			MinAge:            exporter.DefaultKillPolicy().MinAge,
+			MinAge:            kill.DefaultPolicy().MinAge,
 			PerMinute:         10,
 			CloseWait:         false,
 			KeepaliveIdle:     10 * time.Second,
