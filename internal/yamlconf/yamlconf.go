@@ -85,6 +85,9 @@ func Decode(n *yaml.Node, v any) error {
 }
 
 func decode(n *yaml.Node, v reflect.Value, path string) error {
+	if n.Kind == 0 {
+		return nil // an empty document
+	}
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
 			return nil
@@ -114,8 +117,13 @@ func decode(n *yaml.Node, v reflect.Value, path string) error {
 		if n.Kind != yaml.MappingNode {
 			return &KeyError{Key: path, Line: n.Line, Msg: "want a mapping, got " + describe(n)}
 		}
+		seen := make(map[string]int, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
+			if line, dup := seen[k.Value]; dup {
+				return &KeyError{Key: path, Line: k.Line, Msg: fmt.Sprintf("mapping key %q already defined at line %d", k.Value, line)}
+			}
+			seen[k.Value] = k.Line
 			p := Join(path, k.Value)
 			f, ok := field(v, k.Value)
 			if !ok {
@@ -129,6 +137,10 @@ func decode(n *yaml.Node, v reflect.Value, path string) error {
 	case v.Kind() == reflect.Slice && v.Type().Elem().Kind() != reflect.Uint8:
 		if n.Kind != yaml.SequenceNode {
 			return &KeyError{Key: path, Line: n.Line, Msg: "want a list of " + plural(v.Type().Elem()) + ", got " + describe(n)}
+		}
+		if len(n.Content) == 0 {
+			v.Set(reflect.Zero(v.Type())) // "[]" is an empty list, as nil is
+			return nil
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
@@ -226,14 +238,14 @@ func plural(t reflect.Type) string {
 
 // Lines returns the line of every key and list item in the document n, by
 // key path ("kill.allow[0].cidrs[1]"), so that an error found after
-// decoding (by Validate) can still name its line.
+// decoding (by Validate) can still name its line. Keys inside an alias's
+// value are left out (LineOf then names the alias's line).
 func Lines(n *yaml.Node) map[string]int {
 	lines := map[string]int{}
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
-		if n.Kind == yaml.AliasNode && n.Alias != nil {
-			n = n.Alias
-		}
+		// An alias is not followed: its value was written elsewhere, and
+		// following aliases of aliases costs exponential time.
 		switch n.Kind {
 		case yaml.DocumentNode:
 			for _, c := range n.Content {
