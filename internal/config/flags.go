@@ -109,7 +109,12 @@ func RegisterFlags(fs *flag.FlagSet, detectionOnly bool) *Flags {
 		}
 		usage := s.usage
 		if !strings.Contains(usage, "(key ") {
-			usage += " (key " + s.key + ")"
+			// flag.PrintDefaults shows the back-quoted type beside the flag's name.
+			if t := typeName(v.Type()); t != "" {
+				usage += " (key " + s.key + ": `" + t + "`)"
+			} else {
+				usage += " (key " + s.key + ")"
+			}
 		}
 		fs.Var(&fieldValue{v: v, invert: s.invert}, s.name, usage)
 	}
@@ -173,12 +178,17 @@ type fieldValue struct {
 
 func (fv *fieldValue) IsBoolFlag() bool { return fv.v.IsValid() && fv.v.Kind() == reflect.Bool }
 
+// String renders the value; a false bool renders as "", so that
+// flag.PrintDefaults treats it as the zero value it is.
 func (fv *fieldValue) String() string {
 	if fv == nil || !fv.v.IsValid() {
 		return ""
 	}
-	if fv.invert {
-		return strconv.FormatBool(!fv.v.Bool())
+	if fv.v.Kind() == reflect.Bool {
+		if fv.v.Bool() != fv.invert {
+			return "true"
+		}
+		return ""
 	}
 	return format(fv.v)
 }
@@ -241,6 +251,25 @@ func parse(v reflect.Value, s string, invert bool) error {
 		}
 	}
 	return nil
+}
+
+// typeName names what a flag of type t takes, for its help; "" for bools.
+func typeName(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "duration"
+	case t.Kind() == reflect.Bool:
+		return ""
+	case t.Kind() == reflect.String:
+		return "string"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "number"
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+		return "rule"
+	case t.Kind() == reflect.Slice:
+		return typeName(t.Elem())
+	}
+	return "int"
 }
 
 // format renders a field's value as its flag would take it.
