@@ -238,7 +238,7 @@ func (k *Killer) modeFor(c *Candidate) Mode {
 // confirmation, the last of at least two, MinAge after the first), and acts
 // on those still unchanged and still ghosts, within the rate limit. A failed
 // action costs no rate token and backs off for that socket. Each action
-// writes one audit line and is counted in the store.
+// writes one audit line and is reported to the Reporter.
 func (k *Killer) Apply(ctx context.Context, cands []Candidate) []Record {
 	k.mu.Lock()
 	defer k.mu.Unlock()
