@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -27,6 +28,22 @@ const (
 	// ghosts, so never a Policy's Mode.
 	ModeShutdown Mode = "shutdown"
 )
+
+// GhostModes are the modes a Policy may end ghosts with; Validate and the
+// flag's help take them from here.
+var GhostModes = []Mode{ModeDestroy, ModeKeepalive}
+
+// ModeChoices lists GhostModes for messages: "destroy or keepalive".
+func ModeChoices() string {
+	names := make([]string, len(GhostModes))
+	for i, m := range GhostModes {
+		names[i] = string(m)
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
 
 // Policy is the kill configuration: the `kill:` section of ghostd.yml, field
 // for field (the yaml tags are the keys). Killing is off by default. Build
@@ -98,12 +115,11 @@ func (p Policy) Validate() error {
 
 func (p *Policy) validate() error {
 	bad := yamlconf.Errorf
-	switch p.Mode {
-	case ModeDestroy, ModeKeepalive:
-	case ModeShutdown:
+	switch {
+	case p.Mode == ModeShutdown:
 		return bad("mode", "mode %q is for CLOSE_WAIT leaks only: set kill.close_wait instead", p.Mode)
-	default:
-		return bad("mode", "invalid mode %q: want destroy or keepalive", p.Mode)
+	case !slices.Contains(GhostModes, p.Mode):
+		return bad("mode", "invalid mode %q: want %s", p.Mode, ModeChoices())
 	}
 	if len(p.Verdicts) == 0 {
 		return bad("verdicts", "empty: want one or more of reset, silent, unreachable")

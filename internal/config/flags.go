@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ghostd/ghostd/internal/yamlconf"
+	"github.com/ghostd/ghostd/kill"
 )
 
 // A flag overrides one configuration key. The table below is the only
@@ -51,7 +52,7 @@ var flagTable = []flagSpec{
 	{name: "probe-reconfirm", key: "probe.reconfirm", usage: "re-probe a confirmed ghost this often"},
 
 	{name: "kill", key: "kill.enabled", usage: "apply the kill policy to confirmed ghosts"},
-	{name: "kill-mode", key: "kill.mode", usage: "how ghosts are ended: destroy or keepalive"},
+	{name: "kill-mode", key: "kill.mode", usage: "how ghosts are ended: " + kill.ModeChoices()},
 	{name: "kill-verdicts", key: "kill.verdicts", usage: "a verdict that may be killed: reset, silent or unreachable; repeat for more"},
 	{name: "kill-min-age", key: "kill.min_age", usage: "how long a socket must have been a confirmed ghost before it may be killed"},
 	{name: "kill-allow", key: "kill.allow", usage: "an allow rule as a YAML mapping, e.g. '{cidrs: [192.0.2.0/24], ports: [5432]}'; repeat for more"},
