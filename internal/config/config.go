@@ -65,6 +65,6 @@ func Default() Config {
 	}
 }
 
-// Keys returns every configuration key, dotted ("kill.keepalive.idle"), in
+// keys returns every configuration key, dotted ("kill.keepalive.idle"), in
 // the order of the file.
-func Keys() []string { return yamlconf.Keys(reflect.TypeFor[Config]()) }
+func keys() []string { return yamlconf.Keys(reflect.TypeFor[Config]()) }

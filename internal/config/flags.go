@@ -70,9 +70,9 @@ var flagTable = []flagSpec{
 	{name: "log.format", key: "log.format", daemon: true, usage: "log format: logfmt or json"},
 }
 
-// FlagKey returns the configuration key that flag name (without dashes)
+// flagKey returns the configuration key that flag name (without dashes)
 // overrides, and false for flags that are not configuration keys.
-func FlagKey(name string) (string, bool) {
+func flagKey(name string) (string, bool) {
 	for _, s := range flagTable {
 		if s.name == name {
 			return s.key, true
@@ -140,7 +140,7 @@ func (f *Flags) Apply(c *Config) error {
 	set := map[string]string{} // key -> flag
 	dst, src := reflect.ValueOf(c).Elem(), reflect.ValueOf(&f.over).Elem()
 	f.fs.Visit(func(fl *flag.Flag) {
-		key, ok := FlagKey(fl.Name)
+		key, ok := flagKey(fl.Name)
 		if !ok {
 			return
 		}
