@@ -45,12 +45,12 @@ func Under(parent string, err error) error {
 	if !errors.As(err, &ke) {
 		return &KeyError{Key: parent, Msg: err.Error()}
 	}
-	return &KeyError{Key: Join(parent, ke.Key), Line: ke.Line, Msg: ke.Msg}
+	return &KeyError{Key: join(parent, ke.Key), Line: ke.Line, Msg: ke.Msg}
 }
 
-// Join joins two key paths: Join("kill", "allow[0]") is "kill.allow[0]",
-// Join("allow", "[0]") is "allow[0]".
-func Join(parent, key string) string {
+// join joins two key paths: join("kill", "allow[0]") is "kill.allow[0]",
+// join("allow", "[0]") is "allow[0]".
+func join(parent, key string) string {
 	switch {
 	case parent == "":
 		return key
@@ -124,7 +124,7 @@ func decode(n *yaml.Node, v reflect.Value, path string) error {
 				return &KeyError{Key: path, Line: k.Line, Msg: fmt.Sprintf("mapping key %q already defined at line %d", k.Value, line)}
 			}
 			seen[k.Value] = k.Line
-			p := Join(path, k.Value)
+			p := join(path, k.Value)
 			f, ok := field(v, k.Value)
 			if !ok {
 				return &KeyError{Key: p, Line: k.Line, Msg: "unknown key"}
@@ -180,16 +180,16 @@ func at(err error, line int) error {
 func field(v reflect.Value, name string) (reflect.Value, bool) {
 	t := v.Type()
 	for i := range t.NumField() {
-		if tag := Tag(t.Field(i)); tag != "" && tag == name {
+		if k := tag(t.Field(i)); k != "" && k == name {
 			return v.Field(i), true
 		}
 	}
 	return reflect.Value{}, false
 }
 
-// Tag returns the YAML key of a struct field: its yaml tag's name, or ""
+// tag returns the YAML key of a struct field: its yaml tag's name, or ""
 // for an unexported field or one tagged "-" or untagged (not a key).
-func Tag(f reflect.StructField) string {
+func tag(f reflect.StructField) string {
 	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 	if !f.IsExported() || name == "-" {
 		return ""
@@ -253,7 +253,7 @@ func Lines(n *yaml.Node) map[string]int {
 			}
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				p := Join(path, n.Content[i].Value)
+				p := join(path, n.Content[i].Value)
 				if _, ok := lines[p]; !ok {
 					lines[p] = n.Content[i].Line
 				}
@@ -296,11 +296,11 @@ func Keys(t reflect.Type) []string {
 	walk = func(t reflect.Type, path string) {
 		for i := range t.NumField() {
 			f := t.Field(i)
-			name := Tag(f)
+			name := tag(f)
 			if name == "" {
 				continue
 			}
-			p := Join(path, name)
+			p := join(path, name)
 			if f.Type.Kind() == reflect.Struct && f.Type != durationType && !isLeaf(f.Type) {
 				walk(f.Type, p)
 				continue
@@ -316,7 +316,7 @@ func Keys(t reflect.Type) []string {
 // itself) rather than a section of keys: it has no tagged fields.
 func isLeaf(t reflect.Type) bool {
 	for i := range t.NumField() {
-		if Tag(t.Field(i)) != "" {
+		if tag(t.Field(i)) != "" {
 			return false
 		}
 	}

@@ -176,8 +176,8 @@ func TestKeysAndField(t *testing.T) {
 
 func TestUnderAndJoin(t *testing.T) {
 	for _, c := range [][3]string{{"kill", "allow[0]", "kill.allow[0]"}, {"allow", "[0]", "allow[0]"}, {"", "x", "x"}, {"x", "", "x"}} {
-		if got := Join(c[0], c[1]); got != c[2] {
-			t.Errorf("Join(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
+		if got := join(c[0], c[1]); got != c[2] {
+			t.Errorf("join(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
 		}
 	}
 	err := Under("kill", &KeyError{Key: "deny[1]", Line: 4, Msg: "empty"})
