@@ -132,13 +132,13 @@ func TestDecide(t *testing.T) {
 			func() Candidate { c := closeWaitCandidate(1); c.GhostSince = t0; return c }(), false, "younger than min age (0s < 5m0s)"},
 
 		{"allow cidr match", pol(func(p *Policy) {
-			p.Allow = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{MustCIDR("198.51.100.0/24")} })}
+			p.Allow = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{mustCIDR("198.51.100.0/24")} })}
 		}), ghostCandidate(1), true, ""},
 		{"allow cidr miss", pol(func(p *Policy) {
-			p.Allow = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{MustCIDR("203.0.113.0/24")} })}
+			p.Allow = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{mustCIDR("203.0.113.0/24")} })}
 		}), ghostCandidate(1), false, "not allowed by any rule"},
 		{"allow cidr matches a v4-mapped remote", pol(func(p *Policy) {
-			p.Allow = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{MustCIDR("198.51.100.0/24")} })}
+			p.Allow = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{mustCIDR("198.51.100.0/24")} })}
 		}), mod(func(c *Candidate) {
 			c.Socket.Family = inventory.FamilyInet6
 			c.Socket.Remote = netip.MustParseAddrPort("[::ffff:198.51.100.7]:40000")
@@ -183,7 +183,7 @@ func TestDecide(t *testing.T) {
 		}), ghostCandidate(1), true, ""},
 		{"deny beats allow", pol(func(p *Policy) {
 			p.Allow = []Rule{rule(func(r *Rule) { r.Comms = []string{"postgres"} })}
-			p.Deny = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{MustCIDR("198.51.100.7/32")} })}
+			p.Deny = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{mustCIDR("198.51.100.7/32")} })}
 		}), ghostCandidate(1), false, "denied by rule 1"},
 	}
 	for _, tt := range tests {

@@ -83,7 +83,7 @@ keepalive:
 	}
 	want := DefaultPolicy()
 	want.Enabled, want.Mode, want.Verdicts = true, ModeKeepalive, []probe.Verdict{probe.Reset}
-	want.Allow = []Rule{{CIDRs: []CIDR{MustCIDR("192.0.2.0/24"), MustCIDR("2001:db8::/32"), MustCIDR("203.0.113.9/32")}, Ports: []int{5432}}}
+	want.Allow = []Rule{{CIDRs: []CIDR{mustCIDR("192.0.2.0/24"), mustCIDR("2001:db8::/32"), mustCIDR("203.0.113.9/32")}, Ports: []int{5432}}}
 	want.Deny = []Rule{{Units: []string{"sshd.service"}}}
 	want.Keepalive.Count = 5
 	if diff := cmp.Diff(want, p, cmp.Comparer(func(a, b CIDR) bool { return a == b })); diff != "" {
@@ -142,4 +142,13 @@ func TestParseCIDR(t *testing.T) {
 			t.Errorf("ParseCIDR(%q) error = %v, want %q", in, err, want)
 		}
 	}
+}
+
+// mustCIDR is ParseCIDR for test tables.
+func mustCIDR(s string) CIDR {
+	c, err := ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

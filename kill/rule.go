@@ -46,15 +46,6 @@ func ParseCIDR(s string) (CIDR, error) {
 	return CIDR{p}, nil
 }
 
-// MustCIDR is ParseCIDR that panics, for tests and constants.
-func MustCIDR(s string) CIDR {
-	c, err := ParseCIDR(s)
-	if err != nil {
-		panic(err)
-	}
-	return c
-}
-
 // UnmarshalYAML parses a scalar with ParseCIDR.
 func (c *CIDR) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {

@@ -74,7 +74,7 @@ func TestValidFull(t *testing.T) {
 		Enabled: true, Mode: kill.ModeKeepalive, Verdicts: []probe.Verdict{probe.Reset}, MinAge: 0,
 		Allow: []kill.Rule{
 			{
-				CIDRs: []kill.CIDR{kill.MustCIDR("192.0.2.0/24"), kill.MustCIDR("2001:db8::/32"), kill.MustCIDR("203.0.113.9/32")},
+				CIDRs: []kill.CIDR{cidr("192.0.2.0/24"), cidr("2001:db8::/32"), cidr("203.0.113.9/32")},
 				Ports: []int{5432, 6379},
 			},
 			{Netns: []string{"host"}, Comms: []string{"postgres"}, Units: []string{"postgresql.service"}},
@@ -228,7 +228,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 			c.Thresholds.FinWait2 = 2 * time.Minute
 			c.Probe.Rate, c.Probe.HostHint, c.Probe.Backoff = 50, false, time.Minute
 			c.Kill.Mode, c.Kill.Verdicts = kill.ModeKeepalive, []probe.Verdict{probe.Reset, probe.Silent}
-			c.Kill.Allow = []kill.Rule{{CIDRs: []kill.CIDR{kill.MustCIDR("192.0.2.0/24")}, Ports: []int{5432}}}
+			c.Kill.Allow = []kill.Rule{{CIDRs: []kill.CIDR{cidr("192.0.2.0/24")}, Ports: []int{5432}}}
 			c.Kill.Deny = []kill.Rule{{Units: []string{"sshd.service"}}}
 			c.Kill.Keepalive.Idle, c.Kill.CloseWait = 20*time.Second, true
 		}},
@@ -358,4 +358,13 @@ func TestNestedErrorSaysEachLayerOnce(t *testing.T) {
 			t.Errorf("Parse(%q)\n got: %v\nwant: %s", doc, err, want)
 		}
 	}
+}
+
+// cidr is kill.ParseCIDR for test tables.
+func cidr(s string) kill.CIDR {
+	c, err := kill.ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }
