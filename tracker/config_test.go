@@ -15,6 +15,12 @@ func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatalf("DefaultConfig().Validate() = %v", err)
 	}
+	// The kernel reaps orphaned FIN_WAIT2 sockets after tcp_fin_timeout
+	// (60 s by default); a threshold at or below it reports sockets the
+	// kernel is about to reap itself (the daemon once shipped 60 s).
+	if d := DefaultConfig().FinWait2; d <= 60*time.Second {
+		t.Errorf("default fin_wait2 %s is not above the kernel's 60 s tcp_fin_timeout", d)
+	}
 	tests := []struct {
 		name string
 		mod  func(*Config)
