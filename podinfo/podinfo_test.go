@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -110,9 +111,15 @@ func fakeInodes(m map[string]uint64) func(string) (uint64, error) {
 
 func testResolver(t *testing.T, eps []string, explicit bool, clock *fakeClock, inodes map[string]uint64) (*Resolver, *bytes.Buffer) {
 	t.Helper()
+	if !explicit { // a default endpoint: pretend eps are among them
+		old := DefaultEndpoints
+		DefaultEndpoints = append(slices.Clone(old), eps...)
+		t.Cleanup(func() { DefaultEndpoints = old })
+	}
+	t.Helper()
 	var log bytes.Buffer
 	r, err := New(slog.New(slog.NewTextHandler(&log, nil)), Options{
-		Endpoints: eps, Explicit: explicit, Every: 10 * time.Second, MinEvery: time.Second,
+		Endpoints: eps, Every: 10 * time.Second, MinEvery: time.Second,
 		Timeout: 2 * time.Second, ProcRoot: "/proc", Now: clock.Now,
 	})
 	if err != nil {
@@ -294,6 +301,7 @@ func TestResolverAbsentDefaults(t *testing.T) {
 	if n := strings.Count(log.String(), "level="); n != 1 || !strings.Contains(log.String(), "no container runtime socket found") {
 		t.Errorf("absent default endpoint: want one line saying no runtime was found, got:\n%s", log)
 	}
+	missing = filepath.Join(t.TempDir(), "containerd.sock") // not among the defaults
 	r, log = testResolver(t, []string{missing}, true, clock, nil)
 	r.Name(listing())
 	if err := testutil.CollectAndCompare(r, strings.NewReader(`

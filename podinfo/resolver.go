@@ -16,12 +16,10 @@ import (
 
 // Options configure a Resolver.
 type Options struct {
-	// Endpoints are the runtime sockets to ask (see NewSource); nil means
-	// DefaultEndpoints, where an absent socket is skipped silently.
+	// Endpoints are the runtime sockets to ask (see NewSource). One among
+	// DefaultEndpoints is skipped silently while its socket is absent; any
+	// other is reported in ghostd_runtime_up even then.
 	Endpoints []string
-	// Explicit says Endpoints were configured: each is then reported in
-	// ghostd_runtime_up even while its socket does not exist.
-	Explicit bool
 	// Every is how long a runtime's listing is reused; 0 means 10 s. A
 	// namespace the listing does not know triggers an earlier refresh, at
 	// most once per MinEvery (0: 1 s).
@@ -80,10 +78,6 @@ func New(log *slog.Logger, opts Options) (*Resolver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	eps, explicit := opts.Endpoints, opts.Explicit
-	if eps == nil {
-		eps, explicit = DefaultEndpoints, false
-	}
 	r := &Resolver{
 		log: log, every: opts.Every, minEvery: opts.MinEvery, timeout: opts.Timeout,
 		procRoot: opts.ProcRoot, now: opts.Now, inode: nsInode,
@@ -107,13 +101,13 @@ func New(log *slog.Logger, opts Options) (*Resolver, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	for _, ep := range eps {
+	for _, ep := range opts.Endpoints {
 		s, err := NewSource(ep)
 		if err != nil {
 			r.Close()
 			return nil, err
 		}
-		r.sources = append(r.sources, &source{Source: s, endpoint: ep, explicit: explicit})
+		r.sources = append(r.sources, &source{Source: s, endpoint: ep, explicit: !slices.Contains(DefaultEndpoints, ep)})
 	}
 	return r, nil
 }
