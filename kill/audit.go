@@ -25,6 +25,8 @@ func (k *Killer) audit(c *Candidate, cur *inventory.Socket, rec *Record) {
 		slog.Int("pid", c.PID),
 		slog.String("comm", c.Comm),
 		slog.String("unit", c.Unit),
+		slog.String("pod", c.Pod),
+		slog.String("container", c.Container),
 		slog.String("verdict", string(c.Verdict)),
 		slog.String("reasons", c.Reasons.String()),
 		slog.Int("probes_sent", c.ProbesSent),

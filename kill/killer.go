@@ -37,6 +37,20 @@ type Candidate struct {
 	ProbesSent  int
 	Replies     int
 	IdleSeconds float64
+
+	// Pod is the socket's pod, "<k8s namespace>/<pod>", and Container its
+	// owner's container name, as the container runtime names them; "" when
+	// none or unknown. InContainer says the owner's cgroup names a container
+	// (named or not), so a deny rule on pods or containers fails closed.
+	Pod, Container string
+	InContainer    bool
+}
+
+// podUnknown reports whether the socket may be a pod's or a container's
+// that the runtime did not name: no owner found, or an owner in a container
+// without a runtime name.
+func (c *Candidate) podUnknown() bool {
+	return c.Pod == "" && c.Container == "" && (c.ownerUnknown() || c.InContainer)
 }
 
 // ownerUnknown reports whether no process holding the socket was found.

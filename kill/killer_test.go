@@ -256,7 +256,7 @@ func TestAuditLine(t *testing.T) {
 		"level": "INFO", "msg": "kill", "audit": true,
 		"netns": "host", "netns_inode": 4026531840.0,
 		"local": "192.0.2.1:5432", "remote": "198.51.100.7:40000", "cookie": 1.0, "state": "ESTABLISHED",
-		"pid": 4242.0, "comm": "postgres", "unit": "postgresql.service",
+		"pid": 4242.0, "comm": "postgres", "unit": "postgresql.service", "pod": "", "container": "",
 		"verdict": "silent", "reasons": "idle", "probes_sent": 3.0, "replies": 0.0,
 		"idle_seconds": 412.5, "ghost_seconds": 600.0, "mode": "destroy", "result": "ok", "error": "",
 	}

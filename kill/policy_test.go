@@ -37,7 +37,7 @@ func TestValidate(t *testing.T) {
 		{"keepalive interval", func(p *Policy) { p.Keepalive.Interval = 0 }, "kill: keepalive.interval: must be whole seconds from 1s to 9h6m7s, got 0s"},
 		{"keepalive count", func(p *Policy) { p.Keepalive.Count = 128 }, "kill: keepalive.count: must be 1 to 127, got 128"},
 		{"user timeout", func(p *Policy) { p.UserTimeout = -1 }, "kill: user_timeout: must be 0 to 596h31m23.647s, got -1ns"},
-		{"empty rule", func(p *Policy) { p.Deny = []Rule{{Ports: []int{22}}, {}} }, "kill: deny[1]: empty rule: give at least one of cidrs, ports, netns, comms, units"},
+		{"empty rule", func(p *Policy) { p.Deny = []Rule{{Ports: []int{22}}, {}} }, "kill: deny[1]: empty rule: give at least one of cidrs, ports, netns, comms, units, pods, containers"},
 		{"bad glob", func(p *Policy) { p.Allow = []Rule{{Comms: []string{"[x"}}} }, `kill: allow[0].comms[0]: pattern "[x": syntax error in pattern`},
 		{"long comm", func(p *Policy) { p.Deny = []Rule{{Comms: []string{"a-very-long-process-name"}}} }, `kill: deny[0].comms[0]: "a-very-long-process-name" is longer than the kernel's 15-byte process names`},
 		{"empty unit", func(p *Policy) { p.Deny = []Rule{{Units: []string{""}}} }, "kill: deny[0].units[0]: empty string"},

@@ -21,6 +21,10 @@ type Rule struct {
 	Netns []string `yaml:"netns"` // the namespace name as the JSON shows it matches one of these path.Match patterns
 	Comms []string `yaml:"comms"` // the owner's comm matches one of these patterns
 	Units []string `yaml:"units"` // the owner's systemd unit matches one of these patterns
+	// Pods match the socket's pod, "<k8s namespace>/<pod>" as the container
+	// runtime names it ("shop/*"), and Containers its owner's container name.
+	Pods       []string `yaml:"pods"`
+	Containers []string `yaml:"containers"`
 }
 
 // CIDR is a rule's network. In YAML it is a prefix such as 192.0.2.0/24
@@ -65,8 +69,8 @@ func (c CIDR) MarshalYAML() (any, error) { return c.String(), nil }
 // validate reports the first problem with the rule as a *yamlconf.KeyError
 // keyed relative to the rule.
 func (r Rule) validate() error {
-	if len(r.CIDRs)+len(r.Ports)+len(r.Netns)+len(r.Comms)+len(r.Units) == 0 {
-		return yamlconf.Errorf("", "empty rule: give at least one of cidrs, ports, netns, comms, units")
+	if len(r.CIDRs)+len(r.Ports)+len(r.Netns)+len(r.Comms)+len(r.Units)+len(r.Pods)+len(r.Containers) == 0 {
+		return yamlconf.Errorf("", "empty rule: give at least one of cidrs, ports, netns, comms, units, pods, containers")
 	}
 	for i, p := range r.CIDRs {
 		if !p.IsValid() || p.Masked() != p.Prefix {
@@ -82,7 +86,7 @@ func (r Rule) validate() error {
 		name string
 		vals []string
 		max  int
-	}{{"netns", r.Netns, 0}, {"comms", r.Comms, maxCommLen}, {"units", r.Units, 0}} {
+	}{{"netns", r.Netns, 0}, {"comms", r.Comms, maxCommLen}, {"units", r.Units, 0}, {"pods", r.Pods, 0}, {"containers", r.Containers, 0}} {
 		for i, v := range f.vals {
 			key := fmt.Sprintf("%s[%d]", f.name, i)
 			if v == "" {
@@ -108,7 +112,9 @@ func (r Rule) Matches(c *Candidate) bool { return r.matches(c, false) }
 // not known (io_uring fixed files, sockets in flight over SCM_RIGHTS, an
 // unreadable /proc, a race with exec), the owner counts as matching, so
 // "deny: units: [sshd.service]" also protects an sshd socket whose owner
-// could not be found.
+// could not be found. Likewise a rule naming pods or containers denies a
+// socket whose pod and container the runtime did not name while its owner is
+// unknown or in a container (the runtime down, or not asked).
 func (r Rule) Denies(c *Candidate) bool { return r.matches(c, true) }
 
 func (r Rule) matches(c *Candidate, failClosed bool) bool {
@@ -127,7 +133,11 @@ func (r Rule) matches(c *Candidate, failClosed bool) bool {
 	if failClosed && (len(r.Comms) > 0 || len(r.Units) > 0) && c.ownerUnknown() {
 		return true
 	}
-	return matchAny(r.Comms, c.Comm) && matchAny(r.Units, c.Unit)
+	if failClosed && (len(r.Pods) > 0 || len(r.Containers) > 0) && c.podUnknown() {
+		return true
+	}
+	return matchAny(r.Comms, c.Comm) && matchAny(r.Units, c.Unit) &&
+		matchAny(r.Pods, c.Pod) && matchAny(r.Containers, c.Container)
 }
 
 // matchAny reports whether s matches one of the patterns; no patterns match anything.

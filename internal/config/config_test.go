@@ -125,7 +125,7 @@ func TestInvalid(t *testing.T) {
 		"cidr":            `5: kill.allow[0].cidrs[1]: invalid CIDR "198.51.100.7/24": host bits set (did you mean 198.51.100.0/24?)`,
 		"cidr-garbage":    `3: kill.deny[0].cidrs[0]: invalid CIDR "not-an-address"`,
 		"port":            "3: kill.allow[0].ports[1]: invalid port 70000: want 1 to 65535",
-		"empty-rule":      "4: kill.deny[1]: empty rule: give at least one of cidrs, ports, netns, comms, units",
+		"empty-rule":      "4: kill.deny[1]: empty rule: give at least one of cidrs, ports, netns, comms, units, pods, containers",
 		"comm":            `3: kill.deny[0].comms[0]: "a-very-long-process-name" is longer than the kernel's 15-byte process names`,
 		"rule-key":        "3: kill.allow[0].cidr: unknown key",
 		"keepalive":       "3: kill.keepalive.idle: must be whole seconds from 1s to 9h6m7s, got 1.5s",

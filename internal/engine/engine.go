@@ -720,6 +720,10 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []kill.Candidate) {
 		s := e.session(&ent, now)
 		c := kill.Candidate{Socket: ent.Socket, Netns: s.Netns, PID: s.PID, Comm: s.Comm, Unit: s.Unit, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict),
 			ProbesSent: s.ProbesSent, Replies: s.Replies, IdleSeconds: s.IdleSeconds}
+		c.Container, c.InContainer = s.ContainerName, s.Container != ""
+		if s.Pod != "" {
+			c.Pod = s.K8sNamespace + "/" + s.Pod
+		}
 		if s.Ghost {
 			v, _ := unpackVerdict(ent.Tag)
 			c.Confirmed, c.GhostSince = v.confirmed, e.time(v.ghostSince)
