@@ -143,6 +143,37 @@ func TestPodsContainerd(t *testing.T) {
 		t.Errorf("ghostd run: %v", err)
 	}
 
+	// Kill rules by pod and container: denied by pod, the ghost survives a
+	// `scan --kill`; allowed by pod and container, it is killed.
+	killScan := func(rule ...string) *exporter.Session {
+		t.Helper()
+		a := append([]string{"scan", "--json", "--netns", name, "--idle", "2s", "--probe-interval", "600ms",
+			"--runtime-endpoint", c.sock, "--kill", "--kill-min-age", "0s"}, rule...)
+		out, err := exec.Command(ghostdBin, a...).Output()
+		if err != nil {
+			t.Fatalf("ghostd %s: %v\n%s", strings.Join(a, " "), err, exitStderr(err))
+		}
+		var doc exporter.Document
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for i := range doc.Sessions {
+			if doc.Sessions[i].Local == local {
+				return &doc.Sessions[i]
+			}
+		}
+		return nil
+	}
+	if s := killScan("--kill-deny", "{pods: [gd-test/*]}"); s == nil || s.Killed || !s.Ghost {
+		t.Errorf("deny pods gd-test/*: session %+v, want a ghost not killed", s)
+	}
+	if s := killScan("--kill-allow", "{pods: [gd-test/ghost-pod], containers: [client]}"); s == nil || !s.Killed {
+		t.Errorf("allow pod gd-test/ghost-pod, container client: session %+v, want it killed", s)
+	}
+	if s := killScan("--no-probe"); s != nil {
+		t.Errorf("after the kill the pod's connection is still there: %+v", s)
+	}
+
 	// The runtime gone (containerd stopped, the pod still running): the
 	// pod's namespace keeps a derived name, and ghostd says why once.
 	netnsPath := c.netnsPath(t, pod)
