@@ -23,10 +23,11 @@ const ExitGhost = 3
 // a 4-tuple that is in the socket table right now.
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	netns := fs.String("netns", "all", `namespace of the connection: "all", a /run/netns name, or /proc/PID/ns/net`)
+	netns := fs.String("netns", "all", `namespace of the connection: "all", a /run/netns name, a pod's <namespace>/<pod>, or /proc/PID/ns/net`)
 	attempts := fs.Int("probes", config.Default().Probe.Attempts, "probe attempts")
 	interval := fs.Duration("probe-interval", config.Default().Probe.Interval, "time between attempts")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	runtimeEP := fs.String("runtime-endpoint", "", `container runtime sockets, comma-separated, that name pods for --netns NAMESPACE/POD (default: the standard ones; "none" for none)`)
 	if code, ok := parseFlags(fs, args, stderr, false); !ok {
 		return code
 	}
@@ -44,6 +45,9 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg.Netns = *netns
 	cfg.Probe.Attempts = *attempts
 	cfg.Probe.Interval = *interval
+	if *runtimeEP != "" {
+		cfg.Runtime.Endpoints = strings.Split(*runtimeEP, ",")
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "ghostd probe: %v\n", err)
 		return ExitUsage
@@ -55,7 +59,12 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return ExitUsage
 	}
 	p := &parts{log: log, caps: CurrentCapabilities()}
-	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel})
+	opts := inventory.ScannerOptions{Select: sel}
+	if pods, err := newPods(cfg, log); err == nil && pods != nil {
+		defer pods.Close()
+		opts.Name = pods.Name // so that --netns NAMESPACE/POD finds the pod
+	}
+	p.scanner = inventory.NewScanner(log, opts)
 	defer p.scanner.Close()
 
 	var found []probe.Target

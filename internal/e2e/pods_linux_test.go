@@ -143,6 +143,12 @@ func TestPodsContainerd(t *testing.T) {
 		t.Errorf("ghostd run: %v", err)
 	}
 
+	// `ghostd probe` finds the connection by the pod's name too.
+	probeOut, err := exec.Command(ghostdBin, "probe", "--netns", name, "--runtime-endpoint", c.sock, local, server.LocalAddr().String()).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() != 3) || !strings.Contains(string(probeOut), "silent") {
+		t.Errorf("ghostd probe --netns %s %s %s: %v\n%s", name, local, server.LocalAddr(), err, probeOut)
+	}
+
 	// Kill rules by pod and container: denied by pod, the ghost survives a
 	// `scan --kill`; allowed by pod and container, it is killed.
 	killScan := func(rule ...string) *exporter.Session {
