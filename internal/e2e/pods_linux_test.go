@@ -220,6 +220,7 @@ type containerd struct {
 	conn      *grpc.ClientConn
 	cgroup    string // cgroup parent of the test's pods
 	node      *testnet.NS
+	hostDirs  []string // directories outside dir that containerd creates and cleanup removes
 	stopped   bool
 }
 
@@ -236,6 +237,14 @@ func startContainerd(t *testing.T, node *testnet.NS) *containerd {
 	}
 	c := &containerd{dir: dir, sock: filepath.Join(dir, "containerd.sock"), logPath: filepath.Join(dir, "containerd.log"),
 		cgroup: "/gd-pods-" + filepath.Base(dir)[len("gd-ctrd-"):]}
+	// containerd 1.6 creates these whatever its root and state: the shims'
+	// socket directory, runc's root and CNI's result cache. The ones that
+	// do not exist yet are removed again (when empty) by cleanup.
+	for _, d := range []string{"/run/containerd/s", "/run/containerd/runc/k8s.io", "/run/containerd/runc", "/run/containerd", "/var/lib/cni/results", "/var/lib/cni"} {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			c.hostDirs = append(c.hostDirs, d)
+		}
+	}
 	t.Cleanup(func() { c.cleanup(t) })
 	for _, d := range []string{"root", "state", "cni", "ipam", "logs", "opt"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
@@ -474,6 +483,9 @@ func (c *containerd) cleanup(t *testing.T) {
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		t.Errorf("remove %s: %v", c.dir, err)
+	}
+	for _, d := range c.hostDirs { // deepest first
+		os.Remove(d)
 	}
 	for _, ctl := range []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids", "systemd", "unified"} {
 		os.Remove(filepath.Join("/sys/fs/cgroup", ctl, c.cgroup))
