@@ -453,3 +453,29 @@ func TestNewSource(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowRuntimeBlocksNoScrape: while a listing waits on a slow runtime,
+// Collect (a scrape) and Container (an owner lookup) answer at once.
+func TestSlowRuntimeBlocksNoScrape(t *testing.T) {
+	srv := fakecri.Start(t)
+	srv.Set(testPods())
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	r, _ := testResolver(t, []string{srv.Sock}, true, clock, nil)
+	r.Refresh(context.Background())
+	srv.SetDelay(1500 * time.Millisecond)
+	clock.Add(time.Minute)
+	done := make(chan struct{})
+	go func() { r.Name(listing()); close(done) }()
+	time.Sleep(200 * time.Millisecond) // the listing is under way
+	start := time.Now()
+	if n := testutil.CollectAndCount(r); n != 1 {
+		t.Errorf("%d series, want 1", n)
+	}
+	if _, ok := r.Container(idWeb); !ok {
+		t.Error("the cached containers are gone during a refresh")
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Collect and Container took %v during a slow listing, want them not to wait for it", d)
+	}
+	<-done
+}

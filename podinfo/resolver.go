@@ -49,6 +49,8 @@ type Resolver struct {
 	now      func() time.Time
 	inode    func(path string) (uint64, error)
 
+	refreshMu sync.Mutex // serialises refreshes
+
 	mu         sync.Mutex
 	refreshed  time.Time // last refresh attempt
 	saidNone   bool      // logged that no runtime socket exists
@@ -123,20 +125,38 @@ func (r *Resolver) Close() error {
 
 // Refresh asks every runtime now, each within Options.Timeout.
 func (r *Resolver) Refresh(ctx context.Context) {
+	// One refresh at a time, and the runtimes asked without r.mu, so that a
+	// hung runtime delays no scrape (Collect) and no Container lookup.
+	r.refreshMu.Lock()
+	defer r.refreshMu.Unlock()
+	r.mu.Lock()
+	r.refreshed = r.now()
+	r.mu.Unlock()
+	results := make([]sourceAnswer, len(r.sources))
+	for i, s := range r.sources {
+		lctx, cancel := context.WithTimeout(ctx, r.timeout)
+		results[i].snap, results[i].err = s.List(lctx)
+		cancel()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.refreshLocked(ctx)
+	r.applyLocked(results)
 }
 
-func (r *Resolver) refreshLocked(ctx context.Context) {
-	r.refreshed = r.now()
+// sourceAnswer is one source's answer to a refresh.
+type sourceAnswer struct {
+	snap Snapshot
+	err  error
+}
+
+// applyLocked takes in a refresh's answers, one per source, logging each
+// source's change of state once.
+func (r *Resolver) applyLocked(results []sourceAnswer) {
 	clear(r.unknown)
 	var pods []Pod
 	containers := make(map[string]Container)
-	for _, s := range r.sources {
-		lctx, cancel := context.WithTimeout(ctx, r.timeout)
-		snap, err := s.List(lctx)
-		cancel()
+	for i, s := range r.sources {
+		snap, err := results[i].snap, results[i].err
 		absent := errors.Is(err, ErrNoSocket)
 		if !absent {
 			s.seen = true
@@ -182,21 +202,11 @@ func (r *Resolver) refreshLocked(ctx context.Context) {
 // fields. It refreshes the runtimes' listing when it is older than
 // Options.Every, or when a namespace appeared that the listing does not name.
 func (r *Resolver) Name(list []inventory.Namespace) {
+	if r.due(list) {
+		r.Refresh(context.Background())
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
-	due := r.refreshed.IsZero() || now.Sub(r.refreshed) >= r.every
-	if !due && now.Sub(r.refreshed) >= r.minEvery {
-		for i := range list {
-			if list[i].Kind != inventory.KindHost && !r.unknownKnown(list[i].Inode) {
-				due = true
-				break
-			}
-		}
-	}
-	if due {
-		r.refreshLocked(context.Background())
-	}
 	r.byInode = r.podsByInodeLocked()
 	byID := r.podsByShortIDLocked()
 	for i := range list {
@@ -221,6 +231,25 @@ func (r *Resolver) Name(list []inventory.Namespace) {
 			ns.PodNamespace, ns.PodName = p.Namespace, p.Name
 		}
 	}
+}
+
+// due reports whether the runtimes' listing is to be refreshed before list
+// is named: it is older than Every, or older than MinEvery while list holds a
+// namespace the last listing did not name.
+func (r *Resolver) due(list []inventory.Namespace) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	due := r.refreshed.IsZero() || now.Sub(r.refreshed) >= r.every
+	if !due && now.Sub(r.refreshed) >= r.minEvery {
+		for i := range list {
+			if list[i].Kind != inventory.KindHost && !r.unknownKnown(list[i].Inode) {
+				due = true
+				break
+			}
+		}
+	}
+	return due
 }
 
 // unknownKnown reports whether the inode is one the last refresh already

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,14 @@ type Server struct {
 	pods       []Pod
 	containers []Container
 	lists      int // ListPodSandbox calls
+	delay      time.Duration
+}
+
+// SetDelay makes ListPodSandbox wait d before answering: a slow runtime.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
 }
 
 // Start serves on a unix socket in a temporary directory until t ends.
@@ -81,7 +90,15 @@ func (s *Server) Version(context.Context, *runtimeapi.VersionRequest) (*runtimea
 
 // ListPodSandbox implements runtimeapi.RuntimeServiceServer, honouring the
 // state filter.
-func (s *Server) ListPodSandbox(_ context.Context, r *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+func (s *Server) ListPodSandbox(ctx context.Context, r *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	s.mu.Lock()
+	d := s.delay
+	s.mu.Unlock()
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lists++
