@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -19,10 +20,17 @@ type Config struct {
 	// socket is absent; any other is reported (ghostd_runtime_up 0). An
 	// empty list, or the one word "none", asks no runtime.
 	Endpoints []string `yaml:"endpoints"`
+	// Refresh is how long a runtime's listing is reused (Options.Every).
+	Refresh time.Duration `yaml:"refresh"`
 }
 
-// DefaultConfig asks DefaultEndpoints.
-func DefaultConfig() Config { return Config{Endpoints: slices.Clone(DefaultEndpoints)} }
+// DefaultRefresh is Config.Refresh's default.
+const DefaultRefresh = 10 * time.Second
+
+// DefaultConfig asks DefaultEndpoints every DefaultRefresh.
+func DefaultConfig() Config {
+	return Config{Endpoints: slices.Clone(DefaultEndpoints), Refresh: DefaultRefresh}
+}
 
 // UnmarshalYAML decodes a `runtime:` section onto c strictly: keys it leaves
 // out keep c's values, unknown keys are errors (*yamlconf.KeyError).
@@ -39,6 +47,9 @@ func (c Config) None() bool {
 // Validate reports the first endpoint that is not a unix socket path, as a
 // *yamlconf.KeyError naming its key.
 func (c Config) Validate() error {
+	if c.Refresh < time.Second {
+		return fmt.Errorf("podinfo: %w", yamlconf.Errorf("refresh", "%s is too short: want at least 1s", c.Refresh))
+	}
 	for i, ep := range c.Endpoints {
 		if ep == "none" && len(c.Endpoints) == 1 {
 			continue

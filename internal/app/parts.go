@@ -72,7 +72,7 @@ func newPods(cfg config.Config, log *slog.Logger) (*podinfo.Resolver, error) {
 	if cfg.Runtime.None() {
 		return nil, nil
 	}
-	r, err := podinfo.New(log, podinfo.Options{Endpoints: cfg.Runtime.Endpoints})
+	r, err := podinfo.New(log, podinfo.Options{Endpoints: cfg.Runtime.Endpoints, Every: cfg.Runtime.Refresh})
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}

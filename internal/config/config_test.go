@@ -403,6 +403,9 @@ func TestRuntimeEndpoints(t *testing.T) {
 	if _, err := config.Parse([]byte("runtime:\n  endpoints: [none, /run/crio/crio.sock]\n"), "f.yml"); err == nil || !strings.Contains(err.Error(), `runtime.endpoints[0]: invalid endpoint "none"`) {
 		t.Errorf("none beside a path: err = %v", err)
 	}
+	if _, err := config.Parse([]byte("runtime:\n  refresh: 100ms\n"), "f.yml"); err == nil || !strings.Contains(err.Error(), "runtime.refresh: 100ms is too short") {
+		t.Errorf("runtime.refresh 100ms: err = %v", err)
+	}
 	if _, err := config.Parse([]byte("netns: shop/cart-7d9f\n"), "f.yml"); err != nil {
 		t.Errorf("a pod's netns name: %v", err)
 	}

@@ -65,6 +65,7 @@ var flagTable = []flagSpec{
 	{name: "kill-user-timeout", key: "kill.user_timeout", usage: "TCP_USER_TIMEOUT armed by kill mode keepalive; 0 leaves it alone"},
 
 	{name: "runtime-endpoint", key: "runtime.endpoints", usage: `a container runtime socket that names pods and containers (CRI, or the Docker API for docker.sock); repeat for more, "none" for none`},
+	{name: "runtime-refresh", key: "runtime.refresh", usage: "how long the container runtime's pod listing is reused (a new namespace asks sooner)"},
 
 	{name: "web.listen-address", key: "web.listen_address", daemon: true, usage: "address to serve /metrics and the API on; repeat for more"},
 	{name: "web.config.file", key: "web.config_file", daemon: true, usage: "web configuration file for TLS and authentication"},
