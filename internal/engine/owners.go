@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// ownerRetry is how long a socket whose owner was not found waits before
+// its owner is looked for again.
+const ownerRetry = time.Minute
+
+// ownerRetryDueLocked reports whether some owner miss is due for another look.
+func (e *Engine) ownerRetryDueLocked(now time.Time) bool {
+	for _, at := range e.ownerMiss {
+		if !now.Before(at) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveOwnersLocked resolves the owners of reported sockets not asked
+// about before, and of those whose owner was not found last time once
+// ownerRetry has passed.
+func (e *Engine) resolveOwnersLocked() {
+	var want []uint32
+	reported := 0
+	now := e.opts.Now()
+	e.eachBriefLocked(func(b *tracker.Brief) {
+		reported++
+		if b.Inode != 0 {
+			if _, ok := e.ownerOf[b.Inode]; !ok {
+				want = append(want, b.Inode)
+			} else if at, missed := e.ownerMiss[b.Inode]; missed && !now.Before(at) {
+				want = append(want, b.Inode)
+			}
+		}
+	})
+	e.resolveLocked(want)
+	e.pruneOwnersLocked(reported)
+}
+
+// resolveLocked resolves the owners of inodes and caches them. Misses are
+// cached for ownerRetry: a socket nobody holds (orphaned) must not cost a
+// /proc walk at every scan, but an owner found later must not be missed.
+func (e *Engine) resolveLocked(inodes []uint32) {
+	if e.owners == nil || len(inodes) == 0 {
+		return
+	}
+	found := e.owners.Lookup(inodes)
+	retry := e.opts.Now().Add(ownerRetry)
+	for _, ino := range inodes {
+		ref := e.ownerRef(found[ino])
+		e.ownerOf[ino] = ref
+		if ref == 0 {
+			e.ownerMiss[ino] = retry
+		} else {
+			delete(e.ownerMiss, ino)
+		}
+	}
+}
+
+// pruneOwnersLocked keeps the owner cache to the inodes still reported once
+// it holds more than twice as many.
+func (e *Engine) pruneOwnersLocked(reported int) {
+	if len(e.ownerOf) <= 2*reported+1024 {
+		return
+	}
+	old, oldTab, oldMiss := e.ownerOf, e.ownerTab, e.ownerMiss
+	e.ownerOf, e.ownerTab, e.ownerIdx = make(map[uint32]uint32, reported), nil, make(map[inventory.Owner]uint32)
+	e.ownerMiss = make(map[uint32]time.Time)
+	e.eachBriefLocked(func(b *tracker.Brief) {
+		if ref, ok := old[b.Inode]; ok {
+			o := inventory.Owner{}
+			if ref > 0 {
+				o = oldTab[ref-1]
+			}
+			e.ownerOf[b.Inode] = e.ownerRef(o)
+			if at, missed := oldMiss[b.Inode]; missed {
+				e.ownerMiss[b.Inode] = at
+			}
+		}
+	})
+}
+
+// ownerRef returns o's index in ownerTab plus one (0 for nobody), adding it.
+func (e *Engine) ownerRef(o inventory.Owner) uint32 {
+	if o == (inventory.Owner{}) {
+		return 0
+	}
+	ref, ok := e.ownerIdx[o]
+	if !ok {
+		e.ownerTab = append(e.ownerTab, o)
+		ref = uint32(len(e.ownerTab))
+		e.ownerIdx[o] = ref
+	}
+	return ref
+}
+
+func (e *Engine) owner(inode uint32) inventory.Owner {
+	if ref := e.ownerOf[inode]; ref > 0 {
+		return e.ownerTab[ref-1]
+	}
+	return inventory.Owner{}
+}
