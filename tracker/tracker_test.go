@@ -133,7 +133,7 @@ func TestFirstSight(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := New(DefaultConfig())
-			got, unav := tr.ObserveDetail(t0, tt.s)
+			got, unav := tr.observe(t0, tt.s)
 			if diff := cmp.Diff(tt.want.Strings(), got.Strings()); diff != "" {
 				t.Errorf("reasons (-want +got):\n%s", diff)
 			}
@@ -331,22 +331,22 @@ func TestSuspectsSorted(t *testing.T) {
 		tr.Observe(t0, s)
 	}
 	var got []inventory.Key
-	for _, e := range tr.Suspects() {
+	for _, e := range tr.suspects() {
 		got = append(got, e.Socket.Key())
 	}
 	want := []inventory.Key{{Netns: 1, Cookie: 5}, {Netns: 2, Cookie: 7}, {Netns: 2, Cookie: 9}}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Suspects (-want +got):\n%s", diff)
+		t.Errorf("suspects (-want +got):\n%s", diff)
 	}
 	if tr.Len() != 4 {
 		t.Errorf("Len = %d, want 4", tr.Len())
 	}
-	// EachSuspect visits the same entries (in any order); Reasons reads one.
+	// eachEntry visits the same entries (in any order); Reasons reads one.
 	var each []inventory.Key
-	tr.EachSuspect(func(e *Entry) { each = append(each, e.Socket.Key()) })
+	tr.eachEntry(func(e *Entry) { each = append(each, e.Socket.Key()) })
 	slices.SortFunc(each, func(a, b inventory.Key) int { return stdcmp.Compare(a.Cookie, b.Cookie) })
 	if diff := cmp.Diff([]inventory.Key{{Netns: 1, Cookie: 5}, {Netns: 2, Cookie: 7}, {Netns: 2, Cookie: 9}}, each); diff != "" {
-		t.Errorf("EachSuspect (-want +got):\n%s", diff)
+		t.Errorf("eachEntry (-want +got):\n%s", diff)
 	}
 	if r, ok := tr.Reasons(inventory.Key{Netns: 2, Cookie: 9}); !ok || r != rs(ReasonIdle) {
 		t.Errorf("Reasons(2/9) = %v, %v", r, ok)
@@ -383,7 +383,7 @@ func TestConfig(t *testing.T) {
 }
 
 // TestEachSuspectBrief: the brief pass lists the same suspects as
-// EachSuspect, with the same identity, reasons, family, inode and idle time.
+// eachEntry, with the same identity, reasons, family, inode and idle time.
 func TestEachSuspectBrief(t *testing.T) {
 	tr := New(Config{Idle: time.Minute})
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -400,7 +400,7 @@ func TestEachSuspectBrief(t *testing.T) {
 		tr.Observe(now, &s)
 	}
 	want := map[inventory.Key]Brief{}
-	tr.EachSuspect(func(e *Entry) {
+	tr.eachEntry(func(e *Entry) {
 		want[e.Socket.Key()] = Brief{
 			Key: e.Socket.Key(), Reasons: e.Reasons, Family: e.Socket.Family, Inode: e.Socket.Inode,
 			LastDataRecv: e.Socket.Info.LastDataRecv, InfoValid: e.Socket.Info.Valid(),
@@ -412,7 +412,7 @@ func TestEachSuspectBrief(t *testing.T) {
 		t.Fatalf("%d suspects, want 38 (idle 60 s to 245 s)", len(want))
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("briefs (-EachSuspect +EachSuspectBrief):\n%s", diff)
+		t.Errorf("briefs (-eachEntry +EachSuspectBrief):\n%s", diff)
 	}
 }
 
@@ -451,7 +451,7 @@ func TestObserveOutOfOrder(t *testing.T) {
 		now = now.Add(15 * time.Second)
 	}
 	var got []uint64
-	for _, e := range tr.Suspects() {
+	for _, e := range tr.suspects() {
 		got = append(got, e.Socket.Cookie)
 	}
 	// 5 was missed by two complete dumps (forgotten); 4 is healthy again
