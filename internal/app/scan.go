@@ -12,6 +12,8 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/internal/engine"
+	"github.com/ghostd/ghostd/probe"
 )
 
 // runScan implements `ghostd scan`: one pass, probes included unless
@@ -45,17 +47,14 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	p.engine.Scan(ctx) // the scanner logs a namespace it cannot scan; the table lists it
 	var pe probeErrors
-	pe.note(log, p.engine.Probe(ctx, p.engine.Targets()))
-	snap, cands := p.engine.Snapshot()
-	if killer != nil {
-		for _, rec := range killer.Apply(ctx, cands) {
-			if rec.Skipped == "" && rec.Err == nil {
-				p.engine.MarkKilled(rec.Key)
-			}
-		}
-	}
+	pl := engine.NewPipeline(p.engine, engine.PipelineOptions{
+		Kill:    killFunc(killer),
+		Observe: func(results []probe.Result) { pe.note(log, results) },
+	})
+	// The scanner logs a namespace it cannot scan; the table lists it.
+	pl.Probe(ctx, pl.Scan(ctx))
+	snap := pl.Publish(ctx)
 	doc := p.engine.Document()
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "ghostd scan: interrupted")

@@ -2,89 +2,113 @@ package engine
 
 import (
 	"context"
-	"errors"
+	"sync"
 
+	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 )
 
-// Probe probes the targets (which must come from Targets) and records the
-// verdicts. It returns the results in target order.
-func (e *Engine) Probe(ctx context.Context, targets []probe.Target) []probe.Result {
-	if e.prober == nil || len(targets) == 0 {
+// KillFunc applies the kill policy to candidates (confirmed ghosts and
+// CLOSE_WAIT leaks) and returns the keys of the sockets it ended. The
+// pipeline depends on this function, not on a killer, so the policy and
+// its fd operations can live wherever they belong.
+type KillFunc func(ctx context.Context, cands []exporter.Candidate) []inventory.Key
+
+// Pipeline is the one path from an inventory pass to the kills that both
+// `ghostd run` and `ghostd scan` take: scan, probe chunk by chunk (each
+// chunk checked against the latest inventory, its sequence state read
+// ahead, its verdicts recorded), publish, kill. The daemon calls its steps
+// from two loops (Scan and Publish from the scan loop, ProbeChunk from the
+// probe loop); a scan calls them in a row. Its methods are safe for
+// concurrent use.
+type Pipeline struct {
+	engine  *Engine
+	kill    KillFunc
+	publish func(*exporter.Snapshot)
+	observe func([]probe.Result)
+
+	pubMu sync.Mutex // one Publish at a time: the scan loop and the probe loop both publish
+}
+
+// PipelineOptions are the pipeline's hooks; nil ones do nothing.
+type PipelineOptions struct {
+	// Kill ends what the kill policy allows among a snapshot's candidates.
+	Kill KillFunc
+	// Publish receives every snapshot the pipeline builds, kills applied.
+	Publish func(*exporter.Snapshot)
+	// Observe receives the results of every probed chunk.
+	Observe func([]probe.Result)
+}
+
+// NewPipeline returns the pipeline of e.
+func NewPipeline(e *Engine, o PipelineOptions) *Pipeline {
+	return &Pipeline{engine: e, kill: o.Kill, publish: o.Publish, observe: o.Observe}
+}
+
+// Scan runs one inventory pass and returns the suspects due for a probe
+// (none when probing is off).
+func (p *Pipeline) Scan(ctx context.Context) []probe.Target {
+	p.engine.Scan(ctx)
+	if p.engine.prober == nil {
 		return nil
 	}
-	// In chunks: a probe waiting for its turn costs a goroutine and its
-	// buffers, and a first pass over a host of idle pools has 100 000s.
-	results := make([]probe.Result, 0, len(targets))
-	for i := 0; i < len(targets) && ctx.Err() == nil; i += ProbeChunk {
-		chunk := targets[i:min(i+ProbeChunk, len(targets))]
-		e.ReadAhead(ctx, chunk, targets[i:min(i+ReadAheadWindow, len(targets))])
-		r := e.prober.ProbeAll(ctx, chunk)
-		e.Record(chunk, r)
-		results = append(results, r...)
-	}
-	return results
+	return p.engine.Targets()
 }
 
-// Reprobe probes the given suspects again now, records the results and
-// returns them in order: the kill policy's fresh confirmation right before
-// a kill. A key that is no longer a probeable suspect gets Unprobed with an
-// error.
-func (e *Engine) Reprobe(ctx context.Context, keys []inventory.Key) []probe.Result {
-	out := make([]probe.Result, len(keys))
-	var targets []probe.Target
-	var idx []int
-	e.mu.Lock()
-	for i, k := range keys {
-		ent, ok := e.tracker.Get(k)
-		if !ok || !ent.Reasons.Probeable() || e.killed[k] {
-			out[i] = probe.Result{Verdict: probe.Unprobed, Err: errNotSuspect}
-			continue
-		}
-		targets = append(targets, e.target(&ent))
-		idx = append(idx, i)
-	}
-	e.mu.Unlock()
+// ProbeChunk probes the head of pending: up to ProbeChunk targets that are
+// still due and still in the table, the others dropped. It records their
+// verdicts, hands the results to Observe, publishes at once when a verdict
+// confirmed or cleared a ghost (so the metrics agree with the JSON, and a
+// kill need not wait for the next scan), and returns the rest of pending.
+func (p *Pipeline) ProbeChunk(ctx context.Context, pending []probe.Target) []probe.Target {
+	e := p.engine
 	if e.prober == nil {
-		for _, i := range idx {
-			out[i] = probe.Result{Verdict: probe.Unprobed, Err: errNoProber}
+		return nil
+	}
+	pending, n := e.DueHead(pending, ProbeChunk)
+	if n == 0 {
+		return pending
+	}
+	before := e.GhostChanges()
+	results := e.probeChunk(ctx, pending[:n:n], pending)
+	if e.GhostChanges() != before {
+		p.Publish(ctx)
+	}
+	if p.observe != nil {
+		p.observe(results)
+	}
+	return pending[n:]
+}
+
+// Probe probes every target of a batch, a chunk at a time, until none is
+// left or ctx ends.
+func (p *Pipeline) Probe(ctx context.Context, targets []probe.Target) {
+	for len(targets) > 0 && ctx.Err() == nil {
+		targets = p.ProbeChunk(ctx, targets)
+	}
+}
+
+// Publish builds the snapshot of the last scan with the verdicts recorded
+// so far, applies the kill policy to its candidates (marking what it ended
+// killed, and building the snapshot again if it ended any), hands it to
+// Publish and returns it.
+func (p *Pipeline) Publish(ctx context.Context) *exporter.Snapshot {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	e := p.engine
+	snap, cands := e.Snapshot()
+	if p.kill != nil && len(cands) > 0 {
+		killed := p.kill(ctx, cands)
+		for _, k := range killed {
+			e.MarkKilled(k)
 		}
-		return out
+		if len(killed) > 0 {
+			snap, _ = e.Snapshot()
+		}
 	}
-	for j, r := range e.Probe(ctx, targets) {
-		out[idx[j]] = r
+	if p.publish != nil {
+		p.publish(snap)
 	}
-	return out
-}
-
-var (
-	errNotSuspect = errors.New("engine: no longer a probeable suspect")
-	errNoProber   = errors.New("engine: probing is off")
-)
-
-// ProbeChunk is how many targets are handed to the prober at once: about
-// 2.5 s of work at the default 200 probes/s.
-const ProbeChunk = 512
-
-// ReadAheadWindow is how many targets one read-ahead covers: reading the
-// sequence numbers of the sockets to probe costs a walk of the host's whole
-// TCP table (~300 ms with 200 000 sockets), whatever their number, so one
-// walk serves the next few minutes of probes instead of one chunk.
-const ReadAheadWindow = MaxTargets
-
-// readAheader is a prober that can read sequence state ahead of its probes
-// (probe.Prober); fakes need not be.
-type readAheader interface {
-	Missing(targets []probe.Target) int
-	ReadAhead(ctx context.Context, targets []probe.Target) int
-}
-
-// ReadAhead has the prober read the sequence state of every target in
-// window when the chunk about to be probed lacks some: one walk of the TCP
-// table for many chunks. It does nothing when the prober cannot.
-func (e *Engine) ReadAhead(ctx context.Context, chunk, window []probe.Target) {
-	if ra, ok := e.prober.(readAheader); ok && ra.Missing(chunk) > 0 {
-		ra.ReadAhead(ctx, window)
-	}
+	return snap
 }
