@@ -17,6 +17,7 @@ import (
 // It resolves the owners of new suspects, and returns the kill candidates:
 // confirmed ghosts and CLOSE_WAIT leaks.
 func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
+	e.resolveOwners(false)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.opts.Now()
@@ -27,12 +28,6 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		t     exporter.Tallied
 		cands []inventory.Key // ghosts and CLOSE_WAIT leaks, not killed
 	)
-	// Owners are looked for only when some socket became a suspect since
-	// the last look: 200 000 cache lookups per scan otherwise.
-	if newSuspects := e.tracker.NewSuspects(); e.opts.All || newSuspects != e.ownersSeen || e.ownerRetryDueLocked(now) {
-		e.resolveOwnersLocked()
-		e.ownersSeen = newSuspects
-	}
 	e.eachBriefLocked(func(b *tracker.Brief) {
 		t = exporter.Tallied{
 			Netns: e.names[b.Key.Netns].Name, Family: FamilyName(b.Family),
@@ -74,9 +69,9 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 // Document returns the last scan with every session listed, as `ghostd
 // scan` prints it.
 func (e *Engine) Document() exporter.Document {
+	e.resolveOwners(true)
 	e.mu.Lock()
 	doc := e.frameLocked().Doc
-	e.resolveOwnersLocked()
 	e.mu.Unlock()
 	doc.Sessions = []exporter.Session{}
 	e.EachSession(func(b []exporter.Session) bool {
@@ -96,6 +91,20 @@ const sessionBatch = 512
 // built, never while fn runs, so a slow HTTP client cannot hold up scans; a
 // socket that leaves the tracker between batches is skipped.
 func (e *Engine) EachSession(fn func([]exporter.Session) bool) {
+	e.eachSession(time.Time{}, fn)
+}
+
+// EachSessionAt is EachSession as of one moment: the time-relative fields
+// of every session (kernel deadline, ghost age) count from at, so that a
+// listing made in two passes (a table's column widths, then its rows) sees
+// the same sessions both times.
+func (e *Engine) EachSessionAt(at time.Time, fn func([]exporter.Session) bool) {
+	e.eachSession(at, fn)
+}
+
+// eachSession is EachSession at a fixed time, or with the clock's time at
+// each batch when at is zero.
+func (e *Engine) eachSession(at time.Time, fn func([]exporter.Session) bool) {
 	e.mu.Lock()
 	keys, gone := e.keysLocked()
 	all := e.opts.All
@@ -109,7 +118,10 @@ func (e *Engine) EachSession(fn func([]exporter.Session) bool) {
 		n := min(len(keys), sessionBatch)
 		batch = batch[:0]
 		e.mu.Lock()
-		now := e.opts.Now()
+		now := at
+		if now.IsZero() {
+			now = e.opts.Now()
+		}
 		for _, k := range keys[:n] {
 			if s, ok := e.sessionByKeyLocked(k, all, now); ok {
 				batch = append(batch, s)
@@ -220,8 +232,8 @@ func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 		return
 	}
 	for i := range e.all {
-		sk := &e.all[i]
-		b := tracker.Brief{Key: sk.Key(), Family: sk.Family, Inode: sk.Inode, LastDataRecv: sk.Info.LastDataRecv, InfoValid: sk.Info.Valid()}
+		l := &e.all[i]
+		b := tracker.Brief{Key: l.key(), Family: l.family, Inode: l.inode, LastDataRecv: l.lastDataRecv, InfoValid: l.flags&listedInfoValid != 0}
 		b.Reasons, _ = e.tracker.Reasons(b.Key)
 		fn(&b)
 	}
@@ -246,9 +258,10 @@ func (e *Engine) sessionByKeyLocked(k inventory.Key, all bool, now time.Time) (e
 		return g.session, true
 	}
 	if all {
-		i, ok := slices.BinarySearchFunc(e.all, k, func(s inventory.Socket, k inventory.Key) int { return compareKeys(s.Key(), k) })
+		i, ok := slices.BinarySearchFunc(e.all, k, func(l listedSocket, k inventory.Key) int { return compareKeys(l.key(), k) })
 		if ok {
-			return e.session(&tracker.Entry{Socket: e.all[i]}, now), true
+			ent := e.all[i].entry(e.scanned)
+			return e.session(&ent, now), true
 		}
 	}
 	return exporter.Session{}, false
