@@ -72,20 +72,21 @@ func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
 	return o.resolve(0, inodes)
 }
 
-// Lookup is Resolve without the cache: one walk over /proc for every inode
-// asked, remembering nothing. It suits a caller that keeps the answers
-// itself (the daemon asks once per new suspect): a cache here would hold a
-// second copy for a host's 200 000 idle sockets and never be asked again.
-func (o *Owners) Lookup(inodes []uint32) map[uint32]Owner {
+// Each is Resolve without the cache and without a map of answers: one walk
+// over /proc for every inode asked, then fn with every inode a process
+// holds and its owner, remembering nothing. It suits a caller that keeps
+// the answers itself (the daemon asks once per new suspect, ghostd scan
+// --all about 200 000 sockets at once): a cache or a map here would hold a
+// second copy of them. fn must not call o.
+func (o *Owners) Each(inodes []uint32, fn func(ino uint32, ow Owner)) {
 	want := make(map[uint32]struct{}, len(inodes))
 	for _, ino := range inodes {
 		if ino != 0 {
 			want[ino] = struct{}{}
 		}
 	}
-	out := make(map[uint32]Owner, len(want))
 	if len(want) == 0 {
-		return out
+		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -97,9 +98,8 @@ func (o *Owners) Lookup(inodes []uint32) map[uint32]Owner {
 			ow = o.describe(h.pid)
 			procs[h.pid] = ow
 		}
-		out[ino] = ow
+		fn(ino, ow)
 	}
-	return out
 }
 
 // ResolveNetns is Resolve for sockets that live in the namespace with inode

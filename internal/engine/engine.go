@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -27,9 +26,10 @@ type Prober interface {
 	Mode() (probe.Mode, string)
 }
 
-// Owners resolves socket inodes to their owning processes.
+// Owners resolves socket inodes to their owning processes
+// (inventory.Owners): one walk over /proc, then fn for every inode found.
 type Owners interface {
-	Lookup(inodes []uint32) map[uint32]inventory.Owner
+	Each(inodes []uint32, fn func(ino uint32, o inventory.Owner))
 }
 
 // Options tune the engine.
@@ -83,7 +83,7 @@ type Engine struct {
 	names   map[uint64]inventory.Namespace
 	last    []nsState
 	counts  map[uint64]*stateCounts // by netns inode
-	all     []listedSocket          // every socket of the last scan, in key order, only with Options.All
+	all     listedTable             // every socket of the last scan, only with Options.All
 	scanned time.Time
 	scanDur time.Duration
 	epoch   time.Time // stamps count from it
@@ -155,7 +155,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	e.mu.Unlock()
 	start := opts.Now()
 	counts := make(map[uint64]*stateCounts, len(e.counts))
-	var all []listedSocket
+	var all listedTable
 	var cur *stateCounts
 	curNetns := uint64(0)
 	lastProgress := start
@@ -183,13 +183,13 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 		// relative to it, and a dump of many namespaces takes a while.
 		e.tracker.Observe(opts.Now(), sk)
 		if opts.All {
-			all = append(all, listSocket(sk, e.tracker.KernelOf(sk).Deadline))
+			all.add(listSocket(sk, e.tracker.KernelOf(sk).Deadline))
 		}
 		return nil
 	})
 	if opts.All {
 		// Sorted, so a session can be found by key.
-		slices.SortFunc(all, func(a, b listedSocket) int { return compareKeys(a.key(), b.key()) })
+		all.sortByKey()
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

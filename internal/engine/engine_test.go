@@ -69,7 +69,13 @@ func (f *fakeProber) Mode() (probe.Mode, string) { return probe.InWindow, "test"
 
 type fakeOwners struct{ calls int }
 
-func (f *fakeOwners) Lookup(inodes []uint32) map[uint32]inventory.Owner {
+func (f *fakeOwners) Each(inodes []uint32, fn func(uint32, inventory.Owner)) {
+	for i, o := range f.lookup(inodes) {
+		fn(i, o)
+	}
+}
+
+func (f *fakeOwners) lookup(inodes []uint32) map[uint32]inventory.Owner {
 	f.calls++
 	m := map[uint32]inventory.Owner{}
 	for _, i := range inodes {
@@ -434,7 +440,13 @@ type flakyOwners struct {
 	asked []uint32
 }
 
-func (f *flakyOwners) Lookup(inodes []uint32) map[uint32]inventory.Owner {
+func (f *flakyOwners) Each(inodes []uint32, fn func(uint32, inventory.Owner)) {
+	for i, o := range f.lookup(inodes) {
+		fn(i, o)
+	}
+}
+
+func (f *flakyOwners) lookup(inodes []uint32) map[uint32]inventory.Owner {
 	f.asked = append(f.asked, inodes...)
 	m := map[uint32]inventory.Owner{}
 	if f.found {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/ghostd/ghostd/inventory"
@@ -113,4 +114,54 @@ func (l *listedSocket) entry(scanned time.Time) tracker.Entry {
 		Never: l.flags&listedNever != 0, LowerBound: l.flags&listedLowerBound != 0,
 	}
 	return ent
+}
+
+// listedChunk is how many listed sockets share one allocation (320 KiB):
+// the table grows a chunk at a time, never copying what it holds, so a scan
+// of 200 000 sockets peaks at their size, not at twice it.
+const listedChunk = 4096
+
+// listedTable holds the listed sockets of a scan, in chunks, with their
+// order by key in a separate index.
+type listedTable struct {
+	chunks [][]listedSocket
+	order  []uint32 // positions in key order, after sortByKey
+}
+
+func (t *listedTable) add(l listedSocket) {
+	if n := len(t.chunks); n == 0 || len(t.chunks[n-1]) == listedChunk {
+		t.chunks = append(t.chunks, make([]listedSocket, 0, listedChunk))
+	}
+	last := &t.chunks[len(t.chunks)-1]
+	*last = append(*last, l)
+}
+
+func (t *listedTable) len() int {
+	if len(t.chunks) == 0 {
+		return 0
+	}
+	return (len(t.chunks)-1)*listedChunk + len(t.chunks[len(t.chunks)-1])
+}
+
+func (t *listedTable) atPos(p uint32) *listedSocket { return &t.chunks[p/listedChunk][p%listedChunk] }
+
+// at returns the i-th socket in key order.
+func (t *listedTable) at(i int) *listedSocket { return t.atPos(t.order[i]) }
+
+// sortByKey orders the table by (netns inode, cookie).
+func (t *listedTable) sortByKey() {
+	t.order = make([]uint32, t.len())
+	for i := range t.order {
+		t.order[i] = uint32(i)
+	}
+	slices.SortFunc(t.order, func(a, b uint32) int { return compareKeys(t.atPos(a).key(), t.atPos(b).key()) })
+}
+
+// find returns the socket with key k.
+func (t *listedTable) find(k inventory.Key) (*listedSocket, bool) {
+	i, ok := slices.BinarySearchFunc(t.order, k, func(p uint32, k inventory.Key) int { return compareKeys(t.atPos(p).key(), k) })
+	if !ok {
+		return nil, false
+	}
+	return t.atPos(t.order[i]), true
 }

@@ -54,3 +54,34 @@ func TestListedSocketSession(t *testing.T) {
 		}
 	}
 }
+
+// TestListedTable: across chunk boundaries, the table lists its sockets in
+// key order and finds each by key.
+func TestListedTable(t *testing.T) {
+	var tab listedTable
+	n := 2*listedChunk + 17
+	for i := range n {
+		// Keys out of order, across two namespaces.
+		c := uint64(i*7919) % uint64(n)
+		tab.add(listedSocket{netns: uint64(1 + i%2), cookie: c, inode: uint32(i)})
+	}
+	tab.sortByKey()
+	if tab.len() != n {
+		t.Fatalf("len %d, want %d", tab.len(), n)
+	}
+	for i := 1; i < n; i++ {
+		if compareKeys(tab.at(i-1).key(), tab.at(i).key()) >= 0 {
+			t.Fatalf("at(%d) %v is not before at(%d) %v", i-1, tab.at(i-1).key(), i, tab.at(i).key())
+		}
+	}
+	for i := range n {
+		want := tab.at(i)
+		got, ok := tab.find(want.key())
+		if !ok || got != want {
+			t.Fatalf("find(%v) = %v, %v; want %v", want.key(), got, ok, want)
+		}
+	}
+	if _, ok := tab.find(inventory.Key{Netns: 3, Cookie: 1}); ok {
+		t.Error("found a key never added")
+	}
+}

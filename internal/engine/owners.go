@@ -50,32 +50,33 @@ func (e *Engine) resolveOwners(always bool) {
 		}
 	})
 	e.mu.Unlock()
-	var found map[uint32]inventory.Owner
 	if e.owners != nil && len(want) > 0 {
-		found = e.owners.Lookup(want)
+		// Each answer is stored as it comes, in the cache's compact form:
+		// 200 000 of them (scan --all) are never held in a second map.
+		e.owners.Each(want, func(ino uint32, o inventory.Owner) {
+			e.mu.Lock()
+			if ref := e.ownerRef(o); ref != 0 {
+				e.ownerOf[ino] = ref
+				delete(e.ownerMiss, ino)
+			}
+			e.mu.Unlock()
+		})
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.owners != nil {
-		e.storeOwnersLocked(want, found)
-	}
-	e.pruneOwnersLocked(reported)
-}
-
-// storeOwnersLocked caches the owners found for inodes. Misses are cached
-// for ownerRetry: a socket nobody holds (orphaned) must not cost a /proc
-// walk at every scan, but an owner found later must not be missed.
-func (e *Engine) storeOwnersLocked(inodes []uint32, found map[uint32]inventory.Owner) {
-	retry := e.opts.Now().Add(ownerRetry)
-	for _, ino := range inodes {
-		ref := e.ownerRef(found[ino])
-		e.ownerOf[ino] = ref
-		if ref == 0 {
-			e.ownerMiss[ino] = retry
-		} else {
-			delete(e.ownerMiss, ino)
+		// Misses are cached for ownerRetry: a socket nobody holds
+		// (orphaned) must not cost a /proc walk at every scan, but an
+		// owner found later must not be missed.
+		retry := e.opts.Now().Add(ownerRetry)
+		for _, ino := range want {
+			if e.ownerOf[ino] == 0 {
+				e.ownerOf[ino] = 0
+				e.ownerMiss[ino] = retry
+			}
 		}
 	}
+	e.pruneOwnersLocked(reported)
 }
 
 // pruneOwnersLocked keeps the owner cache to the inodes still reported once

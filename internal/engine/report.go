@@ -231,8 +231,8 @@ func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 		e.tracker.EachSuspectBrief(fn)
 		return
 	}
-	for i := range e.all {
-		l := &e.all[i]
+	for i := range e.all.len() {
+		l := e.all.at(i)
 		b := tracker.Brief{Key: l.key(), Family: l.family, Inode: l.inode, LastDataRecv: l.lastDataRecv, InfoValid: l.flags&listedInfoValid != 0}
 		b.Reasons, _ = e.tracker.Reasons(b.Key)
 		fn(&b)
@@ -258,9 +258,8 @@ func (e *Engine) sessionByKeyLocked(k inventory.Key, all bool, now time.Time) (e
 		return g.session, true
 	}
 	if all {
-		i, ok := slices.BinarySearchFunc(e.all, k, func(l listedSocket, k inventory.Key) int { return compareKeys(l.key(), k) })
-		if ok {
-			ent := e.all[i].entry(e.scanned)
+		if l, ok := e.all.find(k); ok {
+			ent := l.entry(e.scanned)
 			return e.session(&ent, now), true
 		}
 	}

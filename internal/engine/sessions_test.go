@@ -110,7 +110,13 @@ func TestEachSessionBatches(t *testing.T) {
 // sameOwner says every socket belongs to one process.
 type sameOwner struct{ asked int }
 
-func (s *sameOwner) Lookup(inodes []uint32) map[uint32]inventory.Owner {
+func (s *sameOwner) Each(inodes []uint32, fn func(uint32, inventory.Owner)) {
+	for i, o := range s.lookup(inodes) {
+		fn(i, o)
+	}
+}
+
+func (s *sameOwner) lookup(inodes []uint32) map[uint32]inventory.Owner {
 	s.asked += len(inodes)
 	m := map[uint32]inventory.Owner{}
 	for _, i := range inodes {
