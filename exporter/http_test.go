@@ -303,7 +303,7 @@ func TestServeRejectsBadWebConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("tls_server_config:\n  cert_file: /nonexistent.crt\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := Serve(context.Background(), http.NotFoundHandler(), []string{"127.0.0.1:0"}, cfg, nil)
+	err := serve(context.Background(), http.NotFoundHandler(), []string{"127.0.0.1:0"}, cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "web config") {
 		t.Errorf("Serve with a broken web config: %v", err)
 	}
