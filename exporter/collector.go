@@ -183,29 +183,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// collectNamespaces exports the per-namespace scan outcome. Without Scans it
-// falls back to the document's namespace list.
+// collectNamespaces exports the per-namespace scan outcome.
 func (c *collector) collectNamespaces(ch chan<- prometheus.Metric, snap *Snapshot) {
-	if len(snap.Scans) > 0 {
-		seen := map[string]bool{}
-		for _, n := range snap.Scans {
-			if seen[n.Name] {
-				continue // names are unique per scan; never emit a duplicate series
-			}
-			seen[n.Name] = true
-			ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.OK), n.Name)
-			ch <- constMetric(c.netnsDuration, prometheus.GaugeValue, n.Duration.Seconds(), n.Name)
-			ch <- constMetric(c.netnsInfo, prometheus.GaugeValue, 1, n.Name, strconv.FormatUint(n.Inode, 10), n.Kind)
-		}
-		return
-	}
 	seen := map[string]bool{}
-	for _, n := range snap.Doc.Namespaces {
+	for i := range snap.Doc.Namespaces {
+		n := &snap.Doc.Namespaces[i]
 		if seen[n.Netns] {
-			continue
+			continue // names are unique per scan; never emit a duplicate series
 		}
 		seen[n.Netns] = true
-		ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.Error == ""), n.Netns)
+		ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.OK()), n.Netns)
+		ch <- constMetric(c.netnsDuration, prometheus.GaugeValue, n.Duration.Seconds(), n.Netns)
+		ch <- constMetric(c.netnsInfo, prometheus.GaugeValue, 1, n.Netns, strconv.FormatUint(n.NetnsInode, 10), n.Kind)
 	}
 }
 
@@ -253,10 +242,7 @@ var ghostVerdicts = []probe.Verdict{probe.Reset, probe.Silent, probe.Unreachable
 
 // scannedNames returns the namespaces the snapshot scanned successfully.
 func scannedNames(snap *Snapshot) map[string]bool {
-	m := make(map[string]bool, len(snap.Scans)+len(snap.Doc.Namespaces))
-	for _, n := range snap.Scans {
-		m[n.Name] = n.OK
-	}
+	m := make(map[string]bool, len(snap.Doc.Namespaces))
 	for _, n := range snap.Doc.Namespaces {
 		if n.Error != "" {
 			m[n.Netns] = false

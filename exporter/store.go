@@ -17,28 +17,16 @@ type SocketCount struct {
 	Count  int
 }
 
-// NamespaceScan is the outcome of dumping one namespace during a scan.
-type NamespaceScan struct {
-	Name     string
-	Inode    uint64
-	Kind     string // "host", "named" or "process"
-	OK       bool
-	Sockets  int
-	Err      string
-	Duration time.Duration
-}
-
 // Snapshot is everything one scan found. Once published it is read-only.
 //
 // Its sessions come either listed in Doc.Sessions (a one-shot scan, tests)
 // or, in the daemon, from Source, with their counts in Summary: then
 // Doc.Sessions is nil and the views build the sessions they show.
 type Snapshot struct {
-	Doc          Document // ScannedAt, Namespaces, and Sessions unless Source is set
+	Doc          Document // ScannedAt, Namespaces (kinds and dump times included), and Sessions unless Source is set
 	Source       SessionSource
 	Summary      []SessionSummary // session counts by namespace; with Source, required
 	Sockets      []SocketCount
-	Scans        []NamespaceScan
 	ScanDuration time.Duration
 	ProbeMode    string // "in_window", "blind" or "off"
 	Limits       Limits
@@ -263,10 +251,7 @@ func (s *Store) SetConfigReload(ok bool, at time.Time) {
 
 // namespaceNames returns the names of every namespace the snapshot mentions.
 func namespaceNames(snap *Snapshot) map[string]bool {
-	m := make(map[string]bool, len(snap.Scans)+len(snap.Doc.Namespaces))
-	for _, n := range snap.Scans {
-		m[n.Name] = true
-	}
+	m := make(map[string]bool, len(snap.Doc.Namespaces))
 	for _, n := range snap.Doc.Namespaces {
 		m[n.Netns] = true
 	}

@@ -269,8 +269,8 @@ func TestEngineNeverProbesOutsideInventory(t *testing.T) {
 	inv.errs = map[uint64]error{7: context.DeadlineExceeded}
 	e.Scan(ctx)
 	snap, _ := e.Snapshot()
-	if len(snap.Doc.Namespaces) != 1 || snap.Doc.Namespaces[0].Error == "" || snap.Scans[0].OK {
-		t.Errorf("namespace status = %+v / %+v", snap.Doc.Namespaces, snap.Scans)
+	if len(snap.Doc.Namespaces) != 1 || snap.Doc.Namespaces[0].Error == "" || snap.Doc.Namespaces[0].OK() {
+		t.Errorf("namespace status = %+v", snap.Doc.Namespaces)
 	}
 	// Record ignores results for sockets that are not tracked.
 	e.Record([]probe.Target{{NetnsInode: 7, Cookie: 99}}, []probe.Result{{Verdict: probe.Reset, Confirmed: true}})

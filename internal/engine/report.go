@@ -190,10 +190,7 @@ func (e *Engine) frameLocked() *exporter.Snapshot {
 		}
 		snap.Doc.Namespaces = append(snap.Doc.Namespaces, exporter.NamespaceStatus{
 			Netns: st.ns.Name, NetnsInode: st.ns.Inode, Sockets: st.sockets, Error: errText,
-		})
-		snap.Scans = append(snap.Scans, exporter.NamespaceScan{
-			Name: st.ns.Name, Inode: st.ns.Inode, Kind: string(st.ns.Kind), OK: st.err == nil,
-			Sockets: st.sockets, Err: errText, Duration: st.dur,
+			Kind: string(st.ns.Kind), Duration: st.dur,
 		})
 	}
 	for netns, c := range e.counts {
