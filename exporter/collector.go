@@ -238,7 +238,7 @@ func (c *collector) collectSessions(ch chan<- prometheus.Metric, snap *Snapshot)
 	}
 }
 
-var ghostVerdicts = []probe.Verdict{probe.Reset, probe.Silent, probe.Unreachable}
+var ghostVerdicts = probe.GhostVerdicts()
 
 // scannedNames returns the namespaces the snapshot scanned successfully.
 func scannedNames(snap *Snapshot) map[string]bool {

@@ -32,7 +32,7 @@ type verdictState struct {
 }
 
 var (
-	packedVerdicts = []probe.Verdict{probe.Unprobed, probe.Alive, probe.Reset, probe.Silent, probe.Unreachable}
+	packedVerdicts = probe.Verdicts // Unprobed first: a zero index is no verdict
 	packedModes    = []probe.Mode{"", probe.InWindow, probe.Blind}
 	// packedUnprobeable lists Result.Unprobeable's values; "" first.
 	packedUnprobeable = []string{"", probe.UnprobeableTCPMD5, probe.UnprobeableTCPAO}
