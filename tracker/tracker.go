@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 )
 
@@ -88,8 +89,8 @@ type Tracker struct {
 	lastNetns uint64
 	n         int
 	// epoch is the first observation time the tracker remembered; entries
-	// store times as offsets from it (see offset).
-	epoch    time.Time
+	// store times as stamps from it.
+	epoch    epoch.Epoch
 	hasEpoch bool
 	// newSuspects counts the times a socket became a suspect (NewSuspects).
 	newSuspects uint64
@@ -197,16 +198,16 @@ func (t *Tracker) observe(now time.Time, s *inventory.Socket) (reasons, unavaila
 		return c.reasons, c.unavailable
 	}
 	if !t.hasEpoch {
-		t.epoch, t.hasEpoch = now, true
+		t.epoch, t.hasEpoch = epoch.New(now), true
 	}
 	if e == nil && !t.admit(ns) {
 		t.refused++
 		return c.reasons, c.unavailable
 	}
-	at := t.offset(now)
+	at := t.epoch.Stamp(now)
 	if e == nil {
 		e = ns.add(s.Cookie)
-		e.firstSeen, e.lastProgress, e.suspectSince = at, at, zeroOffset
+		e.firstSeen, e.lastProgress, e.suspectSince = at, at, epoch.Zero
 		t.n++
 	}
 	e.setSocket(s)
@@ -215,12 +216,12 @@ func (t *Tracker) observe(now time.Time, s *inventory.Socket) (reasons, unavaila
 		e.lastProgress = at
 	}
 	if c.reasons.Empty() {
-		e.suspectSince = zeroOffset
-	} else if e.reasons.Empty() || e.suspectSince == zeroOffset {
+		e.suspectSince = epoch.Zero
+	} else if e.reasons.Empty() || e.suspectSince == epoch.Zero {
 		e.suspectSince = at
 		t.newSuspects++
 	}
-	e.stateSince, e.timerSince = t.offset(c.stateSince), t.offset(c.timerSince)
+	e.stateSince, e.timerSince = t.epoch.Stamp(c.stateSince), t.epoch.Stamp(c.timerSince)
 	e.reasons, e.unavailable = c.reasons, c.unavailable
 	e.gen, e.misses = ns.gen, 0
 	// A verdict is evidence about a connection that moved no data: bytes

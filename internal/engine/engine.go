@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
@@ -86,7 +87,7 @@ type Engine struct {
 	all     listedTable             // every socket of the last scan, only with Options.All
 	scanned time.Time
 	scanDur time.Duration
-	epoch   time.Time // stamps count from it
+	epoch   epoch.Epoch // verdicts' times are stamps from it
 	// ghostChanges counts verdicts that changed the ghost counts (GhostChanges).
 	ghostChanges uint64
 	// ownerOf maps a reported socket's inode to its owner: an index in
@@ -116,7 +117,7 @@ func New(inv Inventory, prober Prober, owners Owners, opts Options) *Engine {
 		gone:      make(map[inventory.Key]goneSession),
 		names:     make(map[uint64]inventory.Namespace),
 		counts:    make(map[uint64]*stateCounts),
-		epoch:     opts.Now(),
+		epoch:     epoch.New(opts.Now()),
 		ownerOf:   make(map[uint32]uint32),
 		ownerIdx:  make(map[inventory.Owner]uint32),
 		ownerMiss: make(map[uint32]time.Time),

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 )
@@ -24,14 +25,14 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 		prev, probed := unpackVerdict(tag)
 		wasGhost := probed && packedVerdicts[prev.verdict].Ghost() && prev.confirmed
 		ghost := r.Verdict.Ghost() && r.Confirmed
-		ghostSince := noStamp
+		ghostSince := epoch.Zero
 		if ghost {
-			ghostSince = e.stamp(now)
-			if wasGhost && prev.ghostSince != noStamp {
+			ghostSince = e.epoch.Stamp(now)
+			if wasGhost && prev.ghostSince != epoch.Zero {
 				ghostSince = prev.ghostSince
 			}
 		}
-		v := packResult(r, e.stamp(now), ghostSince)
+		v := packResult(r, e.epoch.Stamp(now), ghostSince)
 		if ghost != wasGhost || (ghost && v.verdict != prev.verdict) {
 			e.ghostChanges++
 		}

@@ -53,7 +53,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		c := exporter.Candidate{Session: s, Socket: ent.Socket, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict), PID: s.PID}
 		if s.Ghost {
 			v, _ := unpackVerdict(ent.Tag)
-			c.Confirmed, c.GhostSince = v.confirmed, e.time(v.ghostSince)
+			c.Confirmed, c.GhostSince = v.confirmed, e.epoch.Time(v.ghostSince)
 		} else {
 			c.GhostSince = ent.StateSince // a leak's age is how long it has been in CLOSE_WAIT
 		}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
@@ -30,8 +31,8 @@ func (e *Engine) Targets() []probe.Target {
 	// Rank small records, not targets: on a first pass every one of a
 	// host's 200 000 idle suspects is due.
 	type due struct {
-		class int8  // 0 ghost to re-confirm, 1 never probed, 2 alive past backoff
-		at    stamp // last probe
+		class int8        // 0 ghost to re-confirm, 1 never probed, 2 alive past backoff
+		at    epoch.Stamp // last probe
 		k     inventory.Key
 	}
 	// Within a class: the longest-waiting first, then by namespace and
@@ -58,7 +59,7 @@ func (e *Engine) Targets() []probe.Target {
 			return
 		}
 		k := b.Key
-		d := due{class: 1, at: noStamp, k: k}
+		d := due{class: 1, at: epoch.Zero, k: k}
 		if v, ok := unpackVerdict(b.Tag); ok {
 			if !e.dueAfter(&v, now) {
 				return
@@ -103,7 +104,7 @@ func (e *Engine) dueAfter(v *verdictState, now time.Time) bool {
 	if packedVerdicts[v.verdict].Ghost() {
 		wait = e.opts.Reconfirm
 	}
-	return now.Sub(e.time(v.at)) >= wait
+	return now.Sub(e.epoch.Time(v.at)) >= wait
 }
 
 // StillDue keeps the targets that are still due and still in the tracker: a

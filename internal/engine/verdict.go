@@ -2,9 +2,9 @@ package engine
 
 import (
 	"encoding/binary"
-	"math"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
@@ -13,8 +13,8 @@ import (
 // verdictState is what the engine remembers of a socket's last probe, kept
 // packed in the socket's tracker Tag (see packVerdict).
 type verdictState struct {
-	at         stamp // when the probe finished
-	ghostSince stamp // noStamp unless a confirmed ghost
+	at         epoch.Stamp // when the probe finished
+	ghostSince epoch.Stamp // epoch.Zero unless a confirmed ghost
 	rtt        time.Duration
 	verdict    uint8 // index in packedVerdicts
 	mode       uint8 // index in packedModes
@@ -52,7 +52,7 @@ func packIndex[T comparable](list []T, v T) uint8 {
 
 func clampUint8(n int) uint8 { return uint8(min(max(n, 0), 255)) }
 
-func packResult(r probe.Result, at, ghostSince stamp) verdictState {
+func packResult(r probe.Result, at, ghostSince epoch.Stamp) verdictState {
 	v := verdictState{
 		at: at, ghostSince: ghostSince, rtt: r.RTT,
 		verdict: packIndex(packedVerdicts, r.Verdict), mode: packIndex(packedModes, r.Mode),
@@ -115,8 +115,8 @@ func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
 		return verdictState{}, false
 	}
 	return verdictState{
-		at:         stamp(binary.LittleEndian.Uint64(t[0:])),
-		ghostSince: stamp(binary.LittleEndian.Uint64(t[8:])),
+		at:         epoch.Stamp(binary.LittleEndian.Uint64(t[0:])),
+		ghostSince: epoch.Stamp(binary.LittleEndian.Uint64(t[8:])),
 		rtt:        time.Duration(binary.LittleEndian.Uint64(t[16:])),
 		verdict:    t[24], mode: mode, sent: t[26], replies: t[27], host: int8(t[28]),
 		closed: t[29]&1 == 1, nat: t[29] >> 1, confirmed: t[30]&1 == 1, why: why, uncertain: t[30] >> 1,
@@ -132,34 +132,14 @@ func (e *Engine) verdict(k inventory.Key) (verdictState, bool) {
 	return unpackVerdict(tag)
 }
 
-// stamp is a time as nanoseconds since the engine's epoch, which keeps the
-// monotonic clock reading of the times it packs; noStamp is the zero time.
-type stamp int64
-
-const noStamp = stamp(math.MinInt64)
-
-func (e *Engine) stamp(t time.Time) stamp {
-	if t.IsZero() {
-		return noStamp
-	}
-	return stamp(t.Sub(e.epoch))
-}
-
-func (e *Engine) time(s stamp) time.Time {
-	if s == noStamp {
-		return time.Time{}
-	}
-	return e.epoch.Add(time.Duration(s))
-}
-
 // ghost reports whether a probed socket with these reasons is a confirmed
 // ghost, and for how long.
 func (e *Engine) ghost(rs tracker.Reasons, v *verdictState, now time.Time) (bool, float64) {
 	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || rs.Has(tracker.ReasonZeroWindow) {
 		return false, 0
 	}
-	if v.ghostSince == noStamp {
+	if v.ghostSince == epoch.Zero {
 		return true, 0
 	}
-	return true, now.Sub(e.time(v.ghostSince)).Seconds()
+	return true, now.Sub(e.epoch.Time(v.ghostSince)).Seconds()
 }

@@ -22,7 +22,7 @@ func TestEveryVerdictPacks(t *testing.T) {
 				ClosedLocal: true, Confirmed: true, NAT: probe.NATDNAT + "+" + probe.NATSNAT, Uncertain: probe.UncertainCaptureLost,
 				Unprobeable: probe.UnprobeableTCPAO,
 			}
-			st := packResult(r, e.stamp(c.t), e.stamp(c.t.Add(-time.Minute)))
+			st := packResult(r, e.epoch.Stamp(c.t), e.epoch.Stamp(c.t.Add(-time.Minute)))
 			got, ok := unpackVerdict(packVerdict(&st))
 			if !ok {
 				t.Fatalf("%s/%s: unpacked as never probed", v, mode)
