@@ -281,7 +281,7 @@ func killFunc(killer *exporter.Killer) engine.KillFunc {
 	if killer == nil {
 		return nil
 	}
-	return func(ctx context.Context, cands []exporter.Candidate) []inventory.Key {
+	return func(ctx context.Context, cands []engine.Candidate) []inventory.Key {
 		if !killer.Policy().Enabled {
 			return nil
 		}

@@ -9,11 +9,14 @@ import (
 	"github.com/ghostd/ghostd/probe"
 )
 
-// KillFunc applies the kill policy to candidates (confirmed ghosts and
-// CLOSE_WAIT leaks) and returns the keys of the sockets it ended. The
-// pipeline depends on this function, not on a killer, so the policy and
-// its fd operations can live wherever they belong.
-type KillFunc func(ctx context.Context, cands []exporter.Candidate) []inventory.Key
+// Candidate is a kill candidate as Snapshot returns it: a confirmed ghost
+// or a CLOSE_WAIT leak. The one line that says where the kill policy lives.
+type Candidate = exporter.Candidate
+
+// KillFunc applies the kill policy to candidates and returns the keys of
+// the sockets it ended. The pipeline depends on this function, not on a
+// killer, so the policy and its fd operations can live wherever they belong.
+type KillFunc func(ctx context.Context, cands []Candidate) []inventory.Key
 
 // Pipeline is the one path from an inventory pass to the kills that both
 // `ghostd run` and `ghostd scan` take: scan, probe chunk by chunk (each

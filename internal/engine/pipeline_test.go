@@ -31,9 +31,9 @@ func TestPipeline(t *testing.T) {
 		published []*exporter.Snapshot
 	)
 	pl := NewPipeline(e, PipelineOptions{
-		Kill: func(_ context.Context, cands []exporter.Candidate) []inventory.Key {
+		Kill: func(_ context.Context, cands []Candidate) []inventory.Key {
 			for _, c := range cands {
-				offered = append(offered, c.Session.Cookie)
+				offered = append(offered, c.Socket.Cookie)
 			}
 			return []inventory.Key{{Netns: 7, Cookie: 2}} // the policy ends the reset one only
 		},

@@ -16,7 +16,7 @@ import (
 // sessions, built when a view asks (the verdicts recorded by then included).
 // It resolves the owners of new suspects, and returns the kill candidates:
 // confirmed ghosts and CLOSE_WAIT leaks.
-func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
+func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 	e.resolveOwners(false)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -43,14 +43,14 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		}
 	})
 	slices.SortFunc(cands, compareKeys)
-	var out []exporter.Candidate
+	var out []Candidate
 	for _, k := range cands {
 		ent, ok := e.tracker.Get(k)
 		if !ok {
 			continue
 		}
 		s := e.session(&ent, now)
-		c := exporter.Candidate{Session: s, Socket: ent.Socket, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict), PID: s.PID}
+		c := Candidate{Session: s, Socket: ent.Socket, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict), PID: s.PID}
 		if s.Ghost {
 			v, _ := unpackVerdict(ent.Tag)
 			c.Confirmed, c.GhostSince = v.confirmed, e.epoch.Time(v.ghostSince)
