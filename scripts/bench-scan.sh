@@ -14,7 +14,9 @@
 # inventory pass, and the peak RSS (/usr/bin/time) of each. Targets (issue
 # 12): ratio <= 1.5 and RSS <= 64 MiB at 200 000 sockets.
 # Needs root (ip netns add). Quick run: BENCH_SCAN_CONNS=10000 scripts/bench-scan.sh
-# BENCH_SCAN_GHOSTD=path benchmarks another ghostd binary against the same farm.
+# BENCH_SCAN_GHOSTD=path benchmarks another ghostd binary; BENCH_SCAN_BASE=path
+# also times that binary in the same rounds, on the same sockets, and prints
+# the branch's figures beside it.
 set -euo pipefail
 
 CONNS=${BENCH_SCAN_CONNS:-100000}
@@ -78,17 +80,24 @@ for _ in $(seq "$RUNS"); do
 	awk -v u="$(field user_ms_per_run "$out")" -v s="$(field sys_ms_per_run "$out")" 'BEGIN {printf "%.0f\n", u + s}' >>"$tmp/pass.cpu"
 	timed json "$ghostd" scan --config /dev/null --netns "$ns" --idle 24h --all --json
 	timed table "$ghostd" scan --config /dev/null --netns "$ns" --idle 24h --all
+	if [ -n "${BENCH_SCAN_BASE:-}" ]; then
+		timed base-json "$BENCH_SCAN_BASE" scan --config /dev/null --netns "$ns" --idle 24h --all --json
+		timed base-table "$BENCH_SCAN_BASE" scan --config /dev/null --netns "$ns" --idle 24h --all
+	fi
 done
 pass_ms=$(median <"$tmp/pass.ms")
 pass_cpu=$(median <"$tmp/pass.cpu")
 awk -v p="$pass_ms" -v c="$pass_cpu" -v r="$(sort -n "$tmp/pass.rss" | tail -1)" -v runs="$(paste -sd, "$tmp/pass.ms")" \
-	'BEGIN { printf "  inventory pass      wall %6.0f ms (runs %s), CPU %5.0f ms, max RSS %.1f MiB\n", p, runs, c, r / 1024 }'
-for name in json table; do
+	'BEGIN { printf "  %-24s wall", "inventory pass"; printf " %6.0f ms (runs %s), CPU %5.0f ms, max RSS %.1f MiB\n", p, runs, c, r / 1024 }'
+names="json table"
+[ -n "${BENCH_SCAN_BASE:-}" ] && names="$names base-json base-table"
+for name in $names; do
 	ms=$(median <"$tmp/$name.ms")
 	cpu=$(median <"$tmp/$name.cpu")
 	rss=$(sort -n "$tmp/$name.rss" | tail -1)
 	label="scan --all $name"
+	case $name in base-*) label="base: scan --all ${name#base-}" ;; esac
 	awk -v n="$label" -v m="$ms" -v p="$pass_ms" -v c="$cpu" -v pc="$pass_cpu" -v r="$rss" -v runs="$(paste -sd, "$tmp/$name.ms")" 'BEGIN {
-		printf "  %-18s  wall %6.0f ms (runs %s), CPU %5.0f ms; / inventory pass: wall %.2f, CPU %.2f (target <= 1.5); max RSS %.1f MiB (target <= 64)\n", n, m, runs, c, m / p, c / pc, r / 1024
+		printf "  %-24s wall %6.0f ms (runs %s), CPU %5.0f ms; / inventory pass: wall %.2f, CPU %.2f (target <= 1.5); max RSS %.1f MiB (target <= 64)\n", n, m, runs, c, m / p, c / pc, r / 1024
 	}'
 done
