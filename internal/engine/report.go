@@ -66,21 +66,6 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 	return snap, out
 }
 
-// Document returns the last scan with every session listed, as `ghostd
-// scan` prints it.
-func (e *Engine) Document() exporter.Document {
-	e.resolveOwners(true)
-	e.mu.Lock()
-	doc := e.frameLocked().Doc
-	e.mu.Unlock()
-	doc.Sessions = []exporter.Session{}
-	e.EachSession(func(b []exporter.Session) bool {
-		doc.Sessions = append(doc.Sessions, b...)
-		return true
-	})
-	return doc
-}
-
 // sessionBatch is how many sessions EachSession builds under one hold of
 // the engine's lock.
 const sessionBatch = 512
