@@ -1,22 +1,28 @@
 package tracker
 
 import (
-	"errors"
 	"fmt"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ghostd/ghostd/internal/yamlconf"
 )
 
-// Config holds the classification thresholds. A zero field means its default.
+// Config holds the classification thresholds: the `thresholds:` section of
+// ghostd.yml for the fields with a yaml tag, the rest set by the caller. A
+// zero field means its default to New and SetConfig; Validate, for a
+// configuration file, wants every threshold positive.
 type Config struct {
 	// Idle: an ESTABLISHED socket that has neither received nor sent data for
 	// this long (tcpi_last_data_recv and tcpi_last_data_sent) is idle.
-	Idle time.Duration
+	Idle time.Duration `yaml:"idle"`
 	// CloseWait, FinWait2 and LastAck: how long a socket may sit in that state.
-	CloseWait time.Duration
-	FinWait2  time.Duration
-	LastAck   time.Duration
+	CloseWait time.Duration `yaml:"close_wait"`
+	FinWait2  time.Duration `yaml:"fin_wait2"`
+	LastAck   time.Duration `yaml:"last_ack"`
 	// Stall: how long the zero-window (persist) timer may run.
-	Stall time.Duration
+	Stall time.Duration `yaml:"stall"`
 	// Horizon is how long ghostd takes to confirm a dead idle peer after
 	// its last answer: Idle, plus up to one scan interval until the scan
 	// that sees it, plus one probe round (the caller knows both). A socket
@@ -24,20 +30,20 @@ type Config struct {
 	// connection no later than this is left to its kernel; any other idle
 	// socket is an idle suspect, keepalive on or not. Below Idle (zero
 	// included) it is Idle, which errs toward probing.
-	Horizon time.Duration
+	Horizon time.Duration `yaml:"-"`
 	// RetransBackoff: how many times in a row the kernel's own probing must
 	// go unanswered before the socket counts as retransmitting: retransmission
 	// timeouts (idiag_retrans, tcpi_retransmits) under the retransmit timer,
 	// window probes (idiag_retrans) under the persist timer. (tcpi_backoff is
 	// not used: it also grows while a live peer keeps its window shut.)
-	RetransBackoff uint8
+	RetransBackoff uint8 `yaml:"-"`
 	// MaxEntries caps the sockets remembered at once (about 290 bytes each),
 	// shared fairly: once the cap is reached, a namespace may still add
 	// sockets while it holds fewer than MaxEntries divided by the number of
 	// namespaces, so one busy namespace cannot blind ghostd to the others.
 	// The total stays below twice MaxEntries. Refused sockets are counted
 	// (Refused). Zero means DefaultMaxEntries.
-	MaxEntries int
+	MaxEntries int `yaml:"-"`
 }
 
 // Defaults. A dead idle peer must be confirmed within 2 minutes of going quiet
@@ -78,18 +84,26 @@ func DefaultConfig() Config {
 	}
 }
 
-// ErrConfig is wrapped by every Validate error.
-var ErrConfig = errors.New("tracker: invalid config")
+// UnmarshalYAML decodes a `thresholds:` section onto c strictly: keys it
+// leaves out keep c's values, unknown keys are errors (*yamlconf.KeyError).
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	type plain Config
+	return yamlconf.Decode(n, (*plain)(c))
+}
 
-// Validate reports a negative duration.
+// Validate reports the first threshold that is not positive, or a negative
+// Horizon, as a *yamlconf.KeyError naming its key.
 func (c Config) Validate() error {
 	for _, f := range []struct {
-		name string
-		d    time.Duration
-	}{{"idle", c.Idle}, {"close-wait", c.CloseWait}, {"stall", c.Stall}, {"fin-wait2", c.FinWait2}, {"last-ack", c.LastAck}, {"horizon", c.Horizon}} {
-		if f.d < 0 {
-			return fmt.Errorf("%w: %s %v is negative", ErrConfig, f.name, f.d)
+		key string
+		d   time.Duration
+	}{{"idle", c.Idle}, {"close_wait", c.CloseWait}, {"stall", c.Stall}, {"fin_wait2", c.FinWait2}, {"last_ack", c.LastAck}} {
+		if f.d <= 0 {
+			return fmt.Errorf("tracker: %w", yamlconf.Errorf(f.key, "must be positive, got %s", f.d))
 		}
+	}
+	if c.Horizon < 0 {
+		return fmt.Errorf("tracker: %w", yamlconf.Errorf("horizon", "must not be negative, got %s", c.Horizon))
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/systemd"
 )
@@ -37,9 +38,6 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer, b B
 		return code
 	}
 	cfg, err := loadConfig(f)
-	if err == nil {
-		_, err = killPolicy(cfg)
-	}
 	if err == nil && cfg.Web.ConfigFile != "" {
 		if werr := web.Validate(cfg.Web.ConfigFile); werr != nil {
 			err = fmt.Errorf("config: web.config_file %s: %w", cfg.Web.ConfigFile, werr)
@@ -79,7 +77,7 @@ type daemon struct {
 
 	mu       sync.Mutex
 	cfg      config.Config
-	killer   *exporter.Killer
+	killer   *kill.Killer
 	pipeline *engine.Pipeline
 
 	pprof     bool
@@ -103,10 +101,7 @@ func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*
 	}
 	d.store.SetConfigReload(true, time.Now())
 	d.store.SetCapabilities(p.caps.Names())
-	if d.killer, err = p.newKiller(cfg, d.store); err != nil {
-		p.Close()
-		return nil, err
-	}
+	d.killer = p.newKiller(cfg, d.store)
 	d.pipeline = engine.NewPipeline(p.engine, engine.PipelineOptions{
 		Kill: killFunc(d.killer), Publish: d.publish,
 		Observe: func(results []probe.Result) {
@@ -277,7 +272,7 @@ func (d *daemon) scanOnce(ctx context.Context) {
 
 // killFunc is the pipeline's kill step: the killer's policy applied to the
 // candidates, and the keys of the sockets it ended. A nil killer kills nothing.
-func killFunc(killer *exporter.Killer) engine.KillFunc {
+func killFunc(killer *kill.Killer) engine.KillFunc {
 	if killer == nil {
 		return nil
 	}
@@ -363,15 +358,12 @@ func (d *daemon) reload() {
 	_ = systemd.Reloading()
 	defer systemd.Ready()
 	cfg, err := loadConfig(d.flags)
-	var pol exporter.KillPolicy
-	if err == nil {
-		pol, err = killPolicy(cfg)
-	}
 	if err != nil {
 		d.log.Error("configuration reload failed; keeping the running configuration", "err", err)
 		d.store.SetConfigReload(false, time.Time{})
 		return
 	}
+	pol := cfg.Kill
 	d.parts.checkKill(pol, d.store)
 	d.mu.Lock()
 	old := d.cfg
@@ -384,7 +376,7 @@ func (d *daemon) reload() {
 		d.log.Warn("web, netns and probe on/off changes take effect after a restart")
 	}
 	if d.parts.prober != nil {
-		d.parts.prober.SetConfig(probeConfig(cfg))
+		d.parts.prober.SetConfig(cfg.Probe)
 	}
 	d.store.SetConfigReload(true, time.Now())
 	select {

@@ -17,6 +17,7 @@ import (
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 )
 
@@ -43,12 +44,9 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	defer p.Close()
-	var killer *exporter.Killer
+	var killer *kill.Killer
 	if cfg.Kill.Enabled {
-		if killer, err = p.newKiller(cfg, nil); err != nil {
-			fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
-			return ExitUsage
-		}
+		killer = p.newKiller(cfg, nil)
 	}
 
 	var pe probeErrors

@@ -6,12 +6,13 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 )
 
 // Candidate is a kill candidate as Snapshot returns it: a confirmed ghost
 // or a CLOSE_WAIT leak. The one line that says where the kill policy lives.
-type Candidate = exporter.Candidate
+type Candidate = kill.Candidate
 
 // KillFunc applies the kill policy to candidates and returns the keys of
 // the sockets it ended. The pipeline depends on this function, not on a

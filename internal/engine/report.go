@@ -50,7 +50,8 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 			continue
 		}
 		s := e.session(&ent, now)
-		c := Candidate{Session: s, Socket: ent.Socket, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict), PID: s.PID}
+		c := Candidate{Socket: ent.Socket, Netns: s.Netns, PID: s.PID, Comm: s.Comm, Unit: s.Unit, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict),
+			ProbesSent: s.ProbesSent, Replies: s.Replies, IdleSeconds: s.IdleSeconds}
 		if s.Ghost {
 			v, _ := unpackVerdict(ent.Tag)
 			c.Confirmed, c.GhostSince = v.confirmed, e.epoch.Time(v.ghostSince)

@@ -55,7 +55,7 @@ func (e *Engine) Targets() []probe.Target {
 		out = out[:min(len(out), MaxTargets)]
 	}
 	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
-		if !b.Reasons.Probeable() || b.Reasons.Has(tracker.ReasonZeroWindow) {
+		if !b.Reasons.CanGhost() {
 			return
 		}
 		k := b.Key

@@ -135,7 +135,7 @@ func (e *Engine) verdict(k inventory.Key) (verdictState, bool) {
 // ghost reports whether a probed socket with these reasons is a confirmed
 // ghost, and for how long.
 func (e *Engine) ghost(rs tracker.Reasons, v *verdictState, now time.Time) (bool, float64) {
-	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || rs.Has(tracker.ReasonZeroWindow) {
+	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || !rs.CanGhost() {
 		return false, 0
 	}
 	if v.ghostSince == epoch.Zero {

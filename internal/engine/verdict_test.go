@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
 )
 
 // TestEveryVerdictPacks: every verdict probe knows survives the trip through a
@@ -30,7 +31,7 @@ func TestEveryVerdictPacks(t *testing.T) {
 			if diff := cmp.Diff(r, got.result()); diff != "" {
 				t.Errorf("%s/%s (-packed +unpacked):\n%s", v, mode, diff)
 			}
-			ghost, age := e.ghost(0, &got, c.t)
+			ghost, age := e.ghost(tracker.Reasons(0).With(tracker.ReasonIdle), &got, c.t)
 			if ghost != v.Ghost() || (ghost && age != 60) {
 				t.Errorf("%s: ghost %v for %v s, want %v", v, ghost, age, v.Ghost())
 			}
