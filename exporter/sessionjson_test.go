@@ -2,9 +2,12 @@ package exporter
 
 import (
 	"encoding/json"
+
 	"math"
 	"reflect"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // filled returns a session with every field set from seed: strings, numbers
@@ -82,6 +85,40 @@ func TestSessionAppendJSON(t *testing.T) {
 	if _, err := s.AppendJSON(nil, "", "  "); err == nil {
 		t.Error("AppendJSON encoded NaN without an error, as encoding/json refuses to")
 	}
+}
+
+// TestAppendJSONKnowsEveryField: AppendJSON has a line for every field of
+// Session. A field added without one still comes out right (encoding/json
+// takes over), but `ghostd scan --all --json` gets several times slower.
+func TestAppendJSONKnowsEveryField(t *testing.T) {
+	if diff := cmp.Diff(sessionJSONNames(), appendJSONNames); diff != "" {
+		t.Errorf("Session's JSON fields (-Session +appendJSONNames); give AppendJSON a line for each new one:\n%s", diff)
+	}
+	if !appendJSONKnows {
+		t.Error("AppendJSON falls back to encoding/json")
+	}
+}
+
+// TestAppendJSONSlow: the fallback writes what encoding/json writes.
+func TestAppendJSONSlow(t *testing.T) {
+	s := filled(t, "<x>", 0.5, 3)
+	for _, l := range []struct{ prefix, indent string }{{"", ""}, {"    ", "  "}} {
+		want, _ := json.MarshalIndent(&s, l.prefix, l.indent)
+		if l.indent == "" {
+			want, _ = json.Marshal(&s)
+		}
+		got, err := appendJSONSlow([]byte("x"), &s, l.prefix, l.indent)
+		if err != nil || string(got) != "x"+string(want) {
+			t.Errorf("indent %q: %s, %v; want %s", l.indent, got, err, want)
+		}
+	}
+	// AppendJSON takes it when it does not know every field.
+	knows := appendJSONKnows
+	appendJSONKnows = false
+	defer func() { appendJSONKnows = knows }()
+	checkAppendJSON(t, &s)
+	zero := Session{}
+	checkAppendJSON(t, &zero)
 }
 
 func FuzzSessionAppendJSON(f *testing.F) {
