@@ -28,9 +28,11 @@ type Prober interface {
 }
 
 // Owners resolves socket inodes to their owning processes
-// (inventory.Owners): one walk over /proc, then fn for every inode found.
+// (inventory.Owners): one walk over /proc, then fn for every inode found;
+// netns, when not 0, is the namespace all the sockets live in, whose
+// processes are read first.
 type Owners interface {
-	Each(inodes []uint32, fn func(ino uint32, o inventory.Owner))
+	Each(netns uint64, inodes []uint32, fn func(ino uint32, o inventory.Owner))
 }
 
 // Options tune the engine.

@@ -69,7 +69,7 @@ func (f *fakeProber) Mode() (probe.Mode, string) { return probe.InWindow, "test"
 
 type fakeOwners struct{ calls int }
 
-func (f *fakeOwners) Each(inodes []uint32, fn func(uint32, inventory.Owner)) {
+func (f *fakeOwners) Each(_ uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
 	for i, o := range f.lookup(inodes) {
 		fn(i, o)
 	}

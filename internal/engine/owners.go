@@ -39,21 +39,36 @@ func (e *Engine) resolveOwners(always bool) {
 	e.ownersSeen = newSuspects
 	var want []uint32
 	reported := 0
+	// When every socket to resolve lives in one namespace (scan --netns,
+	// or new suspects in one container), the walk reads that namespace's
+	// processes first: a container's sockets are then found without
+	// reading every fd on the host.
+	var netns uint64
+	mixed := false
 	e.eachBriefLocked(func(b *tracker.Brief) {
 		reported++
-		if b.Inode != 0 {
-			if _, ok := e.ownerOf[b.Inode]; !ok {
-				want = append(want, b.Inode)
-			} else if at, missed := e.ownerMiss[b.Inode]; missed && !now.Before(at) {
-				want = append(want, b.Inode)
+		if b.Inode == 0 {
+			return
+		}
+		if _, ok := e.ownerOf[b.Inode]; ok {
+			if at, missed := e.ownerMiss[b.Inode]; !missed || now.Before(at) {
+				return
 			}
 		}
+		want = append(want, b.Inode)
+		if netns == 0 {
+			netns = b.Key.Netns
+		}
+		mixed = mixed || b.Key.Netns != netns
 	})
+	if mixed {
+		netns = 0
+	}
 	e.mu.Unlock()
 	if e.owners != nil && len(want) > 0 {
 		// Each answer is stored as it comes, in the cache's compact form:
 		// 200 000 of them (scan --all) are never held in a second map.
-		e.owners.Each(want, func(ino uint32, o inventory.Owner) {
+		e.owners.Each(netns, want, func(ino uint32, o inventory.Owner) {
 			e.mu.Lock()
 			if ref := e.ownerRef(o); ref != 0 {
 				e.ownerOf[ino] = ref

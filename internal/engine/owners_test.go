@@ -7,6 +7,7 @@ import (
 
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/tracker"
+	"github.com/google/go-cmp/cmp"
 )
 
 // flakyOwners finds nobody until found is set, then everybody.
@@ -15,7 +16,7 @@ type flakyOwners struct {
 	asked []uint32
 }
 
-func (f *flakyOwners) Each(inodes []uint32, fn func(uint32, inventory.Owner)) {
+func (f *flakyOwners) Each(_ uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
 	for i, o := range f.lookup(inodes) {
 		fn(i, o)
 	}
@@ -70,5 +71,33 @@ func TestOwnerMissIsRetried(t *testing.T) {
 	e.Scan(ctx)
 	if got := comm(); got != "sshd" || len(owners.asked) != n {
 		t.Errorf("later: comm %q, lookups %v; want sshd, found owner not looked up again", got, owners.asked)
+	}
+}
+
+// hintOwners records the namespace hint of each walk.
+type hintOwners struct{ hints []uint64 }
+
+func (h *hintOwners) Each(netns uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
+	h.hints = append(h.hints, netns)
+}
+
+// TestOwnersNamespaceHint: a walk for sockets of one namespace reads that
+// namespace's processes first (the hint); one for sockets of several has none.
+func TestOwnersNamespaceHint(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	inv := &fakeInv{
+		ns:      []inventory.Namespace{{Inode: 7, Name: "a"}, {Inode: 8, Name: "b"}},
+		sockets: map[uint64][]inventory.Socket{7: {idleSocket(1, 1, 2*time.Minute)}},
+	}
+	h := &hintOwners{}
+	e := New(inv, nil, h, Options{Tracker: tracker.Config{Idle: time.Minute}, Now: c.now})
+	e.Scan(context.Background())
+	e.Snapshot()
+	inv.sockets[8] = []inventory.Socket{idleSocket(2, 1, 2*time.Minute)}
+	inv.sockets[7] = append(inv.sockets[7], idleSocket(3, 1, 2*time.Minute))
+	e.Scan(context.Background())
+	e.Snapshot()
+	if diff := cmp.Diff([]uint64{7, 0}, h.hints); diff != "" {
+		t.Errorf("walk hints (-want +got):\n%s", diff)
 	}
 }

@@ -111,7 +111,7 @@ func TestEachSessionBatches(t *testing.T) {
 // sameOwner says every socket belongs to one process.
 type sameOwner struct{ asked int }
 
-func (s *sameOwner) Each(inodes []uint32, fn func(uint32, inventory.Owner)) {
+func (s *sameOwner) Each(_ uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
 	for i, o := range s.lookup(inodes) {
 		fn(i, o)
 	}
