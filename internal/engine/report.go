@@ -50,10 +50,15 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 			continue
 		}
 		s := e.session(&ent, now)
-		c := Candidate{Socket: ent.Socket, Netns: s.Netns, PID: s.PID, Comm: s.Comm, Unit: s.Unit, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict),
+		// The verdict from the tracker's tag, not parsed back from the session's text.
+		v, probed := unpackVerdict(ent.Tag)
+		verdict := probe.Unprobed
+		if probed {
+			verdict = packedVerdicts[v.verdict]
+		}
+		c := Candidate{Socket: ent.Socket, Netns: s.Netns, PID: s.PID, Comm: s.Comm, Unit: s.Unit, Reasons: ent.Reasons, Verdict: verdict,
 			ProbesSent: s.ProbesSent, Replies: s.Replies, IdleSeconds: s.IdleSeconds}
 		if s.Ghost {
-			v, _ := unpackVerdict(ent.Tag)
 			c.Confirmed, c.GhostSince = v.confirmed, e.epoch.Time(v.ghostSince)
 		} else {
 			c.GhostSince = ent.StateSince // a leak's age is how long it has been in CLOSE_WAIT
