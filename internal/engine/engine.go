@@ -69,6 +69,14 @@ type nsState struct {
 type stateCounts [2][16]int
 
 // Engine keeps the state between passes. Its methods are safe for concurrent use.
+//
+// Locking: mu guards the engine's own state and is never held across I/O
+// (the inventory dump, the /proc walk for owners) nor while a caller's
+// function runs. The tracker has its own lock, always taken after mu when
+// both are held, and never calls back: a dump feeds the tracker without mu,
+// and the prober's SetKeepalive needs only the tracker's. scanMu only keeps
+// passes one at a time (two interleaved dumps would confuse the tracker's
+// per-namespace generations); no state hides behind it.
 type Engine struct {
 	inv    Inventory
 	prober Prober // nil when probing is off
