@@ -49,7 +49,6 @@ func goldenStores() map[string]*Store {
 	next.Doc.Namespaces = next.Doc.Namespaces[:1]
 	next.Doc.Sessions = next.Doc.Sessions[:1]
 	next.Sockets = next.Sockets[:3]
-	next.Scans = next.Scans[:1]
 	next.ProbeMode = "blind"
 	shrunk.Publish(next)
 	shrunk.SetKillSupported(false)
@@ -58,7 +57,7 @@ func goldenStores() map[string]*Store {
 	// A Kubernetes node: a pod's namespace, named by the container runtime.
 	pods := NewStore(testBld, func() time.Time { return t0 })
 	podSnap := fixtureSnapshot()
-	podSnap.Scans = append(podSnap.Scans, NamespaceScan{Name: "shop/cart-7d9f", Inode: 4026532999, Kind: "named", OK: true,
+	podSnap.Doc.Namespaces = append(podSnap.Doc.Namespaces, NamespaceStatus{Netns: "shop/cart-7d9f", NetnsInode: 4026532999, Kind: "named",
 		Sockets: 2, Duration: time.Millisecond, Pod: "cart-7d9f", K8sNamespace: "shop"})
 	pods.Publish(podSnap)
 

@@ -13,7 +13,7 @@ import (
 // ghostd_pod_info series; other namespaces get none.
 func TestPodInfo(t *testing.T) {
 	snap := fixtureSnapshot()
-	snap.Scans = append(snap.Scans, NamespaceScan{Name: "shop/cart-7d9f", Inode: 4026532999, Kind: "named", OK: true,
+	snap.Doc.Namespaces = append(snap.Doc.Namespaces, NamespaceStatus{Netns: "shop/cart-7d9f", NetnsInode: 4026532999, Kind: "named",
 		Pod: "cart-7d9f", K8sNamespace: "shop"})
 	s := NewStore(testBld, func() time.Time { return t0 })
 	s.Publish(snap)

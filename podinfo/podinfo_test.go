@@ -326,14 +326,12 @@ func registry(t *testing.T, c prometheus.Collector) *prometheus.Registry {
 
 type fakeOwners map[uint32]inventory.Owner
 
-func (f fakeOwners) Lookup(inodes []uint32) map[uint32]inventory.Owner {
-	out := map[uint32]inventory.Owner{}
+func (f fakeOwners) Each(_ uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
 	for _, ino := range inodes {
 		if o, ok := f[ino]; ok {
-			out[ino] = o
+			fn(ino, o)
 		}
 	}
-	return out
 }
 
 // TestOwnersContainerNames: an owner whose cgroup names a container (by its
@@ -345,11 +343,12 @@ func TestOwnersContainerNames(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1000, 0)}
 	r, _ := testResolver(t, []string{srv.Sock}, true, clock, nil)
 	r.Refresh(context.Background())
-	got := r.Owners(fakeOwners{
+	got := map[uint32]inventory.Owner{}
+	r.Owners(fakeOwners{
 		1: {PID: 10, Comm: "nginx", Container: idWeb[:12]},
 		2: {PID: 20, Comm: "sshd", Unit: "ssh.service"},
 		3: {PID: 30, Comm: "x", Container: "cccccccccccc"},
-	}).Lookup([]uint32{1, 2, 3})
+	}).Each(0, []uint32{1, 2, 3}, func(ino uint32, o inventory.Owner) { got[ino] = o })
 	want := map[uint32]inventory.Owner{
 		1: {PID: 10, Comm: "nginx", Container: idWeb[:12], ContainerName: "nginx", PodNamespace: "default", PodName: "web"},
 		2: {PID: 20, Comm: "sshd", Unit: "ssh.service"},

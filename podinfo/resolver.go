@@ -345,7 +345,7 @@ func (r *Resolver) Pods() map[uint64]Pod {
 
 // OwnerLookup is what Owners wraps: inventory.Owners.
 type OwnerLookup interface {
-	Lookup(inodes []uint32) map[uint32]inventory.Owner
+	Each(netns uint64, inodes []uint32, fn func(ino uint32, o inventory.Owner))
 }
 
 // Owners wraps an owner lookup so that every owner in a container carries
@@ -357,16 +357,14 @@ type ownerNamer struct {
 	r *Resolver
 }
 
-func (n ownerNamer) Lookup(inodes []uint32) map[uint32]inventory.Owner {
-	m := n.o.Lookup(inodes)
-	for ino, ow := range m {
+func (n ownerNamer) Each(netns uint64, inodes []uint32, fn func(ino uint32, o inventory.Owner)) {
+	n.o.Each(netns, inodes, func(ino uint32, ow inventory.Owner) {
 		if c, ok := n.r.Container(ow.Container); ok {
 			ow.ContainerName = c.Name
 			ow.PodNamespace, ow.PodName = c.PodNamespace, c.PodName
-			m[ino] = ow
 		}
-	}
-	return m
+		fn(ino, ow)
+	})
 }
 
 // Describe implements prometheus.Collector.

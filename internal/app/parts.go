@@ -3,7 +3,6 @@ package app
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -41,7 +40,7 @@ type parts struct {
 func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, error) {
 	sel, err := inventory.SelectNetns(cfg.Netns)
 	if err != nil {
-		return nil, fmt.Errorf("netns: %w", err)
+		return nil, err // "inventory: --netns X: ...", said once
 	}
 	p := &parts{log: log, caps: CurrentCapabilities()}
 	for _, m := range p.caps.Missing() {
@@ -72,11 +71,7 @@ func newPods(cfg config.Config, log *slog.Logger) (*podinfo.Resolver, error) {
 	if cfg.Runtime.None() {
 		return nil, nil
 	}
-	r, err := podinfo.New(log, podinfo.Options{Endpoints: cfg.Runtime.Endpoints, Every: cfg.Runtime.Refresh})
-	if err != nil {
-		return nil, fmt.Errorf("runtime: %w", err)
-	}
-	return r, nil
+	return podinfo.New(log, podinfo.Options{Endpoints: cfg.Runtime.Endpoints, Every: cfg.Runtime.Refresh}) // "podinfo: ..."
 }
 
 func (p *parts) newProber(cfg config.Config) *probe.Prober {
