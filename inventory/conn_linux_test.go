@@ -45,6 +45,32 @@ func dialPair(t *testing.T, ln *net.TCPListener, network, addr string) pair {
 	return p
 }
 
+// loopPairs listens on the loopback address of network ("tcp4" or "tcp6")
+// and connects n pairs to the listener.
+func loopPairs(t *testing.T, network string, n int) (*net.TCPListener, []pair) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "tcp6" {
+		addr = "[::1]:0"
+	}
+	ln := listen(t, network, addr)
+	ps := make([]pair, n)
+	for i := range ps {
+		ps[i] = dialPair(t, ln, network, ln.Addr().String())
+	}
+	return ln, ps
+}
+
+// dumpedClient dumps c and returns the socket of p's client end.
+func dumpedClient(t *testing.T, c *Conn, p pair) Socket {
+	t.Helper()
+	s, ok := find(dumpAll(t, c, AllStates), p.client.LocalAddr(), p.client.RemoteAddr())
+	if !ok {
+		t.Fatal("client not in the dump")
+	}
+	return s
+}
+
 func listen(t *testing.T, network, addr string) *net.TCPListener {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
@@ -195,8 +221,8 @@ func TestLiveDump(t *testing.T) {
 }
 
 func TestLiveDumpStateFilter(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	p := dialPair(t, ln, "tcp4", ln.Addr().String())
+	ln, ps := loopPairs(t, "tcp4", 1)
+	p := ps[0]
 	m := dumpAll(t, dial(t), StateListen.Mask())
 	if _, ok := find(m, p.client.LocalAddr(), p.client.RemoteAddr()); ok {
 		t.Error("an ESTABLISHED socket passed a LISTEN-only filter")
@@ -212,10 +238,7 @@ func TestLiveDumpStateFilter(t *testing.T) {
 }
 
 func TestLiveDumpCallbackError(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	for range 3 {
-		dialPair(t, ln, "tcp4", ln.Addr().String())
-	}
+	loopPairs(t, "tcp4", 3)
 	c := dial(t)
 	stop := errors.New("stop")
 	n, err := c.Dump(1, AllStates, func(*Socket) error { return stop })
@@ -230,13 +253,10 @@ func TestLiveDumpCallbackError(t *testing.T) {
 }
 
 func TestLiveLookup(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	p := dialPair(t, ln, "tcp4", ln.Addr().String())
+	_, ps := loopPairs(t, "tcp4", 1)
+	p := ps[0]
 	c := dial(t)
-	s, ok := find(dumpAll(t, c, AllStates), p.client.LocalAddr(), p.client.RemoteAddr())
-	if !ok {
-		t.Fatal("client not in the dump")
-	}
+	s := dumpedClient(t, c, p)
 	got, ok, err := c.Lookup(7, &s)
 	if err != nil || !ok {
 		t.Fatalf("Lookup = %v, %v", ok, err)
@@ -257,13 +277,10 @@ func TestLiveLookup(t *testing.T) {
 }
 
 func TestLiveDestroy(t *testing.T) {
-	ln := listen(t, "tcp6", "[::1]:0")
-	p := dialPair(t, ln, "tcp6", ln.Addr().String())
+	_, ps := loopPairs(t, "tcp6", 1)
+	p := ps[0]
 	c := dial(t)
-	s, ok := find(dumpAll(t, c, AllStates), p.client.LocalAddr(), p.client.RemoteAddr())
-	if !ok {
-		t.Fatal("client not in the dump")
-	}
+	s := dumpedClient(t, c, p)
 	wrong := s
 	wrong.Cookie++
 	err := c.Destroy(&wrong)
@@ -380,10 +397,7 @@ func TestLiveDialNetns(t *testing.T) {
 // TestLiveDumpAllocations checks that a dump's allocations do not grow with
 // the number of sockets: the receive buffer and the Socket are reused.
 func TestLiveDumpAllocations(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	for range 100 {
-		dialPair(t, ln, "tcp4", ln.Addr().String())
-	}
+	loopPairs(t, "tcp4", 100)
 	c := dial(t)
 	seen := 0
 	fn := func(*Socket) error { seen++; return nil }
@@ -426,10 +440,7 @@ func TestLiveDumpOneWalk(t *testing.T) {
 // TestLiveDumpAfterTimeout checks that a dump that timed out half way is
 // drained, so the kernel does not refuse the next one with EBUSY.
 func TestLiveDumpAfterTimeout(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	for range 200 {
-		dialPair(t, ln, "tcp4", ln.Addr().String())
-	}
+	loopPairs(t, "tcp4", 200)
 	c := dial(t)
 	c.timeout = time.Nanosecond
 	if _, err := c.Dump(1, AllStates, func(*Socket) error { return nil }); !errors.Is(err, os.ErrDeadlineExceeded) {
