@@ -33,9 +33,9 @@ type Owners struct {
 	walks int // /proc walks so far, for tests
 	cache map[uint32]ownerEntry
 	// nobody remembers inodes a walk did not find (orphans, sockets of
-	// processes in another pid namespace), by the call that missed them, so
-	// that they do not force a full walk on every call.
-	nobody map[uint32]uint64
+	// processes in another pid namespace), so that they do not force a full
+	// walk on every call.
+	nobody misses[uint32]
 }
 
 // ownerEntry is a cached answer: the owner and the fd that proved it. The
@@ -52,15 +52,45 @@ type ownerEntry struct {
 const ownerMaxIdleCalls = 8
 
 // ownerRetryCalls is how many Resolve calls pass before an inode that no
-// process was found holding is looked for again.
+// process was found holding (or a cgroup id no walk found) is looked for
+// again.
 const ownerRetryCalls = 4
+
+// misses remembers keys a walk did not find, by the Resolve call that missed
+// them, so that the next ownerRetryCalls calls do not walk again for them.
+type misses[K comparable] map[K]uint64
+
+// recent reports whether a walk missed k within ownerRetryCalls of call.
+func (m misses[K]) recent(k K, call uint64) bool {
+	at, ok := m[k]
+	return ok && call-at <= ownerRetryCalls
+}
+
+// record notes whether the walk of call found k.
+func (m misses[K]) record(k K, found bool, call uint64) {
+	if found {
+		delete(m, k)
+	} else {
+		m[k] = call
+	}
+}
+
+// expire forgets the misses older than ownerRetryCalls, so that they are
+// looked for again.
+func (m misses[K]) expire(call uint64) {
+	for k, at := range m {
+		if call-at > ownerRetryCalls {
+			delete(m, k)
+		}
+	}
+}
 
 // NewOwners returns an Owners reading procRoot (normally "/proc").
 func NewOwners(procRoot string) *Owners {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	return &Owners{procRoot: procRoot, cache: make(map[uint32]ownerEntry), nobody: make(map[uint32]uint64)}
+	return &Owners{procRoot: procRoot, cache: make(map[uint32]ownerEntry), nobody: make(misses[uint32])}
 }
 
 // Resolve returns the owner of every inode it can attribute; inodes that no
@@ -135,7 +165,7 @@ func (o *Owners) resolve(netns uint64, inodes []uint32) map[uint32]Owner {
 			}
 			delete(o.cache, ino)
 		}
-		if at, ok := o.nobody[ino]; ok && o.calls-at <= ownerRetryCalls {
+		if o.nobody.recent(ino, o.calls) {
 			continue
 		}
 		if miss == nil {
@@ -158,18 +188,11 @@ func (o *Owners) resolve(netns uint64, inodes []uint32) map[uint32]Owner {
 			out[ino] = *ow
 		}
 		for ino := range miss {
-			if _, ok := found[ino]; ok {
-				delete(o.nobody, ino)
-			} else {
-				o.nobody[ino] = o.calls
-			}
+			_, ok := found[ino]
+			o.nobody.record(ino, ok, o.calls)
 		}
 	}
-	for ino, at := range o.nobody {
-		if o.calls-at > ownerRetryCalls {
-			delete(o.nobody, ino)
-		}
-	}
+	o.nobody.expire(o.calls)
 	for ino, e := range o.cache {
 		if o.calls-e.used > ownerMaxIdleCalls {
 			delete(o.cache, ino)
@@ -365,7 +388,7 @@ type Cgroups struct {
 	calls  uint64
 	walks  int // for tests
 	paths  map[uint64]string
-	nobody map[uint64]uint64 // ids the last walks did not find, by call
+	nobody misses[uint64] // ids the last walks did not find
 }
 
 // NewCgroups returns a Cgroups over the cgroup2 hierarchy mounted at root;
@@ -375,7 +398,7 @@ func NewCgroups(root string) *Cgroups {
 	if root == "" {
 		root = cgroup2Root()
 	}
-	return &Cgroups{root: root, paths: make(map[uint64]string), nobody: make(map[uint64]uint64)}
+	return &Cgroups{root: root, paths: make(map[uint64]string), nobody: make(misses[uint64])}
 }
 
 // Resolve returns the cgroup of every id it can find; id 0 and ids of
@@ -393,7 +416,7 @@ func (c *Cgroups) Resolve(ids []uint64) map[uint64]Cgroup {
 		if _, ok := c.paths[id]; ok {
 			continue
 		}
-		if at, ok := c.nobody[id]; ok && c.calls-at <= ownerRetryCalls {
+		if c.nobody.recent(id, c.calls) {
 			continue
 		}
 		missing = append(missing, id)
@@ -404,18 +427,11 @@ func (c *Cgroups) Resolve(ids []uint64) map[uint64]Cgroup {
 			c.paths = paths
 		}
 		for _, id := range missing {
-			if _, ok := c.paths[id]; ok {
-				delete(c.nobody, id)
-			} else {
-				c.nobody[id] = c.calls
-			}
+			_, ok := c.paths[id]
+			c.nobody.record(id, ok, c.calls)
 		}
 	}
-	for id, at := range c.nobody {
-		if c.calls-at > ownerRetryCalls {
-			delete(c.nobody, id)
-		}
-	}
+	c.nobody.expire(c.calls)
 	for _, id := range ids {
 		if p, ok := c.paths[id]; ok {
 			out[id] = Cgroup{Path: p, Unit: UnitFromCgroup(p), Container: ContainerFromCgroup(p)}
