@@ -229,6 +229,31 @@ func (h *nsHolder) stop() {
 	})
 }
 
+// socket dumps the caller's namespace and returns the helper's end of its
+// connection, failing the test when the dump lacks it.
+func (h *nsHolder) socket(t testing.TB) Socket {
+	t.Helper()
+	c, err := Dial(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sk Socket
+	found := false
+	if _, err := c.Dump(0, StateEstablished.Mask(), func(s *Socket) error {
+		if s.Local == h.local && s.Remote == h.remote {
+			sk, found = *s, true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Fatalf("helper's socket %v->%v not in the dump", h.local, h.remote)
+	}
+	return sk
+}
+
 // startSleeper runs `unshare -n sleep 60`: a process that only holds an
 // anonymous namespace, and starts far faster than a race-enabled helper. It
 // returns once the namespace exists, and a function that ends the process.
