@@ -143,25 +143,6 @@ func pgUntilReady(br *bufio.Reader) (rows int, err error) {
 	}
 }
 
-// respProto is Redis's RESP: PING, +PONG.
-type respProto struct{}
-
-func (respProto) handshake(*Client) error { return nil }
-
-func (respProto) ask(c *Client) error {
-	if _, err := c.Conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := c.br.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("redis: PING answered %q", line)
-	}
-	return nil
-}
-
 // httpProto is HTTP/1.1 with keep-alive: GET / must answer 200 "ok\n".
 type httpProto struct{}
 
@@ -186,21 +167,31 @@ func (httpProto) ask(c *Client) error {
 	return nil
 }
 
-// lineProto is the Go server's: "ping\n", "pong\n".
-type lineProto struct{}
+// lineProto is a one-line request answered by one expected line: Redis's
+// RESP (PING, +PONG) and the Go server's ("ping", "pong").
+type lineProto struct {
+	name      string // for errors: "redis", "go server"
+	req, resp string // each with its line ending
+}
+
+// respProto is Redis's RESP: PING, +PONG.
+var respProto = lineProto{name: "redis", req: "PING\r\n", resp: "+PONG\r\n"}
+
+// goProto is the Go server's: "ping\n", "pong\n".
+var goProto = lineProto{name: "go server", req: "ping\n", resp: "pong\n"}
 
 func (lineProto) handshake(*Client) error { return nil }
 
-func (lineProto) ask(c *Client) error {
-	if _, err := c.Conn.Write([]byte("ping\n")); err != nil {
+func (p lineProto) ask(c *Client) error {
+	if _, err := c.Conn.Write([]byte(p.req)); err != nil {
 		return err
 	}
 	line, err := c.br.ReadString('\n')
 	if err != nil {
 		return err
 	}
-	if line != "pong\n" {
-		return fmt.Errorf("go server: ping answered %q", line)
+	if line != p.resp {
+		return fmt.Errorf("%s: %s answered %q", p.name, strings.TrimSpace(p.req), line)
 	}
 	return nil
 }
