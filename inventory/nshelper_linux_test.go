@@ -87,15 +87,6 @@ func fdLeaks(before map[string]string) string {
 	return strings.Join(leaks, ", ")
 }
 
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // nsHelperMain holds a loopback connection until stdin closes (or 60 s pass),
 // after printing "ready LOCAL REMOTE" for the client side.
 func nsHelperMain() int {

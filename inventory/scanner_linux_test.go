@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/testnet"
+
 	"github.com/vishvananda/netns"
 )
 
@@ -309,7 +311,7 @@ func TestScanFDsFlat(t *testing.T) {
 	}})
 	defer s.Close()
 	_ = s.Scan(context.Background(), AllStates, func(*Namespace, *Socket) error { return nil })
-	base := countFDs(t)
+	base := testnet.OpenFDs(t)
 	for i := range 20 {
 		name := prefix + "-" + strconv.Itoa(i)
 		addNamedNetns(t, name)
@@ -329,7 +331,7 @@ func TestScanFDsFlat(t *testing.T) {
 		delNamedNetns(name)
 		stop()
 		_ = s.Scan(context.Background(), AllStates, func(*Namespace, *Socket) error { return nil })
-		if got := countFDs(t); got != base {
+		if got := testnet.OpenFDs(t); got != base {
 			t.Fatalf("scan %d: %d fds open, want %d as before the namespaces came and went", i, got, base)
 		}
 	}

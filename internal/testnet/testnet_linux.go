@@ -258,23 +258,35 @@ link set %s up
 `, RouterClientIf, ClientIf, n.Client.Name, RouterServerIf, ServerIf, n.Server.Name,
 		rtrCV4, RouterClientIf, rtrCV6, RouterClientIf, rtrSV4, RouterServerIf, rtrSV6, RouterServerIf,
 		RouterClientIf, RouterServerIf))
-	ipBatch(t, n.Client, fmt.Sprintf(`addr add %s/24 dev %s
-addr add %s/64 dev %s nodad
-link set %s up
-route add 198.51.100.0/24 via %s
-route add 2001:db8:2::/64 via %s
-`, clientV4, ClientIf, clientV6, ClientIf, ClientIf, rtrCV4, rtrCV6))
-	ipBatch(t, n.Server, fmt.Sprintf(`addr add %s/24 dev %s
-addr add %s/64 dev %s nodad
-link set %s up
-route add 192.0.2.0/24 via %s
-route add 2001:db8:1::/64 via %s
-`, serverV4, ServerIf, serverV6, ServerIf, ServerIf, rtrSV4, rtrSV6))
+	ipBatch(t, n.Client, endBatch(ClientIf, clientV4, clientV6, "198.51.100.0/24", "2001:db8:2::/64", rtrCV4, rtrCV6))
+	ipBatch(t, n.Server, endBatch(ServerIf, serverV4, serverV6, "192.0.2.0/24", "2001:db8:1::/64", rtrSV4, rtrSV6))
 	// The ct expression turns conntrack on in the router; only then does its
 	// per-namespace nf_conntrack_tcp_loose exist.
 	n.Router.Nft(t, routerRuleset)
 	n.Router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
 	return n
+}
+
+// OpenFDs returns how many file descriptors this process holds, for tests
+// that check nothing leaks.
+func OpenFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// endBatch is the ip batch that addresses an end's interface and routes the
+// far end's networks through the router.
+func endBatch(ifname string, v4, v6 netip.Addr, far4, far6 string, via4, via6 netip.Addr) string {
+	return fmt.Sprintf(`addr add %s/24 dev %s
+addr add %s/64 dev %s nodad
+link set %s up
+route add %s via %s
+route add %s via %s
+`, v4, ifname, v6, ifname, ifname, far4, via4, far6, via6)
 }
 
 func ipBatch(t testing.TB, ns *NS, batch string) {
