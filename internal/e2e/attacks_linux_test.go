@@ -35,12 +35,17 @@ type attackEnv struct {
 // (locally administered, in the documentation block 00-00-5E-00-53).
 var foreignMAC = net.HardwareAddr{0x02, 0x00, 0x5e, 0x00, 0x53, 0x01}
 
-// paced calls send(i) for i = 0, 1, … in bursts of burst calls, one burst
-// per pause, until max calls, ctx is done or send fails: every attack is
-// bounded in packets as well as in time.
-func paced(ctx context.Context, max, burst int, pause time.Duration, send func(i int) error) error {
+// paced sends, with send, the packet build(i) makes for i = 0, 1, … in
+// bursts of burst packets, one burst per pause, until max packets, ctx is
+// done or building or sending fails: every attack is bounded in packets as
+// well as in time.
+func paced(ctx context.Context, max, burst int, pause time.Duration, send func([]byte) error, build func(i int) ([]byte, error)) error {
 	for i := 0; i < max && ctx.Err() == nil; i++ {
-		if err := send(i); err != nil {
+		pkt, err := build(i)
+		if err != nil {
+			return err
+		}
+		if err := send(pkt); err != nil {
 			return err
 		}
 		if i%burst == burst-1 {
@@ -105,28 +110,20 @@ var daemonAttacks = []daemonAttack{{
 	run: func(ctx context.Context, env *attackEnv, v *victim) error {
 		const spread = 2000
 		step := max(v.st.RcvWnd, spread) / spread
-		return paced(ctx, 25000, 4, time.Millisecond, func(i int) error {
-			pkt, err := rstFrom(v, v.st.RcvNxt+1+uint32(i%spread)*step)
-			if err != nil {
-				return err
-			}
-			return env.atk.Send(pkt)
+		return paced(ctx, 25000, 4, time.Millisecond, env.atk.Send, func(i int) ([]byte, error) {
+			return rstFrom(v, v.st.RcvNxt+1+uint32(i%spread)*step)
 		})
 	},
 }, {
 	name:    "RST flood with wrong sequence numbers",
 	rejects: true,
 	run: func(ctx context.Context, env *attackEnv, v *victim) error {
-		return paced(ctx, 25000, 4, time.Millisecond, func(int) error {
+		return paced(ctx, 25000, 4, time.Millisecond, env.atk.Send, func(int) ([]byte, error) {
 			seq := rand.Uint32()
 			if seq == v.st.RcvNxt || seq == v.st.RcvNxt-1 {
 				seq += 2
 			}
-			pkt, err := rstFrom(v, seq)
-			if err != nil {
-				return err
-			}
-			return env.atk.Send(pkt)
+			return rstFrom(v, seq)
 		})
 	},
 }, {
@@ -139,7 +136,7 @@ var daemonAttacks = []daemonAttack{{
 	name:    "spoofed ICMP unreachables",
 	rejects: true,
 	run: func(ctx context.Context, env *attackEnv, v *victim) error {
-		return paced(ctx, 7000, 1, time.Millisecond, func(i int) error {
+		return paced(ctx, 7000, 1, time.Millisecond, env.atk.Send, func(i int) ([]byte, error) {
 			seq, ack := rand.Uint32(), rand.Uint32()
 			switch i % 4 {
 			case 2:
@@ -147,11 +144,7 @@ var daemonAttacks = []daemonAttack{{
 			case 3:
 				seq, ack = v.st.SndUna-1, v.st.RcvNxt-1
 			}
-			pkt, err := icmpUnreachable(env, v, seq, ack)
-			if err != nil {
-				return err
-			}
-			return env.atk.Send(pkt)
+			return icmpUnreachable(env, v, seq, ack)
 		})
 	},
 }, {
@@ -167,13 +160,9 @@ var daemonAttacks = []daemonAttack{{
 	},
 	run: func(ctx context.Context, env *attackEnv, v *victim) error {
 		win := uint16(min(v.st.RcvWnd>>min(v.st.RcvWScale, 14), 65535))
-		return paced(ctx, 50, 1, 300*time.Millisecond, func(int) error {
-			pkt, err := probetest.AppendSegment(nil, probetest.Segment{Src: v.local, Dst: v.remote,
+		return paced(ctx, 50, 1, 300*time.Millisecond, env.atk.Send, func(int) ([]byte, error) {
+			return probetest.AppendSegment(nil, probetest.Segment{Src: v.local, Dst: v.remote,
 				Seq: v.st.SndUna - 1, Ack: v.st.RcvNxt - 1, Flags: probetest.FlagACK, Window: win, ID: uint16(rand.Uint32())})
-			if err != nil {
-				return err
-			}
-			return env.atk.Send(pkt)
 		})
 	},
 }, {
@@ -194,12 +183,9 @@ var daemonAttacks = []daemonAttack{{
 		}, true
 	},
 	run: func(ctx context.Context, env *attackEnv, v *victim) error {
-		return paced(ctx, 20000, 4, time.Millisecond, func(i int) error {
-			pkt, err := rstFrom(v, v.st.RcvNxt-1+uint32(i%2))
-			if err != nil {
-				return err
-			}
-			return env.frames.Send(foreignMAC, pkt)
+		toForeign := func(pkt []byte) error { return env.frames.Send(foreignMAC, pkt) }
+		return paced(ctx, 20000, 4, time.Millisecond, toForeign, func(i int) ([]byte, error) {
+			return rstFrom(v, v.st.RcvNxt-1+uint32(i%2))
 		})
 	},
 }, {
@@ -223,13 +209,13 @@ var daemonAttacks = []daemonAttack{{
 		return func() uint64 { return netstat(t, env.n.Server, "Tcp", "InCsumErrors") }, true
 	},
 	run: func(ctx context.Context, env *attackEnv, v *victim) error {
-		return paced(ctx, 20000, 4, time.Millisecond, func(i int) error {
+		return paced(ctx, 20000, 4, time.Millisecond, env.atk.Send, func(i int) ([]byte, error) {
 			pkt, err := rstFrom(v, v.st.RcvNxt-1+uint32(i%2))
 			if err != nil {
-				return err
+				return nil, err
 			}
 			pkt[len(pkt)-probetest.TCPMinSize+16] ^= 0x5a // the TCP checksum
-			return env.atk.Send(pkt)
+			return pkt, nil
 		})
 	},
 }}

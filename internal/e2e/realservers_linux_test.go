@@ -302,10 +302,7 @@ func testRealServer(t *testing.T, name string, start func(testing.TB, *testnet.N
 // quiet (the kernel would take 2 h 11 min for PostgreSQL, 10 min for Redis,
 // never for nginx, 2.5 min for Go), and no healthy client ever.
 func TestRealServersDefaults(t *testing.T) {
-	needRoot(t)
-	if testing.Short() {
-		t.Skip("waits out the default 60 s idle threshold; skipped with -short")
-	}
+	needRootLong(t, "waits out the default 60 s idle threshold")
 	t.Parallel()
 	n := testnet.NewMasquerade(t)
 	type dead struct {
