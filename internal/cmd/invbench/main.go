@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/nsthread"
+
 	"github.com/ghostd/ghostd/inventory"
 	"golang.org/x/sys/unix"
 )
@@ -275,35 +277,16 @@ func bareRunner(names []string, twoWalks bool) (runner, func(), error) {
 
 // bareSocket opens a blocking NETLINK_SOCK_DIAG socket in the namespace.
 func bareSocket(name string) (int, error) {
-	type res struct {
-		fd  int
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		if name != "" {
-			f, err := os.Open(filepath.Join("/run/netns", name))
-			if err != nil {
-				ch <- res{-1, err}
-				return
-			}
-			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-			f.Close()
-			if err != nil {
-				ch <- res{-1, err}
-				return // thread stays locked and is discarded
-			}
-		}
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd := -1
+	err := nsthread.Run(name, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 		if err == nil {
 			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 256<<10)
 		}
-		ch <- res{fd, err}
-		// exits locked: the thread may be in another namespace
-	}()
-	r := <-ch
-	return r.fd, r.err
+		return err
+	})
+	return fd, err
 }
 
 var seq uint32
