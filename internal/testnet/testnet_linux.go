@@ -175,14 +175,7 @@ func (ns *NS) ReadSysctl(t testing.TB, key string) string {
 // Listen creates a listener inside the namespace, closed in t.Cleanup.
 func (ns *NS) Listen(t testing.TB, network, addr string) net.Listener {
 	t.Helper()
-	var l net.Listener
-	err := ns.Do(func() (err error) {
-		l, err = net.Listen(network, addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("testnet: %s: listen %s %s: %v", ns.Name, network, addr, err)
-	}
+	l := ns.listen(t, net.ListenConfig{}, network, addr)
 	t.Cleanup(func() { l.Close() })
 	return l
 }
@@ -193,9 +186,15 @@ func (ns *NS) Listen(t testing.TB, network, addr string) net.Listener {
 // alone (PostgreSQL). The caller closes it.
 func (ns *NS) ListenNoKeepalive(t testing.TB, network, addr string) net.Listener {
 	t.Helper()
+	return ns.listen(t, net.ListenConfig{KeepAlive: -1}, network, addr)
+}
+
+// listen creates a listener with lc inside the namespace.
+func (ns *NS) listen(t testing.TB, lc net.ListenConfig, network, addr string) net.Listener {
+	t.Helper()
 	var l net.Listener
 	err := ns.Do(func() (err error) {
-		l, err = (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), network, addr)
+		l, err = lc.Listen(context.Background(), network, addr)
 		return err
 	})
 	if err != nil {
@@ -208,13 +207,24 @@ func (ns *NS) ListenNoKeepalive(t testing.TB, network, addr string) net.Listener
 // DialTimeout); the connection is closed in t.Cleanup.
 func (ns *NS) Dial(t testing.TB, network, addr string) net.Conn {
 	t.Helper()
+	return ns.dial(t, net.Dialer{Timeout: DialTimeout}, network, addr)
+}
+
+// dial connects with d from a socket created inside the namespace; the
+// connection is closed in t.Cleanup.
+func (ns *NS) dial(t testing.TB, d net.Dialer, network, addr string) net.Conn {
+	t.Helper()
 	var c net.Conn
 	err := ns.Do(func() (err error) {
-		c, err = net.DialTimeout(network, addr, DialTimeout)
+		c, err = d.Dial(network, addr)
 		return err
 	})
 	if err != nil {
-		t.Fatalf("testnet: %s: dial %s %s: %v", ns.Name, network, addr, err)
+		from := ""
+		if d.LocalAddr != nil {
+			from = " from " + d.LocalAddr.String()
+		}
+		t.Fatalf("testnet: %s: dial %s %s%s: %v", ns.Name, network, addr, from, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
