@@ -35,6 +35,28 @@ func TestRunEntersNamedNamespace(t *testing.T) {
 	}
 }
 
+// TestRunLeavesMainThread: however many Runs enter a namespace, the main
+// thread stays put, so /proc/self/ns/net still shows the process's own.
+func TestRunLeavesMainThread(t *testing.T) {
+	ns := testnet.NewNS(t, "nst") // skips when not root
+	var before unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &before); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if err := Run(ns.Name, func() error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var after unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Ino != before.Ino {
+		t.Errorf("/proc/self/ns/net is inode %d after the Runs, was %d (%s is %d)", after.Ino, before.Ino, ns.Name, ns.Inode)
+	}
+}
+
 func TestRunEmptyNameStays(t *testing.T) {
 	// The thread group leader may be the thread an earlier Run left in a
 	// namespace, so /proc/self is not the reference: this thread is.
