@@ -240,3 +240,22 @@ func parseRedisClients(out string) ([]netip.AddrPort, error) {
 
 // errMissing is wrapped when a server's binary is not installed.
 var errMissing = errors.New("realserver: not installed")
+
+// Ports the servers listen on in their namespace.
+const (
+	PostgreSQLPort = 5432
+	RedisPort      = 6379
+	NginxPort      = 8080
+	// NginxUpstreamPort is nginx's own backend, on 127.0.0.1, which its
+	// upstream keepalive pool connects to.
+	NginxUpstreamPort = 8081
+	GoPort            = 9000
+)
+
+// Socket is an ESTABLISHED TCP socket in a namespace and one process holding it.
+type Socket struct {
+	Local, Remote netip.AddrPort // v4-mapped addresses unmapped
+	Inode         uint64
+	Comm          string
+	PID, FD       int // 0 when no process holds it
+}
