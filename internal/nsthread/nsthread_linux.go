@@ -13,28 +13,14 @@ import (
 // thread into the network namespace /run/netns/name ("" leaves it in the
 // caller's), and returns fn's error. Sockets fn creates belong to that
 // namespace. The thread is never unlocked, so the Go runtime discards it when
-// fn returns instead of running other goroutines in the namespace. The
-// process's main thread never moves: /proc/self/ns/net shows its namespace to
-// every thread.
+// fn returns instead of running other goroutines in the namespace.
 func Run(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	var work func()
-	work = func() {
-		runtime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			// The main thread: keep it locked here, so that the work
-			// lands on another thread, and give it back unmoved.
-			done := make(chan struct{})
-			go func() { work(); close(done) }()
-			<-done
-			runtime.UnlockOSThread()
-			return
-		}
-		errc <- enter(name, fn)
-		// Exits locked: the thread may be in another namespace.
-	}
-	go work()
-	return <-errc
+	var err error
+	Locked(func() bool {
+		err = enter(name, fn)
+		return false
+	})
+	return err
 }
 
 // enter moves the locked calling thread into /run/netns/name and calls fn.
@@ -51,4 +37,33 @@ func enter(name string, fn func() error) error {
 		}
 	}
 	return fn()
+}
+
+// Locked calls fn on a fresh goroutine locked to an OS thread that is not
+// the process's main thread, and returns when fn has. The main thread must
+// never change namespace: /proc/self/ns/net shows its namespace to every
+// thread. fn returns whether it left the thread as it found it: then the
+// thread is unlocked; otherwise it stays locked, and the Go runtime discards
+// it when fn's goroutine ends.
+func Locked(fn func() (restored bool)) {
+	done := make(chan struct{})
+	var work func()
+	work = func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread: keep it locked here, so that the work
+			// lands on another thread, and give it back unmoved.
+			inner := make(chan struct{})
+			go func() { work(); close(inner) }()
+			<-inner
+			runtime.UnlockOSThread()
+			return
+		}
+		defer close(done)
+		if fn() {
+			runtime.UnlockOSThread()
+		}
+	}
+	go work()
+	<-done
 }

@@ -86,3 +86,25 @@ func TestRunErrors(t *testing.T) {
 		t.Errorf("Run = %v, want fn's error", err)
 	}
 }
+
+// TestLockedNeverMainThread: fn has returned when Locked does, and never ran
+// on the main thread, even when Locked is called from it.
+func TestLockedNeverMainThread(t *testing.T) {
+	calls := 0
+	onMain := false
+	check := func() bool {
+		calls++
+		onMain = onMain || unix.Gettid() == unix.Getpid()
+		return true
+	}
+	for range 50 {
+		Locked(check)
+	}
+	// And from a caller that holds its own thread locked.
+	runtime.LockOSThread()
+	Locked(check)
+	runtime.UnlockOSThread()
+	if calls != 51 || onMain {
+		t.Errorf("fn ran %d times (want 51), on the main thread: %t", calls, onMain)
+	}
+}
