@@ -44,6 +44,22 @@ func scanAll(t *testing.T, s *Scanner, fn func(ns *Namespace, sk *Socket)) (map[
 	return seen, res
 }
 
+// scanClean is scanAll for a scan that must reach want namespaces, each
+// without error.
+func scanClean(t *testing.T, s *Scanner, want int) (map[[2]netip.AddrPort]seenSocket, []NamespaceResult) {
+	t.Helper()
+	seen, res := scanAll(t, s, nil)
+	if len(res) != want {
+		t.Fatalf("got %d results, want %d: %+v", len(res), want, res)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatalf("netns %s: %v", r.Name, r.Err)
+		}
+	}
+	return seen, res
+}
+
 func resultFor(res []NamespaceResult, ino uint64) (NamespaceResult, bool) {
 	for _, r := range res {
 		if r.Inode == ino {
@@ -134,15 +150,7 @@ func TestScanNamespaces(t *testing.T) {
 		return ns.Kind == KindHost || ns.Inode == namedIno || ns.Inode == anonIno
 	}})
 	defer s.Close()
-	seen, res := scanAll(t, s, nil)
-	if len(res) != 3 {
-		t.Fatalf("got %d results, want host, named, anonymous: %+v", len(res), res)
-	}
-	for _, r := range res {
-		if r.Err != nil {
-			t.Errorf("netns %s: %v", r.Name, r.Err)
-		}
-	}
+	seen, res := scanClean(t, s, 3) // host, named, anonymous
 
 	// The named one.
 	r, _ := resultFor(res, namedIno)
@@ -229,15 +237,7 @@ func TestScanNamespaceVanishes(t *testing.T) {
 	defer s.Close()
 
 	// First scan: everything is there; the Conns stay open.
-	seen, res := scanAll(t, s, nil)
-	if len(res) != 4 {
-		t.Fatalf("first scan: %d results, want 4: %+v", len(res), res)
-	}
-	for _, r := range res {
-		if r.Err != nil {
-			t.Fatalf("first scan: netns %s: %v", r.Name, r.Err)
-		}
-	}
+	seen, res := scanClean(t, s, 4)
 	if _, ok := seen[[2]netip.AddrPort{cb.local(), cb.remote()}]; !ok {
 		t.Fatal("first scan: socket in b not found")
 	}
