@@ -20,185 +20,60 @@ type Owner struct {
 	Container string
 }
 
-// Owners maps socket inodes to the processes that hold them. It scans
-// /proc/*/fd only for the inodes it is asked about and caches what it finds;
-// a cached entry is re-checked with one readlink on every use and dropped when
-// its fd no longer holds the socket (closed, or the process is gone). It is
-// safe for concurrent use.
+// Owners maps socket inodes to the processes that hold them. It reads
+// /proc/*/fd only for the inodes it is asked about and remembers nothing:
+// its caller keeps the answers (the engine's owner cache, the one cache of
+// owners). It is safe for concurrent use.
 type Owners struct {
 	procRoot string
 
 	mu    sync.Mutex
-	calls uint64
 	walks int // /proc walks so far, for tests
-	cache map[uint32]ownerEntry
-	// nobody remembers inodes a walk did not find (orphans, sockets of
-	// processes in another pid namespace), so that they do not force a full
-	// walk on every call.
-	nobody misses[uint32]
 }
 
-// ownerEntry is a cached answer: the owner and the fd that proved it. The
-// owner is shared by every socket of its process: a pool of 100 000
-// connections costs 24 bytes per socket, not a copy of the strings' headers.
-type ownerEntry struct {
-	owner *Owner
-	fd    int32
-	used  uint64 // Resolve call that last asked for it
-}
-
-// ownerMaxIdleCalls is how many Resolve calls a cache entry survives without
-// being asked for; it bounds the cache to what callers still care about.
-const ownerMaxIdleCalls = 8
-
-// ownerRetryCalls is how many Resolve calls pass before an inode that no
-// process was found holding (or a cgroup id no walk found) is looked for
-// again.
+// ownerRetryCalls is how many Cgroups.Resolve calls pass before an id no
+// cgroup was found for is looked for again.
 const ownerRetryCalls = 4
-
-// misses remembers keys a walk did not find, by the Resolve call that missed
-// them, so that the next ownerRetryCalls calls do not walk again for them.
-type misses[K comparable] map[K]uint64
-
-// recent reports whether a walk missed k within ownerRetryCalls of call.
-func (m misses[K]) recent(k K, call uint64) bool {
-	at, ok := m[k]
-	return ok && call-at <= ownerRetryCalls
-}
-
-// record notes whether the walk of call found k.
-func (m misses[K]) record(k K, found bool, call uint64) {
-	if found {
-		delete(m, k)
-	} else {
-		m[k] = call
-	}
-}
-
-// expire forgets the misses older than ownerRetryCalls, so that they are
-// looked for again.
-func (m misses[K]) expire(call uint64) {
-	for k, at := range m {
-		if call-at > ownerRetryCalls {
-			delete(m, k)
-		}
-	}
-}
 
 // NewOwners returns an Owners reading procRoot (normally "/proc").
 func NewOwners(procRoot string) *Owners {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	return &Owners{procRoot: procRoot, cache: make(map[uint32]ownerEntry), nobody: make(misses[uint32])}
+	return &Owners{procRoot: procRoot}
 }
 
-// Resolve returns the owner of every inode it can attribute; inodes that no
-// process holds (TIME_WAIT, orphans, or unreadable /proc entries) and inode 0
-// are absent from the map. All cache misses share one walk over /proc; an
-// inode that walk does not find is not looked for again during the next
-// few calls.
-func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
-	return o.resolve(0, inodes)
-}
-
-// Lookup is Resolve without the cache: one walk over /proc for every inode
-// asked, remembering nothing. It suits a caller that keeps the answers
-// itself (the daemon asks once per new suspect): a cache here would hold a
-// second copy for a host's 200 000 idle sockets and never be asked again.
-func (o *Owners) Lookup(inodes []uint32) map[uint32]Owner {
+// Each walks /proc once for every inode asked, then calls fn with every
+// inode a process holds and its owner: the lowest pid holding it, or with
+// netns not 0 (the namespace the sockets live in) the lowest pid inside
+// that namespace, whose processes' fds are read first, so that resolving a
+// container's sockets need not read every fd on the host. Inodes nobody
+// holds (TIME_WAIT, orphans, unreadable /proc entries) and inode 0 get no
+// call. It keeps no map of answers: a caller that keeps them in its own
+// form (ghostd scan --all: 200 000 of them) does not hold them twice. fn
+// must not call o.
+func (o *Owners) Each(netns uint64, inodes []uint32, fn func(ino uint32, ow Owner)) {
 	want := make(map[uint32]struct{}, len(inodes))
 	for _, ino := range inodes {
 		if ino != 0 {
 			want[ino] = struct{}{}
 		}
 	}
-	out := make(map[uint32]Owner, len(want))
 	if len(want) == 0 {
-		return out
+		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.walks++
 	procs := make(map[int]Owner)
-	for ino, h := range o.walk(0, want) {
+	for ino, h := range o.walk(netns, want) {
 		ow, ok := procs[h.pid]
 		if !ok {
 			ow = o.describe(h.pid)
 			procs[h.pid] = ow
 		}
-		out[ino] = ow
+		fn(ino, ow)
 	}
-	return out
-}
-
-// ResolveNetns is Resolve for sockets that live in the namespace with inode
-// netns (their Socket.Netns). Its walk reads the fds of that namespace's
-// processes first and the others' only for inodes not found there: sockets
-// are nearly always held in their own namespace, so resolving a container's
-// sockets does not read every fd on the host. A socket held both inside and
-// outside the namespace is attributed to the lowest pid inside it.
-func (o *Owners) ResolveNetns(netns uint64, inodes []uint32) map[uint32]Owner {
-	return o.resolve(netns, inodes)
-}
-
-func (o *Owners) resolve(netns uint64, inodes []uint32) map[uint32]Owner {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.calls++
-
-	out := make(map[uint32]Owner, len(inodes))
-	var miss map[uint32]struct{}
-	for _, ino := range inodes {
-		if ino == 0 {
-			continue
-		}
-		if _, ok := out[ino]; ok {
-			continue
-		}
-		if e, ok := o.cache[ino]; ok {
-			if o.stillHolds(e.owner.PID, int(e.fd), ino) {
-				e.used = o.calls
-				o.cache[ino] = e
-				out[ino] = *e.owner
-				continue
-			}
-			delete(o.cache, ino)
-		}
-		if o.nobody.recent(ino, o.calls) {
-			continue
-		}
-		if miss == nil {
-			miss = make(map[uint32]struct{})
-		}
-		miss[ino] = struct{}{}
-	}
-	if len(miss) > 0 {
-		o.walks++
-		found := o.walk(netns, miss)
-		procs := make(map[int]*Owner) // one per process, shared by its sockets' entries
-		for ino, h := range found {
-			ow, ok := procs[h.pid]
-			if !ok {
-				d := o.describe(h.pid)
-				ow = &d
-				procs[h.pid] = ow
-			}
-			o.cache[ino] = ownerEntry{owner: ow, fd: int32(h.fd), used: o.calls}
-			out[ino] = *ow
-		}
-		for ino := range miss {
-			_, ok := found[ino]
-			o.nobody.record(ino, ok, o.calls)
-		}
-	}
-	o.nobody.expire(o.calls)
-	for ino, e := range o.cache {
-		if o.calls-e.used > ownerMaxIdleCalls {
-			delete(o.cache, ino)
-		}
-	}
-	return out
 }
 
 // holder is where a walk found a socket: the lowest pid holding it and the fd.
@@ -388,7 +263,7 @@ type Cgroups struct {
 	calls  uint64
 	walks  int // for tests
 	paths  map[uint64]string
-	nobody misses[uint64] // ids the last walks did not find
+	nobody map[uint64]uint64 // ids the last walks did not find, by call
 }
 
 // NewCgroups returns a Cgroups over the cgroup2 hierarchy mounted at root;
@@ -398,7 +273,7 @@ func NewCgroups(root string) *Cgroups {
 	if root == "" {
 		root = cgroup2Root()
 	}
-	return &Cgroups{root: root, paths: make(map[uint64]string), nobody: make(misses[uint64])}
+	return &Cgroups{root: root, paths: make(map[uint64]string), nobody: make(map[uint64]uint64)}
 }
 
 // Resolve returns the cgroup of every id it can find; id 0 and ids of
@@ -416,7 +291,7 @@ func (c *Cgroups) Resolve(ids []uint64) map[uint64]Cgroup {
 		if _, ok := c.paths[id]; ok {
 			continue
 		}
-		if c.nobody.recent(id, c.calls) {
+		if at, ok := c.nobody[id]; ok && c.calls-at <= ownerRetryCalls {
 			continue
 		}
 		missing = append(missing, id)
@@ -427,11 +302,18 @@ func (c *Cgroups) Resolve(ids []uint64) map[uint64]Cgroup {
 			c.paths = paths
 		}
 		for _, id := range missing {
-			_, ok := c.paths[id]
-			c.nobody.record(id, ok, c.calls)
+			if _, ok := c.paths[id]; ok {
+				delete(c.nobody, id)
+			} else {
+				c.nobody[id] = c.calls
+			}
 		}
 	}
-	c.nobody.expire(c.calls)
+	for id, at := range c.nobody {
+		if c.calls-at > ownerRetryCalls {
+			delete(c.nobody, id)
+		}
+	}
 	for _, id := range ids {
 		if p, ok := c.paths[id]; ok {
 			out[id] = Cgroup{Path: p, Unit: UnitFromCgroup(p), Container: ContainerFromCgroup(p)}
