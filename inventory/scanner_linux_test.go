@@ -237,7 +237,7 @@ func TestScanNamespaceVanishes(t *testing.T) {
 	defer s.Close()
 
 	// First scan: everything is there; the Conns stay open.
-	seen, res := scanClean(t, s, 4)
+	seen, _ := scanClean(t, s, 4)
 	if _, ok := seen[[2]netip.AddrPort{cb.local(), cb.remote()}]; !ok {
 		t.Fatal("first scan: socket in b not found")
 	}
@@ -251,7 +251,7 @@ func TestScanNamespaceVanishes(t *testing.T) {
 			delNamedNetns(c)
 		}
 	}
-	seen, res = scanAll(t, s, func(ns *Namespace, sk *Socket) {
+	seen, res := scanAll(t, s, func(ns *Namespace, sk *Socket) {
 		if ns.Name == a {
 			once.Do(func() {
 				delNamedNetns(b)
