@@ -35,18 +35,14 @@ func TestCapture(t *testing.T) {
 	if !*capture {
 		t.Skip("run with -capture to refresh testdata/ from the real kernel")
 	}
-	_, ns := testNetns(t)
-	var ln4, ln6, lnDual *net.TCPListener
-	var p4, p6, pm, ptw pair
-	inNetns(t, ns, func() {
-		ln4 = listen(t, "tcp4", "127.0.0.1:0")
-		ln6 = listen(t, "tcp6", "[::1]:0")
-		lnDual = listen(t, "tcp", "[::]:0")
-		p4 = dialPair(t, ln4, "tcp4", ln4.Addr().String())
-		p6 = dialPair(t, ln6, "tcp6", ln6.Addr().String())
-		pm = dialPair(t, lnDual, "tcp4", "127.0.0.1:"+portOf(lnDual))
-		ptw = dialPair(t, ln4, "tcp4", ln4.Addr().String())
-	})
+	ns, nsf := testNetns(t)
+	ln4 := ns.Listen(t, "tcp4", "127.0.0.1:0").(*net.TCPListener)
+	ln6 := ns.Listen(t, "tcp6", "[::1]:0").(*net.TCPListener)
+	lnDual := ns.Listen(t, "tcp", "[::]:0").(*net.TCPListener)
+	p4 := nsPair(t, ns, ln4, "tcp4", ln4.Addr().String())
+	p6 := nsPair(t, ns, ln6, "tcp6", ln6.Addr().String())
+	pm := nsPair(t, ns, lnDual, "tcp4", "127.0.0.1:"+portOf(lnDual))
+	ptw := nsPair(t, ns, ln4, "tcp4", ln4.Addr().String())
 	// Some traffic, so byte counters are not zero.
 	for _, p := range []pair{p4, p6, pm} {
 		p.client.Write([]byte("hello"))
@@ -57,7 +53,7 @@ func TestCapture(t *testing.T) {
 	ptw.server.Close()
 	time.Sleep(100 * time.Millisecond)
 
-	c, err := Dial(int(ns.Fd()))
+	c, err := Dial(int(nsf.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}

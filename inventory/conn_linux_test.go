@@ -3,18 +3,15 @@
 package inventory
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ghostd/ghostd/internal/testnet"
 
 	"golang.org/x/sys/unix"
 )
@@ -314,70 +311,37 @@ func TestLiveDestroy(t *testing.T) {
 	}
 }
 
-// testNetns creates a named network namespace with lo up and returns an
-// open handle to it; it is deleted in t.Cleanup.
-func testNetns(t *testing.T) (string, *os.File) {
+// testNetns creates a test namespace with lo up and opens it for Dial; the
+// fd is closed in t.Cleanup.
+func testNetns(t *testing.T) (*testnet.NS, *os.File) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	name := "gd-inv-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("lo up: %v: %s", err, out)
-	}
-	f, err := os.Open(filepath.Join("/run/netns", name))
+	ns := testnet.NewNS(t, "inv") // skips when not root
+	f, err := os.Open(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return name, f
+	return ns, f
 }
 
-// inNetns runs fn on a thread that has entered the namespace; sockets fn
-// creates live there. If the thread cannot return, it is never unlocked, so
-// the runtime throws it away.
-func inNetns(t *testing.T, ns *os.File, fn func()) {
+// nsPair connects to ln from a socket created inside ns and returns both ends.
+func nsPair(t *testing.T, ns *testnet.NS, ln *net.TCPListener, network, addr string) pair {
 	t.Helper()
-	done := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			done <- err
-			return
-		}
-		defer self.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		fn()
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	c := ns.Dial(t, network, addr)
+	s, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatalf("accept: %v", err)
 	}
+	p := pair{client: c.(*net.TCPConn), server: s}
+	t.Cleanup(p.Close)
+	return p
 }
 
 func TestLiveDialNetns(t *testing.T) {
-	_, ns := testNetns(t)
-	var ln *net.TCPListener
-	inNetns(t, ns, func() { ln = listen(t, "tcp4", "127.0.0.1:0") })
-	var p pair
-	inNetns(t, ns, func() { p = dialPair(t, ln, "tcp4", ln.Addr().String()) })
-	c, err := Dial(int(ns.Fd()))
+	ns, nsf := testNetns(t)
+	ln := ns.Listen(t, "tcp4", "127.0.0.1:0").(*net.TCPListener)
+	p := nsPair(t, ns, ln, "tcp4", ln.Addr().String())
+	c, err := Dial(int(nsf.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
