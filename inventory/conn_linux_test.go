@@ -33,6 +33,12 @@ func dialPair(t *testing.T, ln *net.TCPListener, network, addr string) pair {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
+	return acceptPair(t, ln, c)
+}
+
+// acceptPair accepts c's server end from ln; both are closed in t.Cleanup.
+func acceptPair(t *testing.T, ln *net.TCPListener, c net.Conn) pair {
+	t.Helper()
 	s, err := ln.AcceptTCP()
 	if err != nil {
 		t.Fatalf("accept: %v", err)
@@ -327,14 +333,7 @@ func testNetns(t *testing.T) (*testnet.NS, *os.File) {
 // nsPair connects to ln from a socket created inside ns and returns both ends.
 func nsPair(t *testing.T, ns *testnet.NS, ln *net.TCPListener, network, addr string) pair {
 	t.Helper()
-	c := ns.Dial(t, network, addr)
-	s, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatalf("accept: %v", err)
-	}
-	p := pair{client: c.(*net.TCPConn), server: s}
-	t.Cleanup(p.Close)
-	return p
+	return acceptPair(t, ln, ns.Dial(t, network, addr))
 }
 
 func TestLiveDialNetns(t *testing.T) {
