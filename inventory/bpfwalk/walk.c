@@ -1,0 +1,488 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0-only)
+//
+// walk.c lists the TCP sockets of every network namespace that shares the
+// kernel's TCP hash tables in one pass over those tables, instead of one
+// sock_diag dump per namespace (each of which walks all of them).
+//
+// walk_hash is a raw tracepoint program that is never attached: Go runs it
+// with BPF_PROG_TEST_RUN, which holds rcu_read_lock around it. It walks the
+// listener buckets, then the established buckets (established, TIME_WAIT and
+// request sockets), of the table its root netns uses, as the kernel's own
+// lockless lookups do, and writes one fixed-size record per socket to a ring
+// buffer. Each run starts at a bucket index and stops before the ring buffer
+// could overflow; Go drains it and runs again from the returned index. Every
+// kernel read goes through bpf_probe_read_kernel: the walk only reads, and a
+// socket freed under it (TCP sockets are SLAB_TYPESAFE_BY_RCU) yields at worst
+// one stale or duplicated record, as a sock_diag dump can.
+//
+// set_root records the table of the caller's netns; covers tells whether the
+// caller's netns uses that table (namespaces created while
+// net.ipv4.tcp_child_ehash_entries was set have their own established
+// table; their listeners stay in the shared listener table, so the walk
+// lists those, and callers must ignore them).
+//
+// give_cookie gives every TCP socket that changes state a socket cookie (as
+// a sock_diag dump or SO_COOKIE would): a socket's identity, which a walk
+// can only read.
+//
+// Regenerate the Go bindings and the objects with `make bpf-generate`.
+
+#include "walk_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+#define TCP_SYN_RECV 3
+#define TCP_TIME_WAIT 6
+#define TCP_LISTEN 10
+#define TCP_NEW_SYN_RECV 12
+
+// icsk_pending values (include/net/inet_connection_sock.h).
+#define ICSK_TIME_RETRANS 1
+#define ICSK_TIME_PROBE0 3
+#define ICSK_TIME_LOSS_PROBE 5
+#define ICSK_TIME_REO_TIMEOUT 6
+
+// tcpi_options bits (include/uapi/linux/tcp.h).
+#define TCPI_OPT_TIMESTAMPS 1
+#define TCPI_OPT_SACK 2
+#define TCPI_OPT_WSCALE 4
+#define TCPI_OPT_ECN 8
+#define TCPI_OPT_ECN_SEEN 16
+#define TCPI_OPT_USEC_TS 64
+
+// tp->ecn_flags bits (include/net/tcp.h).
+#define TCP_ECN_OK 1
+#define TCP_ECN_SEEN 8
+
+// Record flags.
+#define WALK_F_INFO 0x1   // a full socket: the tcp_info fields are filled
+#define WALK_F_LISTEN 0x2 // found in a listener bucket
+
+// The longest chain one bucket may have; a longer one is counted in
+// stats[STAT_TRUNCATED] and the caller falls back to sock_diag.
+#define MAX_CHAIN 256
+#define RINGBUF_SIZE (8 << 20)
+#define DONE 0xffffffff
+
+// walk_record is the wire format the Go decoder reads
+// (inventory/bpfwalk/record.go, RecordLen = 192 bytes, native byte order
+// except the addresses and ports, which keep the kernel's network order).
+// Its length is its version: change both together, and grow it, never
+// reorder it. Times are raw jiffies; the decoder converts them with the
+// kernel's HZ, as tcp_info and inet_diag do.
+struct walk_record {
+	__u64 cookie;    // 0: the socket has none yet
+	__u64 now;       // jiffies when the record was written
+	__u64 cgroup_id; // the owner's cgroup v2 id (INET_DIAG_CGROUP_ID)
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	__u32 netns;      // inode of the socket's network namespace
+	__u32 inode;      // socket inode (0: no struct socket)
+	__u32 uid;        // in the initial user namespace
+	__u32 ifindex;    // skc_bound_dev_if
+	__u32 timer_left; // jiffies until the pending timer fires (0: none or past)
+	__u32 rqueue;
+	__u32 wqueue;
+	__u32 rto; // jiffies
+	__u32 snd_mss;
+	__u32 rcv_mss;
+	__u32 unacked;
+	__u32 lost;
+	__u32 retrans_out;
+	__u32 lsndtime;   // tcp_jiffies32 of the last data sent
+	__u32 lrcvtime;   // tcp_jiffies32 of the last data received
+	__u32 rcv_tstamp; // tcp_jiffies32 of the last ACK received
+	__u32 srtt_us;    // << 3
+	__u32 mdev_us;    // << 2
+	__u32 snd_cwnd;
+	__u32 total_retrans;
+	__u32 snd_wnd;
+	__u32 rcv_wnd;
+	__u32 snd_una;
+	__u32 snd_nxt;
+	__u32 rcv_nxt;
+	__u8 family;
+	__u8 state;
+	__u8 timer;   // idiag_timer
+	__u8 retrans; // idiag_retrans
+	__u8 ca_state;
+	__u8 retransmits;
+	__u8 probes;
+	__u8 backoff;
+	__u8 options;
+	__u8 snd_wscale;
+	__u8 rcv_wscale;
+	__u8 flags;
+	__u8 src[16];
+	__u8 dst[16];
+	__be16 sport;
+	__be16 dport;
+	__u32 reserved;
+};
+
+_Static_assert(sizeof(struct walk_record) == 192, "walk_record must stay 192 bytes");
+_Static_assert(__builtin_offsetof(struct walk_record, netns) == 40, "netns moved");
+_Static_assert(__builtin_offsetof(struct walk_record, rcv_nxt) == 136, "rcv_nxt moved");
+_Static_assert(__builtin_offsetof(struct walk_record, family) == 140, "family moved");
+_Static_assert(__builtin_offsetof(struct walk_record, flags) == 151, "flags moved");
+_Static_assert(__builtin_offsetof(struct walk_record, src) == 152, "src moved");
+_Static_assert(__builtin_offsetof(struct walk_record, dst) == 168, "dst moved");
+_Static_assert(__builtin_offsetof(struct walk_record, sport) == 184, "sport moved");
+_Static_assert(__builtin_offsetof(struct walk_record, reserved) == 188, "reserved moved");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, RINGBUF_SIZE);
+} records SEC(".maps");
+
+// Room left for one bucket's records before a run stops.
+#define MARGIN (MAX_CHAIN * (sizeof(struct walk_record) + 8))
+
+// stats: [STAT_ROOT] the hashinfo set_root found (never leaves the kernel
+// but as a comparison), [STAT_TRUNCATED] chains cut at MAX_CHAIN,
+// [STAT_LOST] records the ring buffer refused.
+#define STAT_ROOT 0
+#define STAT_TRUNCATED 1
+#define STAT_LOST 2
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 3);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+// scratch holds one socket copied out of the kernel.
+#define SCRATCH 8192
+struct scratch_buf {
+	__u8 b[SCRATCH];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch_buf);
+} scratch SEC(".maps");
+
+static __always_inline void stat_add(__u32 key, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &key);
+
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+static __always_inline struct inet_hashinfo *current_hashinfo(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, nsproxy, net_ns, ipv4.tcp_death_row.hashinfo);
+}
+
+SEC("raw_tp/sys_enter")
+int set_root(void *ctx)
+{
+	__u32 key = STAT_ROOT;
+	__u64 *v = bpf_map_lookup_elem(&stats, &key);
+	struct inet_hashinfo *h = current_hashinfo();
+
+	if (!v || !h)
+		return 0;
+	*v = (__u64)(unsigned long)h;
+	return 1;
+}
+
+SEC("raw_tp/sys_enter")
+int covers(void *ctx)
+{
+	__u32 key = STAT_ROOT;
+	__u64 *v = bpf_map_lookup_elem(&stats, &key);
+
+	if (!v || !*v)
+		return 2;
+	return *v == (__u64)(unsigned long)current_hashinfo();
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int give_cookie(u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+
+	if (sk && sk->sk_protocol == IPPROTO_TCP)
+		bpf_get_socket_cookie(sk);
+	return 0;
+}
+
+struct walk_state {
+	struct inet_hashinfo *h;
+	struct hlist_nulls_node *node;
+	__u8 *buf;
+	__u64 now;
+	__u32 start;
+	__u32 next;
+	__u32 nlisten;
+	__u32 total;
+	__u32 listen;
+	__u32 stopped;
+};
+
+static __always_inline __u32 left(unsigned long expires, __u64 now)
+{
+	long d = (long)(expires - (unsigned long)now);
+
+	return d > 0 ? (__u32)d : 0;
+}
+
+// fill_full fills the fields of a full TCP socket, copied into buf.
+static __always_inline void fill_full(struct walk_record *rec, __u8 *buf, struct sock_common *skc)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)buf;
+	struct inet_connection_sock *icsk = &tp->inet_conn;
+	struct sock *sk = &icsk->icsk_inet.sk;
+	struct cgroup *cg;
+	unsigned long expires;
+	__u8 pending;
+
+	if (bpf_core_field_exists(sk->sk_ino)) {
+		rec->inode = (__u32)sk->sk_ino;
+	} else if (sk->sk_socket) {
+		rec->inode = (__u32)BPF_CORE_READ((struct socket_alloc *)sk->sk_socket, vfs_inode.i_ino);
+	}
+	rec->uid = sk->sk_uid.val;
+	cg = sk->sk_cgrp_data.cgroup;
+	if (cg)
+		rec->cgroup_id = BPF_CORE_READ(cg, kn, id);
+
+	// The timer, as inet_sk_diag_fill reports it.
+	if (bpf_core_field_exists(icsk->icsk_timeout))
+		expires = icsk->icsk_timeout;
+	else
+		expires = icsk->icsk_retransmit_timer.expires;
+	pending = icsk->icsk_pending;
+	if (pending == ICSK_TIME_RETRANS || pending == ICSK_TIME_REO_TIMEOUT || pending == ICSK_TIME_LOSS_PROBE) {
+		rec->timer = 1;
+		rec->retrans = icsk->icsk_retransmits;
+		rec->timer_left = left(expires, rec->now);
+	} else if (pending == ICSK_TIME_PROBE0) {
+		rec->timer = 4;
+		rec->retrans = icsk->icsk_probes_out;
+		rec->timer_left = left(expires, rec->now);
+	} else if (sk->sk_timer.entry.pprev) {
+		rec->timer = 2;
+		rec->retrans = icsk->icsk_probes_out;
+		rec->timer_left = left(sk->sk_timer.expires, rec->now);
+	}
+
+	// Queues, as tcp_diag_get_info reports them; unacked as tcp_get_info.
+	if (rec->state == TCP_LISTEN) {
+		rec->rqueue = sk->sk_ack_backlog;
+		rec->wqueue = sk->sk_max_ack_backlog;
+		rec->unacked = sk->sk_ack_backlog;
+	} else {
+		int rq = (int)(tp->rcv_nxt - tp->copied_seq);
+
+		rec->rqueue = rq > 0 ? rq : 0;
+		rec->wqueue = tp->write_seq - tp->snd_una;
+		rec->unacked = tp->packets_out;
+	}
+
+	// The tcp_info fields, raw (tcp_get_info).
+	rec->flags |= WALK_F_INFO;
+	rec->ca_state = BPF_CORE_READ_BITFIELD(icsk, icsk_ca_state);
+	rec->retransmits = icsk->icsk_retransmits;
+	rec->probes = icsk->icsk_probes_out;
+	rec->backoff = icsk->icsk_backoff;
+	if (BPF_CORE_READ_BITFIELD(tp, rx_opt.tstamp_ok))
+		rec->options |= TCPI_OPT_TIMESTAMPS;
+	if (BPF_CORE_READ_BITFIELD(tp, rx_opt.sack_ok))
+		rec->options |= TCPI_OPT_SACK;
+	if (BPF_CORE_READ_BITFIELD(tp, rx_opt.wscale_ok)) {
+		rec->options |= TCPI_OPT_WSCALE;
+		rec->snd_wscale = BPF_CORE_READ_BITFIELD(tp, rx_opt.snd_wscale);
+		rec->rcv_wscale = BPF_CORE_READ_BITFIELD(tp, rx_opt.rcv_wscale);
+	}
+	if (tp->ecn_flags & TCP_ECN_OK)
+		rec->options |= TCPI_OPT_ECN;
+	if (tp->ecn_flags & TCP_ECN_SEEN)
+		rec->options |= TCPI_OPT_ECN_SEEN;
+	if (bpf_core_field_exists(tp->tcp_usec_ts) && BPF_CORE_READ_BITFIELD(tp, tcp_usec_ts))
+		rec->options |= TCPI_OPT_USEC_TS;
+	rec->rto = icsk->icsk_rto;
+	rec->snd_mss = tp->mss_cache;
+	rec->rcv_mss = icsk->icsk_ack.rcv_mss;
+	rec->lost = tp->lost_out;
+	rec->retrans_out = tp->retrans_out;
+	rec->lsndtime = tp->lsndtime;
+	rec->lrcvtime = icsk->icsk_ack.lrcvtime;
+	rec->rcv_tstamp = tp->rcv_tstamp;
+	rec->srtt_us = tp->srtt_us;
+	rec->mdev_us = tp->mdev_us;
+	rec->snd_cwnd = tp->snd_cwnd;
+	rec->total_retrans = tp->total_retrans;
+	rec->bytes_acked = tp->bytes_acked;
+	rec->bytes_received = tp->bytes_received;
+	rec->snd_wnd = tp->snd_wnd;
+	rec->rcv_wnd = tp->rcv_wnd;
+	rec->snd_una = tp->snd_una;
+	rec->snd_nxt = tp->snd_nxt;
+	rec->rcv_nxt = tp->rcv_nxt;
+}
+
+// emit copies the socket at skc out of the kernel and writes its record.
+static __always_inline void emit(struct walk_state *st, struct sock_common *skc)
+{
+	struct sock_common *c = (struct sock_common *)st->buf;
+	struct walk_record *rec;
+	struct net *net;
+	__u8 state, family;
+
+	if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct sock_common), skc))
+		return;
+	family = (__u8)c->skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	state = c->skc_state;
+	if (state == TCP_TIME_WAIT) {
+		if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct inet_timewait_sock), skc))
+			return;
+	} else if (state == TCP_NEW_SYN_RECV) {
+		if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct request_sock), skc))
+			return;
+	} else {
+		if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct tcp_sock), skc))
+			return;
+	}
+
+	rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
+	if (!rec) {
+		stat_add(STAT_LOST, 1);
+		return;
+	}
+	__builtin_memset(rec, 0, sizeof(*rec));
+	rec->now = st->now;
+	rec->family = family;
+	rec->state = state;
+	rec->flags = st->listen ? WALK_F_LISTEN : 0;
+	rec->cookie = (__u64)c->skc_cookie.counter;
+	net = c->skc_net.net;
+	if (net)
+		rec->netns = BPF_CORE_READ(net, ns.inum);
+	rec->ifindex = c->skc_bound_dev_if;
+	rec->sport = bpf_htons(c->skc_num);
+	rec->dport = c->skc_dport;
+	if (family == AF_INET6) {
+		__builtin_memcpy(rec->src, c->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(rec->dst, c->skc_v6_daddr.in6_u.u6_addr8, 16);
+	} else {
+		__be32 s = c->skc_rcv_saddr, d = c->skc_daddr;
+
+		__builtin_memcpy(rec->src, &s, 4);
+		__builtin_memcpy(rec->dst, &d, 4);
+	}
+
+	if (state == TCP_TIME_WAIT) {
+		// inet_twsk_diag_fill: the substate, the TIME_WAIT timer.
+		struct inet_timewait_sock *tw = (struct inet_timewait_sock *)st->buf;
+
+		rec->state = tw->tw_substate;
+		rec->timer = 3;
+		rec->timer_left = left(tw->tw_timer.expires, st->now);
+	} else if (state == TCP_NEW_SYN_RECV) {
+		// inet_req_diag_fill: SYN_RECV, the SYN-ACK retransmit timer.
+		struct request_sock *req = (struct request_sock *)st->buf;
+
+		rec->state = TCP_SYN_RECV;
+		rec->timer = 1;
+		rec->retrans = req->num_retrans;
+		rec->timer_left = left(req->rsk_timer.expires, st->now);
+	} else {
+		fill_full(rec, st->buf, skc);
+	}
+	bpf_ringbuf_submit(rec, 0);
+}
+
+static long chain_step(__u64 i, struct walk_state *st)
+{
+	struct hlist_nulls_node *node = st->node;
+
+	if ((unsigned long)node & 1) // a nulls marker ends the chain
+		return 1;
+	emit(st, (struct sock_common *)((__u8 *)node - bpf_core_field_offset(struct sock_common, skc_nulls_node)));
+	if (bpf_probe_read_kernel(&st->node, sizeof(st->node), &node->next))
+		st->node = (struct hlist_nulls_node *)1UL;
+	return 0;
+}
+
+static long bucket_step(__u64 i, struct walk_state *st)
+{
+	__u32 idx = st->start + (__u32)i;
+	struct hlist_nulls_head *head;
+	struct inet_hashinfo *h;
+
+	if (idx >= st->total)
+		return 1;
+	if (bpf_ringbuf_query(&records, BPF_RB_AVAIL_DATA) > RINGBUF_SIZE - MARGIN) {
+		st->stopped = 1;
+		st->next = idx;
+		return 1;
+	}
+	h = st->h;
+	// Bucket sizes come from the kernel's BTF: an array index would use
+	// this file's declarations, which hold only the fields read here.
+	if (idx < st->nlisten) {
+		__u8 *b = (__u8 *)BPF_CORE_READ(h, lhash2);
+
+		head = (struct hlist_nulls_head *)(b + (__u64)idx * bpf_core_type_size(struct inet_listen_hashbucket) +
+						   bpf_core_field_offset(struct inet_listen_hashbucket, nulls_head));
+		st->listen = 1;
+	} else {
+		__u8 *b = (__u8 *)BPF_CORE_READ(h, ehash);
+
+		head = (struct hlist_nulls_head *)(b + (__u64)(idx - st->nlisten) * bpf_core_type_size(struct inet_ehash_bucket) +
+						   bpf_core_field_offset(struct inet_ehash_bucket, chain));
+		st->listen = 0;
+	}
+	if (bpf_probe_read_kernel(&st->node, sizeof(st->node), &head->first))
+		return 0;
+	bpf_loop(MAX_CHAIN, chain_step, st, 0);
+	if (!((unsigned long)st->node & 1))
+		stat_add(STAT_TRUNCATED, 1);
+	return 0;
+}
+
+// walk_hash walks the table set_root recorded from bucket ctx[0] on
+// (listeners first, then established) and returns the bucket to start the
+// next run at, or DONE.
+SEC("raw_tp/sys_enter")
+int walk_hash(__u64 *ctx)
+{
+	__u32 key = STAT_ROOT, zero = 0;
+	struct walk_state st = {};
+	struct inet_hashinfo *h;
+	__u64 *root;
+
+	root = bpf_map_lookup_elem(&stats, &key);
+	if (!root || !*root)
+		return DONE;
+	st.buf = bpf_map_lookup_elem(&scratch, &zero);
+	if (!st.buf)
+		return DONE;
+	h = (struct inet_hashinfo *)(unsigned long)*root;
+	st.h = h;
+	st.nlisten = BPF_CORE_READ(h, lhash2_mask) + 1;
+	st.total = st.nlisten + BPF_CORE_READ(h, ehash_mask) + 1;
+	st.start = (__u32)ctx[0];
+	st.now = bpf_jiffies64();
+	if (st.start >= st.total)
+		return DONE;
+	bpf_loop(st.total - st.start, bucket_step, &st, 0);
+	return st.stopped ? st.next : DONE;
+}
+
+char __license[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,127 @@
+package bpfwalk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+)
+
+// ErrUnavailable is wrapped by New when the kernel or the process's
+// privileges do not allow the walk (no BTF, a kernel whose socket tables or
+// BPF helpers do not fit, missing CAP_BPF and CAP_PERFMON, a verifier
+// rejection, not Linux). Callers then list sockets with sock_diag, namespace
+// by namespace.
+var ErrUnavailable = errors.New("bpfwalk: one-walk socket listing unavailable")
+
+// ErrIncomplete is wrapped by Walk when the pass may have missed sockets: a
+// hash chain longer than the program follows, or records the ring buffer
+// refused. Callers fall back to sock_diag for that scan.
+var ErrIncomplete = errors.New("bpfwalk: walk incomplete")
+
+// Walker lists the TCP sockets of every network namespace that shares the
+// kernel's TCP hash tables with the namespace New was called in, in one pass
+// over those tables. From New on, every TCP socket that changes state (a
+// connect, a listen, an accept) gets a socket cookie, its identity; sockets
+// older than that have one only if something (a sock_diag dump, SO_COOKIE)
+// gave them one, and are listed with cookie 0 otherwise. Its methods are
+// safe for concurrent use; passes are serialised.
+type Walker struct {
+	mu   sync.Mutex
+	impl *impl // nil once closed
+	hz   int
+	r    Record // scratch for decoding
+}
+
+// New loads the programs, attaches the cookie hook and records the socket
+// tables of the calling thread's network namespace as the ones to walk.
+// When the walk cannot run here the error wraps ErrUnavailable and says why
+// in one line.
+func New() (*Walker, error) {
+	hz, err := kernelHZ()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	im, err := newImpl()
+	if err != nil {
+		return nil, err
+	}
+	return &Walker{impl: im, hz: hz}, nil
+}
+
+// HZ returns the kernel's jiffies per second, which Record times count in.
+func (w *Walker) HZ() int { return w.hz }
+
+// Covers reports whether the network namespace of nsFD (an open
+// /proc/PID/ns/net or /run/netns file; -1: the caller's own) keeps its TCP
+// sockets in the tables Walk walks. A namespace created while
+// net.ipv4.tcp_child_ehash_entries was set has tables of its own.
+func (w *Walker) Covers(nsFD int) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.impl == nil {
+		return false, fmt.Errorf("bpfwalk: covers: %w", os.ErrClosed)
+	}
+	ok, err := w.impl.covers(nsFD)
+	if err != nil {
+		return false, fmt.Errorf("bpfwalk: covers: %w", err)
+	}
+	return ok, nil
+}
+
+// WalkRaw makes one pass and returns its records, back to back in the
+// format ParseRecords reads; the slice is valid until the next pass.
+func (w *Walker) WalkRaw(ctx context.Context) ([]byte, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.walkLocked(ctx)
+}
+
+func (w *Walker) walkLocked(ctx context.Context) ([]byte, error) {
+	if w.impl == nil {
+		return nil, fmt.Errorf("bpfwalk: walk: %w", os.ErrClosed)
+	}
+	raw, err := w.impl.walk(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bpfwalk: walk: %w", err)
+	}
+	return raw, nil
+}
+
+// Walk makes one pass and calls fn for every socket, with a *Record reused
+// for the next one. An error from fn ends the walk and is returned as is.
+func (w *Walker) Walk(ctx context.Context, fn func(*Record) error) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	raw, err := w.walkLocked(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return ParseRecords(raw, &w.r, fn)
+}
+
+// Close detaches and unloads the programs.
+func (w *Walker) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.impl == nil {
+		return nil
+	}
+	err := w.impl.close()
+	w.impl = nil
+	return err
+}
+
+// hzFromTick turns one jiffy, read back as a SO_RCVTIMEO of 1 µs rounded
+// up to a tick, into HZ.
+func hzFromTick(sec, usec int64) (int, error) {
+	if sec != 0 || usec <= 0 {
+		return 0, fmt.Errorf("bpfwalk: kernel HZ: one jiffy read back as %ds %dµs", sec, usec)
+	}
+	hz := 1_000_000 / usec
+	if 1_000_000/hz != usec || hz < 10 || hz > 100_000 {
+		return 0, fmt.Errorf("bpfwalk: kernel HZ: one jiffy read back as %dµs", usec)
+	}
+	return int(hz), nil
+}

@@ -1,0 +1,20 @@
+//go:build !linux
+
+package bpfwalk
+
+import (
+	"context"
+	"fmt"
+)
+
+type impl struct{}
+
+func newImpl() (*impl, error) {
+	return nil, fmt.Errorf("%w: BPF needs Linux", ErrUnavailable)
+}
+
+func (*impl) covers(int) (bool, error)             { return false, ErrUnavailable }
+func (*impl) walk(context.Context) ([]byte, error) { return nil, ErrUnavailable }
+func (*impl) close() error                         { return nil }
+
+func kernelHZ() (int, error) { return 0, fmt.Errorf("bpfwalk: kernel HZ: not Linux") }
