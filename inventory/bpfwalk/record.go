@@ -108,6 +108,15 @@ func ParseRecords(b []byte, r *Record, fn func(*Record) error) (int, error) {
 
 var ne = binary.NativeEndian
 
+// Decode decodes the one record in b, which must be RecordLen bytes long.
+func (r *Record) Decode(b []byte) error {
+	if len(b) != RecordLen {
+		return fmt.Errorf("%w: %d bytes", ErrRecordLen, len(b))
+	}
+	decodeRecord(b, r)
+	return nil
+}
+
 func decodeRecord(b []byte, r *Record) {
 	_ = b[RecordLen-1]
 	r.Cookie = ne.Uint64(b[offCookie:])
