@@ -97,7 +97,7 @@ func TestNeedsCookie(t *testing.T) {
 		{bpfwalk.Record{Cookie: 1, State: 1, Flags: bpfwalk.FlagInfo}, false},
 		{bpfwalk.Record{State: 1, Flags: bpfwalk.FlagInfo}, true},
 		{bpfwalk.Record{State: uint8(StateTimeWait)}, true},
-		{bpfwalk.Record{State: uint8(StateSynRecv)}, false},                           // request socket
+		{bpfwalk.Record{State: uint8(StateSynRecv)}, false},                         // request socket
 		{bpfwalk.Record{State: uint8(StateSynRecv), Flags: bpfwalk.FlagInfo}, true}, // full socket (fast open)
 	} {
 		if got := needsCookie(&c.r); got != c.want {
