@@ -106,6 +106,11 @@ func socketFromRecord(r *bpfwalk.Record, hz int, s *Socket) error {
 	i := &s.Info
 	i.Len = walkInfoLen
 	i.State = r.State
+	i.SndCwnd = r.SndCwnd
+	i.Unacked = r.Unacked
+	if State(r.State) == StateListen {
+		return nil // tcp_get_info stops here for listeners
+	}
 	i.CAState = r.CAState
 	i.Retransmits = r.Retransmits
 	i.Probes = r.Probes
@@ -115,7 +120,6 @@ func socketFromRecord(r *bpfwalk.Record, hz int, s *Socket) error {
 	i.RTO = jiffiesToUsecs(r.RTO, hz)
 	i.SndMSS = r.SndMSS
 	i.RcvMSS = r.RcvMSS
-	i.Unacked = r.Unacked
 	i.Lost = r.Lost
 	i.Retrans = r.RetransOut
 	i.LastDataSent = jiffiesToMsecs(now-r.LSndTime, hz)
@@ -123,7 +127,6 @@ func socketFromRecord(r *bpfwalk.Record, hz int, s *Socket) error {
 	i.LastAckRecv = jiffiesToMsecs(now-r.RcvTstamp, hz)
 	i.RTT = r.SRTTUs >> 3
 	i.RTTVar = r.MdevUs >> 2
-	i.SndCwnd = r.SndCwnd
 	i.TotalRetrans = r.TotalRetrans
 	i.SetOptional(r.BytesAcked, r.BytesReceived, r.SndWnd, r.RcvWnd)
 	return nil

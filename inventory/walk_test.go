@@ -81,6 +81,19 @@ func TestSocketFromRecord(t *testing.T) {
 		}
 	}
 
+	// Listeners: tcp_get_info reports the state, snd_cwnd and the accept
+	// queue only.
+	ln := full
+	ln.State, ln.Timer, ln.Retrans, ln.TimerLeft = uint8(StateListen), 0, 0, 0
+	var got Socket
+	if err := socketFromRecord(&ln, 250, &got); err != nil {
+		t.Fatal(err)
+	}
+	wantInfo := TCPInfo{Len: walkInfoLen, State: uint8(StateListen), SndCwnd: 10, Unacked: 1}
+	if diff := cmp.Diff(wantInfo, got.Info, cmp.AllowUnexported(TCPInfo{})); diff != "" {
+		t.Errorf("listener's tcp_info (-want +got):\n%s", diff)
+	}
+
 	bad := full
 	bad.Family = 1
 	var s Socket
