@@ -136,8 +136,8 @@ func socketFromRecord(r *bpfwalk.Record, hz int, s *Socket) error {
 // identity. Request sockets (SYN_RECV before accept) only get one from a
 // sock_diag dump; they are short-lived and never suspects, so they are
 // reported with cookie 0 rather than costing their namespace a dump.
-func needsCookie(r *bpfwalk.Record) bool {
-	return r.Cookie == 0 && !(r.State == uint8(StateSynRecv) && r.Flags&bpfwalk.FlagInfo == 0)
+func needsCookie(cookie uint64, state, flags uint8) bool {
+	return cookie == 0 && !(state == uint8(StateSynRecv) && flags&bpfwalk.FlagInfo == 0)
 }
 
 // Source returns which source the Scanner lists sockets with: SourceWalk
@@ -235,18 +235,25 @@ func (s *Scanner) deliverWalk(ctx context.Context, ws *walkState, todo []*nsEntr
 		ws.offs[ino] = ws.offs[ino][:0]
 	}
 	noCookie := map[uint64]bool{}
-	off := int32(0)
-	if _, err := bpfwalk.ParseRecords(raw, &ws.r, func(r *bpfwalk.Record) error {
-		ino := uint64(r.Netns)
+	err = nil
+	if len(raw)%bpfwalk.RecordLen != 0 {
+		err = fmt.Errorf("%w: %d bytes", bpfwalk.ErrRecordLen, len(raw))
+	}
+	for off := 0; err == nil && off < len(raw); off += bpfwalk.RecordLen {
+		netns, cookie, state, flags, perr := bpfwalk.Peek(raw[off:])
+		if perr != nil {
+			err = perr
+			break
+		}
+		ino := uint64(netns)
 		if _, ok := walkIdx[ino]; ok {
-			ws.offs[ino] = append(ws.offs[ino], off)
-			if needsCookie(r) {
+			ws.offs[ino] = append(ws.offs[ino], int32(off))
+			if needsCookie(cookie, state, flags) {
 				noCookie[ino] = true
 			}
 		}
-		off += bpfwalk.RecordLen
-		return nil
-	}); err != nil {
+	}
+	if err != nil {
 		s.log.Warn("one-walk socket listing returned malformed records; dumping every namespace with sock_diag this scan", "err", err)
 		for _, i := range walkIdx {
 			redo = append(redo, i)

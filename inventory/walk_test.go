@@ -113,7 +113,7 @@ func TestNeedsCookie(t *testing.T) {
 		{bpfwalk.Record{State: uint8(StateSynRecv)}, false},                         // request socket
 		{bpfwalk.Record{State: uint8(StateSynRecv), Flags: bpfwalk.FlagInfo}, true}, // full socket (fast open)
 	} {
-		if got := needsCookie(&c.r); got != c.want {
+		if got := needsCookie(c.r.Cookie, c.r.State, c.r.Flags); got != c.want {
 			t.Errorf("needsCookie(%+v) = %v, want %v", c.r, got, c.want)
 		}
 	}
