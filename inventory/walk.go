@@ -26,7 +26,7 @@ const walkInfoLen = OffRcvWnd + 4
 
 // oneWalker is what the Scanner needs from a bpfwalk.Walker.
 type oneWalker interface {
-	WalkRaw(ctx context.Context) ([]byte, error)
+	WalkRaw(ctx context.Context, netns []uint64) ([]byte, error)
 	HZ() int
 	Close() error
 }
@@ -214,7 +214,11 @@ func (s *Scanner) scanWithWalk(ctx context.Context, todo []*nsEntry, states Stat
 // of the namespaces that must be dumped instead: all of them when the walk
 // failed, and those holding a socket without a cookie.
 func (s *Scanner) deliverWalk(ctx context.Context, ws *walkState, todo []*nsEntry, walkIdx map[uint64]int, results []NamespaceResult, states StateMask, fn func(ns *Namespace, sk *Socket) error) (redo []int) {
-	raw, err := ws.w.WalkRaw(ctx)
+	want := make([]uint64, 0, len(walkIdx))
+	for ino := range walkIdx {
+		want = append(want, ino)
+	}
+	raw, err := ws.w.WalkRaw(ctx, want)
 	if msg := errString(err); msg != ws.errMsg {
 		ws.errMsg = msg
 		if err != nil {

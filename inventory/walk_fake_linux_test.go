@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,9 +20,11 @@ type fakeWalker struct {
 	err    error
 	walks  int
 	closed bool
+	want   []uint64 // the last WalkRaw's namespaces
 }
 
-func (f *fakeWalker) WalkRaw(context.Context) ([]byte, error) {
+func (f *fakeWalker) WalkRaw(_ context.Context, netns []uint64) ([]byte, error) {
+	f.want = netns
 	f.walks++
 	if f.err != nil {
 		return nil, f.err
@@ -138,6 +141,10 @@ func TestScannerWalkFake(t *testing.T) {
 	}
 	if fw.walks != 2 {
 		t.Errorf("%d walks in 2 scans", fw.walks)
+	}
+	slices.Sort(fw.want)
+	if diff := cmp.Diff([]uint64{1, 2, 4}, fw.want); diff != "" {
+		t.Errorf("the walk was asked for (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(map[uint64]int{1: 1, 2: 1, 3: 1, 4: 1}, coversCalls); diff != "" {
 		t.Errorf("Covers is asked once per namespace (-want +got):\n%s", diff)

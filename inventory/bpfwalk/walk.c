@@ -10,12 +10,13 @@
 // with BPF_PROG_TEST_RUN, which holds rcu_read_lock around it. It walks the
 // listener buckets, then the established buckets (established, TIME_WAIT and
 // request sockets), of the table its root netns uses, as the kernel's own
-// lockless lookups do, and writes one fixed-size record per socket to a ring
-// buffer. Each run starts at a bucket index and stops before the ring buffer
-// could overflow; Go drains it and runs again from the returned index. Every
-// kernel read goes through bpf_probe_read_kernel: the walk only reads, and a
-// socket freed under it (TCP sockets are SLAB_TYPESAFE_BY_RCU) yields at worst
-// one stale or duplicated record, as a sock_diag dump can.
+// lockless lookups do, and writes one fixed-size record per socket of the
+// wanted namespaces to a ring buffer. Each run starts at a bucket index and
+// stops before the ring buffer could overflow; Go drains it and runs again
+// from the returned index. Every kernel read goes through a bpf_rdonly_cast
+// pointer, whose loads cannot fault: the walk only reads, and a socket freed
+// under it (TCP sockets are SLAB_TYPESAFE_BY_RCU) yields at worst one stale
+// or duplicated record, as a sock_diag dump can.
 //
 // set_root records the table of the caller's netns; covers tells whether the
 // caller's netns uses that table (namespaces created while
@@ -151,24 +152,13 @@ struct {
 #define STAT_ROOT 0
 #define STAT_TRUNCATED 1
 #define STAT_LOST 2
+#define STAT_FILTER 3 // set: emit only the namespaces in want
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 3);
+	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
-
-// scratch holds one socket copied out of the kernel.
-#define SCRATCH 8192
-struct scratch_buf {
-	__u8 b[SCRATCH];
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct scratch_buf);
-} scratch SEC(".maps");
 
 static __always_inline void stat_add(__u32 key, __u64 n)
 {
@@ -219,18 +209,36 @@ int give_cookie(u64 *ctx)
 	return 0;
 }
 
+// bpf_rdonly_cast (6.2+) turns an address into a read-only pointer to a
+// kernel type: loads through it cannot fault (they read zero instead), and
+// the verifier checks each against the kernel's BTF.
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+#define CAST(type, p) ((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
+
 struct walk_state {
-	struct inet_hashinfo *h;
-	struct hlist_nulls_node *node;
-	__u8 *buf;
+	__u64 node; // the chain's current node, as an address (nulls: odd)
 	__u64 now;
+	__u64 lhash2;
+	__u64 ehash;
 	__u32 start;
 	__u32 next;
 	__u32 nlisten;
 	__u32 total;
 	__u32 listen;
 	__u32 stopped;
+	__u32 filter;
 };
+
+// want holds the inodes of the namespaces whose sockets the caller wants
+// when stats[STAT_FILTER] is set; the walk still visits every socket, but
+// copies out only those.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32);
+	__type(value, __u8);
+} want SEC(".maps");
 
 static __always_inline __u32 left(unsigned long expires, __u64 now)
 {
@@ -239,25 +247,28 @@ static __always_inline __u32 left(unsigned long expires, __u64 now)
 	return d > 0 ? (__u32)d : 0;
 }
 
-// fill_full fills the fields of a full TCP socket, copied into buf.
-static __always_inline void fill_full(struct walk_record *rec, __u8 *buf, struct sock_common *skc)
+// fill_full fills the fields of a full TCP socket.
+static __always_inline void fill_full(struct walk_record *rec, struct sock_common *skc)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)buf;
+	struct tcp_sock *tp = CAST(struct tcp_sock, skc);
 	struct inet_connection_sock *icsk = &tp->inet_conn;
 	struct sock *sk = &icsk->icsk_inet.sk;
+	struct socket *sock;
 	struct cgroup *cg;
 	unsigned long expires;
 	__u8 pending;
 
 	if (bpf_core_field_exists(sk->sk_ino)) {
 		rec->inode = (__u32)sk->sk_ino;
-	} else if (sk->sk_socket) {
-		rec->inode = (__u32)BPF_CORE_READ((struct socket_alloc *)sk->sk_socket, vfs_inode.i_ino);
+	} else {
+		sock = sk->sk_socket;
+		if (sock)
+			rec->inode = (__u32)CAST(struct socket_alloc, sock)->vfs_inode.i_ino;
 	}
 	rec->uid = sk->sk_uid.val;
 	cg = sk->sk_cgrp_data.cgroup;
 	if (cg)
-		rec->cgroup_id = BPF_CORE_READ(cg, kn, id);
+		rec->cgroup_id = cg->kn->id;
 
 	// The timer, as inet_sk_diag_fill reports it.
 	if (bpf_core_field_exists(icsk->icsk_timeout))
@@ -334,30 +345,23 @@ static __always_inline void fill_full(struct walk_record *rec, __u8 *buf, struct
 	rec->rcv_nxt = tp->rcv_nxt;
 }
 
-// emit copies the socket at skc out of the kernel and writes its record.
+// emit writes the record of the socket at skc, if its namespace is wanted.
 static __always_inline void emit(struct walk_state *st, struct sock_common *skc)
 {
-	struct sock_common *c = (struct sock_common *)st->buf;
 	struct walk_record *rec;
 	struct net *net;
 	__u8 state, family;
+	__u32 netns = 0;
 
-	if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct sock_common), skc))
-		return;
-	family = (__u8)c->skc_family;
+	family = (__u8)skc->skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return;
-	state = c->skc_state;
-	if (state == TCP_TIME_WAIT) {
-		if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct inet_timewait_sock), skc))
-			return;
-	} else if (state == TCP_NEW_SYN_RECV) {
-		if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct request_sock), skc))
-			return;
-	} else {
-		if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct tcp_sock), skc))
-			return;
-	}
+	net = skc->skc_net.net;
+	if (net)
+		netns = net->ns.inum;
+	if (st->filter && !bpf_map_lookup_elem(&want, &netns))
+		return;
+	state = skc->skc_state;
 
 	rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
 	if (!rec) {
@@ -366,64 +370,70 @@ static __always_inline void emit(struct walk_state *st, struct sock_common *skc)
 	}
 	__builtin_memset(rec, 0, sizeof(*rec));
 	rec->now = st->now;
+	rec->netns = netns;
 	rec->family = family;
 	rec->state = state;
 	rec->flags = st->listen ? WALK_F_LISTEN : 0;
-	rec->cookie = (__u64)c->skc_cookie.counter;
-	net = c->skc_net.net;
-	if (net)
-		rec->netns = BPF_CORE_READ(net, ns.inum);
-	rec->ifindex = c->skc_bound_dev_if;
-	rec->sport = bpf_htons(c->skc_num);
-	rec->dport = c->skc_dport;
+	rec->cookie = (__u64)skc->skc_cookie.counter;
+	rec->ifindex = skc->skc_bound_dev_if;
+	rec->sport = bpf_htons(skc->skc_num);
+	rec->dport = skc->skc_dport;
 	if (family == AF_INET6) {
-		__builtin_memcpy(rec->src, c->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
-		__builtin_memcpy(rec->dst, c->skc_v6_daddr.in6_u.u6_addr8, 16);
-	} else {
-		__be32 s = c->skc_rcv_saddr, d = c->skc_daddr;
+		__u32 *src = (__u32 *)rec->src, *dst = (__u32 *)rec->dst;
 
-		__builtin_memcpy(rec->src, &s, 4);
-		__builtin_memcpy(rec->dst, &d, 4);
+		src[0] = skc->skc_v6_rcv_saddr.in6_u.u6_addr32[0];
+		src[1] = skc->skc_v6_rcv_saddr.in6_u.u6_addr32[1];
+		src[2] = skc->skc_v6_rcv_saddr.in6_u.u6_addr32[2];
+		src[3] = skc->skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+		dst[0] = skc->skc_v6_daddr.in6_u.u6_addr32[0];
+		dst[1] = skc->skc_v6_daddr.in6_u.u6_addr32[1];
+		dst[2] = skc->skc_v6_daddr.in6_u.u6_addr32[2];
+		dst[3] = skc->skc_v6_daddr.in6_u.u6_addr32[3];
+	} else {
+		*(__u32 *)rec->src = skc->skc_rcv_saddr;
+		*(__u32 *)rec->dst = skc->skc_daddr;
 	}
 
 	if (state == TCP_TIME_WAIT) {
 		// inet_twsk_diag_fill: the substate, the TIME_WAIT timer.
-		struct inet_timewait_sock *tw = (struct inet_timewait_sock *)st->buf;
+		struct inet_timewait_sock *tw = CAST(struct inet_timewait_sock, skc);
 
 		rec->state = tw->tw_substate;
 		rec->timer = 3;
 		rec->timer_left = left(tw->tw_timer.expires, st->now);
 	} else if (state == TCP_NEW_SYN_RECV) {
 		// inet_req_diag_fill: SYN_RECV, the SYN-ACK retransmit timer.
-		struct request_sock *req = (struct request_sock *)st->buf;
+		struct request_sock *req = CAST(struct request_sock, skc);
 
 		rec->state = TCP_SYN_RECV;
 		rec->timer = 1;
 		rec->retrans = req->num_retrans;
 		rec->timer_left = left(req->rsk_timer.expires, st->now);
 	} else {
-		fill_full(rec, st->buf, skc);
+		fill_full(rec, skc);
 	}
 	bpf_ringbuf_submit(rec, 0);
 }
 
 static long chain_step(__u64 i, struct walk_state *st)
 {
-	struct hlist_nulls_node *node = st->node;
+	__u64 node = st->node;
 
-	if ((unsigned long)node & 1) // a nulls marker ends the chain
+	if (node & 1) // a nulls marker ends the chain
 		return 1;
-	emit(st, (struct sock_common *)((__u8 *)node - bpf_core_field_offset(struct sock_common, skc_nulls_node)));
-	if (bpf_probe_read_kernel(&st->node, sizeof(st->node), &node->next))
-		st->node = (struct hlist_nulls_node *)1UL;
+	emit(st, CAST(struct sock_common, node - bpf_core_field_offset(struct sock_common, skc_nulls_node)));
+	// hlist_nulls_node.next, read as an address (a pointer loaded through
+	// the cast could not be tested for the nulls bit).
+	if (bpf_probe_read_kernel(&st->node, sizeof(st->node),
+				  (void *)(node + bpf_core_field_offset(struct hlist_nulls_node, next))))
+		return 1; // unreadable: left even, so counted as truncated
 	return 0;
 }
 
 static long bucket_step(__u64 i, struct walk_state *st)
 {
 	__u32 idx = st->start + (__u32)i;
-	struct hlist_nulls_head *head;
-	struct inet_hashinfo *h;
+	__u64 head;
 
 	if (idx >= st->total)
 		return 1;
@@ -432,26 +442,24 @@ static long bucket_step(__u64 i, struct walk_state *st)
 		st->next = idx;
 		return 1;
 	}
-	h = st->h;
 	// Bucket sizes come from the kernel's BTF: an array index would use
 	// this file's declarations, which hold only the fields read here.
 	if (idx < st->nlisten) {
-		__u8 *b = (__u8 *)BPF_CORE_READ(h, lhash2);
-
-		head = (struct hlist_nulls_head *)(b + (__u64)idx * bpf_core_type_size(struct inet_listen_hashbucket) +
-						   bpf_core_field_offset(struct inet_listen_hashbucket, nulls_head));
+		head = st->lhash2 + (__u64)idx * bpf_core_type_size(struct inet_listen_hashbucket) +
+		       bpf_core_field_offset(struct inet_listen_hashbucket, nulls_head);
 		st->listen = 1;
 	} else {
-		__u8 *b = (__u8 *)BPF_CORE_READ(h, ehash);
-
-		head = (struct hlist_nulls_head *)(b + (__u64)(idx - st->nlisten) * bpf_core_type_size(struct inet_ehash_bucket) +
-						   bpf_core_field_offset(struct inet_ehash_bucket, chain));
+		head = st->ehash + (__u64)(idx - st->nlisten) * bpf_core_type_size(struct inet_ehash_bucket) +
+		       bpf_core_field_offset(struct inet_ehash_bucket, chain);
 		st->listen = 0;
 	}
-	if (bpf_probe_read_kernel(&st->node, sizeof(st->node), &head->first))
+	if (bpf_probe_read_kernel(&st->node, sizeof(st->node),
+				  (void *)(head + bpf_core_field_offset(struct hlist_nulls_head, first)))) {
+		stat_add(STAT_TRUNCATED, 1);
 		return 0;
+	}
 	bpf_loop(MAX_CHAIN, chain_step, st, 0);
-	if (!((unsigned long)st->node & 1))
+	if (!(st->node & 1))
 		stat_add(STAT_TRUNCATED, 1);
 	return 0;
 }
@@ -462,21 +470,21 @@ static long bucket_step(__u64 i, struct walk_state *st)
 SEC("raw_tp/sys_enter")
 int walk_hash(__u64 *ctx)
 {
-	__u32 key = STAT_ROOT, zero = 0;
+	__u32 key = STAT_ROOT, fkey = STAT_FILTER;
 	struct walk_state st = {};
 	struct inet_hashinfo *h;
-	__u64 *root;
+	__u64 *root, *filter;
 
 	root = bpf_map_lookup_elem(&stats, &key);
 	if (!root || !*root)
 		return DONE;
-	st.buf = bpf_map_lookup_elem(&scratch, &zero);
-	if (!st.buf)
-		return DONE;
-	h = (struct inet_hashinfo *)(unsigned long)*root;
-	st.h = h;
-	st.nlisten = BPF_CORE_READ(h, lhash2_mask) + 1;
-	st.total = st.nlisten + BPF_CORE_READ(h, ehash_mask) + 1;
+	filter = bpf_map_lookup_elem(&stats, &fkey);
+	st.filter = filter && *filter;
+	h = CAST(struct inet_hashinfo, *root);
+	st.nlisten = h->lhash2_mask + 1;
+	st.total = st.nlisten + h->ehash_mask + 1;
+	st.lhash2 = (__u64)(unsigned long)h->lhash2;
+	st.ehash = (__u64)(unsigned long)h->ehash;
 	st.start = (__u32)ctx[0];
 	st.now = bpf_jiffies64();
 	if (st.start >= st.total)

@@ -8,23 +8,17 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
-	"structs"
 
 	"github.com/cilium/ebpf"
 )
-
-type WalkScratchBuf struct {
-	_ structs.HostLayout
-	B [8192]uint8
-}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	WalkMapRecords     = "records"
-	WalkMapScratch     = "scratch"
 	WalkMapStats       = "stats"
+	WalkMapWant        = "want"
 	WalkProgCovers     = "covers"
 	WalkProgGiveCookie = "give_cookie"
 	WalkProgSetRoot    = "set_root"
@@ -84,8 +78,8 @@ type WalkProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type WalkMapSpecs struct {
 	Records *ebpf.MapSpec `ebpf:"records"`
-	Scratch *ebpf.MapSpec `ebpf:"scratch"`
 	Stats   *ebpf.MapSpec `ebpf:"stats"`
+	Want    *ebpf.MapSpec `ebpf:"want"`
 }
 
 // WalkVariableSpecs contains global variables before they are loaded into the kernel.
@@ -115,15 +109,15 @@ func (o *WalkObjects) Close() error {
 // It can be passed to LoadWalkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WalkMaps struct {
 	Records *ebpf.Map `ebpf:"records"`
-	Scratch *ebpf.Map `ebpf:"scratch"`
 	Stats   *ebpf.Map `ebpf:"stats"`
+	Want    *ebpf.Map `ebpf:"want"`
 }
 
 func (m *WalkMaps) Close() error {
 	return _WalkClose(
 		m.Records,
-		m.Scratch,
 		m.Stats,
+		m.Want,
 	)
 }
 

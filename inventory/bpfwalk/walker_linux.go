@@ -24,6 +24,7 @@ const (
 	statRoot      = 0
 	statTruncated = 1
 	statLost      = 2
+	statFilter    = 3
 )
 
 // runDone is what walk_hash returns when the last bucket is done.
@@ -41,6 +42,7 @@ type impl struct {
 	rec   ringbuf.Record
 	buf   []byte // records of the last pass, reused
 	runIn [8]byte
+	want  map[uint32]bool // what the want map holds
 }
 
 func newImpl() (*impl, error) {
@@ -56,7 +58,7 @@ func newImpl() (*impl, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	im := &impl{}
+	im := &impl{want: map[uint32]bool{}}
 	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	if err := spec.LoadAndAssign(&im.objs, opts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, loadFailure(err))
@@ -139,11 +141,14 @@ func (im *impl) covers(nsFD int) (bool, error) {
 
 // walk runs walk_hash until it is done, draining the ring buffer between
 // runs, and returns the records.
-func (im *impl) walk(ctx context.Context) ([]byte, error) {
+func (im *impl) walk(ctx context.Context, netns []uint64) ([]byte, error) {
 	for _, k := range []uint32{statTruncated, statLost} {
 		if err := im.objs.Stats.Put(k, uint64(0)); err != nil {
 			return nil, fmt.Errorf("reset stats: %w", err)
 		}
+	}
+	if err := im.setWant(netns); err != nil {
+		return nil, err
 	}
 	b := im.buf[:0]
 	start := uint32(0)
@@ -182,6 +187,39 @@ func (im *impl) walk(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d hash chains cut short, %d records lost", ErrIncomplete, truncated, lost)
 	}
 	return b, nil
+}
+
+// setWant makes the want map hold netns and turns the filter on, or off
+// when netns is empty.
+func (im *impl) setWant(netns []uint64) error {
+	next := make(map[uint32]bool, len(netns))
+	for _, ino := range netns {
+		next[uint32(ino)] = true
+	}
+	for ino := range im.want {
+		if !next[ino] {
+			if err := im.objs.Want.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("update wanted namespaces: %w", err)
+			}
+			delete(im.want, ino)
+		}
+	}
+	for ino := range next {
+		if !im.want[ino] {
+			if err := im.objs.Want.Put(ino, uint8(1)); err != nil {
+				return fmt.Errorf("update wanted namespaces: %w", err)
+			}
+			im.want[ino] = true
+		}
+	}
+	filter := uint64(0)
+	if len(netns) > 0 {
+		filter = 1
+	}
+	if err := im.objs.Stats.Put(uint32(statFilter), filter); err != nil {
+		return fmt.Errorf("set filter: %w", err)
+	}
+	return nil
 }
 
 // drain appends every record waiting in the ring buffer to b.

@@ -34,7 +34,7 @@ func newWalker(t *testing.T) *Walker {
 func walkNetns(t *testing.T, w *Walker, netns uint64) map[uint64]Record {
 	t.Helper()
 	got := map[uint64]Record{}
-	if _, err := w.Walk(context.Background(), func(r *Record) error {
+	if _, err := w.Walk(context.Background(), []uint64{netns}, func(r *Record) error {
 		if uint64(r.Netns) == netns {
 			got[r.Cookie] = *r
 		}
@@ -192,7 +192,7 @@ func TestWalkAfterClose(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Walk(context.Background(), func(*Record) error { return nil }); !errors.Is(err, os.ErrClosed) {
+	if _, err := w.Walk(context.Background(), nil, func(*Record) error { return nil }); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("Walk after Close: %v, want os.ErrClosed", err)
 	}
 	if err := w.Close(); err != nil {
