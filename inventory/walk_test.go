@@ -118,3 +118,32 @@ func TestNeedsCookie(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSocketFromRecord: any record converts without panicking, fails only
+// on a family that is neither inet nor inet6, and keeps the identity and
+// the ports it was given.
+func FuzzSocketFromRecord(f *testing.F) {
+	s := bpfwalk.Record{Cookie: 3, Netns: 7, Family: FamilyInet6, State: 1, Flags: bpfwalk.FlagInfo, SPort: 80, DPort: 9}
+	f.Add(bpfwalk.AppendRecord(nil, &s), 250)
+	f.Add(make([]byte, bpfwalk.RecordLen), 1000)
+	f.Fuzz(func(t *testing.T, b []byte, hz int) {
+		var r bpfwalk.Record
+		if r.Decode(b) != nil {
+			return
+		}
+		var sk Socket
+		err := socketFromRecord(&r, hz, &sk)
+		if (err != nil) != (r.Family != FamilyInet && r.Family != FamilyInet6) {
+			t.Fatalf("family %d: err %v", r.Family, err)
+		}
+		if err != nil {
+			return
+		}
+		if sk.Cookie != r.Cookie || sk.Netns != uint64(r.Netns) || sk.Local.Port() != r.SPort || sk.Remote.Port() != r.DPort {
+			t.Fatalf("identity or ports changed: %+v from %+v", sk, r)
+		}
+		if sk.Info.Valid() != (r.Flags&bpfwalk.FlagInfo != 0) {
+			t.Fatalf("tcp_info valid %v with flags %#x", sk.Info.Valid(), r.Flags)
+		}
+	})
+}

@@ -21,7 +21,7 @@ func scanRunner(mode string, names []string, oneWalk bool) (runner, func(), erro
 	for _, n := range names {
 		want[n] = true
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	s := inventory.NewScanner(log, inventory.ScannerOptions{
 		Select:  func(ns inventory.Namespace) bool { return want[ns.Name] },
 		OneWalk: oneWalk,
