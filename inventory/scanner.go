@@ -48,7 +48,7 @@ type NamespaceResult struct {
 	Namespace
 	Sockets  int           // sockets passed to the callback
 	Err      error         // nil on success
-	Duration time.Duration // time spent entering and dumping it (walked: delivering its sockets)
+	Duration time.Duration // time spent entering and dumping it (walked: the whole walk's time)
 	Source   string        // SourceSockDiag or SourceWalk
 }
 

@@ -26,7 +26,7 @@ const walkInfoLen = OffRcvWnd + 4
 
 // oneWalker is what the Scanner needs from a bpfwalk.Walker.
 type oneWalker interface {
-	WalkRaw(ctx context.Context, netns []uint64) ([]byte, error)
+	Walk(ctx context.Context, netns []uint64, fn func(*bpfwalk.Record) error) (int, error)
 	HZ() int
 	Close() error
 }
@@ -43,15 +43,12 @@ type walkState struct {
 	covered map[uint64]bool // by netns inode, checked once
 	primed  map[uint64]bool
 	errMsg  string // the last walk error, logged when it changes
-	r       bpfwalk.Record
-	offs    map[uint64][]int32 // record offsets by netns inode, reused
 }
 
 func newWalkState(w oneWalker, covers func(*Namespace) (bool, error)) *walkState {
 	return &walkState{
 		w: w, covers: covers,
 		covered: map[uint64]bool{}, primed: map[uint64]bool{},
-		offs: map[uint64][]int32{},
 	}
 }
 
@@ -209,113 +206,91 @@ func (s *Scanner) scanWithWalk(ctx context.Context, todo []*nsEntry, states Stat
 	return results
 }
 
+// walkTarget is one namespace a walk delivers.
+type walkTarget struct {
+	i        int // index in todo
+	ns       Namespace
+	r        NamespaceResult
+	noCookie bool
+}
+
 // deliverWalk walks once and passes the sockets of the namespaces in
-// walkIdx to fn, namespace by namespace. It returns the indexes (in todo)
-// of the namespaces that must be dumped instead: all of them when the walk
-// failed, and those holding a socket without a cookie.
+// walkIdx to fn as the walk finds them (namespaces interleaved, in the
+// kernel's hash order). It returns the indexes (in todo) of the namespaces
+// that must be dumped instead: all of them when the walk failed before
+// delivering anything. A socket without a cookie is left out and its
+// namespace is dumped at the next scan, which gives it one.
 func (s *Scanner) deliverWalk(ctx context.Context, ws *walkState, todo []*nsEntry, walkIdx map[uint64]int, results []NamespaceResult, states StateMask, fn func(ns *Namespace, sk *Socket) error) (redo []int) {
+	start := time.Now()
+	targets := make(map[uint64]*walkTarget, len(walkIdx))
 	want := make([]uint64, 0, len(walkIdx))
-	for ino := range walkIdx {
-		want = append(want, ino)
-	}
-	raw, err := ws.w.WalkRaw(ctx, want)
-	if msg := errString(err); msg != ws.errMsg {
-		ws.errMsg = msg
-		if err != nil {
-			s.log.Warn("one-walk socket listing failed; dumping every namespace with sock_diag this scan", "err", err)
-		} else {
-			s.log.Info("one-walk socket listing works again")
-		}
-	}
-	if err != nil {
-		for _, i := range walkIdx {
-			redo = append(redo, i)
-		}
-		return redo
-	}
-
-	// Pass 1: group record offsets by namespace; find sockets without cookies.
-	for ino := range ws.offs {
-		ws.offs[ino] = ws.offs[ino][:0]
-	}
-	noCookie := map[uint64]bool{}
-	err = nil
-	if len(raw)%bpfwalk.RecordLen != 0 {
-		err = fmt.Errorf("%w: %d bytes", bpfwalk.ErrRecordLen, len(raw))
-	}
-	for off := 0; err == nil && off < len(raw); off += bpfwalk.RecordLen {
-		netns, cookie, state, flags, perr := bpfwalk.Peek(raw[off:])
-		if perr != nil {
-			err = perr
-			break
-		}
-		ino := uint64(netns)
-		if _, ok := walkIdx[ino]; ok {
-			ws.offs[ino] = append(ws.offs[ino], int32(off))
-			if needsCookie(cookie, state, flags) {
-				noCookie[ino] = true
-			}
-		}
-	}
-	if err != nil {
-		s.log.Warn("one-walk socket listing returned malformed records; dumping every namespace with sock_diag this scan", "err", err)
-		for _, i := range walkIdx {
-			redo = append(redo, i)
-		}
-		return redo
-	}
-	for ino := range ws.offs {
-		if _, ok := walkIdx[ino]; !ok {
-			delete(ws.offs, ino)
-		}
-	}
-
-	// Pass 2: deliver, in todo's order.
-	hz := ws.w.HZ()
-	var sk Socket
-	for i, e := range todo {
-		ino := e.ns.Inode
-		if _, ok := walkIdx[ino]; !ok {
-			continue
-		}
-		if noCookie[ino] {
-			ws.primed[ino] = false
-			redo = append(redo, i)
-			continue
-		}
-		start := time.Now()
+	for ino, i := range walkIdx {
+		e := todo[i]
 		e.mu.Lock()
 		s.refreshSysctlsLocked(e, start)
 		ns := e.ns
 		ns.TCP = e.tcp
 		e.mu.Unlock()
-		r := NamespaceResult{Namespace: ns, Source: SourceWalk}
-		if err := ctx.Err(); err != nil {
-			r.Err = err
-		}
-		for _, o := range ws.offs[ino] {
-			if r.Err != nil {
-				break
-			}
-			err := ws.r.Decode(raw[o : o+bpfwalk.RecordLen])
-			if err == nil {
-				err = socketFromRecord(&ws.r, hz, &sk)
-			}
-			if err == nil && states&sk.State.Mask() != 0 {
-				r.Sockets++
-				err = fn(&ns, &sk)
-			}
-			if err != nil {
-				r.Err = fmt.Errorf("inventory: walk netns %s: %w", ns.Name, err)
-			}
-		}
-		r.Duration = time.Since(start)
-		e.mu.Lock()
-		s.noteNamespaceErr(e, r.Err)
-		e.mu.Unlock()
-		results[i] = r
+		targets[ino] = &walkTarget{i: i, ns: ns, r: NamespaceResult{Namespace: ns, Source: SourceWalk}}
+		want = append(want, ino)
 	}
-	return redo
+	hz := ws.w.HZ()
+	var sk Socket
+	n, err := ws.w.Walk(ctx, want, func(rec *bpfwalk.Record) error {
+		t := targets[uint64(rec.Netns)]
+		if t == nil || t.r.Err != nil {
+			return nil
+		}
+		if needsCookie(rec.Cookie, rec.State, rec.Flags) {
+			t.noCookie = true
+			return nil
+		}
+		if err := socketFromRecord(rec, hz, &sk); err != nil {
+			t.r.Err = fmt.Errorf("inventory: walk netns %s: %w", t.ns.Name, err)
+			return nil
+		}
+		if states&sk.State.Mask() == 0 {
+			return nil
+		}
+		t.r.Sockets++
+		if err := fn(&t.ns, &sk); err != nil {
+			t.r.Err = fmt.Errorf("inventory: walk netns %s: %w", t.ns.Name, err)
+		}
+		return nil
+	})
+	if msg := errString(err); msg != ws.errMsg {
+		ws.errMsg = msg
+		if err != nil && n == 0 {
+			s.log.Warn("one-walk socket listing failed; dumping every namespace with sock_diag this scan", "err", err)
+		} else if err != nil {
+			s.log.Warn("one-walk socket listing failed part way; the walked namespaces carry the error this scan", "err", err)
+		} else {
+			s.log.Info("one-walk socket listing works again")
+		}
+	}
+	if err != nil && n == 0 && ctx.Err() == nil {
+		for _, t := range targets {
+			redo = append(redo, t.i)
+		}
+		return redo
+	}
+	took := time.Since(start)
+	for ino, t := range targets {
+		if err != nil && t.r.Err == nil {
+			t.r.Err = fmt.Errorf("inventory: walk: %w", err)
+		}
+		if t.noCookie {
+			ws.primed[ino] = false
+			s.log.Debug("walked namespace has sockets without cookies; dumping it next scan", "netns", t.ns.Name)
+		}
+		t.r.Duration = took
+		e := todo[t.i]
+		e.mu.Lock()
+		s.noteNamespaceErr(e, t.r.Err)
+		e.mu.Unlock()
+		results[t.i] = t.r
+	}
+	return nil
 }
 
 // loadWalk loads the one-walk source, or logs once why not.

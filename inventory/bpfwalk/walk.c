@@ -69,7 +69,7 @@
 // The longest chain one bucket may have; a longer one is counted in
 // stats[STAT_TRUNCATED] and the caller falls back to sock_diag.
 #define MAX_CHAIN 256
-#define RINGBUF_SIZE (8 << 20)
+#define RINGBUF_SIZE (2 << 20)
 #define DONE 0xffffffff
 
 // walk_record is the wire format the Go decoder reads

@@ -70,39 +70,29 @@ func (w *Walker) Covers(nsFD int) (bool, error) {
 	return ok, nil
 }
 
-// WalkRaw makes one pass and returns the records of the sockets in the
-// namespaces whose inodes are in netns (every namespace when netns is
-// empty), back to back in the format ParseRecords reads; the slice is valid
-// until the next pass. The pass visits every socket in the tables either
-// way, but copies out only those.
-func (w *Walker) WalkRaw(ctx context.Context, netns []uint64) ([]byte, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.walkLocked(ctx, netns)
-}
-
-func (w *Walker) walkLocked(ctx context.Context, netns []uint64) ([]byte, error) {
-	if w.impl == nil {
-		return nil, fmt.Errorf("bpfwalk: walk: %w", os.ErrClosed)
-	}
-	raw, err := w.impl.walk(ctx, netns)
-	if err != nil {
-		return nil, fmt.Errorf("bpfwalk: walk: %w", err)
-	}
-	return raw, nil
-}
-
-// Walk makes one pass and calls fn for every socket of the namespaces in
-// netns (all when empty), with a *Record reused for the next one. An error
-// from fn ends the walk and is returned as is.
+// Walk makes one pass and calls fn for every socket of the namespaces whose
+// inodes are in netns (every namespace when netns is empty), with a *Record
+// reused for the next one. The pass visits every socket in the tables
+// either way, but copies out only those, a ring buffer at a time: memory
+// stays flat however many sockets there are. An error from fn ends the walk
+// and is returned as is. An error wrapping ErrIncomplete comes after fn saw
+// what the pass found.
 func (w *Walker) Walk(ctx context.Context, netns []uint64, fn func(*Record) error) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	raw, err := w.walkLocked(ctx, netns)
-	if err != nil {
-		return 0, err
+	if w.impl == nil {
+		return 0, fmt.Errorf("bpfwalk: walk: %w", os.ErrClosed)
 	}
-	return ParseRecords(raw, &w.r, fn)
+	n, err := w.impl.walk(ctx, netns, func(b []byte) error {
+		if err := w.r.Decode(b); err != nil {
+			return err
+		}
+		return fn(&w.r)
+	})
+	if err != nil {
+		return n, fmt.Errorf("bpfwalk: walk: %w", err)
+	}
+	return n, nil
 }
 
 // Close detaches and unloads the programs.

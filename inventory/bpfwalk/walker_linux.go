@@ -30,9 +30,9 @@ const (
 // runDone is what walk_hash returns when the last bucket is done.
 const runDone = 0xffffffff
 
-// maxRuns bounds the runs of one pass: each run emits up to ~40 000 records
-// (an 8 MiB ring buffer), so this allows tens of millions of sockets.
-const maxRuns = 4096
+// maxRuns bounds the runs of one pass: each run emits up to ~10 000 records
+// (a 2 MiB ring buffer), so this allows tens of millions of sockets.
+const maxRuns = 1 << 14
 
 // impl is the loaded programs, the cookie hook and the ring buffer reader.
 type impl struct {
@@ -40,7 +40,6 @@ type impl struct {
 	hook  link.Link
 	rd    *ringbuf.Reader
 	rec   ringbuf.Record
-	buf   []byte // records of the last pass, reused
 	runIn [8]byte
 	want  map[uint32]bool // what the want map holds
 }
@@ -139,54 +138,58 @@ func (im *impl) covers(nsFD int) (bool, error) {
 	return ret == 1, nil
 }
 
-// walk runs walk_hash until it is done, draining the ring buffer between
-// runs, and returns the records.
-func (im *impl) walk(ctx context.Context, netns []uint64) ([]byte, error) {
+// walk runs walk_hash until it is done, passing the records to fn after
+// each run; it returns how many it passed.
+func (im *impl) walk(ctx context.Context, netns []uint64, fn func([]byte) error) (int, error) {
+	// Records a walk ended by fn left behind.
+	if _, err := im.drain(func([]byte) error { return nil }); err != nil {
+		return 0, err
+	}
 	for _, k := range []uint32{statTruncated, statLost} {
 		if err := im.objs.Stats.Put(k, uint64(0)); err != nil {
-			return nil, fmt.Errorf("reset stats: %w", err)
+			return 0, fmt.Errorf("reset stats: %w", err)
 		}
 	}
 	if err := im.setWant(netns); err != nil {
-		return nil, err
+		return 0, err
 	}
-	b := im.buf[:0]
+	total := 0
 	start := uint32(0)
 	for runs := 0; ; runs++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return total, err
 		}
 		if runs == maxRuns {
-			return nil, fmt.Errorf("%w: %d runs did not reach the last bucket", ErrIncomplete, maxRuns)
+			return total, fmt.Errorf("%w: %d runs did not reach the last bucket", ErrIncomplete, maxRuns)
 		}
 		next, err := im.run(im.objs.WalkHash, start)
 		if err != nil {
-			return nil, err
+			return total, err
 		}
-		if b, err = im.drain(b); err != nil {
-			im.buf = b
-			return nil, err
+		n, err := im.drain(fn)
+		total += n
+		if err != nil {
+			return total, err
 		}
 		if next == runDone {
 			break
 		}
 		if next <= start && runs > 0 {
-			return nil, fmt.Errorf("%w: run from bucket %d stopped at %d", ErrIncomplete, start, next)
+			return total, fmt.Errorf("%w: run from bucket %d stopped at %d", ErrIncomplete, start, next)
 		}
 		start = next
 	}
-	im.buf = b
 	var truncated, lost uint64
 	if err := im.objs.Stats.Lookup(uint32(statTruncated), &truncated); err != nil {
-		return nil, fmt.Errorf("read stats: %w", err)
+		return total, fmt.Errorf("read stats: %w", err)
 	}
 	if err := im.objs.Stats.Lookup(uint32(statLost), &lost); err != nil {
-		return nil, fmt.Errorf("read stats: %w", err)
+		return total, fmt.Errorf("read stats: %w", err)
 	}
 	if truncated > 0 || lost > 0 {
-		return nil, fmt.Errorf("%w: %d hash chains cut short, %d records lost", ErrIncomplete, truncated, lost)
+		return total, fmt.Errorf("%w: %d hash chains cut short, %d records lost", ErrIncomplete, truncated, lost)
 	}
-	return b, nil
+	return total, nil
 }
 
 // setWant makes the want map hold netns and turns the filter on, or off
@@ -222,21 +225,25 @@ func (im *impl) setWant(netns []uint64) error {
 	return nil
 }
 
-// drain appends every record waiting in the ring buffer to b.
-func (im *impl) drain(b []byte) ([]byte, error) {
+// drain passes every record waiting in the ring buffer to fn.
+func (im *impl) drain(fn func([]byte) error) (int, error) {
 	im.rd.SetDeadline(time.Now())
+	n := 0
 	for {
 		err := im.rd.ReadInto(&im.rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return b, nil
+			return n, nil
 		}
 		if err != nil {
-			return b, fmt.Errorf("read ring buffer: %w", err)
+			return n, fmt.Errorf("read ring buffer: %w", err)
 		}
 		if len(im.rec.RawSample) != RecordLen {
-			return b, fmt.Errorf("%w: a record of %d bytes, want %d", ErrRecordLen, len(im.rec.RawSample), RecordLen)
+			return n, fmt.Errorf("%w: a record of %d bytes, want %d", ErrRecordLen, len(im.rec.RawSample), RecordLen)
 		}
-		b = append(b, im.rec.RawSample...)
+		n++
+		if err := fn(im.rec.RawSample); err != nil {
+			return n, err
+		}
 	}
 }
 
