@@ -108,15 +108,6 @@ func ParseRecords(b []byte, r *Record, fn func(*Record) error) (int, error) {
 
 var ne = binary.NativeEndian
 
-// Peek returns the fields of the record at the start of b that decide
-// where it goes, without decoding the rest; b must hold a whole record.
-func Peek(b []byte) (netns uint32, cookie uint64, state, flags uint8, err error) {
-	if len(b) < RecordLen {
-		return 0, 0, 0, 0, fmt.Errorf("%w: %d bytes", ErrRecordLen, len(b))
-	}
-	return ne.Uint32(b[offU32:]), ne.Uint64(b[offCookie:]), b[offU8+1], b[offU8+11], nil
-}
-
 // Decode decodes the one record in b, which must be RecordLen bytes long.
 func (r *Record) Decode(b []byte) error {
 	if len(b) != RecordLen {
