@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -57,6 +58,29 @@ func fillWalkLab(t *testing.T, ns *testnet.NS, network, addr string) {
 	s.Close()
 }
 
+// halfOpen leaves a request socket (SYN_RECV, not yet accepted) in ns: the
+// client's final ACK of the handshake to a fresh listener is dropped, so
+// the server keeps retransmitting its SYN-ACK.
+func halfOpen(t *testing.T, ns *testnet.NS) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("nft missing (TEST_DEBS has nftables)")
+		}
+		t.Skip("nft missing: apt-get install nftables")
+	}
+	ln := ns.Listen(t, "tcp", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+	ns.Nft(t, fmt.Sprintf(`table inet gd_walk_halfopen {
+	chain out {
+		type filter hook output priority filter; policy accept;
+		tcp dport %d tcp flags & (syn | ack) == ack drop
+	}
+}
+`, port))
+	ns.Dial(t, "tcp", ln.Addr().String()) // done once the SYN-ACK is in
+}
+
 type scannedSocket struct {
 	Socket
 	at time.Time
@@ -93,8 +117,9 @@ func absDiff(a, b uint32) uint32 {
 
 // TestWalkMatchesSockDiag is the cross-check: in namespaces the test
 // creates, the walk and sock_diag list the same sockets (listeners,
-// established, CLOSE_WAIT, FIN_WAIT2, TIME_WAIT; IPv4 and IPv6) with the
-// same fields, times within the time between the two scans.
+// established, CLOSE_WAIT, FIN_WAIT2, TIME_WAIT, a request socket; IPv4
+// and IPv6) with the same fields, times within the time between the two
+// scans.
 func TestWalkMatchesSockDiag(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces and load BPF programs")
@@ -116,6 +141,7 @@ func TestWalkMatchesSockDiag(t *testing.T) {
 	scanKeyed(t, walk, SourceSockDiag) // each namespace's first scan is a dump
 	fillWalkLab(t, a, "tcp6", "[::1]:0")
 	fillWalkLab(t, b, "tcp", "127.0.0.2:0")
+	halfOpen(t, b)
 
 	viaDiag := scanKeyed(t, diag, SourceSockDiag)
 	viaWalk := scanKeyed(t, walk, SourceWalk)
@@ -196,7 +222,7 @@ func TestWalkMatchesSockDiag(t *testing.T) {
 		}
 	}
 	// The lab holds what the comparison is meant to cover.
-	for st, min := range map[State]int{StateListen: 3, StateEstablished: 18, StateCloseWait: 3, StateFinWait2: 3, StateTimeWait: 3} {
+	for st, min := range map[State]int{StateListen: 3, StateEstablished: 18, StateCloseWait: 3, StateFinWait2: 3, StateTimeWait: 3, StateSynRecv: 1} {
 		if states[st] < min {
 			t.Errorf("%d %s sockets compared, want at least %d (%v)", states[st], st, min, states)
 		}
