@@ -19,6 +19,9 @@ type NamespaceStatus struct {
 	NetnsInode uint64 `json:"netns_inode"`
 	Sockets    int    `json:"sockets"`
 	Error      string `json:"error"`
+	// Source is how its sockets were listed: "sock_diag" (a dump of the
+	// namespace) or "bpf_walk" (the one walk of the host's TCP tables).
+	Source string `json:"source,omitempty"`
 }
 
 // Session is one suspect socket (or any socket with `scan --all`).

@@ -206,6 +206,7 @@ type nsState struct {
 	sockets int
 	err     error
 	dur     time.Duration
+	source  string // inventory.SourceSockDiag or SourceWalk
 }
 
 // stateCounts counts a namespace's sockets by family (0 inet, 1 inet6) and state.
@@ -346,7 +347,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	for _, r := range results {
 		seen[r.Inode] = true
 		e.names[r.Inode] = r.Namespace
-		e.last = append(e.last, nsState{ns: r.Namespace, sockets: r.Sockets, err: r.Err, dur: r.Duration})
+		e.last = append(e.last, nsState{ns: r.Namespace, sockets: r.Sockets, err: r.Err, dur: r.Duration, source: r.Source})
 		if r.Err == nil {
 			e.tracker.EndNamespace(now, r.Inode)
 		}
@@ -850,7 +851,7 @@ func (e *Engine) frameLocked() *exporter.Snapshot {
 			errText = st.err.Error()
 		}
 		snap.Doc.Namespaces = append(snap.Doc.Namespaces, exporter.NamespaceStatus{
-			Netns: st.ns.Name, NetnsInode: st.ns.Inode, Sockets: st.sockets, Error: errText,
+			Netns: st.ns.Name, NetnsInode: st.ns.Inode, Sockets: st.sockets, Error: errText, Source: st.source,
 		})
 		snap.Scans = append(snap.Scans, exporter.NamespaceScan{
 			Name: st.ns.Name, Inode: st.ns.Inode, Kind: string(st.ns.Kind), OK: st.err == nil,
