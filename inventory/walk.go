@@ -28,6 +28,7 @@ const walkInfoLen = OffRcvWnd + 4
 type oneWalker interface {
 	Walk(ctx context.Context, netns []uint64, fn func(*bpfwalk.Record) error) (int, error)
 	HZ() int
+	Variant() string
 	Close() error
 }
 
@@ -300,6 +301,6 @@ func loadWalk(log *slog.Logger) *walkState {
 		log.Warn("listing sockets with one sock_diag dump per namespace: the one-walk BPF source cannot load", "source", SourceSockDiag, "err", err)
 		return nil
 	}
-	log.Info("listing sockets with one BPF walk of the kernel's TCP tables for every namespace", "source", SourceWalk)
+	log.Info("listing sockets with one BPF walk of the kernel's TCP tables for every namespace", "source", SourceWalk, "variant", w.Variant())
 	return newWalkState(w, covers)
 }

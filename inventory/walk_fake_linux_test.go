@@ -39,8 +39,9 @@ func (f *fakeWalker) Walk(ctx context.Context, netns []uint64, fn func(*bpfwalk.
 	return len(f.recs), f.late
 }
 
-func (f *fakeWalker) HZ() int      { return 1000 }
-func (f *fakeWalker) Close() error { f.closed = true; return nil }
+func (f *fakeWalker) HZ() int         { return 1000 }
+func (f *fakeWalker) Variant() string { return "fake" }
+func (f *fakeWalker) Close() error    { f.closed = true; return nil }
 
 func walkRec(netns uint32, cookie uint64, state State, info bool) bpfwalk.Record {
 	r := bpfwalk.Record{Netns: netns, Cookie: cookie, Family: FamilyInet, State: uint8(state), SPort: uint16(cookie)}

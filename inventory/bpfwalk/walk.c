@@ -217,6 +217,7 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define CAST(type, p) ((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
 
 struct walk_state {
+	__u8 *buf;  // the copy variant's scratch buffer
 	__u64 node; // the chain's current node, as an address (nulls: odd)
 	__u64 now;
 	__u64 lhash2;
@@ -240,6 +241,18 @@ struct {
 	__type(value, __u8);
 } want SEC(".maps");
 
+// scratch holds one socket the copy variant copied out of the kernel.
+#define SCRATCH 8192
+struct scratch_buf {
+	__u8 b[SCRATCH];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch_buf);
+} scratch SEC(".maps");
+
 static __always_inline __u32 left(unsigned long expires, __u64 now)
 {
 	long d = (long)(expires - (unsigned long)now);
@@ -247,10 +260,11 @@ static __always_inline __u32 left(unsigned long expires, __u64 now)
 	return d > 0 ? (__u32)d : 0;
 }
 
-// fill_full fills the fields of a full TCP socket.
-static __always_inline void fill_full(struct walk_record *rec, struct sock_common *skc)
+// fill_full fills the fields of a full TCP socket from tp: a cast pointer,
+// or with copy the socket copied into the scratch buffer, whose pointer
+// fields must then be followed with bpf_probe_read_kernel.
+static __always_inline void fill_full(struct walk_record *rec, struct tcp_sock *tp, const bool copy)
 {
-	struct tcp_sock *tp = CAST(struct tcp_sock, skc);
 	struct inet_connection_sock *icsk = &tp->inet_conn;
 	struct sock *sk = &icsk->icsk_inet.sk;
 	struct socket *sock;
@@ -262,12 +276,16 @@ static __always_inline void fill_full(struct walk_record *rec, struct sock_commo
 		rec->inode = (__u32)sk->sk_ino;
 	} else {
 		sock = sk->sk_socket;
-		if (sock)
+		if (sock && copy)
+			rec->inode = (__u32)BPF_CORE_READ((struct socket_alloc *)sock, vfs_inode.i_ino);
+		else if (sock)
 			rec->inode = (__u32)CAST(struct socket_alloc, sock)->vfs_inode.i_ino;
 	}
 	rec->uid = sk->sk_uid.val;
 	cg = sk->sk_cgrp_data.cgroup;
-	if (cg)
+	if (cg && copy)
+		rec->cgroup_id = BPF_CORE_READ(cg, kn, id);
+	else if (cg)
 		rec->cgroup_id = cg->kn->id;
 
 	// The timer, as inet_sk_diag_fill reports it.
@@ -345,23 +363,47 @@ static __always_inline void fill_full(struct walk_record *rec, struct sock_commo
 	rec->rcv_nxt = tp->rcv_nxt;
 }
 
-// emit writes the record of the socket at skc, if its namespace is wanted.
-static __always_inline void emit(struct walk_state *st, struct sock_common *skc)
+// emit writes the record of the socket at addr, if its namespace is wanted.
+// The cast variant reads the socket where it is; the copy variant (kernels
+// without bpf_rdonly_cast) copies it into the scratch buffer first.
+static __always_inline void emit(struct walk_state *st, __u64 addr, const bool copy)
 {
+	struct sock_common *skc;
 	struct walk_record *rec;
 	struct net *net;
 	__u8 state, family;
 	__u32 netns = 0;
 
+	if (copy) {
+		if (bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct sock_common), (void *)addr))
+			return;
+		skc = (struct sock_common *)st->buf;
+	} else {
+		skc = CAST(struct sock_common, addr);
+	}
 	family = (__u8)skc->skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return;
 	net = skc->skc_net.net;
-	if (net)
+	if (net && copy)
+		netns = BPF_CORE_READ(net, ns.inum);
+	else if (net)
 		netns = net->ns.inum;
 	if (st->filter && !bpf_map_lookup_elem(&want, &netns))
 		return;
 	state = skc->skc_state;
+	if (copy) {
+		long err;
+
+		if (state == TCP_TIME_WAIT)
+			err = bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct inet_timewait_sock), (void *)addr);
+		else if (state == TCP_NEW_SYN_RECV)
+			err = bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct request_sock), (void *)addr);
+		else
+			err = bpf_probe_read_kernel(st->buf, bpf_core_type_size(struct tcp_sock), (void *)addr);
+		if (err)
+			return;
+	}
 
 	rec = bpf_ringbuf_reserve(&records, sizeof(*rec), 0);
 	if (!rec) {
@@ -396,41 +438,44 @@ static __always_inline void emit(struct walk_state *st, struct sock_common *skc)
 
 	if (state == TCP_TIME_WAIT) {
 		// inet_twsk_diag_fill: the substate, the TIME_WAIT timer.
-		struct inet_timewait_sock *tw = CAST(struct inet_timewait_sock, skc);
+		struct inet_timewait_sock *tw = copy ? (struct inet_timewait_sock *)st->buf : CAST(struct inet_timewait_sock, addr);
 
 		rec->state = tw->tw_substate;
 		rec->timer = 3;
 		rec->timer_left = left(tw->tw_timer.expires, st->now);
 	} else if (state == TCP_NEW_SYN_RECV) {
 		// inet_req_diag_fill: SYN_RECV, the SYN-ACK retransmit timer.
-		struct request_sock *req = CAST(struct request_sock, skc);
+		struct request_sock *req = copy ? (struct request_sock *)st->buf : CAST(struct request_sock, addr);
 
 		rec->state = TCP_SYN_RECV;
 		rec->timer = 1;
 		rec->retrans = req->num_retrans;
 		rec->timer_left = left(req->rsk_timer.expires, st->now);
 	} else {
-		fill_full(rec, skc);
+		fill_full(rec, copy ? (struct tcp_sock *)st->buf : CAST(struct tcp_sock, addr), copy);
 	}
 	bpf_ringbuf_submit(rec, 0);
 }
 
-static long chain_step(__u64 i, struct walk_state *st)
+static __always_inline long chain_step(struct walk_state *st, const bool copy)
 {
 	__u64 node = st->node;
 
 	if (node & 1) // a nulls marker ends the chain
 		return 1;
-	emit(st, CAST(struct sock_common, node - bpf_core_field_offset(struct sock_common, skc_nulls_node)));
+	emit(st, node - bpf_core_field_offset(struct sock_common, skc_nulls_node), copy);
 	// hlist_nulls_node.next, read as an address (a pointer loaded through
-	// the cast could not be tested for the nulls bit).
+	// a cast could not be tested for the nulls bit).
 	if (bpf_probe_read_kernel(&st->node, sizeof(st->node),
 				  (void *)(node + bpf_core_field_offset(struct hlist_nulls_node, next))))
 		return 1; // unreadable: left even, so counted as truncated
 	return 0;
 }
 
-static long bucket_step(__u64 i, struct walk_state *st)
+static long chain_step_cast(__u64 i, struct walk_state *st) { return chain_step(st, false); }
+static long chain_step_copy(__u64 i, struct walk_state *st) { return chain_step(st, true); }
+
+static __always_inline long bucket_step(__u64 i, struct walk_state *st, const bool copy)
 {
 	__u32 idx = st->start + (__u32)i;
 	__u64 head;
@@ -458,19 +503,24 @@ static long bucket_step(__u64 i, struct walk_state *st)
 		stat_add(STAT_TRUNCATED, 1);
 		return 0;
 	}
-	bpf_loop(MAX_CHAIN, chain_step, st, 0);
+	if (copy)
+		bpf_loop(MAX_CHAIN, chain_step_copy, st, 0);
+	else
+		bpf_loop(MAX_CHAIN, chain_step_cast, st, 0);
 	if (!(st->node & 1))
 		stat_add(STAT_TRUNCATED, 1);
 	return 0;
 }
 
-// walk_hash walks the table set_root recorded from bucket ctx[0] on
-// (listeners first, then established) and returns the bucket to start the
-// next run at, or DONE.
-SEC("raw_tp/sys_enter")
-int walk_hash(__u64 *ctx)
+static long bucket_step_cast(__u64 i, struct walk_state *st) { return bucket_step(i, st, false); }
+static long bucket_step_copy(__u64 i, struct walk_state *st) { return bucket_step(i, st, true); }
+
+// walk walks the table set_root recorded from bucket ctx[0] on (listeners
+// first, then established) and returns the bucket to start the next run at,
+// or DONE.
+static __always_inline int walk(__u64 *ctx, const bool copy)
 {
-	__u32 key = STAT_ROOT, fkey = STAT_FILTER;
+	__u32 key = STAT_ROOT, fkey = STAT_FILTER, zero = 0;
 	struct walk_state st = {};
 	struct inet_hashinfo *h;
 	__u64 *root, *filter;
@@ -480,17 +530,46 @@ int walk_hash(__u64 *ctx)
 		return DONE;
 	filter = bpf_map_lookup_elem(&stats, &fkey);
 	st.filter = filter && *filter;
-	h = CAST(struct inet_hashinfo, *root);
-	st.nlisten = h->lhash2_mask + 1;
-	st.total = st.nlisten + h->ehash_mask + 1;
-	st.lhash2 = (__u64)(unsigned long)h->lhash2;
-	st.ehash = (__u64)(unsigned long)h->ehash;
+	if (copy) {
+		st.buf = bpf_map_lookup_elem(&scratch, &zero);
+		if (!st.buf)
+			return DONE;
+		h = (struct inet_hashinfo *)(unsigned long)*root;
+		st.nlisten = BPF_CORE_READ(h, lhash2_mask) + 1;
+		st.total = st.nlisten + BPF_CORE_READ(h, ehash_mask) + 1;
+		st.lhash2 = (__u64)(unsigned long)BPF_CORE_READ(h, lhash2);
+		st.ehash = (__u64)(unsigned long)BPF_CORE_READ(h, ehash);
+	} else {
+		h = CAST(struct inet_hashinfo, *root);
+		st.nlisten = h->lhash2_mask + 1;
+		st.total = st.nlisten + h->ehash_mask + 1;
+		st.lhash2 = (__u64)(unsigned long)h->lhash2;
+		st.ehash = (__u64)(unsigned long)h->ehash;
+	}
 	st.start = (__u32)ctx[0];
 	st.now = bpf_jiffies64();
 	if (st.start >= st.total)
 		return DONE;
-	bpf_loop(st.total - st.start, bucket_step, &st, 0);
+	if (copy)
+		bpf_loop(st.total - st.start, bucket_step_copy, &st, 0);
+	else
+		bpf_loop(st.total - st.start, bucket_step_cast, &st, 0);
 	return st.stopped ? st.next : DONE;
+}
+
+// walk_hash reads sockets through bpf_rdonly_cast (Linux 6.2+).
+SEC("raw_tp/sys_enter")
+int walk_hash(__u64 *ctx)
+{
+	return walk(ctx, false);
+}
+
+// walk_hash_copy copies each socket out whole with bpf_probe_read_kernel,
+// for kernels without bpf_rdonly_cast (before 6.2).
+SEC("raw_tp/sys_enter")
+int walk_hash_copy(__u64 *ctx)
+{
+	return walk(ctx, true);
 }
 
 char __license[] SEC("license") = "Dual MIT/GPL";

@@ -8,21 +8,29 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type WalkScratchBuf struct {
+	_ structs.HostLayout
+	B [8192]uint8
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	WalkMapRecords     = "records"
-	WalkMapStats       = "stats"
-	WalkMapWant        = "want"
-	WalkProgCovers     = "covers"
-	WalkProgGiveCookie = "give_cookie"
-	WalkProgSetRoot    = "set_root"
-	WalkProgWalkHash   = "walk_hash"
+	WalkMapRecords       = "records"
+	WalkMapScratch       = "scratch"
+	WalkMapStats         = "stats"
+	WalkMapWant          = "want"
+	WalkProgCovers       = "covers"
+	WalkProgGiveCookie   = "give_cookie"
+	WalkProgSetRoot      = "set_root"
+	WalkProgWalkHash     = "walk_hash"
+	WalkProgWalkHashCopy = "walk_hash_copy"
 )
 
 // LoadWalk returns the embedded CollectionSpec for Walk.
@@ -67,10 +75,11 @@ type WalkSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type WalkProgramSpecs struct {
-	Covers     *ebpf.ProgramSpec `ebpf:"covers"`
-	GiveCookie *ebpf.ProgramSpec `ebpf:"give_cookie"`
-	SetRoot    *ebpf.ProgramSpec `ebpf:"set_root"`
-	WalkHash   *ebpf.ProgramSpec `ebpf:"walk_hash"`
+	Covers       *ebpf.ProgramSpec `ebpf:"covers"`
+	GiveCookie   *ebpf.ProgramSpec `ebpf:"give_cookie"`
+	SetRoot      *ebpf.ProgramSpec `ebpf:"set_root"`
+	WalkHash     *ebpf.ProgramSpec `ebpf:"walk_hash"`
+	WalkHashCopy *ebpf.ProgramSpec `ebpf:"walk_hash_copy"`
 }
 
 // WalkMapSpecs contains maps before they are loaded into the kernel.
@@ -78,6 +87,7 @@ type WalkProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type WalkMapSpecs struct {
 	Records *ebpf.MapSpec `ebpf:"records"`
+	Scratch *ebpf.MapSpec `ebpf:"scratch"`
 	Stats   *ebpf.MapSpec `ebpf:"stats"`
 	Want    *ebpf.MapSpec `ebpf:"want"`
 }
@@ -109,6 +119,7 @@ func (o *WalkObjects) Close() error {
 // It can be passed to LoadWalkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WalkMaps struct {
 	Records *ebpf.Map `ebpf:"records"`
+	Scratch *ebpf.Map `ebpf:"scratch"`
 	Stats   *ebpf.Map `ebpf:"stats"`
 	Want    *ebpf.Map `ebpf:"want"`
 }
@@ -116,6 +127,7 @@ type WalkMaps struct {
 func (m *WalkMaps) Close() error {
 	return _WalkClose(
 		m.Records,
+		m.Scratch,
 		m.Stats,
 		m.Want,
 	)
@@ -131,10 +143,11 @@ type WalkVariables struct {
 //
 // It can be passed to LoadWalkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type WalkPrograms struct {
-	Covers     *ebpf.Program `ebpf:"covers"`
-	GiveCookie *ebpf.Program `ebpf:"give_cookie"`
-	SetRoot    *ebpf.Program `ebpf:"set_root"`
-	WalkHash   *ebpf.Program `ebpf:"walk_hash"`
+	Covers       *ebpf.Program `ebpf:"covers"`
+	GiveCookie   *ebpf.Program `ebpf:"give_cookie"`
+	SetRoot      *ebpf.Program `ebpf:"set_root"`
+	WalkHash     *ebpf.Program `ebpf:"walk_hash"`
+	WalkHashCopy *ebpf.Program `ebpf:"walk_hash_copy"`
 }
 
 func (p *WalkPrograms) Close() error {
@@ -143,6 +156,7 @@ func (p *WalkPrograms) Close() error {
 		p.GiveCookie,
 		p.SetRoot,
 		p.WalkHash,
+		p.WalkHashCopy,
 	)
 }
 

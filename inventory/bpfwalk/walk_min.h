@@ -26,6 +26,8 @@ typedef __u32 u32;
 typedef __u64 u64;
 typedef __u32 uid_t;
 typedef _Bool bool;
+#define true 1
+#define false 0
 
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,

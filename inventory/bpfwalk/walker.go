@@ -20,6 +20,12 @@ var ErrUnavailable = errors.New("bpfwalk: one-walk socket listing unavailable")
 // refused. Callers fall back to sock_diag for that scan.
 var ErrIncomplete = errors.New("bpfwalk: walk incomplete")
 
+// Variants of the walk, as Walker.Variant reports them.
+const (
+	VariantCast = "rdonly_cast"
+	VariantCopy = "probe_read"
+)
+
 // Walker lists the TCP sockets of every network namespace that shares the
 // kernel's TCP hash tables with the namespace New was called in, in one pass
 // over those tables. From New on, every TCP socket that changes state (a
@@ -28,27 +34,36 @@ var ErrIncomplete = errors.New("bpfwalk: walk incomplete")
 // gave them one, and are listed with cookie 0 otherwise. Its methods are
 // safe for concurrent use; passes are serialised.
 type Walker struct {
-	mu   sync.Mutex
-	impl *impl // nil once closed
-	hz   int
-	r    Record // scratch for decoding
+	mu      sync.Mutex
+	impl    *impl // nil once closed
+	hz      int
+	variant string
+	r       Record // scratch for decoding
 }
 
 // New loads the programs, attaches the cookie hook and records the socket
 // tables of the calling thread's network namespace as the ones to walk.
 // When the walk cannot run here the error wraps ErrUnavailable and says why
 // in one line.
-func New() (*Walker, error) {
+func New() (*Walker, error) { return newWalker("") }
+
+// newWalker loads the given variant ("": the best one the kernel allows).
+func newWalker(variant string) (*Walker, error) {
 	hz, err := kernelHZ()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	im, err := newImpl()
+	im, err := newImpl(variant)
 	if err != nil {
 		return nil, err
 	}
-	return &Walker{impl: im, hz: hz}, nil
+	return &Walker{impl: im, hz: hz, variant: im.variant}, nil
 }
+
+// Variant says how the walk reads sockets: VariantCast, through
+// bpf_rdonly_cast (Linux 6.2+), or VariantCopy, copying each socket out
+// whole with bpf_probe_read_kernel (older kernels).
+func (w *Walker) Variant() string { return w.variant }
 
 // HZ returns the kernel's jiffies per second, which Record times count in.
 func (w *Walker) HZ() int { return w.hz }

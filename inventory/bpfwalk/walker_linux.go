@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -34,17 +35,41 @@ const runDone = 0xffffffff
 // (a 2 MiB ring buffer), so this allows tens of millions of sockets.
 const maxRuns = 1 << 14
 
-// impl is the loaded programs, the cookie hook and the ring buffer reader.
-type impl struct {
-	objs  WalkObjects
-	hook  link.Link
-	rd    *ringbuf.Reader
-	rec   ringbuf.Record
-	runIn [8]byte
-	want  map[uint32]bool // what the want map holds
+// walkObjs are the objects both variants of the walk use.
+type walkObjs struct {
+	Records    *ebpf.Map     `ebpf:"records"`
+	Stats      *ebpf.Map     `ebpf:"stats"`
+	Want       *ebpf.Map     `ebpf:"want"`
+	SetRoot    *ebpf.Program `ebpf:"set_root"`
+	Covers     *ebpf.Program `ebpf:"covers"`
+	GiveCookie *ebpf.Program `ebpf:"give_cookie"`
 }
 
-func newImpl() (*impl, error) {
+// castObjs load the variant that reads through bpf_rdonly_cast (6.2+).
+type castObjs struct {
+	walkObjs
+	WalkHash *ebpf.Program `ebpf:"walk_hash"`
+}
+
+// copyObjs load the variant that copies sockets with bpf_probe_read_kernel.
+type copyObjs struct {
+	walkObjs
+	WalkHash *ebpf.Program `ebpf:"walk_hash_copy"`
+}
+
+// impl is the loaded programs, the cookie hook and the ring buffer reader.
+type impl struct {
+	objs    walkObjs
+	walk1   *ebpf.Program // walk_hash or walk_hash_copy
+	variant string
+	hook    link.Link
+	rd      *ringbuf.Reader
+	rec     ringbuf.Record
+	runIn   [8]byte
+	want    map[uint32]bool // what the want map holds
+}
+
+func newImpl(variant string) (*impl, error) {
 	if _, err := os.Stat(btfPath); err != nil {
 		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrUnavailable, btfPath, err)
 	}
@@ -59,8 +84,25 @@ func newImpl() (*impl, error) {
 	}
 	im := &impl{want: map[uint32]bool{}}
 	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
-	if err := spec.LoadAndAssign(&im.objs, opts); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, loadFailure(err))
+	// The cast variant where the kernel has bpf_rdonly_cast, else the copy.
+	var castErr error
+	if variant != VariantCopy {
+		var o castObjs
+		if castErr = spec.LoadAndAssign(&o, opts); castErr == nil {
+			im.objs, im.walk1, im.variant = o.walkObjs, o.WalkHash, VariantCast
+		} else if variant == VariantCast {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, loadFailure(castErr))
+		}
+	}
+	if im.walk1 == nil {
+		var o copyObjs
+		if err := spec.LoadAndAssign(&o, opts); err != nil {
+			if castErr != nil {
+				err = fmt.Errorf("%w (and with bpf_rdonly_cast: %w)", err, castErr)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, loadFailure(err))
+		}
+		im.objs, im.walk1, im.variant = o.walkObjs, o.WalkHash, VariantCopy
 	}
 	im.hook, err = link.AttachTracing(link.TracingOptions{Program: im.objs.GiveCookie})
 	if err == nil {
@@ -103,7 +145,11 @@ func (im *impl) close() error {
 	if im.hook != nil {
 		errs = append(errs, im.hook.Close())
 	}
-	errs = append(errs, im.objs.Close())
+	for _, c := range []io.Closer{im.walk1, im.objs.GiveCookie, im.objs.Covers, im.objs.SetRoot, im.objs.Want, im.objs.Stats, im.objs.Records} {
+		if c != nil {
+			errs = append(errs, c.Close())
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -162,7 +208,7 @@ func (im *impl) walk(ctx context.Context, netns []uint64, fn func([]byte) error)
 		if runs == maxRuns {
 			return total, fmt.Errorf("%w: %d runs did not reach the last bucket", ErrIncomplete, maxRuns)
 		}
-		next, err := im.run(im.objs.WalkHash, start)
+		next, err := im.run(im.walk1, start)
 		if err != nil {
 			return total, err
 		}

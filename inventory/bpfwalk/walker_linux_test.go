@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// newWalker loads the walk, or skips when not root.
-func newWalker(t *testing.T) *Walker {
+// loadWalker loads the walk, or skips when not root.
+func loadWalker(t *testing.T) *Walker {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_BPF + CAP_PERFMON) to load BPF programs")
@@ -57,7 +57,7 @@ func addrOf(b [16]byte, family uint8, port uint16) netip.AddrPort {
 // in a namespace the test created, with the fields the kernel reports for
 // them through the sockets themselves.
 func TestWalkListsSocketsOfOtherNamespaces(t *testing.T) {
-	w := newWalker(t)
+	w := loadWalker(t)
 	ns := testnet.NewNS(t, "wk")
 	ln4 := ns.Listen(t, "tcp", "127.0.0.1:0")
 	ln6 := ns.Listen(t, "tcp6", "[::1]:0")
@@ -129,7 +129,7 @@ func TestWalkListsSocketsOfOtherNamespaces(t *testing.T) {
 // listener table (inet_pernet_hashinfo_alloc), so callers must take such a
 // namespace's sockets from sock_diag and ignore its records.
 func TestCovers(t *testing.T) {
-	w := newWalker(t)
+	w := loadWalker(t)
 	parent := testnet.NewNS(t, "wkp")
 	fd, err := unix.Open(parent.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -188,7 +188,7 @@ func TestCovers(t *testing.T) {
 }
 
 func TestWalkAfterClose(t *testing.T) {
-	w := newWalker(t)
+	w := loadWalker(t)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -197,5 +197,74 @@ func TestWalkAfterClose(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestCopyVariantMatchesCast: the variant for kernels without
+// bpf_rdonly_cast reports every socket as the cast variant does (which
+// inventory's TestWalkMatchesSockDiag holds against sock_diag).
+func TestCopyVariantMatchesCast(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_BPF + CAP_PERFMON) to load BPF programs")
+	}
+	var ws [2]*Walker
+	for i, v := range []string{VariantCast, VariantCopy} {
+		w, err := newWalker(v)
+		if err != nil {
+			t.Fatalf("load the %s variant: %v", v, err)
+		}
+		t.Cleanup(func() { w.Close() })
+		if w.Variant() != v {
+			t.Fatalf("Variant() = %q, want %q", w.Variant(), v)
+		}
+		ws[i] = w
+	}
+	ns := testnet.NewNS(t, "wkv")
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		network := "tcp"
+		if addr[0] == '[' {
+			network = "tcp6"
+		}
+		ln := ns.Listen(t, network, addr)
+		c := ns.Dial(t, network, ln.Addr().String())
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if _, err := c.Write(make([]byte, 10)); err != nil {
+			t.Fatal(err)
+		}
+		tw := ns.Dial(t, network, ln.Addr().String())
+		s2, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw.Close()
+		s2.Read(make([]byte, 1))
+		s2.Close()
+	}
+	cast := walkNetns(t, ws[0], ns.Inode)
+	cp := walkNetns(t, ws[1], ns.Inode)
+	if len(cast) < 8 {
+		t.Fatalf("the cast variant listed %d sockets, want at least 8", len(cast))
+	}
+	hz := uint32(ws[0].HZ())
+	for cookie, a := range cast {
+		b, ok := cp[cookie]
+		if !ok {
+			t.Errorf("cookie %d (state %d) listed by the cast variant only", cookie, a.State)
+			continue
+		}
+		if d := int64(a.TimerLeft) - int64(b.TimerLeft) + int64(b.Now) - int64(a.Now); d < -int64(hz) || d > int64(hz) {
+			t.Errorf("cookie %d: timer %d vs %d jiffies left", cookie, a.TimerLeft, b.TimerLeft)
+		}
+		a.Now, b.Now, a.TimerLeft, b.TimerLeft = 0, 0, 0, 0
+		if a != b {
+			t.Errorf("cookie %d:\ncast %+v\ncopy %+v", cookie, a, b)
+		}
+	}
+	if len(cp) != len(cast) {
+		t.Errorf("copy variant listed %d sockets, cast %d", len(cp), len(cast))
 	}
 }

@@ -7,9 +7,9 @@ import (
 	"fmt"
 )
 
-type impl struct{}
+type impl struct{ variant string }
 
-func newImpl() (*impl, error) {
+func newImpl(string) (*impl, error) {
 	return nil, fmt.Errorf("%w: BPF needs Linux", ErrUnavailable)
 }
 
