@@ -14,9 +14,10 @@
 // wanted namespaces to a ring buffer. Each run starts at a bucket index and
 // stops before the ring buffer could overflow; Go drains it and runs again
 // from the returned index. Every kernel read goes through a bpf_rdonly_cast
-// pointer, whose loads cannot fault: the walk only reads, and a socket freed
-// under it (TCP sockets are SLAB_TYPESAFE_BY_RCU) yields at worst one stale
-// or duplicated record, as a sock_diag dump can.
+// pointer, whose loads cannot fault: the walk only reads. A socket freed and
+// reused under it (TCP sockets are SLAB_TYPESAFE_BY_RCU) is caught by a
+// second look at its cookie and namespace and dropped; one moved to another
+// chain can be missed or listed twice, as by a sock_diag dump.
 //
 // set_root records the table of the caller's netns; covers tells whether the
 // caller's netns uses that table (namespaces created while
@@ -153,9 +154,10 @@ struct {
 #define STAT_TRUNCATED 1
 #define STAT_LOST 2
 #define STAT_FILTER 3 // set: emit only the namespaces in want
+#define STAT_RACED 4  // records dropped: the socket was freed and reused under the walk
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4);
+	__uint(max_entries, 5);
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
@@ -363,6 +365,32 @@ static __always_inline void fill_full(struct walk_record *rec, struct tcp_sock *
 	rec->rcv_nxt = tp->rcv_nxt;
 }
 
+// same_socket reports whether the socket at addr still has the given cookie
+// and namespace.
+static __always_inline bool same_socket(__u64 addr, __u64 cookie, __u32 netns, const bool copy)
+{
+	struct sock_common *skc;
+	struct net *net;
+	__u64 c = 0;
+	__u32 ino = 0;
+
+	if (copy) {
+		skc = (struct sock_common *)addr;
+		if (bpf_core_read(&c, sizeof(c), &skc->skc_cookie.counter) ||
+		    bpf_core_read(&net, sizeof(net), &skc->skc_net.net))
+			return false;
+		if (net)
+			ino = BPF_CORE_READ(net, ns.inum);
+	} else {
+		skc = CAST(struct sock_common, addr);
+		c = (__u64)skc->skc_cookie.counter;
+		net = skc->skc_net.net;
+		if (net)
+			ino = net->ns.inum;
+	}
+	return c == cookie && ino == netns;
+}
+
 // emit writes the record of the socket at addr, if its namespace is wanted.
 // The cast variant reads the socket where it is; the copy variant (kernels
 // without bpf_rdonly_cast) copies it into the scratch buffer first.
@@ -453,6 +481,16 @@ static __always_inline void emit(struct walk_state *st, __u64 addr, const bool c
 		rec->timer_left = left(req->rsk_timer.expires, st->now);
 	} else {
 		fill_full(rec, copy ? (struct tcp_sock *)st->buf : CAST(struct tcp_sock, addr), copy);
+	}
+
+	// As the kernel's lockless lookups do, check that the socket is still
+	// the one the record began with: freed and reused meanwhile (possibly
+	// in another namespace), it has another cookie or namespace now. Such a
+	// record is dropped; the socket's next walk finds it settled.
+	if (!same_socket(addr, rec->cookie, netns, copy)) {
+		bpf_ringbuf_discard(rec, 0);
+		stat_add(STAT_RACED, 1);
+		return;
 	}
 	bpf_ringbuf_submit(rec, 0);
 }
