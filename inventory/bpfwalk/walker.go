@@ -17,7 +17,7 @@ var ErrUnavailable = errors.New("bpfwalk: one-walk socket listing unavailable")
 
 // ErrIncomplete is wrapped by Walk when the pass may have missed sockets: a
 // hash chain longer than the program follows, or records the ring buffer
-// refused. Callers fall back to sock_diag for that scan.
+// refused. It comes after fn saw what the pass found.
 var ErrIncomplete = errors.New("bpfwalk: walk incomplete")
 
 // Variants of the walk, as Walker.Variant reports them.
