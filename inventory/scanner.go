@@ -37,6 +37,8 @@ type ScannerOptions struct {
 	// scanned, which gives its sockets their cookies. Worth it for a daemon
 	// that scans again and again, not for one scan.
 	OneWalk bool
+	// openWalker replaces bpfwalk in tests.
+	openWalker walkOpener
 }
 
 // DefaultMaxNamespaces is the default cap on namespaces dumped per scan:
@@ -136,7 +138,7 @@ func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
 		names:   make(map[uint64]string),
 	}
 	if opts.OneWalk {
-		s.walk = loadWalk(log)
+		s.walk = loadWalk(log, opts.openWalker)
 	}
 	return s
 }

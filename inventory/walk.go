@@ -294,9 +294,16 @@ func (s *Scanner) deliverWalk(ctx context.Context, ws *walkState, todo []*nsEntr
 	return nil
 }
 
-// loadWalk loads the one-walk source, or logs once why not.
-func loadWalk(log *slog.Logger) *walkState {
-	w, covers, err := newOneWalker()
+// walkOpener opens the one-walk source.
+type walkOpener func() (oneWalker, func(*Namespace) (bool, error), error)
+
+// loadWalk loads the one-walk source with open (nil: bpfwalk), or logs
+// once why not.
+func loadWalk(log *slog.Logger, open walkOpener) *walkState {
+	if open == nil {
+		open = newOneWalker
+	}
+	w, covers, err := open()
 	if err != nil {
 		log.Warn("listing sockets with one sock_diag dump per namespace: the one-walk BPF source cannot load", "source", SourceSockDiag, "err", err)
 		return nil

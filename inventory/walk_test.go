@@ -1,7 +1,11 @@
 package inventory
 
 import (
+	"bytes"
+	"errors"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -146,4 +150,21 @@ func FuzzSocketFromRecord(f *testing.F) {
 			t.Fatalf("tcp_info valid %v with flags %#x", sk.Info.Valid(), r.Flags)
 		}
 	})
+}
+
+// TestWalkUnavailable: when the walk cannot load, the Scanner says so once
+// in the log and lists sockets with sock_diag.
+func TestWalkUnavailable(t *testing.T) {
+	fail := func() (oneWalker, func(*Namespace) (bool, error), error) {
+		return nil, nil, errors.New("no BTF here")
+	}
+	var logBuf bytes.Buffer
+	s := NewScanner(slog.New(slog.NewTextHandler(&logBuf, nil)), ScannerOptions{OneWalk: true, openWalker: fail})
+	defer s.Close()
+	if s.Source() != SourceSockDiag {
+		t.Errorf("Source() = %q, want %q", s.Source(), SourceSockDiag)
+	}
+	if n := strings.Count(logBuf.String(), "no BTF here"); n != 1 || !strings.Contains(logBuf.String(), "level=WARN") {
+		t.Errorf("want one warning with the reason, got:\n%s", logBuf.String())
+	}
 }
