@@ -21,6 +21,7 @@ import (
 type parts struct {
 	log     *slog.Logger
 	scanner *inventory.Scanner
+	owners  *inventory.Owners
 	seq     *probe.IterReader // nil in blind mode
 	prober  *probe.Prober     // nil when probing is off
 	engine  *engine.Engine
@@ -46,11 +47,12 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 	for _, m := range p.caps.Missing() {
 		log.Warn("missing capability", "capability", m.Name, "effect", m.Effect)
 	}
-	opts := inventory.ScannerOptions{Select: sel}
+	opts := inventory.ScannerOptions{Select: sel, OneWalk: daemon}
 	if p.pods, err = newPods(cfg, log); err != nil {
 		return nil, err
 	}
-	var owners engine.Owners = inventory.NewOwners("/proc")
+	p.owners = inventory.NewOwners("/proc")
+	var owners engine.Owners = p.owners
 	if p.pods != nil {
 		opts.Name = p.pods.Name
 		owners = p.pods.Owners(owners)
