@@ -31,6 +31,7 @@ type pageData struct {
 	Rows                      []pageRow
 	Total                     int
 	Truncated                 bool
+	Paths                     []Path // path idle-timeout estimates (paths.go)
 }
 
 type pageNamespace struct {
@@ -126,6 +127,7 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 		})
 	}
 	d.Truncated = d.Total > len(d.Rows)
+	d.Paths = pagePaths(snap)
 	for _, n := range byName {
 		d.Namespaces = append(d.Namespaces, *n)
 	}
