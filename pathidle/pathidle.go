@@ -3,6 +3,7 @@ package pathidle
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -225,7 +226,10 @@ func (e *Estimate) Text() string {
 		e.Dest, secs(e.Lower), e.Alive, secs(e.Upper), e.Dead, secs(e.Lower), secs(e.Upper), secs(e.Lower), secs(e.Keepalive.Idle))
 }
 
-func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + " s" }
+// secs formats a duration in seconds to a tenth: "16 s", "29.1 s".
+func secs(d time.Duration) string {
+	return strconv.FormatFloat(math.Round(d.Seconds()*10)/10, 'f', -1, 64) + " s"
+}
 
 // Estimates returns every destination's estimate, the best evidenced first
 // (ready ones before the others, then by sample count, then by
