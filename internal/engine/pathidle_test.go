@@ -41,7 +41,7 @@ func TestPathEstimateFromProbes(t *testing.T) {
 	ages := map[uint64]time.Duration{1: 70 * time.Second, 2: 80 * time.Second, 3: 90 * time.Second, 4: 130 * time.Second, 5: 140 * time.Second}
 	for cookie, age := range ages {
 		sk := idleSocket(cookie, 40000+uint16(cookie), age)
-		sk.Local, sk.Remote = sk.Remote, sk.Local  // the local end is the client: the destination is 198.51.100.0/24:5432
+		sk.Local, sk.Remote = sk.Remote, sk.Local // the local end is the client: the destination is 198.51.100.0/24:5432
 		sk.Info.LastAckRecv = uint32(age.Milliseconds())
 		inv.sockets[7] = append(inv.sockets[7], sk)
 		pr[cookie] = probe.Alive
