@@ -41,6 +41,12 @@ type Config struct {
 	// Off by default: probes acknowledge RCV.NXT−1 and the RST is ignored
 	// locally (it still reaches ghostd's capture).
 	ResetLocal bool
+	// ResetGuard makes in-window probes acknowledge RCV.NXT behind a
+	// netfilter rule that drops the answering RST before the local socket
+	// sees it (guard.go): a strict firewall then lets a dead peer's RST
+	// through and the local socket stays untouched. Needs CAP_NET_ADMIN;
+	// without it probes acknowledge RCV.NXT−1.
+	ResetGuard bool
 	// StillExists, when set, is asked after a reset verdict whether the local
 	// socket survived, to fill Result.ClosedLocal. When nil, ClosedLocal is
 	// ResetLocal for in-window resets (what the kernel does with an in-window
@@ -146,7 +152,8 @@ type Prober struct {
 	cfg      Config
 	inflight chan struct{} // replaced by SetConfig; holders release to the one they took
 
-	hosts hostLimiter
+	hosts  hostLimiter
+	guards guardPool // reset guards of the namespaces being probed (guard.go)
 
 	modeMu  sync.Mutex
 	mode    Mode
@@ -263,6 +270,7 @@ func (p *Prober) Stats() Stats {
 func (p *Prober) Close() error {
 	p.closed.Store(true)
 	p.cache.clear()
+	p.guards.closeAll()
 	return nil
 }
 
@@ -325,6 +333,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		return
 	}
 	defer release()
+	defer p.guards.hold(cfg.ResetGuard, targets[idx[0]].NetnsInode, pinned, p.log)()
 	known, rest := p.takeCached(ns, targets, idx)
 	var seqs map[uint64]SeqState // nil: the rest go blind
 	if len(rest) > 0 {
@@ -544,6 +553,12 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	w, stop := e.watch(newFlowKey(t.Local, t.Remote), st)
 	defer stop()
 	res.NAT = e.natKind(t) // NAT in the namespace: see engine.setNAT
+	// The reset guard (guard.go): acknowledge RCV.NXT behind it.
+	if disarm, ok := p.arm(cfg, t, st, res.NAT); ok {
+		defer disarm()
+		guardedCfg := *cfg
+		guardedCfg.ResetLocal, cfg, res.Guarded = true, &guardedCfg, true
+	}
 	defer func() { out.Rejected = w.rejects() }()
 	replies := w.ch
 	// Capture losses and bad checksums not yet polled count against this
@@ -597,7 +612,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 					p.rsts.Add(1)
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Reset, true
-					res.ClosedLocal = p.closedLocal(cfg, t, st, r)
+					res.ClosedLocal = p.closedLocal(cfg, t, st, r) && (!res.Guarded || cfg.StillExists != nil)
 					return res
 				case ReplyUnreachable:
 					// Keep probing: an ACK later still proves the peer alive.

@@ -77,6 +77,10 @@ type Result struct {
 	HostReachable *bool
 	// ClosedLocal is set when the peer's RST to a probe also closed the local socket.
 	ClosedLocal bool
+	// Guarded is set when the probe acknowledged RCV.NXT behind the reset
+	// guard (Config.ResetGuard): a RST answering it was dropped before the
+	// local socket.
+	Guarded bool
 	// Confirmed is set when the verdict holds after every attempt (or, for
 	// blind silence, when kernel evidence backs it).
 	Confirmed bool

@@ -45,6 +45,9 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 	for _, m := range p.caps.Missing() {
 		log.Warn("missing capability", "capability", m.Name, "effect", m.Effect)
 	}
+	if cfg.Probe.ResetGuard && cfg.Probe.Enabled && !p.caps.Has(capNetAdmin) {
+		log.Error("probe.reset_guard needs CAP_NET_ADMIN: probing without the guard (RCV.NXT-1, strict firewalls may hide resets)")
+	}
 	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel})
 	p.owners = inventory.NewOwners("/proc")
 	var prober engine.Prober
@@ -139,6 +142,7 @@ func probeConfig(cfg config.Config) probe.Config {
 	pc.InFlight = cfg.Probe.InFlight
 	pc.HostHint = cfg.Probe.HostHint
 	pc.ResetLocal = cfg.Probe.ResetLocal
+	pc.ResetGuard = cfg.Probe.ResetGuard
 	return pc
 }
 

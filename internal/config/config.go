@@ -59,6 +59,10 @@ type ProbeConfig struct {
 	// passes strict stateful firewalls (reset instead of silent) but also
 	// closes the local socket: an action, so off unless the operator opts in.
 	ResetLocal bool
+	// ResetGuard acknowledges RCV.NXT behind an nftables rule that drops the
+	// answering RST before the local socket (probe.Config.ResetGuard): reset
+	// through strict firewalls without closing anything. Needs CAP_NET_ADMIN.
+	ResetGuard bool
 	Backoff    time.Duration // re-probe a suspect found alive only after this long
 	Reconfirm  time.Duration // re-probe a confirmed ghost this often
 }

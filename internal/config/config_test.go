@@ -69,7 +69,7 @@ func TestValidFull(t *testing.T) {
 		LastAck:   45 * time.Second,
 		Probe: config.ProbeConfig{
 			Enabled: false, Attempts: 5, Interval: 700 * time.Millisecond, Rate: 50.5,
-			PerHost: 2, InFlight: 64, HostHint: false, ResetLocal: true, Backoff: 10 * time.Minute, Reconfirm: 2 * time.Minute,
+			PerHost: 2, InFlight: 64, HostHint: false, ResetLocal: true, ResetGuard: true, Backoff: 10 * time.Minute, Reconfirm: 2 * time.Minute,
 		},
 		Kill: config.KillConfig{
 			Enabled: true, Mode: config.ModeKeepalive, Verdicts: []string{"reset"}, MinAge: 0,

@@ -30,6 +30,7 @@ var flagKeys = map[string]string{
 	"probes":             "probe.attempts",
 	"probe-interval":     "probe.interval",
 	"no-probe":           "probe.enabled",
+	"reset-guard":        "probe.reset_guard",
 	"kill":               "kill.enabled",
 	"kill-min-age":       "kill.min_age",
 	"interval":           "interval",
@@ -59,6 +60,7 @@ func RegisterFlags(fs *flag.FlagSet, detectionOnly bool) *Flags {
 	fs.IntVar(&f.over.Probe.Attempts, "probes", d.Probe.Attempts, "probes per suspect before silence counts (key probe.attempts)")
 	fs.DurationVar(&f.over.Probe.Interval, "probe-interval", d.Probe.Interval, "time between two probes of one connection (key probe.interval)")
 	fs.BoolVar(&f.noProbe, "no-probe", false, "report suspects without probing them (key probe.enabled: false)")
+	fs.BoolVar(&f.over.Probe.ResetGuard, "reset-guard", d.Probe.ResetGuard, "acknowledge RCV.NXT behind an nftables rule that drops the answering RST before the local socket: reset through strict firewalls, nothing closed; needs CAP_NET_ADMIN (key probe.reset_guard)")
 	fs.BoolVar(&f.over.Kill.Enabled, "kill", d.Kill.Enabled, "apply the kill policy to confirmed ghosts (key kill.enabled)")
 	fs.DurationVar(&f.over.Kill.MinAge, "kill-min-age", d.Kill.MinAge, "how long a socket must have been a confirmed ghost before it may be killed (key kill.min_age)")
 	if detectionOnly {

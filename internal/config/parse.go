@@ -73,6 +73,7 @@ type rawProbe struct {
 	InFlight   int     `yaml:"in_flight"`
 	HostHint   bool    `yaml:"host_hint"`
 	ResetLocal bool    `yaml:"reset_local"`
+	ResetGuard bool    `yaml:"reset_guard"`
 	Backoff    string  `yaml:"backoff"`
 	Reconfirm  string  `yaml:"reconfirm"`
 }
@@ -311,7 +312,7 @@ func toRaw(c Config) raw {
 		Probe: rawProbe{
 			Enabled: c.Probe.Enabled, Attempts: c.Probe.Attempts, Interval: c.Probe.Interval.String(),
 			Rate: c.Probe.Rate, PerHost: c.Probe.PerHost, InFlight: c.Probe.InFlight,
-			HostHint: c.Probe.HostHint, ResetLocal: c.Probe.ResetLocal, Backoff: c.Probe.Backoff.String(), Reconfirm: c.Probe.Reconfirm.String(),
+			HostHint: c.Probe.HostHint, ResetLocal: c.Probe.ResetLocal, ResetGuard: c.Probe.ResetGuard, Backoff: c.Probe.Backoff.String(), Reconfirm: c.Probe.Reconfirm.String(),
 		},
 		Kill: rawKill{
 			Enabled: c.Kill.Enabled, Mode: c.Kill.Mode, Verdicts: append([]string(nil), c.Kill.Verdicts...),
@@ -370,6 +371,7 @@ func (r *raw) config() (Config, error) {
 			InFlight:   r.Probe.InFlight,
 			HostHint:   r.Probe.HostHint,
 			ResetLocal: r.Probe.ResetLocal,
+			ResetGuard: r.Probe.ResetGuard,
 			Backoff:    dur("probe.backoff", r.Probe.Backoff),
 			Reconfirm:  dur("probe.reconfirm", r.Probe.Reconfirm),
 		},
