@@ -200,7 +200,9 @@ func TestGuardPool(t *testing.T) {
 	}
 	release()
 	// A failing add leaves the probe unguarded too.
-	p.guards.open = func(string) (resetGuard, error) { return &fakeGuard{elems: map[string]time.Duration{}, failAdd: true}, nil }
+	p.guards.open = func(string) (resetGuard, error) {
+		return &fakeGuard{elems: map[string]time.Duration{}, failAdd: true}, nil
+	}
 	release = p.guards.hold(true, 10, "/y", log)
 	if _, ok := p.arm(&cfg, tgt, st, ""); ok {
 		t.Error("probe guarded although its element could not be added")
