@@ -221,6 +221,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 			c.Kill.Enabled = true
 			c.Kill.MinAge = 0
 		}},
+		{"reset guard", []string{"--reset-guard"}, func(c *config.Config) { c.Probe.ResetGuard = true }},
 		{"repeated listen address replaces the file's list", []string{"--web.listen-address=127.0.0.1:1", "--web.listen-address=[::1]:2"}, func(c *config.Config) {
 			c.Web.ListenAddress = []string{"127.0.0.1:1", "[::1]:2"}
 		}},

@@ -107,6 +107,8 @@ func (f *Flags) Apply(c *Config) error {
 			c.Probe.Interval = o.Probe.Interval
 		case "no-probe":
 			c.Probe.Enabled = !f.noProbe
+		case "reset-guard":
+			c.Probe.ResetGuard = o.Probe.ResetGuard
 		case "kill":
 			c.Kill.Enabled = o.Kill.Enabled
 		case "kill-min-age":
