@@ -46,7 +46,7 @@ type Session struct {
 
 	// Extensions beyond the original contract.
 	ProbeMode     string  `json:"probe_mode,omitempty"`    // "in_window" or "blind"
-	HostReachable *bool   `json:"host_reachable"`          // host hint for silence; null when not asked
+	HostReachable *bool   `json:"host_reachable"`          // host hint for silence; null when not asked, or when the hint cannot tell (host_hint nat or shared)
 	ClosedByProbe bool    `json:"closed_by_probe"`         // the peer's RST to a probe closed the local socket
 	Container     string  `json:"container,omitempty"`     // container id from the cgroup path
 	GhostSeconds  float64 `json:"ghost_seconds,omitempty"` // how long it has been a confirmed ghost
@@ -72,6 +72,12 @@ type Session struct {
 	// capture dropped datagrams). Such a verdict is never a ghost and never
 	// killed; a later round probes again.
 	Uncertain string `json:"uncertain,omitempty"`
+	// HostHint is what the host hint for silence found: "reachable",
+	// "unreachable", "nat" (the connection is NATed in its namespace: its
+	// remote address is not the peer's host, no echo sent) or "shared" (the
+	// address answered, but it fronts many connections, a NAT or VIP that
+	// always answers: no claim about the peer). Empty when not asked.
+	HostHint string `json:"host_hint,omitempty"`
 }
 
 // VerdictText is the verdict as the page and `ghostd scan` print it: an

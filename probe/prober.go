@@ -153,7 +153,8 @@ type Prober struct {
 	inflight chan struct{} // replaced by SetConfig; holders release to the one they took
 
 	hosts  hostLimiter
-	guards guardPool // reset guards of the namespaces being probed (guard.go)
+	guards guardPool  // reset guards of the namespaces being probed (guard.go)
+	hints  hintMemory // remote ports per address, for the host hint (hosthint.go)
 
 	modeMu  sync.Mutex
 	mode    Mode
@@ -553,6 +554,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	w, stop := e.watch(newFlowKey(t.Local, t.Remote), st)
 	defer stop()
 	res.NAT = e.natKind(t) // NAT in the namespace: see engine.setNAT
+	p.hints.observe(t.Remote, cfg.Now())
 	// The reset guard (guard.go): acknowledge RCV.NXT behind it.
 	if disarm, ok := p.arm(cfg, t, st, res.NAT); ok {
 		defer disarm()
@@ -645,11 +647,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	}
 	res.Confirmed = unreachable && res.Uncertain == "" || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence
 	if cfg.HostHint && res.Verdict == Silent {
-		if up, err := p.echo(ctx, cfg, e, local, remote, route{mark: rt.mark, ifindex: rt.ifindex}); err == nil {
-			res.HostReachable = &up
-		} else {
-			p.log.Debug("probe: host hint", "remote", remote, "err", err)
-		}
+		p.hint(ctx, cfg, e, t, &res, route{mark: rt.mark, ifindex: rt.ifindex}) // hosthint.go
 	}
 	return res
 }
