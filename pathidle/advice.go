@@ -61,7 +61,7 @@ func settingFor(comm string, k Keepalive) string {
 	case "redis-server":
 		return fmt.Sprintf("redis.conf: tcp-keepalive %d (Redis probes every third of it, 3 times)", i)
 	case "nginx":
-		return fmt.Sprintf("nginx: listen ... so_keepalive=%d:%d:%d (and proxy_socket_keepalive on; for upstream connections)", i, n, c)
+		return fmt.Sprintf("nginx: listen ... so_keepalive=%ds:%ds:%d (and proxy_socket_keepalive on; for upstream connections, which use the sysctls)", i, n, c)
 	case "haproxy":
 		return fmt.Sprintf("haproxy: option tcpka, clitcpka-idle %ds, clitcpka-intvl %ds, clitcpka-cnt %d (srvtcpka-* towards servers); or timeout client/server/tunnel below %ds so HAProxy closes idle connections first", i, n, c, i)
 	case "java":

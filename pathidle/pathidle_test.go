@@ -112,7 +112,7 @@ func TestAdviceFor(t *testing.T) {
 	}{
 		{[]string{"postgres"}, []string{"postgres:tcp_keepalives_idle = 230"}},
 		{[]string{"redis-server"}, []string{"redis-server:tcp-keepalive 230"}},
-		{[]string{"nginx"}, []string{"nginx:so_keepalive=230:76:3"}},
+		{[]string{"nginx"}, []string{"nginx:so_keepalive=230s:76s:3"}},
 		{[]string{"haproxy"}, []string{"haproxy:clitcpka-idle 230s"}},
 		{[]string{"java"}, []string{"java:TCP_KEEPIDLE, 230"}},
 		{[]string{"myapp"}, []string{"sysctl:net.ipv4.tcp_keepalive_time=230"}},
