@@ -47,6 +47,7 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 	}
 	if cfg.Probe.ResetGuard && cfg.Probe.Enabled && !p.caps.Has(capNetAdmin) {
 		log.Error("probe.reset_guard needs CAP_NET_ADMIN: probing without the guard (RCV.NXT-1, strict firewalls may hide resets)")
+		cfg.Probe.ResetGuard = false
 	}
 	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel})
 	p.owners = inventory.NewOwners("/proc")

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestScanResetGuard(t *testing.T) {
 	for i, guard := range []bool{false, true} {
 		args := base
 		if guard {
-			args = append(args, "--reset-guard")
+			args = slices.Concat(base, []string{"--reset-guard"})
 		}
 		out, err := exec.Command(ghostdBin, args...).Output()
 		if err != nil {
@@ -94,20 +95,47 @@ func TestScanResetGuard(t *testing.T) {
 	}
 	t.Logf("ghostd scan through the strict router (conntrack, ct state invalid drop, tcp_loose=0):\n%s", strings.Join(rows, "\n"))
 
+	// Without CAP_NET_ADMIN: one line says so, and the probes go unguarded.
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is missing: %v", err)
+	}
+	cmd := exec.Command(setpriv, slices.Concat([]string{"--inh-caps=-net_admin", "--bounding-set=-net_admin", ghostdBin}, base, []string{"--reset-guard"})...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("scan --reset-guard without CAP_NET_ADMIN: %v\n%s", err, stderr.String())
+	}
+	var doc exporter.Document
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if s := sessionOf(&doc, ghost4S); s == nil || s.Verdict != "silent" {
+		t.Errorf("without CAP_NET_ADMIN the lost peer reads %+v, want silent (unguarded)", s)
+	}
+	if c := strings.Count(stderr.String(), "reset_guard needs CAP_NET_ADMIN"); c != 1 || strings.Count(stderr.String(), "reset guard") != 0 {
+		t.Errorf("without CAP_NET_ADMIN: %d explanations, want exactly one line:\n%s", c, stderr.String())
+	}
+	t.Logf("ghostd scan --reset-guard without CAP_NET_ADMIN says:\n%s", stderr.String())
+
 	// SIGKILL while the guard is up: the table goes with the process.
-	cmd := exec.Command(ghostdBin, append(base[:len(base)-1], "--reset-guard", "--probes", "8")...)
+	killArgs := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s", "--reset-guard", "--probes", "8"}
+	cmd = exec.Command(ghostdBin, killArgs...)
+	var killLog strings.Builder
+	cmd.Stdout, cmd.Stderr = &killLog, &killLog
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	up := false
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && !up; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline) && !up; time.Sleep(50 * time.Millisecond) {
 		out, _ := n.Server.ExecErr("", "nft", "list", "tables")
 		up = strings.Contains(out, "inet ghostd")
 	}
 	if !up {
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatal("the scan's guard table never appeared")
+		t.Fatalf("the scan's guard table never appeared; ghostd %s said:\n%s", strings.Join(killArgs, " "), killLog.String())
 	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
@@ -116,7 +144,7 @@ func TestScanResetGuard(t *testing.T) {
 	t.Logf("scan killed with SIGKILL while probing: %v", werr)
 	time.Sleep(200 * time.Millisecond)
 	noGhostdTable("after SIGKILL")
-	out, err := exec.Command(ghostdBin, append(base, "--reset-guard")...).Output()
+	out, err = exec.Command(ghostdBin, slices.Concat(base, []string{"--reset-guard"})...).Output()
 	if err != nil {
 		t.Fatalf("scan after SIGKILL: %v\n%s", err, out)
 	}
