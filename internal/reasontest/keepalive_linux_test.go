@@ -2,6 +2,7 @@ package reasontest
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"syscall"
 	"testing"
@@ -39,17 +40,23 @@ func keepalivePair(t *testing.T, n *testnet.Net) (server, client *net.TCPConn) {
 
 func setsockopt(t *testing.T, c *net.TCPConn, level, opt, v int) {
 	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, v) }); err != nil {
-		t.Fatal(err)
-	}
-	if serr != nil {
-		t.Fatalf("setsockopt %d/%d=%d: %v", level, opt, v, serr)
-	}
+	testnet.Control(t, c, fmt.Sprintf("setsockopt %d/%d=%d", level, opt, v), func(fd int) error {
+		return unix.SetsockoptInt(fd, level, opt, v)
+	})
+}
+
+// keepaliveSetup starts a parallel test on a fresh test network with a
+// watcher whose tracker knows the kernel-deadline horizon (20 s).
+func keepaliveSetup(t *testing.T) (*testnet.Net, *watcher) {
+	t.Helper()
+	t.Parallel()
+	n := testnet.New(t)
+	w := newWatcher(t, n.Server)
+	c := cfg
+	c.Horizon = 20 * time.Second
+	c.RetransBackoff = 0
+	w.tr.SetConfig(c)
+	return n, w
 }
 
 // readSysctls gives the watcher's tracker the server namespace's sysctls,
@@ -68,11 +75,7 @@ func (w *watcher) readSysctls(t *testing.T) inventory.TCPSysctls {
 // on, the kernel's 7200 s) whose peer went silent is an idle suspect once
 // idle, not left to a kernel that would take 2 h 11 min; its deadline says so.
 func TestKeepaliveOnKernelDefaultsIsIdle(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	w.tr.SetConfig(tracker.Config{Idle: time.Second, Horizon: 20 * time.Second, CloseWait: time.Second, Stall: time.Second,
-		FinWait2: time.Second, LastAck: time.Second})
+	n, w := keepaliveSetup(t)
 	if s := w.readSysctls(t); s.KeepaliveTime != inventory.DefaultKeepaliveTime {
 		t.Fatalf("a fresh namespace's keepalive time is %v, want the kernel's %v", s.KeepaliveTime, inventory.DefaultKeepaliveTime)
 	}
@@ -100,11 +103,7 @@ func TestKeepaliveOnKernelDefaultsIsIdle(t *testing.T) {
 // namespace's sysctls are (7200 s: probing it is harmless), still gets
 // keepalive_failing when its peer dies, and is then aborted by its kernel.
 func TestFastKeepaliveLeftToKernel(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	w.tr.SetConfig(tracker.Config{Idle: time.Second, Horizon: 20 * time.Second, CloseWait: time.Second, Stall: time.Second,
-		FinWait2: time.Second, LastAck: time.Second})
+	n, w := keepaliveSetup(t)
 	w.readSysctls(t)
 	server, client := keepalivePair(t, n)
 	setsockopt(t, server, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 2)

@@ -122,6 +122,21 @@ func pair(t *testing.T, n *testnet.Net, network string) (server, client *net.TCP
 	return server, client
 }
 
+// setup starts a parallel test on a fresh test network: a watcher on the
+// server's namespace and one connection (keepalive off on the server end),
+// after one exchange of data each way when talk is set.
+func setup(t *testing.T, network string, talk bool) (n *testnet.Net, w *watcher, server, client *net.TCPConn) {
+	t.Helper()
+	t.Parallel()
+	n = testnet.New(t)
+	w = newWatcher(t, n.Server)
+	server, client = pair(t, n, network)
+	if talk {
+		exchange(t, server, client)
+	}
+	return n, w, server, client
+}
+
 func exchange(t *testing.T, server, client net.Conn) {
 	t.Helper()
 	buf := make([]byte, 4)
@@ -161,10 +176,7 @@ func TestIdle(t *testing.T) {
 }
 
 func TestBusyIsHealthy(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	server, client := pair(t, n, "tcp4")
+	_, w, server, client := setup(t, "tcp4", false)
 	done := make(chan error, 1)
 	stop := time.Now().Add(2500 * time.Millisecond)
 	go func() { // echo
@@ -197,11 +209,7 @@ func TestBusyIsHealthy(t *testing.T) {
 }
 
 func TestCloseWait(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	server, client := pair(t, n, "tcp6")
-	exchange(t, server, client)
+	n, w, server, client := setup(t, "tcp6", true)
 	closed := time.Now()
 	client.Close() // the peer closes; the owner (server) never does
 	_, s := w.scan(t, server)
@@ -276,10 +284,7 @@ func TestZeroWindow(t *testing.T) {
 // TestZeroWindowPeerGone: a peer that vanishes behind a zero window leaves
 // the window probes unanswered: retransmitting, not a stall.
 func TestZeroWindowPeerGone(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	server, _ := pair(t, n, "tcp4")
+	n, w, server, _ := setup(t, "tcp4", false)
 	fill(t, server)
 	w.waitFor(t, server, reasons(tracker.ReasonZeroWindow), 4*time.Second)
 	n.GoSilent(t)
@@ -289,11 +294,7 @@ func TestZeroWindowPeerGone(t *testing.T) {
 }
 
 func TestRetransmitting(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	server, client := pair(t, n, "tcp6")
-	exchange(t, server, client)
+	n, w, server, client := setup(t, "tcp6", true)
 	n.DropFromClient(t, client) // the peer's ACKs are lost
 	if _, err := server.Write(make([]byte, 1000)); err != nil {
 		t.Fatal(err)
@@ -308,11 +309,7 @@ func TestRetransmitting(t *testing.T) {
 }
 
 func TestKeepaliveFailing(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	server, client := pair(t, n, "tcp4")
-	exchange(t, server, client)
+	n, w, server, _ := setup(t, "tcp4", true)
 	if err := server.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 10}); err != nil {
 		t.Fatal(err)
 	}
@@ -324,11 +321,7 @@ func TestKeepaliveFailing(t *testing.T) {
 }
 
 func TestFinWait2(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	server, client := pair(t, n, "tcp4")
-	exchange(t, server, client)
+	_, w, server, client := setup(t, "tcp4", true)
 	if err := server.CloseWrite(); err != nil { // owner half-closes; the peer never closes
 		t.Fatal(err)
 	}
@@ -337,11 +330,7 @@ func TestFinWait2(t *testing.T) {
 }
 
 func TestLastAck(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	server, client := pair(t, n, "tcp6")
-	exchange(t, server, client)
+	n, w, server, client := setup(t, "tcp6", true)
 	local, remote := testnet.Tuple(server)
 	client.Close()
 	w.waitFor(t, server, 0, time.Second) // CLOSE_WAIT, younger than the threshold
@@ -364,11 +353,7 @@ func (c *tupleConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.rem
 // TestMiddleboxForgot: the router forgets the flow (nf_conntrack_tcp_loose=0
 // and `ct state invalid drop`), so the owner's data never reaches the peer.
 func TestMiddleboxForgot(t *testing.T) {
-	t.Parallel()
-	n := testnet.New(t)
-	w := newWatcher(t, n.Server)
-	server, client := pair(t, n, "tcp4")
-	exchange(t, server, client)
+	n, w, server, _ := setup(t, "tcp4", true)
 	n.ForgetFlow(t, server)
 	drops := n.InvalidDrops(t)
 	if _, err := server.Write([]byte("still there?")); err != nil {
