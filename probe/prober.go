@@ -554,7 +554,9 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target,
 	w, stop := e.watch(newFlowKey(t.Local, t.Remote), st)
 	defer stop()
 	res.NAT = e.natKind(t) // NAT in the namespace: see engine.setNAT
-	p.hints.observe(t.Remote, cfg.Now())
+	if cfg.HostHint {
+		p.hints.observe(t.Remote, cfg.Now()) // hosthint.go
+	}
 	// The reset guard (guard.go): acknowledge RCV.NXT behind it.
 	if disarm, ok := p.arm(cfg, t, st, res.NAT); ok {
 		defer disarm()
