@@ -23,9 +23,9 @@ import (
 // namespace, created with the owner flag (NFT_TABLE_F_OWNER, Linux 5.12+):
 // the kernel deletes it when the netlink socket that made it closes, so it
 // cannot outlive ghostd, not even a SIGKILL. The table is made when a
-// namespace's probes start and closed when they end; each probe's element
-// carries a timeout a little longer than the probe, and is deleted when the
-// probe ends. guard_nft.go builds the messages, guard_linux.go sends them.
+// namespace's probes start and removed guardTableLinger after they end;
+// each probe's element carries a timeout a little longer than the probe,
+// and is deleted guardLinger after the probe ends. guard_nft.go builds the messages, guard_linux.go sends them.
 
 // ErrGuardUnsupported is returned where the reset guard cannot work (not Linux).
 var ErrGuardUnsupported = errors.New("probe: reset guard needs Linux nftables")
@@ -45,10 +45,12 @@ type resetGuard interface {
 
 // guardPool holds one reset guard per namespace while that namespace's
 // probes run (ProbeAll calls may overlap: the probe loop and a kill's
-// re-confirmation), and for guardLinger after, for late RSTs.
+// re-confirmation), and for guardTableLinger after, so that the next probe
+// round reuses it.
 type guardPool struct {
 	mu     sync.Mutex
 	open   func(nsPath string) (resetGuard, error) // nil: openGuard
+	linger time.Duration                           // the table's linger; 0: guardTableLinger
 	ns     map[uint64]*guardRef
 	warned bool
 }
@@ -56,14 +58,20 @@ type guardPool struct {
 type guardRef struct {
 	g       resetGuard
 	users   int
-	closeAt time.Time // when unused: when the linger ends
+	gen     int       // bumped at every release, so a stale close timer does nothing
+	settled time.Time // when unused: when its elements' linger ends
 }
 
-// guardLinger is how long an element stays after its probe ended, and a
-// namespace's table after its last probe: a RST answering an earlier attempt
-// may still be on its way when a later one's answer ended the probe, and it
-// must not reach the local socket either.
+// guardLinger is how long an element stays after its probe ended: a RST
+// answering an earlier attempt may still be on its way when a later one's
+// answer ended the probe, and it must not reach the local socket either.
 const guardLinger = 3 * time.Second
+
+// guardTableLinger is how long a namespace's table stays after its last
+// probe, so that chunks and rounds of probes reuse it: making and removing
+// one costs about 30 ms (BenchmarkResetGuard). Its set is empty by then, so
+// it drops nothing; its netlink socket keeps the namespace alive that long.
+const guardTableLinger = 30 * time.Second
 
 // hold opens the namespace's guard (unless it is open) for the probes about
 // to run there when on, and returns what to call when they are done. A
@@ -73,42 +81,58 @@ func (gp *guardPool) hold(on bool, inode uint64, nsPath string, log *slog.Logger
 	if !on {
 		return func() {}
 	}
-	gp.mu.Lock()
-	defer gp.mu.Unlock()
-	if gp.ns == nil {
-		gp.ns = make(map[uint64]*guardRef)
-	}
-	ref := gp.ns[inode]
+	ref := gp.take(inode)
 	if ref == nil {
+		// Opened without the pool's lock: namespaces open theirs at once.
 		open := gp.open
 		if open == nil {
 			open = openGuard
 		}
 		g, err := open(nsPath)
 		if err != nil {
-			if !gp.warned {
-				gp.warned = true
+			gp.mu.Lock()
+			first := !gp.warned
+			gp.warned = true
+			gp.mu.Unlock()
+			if first {
 				log.Warn("probe: reset guard unavailable; probes acknowledge RCV.NXT-1 and a strict firewall may hide resets", "netns_inode", inode, "err", err)
 			} else {
 				log.Debug("probe: reset guard unavailable", "netns_inode", inode, "err", err)
 			}
 			return func() {}
 		}
-		ref = &guardRef{g: g}
-		gp.ns[inode] = ref
+		gp.mu.Lock()
+		if gp.ns == nil {
+			gp.ns = make(map[uint64]*guardRef)
+		}
+		if other := gp.ns[inode]; other != nil {
+			// Another ProbeAll opened one meanwhile: only one may own the table.
+			_ = g.close()
+			ref = other
+		} else {
+			ref = &guardRef{g: g}
+			gp.ns[inode] = ref
+		}
+		ref.users++
+		gp.mu.Unlock()
 	}
-	ref.users++
 	return func() {
 		gp.mu.Lock()
 		defer gp.mu.Unlock()
 		if ref.users--; ref.users > 0 {
 			return
 		}
-		ref.closeAt = time.Now().Add(guardLinger)
-		time.AfterFunc(guardLinger, func() {
+		ref.gen++
+		gen := ref.gen
+		ref.settled = time.Now().Add(guardLinger)
+		linger := gp.linger
+		if linger <= 0 {
+			linger = guardTableLinger
+		}
+		time.AfterFunc(linger, func() {
 			gp.mu.Lock()
 			defer gp.mu.Unlock()
-			if ref.users == 0 && gp.ns[inode] == ref {
+			if ref.users == 0 && ref.gen == gen && gp.ns[inode] == ref {
 				delete(gp.ns, inode)
 				if err := ref.g.close(); err != nil {
 					log.Warn("probe: close reset guard", "netns_inode", inode, "err", err)
@@ -116,6 +140,18 @@ func (gp *guardPool) hold(on bool, inode uint64, nsPath string, log *slog.Logger
 			}
 		})
 	}
+}
+
+// take returns the namespace's open guard with one more user, nil when
+// there is none.
+func (gp *guardPool) take(inode uint64) *guardRef {
+	gp.mu.Lock()
+	defer gp.mu.Unlock()
+	ref := gp.ns[inode]
+	if ref != nil {
+		ref.users++
+	}
+	return ref
 }
 
 // get returns the namespace's open guard, nil when there is none.
@@ -128,14 +164,14 @@ func (gp *guardPool) get(inode uint64) resetGuard {
 	return nil
 }
 
-// closeAll waits for the lingers to end (at most guardLinger), then closes
-// every guard: the tables go with them.
+// closeAll waits for the elements' lingers to end (at most guardLinger),
+// then closes every guard: the tables go with them.
 func (gp *guardPool) closeAll() {
 	gp.mu.Lock()
 	var until time.Time
 	for _, ref := range gp.ns {
-		if ref.closeAt.After(until) {
-			until = ref.closeAt
+		if ref.settled.After(until) {
+			until = ref.settled
 		}
 	}
 	gp.mu.Unlock()

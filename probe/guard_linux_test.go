@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -98,4 +99,37 @@ func guardDrops(out string) int {
 		total += n
 	}
 	return total
+}
+
+// BenchmarkResetGuard measures what the guard adds to a probe: one element
+// added and removed (two netlink round trips), and opening a namespace's
+// table (once per namespace and probe round).
+func BenchmarkResetGuard(b *testing.B) {
+	needRoot(b)
+	ns := testnet.NewNS(b, "grd")
+	local, remote := netip.MustParseAddrPort("198.51.100.2:5432"), netip.MustParseAddrPort("192.0.2.2:40000")
+	b.Run("element", func(b *testing.B) {
+		g, err := openGuard(ns.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer g.close()
+		for i := 0; b.Loop(); i++ {
+			if err := g.add(local, remote, uint32(i), time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			if err := g.remove(local, remote, uint32(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("open", func(b *testing.B) {
+		for b.Loop() {
+			g, err := openGuard(ns.Path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			g.close()
+		}
+	})
 }

@@ -134,6 +134,7 @@ func TestGuardPool(t *testing.T) {
 	opened := 0
 	var last *fakeGuard
 	p := New(Config{}, nil, log)
+	p.guards.linger = guardLinger
 	p.guards.open = func(string) (resetGuard, error) {
 		opened++
 		last = &fakeGuard{elems: map[string]time.Duration{}}
