@@ -123,3 +123,13 @@ func TestPathsOnPage(t *testing.T) {
 		}
 	}
 }
+
+func TestHostHintOnPage(t *testing.T) {
+	snap := fixtureSnapshot()
+	snap.Doc.Sessions[0].HostHint = "shared"
+	s := NewStore(testBld, func() time.Time { return t0 })
+	s.Publish(snap)
+	if body := get(t, NewHandler(s, HandlerOptions{}), "/").Body.String(); !strings.Contains(body, "host shared</span>") {
+		t.Error("the page does not show the host hint")
+	}
+}
