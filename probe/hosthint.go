@@ -114,13 +114,13 @@ func hostHint(nat string, shared, up bool, err error) (hint string, reachable *b
 
 // hint fills res's host hint for a silent probe of t: an echo to the peer's
 // address unless the connection is NATed in its namespace.
-func (p *Prober) hint(ctx context.Context, cfg *Config, e *engine, t Target, res *Result, rt route) {
+func (p *Prober) hint(ctx context.Context, cfg *Config, d *demux, t Target, res *Result, rt route) {
 	local, remote := t.Local.Addr().Unmap(), t.Remote.Addr().Unmap()
 	if res.NAT != "" {
 		res.HostHint, res.HostReachable = hostHint(res.NAT, false, false, nil)
 		return
 	}
-	up, err := p.echo(ctx, cfg, e, local, remote, rt)
+	up, err := p.echo(ctx, cfg, d, local, remote, rt)
 	if err != nil {
 		p.log.Debug("probe: host hint", "remote", remote, "err", err)
 	}

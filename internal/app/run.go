@@ -23,6 +23,7 @@ import (
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/systemd"
 )
@@ -36,9 +37,6 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer, b B
 		return code
 	}
 	cfg, err := loadConfig(f)
-	if err == nil {
-		_, err = killPolicy(cfg)
-	}
 	if err == nil && cfg.Web.ConfigFile != "" {
 		if werr := web.Validate(cfg.Web.ConfigFile); werr != nil {
 			err = fmt.Errorf("config: web.config_file %s: %w", cfg.Web.ConfigFile, werr)
@@ -78,7 +76,7 @@ type daemon struct {
 
 	mu     sync.Mutex
 	cfg    config.Config
-	killer *exporter.Killer
+	killer *kill.Killer
 	pubMu  sync.Mutex // serialises publish
 
 	pprof     bool
@@ -102,10 +100,7 @@ func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*
 	}
 	d.store.SetConfigReload(true, time.Now())
 	d.store.SetCapabilities(p.caps.Names())
-	if d.killer, err = p.newKiller(cfg, d.store); err != nil {
-		p.Close()
-		return nil, err
-	}
+	d.killer = p.newKiller(cfg, d.store)
 	return d, nil
 }
 
@@ -373,15 +368,12 @@ func (d *daemon) reload() {
 	_ = systemd.Reloading()
 	defer systemd.Ready()
 	cfg, err := loadConfig(d.flags)
-	var pol exporter.KillPolicy
-	if err == nil {
-		pol, err = killPolicy(cfg)
-	}
 	if err != nil {
 		d.log.Error("configuration reload failed; keeping the running configuration", "err", err)
 		d.store.SetConfigReload(false, time.Time{})
 		return
 	}
+	pol := cfg.Kill
 	d.parts.checkKill(pol, d.store)
 	d.mu.Lock()
 	old := d.cfg
@@ -394,7 +386,7 @@ func (d *daemon) reload() {
 		d.log.Warn("web, netns and probe on/off changes take effect after a restart")
 	}
 	if d.parts.prober != nil {
-		d.parts.prober.SetConfig(probeConfig(cfg))
+		d.parts.prober.SetConfig(cfg.Probe)
 	}
 	d.store.SetConfigReload(true, time.Now())
 	select {

@@ -16,7 +16,7 @@ import (
 )
 
 // TestScanResetGuard runs `ghostd scan` against peers that lost their
-// connections behind the strict router, without and with --reset-guard:
+// connections behind the strict router, without and with --probe-reset-guard:
 // silent without it, reset with it, closed_by_probe false and the local
 // sockets ESTABLISHED with their owner's reads still blocking either way; a
 // healthy connection stays alive. No ghostd table is left in the namespace
@@ -42,12 +42,12 @@ func TestScanResetGuard(t *testing.T) {
 		}
 	}
 	base := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s", "--json"}
-	rows := []string{"| connection | without --reset-guard | with --reset-guard |", "|---|---|---|"}
+	rows := []string{"| connection | without --probe-reset-guard | with --probe-reset-guard |", "|---|---|---|"}
 	got := map[string][2]string{}
 	for i, guard := range []bool{false, true} {
 		args := base
 		if guard {
-			args = slices.Concat(base, []string{"--reset-guard"})
+			args = slices.Concat(base, []string{"--probe-reset-guard"})
 		}
 		out, err := exec.Command(ghostdBin, args...).Output()
 		if err != nil {
@@ -100,12 +100,12 @@ func TestScanResetGuard(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setpriv (util-linux) is missing: %v", err)
 	}
-	cmd := exec.Command(setpriv, slices.Concat([]string{"--inh-caps=-net_admin", "--bounding-set=-net_admin", ghostdBin}, base, []string{"--reset-guard"})...)
+	cmd := exec.Command(setpriv, slices.Concat([]string{"--inh-caps=-net_admin", "--bounding-set=-net_admin", ghostdBin}, base, []string{"--probe-reset-guard"})...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("scan --reset-guard without CAP_NET_ADMIN: %v\n%s", err, stderr.String())
+		t.Fatalf("scan --probe-reset-guard without CAP_NET_ADMIN: %v\n%s", err, stderr.String())
 	}
 	var doc exporter.Document
 	if err := json.Unmarshal(out, &doc); err != nil {
@@ -117,10 +117,10 @@ func TestScanResetGuard(t *testing.T) {
 	if c := strings.Count(stderr.String(), "reset_guard needs CAP_NET_ADMIN"); c != 1 || strings.Count(stderr.String(), "reset guard") != 0 {
 		t.Errorf("without CAP_NET_ADMIN: %d explanations, want exactly one line:\n%s", c, stderr.String())
 	}
-	t.Logf("ghostd scan --reset-guard without CAP_NET_ADMIN says:\n%s", stderr.String())
+	t.Logf("ghostd scan --probe-reset-guard without CAP_NET_ADMIN says:\n%s", stderr.String())
 
 	// SIGKILL while the guard is up: the table goes with the process.
-	killArgs := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s", "--reset-guard", "--probes", "8"}
+	killArgs := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s", "--probe-reset-guard", "--probes", "8"}
 	cmd = exec.Command(ghostdBin, killArgs...)
 	var killLog strings.Builder
 	cmd.Stdout, cmd.Stderr = &killLog, &killLog
@@ -144,7 +144,7 @@ func TestScanResetGuard(t *testing.T) {
 	t.Logf("scan killed with SIGKILL while probing: %v", werr)
 	time.Sleep(200 * time.Millisecond)
 	noGhostdTable("after SIGKILL")
-	out, err = exec.Command(ghostdBin, slices.Concat(base, []string{"--reset-guard"})...).Output()
+	out, err = exec.Command(ghostdBin, slices.Concat(base, []string{"--probe-reset-guard"})...).Output()
 	if err != nil {
 		t.Fatalf("scan after SIGKILL: %v\n%s", err, out)
 	}
