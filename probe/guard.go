@@ -52,7 +52,8 @@ type guardPool struct {
 	open   func(nsPath string) (resetGuard, error) // nil: openGuard
 	linger time.Duration                           // the table's linger; 0: guardTableLinger
 	ns     map[uint64]*guardRef
-	warned bool
+	warned bool // an open failure was logged
+	failed bool // an element failure was logged
 }
 
 type guardRef struct {
@@ -110,7 +111,7 @@ func (gp *guardPool) hold(on bool, inode uint64, nsPath string, log *slog.Logger
 			_ = g.close()
 			ref = other
 		} else {
-			ref = &guardRef{g: g}
+			ref = &guardRef{g: &countedGuard{resetGuard: g, n: make(map[string]int)}}
 			gp.ns[inode] = ref
 		}
 		ref.users++
@@ -207,7 +208,11 @@ func (p *Prober) arm(cfg *Config, t Target, st *SeqState, nat string) (disarm fu
 	local := netip.AddrPortFrom(t.Local.Addr().Unmap(), t.Local.Port())
 	remote := netip.AddrPortFrom(t.Remote.Addr().Unmap(), t.Remote.Port())
 	if err := g.add(local, remote, st.RcvNxt, guardTTL(cfg)); err != nil {
-		p.log.Warn("probe: reset guard: add element; probing unguarded", "local", local, "remote", remote, "err", err)
+		if p.guards.drop(t.NetnsInode, g) {
+			p.log.Warn("probe: reset guard: add element failed; the namespace's guard is reopened next round, its probes go unguarded until then", "local", local, "remote", remote, "err", err)
+		} else {
+			p.log.Debug("probe: reset guard: add element", "local", local, "remote", remote, "err", err)
+		}
 		return nil, false
 	}
 	seq := st.RcvNxt
@@ -218,6 +223,53 @@ func (p *Prober) arm(cfg *Config, t Target, st *SeqState, nat string) (disarm fu
 			}
 		})
 	}, true
+}
+
+// drop closes a namespace's guard that failed (its socket may be broken)
+// and forgets it, so that the next probes there open a new one; it reports
+// whether this is the pool's first such failure, to be logged.
+func (gp *guardPool) drop(inode uint64, g resetGuard) bool {
+	gp.mu.Lock()
+	defer gp.mu.Unlock()
+	if ref := gp.ns[inode]; ref != nil && ref.g == g {
+		delete(gp.ns, inode)
+		_ = g.close()
+	}
+	first := !gp.failed
+	gp.failed = true
+	return first
+}
+
+// countedGuard counts the probes that need each element: the probe loop
+// and a kill's re-confirmation may probe one socket at once, and the first
+// to end must not take the other's element away.
+type countedGuard struct {
+	resetGuard
+	mu sync.Mutex // held across the netlink calls, so they keep the counts' order
+	n  map[string]int
+}
+
+func (c *countedGuard) add(local, remote netip.AddrPort, seq uint32, ttl time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Added again when present: a kernel that updates element timeouts
+	// extends it to the later probe's.
+	if err := c.resetGuard.add(local, remote, seq, ttl); err != nil {
+		return err
+	}
+	c.n[string(guardKey(local, remote, seq))]++
+	return nil
+}
+
+func (c *countedGuard) remove(local, remote netip.AddrPort, seq uint32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := string(guardKey(local, remote, seq))
+	if c.n[k]--; c.n[k] > 0 {
+		return nil
+	}
+	delete(c.n, k)
+	return c.resetGuard.remove(local, remote, seq)
 }
 
 // errGuard wraps a guard failure.

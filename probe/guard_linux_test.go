@@ -133,3 +133,32 @@ func BenchmarkResetGuard(b *testing.B) {
 		}
 	})
 }
+
+// TestGuardElementShared: two probes of one socket at once (the probe loop
+// and a kill's re-confirmation) share its element; it goes only when both
+// are done. Adding an element again is accepted by the kernel.
+func TestGuardElementShared(t *testing.T) {
+	needRoot(t)
+	ns := testnet.NewNS(t, "grd")
+	g, err := openGuard(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &countedGuard{resetGuard: g, n: map[string]int{}}
+	defer c.close()
+	local, remote := netip.MustParseAddrPort("198.51.100.2:5432"), netip.MustParseAddrPort("192.0.2.2:40000")
+	elements := func() int {
+		return strings.Count(ns.Exec(t, "nft", "list", "set", "inet", GuardTable, "rst4"), "192.0.2.2 . 40000 . 198.51.100.2 . 5432")
+	}
+	for range 2 {
+		if err := c.add(local, remote, 7, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.remove(local, remote, 7); err != nil || elements() != 1 {
+		t.Errorf("after one of two probes ended: %v, %d elements, want 1", err, elements())
+	}
+	if err := c.remove(local, remote, 7); err != nil || elements() != 0 {
+		t.Errorf("after both ended: %v, %d elements, want 0", err, elements())
+	}
+}
