@@ -96,6 +96,13 @@ func TestScanResetGuard(t *testing.T) {
 	t.Logf("ghostd scan through the strict router (conntrack, ct state invalid drop, tcp_loose=0):\n%s", strings.Join(rows, "\n"))
 
 	// Without CAP_NET_ADMIN: one line says so, and the probes go unguarded.
+	// A connection that lost its state now: the router saw the others'
+	// RSTs pass a moment ago and keeps their entries in CLOSE, through which
+	// even an unguarded probe's RST passes for 10 s.
+	lateS, lateC := n.Pair(t, "tcp4")
+	noKeepalive(t, lateS, lateC)
+	n.LoseState(t, lateC)
+	time.Sleep(2500 * time.Millisecond)
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
 		t.Fatalf("setpriv (util-linux) is missing: %v", err)
@@ -111,7 +118,7 @@ func TestScanResetGuard(t *testing.T) {
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if s := sessionOf(&doc, ghost4S); s == nil || s.Verdict != "silent" {
+	if s := sessionOf(&doc, lateS); s == nil || s.Verdict != "silent" {
 		t.Errorf("without CAP_NET_ADMIN the lost peer reads %+v, want silent (unguarded)", s)
 	}
 	if c := strings.Count(stderr.String(), "reset_guard needs CAP_NET_ADMIN"); c != 1 || strings.Count(stderr.String(), "reset guard") != 0 {
