@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/internal/testnet"
 	"github.com/ghostd/ghostd/inventory"
@@ -87,9 +88,12 @@ func TestPathIdleTimeoutEstimate(t *testing.T) {
 
 	// Each connection's verdict is what the router's timeout says.
 	verdicts := map[string]string{}
-	for _, s := range e.Document().Sessions {
-		verdicts[s.Local] = s.Verdict
-	}
+	e.EachSession(func(batch []exporter.Session) bool {
+		for _, s := range batch {
+			verdicts[s.Local] = s.Verdict
+		}
+		return true
+	})
 	for _, c := range conns {
 		local, _ := testnet.Tuple(c.client)
 		want := "alive"
