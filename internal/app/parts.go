@@ -49,7 +49,7 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 		log.Error("probe.reset_guard needs CAP_NET_ADMIN: probing without the guard (RCV.NXT-1, strict firewalls may hide resets)")
 		cfg.Probe.ResetGuard = false
 	}
-	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel})
+	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel, OneWalk: daemon})
 	p.owners = inventory.NewOwners("/proc")
 	var prober engine.Prober
 	if cfg.Probe.Enabled {
