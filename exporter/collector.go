@@ -111,7 +111,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.probes, c.probesNAT, c.probeReplies, c.probeRejected, c.captureDrops, c.probeRTT, c.killed, c.killErrors, c.killSupported,
 		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo, c.podInfo,
 		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode, c.capability,
-		c.nsSkipped, c.refused,
+		c.nsSkipped, c.refused, pathIdleDesc,
 	} {
 		ch <- d
 	}
@@ -176,6 +176,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.refused, float64(snap.Limits.SuspectsRefused))
 	c.collectNamespaces(ch, snap)
 	c.collectSessions(ch, snap)
+	collectPaths(ch, snap)
 	sockets := map[[3]string]int{}
 	for _, sc := range snap.Sockets {
 		sockets[[3]string{sc.Netns, sc.Family, sc.State}] += sc.Count

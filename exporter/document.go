@@ -63,7 +63,7 @@ type Session struct {
 
 	// Extensions beyond the original contract.
 	ProbeMode     string  `json:"probe_mode,omitempty"`    // "in_window" or "blind"
-	HostReachable *bool   `json:"host_reachable"`          // host hint for silence; null when not asked
+	HostReachable *bool   `json:"host_reachable"`          // host hint for silence; null when not asked, or when the hint cannot tell (host_hint nat or shared)
 	ClosedByProbe bool    `json:"closed_by_probe"`         // the peer's RST to a probe closed the local socket
 	Container     string  `json:"container,omitempty"`     // container id from the cgroup path
 	GhostSeconds  float64 `json:"ghost_seconds,omitempty"` // how long it has been a confirmed ghost
@@ -98,6 +98,12 @@ type Session struct {
 	// (a hostNetwork pod) the owner's.
 	Pod          string `json:"pod,omitempty"`
 	K8sNamespace string `json:"k8s_namespace,omitempty"`
+	// HostHint is what the host hint for silence found: "reachable",
+	// "unreachable", "nat" (the connection is NATed in its namespace: its
+	// remote address is not the peer's host, no echo sent) or "shared" (the
+	// address answered, but it fronts many connections, a NAT or VIP that
+	// always answers: no claim about the peer). Empty when not asked.
+	HostHint string `json:"host_hint,omitempty"`
 }
 
 // VerdictText is the verdict as the page and `ghostd scan` print it: an

@@ -31,6 +31,7 @@ type pageData struct {
 	Rows                      []pageRow
 	Total                     int
 	Truncated                 bool
+	Paths                     []Path // path idle-timeout estimates (paths.go)
 }
 
 type pageNamespace struct {
@@ -42,6 +43,7 @@ type pageRow struct {
 	Netns, Local, Remote, State, Reasons, Verdict string
 	Idle, GhostFor, Process, Unit, Kernel         string
 	Ghost, Killed, ClosedByProbe                  bool
+	HostHint                                      string // host_hint of a silent peer
 }
 
 func servePage(w http.ResponseWriter, _ *http.Request, s *Store, log *slog.Logger) {
@@ -116,9 +118,11 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 			Killed:   ss.Killed,
 
 			ClosedByProbe: ss.ClosedByProbe,
+			HostHint:      ss.HostHint,
 		})
 	}
 	d.Truncated = d.Total > len(d.Rows)
+	d.Paths = pagePaths(snap)
 	for _, n := range byName {
 		d.Namespaces = append(d.Namespaces, *n)
 	}

@@ -16,7 +16,7 @@ var appendJSONNames = []string{
 	"idle_seconds", "reasons", "verdict", "probes_sent", "replies", "rtt_seconds", "ghost", "killed", "probe_mode",
 	"host_reachable", "closed_by_probe", "container", "ghost_seconds", "unprobeable", "kernel_deadline_seconds",
 	"kernel_deadline_basis", "kernel_deadline_lower_bound", "nat", "uncertain",
-	"container_name", "pod", "k8s_namespace",
+	"container_name", "pod", "k8s_namespace", "host_hint",
 }
 
 // appendJSONKnows is whether AppendJSON writes every field of Session: a
@@ -106,6 +106,9 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	}
 	if s.K8sNamespace != "" {
 		w.str("k8s_namespace", s.K8sNamespace)
+	}
+	if s.HostHint != "" {
+		w.str("host_hint", s.HostHint)
 	}
 	w.newline(0)
 	w.b = append(w.b, '}')

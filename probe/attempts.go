@@ -101,6 +101,15 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 	w, stop := d.watch(newFlowKey(t.Local, t.Remote), st)
 	defer stop()
 	res.NAT = d.natKind(t) // NAT in the namespace: see demux.setNAT
+	if cfg.HostHint {
+		p.hints.observe(t.Remote, cfg.Now()) // hosthint.go
+	}
+	// The reset guard (guard.go): acknowledge RCV.NXT behind it.
+	if disarm, ok := p.arm(cfg, t, st, res.NAT); ok {
+		defer disarm()
+		guardedCfg := *cfg
+		guardedCfg.ResetLocal, cfg, res.Guarded = true, &guardedCfg, true
+	}
 	defer func() { out.Rejected = w.rejects() }()
 	replies := w.ch
 	// Capture losses and bad checksums not yet polled count against this
@@ -151,7 +160,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 				case wire.ReplyRST:
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Reset, true
-					res.ClosedLocal = p.closedLocal(cfg, t, st, r)
+					res.ClosedLocal = p.closedLocal(cfg, t, st, r) && (!res.Guarded || cfg.StillExists != nil)
 					return res
 				case wire.ReplyUnreachable:
 					// Keep probing: an ACK later still proves the peer alive.
@@ -183,11 +192,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 	}
 	res.Confirmed = unreachable && res.Uncertain == "" || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence
 	if cfg.HostHint && res.Verdict == Silent {
-		if up, err := p.echo(ctx, cfg, d, local, remote, route{mark: rt.mark, ifindex: rt.ifindex}); err == nil {
-			res.HostReachable = &up
-		} else {
-			p.log.Debug("probe: host hint", "remote", remote, "err", err)
-		}
+		p.hint(ctx, cfg, d, t, &res, route{mark: rt.mark, ifindex: rt.ifindex}) // hosthint.go
 	}
 	return res
 }

@@ -41,6 +41,12 @@ type Config struct {
 	// Off by default: probes acknowledge RCV.NXT−1 and the RST is ignored
 	// locally (it still reaches ghostd's capture).
 	ResetLocal bool `yaml:"reset_local"`
+	// ResetGuard makes in-window probes acknowledge RCV.NXT behind a
+	// netfilter rule that drops the answering RST before the local socket
+	// sees it (guard.go): a strict firewall then lets a dead peer's RST
+	// through and the local socket stays untouched. Needs CAP_NET_ADMIN;
+	// without it probes acknowledge RCV.NXT−1.
+	ResetGuard bool `yaml:"reset_guard"`
 	// Backoff is how long a suspect that answered (alive) waits before it is
 	// probed again, and Reconfirm how often a confirmed ghost is probed
 	// again. The daemon's engine schedules by them; a Prober ignores them.

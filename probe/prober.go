@@ -51,7 +51,9 @@ type Prober struct {
 	cfg      Config
 	inflight chan struct{} // replaced by SetConfig; holders release to the one they took
 
-	hosts hostLimiter
+	hosts  hostLimiter
+	guards guardPool  // reset guards of the namespaces being probed (guard.go)
+	hints  hintMemory // remote ports per address, for the host hint (hosthint.go)
 
 	modeMu  sync.Mutex
 	mode    Mode
@@ -132,6 +134,7 @@ func (p *Prober) goBlind(err error) {
 func (p *Prober) Close() error {
 	p.closed.Store(true)
 	p.cache.clear()
+	p.guards.closeAll()
 	return nil
 }
 
@@ -193,6 +196,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		return
 	}
 	defer release()
+	defer p.guards.hold(cfg.ResetGuard, targets[idx[0]].NetnsInode, pinned, p.log)()
 	known, rest := p.takeCached(ns, targets, idx)
 	var seqs map[uint64]SeqState // nil: the rest go blind
 	if len(rest) > 0 {

@@ -95,8 +95,16 @@ type Result struct {
 	// HostReachable is the host hint for silence: whether the peer's host
 	// answered an ICMP echo; nil when not asked.
 	HostReachable *bool
+	// HostHint says what the host hint found (HostHintReachable, ...Unreachable,
+	// ...NAT, ...Shared; hosthint.go); "" when not asked. With NAT and Shared,
+	// HostReachable is nil: the echo says nothing about the peer's host.
+	HostHint string
 	// ClosedLocal is set when the peer's RST to a probe also closed the local socket.
 	ClosedLocal bool
+	// Guarded is set when the probe acknowledged RCV.NXT behind the reset
+	// guard (Config.ResetGuard): a RST answering it was dropped before the
+	// local socket.
+	Guarded bool
 	// Confirmed is set when the verdict holds after every attempt (or, for
 	// blind silence, when kernel evidence backs it).
 	Confirmed bool

@@ -47,6 +47,10 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 	for _, m := range p.caps.Missing() {
 		log.Warn("missing capability", "capability", m.Name, "effect", m.Effect)
 	}
+	if cfg.Probe.ResetGuard && cfg.Probe.Enabled && !p.caps.Has(capNetAdmin) {
+		log.Error("probe.reset_guard needs CAP_NET_ADMIN: probing without the guard (RCV.NXT-1, strict firewalls may hide resets)")
+		cfg.Probe.ResetGuard = false
+	}
 	opts := inventory.ScannerOptions{Select: sel, OneWalk: daemon}
 	if p.pods, err = newPods(cfg, log); err != nil {
 		return nil, err

@@ -70,7 +70,7 @@ func TestValidFull(t *testing.T) {
 	th.Idle, th.CloseWait, th.Stall, th.FinWait2, th.LastAck = 5*time.Minute, 2*time.Minute, 90*time.Second, 3*time.Minute, 45*time.Second
 	pr := &want.Probe
 	pr.Enabled, pr.Attempts, pr.Interval, pr.Rate = false, 5, 700*time.Millisecond, 50.5
-	pr.PerHost, pr.InFlight, pr.HostHint, pr.ResetLocal = 2, 64, false, true
+	pr.PerHost, pr.InFlight, pr.HostHint, pr.ResetLocal, pr.ResetGuard = 2, 64, false, true, true
 	pr.Backoff, pr.Reconfirm = 10*time.Minute, 2*time.Minute
 	want.Kill = kill.Policy{
 		Enabled: true, Mode: kill.ModeKeepalive, Verdicts: []probe.Verdict{probe.Reset}, MinAge: 0,

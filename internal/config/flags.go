@@ -48,6 +48,7 @@ var flagTable = []flagSpec{
 	{name: "probe-in-flight", key: "probe.in_flight", usage: "connections probed at once in total"},
 	{name: "probe-host-hint", key: "probe.host_hint", usage: `ping a silent peer's host to tell "host down" from "flow forgotten"`},
 	{name: "probe-reset-local", key: "probe.reset_local", usage: "acknowledge RCV.NXT, so a lost connection's RST passes strict firewalls but also closes the local socket"},
+	{name: "probe-reset-guard", key: "probe.reset_guard", usage: "acknowledge RCV.NXT behind an nftables rule that drops the answering RST before the local socket: reset through strict firewalls, nothing closed; needs CAP_NET_ADMIN"},
 	{name: "probe-backoff", key: "probe.backoff", usage: "re-probe a suspect that answered only after this long"},
 	{name: "probe-reconfirm", key: "probe.reconfirm", usage: "re-probe a confirmed ghost this often"},
 

@@ -12,6 +12,7 @@ import (
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/pathidle"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -114,6 +115,7 @@ type Engine struct {
 	ownerMiss map[uint32]time.Time
 	// ownersSeen is the tracker's NewSuspects at the last owner lookup.
 	ownersSeen uint64
+	paths      *pathidle.Table // idle timeouts per destination (pathidle.go); nil until a probe is recorded
 }
 
 // New returns an engine. prober may be nil (probing off); owners may be nil.

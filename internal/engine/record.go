@@ -37,6 +37,7 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 			e.ghostChanges++
 		}
 		e.tracker.SetTag(k, packVerdict(&v))
+		e.recordPathLocked(k, r, wasGhost, now)
 	}
 }
 

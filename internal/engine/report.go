@@ -319,6 +319,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		s.Replies = r.Replies
 		s.ProbeMode = string(r.Mode)
 		s.HostReachable = r.HostReachable
+		s.HostHint = r.HostHint
 		s.ClosedByProbe = r.ClosedLocal
 		s.Unprobeable = r.Unprobeable
 		s.NAT = r.NAT

@@ -155,8 +155,10 @@ func TestVerdictPacking(t *testing.T) {
 	yes, no := true, false
 	for _, r := range []probe.Result{
 		{Verdict: probe.Alive, Mode: probe.InWindow, Sent: 1, Replies: 1, RTT: 250 * time.Microsecond},
-		{Verdict: probe.Silent, Mode: probe.Blind, Sent: 3, HostReachable: &yes, Confirmed: true},
-		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 2, Replies: 1, HostReachable: &no, Confirmed: true},
+		{Verdict: probe.Silent, Mode: probe.Blind, Sent: 3, HostReachable: &yes, HostHint: probe.HostHintReachable, Confirmed: true},
+		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 2, Replies: 1, HostReachable: &no, HostHint: probe.HostHintUnreachable, Confirmed: true},
+		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, HostHint: probe.HostHintNAT, NAT: probe.NATDNAT, Confirmed: true},
+		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, HostHint: probe.HostHintShared, Confirmed: true},
 		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true},
 		{Verdict: probe.Unprobed, Mode: probe.InWindow, Unprobeable: probe.UnprobeableTCPMD5},
 		{Verdict: probe.Unprobed, Mode: probe.Blind, Unprobeable: probe.UnprobeableTCPAO},

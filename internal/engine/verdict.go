@@ -20,7 +20,7 @@ type verdictState struct {
 	mode       uint8 // index in packedModes
 	sent       uint8
 	replies    uint8
-	host       int8 // host hint: -1 not asked, 0 unreachable, 1 reachable
+	host       int8 // host hint: -1 not asked, 0 unreachable, 1 reachable, 2 nat, 3 shared (hosthint.go)
 	closed     bool // the peer's RST closed the local socket
 	confirmed  bool
 	why        uint8 // index in packedUnprobeable: why the socket cannot be probed
@@ -57,15 +57,9 @@ func packResult(r probe.Result, at, ghostSince epoch.Stamp) verdictState {
 		at: at, ghostSince: ghostSince, rtt: r.RTT,
 		verdict: packIndex(packedVerdicts, r.Verdict), mode: packIndex(packedModes, r.Mode),
 		sent: clampUint8(r.Sent), replies: clampUint8(r.Replies),
-		host: -1, closed: r.ClosedLocal, confirmed: r.Confirmed,
+		host: packHost(r), closed: r.ClosedLocal, confirmed: r.Confirmed,
 		why: packIndex(packedUnprobeable, r.Unprobeable),
 		nat: packIndex(packedNATs, r.NAT), uncertain: packIndex(packedUncertain, r.Uncertain),
-	}
-	if r.HostReachable != nil {
-		v.host = 0
-		if *r.HostReachable {
-			v.host = 1
-		}
 	}
 	return v
 }
@@ -76,10 +70,7 @@ func (v *verdictState) result() probe.Result {
 		RTT: v.rtt, ClosedLocal: v.closed, Confirmed: v.confirmed, Unprobeable: packedUnprobeable[v.why],
 		NAT: packedNATs[v.nat], Uncertain: packedUncertain[v.uncertain],
 	}
-	if v.host >= 0 {
-		ok := v.host == 1
-		r.HostReachable = &ok
-	}
+	unpackHost(v.host, &r)
 	return r
 }
 

@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/pathidle"
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// This file feeds the path idle-timeout estimate (package pathidle) from the
+// probes the engine records: an idle connection proved alive at some idle
+// age says the path still held the flow; one confirmed dead says it was gone.
+
+// pathIdle returns a socket's path idle age as of its last observation: how
+// long nothing crossed the path, min(last data received, last data sent,
+// last ACK received). An answered probe or keepalive refreshes the last ACK
+// received, as it refreshes a middlebox's timer, so a connection probed
+// alive before starts again from its answer.
+func pathIdle(sk *inventory.Socket) (time.Duration, bool) {
+	if !sk.Info.Valid() {
+		return 0, false
+	}
+	ms := min(sk.Info.LastDataRecv, sk.Info.LastDataSent, sk.Info.LastAckRecv)
+	return time.Duration(ms) * time.Millisecond, true
+}
+
+// recordPathLocked adds one probe result to the path table. Only idle
+// suspects count: a connection with data in flight says nothing about idle
+// timeouts. Alive counts at the idle age of the observation before the probe
+// (the probe went out no earlier, so the path held the flow at least that
+// long); dead counts once per socket, when it first became a confirmed
+// ghost, at its idle age now (the flow was gone by then at the latest).
+// Both choices widen the window rather than narrow it.
+func (e *Engine) recordPathLocked(k inventory.Key, r probe.Result, wasGhost bool, now time.Time) {
+	ent, ok := e.tracker.Get(k)
+	if !ok || !ent.Reasons.Has(tracker.ReasonIdle) {
+		return
+	}
+	idle, ok := pathIdle(&ent.Socket)
+	if !ok {
+		return
+	}
+	s := pathidle.Sample{Dest: pathidle.DestOf(ent.Socket.Remote), Idle: idle, Comm: e.owner(ent.Socket.Inode).Comm}
+	switch {
+	case r.Verdict == probe.Alive:
+		s.Outcome = pathidle.Alive
+	case r.Verdict.Ghost() && r.Confirmed && !wasGhost:
+		s.Outcome = pathidle.Dead
+		s.Idle += max(now.Sub(ent.LastSeen), 0)
+	default:
+		return
+	}
+	if e.paths == nil {
+		e.paths = pathidle.New(pathidle.Config{Now: e.opts.Now})
+	}
+	e.paths.Add(s)
+}
+
+// Paths returns each destination's path idle-timeout estimate, the best
+// evidenced first (pathidle.Table.Estimates).
+func (e *Engine) Paths() []pathidle.Estimate {
+	e.mu.Lock()
+	paths := e.paths
+	e.mu.Unlock()
+	if paths == nil {
+		return nil
+	}
+	return paths.Estimates()
+}

@@ -1,0 +1,164 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ghostd/ghostd/internal/testnet"
+)
+
+// TestResetGuardThroughStrictRouter: a peer that lost the connection,
+// behind the strict conntrack router (INVALID dropped, tcp_loose=0). Without
+// the guard the probes acknowledge RCV.NXT−1, the router drops the peer's
+// RST and the verdict is silent; with it they acknowledge RCV.NXT, the RST
+// passes the router, ghostd's capture takes it (reset), the guard's rule
+// drops it before the local socket, and the socket stays ESTABLISHED with
+// its owner seeing nothing, also after the guard's linger. A live peer stays
+// alive with the guard. Once the prober is closed, no ghostd table is left.
+func TestResetGuardThroughStrictRouter(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	for _, network := range networks {
+		for _, guard := range []bool{false, true} {
+			server, client := n.Pair(t, network)
+			exchange(t, server, client)
+			target := targetOf(t, n, server)
+			n.LoseState(t, client)
+			dropsBefore := n.InvalidDrops(t)
+			cfg := fastConfig()
+			cfg.ResetGuard = guard
+			p := New(cfg, seq, nil)
+			res, err := p.Probe(context.Background(), target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			drops := n.InvalidDrops(t) - dropsBefore
+			table, _ := n.Server.ExecErr("", "nft", "list", "table", "inet", GuardTable)
+			server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			_, rerr := server.Read(make([]byte, 1))
+			t.Logf("%s guard=%v: verdict=%s confirmed=%v guarded=%v sent=%d replies=%d closedLocal=%v routerInvalidDrops=%d localState=%d ownerRead=%v",
+				network, guard, res.Verdict, res.Confirmed, res.Guarded, res.Sent, res.Replies, res.ClosedLocal, drops, tcpState(t, server), rerr)
+			if !errors.Is(rerr, os.ErrDeadlineExceeded) {
+				t.Errorf("%s guard=%v: the owner's read returned %v, want it still blocking", network, guard, rerr)
+			}
+			if guard {
+				t.Logf("%s: nft list table inet %s while the table lingers:\n%s", network, GuardTable, table)
+				if res.Verdict != Reset || !res.Confirmed || !res.Guarded || res.ClosedLocal {
+					t.Errorf("%s with the guard: %+v, want a confirmed, guarded reset that closed nothing", network, res)
+				}
+				if !strings.Contains(table, "flags owner") || guardDrops(table) < 1 {
+					t.Errorf("%s: the guard's table does not show the RST dropped:\n%s", network, table)
+				}
+				// Late answers to earlier attempts are still dropped while
+				// the table lingers; after it, nothing closes the socket.
+				time.Sleep(guardLinger + time.Second)
+			} else if res.Verdict != Silent || !res.Confirmed || res.Guarded || drops == 0 {
+				t.Errorf("%s without the guard: %+v, want confirmed silence with the RST dropped by the router", network, res)
+			}
+			if st := tcpState(t, server); st != 1 /* TCP_ESTABLISHED */ {
+				t.Errorf("%s guard=%v: local socket state %d, want ESTABLISHED", network, guard, st)
+			}
+			p.Close()
+			if out := n.Server.Exec(t, "nft", "list", "ruleset"); strings.Contains(out, GuardTable) {
+				t.Errorf("%s: ghostd's table outlived the prober:\n%s", network, out)
+			}
+		}
+
+		// A live peer with the guard: alive, and the connection carries data.
+		server, client := n.Pair(t, network)
+		exchange(t, server, client)
+		cfg := fastConfig()
+		cfg.ResetGuard = true
+		p := New(cfg, seq, nil)
+		res, err := p.Probe(context.Background(), targetOf(t, n, server))
+		if err != nil || res.Verdict != Alive || !res.Guarded {
+			t.Errorf("%s live peer with the guard: %+v %v, want a guarded alive", network, res, err)
+		}
+		exchange(t, server, client)
+		p.Close()
+	}
+}
+
+// guardDrops sums the guard rules' packet counters in nft list output.
+func guardDrops(out string) int {
+	total := 0
+	for _, f := range strings.Split(out, "counter packets ")[1:] {
+		var n int
+		for _, c := range f {
+			if c < '0' || c > '9' {
+				break
+			}
+			n = n*10 + int(c-'0')
+		}
+		total += n
+	}
+	return total
+}
+
+// BenchmarkResetGuard measures what the guard adds to a probe: one element
+// added and removed (two netlink round trips), and opening a namespace's
+// table (once per namespace and probe round).
+func BenchmarkResetGuard(b *testing.B) {
+	needRoot(b)
+	ns := testnet.NewNS(b, "grd")
+	local, remote := netip.MustParseAddrPort("198.51.100.2:5432"), netip.MustParseAddrPort("192.0.2.2:40000")
+	b.Run("element", func(b *testing.B) {
+		g, err := openGuard(ns.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer g.close()
+		for i := 0; b.Loop(); i++ {
+			if err := g.add(local, remote, uint32(i), time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			if err := g.remove(local, remote, uint32(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("open", func(b *testing.B) {
+		for b.Loop() {
+			g, err := openGuard(ns.Path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			g.close()
+		}
+	})
+}
+
+// TestGuardElementShared: two probes of one socket at once (the probe loop
+// and a kill's re-confirmation) share its element; it goes only when both
+// are done. Adding an element again is accepted by the kernel.
+func TestGuardElementShared(t *testing.T) {
+	needRoot(t)
+	ns := testnet.NewNS(t, "grd")
+	g, err := openGuard(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &countedGuard{resetGuard: g, n: map[string]int{}}
+	defer c.close()
+	local, remote := netip.MustParseAddrPort("198.51.100.2:5432"), netip.MustParseAddrPort("192.0.2.2:40000")
+	elements := func() int {
+		return strings.Count(ns.Exec(t, "nft", "list", "set", "inet", GuardTable, "rst4"), "192.0.2.2 . 40000 . 198.51.100.2 . 5432")
+	}
+	for range 2 {
+		if err := c.add(local, remote, 7, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.remove(local, remote, 7); err != nil || elements() != 1 {
+		t.Errorf("after one of two probes ended: %v, %d elements, want 1", err, elements())
+	}
+	if err := c.remove(local, remote, 7); err != nil || elements() != 0 {
+		t.Errorf("after both ended: %v, %d elements, want 0", err, elements())
+	}
+}
