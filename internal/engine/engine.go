@@ -247,6 +247,7 @@ type Engine struct {
 	ownerMiss map[uint32]time.Time
 	// ownersSeen is the tracker's NewSuspects at the last owner lookup.
 	ownersSeen uint64
+	ev         eventState // events.go
 }
 
 // New returns an engine. prober may be nil (probing off); owners may be nil.
@@ -350,6 +351,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 			e.tracker.EndNamespace(now, r.Inode)
 		}
 	}
+	e.namespacesGoneLocked(seen, now)
 	for ino := range e.names {
 		if !seen[ino] {
 			e.tracker.DropNamespace(ino)
@@ -368,6 +370,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	}
 	e.scanned = now
 	e.scanDur = e.opts.Now().Sub(start)
+	e.scanEventsLocked(now)
 	return results
 }
 
@@ -645,6 +648,7 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 			e.ghostChanges++
 		}
 		e.tracker.SetTag(k, packVerdict(&v))
+		e.verdictEventLocked(k, &prev, probed, &v, now)
 	}
 }
 

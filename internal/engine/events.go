@@ -1,0 +1,232 @@
+package engine
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ghostd/ghostd/events"
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// eventState is what the engine keeps to turn its transitions into events
+// (docs/design.md, "Events"). It costs nothing per suspect: new suspects
+// are told by the tracker's SuspectSince, vanishing ones by its misses.
+type eventState struct {
+	sink events.Sink // nil: no events
+	// passed is when the last scan's pass ran: a suspect whose
+	// SuspectSince is after it became one since.
+	passed time.Time
+	// vanishing holds the gone events of suspects that a complete dump
+	// missed once, built while the tracker still remembers them: emitted
+	// once the tracker forgets them (a second miss), dropped if they are
+	// seen again (dumps are not snapshots).
+	vanishing map[inventory.Key]events.Event
+	// refused is the last refusal recorded for a kill candidate, so that a
+	// refusal repeated at every publish is recorded once.
+	refused map[inventory.Key]string
+}
+
+// SetEvents sets where the engine reports what happens to suspects: a
+// socket becoming one, a ghost confirmed, a ghost alive again, a kill
+// (NoteKill), a suspect gone. nil turns events off.
+func (e *Engine) SetEvents(s events.Sink) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ev = eventState{sink: s, vanishing: map[inventory.Key]events.Event{}, refused: map[inventory.Key]string{}}
+}
+
+// eventOf turns a session into an event of kind.
+func eventOf(kind events.Kind, s *exporter.Session, at time.Time) events.Event {
+	ev := events.Event{
+		Time: at, Kind: kind,
+		Netns: s.Netns, NetnsInode: s.NetnsInode, Family: s.Family, Local: s.Local, Remote: s.Remote,
+		State: s.State, Cookie: s.Cookie, Inode: s.Inode,
+		PID: s.PID, Comm: s.Comm, Unit: s.Unit, Container: s.Container,
+		Reasons: slices.Clone(s.Reasons), Verdict: s.Verdict, Attempts: s.ProbesSent, Replies: s.Replies,
+		IdleSeconds: s.IdleSeconds, Uncertain: s.Uncertain, NAT: s.NAT,
+	}
+	if s.RTTSeconds != nil {
+		v := *s.RTTSeconds
+		ev.RTTSeconds = &v
+	}
+	return ev
+}
+
+// eventLocked builds the event of kind for a tracked socket.
+func (e *Engine) eventLocked(kind events.Kind, ent *tracker.Entry, now time.Time) events.Event {
+	s := e.session(ent, now)
+	return eventOf(kind, &s, now)
+}
+
+// scanEventsLocked runs after a scan: it records the sockets that became
+// suspects since the last one, and the suspects the tracker has forgotten
+// since (their gone events were built at their first miss).
+func (e *Engine) scanEventsLocked(now time.Time) {
+	ev := &e.ev
+	if ev.sink == nil {
+		return
+	}
+	for k, gone := range ev.vanishing {
+		ent, ok := e.tracker.Get(k)
+		switch {
+		case !ok:
+			gone.Time = now
+			ev.sink.Emit(gone)
+			delete(ev.vanishing, k)
+		case ent.Misses == 0 || ent.Reasons.Empty():
+			delete(ev.vanishing, k) // seen again
+		}
+	}
+	for k := range ev.refused {
+		if _, ok := e.tracker.Reasons(k); !ok {
+			delete(ev.refused, k)
+		}
+	}
+	var fresh, missed []inventory.Key
+	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
+		if b.SuspectSince.After(ev.passed) {
+			fresh = append(fresh, b.Key)
+		}
+		if b.Misses > 0 {
+			if _, ok := ev.vanishing[b.Key]; !ok {
+				missed = append(missed, b.Key)
+			}
+		}
+	})
+	ev.passed = now
+	for _, k := range missed {
+		if ent, ok := e.tracker.Get(k); ok {
+			ev.vanishing[k] = e.eventLocked(events.Gone, &ent, now)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	slices.SortFunc(fresh, compareKeys)
+	ents := make([]tracker.Entry, 0, len(fresh))
+	var want []uint32
+	for _, k := range fresh {
+		if ent, ok := e.tracker.Get(k); ok {
+			ents = append(ents, ent)
+			if _, known := e.ownerOf[ent.Socket.Inode]; !known && ent.Socket.Inode != 0 {
+				want = append(want, ent.Socket.Inode)
+			}
+		}
+	}
+	// The owner is part of the event: look new suspects' owners up now
+	// rather than at the snapshot that follows (which then finds them cached).
+	e.resolveLocked(want)
+	for i := range ents {
+		ev.sink.Emit(e.eventLocked(events.Suspect, &ents[i], now))
+	}
+}
+
+// namespacesGoneLocked records a gone event for every suspect of the
+// namespaces that left the scan (seen has the ones still there), before
+// the tracker forgets them.
+func (e *Engine) namespacesGoneLocked(seen map[uint64]bool, now time.Time) {
+	ev := &e.ev
+	if ev.sink == nil {
+		return
+	}
+	gone := map[uint64]bool{}
+	for ino := range e.names {
+		if !seen[ino] {
+			gone[ino] = true
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	var keys []inventory.Key
+	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
+		if gone[b.Key.Netns] {
+			keys = append(keys, b.Key)
+		}
+	})
+	slices.SortFunc(keys, compareKeys)
+	for _, k := range keys {
+		delete(ev.vanishing, k)
+		if ent, ok := e.tracker.Get(k); ok {
+			ev.sink.Emit(e.eventLocked(events.Gone, &ent, now))
+		}
+	}
+}
+
+// verdictEventLocked runs after Record stored v for k (prev is the verdict
+// before, if probed): a socket that just became a confirmed ghost is a
+// ghost event; one alive after a ghost's verdict (confirmed or not) is an
+// alive event.
+func (e *Engine) verdictEventLocked(k inventory.Key, prev *verdictState, probed bool, v *verdictState, now time.Time) {
+	if e.ev.sink == nil {
+		return
+	}
+	wasGhost := probed && packedVerdicts[prev.verdict].Ghost() && prev.confirmed
+	isGhost := packedVerdicts[v.verdict].Ghost() && v.confirmed
+	var kind events.Kind
+	switch {
+	case isGhost && !wasGhost:
+		kind = events.Ghost
+	case packedVerdicts[v.verdict] == probe.Alive && probed && packedVerdicts[prev.verdict].Ghost():
+		kind = events.Alive
+	default:
+		return
+	}
+	ent, ok := e.tracker.Get(k)
+	if !ok {
+		return
+	}
+	if kind == events.Ghost {
+		if g, _ := e.ghost(ent.Reasons, v, now); !g {
+			return // a zero window is never a ghost
+		}
+	}
+	e.ev.sink.Emit(e.eventLocked(kind, &ent, now))
+}
+
+// quietRefusals are the kill policy's refusals that say it does not apply
+// to a socket rather than that it refused one it applies to: never events.
+var quietRefusals = []string{"kill disabled", "canceled", "close_wait leaks not enabled"}
+
+// NoteKill records the kill policy's outcome for one candidate (s as the
+// snapshot showed it, verdict as last confirmed) as a killed event: result
+// ok, error with the error, or refused with why (skipped). A refusal is
+// recorded once per socket until its reason changes; refusals that only
+// say the policy does not cover the socket are not recorded.
+func (e *Engine) NoteKill(s exporter.Session, verdict, mode string, err error, skipped string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ev := &e.ev
+	if ev.sink == nil {
+		return
+	}
+	k := inventory.Key{Netns: s.NetnsInode, Cookie: s.Cookie}
+	now := e.opts.Now()
+	out := eventOf(events.Killed, &s, now)
+	out.Verdict, out.Mode = verdict, mode
+	switch {
+	case skipped != "":
+		if slices.Contains(quietRefusals, skipped) {
+			return
+		}
+		// "younger than min age (4m3s < 5m)": the part before the
+		// parenthesis says why; the numbers change at every publish.
+		why, _, _ := strings.Cut(skipped, " (")
+		if ev.refused[k] == why {
+			return
+		}
+		ev.refused[k] = why
+		out.Result, out.Detail = events.ResultRefused, skipped
+	case err != nil:
+		delete(ev.refused, k)
+		out.Result, out.Detail = events.ResultError, err.Error()
+	default:
+		delete(ev.refused, k)
+		out.Result = events.ResultOK
+	}
+	ev.sink.Emit(out)
+}

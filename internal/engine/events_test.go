@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ghostd/ghostd/events"
+	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+)
+
+// sink collects events.
+type sink struct{ evs []events.Event }
+
+func (s *sink) Emit(ev events.Event) { s.evs = append(s.evs, ev) }
+
+// take returns "kind cookie" for the events since the last take.
+func (s *sink) take() []string {
+	out := []string{}
+	for _, ev := range s.evs {
+		x := fmt.Sprintf("%s %d", ev.Kind, ev.Cookie)
+		if ev.Result != "" {
+			x += " " + ev.Result
+		}
+		out = append(out, x)
+	}
+	s.evs = nil
+	return out
+}
+
+func TestEngineEvents(t *testing.T) {
+	e, inv, pr, c := newTest()
+	var got sink
+	e.SetEvents(&got)
+	ctx := context.Background()
+	step := func(what string, want ...string) {
+		t.Helper()
+		if want == nil {
+			want = []string{}
+		}
+		if diff := cmp.Diff(want, got.take()); diff != "" {
+			t.Errorf("%s: events (-want +got):\n%s", what, diff)
+		}
+	}
+	pass := func() {
+		c.t = c.t.Add(15 * time.Second)
+		e.Scan(ctx)
+		e.Probe(ctx, e.Targets())
+	}
+	inv.sockets[7] = []inventory.Socket{
+		idleSocket(1, 1, 2*time.Minute), // alive
+		idleSocket(2, 2, 2*time.Minute), // reset
+		idleSocket(3, 3, 2*time.Minute), // silent
+		idleSocket(4, 4, 10*time.Second),
+	}
+	c.t = c.t.Add(time.Second)
+	e.Scan(ctx)
+	step("first scan", "suspect 1", "suspect 2", "suspect 3")
+	e.Probe(ctx, e.Targets())
+	step("first probes: a first alive is no event", "ghost 2", "ghost 3")
+
+	// The suspect event carries identity, owner and evidence.
+	c.t = c.t.Add(15 * time.Second)
+	inv.sockets[7] = append(inv.sockets[7], idleSocket(5, 3, 3*time.Minute))
+	e.Scan(ctx)
+	if len(got.evs) != 1 {
+		t.Fatalf("second scan: %+v", got.evs)
+	}
+	want := events.Event{
+		Time: c.t, Kind: events.Suspect, Netns: "srv", NetnsInode: 7, Family: "inet",
+		Local: "198.51.100.2:5432", Remote: "192.0.2.2:3", State: "ESTABLISHED", Cookie: 5, Inode: 5,
+		PID: 5, Comm: "app", Unit: "app.service", Reasons: []string{"idle"}, Verdict: "unprobed", IdleSeconds: 180,
+	}
+	if diff := cmp.Diff(want, got.evs[0]); diff != "" {
+		t.Errorf("suspect event (-want +got):\n%s", diff)
+	}
+	got.take()
+	e.Probe(ctx, e.Targets())
+	step("ghost", "ghost 5")
+
+	// Re-confirmed ghosts are no news; a ghost that answers is.
+	pr.verdicts[3] = probe.Alive
+	c.t = c.t.Add(2 * time.Minute)
+	pass()
+	step("ghosts 3 and 5 answer", "alive 3", "alive 5")
+	pass()
+	step("nothing changed")
+
+	// Kill outcomes.
+	s2 := sessionOf(t, e, 2)
+	e.NoteKill(s2, "reset", "destroy", nil, "kill disabled")
+	e.NoteKill(s2, "reset", "destroy", nil, "younger than min age (1m0s < 5m0s)")
+	e.NoteKill(s2, "reset", "destroy", nil, "younger than min age (1m15s < 5m0s)")
+	e.NoteKill(s2, "reset", "destroy", nil, "rate limited")
+	e.NoteKill(s2, "reset", "destroy", errors.New("no such file or directory"), "")
+	e.NoteKill(s2, "reset", "destroy", nil, "")
+	step("kills", "killed 2 refused", "killed 2 refused", "killed 2 error", "killed 2 ok")
+
+	// Gone: after the second complete dump that misses it, not before.
+	inv.sockets[7] = inv.sockets[7][2:] // 1 and 2 close
+	pass()
+	step("one miss")
+	pass()
+	step("two misses", "gone 1", "gone 2")
+
+	// A socket a dump skips once is not gone.
+	keep := inv.sockets[7]
+	inv.sockets[7] = []inventory.Socket{keep[0], keep[1]} // 3, 4: 5 skipped once
+	pass()
+	inv.sockets[7] = keep
+	pass()
+	pass()
+	step("skipped once")
+
+	// A namespace that disappears takes its suspects with it.
+	inv.ns = nil
+	pass()
+	step("namespace gone", "gone 3", "gone 5")
+}
+
+func sessionOf(t *testing.T, e *Engine, cookie uint64) exporter.Session {
+	t.Helper()
+	for _, s := range e.Document().Sessions {
+		if s.Cookie == cookie {
+			return s
+		}
+	}
+	t.Fatalf("no session with cookie %d", cookie)
+	return exporter.Session{}
+}
