@@ -708,6 +708,9 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 			t.Verdict = string(packedVerdicts[v.verdict])
 			t.Ghost, t.GhostSeconds = e.ghost(b.Reasons, &v, now)
 		}
+		if t.Ghost {
+			t.Owner = e.ownerName(b.Inode)
+		}
 		tally.Add(&t)
 		if !t.Killed && (t.Ghost || b.Reasons.Has(tracker.ReasonCloseWait)) {
 			cands = append(cands, b.Key)
@@ -734,6 +737,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		tally.Add(&exporter.Tallied{Netns: g.Netns, Family: g.Family, Verdict: g.Verdict, Killed: true})
 	}
 	snap.Summary = tally.Summaries()
+	snap.GhostsByOwner = tally.GhostsByOwner()
 	return snap, out
 }
 

@@ -230,3 +230,9 @@ func (e *Engine) NoteKill(s exporter.Session, verdict, mode string, err error, s
 	}
 	ev.sink.Emit(out)
 }
+
+// ownerName is the owner a socket's sessions are grouped under (exporter.OwnerOf).
+func (e *Engine) ownerName(inode uint32) string {
+	o := e.owner(inode)
+	return events.Owner("", o.Unit, o.Comm)
+}

@@ -1,0 +1,151 @@
+package exporter
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ghostd/ghostd/events"
+	"github.com/ghostd/ghostd/probe"
+)
+
+// DefaultOwnersTopK is how many owners ghostd_ghost_sessions_by_owner
+// names before it adds the rest up under "other".
+const DefaultOwnersTopK = 20
+
+// MaxOwnersTopK bounds the cap a configuration may set.
+const MaxOwnersTopK = 1000
+
+// SetEvents sets the event history that /api/v1/events, the page and the
+// ghostd_events_* metrics show; nil (the default) shows none.
+func (s *Store) SetEvents(r *events.Recorder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = r
+}
+
+// SetOwnersTopK sets how many owners ghostd_ghost_sessions_by_owner names
+// (at least 1); the others count under "other".
+func (s *Store) SetOwnersTopK(k int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ownersTopK = max(k, 1)
+}
+
+func (s *Store) recorder() *events.Recorder {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.events
+}
+
+// parseEventQuery reads /api/v1/events's query: since (a sequence number
+// or an RFC 3339 time), netns, owner, verdict and kind (repeatable), limit.
+func parseEventQuery(r *http.Request) (events.Query, string) {
+	q := r.URL.Query()
+	eq := events.Query{Netns: q["netns"], Owners: q["owner"], Verdicts: q["verdict"]}
+	if n := len(q["netns"]) + len(q["owner"]) + len(q["verdict"]) + len(q["kind"]); n > MaxFilterValues {
+		return eq, "too many filter values (" + strconv.Itoa(n) + " > " + strconv.Itoa(MaxFilterValues) + ")"
+	}
+	if v := q.Get("since"); v != "" {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			eq.SinceSeq = n
+		} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			eq.SinceTime = t
+		} else {
+			return eq, "since: want a sequence number or an RFC 3339 time, got " + strconv.Quote(v)
+		}
+	}
+	for _, v := range eq.Verdicts {
+		switch probe.Verdict(v) {
+		case probe.Unprobed, probe.Alive, probe.Reset, probe.Silent, probe.Unreachable:
+		default:
+			return eq, "unknown verdict " + strconv.Quote(v)
+		}
+	}
+	for _, v := range q["kind"] {
+		k, ok := events.ParseKind(v)
+		if !ok {
+			return eq, "unknown kind " + strconv.Quote(v)
+		}
+		eq.Kinds = append(eq.Kinds, k)
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > events.MaxLimit {
+			return eq, "limit: want 1 to " + strconv.Itoa(events.MaxLimit) + ", got " + strconv.Quote(v)
+		}
+		eq.Limit = n
+	}
+	return eq, ""
+}
+
+func serveEvents(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Logger) {
+	q, bad := parseEventQuery(r)
+	if bad != "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": bad}, log)
+		return
+	}
+	rec := s.recorder()
+	if rec == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this process keeps no event history"}, log)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec.Query(q), log)
+}
+
+// groupsDocument is the answer of /api/v1/groups.
+type groupsDocument struct {
+	ScannedAt time.Time `json:"scanned_at"`
+	By        GroupBy   `json:"by"`
+	Groups    []Group   `json:"groups"`
+}
+
+// serveGroups groups every session of the last scan by owner or
+// destination (by=, default owner), narrowed by netns= (repeatable).
+func serveGroups(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Logger) {
+	q := r.URL.Query()
+	by := ByOwner
+	if v := q.Get("by"); v != "" {
+		var ok bool
+		if by, ok = ParseGroupBy(v); !ok {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "by: want owner or destination, got " + strconv.Quote(v)}, log)
+			return
+		}
+	}
+	f := sessionFilter{netns: q["netns"]}
+	if len(f.netns) > MaxFilterValues {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "too many filter values"}, log)
+		return
+	}
+	snap := s.Snapshot()
+	if snap == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no scan completed yet"}, log)
+		return
+	}
+	g := NewGrouper(by)
+	snap.sessions().EachSession(func(batch []Session) bool {
+		for i := range batch {
+			if f.match(&batch[i]) {
+				g.Add(&batch[i])
+			}
+		}
+		return r.Context().Err() == nil
+	})
+	writeJSON(w, http.StatusOK, groupsDocument{ScannedAt: snap.Doc.ScannedAt, By: by, Groups: g.Groups()}, log)
+}
+
+// collectEvents exports the event counters; the store's lock is held.
+func (c *collector) collectEvents(ch chan<- prometheus.Metric) {
+	if c.s.events == nil {
+		return
+	}
+	st := c.s.events.Stats()
+	for i, k := range events.Kinds {
+		ch <- constMetric(c.eventsTotal, prometheus.CounterValue, float64(st.Recorded[i]), string(k))
+	}
+	ch <- constMetric(c.eventsDropped, prometheus.CounterValue, float64(st.Evicted), "ring")
+	ch <- constMetric(c.eventsDropped, prometheus.CounterValue, float64(st.FileDropped), "file")
+}
