@@ -149,3 +149,63 @@ func (c *collector) collectEvents(ch chan<- prometheus.Metric) {
 	ch <- constMetric(c.eventsDropped, prometheus.CounterValue, float64(st.Evicted), "ring")
 	ch <- constMetric(c.eventsDropped, prometheus.CounterValue, float64(st.FileDropped), "file")
 }
+
+// maxPageGroups and maxPageEvents bound the page's group and event tables.
+const (
+	maxPageGroups = 10
+	maxPageEvents = 20
+)
+
+type pageGroup struct {
+	Name                     string
+	Ghosts, Suspects, Killed int
+}
+
+type pageEvent struct {
+	Seq                              uint64
+	Time, Kind, Netns, Local, Remote string
+	Verdict, Owner, Result           string
+	Bad                              bool
+}
+
+// addGroups groups the page's rows (ghosts first, at most maxPageRows) by
+// owner and by destination; /api/v1/groups counts every session.
+func addGroups(d *pageData, rows []Session) {
+	for _, g := range GroupSessions(rows, ByOwner) {
+		if len(d.Owners) == maxPageGroups {
+			break
+		}
+		d.Owners = append(d.Owners, pageGroup{Name: g.Owner, Ghosts: g.Ghosts, Suspects: g.Suspects, Killed: g.Killed})
+	}
+	for _, g := range GroupSessions(rows, ByDestination) {
+		if len(d.Destinations) == maxPageGroups {
+			break
+		}
+		name := g.Destination + " port " + strconv.Itoa(int(g.Port))
+		if g.PortSide == PortLocal {
+			name = g.Destination + " → local port " + strconv.Itoa(int(g.Port))
+		}
+		d.Destinations = append(d.Destinations, pageGroup{Name: name, Ghosts: g.Ghosts, Suspects: g.Suspects, Killed: g.Killed})
+	}
+}
+
+// addEvents puts the last events on the page, newest first.
+func addEvents(d *pageData, rec *events.Recorder) {
+	if rec == nil {
+		return
+	}
+	d.HasEvents = true
+	p := rec.Query(events.Query{Limit: maxPageEvents})
+	for i := len(p.Events) - 1; i >= 0; i-- {
+		e := &p.Events[i]
+		result := e.Result
+		if e.Detail != "" {
+			result += ": " + e.Detail
+		}
+		d.Events = append(d.Events, pageEvent{
+			Seq: e.Seq, Time: e.Time.UTC().Format(time.RFC3339), Kind: string(e.Kind), Netns: e.Netns,
+			Local: e.Local, Remote: e.Remote, Verdict: e.Verdict, Owner: e.Owner(), Result: result,
+			Bad: e.Kind == events.Ghost || (e.Kind == events.Killed && e.Result != events.ResultOK),
+		})
+	}
+}

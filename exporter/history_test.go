@@ -141,3 +141,36 @@ func TestGroupsAPI(t *testing.T) {
 		t.Errorf("by=pid: %d %s", rec.Code, rec.Body)
 	}
 }
+
+func TestPageGroupsAndEvents(t *testing.T) {
+	s := historyStore(t)
+	s.Publish(fixtureSnapshot())
+	body := get(t, NewHandler(s, HandlerOptions{}), "/").Body.String()
+	if strings.Contains(body, "<b>x") {
+		t.Errorf("page contains an unescaped owner:\n%s", body)
+	}
+	for _, want := range []string{
+		"<h2>Ghosts per service</h2>",
+		`<tr class="ghost"><td class="mono">postgresql.service</td><td class="n">1</td><td class="n">1</td><td class="n">0</td></tr>`,
+		`<tr><td class="mono">ssh.service</td><td class="n">0</td><td class="n">1</td><td class="n">0</td></tr>`,
+		`<td class="mono">198.51.100.0/24 → local port 5432</td><td class="n">1</td>`,
+		"<h2>Recent events</h2>",
+		`<td class="mono">&lt;b&gt;x&lt;/b&gt;</td>`, // the gone event's owner, escaped
+		"<td>killed</td>", "<td>ok</td>",
+		`href="api/v1/events"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	// Newest first.
+	if i, j := strings.Index(body, "<td>gone</td>"), strings.Index(body, "<td>suspect</td>"); i < 0 || j < 0 || i > j {
+		t.Errorf("events not newest first (gone at %d, suspect at %d)", i, j)
+	}
+	// Without a history the page has no event table.
+	plain := NewStore(testBld, nil)
+	plain.Publish(fixtureSnapshot())
+	if body := get(t, NewHandler(plain, HandlerOptions{}), "/").Body.String(); strings.Contains(body, "Recent events") {
+		t.Error("a store without events shows an event table")
+	}
+}
