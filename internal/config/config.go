@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -44,6 +45,12 @@ type Config struct {
 	Kill  KillConfig
 	Web   WebConfig
 	Log   LogConfig
+
+	// Events is how the daemon keeps its event history; OwnersTopK how
+	// many owners ghostd_ghost_sessions_by_owner names (key
+	// metrics.owners_top_k).
+	Events     events.Config
+	OwnersTopK int
 }
 
 // ProbeConfig says whether and how fast suspects are probed.
@@ -138,5 +145,8 @@ func Default() Config {
 		},
 		Web: WebConfig{ListenAddress: []string{DefaultListenAddress}},
 		Log: LogConfig{Level: "info", Format: "logfmt"},
+
+		Events:     events.DefaultConfig(),
+		OwnersTopK: exporter.DefaultOwnersTopK,
 	}
 }

@@ -37,6 +37,12 @@ var flagKeys = map[string]string{
 	"web.config.file":    "web.config_file",
 	"log.level":          "log.level",
 	"log.format":         "log.format",
+
+	// The event history (events.go).
+	"events.ring-size":      "events.ring_size",
+	"events.file":           "events.file",
+	"events.file-max-bytes": "events.file_max_bytes",
+	"events.files-kept":     "events.files_kept",
 }
 
 // FlagKey returns the configuration key that flag name (without dashes)
@@ -72,6 +78,7 @@ func RegisterFlags(fs *flag.FlagSet, detectionOnly bool) *Flags {
 	fs.StringVar(&f.over.Web.ConfigFile, "web.config.file", d.Web.ConfigFile, "web configuration file for TLS and authentication (key web.config_file)")
 	fs.StringVar(&f.over.Log.Level, "log.level", d.Log.Level, "log level: debug, info, warn or error (key log.level)")
 	fs.StringVar(&f.over.Log.Format, "log.format", d.Log.Format, "log format: logfmt or json (key log.format)")
+	registerEventFlags(fs, &f.over, d)
 	return f
 }
 
@@ -119,6 +126,8 @@ func (f *Flags) Apply(c *Config) error {
 			c.Log.Level = o.Log.Level
 		case "log.format":
 			c.Log.Format = o.Log.Format
+		default:
+			applyEventFlag(fl.Name, c, o)
 		}
 	})
 	err := c.Validate()

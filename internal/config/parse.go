@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ghostd/ghostd/events"
 )
 
 // Error is a configuration error. It names the key (a dotted path such as
@@ -54,6 +56,19 @@ type raw struct {
 	Kill       rawKill       `yaml:"kill"`
 	Web        rawWeb        `yaml:"web"`
 	Log        rawLog        `yaml:"log"`
+	Events     rawEvents     `yaml:"events"`
+	Metrics    rawMetrics    `yaml:"metrics"`
+}
+
+type rawEvents struct {
+	RingSize     int    `yaml:"ring_size"`
+	File         string `yaml:"file"`
+	FileMaxBytes int    `yaml:"file_max_bytes"`
+	FilesKept    int    `yaml:"files_kept"`
+}
+
+type rawMetrics struct {
+	OwnersTopK int `yaml:"owners_top_k"`
 }
 
 type rawThresholds struct {
@@ -325,6 +340,11 @@ func toRaw(c Config) raw {
 		},
 		Web: rawWeb{ListenAddress: append([]string(nil), c.Web.ListenAddress...), ConfigFile: c.Web.ConfigFile},
 		Log: rawLog{Level: c.Log.Level, Format: c.Log.Format},
+		Events: rawEvents{
+			RingSize: c.Events.RingSize, File: c.Events.File,
+			FileMaxBytes: int(c.Events.FileMaxBytes), FilesKept: c.Events.FilesKept,
+		},
+		Metrics: rawMetrics{OwnersTopK: c.OwnersTopK},
 	}
 }
 
@@ -387,6 +407,11 @@ func (r *raw) config() (Config, error) {
 		},
 		Web: WebConfig{ListenAddress: r.Web.ListenAddress, ConfigFile: r.Web.ConfigFile},
 		Log: LogConfig{Level: r.Log.Level, Format: r.Log.Format},
+		Events: events.Config{
+			RingSize: r.Events.RingSize, File: r.Events.File,
+			FileMaxBytes: int64(r.Events.FileMaxBytes), FilesKept: r.Events.FilesKept,
+		},
+		OwnersTopK: r.Metrics.OwnersTopK,
 	}
 	if len(errs) > 0 {
 		return Config{}, errs[0]

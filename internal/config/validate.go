@@ -144,7 +144,7 @@ func (c *Config) Validate() error {
 	default:
 		return bad("log.format", "invalid format %q: want logfmt or json", c.Log.Format)
 	}
-	return nil
+	return c.validateEvents()
 }
 
 func (r Rule) validate(key string) error {
