@@ -96,8 +96,9 @@ func serveEvents(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Log
 	writeJSON(w, http.StatusOK, rec.Query(q), log)
 }
 
-// groupsDocument is the answer of /api/v1/groups.
-type groupsDocument struct {
+// GroupsDocument is the answer of /api/v1/groups and of `ghostd scan --by
+// ... --json`.
+type GroupsDocument struct {
 	ScannedAt time.Time `json:"scanned_at"`
 	By        GroupBy   `json:"by"`
 	Groups    []Group   `json:"groups"`
@@ -134,7 +135,7 @@ func serveGroups(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Log
 		}
 		return r.Context().Err() == nil
 	})
-	writeJSON(w, http.StatusOK, groupsDocument{ScannedAt: snap.Doc.ScannedAt, By: by, Groups: g.Groups()}, log)
+	writeJSON(w, http.StatusOK, GroupsDocument{ScannedAt: snap.Doc.ScannedAt, By: by, Groups: g.Groups()}, log)
 }
 
 // collectEvents exports the event counters; the store's lock is held.

@@ -111,16 +111,16 @@ func TestGroupsAPI(t *testing.T) {
 	s.Publish(fixtureSnapshot())
 	tests := []struct {
 		query string
-		want  groupsDocument
+		want  GroupsDocument
 	}{
-		{"", groupsDocument{ScannedAt: t0, By: ByOwner, Groups: []Group{
+		{"", GroupsDocument{ScannedAt: t0, By: ByOwner, Groups: []Group{
 			{Owner: "<script>alert(1)</script>", Ghosts: 1, Suspects: 1},
 			{Owner: "postgresql.service", Ghosts: 1, Suspects: 1},
 			{Owner: "leaky", Suspects: 1},
 			{Owner: "ssh.service", Suspects: 1},
 		}}},
-		{"?by=owner&netns=blue", groupsDocument{ScannedAt: t0, By: ByOwner, Groups: []Group{{Owner: "leaky", Suspects: 1}}}},
-		{"?by=destination&netns=host", groupsDocument{ScannedAt: t0, By: ByDestination, Groups: []Group{
+		{"?by=owner&netns=blue", GroupsDocument{ScannedAt: t0, By: ByOwner, Groups: []Group{{Owner: "leaky", Suspects: 1}}}},
+		{"?by=destination&netns=host", GroupsDocument{ScannedAt: t0, By: ByDestination, Groups: []Group{
 			{Destination: "198.51.100.0/24", Port: 5432, PortSide: PortLocal, Ghosts: 1, Suspects: 1},
 			{Destination: "2001:db8::/64", Port: 443, PortSide: PortLocal, Ghosts: 1, Suspects: 1},
 			{Destination: "203.0.113.0/24", Port: 22, PortSide: PortLocal, Suspects: 1},
@@ -128,7 +128,7 @@ func TestGroupsAPI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		rec := get(t, h, "/api/v1/groups"+tt.query)
-		var got groupsDocument
+		var got GroupsDocument
 		if err := json.Unmarshal(rec.Body.Bytes(), &got); rec.Code != http.StatusOK || err != nil {
 			t.Errorf("%q: %d %v: %s", tt.query, rec.Code, err, rec.Body)
 			continue

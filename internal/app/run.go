@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
@@ -87,6 +88,8 @@ type daemon struct {
 	reloadCh  chan struct{}
 
 	saidRefused bool // noteLimits said the tracker's cap was reached
+
+	events *events.Recorder
 }
 
 func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*daemon, error) {
@@ -106,11 +109,16 @@ func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*
 		p.Close()
 		return nil, err
 	}
+	if d.events, err = newEvents(cfg, log, p.engine, d.store); err != nil {
+		p.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
 func (d *daemon) run(ctx context.Context) error {
 	defer d.parts.Close()
+	defer d.events.Close()
 	cfg := d.config()
 	ls, err := exporter.Listen(cfg.Web.ListenAddress)
 	if err != nil {
@@ -280,7 +288,8 @@ func (d *daemon) publish(ctx context.Context) {
 	d.mu.Unlock()
 	if killer != nil && len(cands) > 0 && killer.Policy().Enabled {
 		acted := false
-		for _, rec := range killer.Apply(ctx, cands) {
+		for i, rec := range killer.Apply(ctx, cands) {
+			e.NoteKill(cands[i].Session, string(cands[i].Verdict), string(rec.Mode), rec.Err, rec.Skipped)
 			if rec.Skipped == "" && rec.Err == nil {
 				e.MarkKilled(rec.Key)
 				acted = true
@@ -390,9 +399,10 @@ func (d *daemon) reload() {
 	d.mu.Unlock()
 	d.parts.engine.SetOptions(engineOptions(cfg, false, true))
 	if !equalStrings(old.Web.ListenAddress, cfg.Web.ListenAddress) || old.Web.ConfigFile != cfg.Web.ConfigFile ||
-		old.Probe.Enabled != cfg.Probe.Enabled || old.Netns != cfg.Netns {
-		d.log.Warn("web, netns and probe on/off changes take effect after a restart")
+		old.Probe.Enabled != cfg.Probe.Enabled || old.Netns != cfg.Netns || old.Events != cfg.Events {
+		d.log.Warn("web, netns, probe on/off and events changes take effect after a restart")
 	}
+	d.store.SetOwnersTopK(cfg.OwnersTopK)
 	if d.parts.prober != nil {
 		d.parts.prober.SetConfig(probeConfig(cfg))
 	}

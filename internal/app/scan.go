@@ -22,8 +22,13 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.ConfigFile, "config", config.DefaultPath, "configuration file (a missing default file means defaults)")
 	asJSON := fs.Bool("json", false, "print the JSON document instead of a table")
 	all := fs.Bool("all", false, "list every socket, not only suspects")
+	by := fs.String("by", "", "print the sessions grouped by owner or destination, one row per group")
 	if code, ok := parseFlags(fs, args, stderr, true); !ok {
 		return code
+	}
+	if _, ok := exporter.ParseGroupBy(*by); *by != "" && !ok {
+		fmt.Fprintf(stderr, "ghostd scan: --by %q: want owner or destination\n", *by)
+		return ExitUsage
 	}
 	cfg, err := loadScanConfig(f)
 	if err != nil {
@@ -60,6 +65,9 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "ghostd scan: interrupted")
 		return ExitFailure
+	}
+	if *by != "" {
+		return writeGroups(stdout, stderr, &doc, exporter.GroupBy(*by), *asJSON, snap.ProbeMode)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
