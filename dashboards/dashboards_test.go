@@ -43,6 +43,9 @@ var contract = map[string][]string{
 	"ghostd_probe_mode_info":                              {"mode"},
 	"ghostd_capability":                                   {"capability"},
 	"ghostd_config_last_reload_success_timestamp_seconds": {},
+	"ghostd_ghost_sessions_by_owner":                      {"owner"},
+	"ghostd_events_total":                                 {"kind"},
+	"ghostd_events_dropped_total":                         {"where"},
 }
 
 // promql parses queries with the default options, as Prometheus does.
