@@ -134,3 +134,73 @@ func sessionOf(t *testing.T, e *Engine, cookie uint64) exporter.Session {
 	t.Fatalf("no session with cookie %d", cookie)
 	return exporter.Session{}
 }
+
+// BenchmarkSteadyScanEvents is BenchmarkSteadyScan with the event history
+// on (a ring of the default size): the extra pass over the suspects that
+// looks for new and vanishing ones, at every scan.
+func BenchmarkSteadyScanEvents(b *testing.B) {
+	for _, n := range []int{10_000, 200_000} {
+		b.Run(fmt.Sprintf("sockets=%d", n), func(b *testing.B) {
+			e, inv, pr, c := newTest()
+			rec, err := events.NewRecorder(events.DefaultConfig(), nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.SetEvents(rec)
+			pr.verdicts = map[uint16]probe.Verdict{}
+			socks := make([]inventory.Socket, n)
+			for i := range socks {
+				socks[i] = idleSocket(uint64(i+1), uint16(i%60000+1), 2*time.Minute)
+				pr.verdicts[uint16(i%60000+1)] = probe.Alive
+			}
+			inv.sockets[7] = socks
+			ctx := context.Background()
+			e.Scan(ctx)
+			for t := e.Targets(); len(t) > 0; t = e.Targets() {
+				e.Probe(ctx, t)
+			}
+			e.Snapshot()
+			if st := rec.Stats(); st.Recorded[0] != uint64(n) {
+				b.Fatalf("%d suspect events, want %d", st.Recorded[0], n)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c.t = c.t.Add(time.Millisecond)
+				e.Scan(ctx)
+				if t := e.Targets(); len(t) != 0 {
+					b.Fatalf("%d targets in steady state", len(t))
+				}
+				e.Snapshot()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/socket")
+			if st := rec.Stats(); st.Recorded[0] != uint64(n) {
+				b.Fatalf("steady state recorded %d suspect events, want %d", st.Recorded[0], n)
+			}
+		})
+	}
+}
+
+// BenchmarkEventsPass measures what the event history adds to every scan:
+// the pass over the suspects that finds new and vanishing ones, in the
+// steady state (nothing new).
+func BenchmarkEventsPass(b *testing.B) {
+	const n = 200_000
+	e, inv, _, c := newTest()
+	e.SetEvents(&sink{})
+	socks := make([]inventory.Socket, n)
+	for i := range socks {
+		socks[i] = idleSocket(uint64(i+1), uint16(i%60000+1), 2*time.Minute)
+	}
+	inv.sockets[7] = socks
+	e.Scan(context.Background())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.t = c.t.Add(time.Millisecond)
+		e.mu.Lock()
+		e.scanEventsLocked(c.t)
+		e.mu.Unlock()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/suspect")
+}
