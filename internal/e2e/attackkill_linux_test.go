@@ -396,16 +396,7 @@ func (p *sessionPoller) poll() {
 }
 
 func (p *sessionPoller) run(stop <-chan struct{}) {
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-			p.poll()
-		}
-	}
+	every(250*time.Millisecond, 4800, stop, func() bool { p.poll(); return true })
 }
 
 // TestDaemonKillUnderAttack runs `ghostd run --kill` with a generous kill

@@ -68,13 +68,8 @@ func keepaliveOnDefaults(t *testing.T, n *testnet.Net) (server, client net.Conn)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Close() })
-	rc, err := server.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1) }); err != nil || serr != nil {
-		t.Fatalf("SO_KEEPALIVE: %v %v", err, serr)
-	}
+	testnet.Control(t, server.(*net.TCPConn), "SO_KEEPALIVE", func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	})
 	return server, client
 }

@@ -35,32 +35,40 @@ func sessionKey(s *exporter.Session) string {
 	return strings.ReplaceAll(s.Local, "::ffff:", "") + " " + strings.ReplaceAll(s.Remote, "::ffff:", "")
 }
 
-// keepBusy exchanges a few bytes both ways every 200 ms until stop is closed.
+// every calls fn every period until stop is closed, fn returns false, or
+// it has run max times (every load loop here is bounded).
+func every(period time.Duration, max int, stop <-chan struct{}, fn func() bool) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for range max {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		if !fn() {
+			return
+		}
+	}
+}
+
+// keepBusy exchanges a few bytes both ways every 200 ms (for at most 10
+// minutes) until stop is closed.
 func keepBusy(server, client net.Conn, stop <-chan struct{}) {
-	go func() {
-		buf := make([]byte, 64)
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			if _, err := client.Write([]byte("ping")); err != nil {
-				return
-			}
-			if _, err := server.Read(buf); err != nil {
-				return
-			}
-			if _, err := server.Write([]byte("pong")); err != nil {
-				return
-			}
-			if _, err := client.Read(buf); err != nil {
-				return
+	buf := make([]byte, 64)
+	go every(200*time.Millisecond, 3000, stop, func() bool {
+		for _, step := range []func() error{
+			func() error { _, err := client.Write([]byte("ping")); return err },
+			func() error { _, err := server.Read(buf); return err },
+			func() error { _, err := server.Write([]byte("pong")); return err },
+			func() error { _, err := client.Read(buf); return err },
+		} {
+			if step() != nil {
+				return false
 			}
 		}
-	}()
+		return true
+	})
 }
 
 // fillWindow writes to the server end until the client (which never reads)

@@ -26,20 +26,14 @@ func TestDaemonReadsOwnKeepalive(t *testing.T) {
 	// 1 s idle, 1 s apart, 2 probes: its kernel ends a dead peer 3 s after
 	// its last answer, before ghostd (2 s idle + 1 s scans + a 3 s probe
 	// round = 6 s) could.
-	rc, err := fastS.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
+	testnet.Control(t, fastS.(*net.TCPConn), "keepalive settings", func(fd int) error {
 		for _, o := range [][2]int{{unix.TCP_KEEPIDLE, 1}, {unix.TCP_KEEPINTVL, 1}, {unix.TCP_KEEPCNT, 2}} {
-			if serr == nil {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, o[0], o[1])
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, o[0], o[1]); err != nil {
+				return err
 			}
 		}
-	}); err != nil || serr != nil {
-		t.Fatalf("setsockopt: %v %v", err, serr)
-	}
+		return nil
+	})
 	roundTrip(t, &scenario{name: "pg", server: pgS, client: pgC})
 	roundTrip(t, &scenario{name: "fast", server: fastS, client: fastC})
 	d := startDaemon(t, "", "--netns", n.Server.Name, "--idle", "2s", "--interval", "1s")

@@ -103,21 +103,15 @@ func (f *rsFixture) connect(kind, network string) *rsConn {
 
 // keepAsking sends a request every 200 ms (at most 3000) until the test ends.
 func (f *rsFixture) keepAsking(x *rsConn) {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; i < 3000; i++ {
-		select {
-		case <-f.stop:
-			return
-		case <-tick.C:
-		}
+	every(200*time.Millisecond, 3000, f.stop, func() bool {
 		if err := x.c.Ask(); err != nil {
 			f.mu.Lock()
 			f.busy = append(f.busy, fmt.Errorf("%s: %w", x.name(), err))
 			f.mu.Unlock()
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 func (f *rsFixture) busyErrors() []error {

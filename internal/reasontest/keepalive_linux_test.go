@@ -2,6 +2,7 @@ package reasontest
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"syscall"
 	"testing"
@@ -39,17 +40,9 @@ func keepalivePair(t *testing.T, n *testnet.Net) (server, client *net.TCPConn) {
 
 func setsockopt(t *testing.T, c *net.TCPConn, level, opt, v int) {
 	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, v) }); err != nil {
-		t.Fatal(err)
-	}
-	if serr != nil {
-		t.Fatalf("setsockopt %d/%d=%d: %v", level, opt, v, serr)
-	}
+	testnet.Control(t, c, fmt.Sprintf("setsockopt %d/%d=%d", level, opt, v), func(fd int) error {
+		return unix.SetsockoptInt(fd, level, opt, v)
+	})
 }
 
 // keepaliveSetup starts a parallel test on a fresh test network with a

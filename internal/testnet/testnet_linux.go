@@ -336,17 +336,7 @@ func counterPackets(out string) uint64 {
 // excepted) until n.Heal or the end of the test.
 func (n *Net) GoSilent(t testing.TB) {
 	t.Helper()
-	n.Client.Nft(t, `table inet tn_silent {
-	chain in {
-		type filter hook input priority -10; policy accept;
-		iifname != "lo" counter drop
-	}
-	chain out {
-		type filter hook output priority -10; policy accept;
-		oifname != "lo" counter drop
-	}
-}
-`)
+	n.Client.GoSilent(t)
 }
 
 // Heal removes what GoSilent and DropFromClient installed in the client.
@@ -409,41 +399,40 @@ func (n *Net) InvalidDrops(t testing.TB) uint64 {
 // test on error.
 func TCPInfo(t testing.TB, c net.Conn) *unix.TCPInfo {
 	t.Helper()
-	rc, err := c.(*net.TCPConn).SyscallConn()
+	var info *unix.TCPInfo
+	Control(t, c.(*net.TCPConn), "TCP_INFO", func(fd int) (err error) {
+		info, err = unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		return err
+	})
+	return info
+}
+
+// Control runs fn on the connection's file descriptor and fails the test,
+// naming what, when fn or the descriptor access fails.
+func Control(t testing.TB, c syscall.Conn, what string, fn func(fd int) error) {
+	t.Helper()
+	rc, err := c.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info *unix.TCPInfo
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil {
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
 		t.Fatal(err)
 	}
-	if gerr != nil {
-		t.Fatal(gerr)
+	if ferr != nil {
+		t.Fatalf("testnet: %s: %v", what, ferr)
 	}
-	return info
 }
 
 // Cookie returns the kernel's socket cookie (SO_COOKIE) of a test
 // connection or listener: the identity the inventory reports.
 func Cookie(t testing.TB, c syscall.Conn) uint64 {
 	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var cookie uint64
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		cookie, gerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatalf("testnet: SO_COOKIE: %v", gerr)
-	}
+	Control(t, c, "SO_COOKIE", func(fd int) (err error) {
+		cookie, err = unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+		return err
+	})
 	return cookie
 }
 
