@@ -87,9 +87,13 @@ func (e *Engine) scanEventsLocked(now time.Time) {
 		}
 	}
 	var fresh, missed []inventory.Key
+	var want []uint32 // owners of new suspects not looked up yet
 	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
 		if b.SuspectSince.After(ev.passed) {
 			fresh = append(fresh, b.Key)
+			if _, known := e.ownerOf[b.Inode]; !known && b.Inode != 0 {
+				want = append(want, b.Inode)
+			}
 		}
 		if b.Misses > 0 {
 			if _, ok := ev.vanishing[b.Key]; !ok {
@@ -106,22 +110,16 @@ func (e *Engine) scanEventsLocked(now time.Time) {
 	if len(fresh) == 0 {
 		return
 	}
+	// The owner is part of the event: look new suspects' owners up now
+	// rather than at the snapshot that follows (which then finds them
+	// cached). A first scan of a host of idle pools has 100 000s: one
+	// entry at a time, never all of them at once.
+	e.resolveLocked(want)
 	slices.SortFunc(fresh, compareKeys)
-	ents := make([]tracker.Entry, 0, len(fresh))
-	var want []uint32
 	for _, k := range fresh {
 		if ent, ok := e.tracker.Get(k); ok {
-			ents = append(ents, ent)
-			if _, known := e.ownerOf[ent.Socket.Inode]; !known && ent.Socket.Inode != 0 {
-				want = append(want, ent.Socket.Inode)
-			}
+			ev.sink.Emit(e.eventLocked(events.Suspect, &ent, now))
 		}
-	}
-	// The owner is part of the event: look new suspects' owners up now
-	// rather than at the snapshot that follows (which then finds them cached).
-	e.resolveLocked(want)
-	for i := range ents {
-		ev.sink.Emit(e.eventLocked(events.Suspect, &ents[i], now))
 	}
 }
 
