@@ -91,14 +91,17 @@ type Query struct {
 	// matching events; with neither, the newest.
 	SinceSeq  uint64
 	SinceTime time.Time
-	Netns     []string
-	Owners    []string // the event's owner name (Owner), unit or comm
-	Verdicts  []string
-	Kinds     []Kind
-	Limit     int // 0 means DefaultLimit; capped at MaxLimit
+	// Forward pages from the oldest event even when both since fields
+	// are zero (a client's since=0: from the start).
+	Forward  bool
+	Netns    []string
+	Owners   []string // the event's owner name (Owner), unit or comm
+	Verdicts []string
+	Kinds    []Kind
+	Limit    int // 0 means DefaultLimit; capped at MaxLimit
 }
 
-func (q *Query) since() bool { return q.SinceSeq > 0 || !q.SinceTime.IsZero() }
+func (q *Query) since() bool { return q.Forward || q.SinceSeq > 0 || !q.SinceTime.IsZero() }
 
 func (q *Query) match(ev *Event) bool {
 	switch {

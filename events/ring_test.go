@@ -79,6 +79,7 @@ func TestRingQuery(t *testing.T) {
 		{name: "all", q: Query{}, want: []uint64{1, 2, 3, 4, 5, 6, 7}, next: 7},
 		{name: "newest two", q: Query{Limit: 2}, want: []uint64{6, 7}, next: 7, more: true},
 		{name: "since seq pages forward", q: Query{SinceSeq: 2, Limit: 2}, want: []uint64{3, 4}, next: 4, more: true},
+		{name: "from the start", q: Query{Forward: true, Limit: 2}, want: []uint64{1, 2}, next: 2, more: true},
 		{name: "last page", q: Query{SinceSeq: 4, Limit: 3}, want: []uint64{5, 6, 7}, next: 7},
 		{name: "nothing new", q: Query{SinceSeq: 7}, want: []uint64{}, next: 7},
 		{name: "since time is inclusive", q: Query{SinceTime: t0.Add(6 * time.Second)}, want: []uint64{6, 7}, next: 7},

@@ -50,6 +50,7 @@ func parseEventQuery(r *http.Request) (events.Query, string) {
 		return eq, "too many filter values (" + strconv.Itoa(n) + " > " + strconv.Itoa(MaxFilterValues) + ")"
 	}
 	if v := q.Get("since"); v != "" {
+		eq.Forward = true
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
 			eq.SinceSeq = n
 		} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {

@@ -51,6 +51,7 @@ func TestEventsAPI(t *testing.T) {
 		{"", []uint64{1, 2, 3, 4, 5, 6, 7}, 7, false},
 		{"?limit=2", []uint64{6, 7}, 7, true},
 		{"?since=2&limit=2", []uint64{3, 4}, 4, true},
+		{"?since=0&limit=2", []uint64{1, 2}, 2, true},
 		{"?since=4", []uint64{5, 6, 7}, 7, false},
 		{"?since=7", []uint64{}, 7, false},
 		{"?since=2026-11-26T12:00:06Z", []uint64{6, 7}, 7, false},
