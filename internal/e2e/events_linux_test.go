@@ -130,6 +130,16 @@ func TestEventsAndOwners(t *testing.T) {
 		t.Errorf("kind=killed: %d ok, want 2: %+v", ok, killed.Events)
 	}
 
+	// Groups on the real daemon: the killed ghosts stay listed as killed.
+	code, b, err = d.get("/api/v1/groups?by=owner&netns=" + n.Server.Name)
+	var groups exporter.GroupsDocument
+	if err != nil || code != http.StatusOK || json.Unmarshal(b, &groups) != nil {
+		t.Fatalf("groups: %d %v %s", code, err, b)
+	}
+	if want := []exporter.Group{{Owner: owner, Suspects: 1, Killed: 2}}; fmt.Sprint(groups.Groups) != fmt.Sprint(want) {
+		t.Errorf("/api/v1/groups?by=owner: %+v, want %+v", groups.Groups, want)
+	}
+
 	// The JSONL file holds the same events as the ring.
 	mfs, err := d.metrics()
 	if err != nil {
