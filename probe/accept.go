@@ -1,7 +1,9 @@
 package probe
 
+import "github.com/ghostd/ghostd/probe/internal/wire"
+
 // This file decides which captured packets answer a probe. Everything here
-// is pure: the engine calls accept for each packet of a watched flow before
+// is pure: the demux calls accept for each packet of a watched flow before
 // queueing it, so junk never reaches (or crowds out) a probe's queue.
 
 // RejectReason says why a captured packet of a watched flow was not taken as
@@ -64,7 +66,7 @@ type sentProbe struct {
 // modular comparison).
 func behind(a, b uint32) bool { return int32(a-b) < 0 }
 
-// accept decides whether r, a packet of the probed flow (the engine matched
+// accept decides whether r, a packet of the probed flow (the demux matched
 // its 4-tuple), answers the probes sent so far; st is the socket's sequence
 // state, nil for blind probes. The rules follow what the kernel itself
 // accepts (RFC 9293, RFC 5961), never more:
@@ -95,10 +97,10 @@ func behind(a, b uint32) bool { return int32(a-b) < 0 }
 //     exactly: the quoted sequence number, and when quoted, its ACK number
 //     and (IPv4) the identification field. A probe's numbers are random in
 //     blind mode, and its IPv4 identification always is.
-//   - Echo replies are matched by the engine on their identifier.
-func accept(r Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
+//   - Echo replies are matched by the demux on their identifier.
+func accept(r wire.Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
 	switch r.Kind {
-	case ReplyRST:
+	case wire.ReplyRST:
 		for _, p := range probes {
 			if r.Seq == p.ack {
 				return true, 0
@@ -108,7 +110,7 @@ func accept(r Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
 			return true, 0
 		}
 		return false, RejectRSTSeq
-	case ReplyACK:
+	case wire.ReplyACK:
 		if st == nil {
 			return true, 0
 		}
@@ -116,12 +118,12 @@ func accept(r Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
 			return false, RejectACKSeq
 		}
 		return true, 0
-	case ReplyUnreachable:
+	case wire.ReplyUnreachable:
 		for _, p := range probes {
 			if r.Seq != p.seq {
 				continue
 			}
-			if r.QuotedLen >= TCPMinSize && r.Ack != p.ack {
+			if r.QuotedLen >= wire.TCPMinSize && r.Ack != p.ack {
 				continue
 			}
 			if r.QuotedID != p.id {
@@ -130,7 +132,7 @@ func accept(r Reply, probes []sentProbe, st *SeqState) (bool, RejectReason) {
 			return true, 0
 		}
 		return false, RejectICMPQuote
-	case ReplyEcho:
+	case wire.ReplyEcho:
 		return true, 0
 	}
 	return false, RejectACKSeq

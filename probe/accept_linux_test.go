@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // TestPeerAnswerOnTheWire checks, against the real kernel, what a live
@@ -32,8 +33,8 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := newEngine(conn, slog.New(slog.DiscardHandler))
-			w, stop := e.watch(newFlowKey(target.Local, target.Remote), nil)
+			d := newDemux(conn, slog.New(slog.DiscardHandler))
+			w, stop := d.watch(newFlowKey(target.Local, target.Remote), nil)
 			p := sentProbe{seq: st.SndUna - 1, ack: st.RcvNxt - 1, id: 4242}
 			if resetLocal {
 				p.ack = st.RcvNxt
@@ -41,19 +42,19 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 			if target.Local.Addr().Is6() {
 				p.id = 0
 			}
-			pkt, err := AppendSegment(nil, Segment{Src: target.Local, Dst: target.Remote, Seq: p.seq, Ack: p.ack, Flags: FlagACK, Window: 512, ID: p.id})
+			pkt, err := wire.AppendSegment(nil, wire.Segment{Src: target.Local, Dst: target.Remote, Seq: p.seq, Ack: p.ack, Flags: wire.FlagACK, Window: 512, ID: p.id})
 			if err != nil {
 				t.Fatal(err)
 			}
 			w.sent(p)
-			if err := e.send(pkt, target.Remote.Addr(), route{}); err != nil {
+			if err := d.send(pkt, target.Remote.Addr(), route{}); err != nil {
 				t.Fatal(err)
 			}
 			select {
 			case r := <-w.ch:
 				t.Logf("%s ResetLocal=%v: state SND.UNA %d SND.NXT %d RCV.NXT %d; peer answered seq %d ack %d flags %#x",
 					network, resetLocal, st.SndUna, st.SndNxt, st.RcvNxt, r.Seq, r.Ack, r.Flags)
-				if r.Kind != ReplyACK || r.Seq != st.RcvNxt || r.Ack != st.SndNxt {
+				if r.Kind != wire.ReplyACK || r.Seq != st.RcvNxt || r.Ack != st.SndNxt {
 					t.Errorf("%s: peer answered %+v, want a pure ACK with seq RCV.NXT %d and ack SND.NXT %d", network, r, st.RcvNxt, st.SndNxt)
 				}
 				if ok, why := accept(r, []sentProbe{p}, &st); !ok {
@@ -63,7 +64,7 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 				t.Errorf("%s: no answer from a live peer", network)
 			}
 			stop()
-			if _, _, err := e.close(); err != nil {
+			if _, _, err := d.close(); err != nil {
 				t.Error(err)
 			}
 			time.Sleep(MinInterval) // the peer's answer budget

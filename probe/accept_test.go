@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 func TestAccept(t *testing.T) {
@@ -14,18 +16,20 @@ func TestAccept(t *testing.T) {
 	inWindow := []sentProbe{{seq: 4999, ack: 8999, id: 7}}
 	wrapProbe := []sentProbe{{seq: 9, ack: 0xffffffff, id: 7}}
 	blind := []sentProbe{{seq: 123456, ack: 654321, id: 9}, {seq: 777, ack: 888, id: 10}}
-	rst := func(seq uint32) Reply { return Reply{Kind: ReplyRST, Seq: seq, Flags: FlagRST} }
-	ack := func(seq, ack uint32) Reply { return Reply{Kind: ReplyACK, Seq: seq, Ack: ack, Flags: FlagACK} }
-	icmp := func(seq, ack uint32, id uint16, quoted int) Reply {
-		r := Reply{Kind: ReplyUnreachable, Seq: seq, QuotedLen: quoted, QuotedID: id}
-		if quoted >= TCPMinSize {
+	rst := func(seq uint32) wire.Reply { return wire.Reply{Kind: wire.ReplyRST, Seq: seq, Flags: wire.FlagRST} }
+	ack := func(seq, ack uint32) wire.Reply {
+		return wire.Reply{Kind: wire.ReplyACK, Seq: seq, Ack: ack, Flags: wire.FlagACK}
+	}
+	icmp := func(seq, ack uint32, id uint16, quoted int) wire.Reply {
+		r := wire.Reply{Kind: wire.ReplyUnreachable, Seq: seq, QuotedLen: quoted, QuotedID: id}
+		if quoted >= wire.TCPMinSize {
 			r.Ack = ack
 		}
 		return r
 	}
 	tests := []struct {
 		name   string
-		r      Reply
+		r      wire.Reply
 		probes []sentProbe
 		st     *SeqState
 		ok     bool
@@ -51,14 +55,14 @@ func TestAccept(t *testing.T) {
 		{"idle peer's ACK across the wrap", ack(0, 10), wrapProbe, wrap, true, 0},
 		{"blind: any ACK", ack(1, 2), blind, nil, true, 0},
 		// ICMP errors.
-		{"ICMP quoting the probe", icmp(4999, 8999, 7, TCPMinSize), inWindow, st, true, 0},
+		{"ICMP quoting the probe", icmp(4999, 8999, 7, wire.TCPMinSize), inWindow, st, true, 0},
 		{"ICMP quoting 8 bytes of the probe", icmp(4999, 0, 7, 8), inWindow, st, true, 0},
-		{"ICMP quoting another sequence number", icmp(5000, 8999, 7, TCPMinSize), inWindow, st, false, RejectICMPQuote},
-		{"ICMP quoting another ACK number", icmp(4999, 9000, 7, TCPMinSize), inWindow, st, false, RejectICMPQuote},
-		{"ICMP quoting another IPv4 id", icmp(4999, 8999, 8, TCPMinSize), inWindow, st, false, RejectICMPQuote},
-		{"blind ICMP quoting the second probe", icmp(777, 888, 10, TCPMinSize), blind, nil, true, 0},
-		{"blind ICMP quoting a mix of two probes", icmp(777, 654321, 10, TCPMinSize), blind, nil, false, RejectICMPQuote},
-		{"ICMP before any probe", icmp(4999, 8999, 7, TCPMinSize), nil, st, false, RejectICMPQuote},
+		{"ICMP quoting another sequence number", icmp(5000, 8999, 7, wire.TCPMinSize), inWindow, st, false, RejectICMPQuote},
+		{"ICMP quoting another ACK number", icmp(4999, 9000, 7, wire.TCPMinSize), inWindow, st, false, RejectICMPQuote},
+		{"ICMP quoting another IPv4 id", icmp(4999, 8999, 8, wire.TCPMinSize), inWindow, st, false, RejectICMPQuote},
+		{"blind ICMP quoting the second probe", icmp(777, 888, 10, wire.TCPMinSize), blind, nil, true, 0},
+		{"blind ICMP quoting a mix of two probes", icmp(777, 654321, 10, wire.TCPMinSize), blind, nil, false, RejectICMPQuote},
+		{"ICMP before any probe", icmp(4999, 8999, 7, wire.TCPMinSize), nil, st, false, RejectICMPQuote},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,7 +82,7 @@ func TestAcceptSpray(t *testing.T) {
 	probes := []sentProbe{{seq: 4999, ack: st.RcvNxt - 1}, {seq: 4999, ack: st.RcvNxt - 1}}
 	taken := 0
 	for s := st.RcvNxt - 1; s != st.RcvNxt+st.RcvWnd; s++ {
-		if ok, _ := accept(Reply{Kind: ReplyRST, Seq: s}, probes, st); ok {
+		if ok, _ := accept(wire.Reply{Kind: wire.ReplyRST, Seq: s}, probes, st); ok {
 			taken++
 		}
 	}
@@ -92,11 +96,11 @@ func TestAcceptSpray(t *testing.T) {
 // quotes one probe's sequence number and id; a rejection names the rule of
 // the reply's kind; accept never panics, with or without probes.
 func FuzzAccept(f *testing.F) {
-	f.Add(uint8(ReplyRST), uint32(8999), uint32(0), uint16(0), 0, true, uint32(9000), uint32(5000), uint32(4999), uint32(8999), uint16(7))
-	f.Add(uint8(ReplyACK), uint32(9000), uint32(5000), uint16(0), 0, true, uint32(9000), uint32(5000), uint32(4999), uint32(8999), uint16(7))
-	f.Add(uint8(ReplyUnreachable), uint32(4999), uint32(8999), uint16(7), 20, false, uint32(0), uint32(0), uint32(4999), uint32(8999), uint16(7))
+	f.Add(uint8(wire.ReplyRST), uint32(8999), uint32(0), uint16(0), 0, true, uint32(9000), uint32(5000), uint32(4999), uint32(8999), uint16(7))
+	f.Add(uint8(wire.ReplyACK), uint32(9000), uint32(5000), uint16(0), 0, true, uint32(9000), uint32(5000), uint32(4999), uint32(8999), uint16(7))
+	f.Add(uint8(wire.ReplyUnreachable), uint32(4999), uint32(8999), uint16(7), 20, false, uint32(0), uint32(0), uint32(4999), uint32(8999), uint16(7))
 	f.Fuzz(func(t *testing.T, kind uint8, seq, ackN uint32, id uint16, quoted int, inWindow bool, rcvNxt, sndUna, pseq, pack uint32, pid uint16) {
-		r := Reply{Kind: ReplyKind(kind % 6), Seq: seq, Ack: ackN, QuotedID: id, QuotedLen: quoted}
+		r := wire.Reply{Kind: wire.ReplyKind(kind % 6), Seq: seq, Ack: ackN, QuotedID: id, QuotedLen: quoted}
 		var st *SeqState
 		if inWindow {
 			st = &SeqState{RcvNxt: rcvNxt, SndUna: sndUna, SndNxt: sndUna + uint32(rand.IntN(100))}
@@ -104,81 +108,21 @@ func FuzzAccept(f *testing.F) {
 		probes := []sentProbe{{seq: pseq, ack: pack, id: pid}}
 		ok, why := accept(r, probes, st)
 		switch r.Kind {
-		case ReplyRST:
+		case wire.ReplyRST:
 			if ok != (seq == pack || st != nil && seq == st.RcvNxt) || !ok && why != RejectRSTSeq {
 				t.Fatalf("RST %+v probes %+v st %+v: %v %s", r, probes, st, ok, why)
 			}
-		case ReplyUnreachable:
+		case wire.ReplyUnreachable:
 			if ok && (seq != pseq || id != pid) || !ok && why != RejectICMPQuote {
 				t.Fatalf("ICMP %+v probes %+v: %v %s", r, probes, ok, why)
 			}
-		case ReplyACK:
+		case wire.ReplyACK:
 			if st == nil && !ok || !ok && why != RejectACKSeq {
 				t.Fatalf("ACK %+v st %+v: %v %s", r, st, ok, why)
 			}
 		}
-		if ok2, _ := accept(r, nil, st); ok2 && (r.Kind == ReplyUnreachable || r.Kind == ReplyRST && (st == nil || seq != st.RcvNxt)) {
+		if ok2, _ := accept(r, nil, st); ok2 && (r.Kind == wire.ReplyUnreachable || r.Kind == wire.ReplyRST && (st == nil || seq != st.RcvNxt)) {
 			t.Fatalf("%+v taken with no probe sent", r)
-		}
-	})
-}
-
-func TestVerifyChecksums(t *testing.T) {
-	ack4 := tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK, 0)
-	rst6 := tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 0, FlagRST, 0)
-	probe4 := tcpPacket(t, "192.0.2.1:80", "198.51.100.2:40000", 99, 1000, FlagACK, 0)
-	probe6 := tcpPacket(t, "[2001:db8::1]:80", "[2001:db8::2]:40000", 99, 1000, FlagACK, 0)
-	icmp4 := icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, probe4, 1000)
-	icmp6 := icmpError(t, "2001:db8:ff::1", "2001:db8::1", 1, 4, probe6, 1000)
-	echo, _ := AppendEcho(nil, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1"), 1, 2)
-	flip := func(b []byte, at int) []byte {
-		c := append([]byte{}, b...)
-		c[at] ^= 0x40
-		return c
-	}
-	// Ethernet pads short frames: bytes after the IP datagram are not part of it.
-	padded := append(append([]byte{}, ack4...), 0, 0, 0, 0, 0, 0)
-	tests := []struct {
-		name    string
-		pkt     []byte
-		trusted bool
-		want    bool
-	}{
-		{"v4 ACK", ack4, false, true},
-		{"v4 ACK with Ethernet padding", padded, false, true},
-		{"v6 RST", rst6, false, true},
-		{"ICMP error", icmp4, false, true},
-		{"ICMPv6 error", icmp6, false, true},
-		{"echo request", echo, false, true},
-		{"v4 ACK with a bit flipped in its sequence number", flip(ack4, IPv4MinSize+tcpSeq), false, false},
-		{"the same, checked by the kernel", flip(ack4, IPv4MinSize+tcpSeq), true, true},
-		{"v4 header corrupted", flip(ack4, ipv4TTL), false, false},
-		{"v4 header corrupted, transport trusted", flip(ack4, ipv4TTL), true, false},
-		{"v6 RST corrupted", flip(rst6, IPv6Size+tcpSeq), false, false},
-		{"ICMP error with a changed quote", flip(icmp4, len(icmp4)-1), false, false},
-		{"ICMPv6 error with a changed quote", flip(icmp6, len(icmp6)-1), false, false},
-		{"truncated", ack4[:len(ack4)-1], true, false},
-		{"empty", nil, true, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := VerifyChecksums(tt.pkt, tt.trusted); got != tt.want {
-				t.Errorf("VerifyChecksums = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-// FuzzVerifyChecksums: never panics; whatever verifies is a whole datagram
-// that ParseReply can at least read the IP header of.
-func FuzzVerifyChecksums(f *testing.F) {
-	f.Add(tcpPacket(f, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK, 0), false)
-	f.Add(tcpPacket(f, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 0, FlagRST, 0), true)
-	f.Fuzz(func(t *testing.T, pkt []byte, trusted bool) {
-		if VerifyChecksums(pkt, trusted) {
-			if _, _, _, _, err := ipPayload(pkt, false); err != nil {
-				t.Fatalf("verified a datagram ipPayload refuses: %v", err)
-			}
 		}
 	})
 }
@@ -188,26 +132,27 @@ func FuzzVerifyChecksums(f *testing.F) {
 // delivers the peer's real answer: it must be queued, and the junk counted.
 func TestJunkNeverCrowdsOutAReply(t *testing.T) {
 	conn := newFakeConn(nil)
-	e := newEngine(conn, nil)
-	defer e.close()
+	d := newDemux(conn, nil)
+	defer d.close()
 	local, remote := netip.MustParseAddrPort("192.0.2.1:80"), netip.MustParseAddrPort("198.51.100.2:4000")
 	st := &SeqState{SndUna: 5000, SndNxt: 5000, RcvNxt: 9000, RcvWnd: 65535}
-	w, stop := e.watch(newFlowKey(local, remote), st)
+	w, stop := d.watch(newFlowKey(local, remote), st)
 	defer stop()
 	w.sent(sentProbe{seq: 4999, ack: 8999, id: 1})
 	const junk = 10 * waiterDepth
 	for i := range junk {
-		rst, _ := AppendSegment(nil, Segment{Src: remote, Dst: local, Seq: 9001 + uint32(i), Flags: FlagRST})
-		e.dispatch(rst)
-		quoted, _ := AppendSegment(nil, Segment{Src: local, Dst: remote, Seq: 4999, Ack: 8999, Flags: FlagACK, ID: 2})
-		e.dispatch(icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, quoted, 1000))
+		rst, _ := wire.AppendSegment(nil, wire.Segment{Src: remote, Dst: local, Seq: 9001 + uint32(i), Flags: wire.FlagRST})
+		d.dispatch(rst)
+		quoted, _ := wire.AppendSegment(nil, wire.Segment{Src: local, Dst: remote, Seq: 4999, Ack: 8999, Flags: wire.FlagACK, ID: 2})
+		icmp, _ := wire.AppendICMPError(nil, netip.MustParseAddr("203.0.113.1"), local.Addr(), 3, 1, quoted)
+		d.dispatch(icmp)
 	}
-	real, _ := AppendSegment(nil, Segment{Src: remote, Dst: local, Seq: 9000, Ack: 5000, Flags: FlagACK})
-	e.dispatch(real)
+	real, _ := wire.AppendSegment(nil, wire.Segment{Src: remote, Dst: local, Seq: 9000, Ack: 5000, Flags: wire.FlagACK})
+	d.dispatch(real)
 	if len(w.ch) != 1 {
 		t.Fatalf("%d replies queued, want only the real one", len(w.ch))
 	}
-	if r := <-w.ch; r.Kind != ReplyACK || r.Seq != 9000 {
+	if r := <-w.ch; r.Kind != wire.ReplyACK || r.Seq != 9000 {
 		t.Errorf("queued %+v, want the peer's ACK", r)
 	}
 	want := Rejects{RejectRSTSeq: junk, RejectICMPQuote: junk}
@@ -221,13 +166,13 @@ func TestJunkNeverCrowdsOutAReply(t *testing.T) {
 // (on IPv6 an on-path forger can quote a probe exactly, having no IP id to
 // guess).
 func TestWaiterTakesOneICMP(t *testing.T) {
-	w := &waiter{ch: make(chan Reply, 8)}
+	w := &waiter{ch: make(chan wire.Reply, 8)}
 	w.sent(sentProbe{seq: 100, ack: 200})
-	icmp := Reply{Kind: ReplyUnreachable, Seq: 100, Ack: 200, QuotedLen: TCPMinSize}
+	icmp := wire.Reply{Kind: wire.ReplyUnreachable, Seq: 100, Ack: 200, QuotedLen: wire.TCPMinSize}
 	for range 20 {
 		w.offer(icmp)
 	}
-	w.offer(Reply{Kind: ReplyACK, Flags: FlagACK})
+	w.offer(wire.Reply{Kind: wire.ReplyACK, Flags: wire.FlagACK})
 	if len(w.ch) != 2 {
 		t.Fatalf("queued %d replies, want the first ICMP and the ACK", len(w.ch))
 	}

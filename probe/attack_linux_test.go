@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // attackConn is one healthy idle connection under attack: the server end is
@@ -49,7 +50,7 @@ func attackSend(t *testing.T, send func([]byte) error, pkt []byte, err error) bo
 
 // spoofRST is a RST claiming to come from the peer.
 func spoofRST(c attackConn, seq uint32) ([]byte, error) {
-	return AppendSegment(nil, Segment{Src: c.target.Remote, Dst: c.target.Local, Seq: seq, Flags: FlagRST, ID: uint16(rand.Uint32())})
+	return wire.AppendSegment(nil, wire.Segment{Src: c.target.Remote, Dst: c.target.Local, Seq: seq, Flags: wire.FlagRST, ID: uint16(rand.Uint32())})
 }
 
 // The attacks of issue 11, each bounded in packets and ended by ctx.
@@ -105,8 +106,8 @@ var attacks = []struct {
 		tick := time.NewTicker(300 * time.Millisecond)
 		defer tick.Stop()
 		for i := 0; i < 50; i++ {
-			pkt, err := AppendSegment(nil, Segment{Src: c.target.Local, Dst: c.target.Remote,
-				Seq: c.st.SndUna - 1<<30, Ack: rand.Uint32(), Flags: FlagACK, Window: 512, ID: uint16(rand.Uint32())})
+			pkt, err := wire.AppendSegment(nil, wire.Segment{Src: c.target.Local, Dst: c.target.Remote,
+				Seq: c.st.SndUna - 1<<30, Ack: rand.Uint32(), Flags: wire.FlagACK, Window: 512, ID: uint16(rand.Uint32())})
 			if !attackSend(t, env.atk.Send, pkt, err) {
 				return
 			}
@@ -142,7 +143,7 @@ var attacks = []struct {
 		for i := 0; i < 20000 && ctx.Err() == nil; i++ {
 			pkt, err := spoofRST(c, c.st.RcvNxt-1+uint32(i%2))
 			if err == nil {
-				pkt[len(pkt)-TCPMinSize+tcpChecksum] ^= 0x5a
+				pkt[len(pkt)-wire.TCPMinSize+16] ^= 0x5a // the TCP checksum
 			}
 			if !attackSend(t, env.atk.Send, pkt, err) {
 				return
@@ -170,20 +171,20 @@ func rxChecksumOff(t *testing.T, n *testnet.Net) {
 // icmpAttack sends host-unreachable errors from the router quoting the
 // connection's 4-tuple with guessed sequence numbers.
 func icmpAttack(ctx context.Context, t *testing.T, env attackEnv, c attackConn) {
-	router := env.n.RouterServerV4.String()
+	router := env.n.RouterServerV4
 	if c.target.Local.Addr().Is6() {
-		router = env.n.RouterServerV6.String()
+		router = env.n.RouterServerV6
 	}
 	code := map[bool]uint8{true: 3, false: 1}[c.target.Local.Addr().Is4()] // unreachable
 	for i := 0; i < 2000 && ctx.Err() == nil; i++ {
-		quoted, err := AppendSegment(nil, Segment{Src: c.target.Local, Dst: c.target.Remote,
-			Seq: rand.Uint32(), Ack: rand.Uint32(), Flags: FlagACK, ID: uint16(rand.Uint32())})
+		quoted, err := wire.AppendSegment(nil, wire.Segment{Src: c.target.Local, Dst: c.target.Remote,
+			Seq: rand.Uint32(), Ack: rand.Uint32(), Flags: wire.FlagACK, ID: uint16(rand.Uint32())})
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		pkt := icmpError(t, router, c.target.Local.Addr().String(), code, 1, quoted, 1000)
-		if !attackSend(t, env.atk.Send, pkt, nil) {
+		pkt, err := wire.AppendICMPError(nil, router, c.target.Local.Addr(), code, 1, quoted)
+		if !attackSend(t, env.atk.Send, pkt, err) {
 			return
 		}
 		time.Sleep(time.Millisecond)

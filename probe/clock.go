@@ -12,11 +12,11 @@ import (
 // gives the same quotient.
 func hzFromTick(sec, usec int64) (int, error) {
 	if sec != 0 || usec <= 0 {
-		return 0, fmt.Errorf("probe: kernel HZ: one jiffy read back as %ds %dµs", sec, usec)
+		return 0, fmt.Errorf("kernel HZ: one jiffy read back as %ds %dµs", sec, usec)
 	}
 	hz := 1_000_000 / usec
 	if 1_000_000/hz != usec || hz < 10 || hz > 100_000 {
-		return 0, fmt.Errorf("probe: kernel HZ: one jiffy read back as %dµs", usec)
+		return 0, fmt.Errorf("kernel HZ: one jiffy read back as %dµs", usec)
 	}
 	return int(hz), nil
 }
@@ -32,7 +32,7 @@ func parseTimensOffset(b []byte) (time.Duration, error) {
 		sec, err1 := strconv.ParseInt(f[1], 10, 64)
 		nsec, err2 := strconv.ParseInt(f[2], 10, 64)
 		if err1 != nil || err2 != nil || nsec < 0 || nsec >= 1e9 {
-			return 0, fmt.Errorf("probe: time namespace offsets: bad line %q", strings.TrimSpace(line))
+			return 0, fmt.Errorf("time namespace offsets: bad line %q", strings.TrimSpace(line))
 		}
 		return time.Duration(sec)*time.Second + time.Duration(nsec), nil
 	}

@@ -4,7 +4,7 @@ package probe
 
 import "fmt"
 
-// KernelHZ returns the running kernel's CONFIG_HZ; only Linux has one.
-func KernelHZ() (int, error) {
-	return 0, fmt.Errorf("probe: kernel HZ: %w", ErrUnsupported)
+// kernelHZ returns the running kernel's CONFIG_HZ; only Linux has one.
+func kernelHZ() (int, error) {
+	return 0, fmt.Errorf("kernel HZ: %w", errUnsupported)
 }

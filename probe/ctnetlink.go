@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/mdlayher/netlink"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // ctnetlink messages (linux/netfilter/nfnetlink_conntrack.h): requests and
@@ -50,7 +52,7 @@ type ctEntry struct {
 }
 
 // errCTMessage is a malformed ctnetlink message.
-var errCTMessage = errors.New("probe: malformed ctnetlink message")
+var errCTMessage = errors.New("malformed ctnetlink message")
 
 // appendCTRequest appends a netlink request of type IPCTNL_MSG_CT_GET: a
 // lookup by the TCP tuple k.local → k.remote when dump is false (the kernel
@@ -64,7 +66,7 @@ func appendCTRequest(b []byte, seq uint32, k flowKey, dump bool) ([]byte, error)
 		flags = nlmFRequest | nlmFAck
 		src, dst := k.local.Addr().Unmap(), k.remote.Addr().Unmap()
 		if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
-			return b, fmt.Errorf("probe: ctnetlink: bad tuple %s→%s", k.local, k.remote)
+			return b, fmt.Errorf("ctnetlink: bad tuple %s→%s", k.local, k.remote)
 		}
 		family = afInet6
 		srcAttr, dstAttr := uint16(ctaIPv6Src), uint16(ctaIPv6Dst)
@@ -80,7 +82,7 @@ func appendCTRequest(b []byte, seq uint32, k flowKey, dump bool) ([]byte, error)
 				return nil
 			})
 			t.Nested(ctaTupleProto, func(p *netlink.AttributeEncoder) error {
-				p.Uint8(ctaProtoNum, ProtoTCP)
+				p.Uint8(ctaProtoNum, wire.ProtoTCP)
 				p.Uint16(ctaProtoSrc, k.local.Port())
 				p.Uint16(ctaProtoDst, k.remote.Port())
 				return nil
@@ -89,7 +91,7 @@ func appendCTRequest(b []byte, seq uint32, k flowKey, dump bool) ([]byte, error)
 		})
 		var err error
 		if attrs, err = ae.Encode(); err != nil {
-			return b, fmt.Errorf("probe: ctnetlink: %w", err)
+			return b, fmt.Errorf("ctnetlink: %w", err)
 		}
 	}
 	n := nlmsgHdrLen + nfgenHdrLen + len(attrs)

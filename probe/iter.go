@@ -45,7 +45,7 @@ func newIterReader(btfPath string) (*IterReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	hz, err := KernelHZ()
+	hz, err := kernelHZ()
 	if err != nil {
 		impl.close()
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
@@ -66,7 +66,7 @@ func (r *IterReader) ReadSeq(ctx context.Context, nsPath string, cookies []uint6
 	want = slices.Compact(want)
 
 	if r.sem == nil {
-		return nil, fmt.Errorf("probe: read seq: %w (IterReader not made by NewIterReader)", ErrNoSeq)
+		return nil, fmt.Errorf("%w: IterReader not made by NewIterReader", ErrNoSeq)
 	}
 	select {
 	case r.sem <- struct{}{}:

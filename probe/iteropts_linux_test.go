@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // TestIterSocketOptions reads the record's option, routing and keepalive
@@ -21,12 +22,12 @@ import (
 // the flow label with the one the kernel puts on the wire.
 func TestIterSocketOptions(t *testing.T) {
 	r := iterReader(t)
-	hz, err := KernelHZ()
+	hz, err := kernelHZ()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := kconfigHZ(t); want != 0 && hz != want {
-		t.Errorf("KernelHZ %d, kernel config says CONFIG_HZ=%d", hz, want)
+		t.Errorf("kernelHZ %d, kernel config says CONFIG_HZ=%d", hz, want)
 	}
 	t.Logf("kernel HZ %d", hz)
 	ns := testnet.NewNS(t, "so")
@@ -137,11 +138,11 @@ func wireLabel(t testing.TB, c *iterCapture, port uint16) (label uint32, seen bo
 			t.Fatal(err)
 		}
 		b := buf[:n]
-		if n < 14+IPv6Size+TCPMinSize || binary.BigEndian.Uint16(b[12:]) != unix.ETH_P_IPV6 {
+		if n < 14+wire.IPv6Size+wire.TCPMinSize || binary.BigEndian.Uint16(b[12:]) != unix.ETH_P_IPV6 {
 			continue
 		}
-		ip := IPv6Header(b[14:])
-		if ip.NextHeader() == ProtoTCP && TCPHeader(b[14+IPv6Size:]).SrcPort() == port {
+		ip := wire.IPv6Header(b[14:])
+		if ip.NextHeader() == wire.ProtoTCP && wire.TCPHeader(b[14+wire.IPv6Size:]).SrcPort() == port {
 			label, seen = ip.FlowLabel(), true
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // NAT inside the probed namespace.
@@ -55,7 +57,7 @@ func natFromProc(r io.Reader, conns []flowKey) ([]natFlow, error) {
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
 	for sc.Scan() {
 		e, ok := parseProcConntrackLine(sc.Bytes())
-		if !ok || e.proto != ProtoTCP {
+		if !ok || e.proto != wire.ProtoTCP {
 			continue
 		}
 		for _, d := range [2]ctTuple{e.orig, e.reply} {
@@ -301,10 +303,10 @@ func (p *Prober) reprobeTranslated(ctx context.Context, cfg *Config, inflight ch
 		p.log.Warn("probe: reprobe NATed connections", "netns", ns, "err", err)
 		return
 	}
-	e := newEngine(conn, p.log)
-	e.setNAT(nat)
+	d := newDemux(conn, p.log)
+	d.setNAT(nat)
 	defer func() {
-		if _, _, err := e.close(); err != nil {
+		if _, _, err := d.close(); err != nil {
 			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
 		}
 	}()
@@ -327,7 +329,7 @@ func (p *Prober) reprobeTranslated(ctx context.Context, cfg *Config, inflight ch
 		wg.Go(func() {
 			defer func() { <-inflight }()
 			first := results[i].Sent
-			r := p.guarded(ctx, cfg, e, t, states[i])
+			r := p.guarded(ctx, cfg, d, t, states[i])
 			if r.Verdict == Unprobed {
 				return // keep the first pass's verdict
 			}

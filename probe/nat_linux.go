@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // natDumpMin is the fewest connections of one namespace for which one dump
@@ -164,7 +166,7 @@ func (c *ctConn) byGet(conns []flowKey) ([]natFlow, error) {
 	out := make([]natFlow, len(conns))
 	for i, k := range conns {
 		err := c.query(k, false, func(e ctEntry) {
-			if e.proto == ProtoTCP {
+			if e.proto == wire.ProtoTCP {
 				out[i], _ = natFromEntry(k, e.orig, e.reply)
 			}
 		})
@@ -187,7 +189,7 @@ func (c *ctConn) byDump(conns []flowKey) ([]natFlow, error) {
 	}
 	out := make([]natFlow, len(conns))
 	err := c.query(flowKey{}, true, func(e ctEntry) {
-		if e.proto != ProtoTCP {
+		if e.proto != wire.ProtoTCP {
 			return
 		}
 		orig, reply := e.orig.unmapped(), e.reply.unmapped()

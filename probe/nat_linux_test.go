@@ -117,9 +117,6 @@ func TestNATInNamespace(t *testing.T) {
 						if got < uint64(sent) {
 							t.Errorf("the peer got %d segments on %s→%s, fewer than the %d probes", got, peerRemote, peerLocal, sent)
 						}
-						if st := p.Stats(); st.NAT != uint64(sent) {
-							t.Errorf("Stats.NAT = %d, want %d", st.NAT, sent)
-						}
 						exchange(t, client, peer)
 
 						// The same connection, matched on its own tuple only: a

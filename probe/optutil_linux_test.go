@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // Helpers for the tests of probes that follow their socket's options and
@@ -140,7 +141,7 @@ type wireSeg struct {
 	payload      int
 	tos          uint8 // IPv4 TOS or IPv6 traffic class
 	label        uint32
-	ts           Timestamp
+	ts           wire.Timestamp
 	hasTS        bool
 	ifindex      int
 	pktType      uint8
@@ -189,20 +190,20 @@ func (c *wireCapture) drain(t testing.TB) []wireSeg {
 			t.Fatalf("capture: %v", err)
 		}
 		ll, _ := from.(*unix.SockaddrLinklayer)
-		proto, src, dst, payload, err := ipPayload(buf[:n], false)
-		if err != nil || proto != ProtoTCP || len(payload) < TCPMinSize {
+		proto, src, dst, payload, err := wire.IPPayload(buf[:n])
+		if err != nil || proto != wire.ProtoTCP || len(payload) < wire.TCPMinSize {
 			continue
 		}
-		tcp := TCPHeader(payload)
+		tcp := wire.TCPHeader(payload)
 		s := wireSeg{
 			src: netip.AddrPortFrom(src, tcp.SrcPort()), dst: netip.AddrPortFrom(dst, tcp.DstPort()),
 			seq: tcp.Seq(), ack: tcp.Ack(), flags: tcp.Flags(), payload: len(payload) - tcp.HeaderLen(),
 			capturedWhen: time.Now(),
 		}
 		if src.Is4() {
-			s.tos = IPv4Header(buf).TOS()
+			s.tos = wire.IPv4Header(buf).TOS()
 		} else {
-			s.tos, s.label = IPv6Header(buf).TrafficClass(), IPv6Header(buf).FlowLabel()
+			s.tos, s.label = wire.IPv6Header(buf).TrafficClass(), wire.IPv6Header(buf).FlowLabel()
 		}
 		s.ts, s.hasTS = tcp.Timestamp()
 		if ll != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // TestProbeCopiesSocketOptions: an in-window probe is built like the
@@ -26,21 +28,21 @@ func TestProbeCopiesSocketOptions(t *testing.T) {
 		local     string
 		remote    string
 		mono      time.Duration
-		wantTS    *Timestamp
+		wantTS    *wire.Timestamp
 		wantTOS   uint8
 		wantLabel uint32
 		wantRoute route
 	}{{
 		name: "ipv4 ms clock", st: st, local: "192.0.2.1:80", remote: "198.51.100.2:4000", mono: 90*time.Second + 999*time.Microsecond,
-		wantTS: &Timestamp{Val: 90_000 - 16 /* + 0xfffffff0, wrapped */, Ecr: 0xabcdef01}, wantTOS: 0xb8,
+		wantTS: &wire.Timestamp{Val: 90_000 - 16 /* + 0xfffffff0, wrapped */, Ecr: 0xabcdef01}, wantTOS: 0xb8,
 		wantRoute: route{mark: 0x64, ifindex: 3, tos: 0xb8},
 	}, {
 		name: "ipv6 usec clock", st: usec, local: "[2001:db8::1]:80", remote: "[2001:db8::2]:4000", mono: 90*time.Second + 999*time.Microsecond,
-		wantTS: &Timestamp{Val: 90_000_999 - 16, Ecr: 0xabcdef01}, wantTOS: 0x28, wantLabel: 0x12345,
+		wantTS: &wire.Timestamp{Val: 90_000_999 - 16, Ecr: 0xabcdef01}, wantTOS: 0x28, wantLabel: 0x12345,
 		wantRoute: route{mark: 0x64, ifindex: 3, tos: 0x28},
 	}, {
 		name: "v4-mapped goes over IPv4 with the IPv4 TOS", st: st, local: "[::ffff:192.0.2.1]:80", remote: "[::ffff:198.51.100.2]:4000",
-		mono: time.Second, wantTS: &Timestamp{Val: 1000 - 16, Ecr: 0xabcdef01}, wantTOS: 0xb8,
+		mono: time.Second, wantTS: &wire.Timestamp{Val: 1000 - 16, Ecr: 0xabcdef01}, wantTOS: 0xb8,
 		wantRoute: route{mark: 0x64, ifindex: 3, tos: 0xb8},
 	}, {
 		name: "no timestamps negotiated", st: plain, local: "[2001:db8::1]:80", remote: "[2001:db8::2]:4000", mono: time.Second,
@@ -56,12 +58,12 @@ func TestProbeCopiesSocketOptions(t *testing.T) {
 			conn.mu.Lock()
 			pkt, rt := conn.pkts[0], conn.routes[0]
 			conn.mu.Unlock()
-			ipLen, tos, label := IPv6Size, IPv6Header(pkt).TrafficClass(), IPv6Header(pkt).FlowLabel()
+			ipLen, tos, label := wire.IPv6Size, wire.IPv6Header(pkt).TrafficClass(), wire.IPv6Header(pkt).FlowLabel()
 			if pkt[0]>>4 == 4 {
-				ipLen, tos, label = IPv4MinSize, IPv4Header(pkt).TOS(), 0
+				ipLen, tos, label = wire.IPv4MinSize, wire.IPv4Header(pkt).TOS(), 0
 			}
-			ts, ok := TCPHeader(pkt[ipLen:]).Timestamp()
-			var gotTS *Timestamp
+			ts, ok := wire.TCPHeader(pkt[ipLen:]).Timestamp()
+			var gotTS *wire.Timestamp
 			if ok {
 				gotTS = &ts
 			}
@@ -75,7 +77,7 @@ func TestProbeCopiesSocketOptions(t *testing.T) {
 				t.Errorf("route %+v, want %+v", rt, tc.wantRoute)
 			}
 			src, dst := netip.MustParseAddrPort(tc.local).Addr().Unmap(), netip.MustParseAddrPort(tc.remote).Addr().Unmap()
-			if Checksum(pkt[ipLen:], PseudoHeaderSum(ProtoTCP, src, dst, len(pkt)-ipLen)) != 0 {
+			if wire.Checksum(pkt[ipLen:], wire.PseudoHeaderSum(wire.ProtoTCP, src, dst, len(pkt)-ipLen)) != 0 {
 				t.Error("TCP checksum does not verify")
 			}
 		})
@@ -87,7 +89,7 @@ func TestProbeCopiesSocketOptions(t *testing.T) {
 	if _, err := p.Probe(context.Background(), target(1, "192.0.2.1:80", "198.51.100.2:4000")); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := TCPHeader(conn.pkts[0][IPv4MinSize:]).Timestamp(); ok || conn.routes[0] != (route{}) || IPv4Header(conn.pkts[0]).TOS() != 0 {
+	if _, ok := wire.TCPHeader(conn.pkts[0][wire.IPv4MinSize:]).Timestamp(); ok || conn.routes[0] != (route{}) || wire.IPv4Header(conn.pkts[0]).TOS() != 0 {
 		t.Errorf("blind probe carries socket options: route %+v", conn.routes[0])
 	}
 }

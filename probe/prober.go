@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
-	"net/netip"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -97,17 +95,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Stats are cumulative counters since New.
-type Stats struct {
-	Sent    uint64            // probes sent
-	Echoes  uint64            // ICMP echoes sent for HostHint
-	Replies map[string]uint64 // matched replies by kind: "ack", "rst", "icmp"
-	Errors  uint64            // targets left unprobed by an error
-	// NAT counts probes sent on connections translated in their own
-	// namespace, whose answers were watched on the conntrack reply tuple.
-	NAT uint64
-}
-
 // Errors a Result may carry.
 var (
 	// ErrSocketGone means the sequence reader no longer found the socket: it
@@ -152,26 +139,8 @@ type Prober struct {
 	mode    Mode
 	modeWhy string
 
-	sent, echoes, errs, acks, rsts, icmps atomic.Uint64
-	natSent                               atomic.Uint64
-	closed                                atomic.Bool
-	natLog                                natLogOnce
-}
-
-// seqUnavailable is a SeqReader that always fails with its error.
-type seqUnavailable struct{ err error }
-
-func (s seqUnavailable) ReadSeq(context.Context, string, []uint64) (map[uint64]SeqState, error) {
-	return nil, s.err
-}
-
-// SeqUnavailable returns a SeqReader that always fails with err (wrapped in
-// ErrNoSeq): pass it to New when NewIterReader failed, so Mode says why.
-func SeqUnavailable(err error) SeqReader {
-	if !errors.Is(err, ErrNoSeq) {
-		err = fmt.Errorf("%w: %w", ErrNoSeq, err)
-	}
-	return seqUnavailable{err}
+	closed atomic.Bool
+	natLog natLogOnce
 }
 
 // New returns a Prober. A nil seq means blind probes; log may be nil.
@@ -195,11 +164,8 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		mode:     InWindow,
 		modeWhy:  "in_window: sequence numbers from the BPF TCP iterator",
 	}
-	switch s := seq.(type) {
-	case nil:
+	if seq == nil {
 		p.mode, p.modeWhy = Blind, "blind: no sequence reader"
-	case seqUnavailable:
-		p.mode, p.modeWhy = Blind, "blind: "+s.err.Error()
 	}
 	return p
 }
@@ -243,21 +209,6 @@ func (p *Prober) goBlind(err error) {
 	}
 }
 
-// Stats returns the cumulative counters.
-func (p *Prober) Stats() Stats {
-	return Stats{
-		Sent:   p.sent.Load(),
-		Echoes: p.echoes.Load(),
-		Errors: p.errs.Load(),
-		NAT:    p.natSent.Load(),
-		Replies: map[string]uint64{
-			ReplyACK.String():         p.acks.Load(),
-			ReplyRST.String():         p.rsts.Load(),
-			ReplyUnreachable.String(): p.icmps.Load(),
-		},
-	}
-}
-
 // Close makes later probes fail with ErrClosed. Probes in progress finish;
 // every socket a probe opens is closed when its ProbeAll returns.
 func (p *Prober) Close() error {
@@ -283,7 +234,7 @@ func (p *Prober) ProbeAll(ctx context.Context, targets []Target) []Result {
 	results := make([]Result, len(targets))
 	if p.closed.Load() {
 		for i := range results {
-			results[i] = p.unprobed(ErrClosed)
+			results[i] = unprobed(ErrClosed)
 		}
 		return results
 	}
@@ -304,8 +255,7 @@ func (p *Prober) ProbeAll(ctx context.Context, targets []Target) []Result {
 	return results
 }
 
-func (p *Prober) unprobed(err error) Result {
-	p.errs.Add(1)
+func unprobed(err error) Result {
 	return Result{Verdict: Unprobed, Err: err}
 }
 
@@ -313,7 +263,7 @@ func (p *Prober) unprobed(err error) Result {
 func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan struct{}, ns string, targets []Target, idx []int, results []Result) {
 	fail := func(err error) {
 		for _, i := range idx {
-			results[i] = p.unprobed(err)
+			results[i] = unprobed(err)
 		}
 	}
 	// Everything below enters the namespace through pinned, the very
@@ -346,10 +296,10 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		fail(fmt.Errorf("probe: netns %q: %w", ns, err))
 		return
 	}
-	e := newEngine(conn, p.log)
-	e.setNAT(nat)
+	d := newDemux(conn, p.log)
+	d.setNAT(nat)
 	defer func() {
-		drops, bad, err := e.close()
+		drops, bad, err := d.close()
 		if err != nil {
 			p.log.Warn("probe: close sockets", "netns", ns, "err", err)
 		}
@@ -367,14 +317,14 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		var st *SeqState
 		if c, ok := known[t.Cookie]; ok {
 			if c.gone {
-				results[i] = p.unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
+				results[i] = unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
 				continue
 			}
 			st = &c.st
 		} else if seqs != nil {
 			s, ok := seqs[t.Cookie]
 			if !ok {
-				results[i] = p.unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
+				results[i] = unprobed(fmt.Errorf("%w (cookie %d)", ErrSocketGone, t.Cookie))
 				continue
 			}
 			st = &s
@@ -394,7 +344,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		if tokens == 0 {
 			n := max(1, min(cfg.Burst, p.limiter.Burst(), len(idx)-pos))
 			if err := p.limiter.WaitN(ctx, n); err != nil {
-				results[i] = p.unprobed(err)
+				results[i] = unprobed(err)
 				continue
 			}
 			tokens = n
@@ -403,13 +353,13 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		select {
 		case inflight <- struct{}{}:
 		case <-ctx.Done():
-			results[i] = p.unprobed(ctx.Err())
+			results[i] = unprobed(ctx.Err())
 			continue
 		}
 		states[i] = st
 		wg.Go(func() {
 			defer func() { <-inflight }()
-			results[i] = p.guarded(ctx, cfg, e, t, st)
+			results[i] = p.guarded(ctx, cfg, d, t, st)
 		})
 	}
 	wg.Wait()
@@ -453,242 +403,4 @@ func (p *Prober) safeReadSeq(ctx context.Context, ns string, cookies []uint64) (
 		}
 	}()
 	return p.seq.ReadSeq(ctx, ns, cookies)
-}
-
-// guarded probes one target under its host's concurrency cap, turning a
-// panic into an error.
-func (p *Prober) guarded(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) (res Result) {
-	defer func() {
-		if v := recover(); v != nil {
-			p.log.Error("probe: panic", "remote", t.Remote, "panic", v, "stack", string(debug.Stack()))
-			res = p.unprobed(fmt.Errorf("probe: panic probing %s: %v", t.Remote, v))
-		}
-	}()
-	host := t.Remote.Addr().Unmap()
-	release, err := p.hosts.acquire(ctx, host, cfg.PerHost)
-	if err != nil {
-		return p.unprobed(err)
-	}
-	defer release()
-	res = p.probeOne(ctx, cfg, e, t, st)
-	if res.NAT != "" {
-		p.natSent.Add(uint64(res.Sent))
-	}
-	return res
-}
-
-// numbers returns a probe's sequence, acknowledgement and window fields.
-func (p *Prober) numbers(cfg *Config, st *SeqState) (seq, ack uint32, win uint16) {
-	if st == nil {
-		return rand.Uint32(), rand.Uint32(), 512
-	}
-	seq = st.SndUna - 1 // keepalive-shaped: one byte the peer already has
-	ack = st.RcvNxt - 1 // outside our own window: the peer's RST cannot reset us
-	if cfg.ResetLocal {
-		ack = st.RcvNxt
-	}
-	w := st.RcvWnd >> min(st.RcvWScale, 14)
-	return seq, ack, uint16(min(w, math.MaxUint16))
-}
-
-// segment appends one probe for t to buf and returns it with the numbers a
-// reply is matched against (accept.go). With the socket's state it is the segment the socket's own
-// keepalive would send: in-window numbers, the socket's TOS / traffic class
-// and flow label, and the timestamp option when the connection negotiated
-// it (TSval on the socket's clock, TSecr = TS.Recent), so a peer that checks
-// PAWS (RFC 7323) accepts it.
-func (p *Prober) segment(buf []byte, cfg *Config, t Target, st *SeqState, tos uint8) ([]byte, sentProbe, error) {
-	seq, ack, win := p.numbers(cfg, st)
-	seg := Segment{
-		Src: netip.AddrPortFrom(t.Local.Addr().Unmap(), t.Local.Port()), Dst: netip.AddrPortFrom(t.Remote.Addr().Unmap(), t.Remote.Port()),
-		Seq: seq, Ack: ack, Flags: FlagACK, Window: win, ID: uint16(rand.Uint32()), TOS: tos,
-	}
-	sent := sentProbe{seq: seq, ack: ack, id: seg.ID}
-	if !t.Remote.Addr().Unmap().Is4() {
-		sent.id = 0 // IPv6 has no identification field
-	}
-	if st != nil {
-		seg.FlowLabel = st.FlowLabel
-		if st.TSOK {
-			now, err := p.mono()
-			if err != nil {
-				return nil, sent, err
-			}
-			seg.TS = &Timestamp{Val: tsVal(st, now), Ecr: st.TSRecent}
-		}
-	}
-	pkt, err := AppendSegment(buf, seg)
-	return pkt, sent, err
-}
-
-// tsVal is the TSval the socket would send at now (CLOCK_MONOTONIC): Linux
-// stamps segments with its TCP clock, that monotonic clock in milliseconds
-// (microseconds for tcp_usec_ts sockets), plus the socket's random offset
-// (tcp_skb_timestamp_ts in include/net/tcp.h).
-func tsVal(st *SeqState, now time.Duration) uint32 {
-	unit := time.Millisecond
-	if st.USecTS {
-		unit = time.Microsecond
-	}
-	return uint32(now/unit) + st.TSOffset
-}
-
-func (p *Prober) probeOne(ctx context.Context, cfg *Config, e *engine, t Target, st *SeqState) (out Result) {
-	res := Result{Verdict: Unprobed, Mode: Blind}
-	if st != nil {
-		res.Mode = InWindow
-	}
-	local, remote := t.Local.Addr().Unmap(), t.Remote.Addr().Unmap()
-	// The engine queues only what accept takes (accept.go); the rest is
-	// counted on the result.
-	w, stop := e.watch(newFlowKey(t.Local, t.Remote), st)
-	defer stop()
-	res.NAT = e.natKind(t) // NAT in the namespace: see engine.setNAT
-	defer func() { out.Rejected = w.rejects() }()
-	replies := w.ch
-	// Capture losses and bad checksums not yet polled count against this
-	// probe: the safe side.
-	lostBefore, badBefore := e.lost.Load(), e.badChecksum.Load()
-
-	buf := make([]byte, 0, IPv6Size+TCPMinSize+TCPTimestampSize)
-	rt := routeOf(st, local.Is4())
-	var lastSent time.Time
-	unreachable := false
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for attempt := 0; attempt < cfg.Attempts; attempt++ {
-		if attempt > 0 { // probeNamespace took the first attempt's token
-			if err := p.limiter.Wait(ctx); err != nil {
-				return p.interrupted(res, err)
-			}
-		}
-		pkt, sp, err := p.segment(buf[:0], cfg, t, st, rt.tos)
-		if err != nil {
-			return p.unprobed(fmt.Errorf("probe: %s→%s: %w", t.Local, t.Remote, err))
-		}
-		w.sent(sp)
-		lastSent = cfg.Now()
-		if err := e.send(pkt, remote, rt); err != nil {
-			return p.unprobed(err)
-		}
-		res.Sent++
-		p.sent.Add(1)
-
-		wait := jitter(cfg.Interval)
-		if attempt == cfg.Attempts-1 {
-			wait = cfg.Timeout
-		}
-		timer.Reset(wait)
-	waiting:
-		for {
-			select {
-			case <-ctx.Done():
-				return p.interrupted(res, ctx.Err())
-			case <-timer.C:
-				break waiting
-			case r := <-replies:
-				switch r.Kind {
-				case ReplyACK:
-					p.acks.Add(1)
-					p.replied(cfg, &res, lastSent)
-					res.Verdict, res.Confirmed = Alive, true
-					return res
-				case ReplyRST:
-					p.rsts.Add(1)
-					p.replied(cfg, &res, lastSent)
-					res.Verdict, res.Confirmed = Reset, true
-					res.ClosedLocal = p.closedLocal(cfg, t, st, r)
-					return res
-				case ReplyUnreachable:
-					// Keep probing: an ACK later still proves the peer alive.
-					p.icmps.Add(1)
-					p.replied(cfg, &res, lastSent)
-					unreachable = true
-				}
-			}
-		}
-	}
-	res.Verdict = Silent
-	if unreachable {
-		res.Verdict = Unreachable
-	}
-	// Every attempt went out unanswered. Blind silence proves nothing by
-	// itself: stateful middleboxes drop out-of-window segments. Nor does
-	// silence amid packets for the 4-tuple that answer none of our probes,
-	// or while the capture lost datagrams: the answer may have been lost.
-	// An ICMP error amid forged packets is no better: on IPv6 (no IP id)
-	// an on-path forger can quote a probe exactly, and many such errors
-	// could crowd out the real answer.
-	if res.Verdict == Silent || res.Verdict == Unreachable {
-		lost := e.pollCapture() > lostBefore
-		switch {
-		case w.rejects().Total() > 0, e.badChecksum.Load() > badBefore:
-			res.Uncertain = UncertainInterference
-		case lost:
-			res.Uncertain = UncertainCaptureLost
-		}
-	}
-	res.Confirmed = unreachable && res.Uncertain == "" || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence
-	if cfg.HostHint && res.Verdict == Silent {
-		if up, err := p.echo(ctx, cfg, e, local, remote, route{mark: rt.mark, ifindex: rt.ifindex}); err == nil {
-			res.HostReachable = &up
-		} else {
-			p.log.Debug("probe: host hint", "remote", remote, "err", err)
-		}
-	}
-	return res
-}
-
-// interrupted ends a probe cut short by ctx: nothing is concluded.
-func (p *Prober) interrupted(res Result, err error) Result {
-	p.errs.Add(1)
-	res.Verdict, res.Confirmed, res.Err = Unprobed, false, err
-	return res
-}
-
-func (p *Prober) replied(cfg *Config, res *Result, lastSent time.Time) {
-	if res.Replies == 0 {
-		res.RTT = max(cfg.Now().Sub(lastSent), 1)
-	}
-	res.Replies++
-}
-
-func (p *Prober) closedLocal(cfg *Config, t Target, st *SeqState, r Reply) bool {
-	if cfg.StillExists != nil {
-		return !cfg.StillExists(t)
-	}
-	// The kernel accepts a RST whose sequence number is exactly RCV.NXT.
-	return st != nil && r.Seq == st.RcvNxt
-}
-
-// echo sends one ICMP echo to the peer's host and waits Timeout for the reply.
-func (p *Prober) echo(ctx context.Context, cfg *Config, e *engine, local, remote netip.Addr, rt route) (bool, error) {
-	if err := p.limiter.Wait(ctx); err != nil {
-		return false, err
-	}
-	id, seq := uint16(rand.Uint32()), uint16(rand.Uint32())
-	pkt, err := AppendEcho(nil, local, remote, id, seq)
-	if err != nil {
-		return false, err
-	}
-	ch, stop := e.watchEcho(echoKey{remote, id})
-	defer stop()
-	if err := e.send(pkt, remote, rt); err != nil {
-		return false, err
-	}
-	p.echoes.Add(1)
-	timer := time.NewTimer(cfg.Timeout)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-timer.C:
-			return false, nil
-		case r := <-ch:
-			if r.EchoSeq == seq {
-				return true, nil
-			}
-		}
-	}
 }

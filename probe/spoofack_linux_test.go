@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // TestSpoofedACKsToThePeer: an off-path sender spoofs out-of-window ACKs to
@@ -34,8 +35,8 @@ func TestSpoofedACKsToThePeer(t *testing.T) {
 			tick := time.NewTicker(400 * time.Millisecond)
 			defer tick.Stop()
 			for range 40 { // at most 16 s
-				pkt, err := AppendSegment(nil, Segment{Src: target.Local, Dst: target.Remote,
-					Seq: rand.Uint32(), Ack: rand.Uint32(), Flags: FlagACK, Window: 512, ID: uint16(rand.Uint32())})
+				pkt, err := wire.AppendSegment(nil, wire.Segment{Src: target.Local, Dst: target.Remote,
+					Seq: rand.Uint32(), Ack: rand.Uint32(), Flags: wire.FlagACK, Window: 512, ID: uint16(rand.Uint32())})
 				if err == nil {
 					err = atk.Send(pkt)
 				}

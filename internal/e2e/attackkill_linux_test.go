@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/ghostd/ghostd/internal/testnet"
 	"github.com/ghostd/ghostd/probe"
+	"github.com/ghostd/ghostd/probe/probetest"
 )
 
 // victim is one healthy idle connection under attack, with what an on-path
@@ -65,33 +65,22 @@ func paced(ctx context.Context, max, burst int, pause time.Duration, send func(i
 
 // rstFrom is a RST claiming to come from the peer, with sequence number seq.
 func rstFrom(v *victim, seq uint32) ([]byte, error) {
-	return probe.AppendSegment(nil, probe.Segment{Src: v.remote, Dst: v.local, Seq: seq, Flags: probe.FlagRST, ID: uint16(rand.Uint32())})
+	return probetest.AppendSegment(nil, probetest.Segment{Src: v.remote, Dst: v.local, Seq: seq, Flags: probetest.FlagRST, ID: uint16(rand.Uint32())})
 }
 
 // icmpUnreachable is a host (IPv4) or address (IPv6) unreachable error
 // from the Router to the server, quoting a segment of the connection.
 func icmpUnreachable(env *attackEnv, v *victim, quoteSeq, quoteAck uint32) ([]byte, error) {
-	quoted, err := probe.AppendSegment(nil, probe.Segment{Src: v.local, Dst: v.remote,
-		Seq: quoteSeq, Ack: quoteAck, Flags: probe.FlagACK, Window: 512, ID: uint16(rand.Uint32())})
+	quoted, err := probetest.AppendSegment(nil, probetest.Segment{Src: v.local, Dst: v.remote,
+		Seq: quoteSeq, Ack: quoteAck, Flags: probetest.FlagACK, Window: 512, ID: uint16(rand.Uint32())})
 	if err != nil {
 		return nil, err
 	}
-	body := append(make([]byte, probe.ICMPHeaderSize), quoted...)
 	to := v.local.Addr()
 	if to.Is4() {
-		from := env.n.RouterServerV4
-		body[0], body[1] = 3, 1 // destination unreachable, host unreachable
-		binary.BigEndian.PutUint16(body[2:], probe.Checksum(body, 0))
-		hdr := make([]byte, probe.IPv4MinSize)
-		probe.IPv4Header(hdr).Encode(probe.IPv4Fields{TotalLen: uint16(len(hdr) + len(body)), ID: uint16(rand.Uint32()), TTL: 64, Protocol: probe.ProtoICMP, Src: from, Dst: to})
-		return append(hdr, body...), nil
+		return probetest.AppendICMPError(nil, env.n.RouterServerV4, to, 3, 1, quoted) // destination unreachable, host unreachable
 	}
-	from := env.n.RouterServerV6
-	body[0], body[1] = 1, 3 // destination unreachable, address unreachable
-	binary.BigEndian.PutUint16(body[2:], probe.Checksum(body, probe.PseudoHeaderSum(probe.ProtoICMPv6, from, to, len(body))))
-	hdr := make([]byte, probe.IPv6Size)
-	probe.IPv6Header(hdr).Encode(probe.IPv6Fields{PayloadLen: uint16(len(body)), NextHeader: probe.ProtoICMPv6, HopLimit: 64, Src: from, Dst: to})
-	return append(hdr, body...), nil
+	return probetest.AppendICMPError(nil, env.n.RouterServerV6, to, 1, 3, quoted) // destination unreachable, address unreachable
 }
 
 // daemonAttack is one attack of issue 11 against every victim at once.
@@ -189,8 +178,8 @@ var daemonAttacks = []daemonAttack{{
 	run: func(ctx context.Context, env *attackEnv, v *victim) error {
 		win := uint16(min(v.st.RcvWnd>>min(v.st.RcvWScale, 14), 65535))
 		return paced(ctx, 50, 1, 300*time.Millisecond, func(int) error {
-			pkt, err := probe.AppendSegment(nil, probe.Segment{Src: v.local, Dst: v.remote,
-				Seq: v.st.SndUna - 1, Ack: v.st.RcvNxt - 1, Flags: probe.FlagACK, Window: win, ID: uint16(rand.Uint32())})
+			pkt, err := probetest.AppendSegment(nil, probetest.Segment{Src: v.local, Dst: v.remote,
+				Seq: v.st.SndUna - 1, Ack: v.st.RcvNxt - 1, Flags: probetest.FlagACK, Window: win, ID: uint16(rand.Uint32())})
 			if err != nil {
 				return err
 			}
@@ -249,7 +238,7 @@ var daemonAttacks = []daemonAttack{{
 			if err != nil {
 				return err
 			}
-			pkt[len(pkt)-probe.TCPMinSize+16] ^= 0x5a // the TCP checksum
+			pkt[len(pkt)-probetest.TCPMinSize+16] ^= 0x5a // the TCP checksum
 			return env.atk.Send(pkt)
 		})
 	},

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // linuxConn holds one namespace's probe sockets: IPPROTO_RAW senders (the
@@ -62,7 +64,7 @@ func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
 func inNetnsThread(nsPath string, fn func() error) error {
 	target, err := os.Open(nsPath)
 	if err != nil {
-		return fmt.Errorf("probe: open netns %s: %w", nsPath, err)
+		return fmt.Errorf("open netns %s: %w", nsPath, err)
 	}
 	defer target.Close()
 	errc := make(chan error, 1)
@@ -71,19 +73,19 @@ func inNetnsThread(nsPath string, fn func() error) error {
 		orig, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("probe: open own netns: %w", err)
+			errc <- fmt.Errorf("open own netns: %w", err)
 			return
 		}
 		defer orig.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("probe: enter netns %s: %w", nsPath, err)
+			errc <- fmt.Errorf("enter netns %s: %w", nsPath, err)
 			return
 		}
 		ferr := fn()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 			// Leave the thread locked: it is tainted and must die with us.
-			errc <- errors.Join(ferr, fmt.Errorf("probe: restore netns: %w", err))
+			errc <- errors.Join(ferr, fmt.Errorf("restore netns: %w", err))
 			return
 		}
 		runtime.UnlockOSThread()
@@ -101,7 +103,7 @@ func openRawSockets(ports []uint16) (_ rawConn, err error) {
 	}()
 	c.send4, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {
-		return nil, fmt.Errorf("probe: raw IPv4 socket: %w", os.NewSyscallError("socket", err))
+		return nil, fmt.Errorf("raw IPv4 socket: %w", os.NewSyscallError("socket", err))
 	}
 	// IPv6 may be disabled in a namespace; IPv4 probes still work then.
 	if fd, err6 := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW); err6 == nil {
@@ -118,17 +120,17 @@ func openRawSockets(ports []uint16) (_ rawConn, err error) {
 	// before the filter is attached.
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("probe: capture socket: %w", os.NewSyscallError("socket", err))
+		return nil, fmt.Errorf("capture socket: %w", os.NewSyscallError("socket", err))
 	}
 	c.capture = os.NewFile(uintptr(fd), "probe-capture")
 	c.oob = make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
-	prog, err := captureFilter(true, ports)
+	prog, err := wire.ReplyFilter(true, ports)
 	if err != nil {
 		return nil, err
 	}
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
-		return nil, fmt.Errorf("probe: assemble capture filter: %w", err)
+		return nil, fmt.Errorf("assemble capture filter: %w", err)
 	}
 	filter := make([]unix.SockFilter, len(raw))
 	for i, ins := range raw {
@@ -136,19 +138,19 @@ func openRawSockets(ports []uint16) (_ rawConn, err error) {
 	}
 	sc, err := c.capture.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("probe: capture socket: %w", err)
+		return nil, fmt.Errorf("capture socket: %w", err)
 	}
 	var serr error
 	if err := sc.Control(func(fd uintptr) {
 		prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 		if serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); serr != nil {
-			serr = fmt.Errorf("probe: attach capture filter: %w", os.NewSyscallError("setsockopt", serr))
+			serr = fmt.Errorf("attach capture filter: %w", os.NewSyscallError("setsockopt", serr))
 			return
 		}
 		// PACKET_AUXDATA says whether the kernel checked (or the local stack
 		// deferred) a datagram's transport checksum.
 		if serr = unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); serr != nil {
-			serr = fmt.Errorf("probe: capture auxdata: %w", os.NewSyscallError("setsockopt", serr))
+			serr = fmt.Errorf("capture auxdata: %w", os.NewSyscallError("setsockopt", serr))
 			return
 		}
 		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, captureRcvBuf); err != nil {
@@ -156,10 +158,10 @@ func openRawSockets(ports []uint16) (_ rawConn, err error) {
 		}
 		sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL)}
 		if serr = unix.Bind(int(fd), sa); serr != nil {
-			serr = fmt.Errorf("probe: bind capture socket: %w", os.NewSyscallError("bind", serr))
+			serr = fmt.Errorf("bind capture socket: %w", os.NewSyscallError("bind", serr))
 		}
 	}); err != nil {
-		return nil, fmt.Errorf("probe: capture socket: %w", err)
+		return nil, fmt.Errorf("capture socket: %w", err)
 	}
 	if serr != nil {
 		return nil, serr
@@ -255,7 +257,7 @@ func routeCmsgs(rt route, v4 bool) []byte {
 func monotonic() (time.Duration, error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0, fmt.Errorf("probe: read CLOCK_MONOTONIC: %w", err)
+		return 0, fmt.Errorf("read CLOCK_MONOTONIC: %w", err)
 	}
 	off, err := timensOffset()
 	if err != nil {
@@ -270,7 +272,7 @@ var timensOffset = sync.OnceValues(func() (time.Duration, error) {
 		return 0, nil // a kernel without time namespaces
 	}
 	if err != nil {
-		return 0, fmt.Errorf("probe: time namespace offsets: %w", err)
+		return 0, fmt.Errorf("time namespace offsets: %w", err)
 	}
 	return parseTimensOffset(b)
 })
@@ -283,7 +285,7 @@ func (c *linuxConn) recv(buf []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if VerifyChecksums(buf[:n], trusted) {
+		if wire.VerifyChecksums(buf[:n], trusted) {
 			return n, nil
 		}
 		c.badChecksum.Add(1)

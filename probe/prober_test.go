@@ -2,287 +2,23 @@ package probe
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
-	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/net/bpf"
+
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
-
-func TestCaptureFilter(t *testing.T) {
-	prog, err := captureFilter(false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm, err := bpf.NewVM(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := captureFilter(true, nil); err != nil {
-		t.Fatal(err)
-	}
-	// The same packets through a filter restricted to local ports 80 and 443.
-	prog, err = captureFilter(false, []uint16{443, 80, 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	portVM, err := bpf.NewVM(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	many := make([]uint16, maxFilterPorts+1)
-	for i := range many {
-		many[i] = uint16(1000 + i)
-	}
-	prog, err = captureFilter(false, many)
-	if err != nil {
-		t.Fatal(err)
-	}
-	manyVM, err := bpf.NewVM(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	probe4 := tcpPacket(t, "192.0.2.1:80", "198.51.100.2:40000", 99, 1000, FlagACK, 0)
-	probe6 := tcpPacket(t, "[2001:db8::1]:80", "[2001:db8::2]:40000", 99, 1000, FlagACK, 0)
-	echo4, _ := AppendEcho(nil, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1"), 1, 2)
-	echo4[IPv4MinSize] = icmpEchoReply
-	req6, _ := AppendEcho(nil, netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::1"), 1, 2)
-	rep6 := append([]byte{}, req6...)
-	rep6[IPv6Size] = icmpv6EchoReply
-	frag := tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK, 0)
-	binary.BigEndian.PutUint16(frag[6:], ipv4FlagMoreFrags)
-	tests := []struct {
-		name string
-		pkt  []byte
-		keep bool
-	}{
-		{"v4 pure ACK", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK, 0), true},
-		{"v6 pure ACK", tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 2, FlagACK, 0), true},
-		{"v4 RST", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 0, FlagRST, 0), true},
-		{"v6 RST|ACK", tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 2, FlagRST|FlagACK, 0), true},
-		{"v4 RST with payload", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 0, FlagRST, 12), true},
-		{"v4 data", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK|FlagPSH, 100), false},
-		{"v6 data", tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 2, FlagACK, 1), false},
-		{"v4 SYN-ACK", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 2, FlagACK|FlagSYN, 0), false},
-		{"v6 SYN", tcpPacket(t, "[2001:db8::2]:40000", "[2001:db8::1]:80", 1, 0, FlagSYN, 0), false},
-		{"v4 FIN without ACK", tcpPacket(t, "198.51.100.2:40000", "192.0.2.1:80", 1, 0, FlagFIN, 0), false},
-		{"v4 fragment", frag, false},
-		{"icmp unreachable", icmpError(t, "203.0.113.1", "192.0.2.1", 3, 1, probe4, 1000), true},
-		{"icmp time exceeded", icmpError(t, "203.0.113.1", "192.0.2.1", 11, 0, probe4, 1000), false},
-		{"icmpv6 unreachable", icmpError(t, "2001:db8:ff::1", "2001:db8::1", 1, 4, probe6, 1000), true},
-		{"icmpv6 packet too big", icmpError(t, "2001:db8:ff::1", "2001:db8::1", 2, 0, probe6, 1000), false},
-		{"icmp echo reply", echo4, true},
-		{"icmpv6 echo reply", rep6, true},
-		{"icmpv6 echo request", req6, false},
-		{"not IP", []byte{0x20, 1, 2, 3}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			n, err := vm.Run(tt.pkt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := n > 0; got != tt.keep {
-				t.Errorf("kept = %v (%d bytes), want %v", got, n, tt.keep)
-			}
-			snap := captureSnap
-			if tt.pkt[0]>>4 == 4 && tt.pkt[ipv4Protocol] == ProtoICMP || tt.pkt[0]>>4 == 6 && tt.pkt[ipv6NextHeader] == ProtoICMPv6 {
-				snap = captureSnapICMP
-			}
-			if n > snap {
-				t.Errorf("kept %d bytes, snap is %d", n, snap)
-			}
-			// Too many ports: no port check, same answer.
-			if m, _ := manyVM.Run(tt.pkt); (m > 0) != tt.keep {
-				t.Errorf("without port check: kept = %v, want %v", m > 0, tt.keep)
-			}
-			// Every TCP packet above goes to port 80: same answer.
-			if m, _ := portVM.Run(tt.pkt); (m > 0) != tt.keep {
-				t.Errorf("with ports 80,443: kept = %v, want %v", m > 0, tt.keep)
-			}
-			// Moved to another port, a TCP segment is dropped; ICMP is not.
-			if len(tt.pkt) > 0 && tt.pkt[0]>>4 == 4 && tt.pkt[ipv4Protocol] == ProtoTCP || len(tt.pkt) > IPv6Size && tt.pkt[0]>>4 == 6 && tt.pkt[ipv6NextHeader] == ProtoTCP {
-				other := append([]byte{}, tt.pkt...)
-				off := IPv6Size
-				if other[0]>>4 == 4 {
-					off = IPv4Header(other).HeaderLen()
-				}
-				binary.BigEndian.PutUint16(other[off+tcpDstPort:], 8080)
-				if m, _ := portVM.Run(other); m > 0 {
-					t.Errorf("segment to port 8080 kept by a filter for 80,443")
-				}
-			}
-		})
-	}
-}
-
-// fakeConn is a namespace whose peers are scripted: respond turns each
-// probe sent into the datagrams the peers answer with.
-type fakeConn struct {
-	respond func(probe Reply) [][]byte
-	sendErr error
-
-	mu     sync.Mutex
-	sent   []Reply
-	pkts   [][]byte // the datagrams sent, as sent
-	routes []route  // how each was routed
-	times  []time.Time
-	in     chan []byte
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newFakeConn(respond func(Reply) [][]byte) *fakeConn {
-	return &fakeConn{respond: respond, in: make(chan []byte, 1024), closed: make(chan struct{})}
-}
-
-func (f *fakeConn) send(pkt []byte, dst netip.Addr, rt route) error {
-	if f.sendErr != nil {
-		return f.sendErr
-	}
-	r, err := ParseReply(pkt) // our own probes parse as ACK segments
-	if err == nil && pkt[0]>>4 == 4 {
-		r.QuotedID = IPv4Header(pkt).ID() // for peers that quote the probe
-	}
-	if err != nil && pkt[0]>>4 == 4 && pkt[9] == ProtoICMP {
-		r = Reply{Kind: ReplyEcho, From: IPv4Header(pkt).Src(), Dst: netip.AddrPortFrom(dst, 0),
-			EchoID: ICMPHeader(pkt[IPv4MinSize:]).EchoID(), EchoSeq: ICMPHeader(pkt[IPv4MinSize:]).EchoSeq()}
-	} else if err != nil {
-		return fmt.Errorf("fake: unparsable probe: %w", err)
-	}
-	f.mu.Lock()
-	f.sent = append(f.sent, r)
-	f.pkts = append(f.pkts, slices.Clone(pkt))
-	f.routes = append(f.routes, rt)
-	f.times = append(f.times, time.Now())
-	f.mu.Unlock()
-	if f.respond != nil {
-		for _, p := range f.respond(r) {
-			f.in <- p
-		}
-	}
-	return nil
-}
-
-func (f *fakeConn) recv(buf []byte) (int, error) {
-	select {
-	case p := <-f.in:
-		return copy(buf, p), nil
-	case <-f.closed:
-		return 0, errConnClosed
-	}
-}
-
-func (f *fakeConn) close() error {
-	f.once.Do(func() { close(f.closed) })
-	return nil
-}
-
-func (f *fakeConn) probes() []Reply {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]Reply(nil), f.sent...)
-}
-
-// Scripted peers. Each answers the probe it receives.
-func ackPeer(p Reply) [][]byte {
-	b, _ := AppendSegment(nil, Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack + 1, Ack: p.Seq + 1, Flags: FlagACK})
-	return [][]byte{b}
-}
-
-func rstPeer(p Reply) [][]byte {
-	b, _ := AppendSegment(nil, Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack, Flags: FlagRST})
-	return [][]byte{b}
-}
-
-func wrongRSTPeer(p Reply) [][]byte {
-	b, _ := AppendSegment(nil, Segment{Src: p.Dst, Dst: p.Src, Seq: p.Ack + 1<<30, Flags: FlagRST})
-	return [][]byte{b}
-}
-
-func otherFlowPeer(p Reply) [][]byte {
-	src := netip.AddrPortFrom(p.Dst.Addr(), p.Dst.Port()+1)
-	b, _ := AppendSegment(nil, Segment{Src: src, Dst: p.Src, Seq: 1, Ack: 2, Flags: FlagACK})
-	c, _ := AppendSegment(nil, Segment{Src: src, Dst: p.Src, Seq: p.Ack, Flags: FlagRST})
-	return [][]byte{b, c}
-}
-
-func unreachablePeer(t testing.TB) func(Reply) [][]byte {
-	return func(p Reply) [][]byte {
-		probe, _ := AppendSegment(nil, Segment{Src: p.Src, Dst: p.Dst, Seq: p.Seq, Ack: p.Ack, Flags: p.Flags, ID: p.QuotedID})
-		router := "203.0.113.1"
-		if p.Src.Addr().Is6() {
-			router = "2001:db8:ff::1"
-		}
-		return [][]byte{icmpError(t, router, p.Src.Addr().String(), map[bool]uint8{true: 3, false: 1}[p.Src.Addr().Is4()], 1, probe, 1000)}
-	}
-}
-
-// fakeSeq serves fixed sequence state, or an error.
-type fakeSeq struct {
-	state map[uint64]SeqState
-	err   error
-	calls int
-	mu    sync.Mutex
-}
-
-func (f *fakeSeq) ReadSeq(_ context.Context, _ string, cookies []uint64) (map[uint64]SeqState, error) {
-	f.mu.Lock()
-	f.calls++
-	f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	return seqAnswer(f.state, cookies), nil
-}
-
-// seqAnswer is what a fake reader answers: the known states of the cookies.
-func seqAnswer(state map[uint64]SeqState, cookies []uint64) map[uint64]SeqState {
-	out := make(map[uint64]SeqState)
-	for _, c := range cookies {
-		if s, ok := state[c]; ok {
-			out[c] = s
-		}
-	}
-	return out
-}
-
-func quickConfig() Config {
-	c := DefaultConfig()
-	c.Attempts = 2
-	c.Interval = MinInterval
-	c.Timeout = 50 * time.Millisecond
-	c.Rate = math.Inf(1)
-	return c
-}
-
-func newFakeProber(t testing.TB, cfg Config, seq SeqReader, conn *fakeConn) *Prober {
-	p := New(cfg, seq, nil)
-	p.open = func(string, []uint16) (rawConn, error) { return conn, nil }
-	p.nat = nil // no conntrack in a fake namespace
-	p.pin = func(ns string, _ uint64) (string, func(), error) { return ns, func() {}, nil }
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-func target(cookie uint64, local, remote string) Target {
-	return Target{Cookie: cookie, Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote)}
-}
-
-var st1 = SeqState{SndUna: 1000, SndNxt: 1000, RcvNxt: 5000, RcvWnd: 1000 << 2, RcvWScale: 2}
 
 func TestProbeVerdicts(t *testing.T) {
 	seqs := &fakeSeq{state: map[uint64]SeqState{1: st1}}
 	tests := []struct {
 		name   string
-		peer   func(Reply) [][]byte
+		peer   func(wire.Reply) [][]byte
 		seq    SeqReader
 		cfg    func(*Config)
 		target Target
@@ -382,7 +118,7 @@ func TestProbeVerdicts(t *testing.T) {
 				t.Fatalf("%d probes on the wire, want %d", len(probes), tt.sent)
 			}
 			for _, pr := range probes {
-				if pr.Flags != FlagACK || pr.Payload != 0 {
+				if pr.Flags != wire.FlagACK || pr.Payload != 0 {
 					t.Errorf("probe is not a bare ACK: %+v", pr)
 				}
 				if pr.Src.Addr().Is4In6() || pr.Dst.Addr().Is4In6() {
@@ -431,7 +167,7 @@ func TestProbeAllOrderAndGrouping(t *testing.T) {
 		targets = append(targets, tg)
 	}
 	// Odd local ports answer RST, even ones ACK.
-	peer := func(r Reply) [][]byte {
+	peer := func(r wire.Reply) [][]byte {
 		if r.Src.Port()%2 == 1 {
 			return rstPeer(r)
 		}
@@ -463,11 +199,17 @@ func TestProbeAllOrderAndGrouping(t *testing.T) {
 		}
 	}
 	if seqs.calls != 3 || len(opened) != 3 {
-		t.Errorf("%d sequence reads and %d engines for 3 namespaces", seqs.calls, len(opened))
+		t.Errorf("%d sequence reads and %d capture sockets for 3 namespaces", seqs.calls, len(opened))
 	}
-	st := p.Stats()
-	if st.Sent != 27 || st.Replies["ack"]+st.Replies["rst"] != 27 || st.Errors != 13 {
-		t.Errorf("stats %+v", st)
+	sent, replies, errs := 0, 0, 0
+	for _, r := range res {
+		sent, replies = sent+r.Sent, replies+r.Replies
+		if r.Err != nil {
+			errs++
+		}
+	}
+	if sent != 27 || replies != 27 || errs != 13 {
+		t.Errorf("%d sent, %d replies, %d errors; want 27, 27, 13", sent, replies, errs)
 	}
 }
 
@@ -505,7 +247,7 @@ func TestProbeBounds(t *testing.T) {
 	active := map[netip.Addr]int{}
 	maxHost, maxAll, all := 0, 0, 0
 	var conn *fakeConn
-	conn = newFakeConn(func(r Reply) [][]byte {
+	conn = newFakeConn(func(r wire.Reply) [][]byte {
 		mu.Lock()
 		h := r.Dst.Addr()
 		active[h]++
@@ -539,15 +281,13 @@ func TestProbeBounds(t *testing.T) {
 }
 
 func TestProbeRecoversPanic(t *testing.T) {
-	conn := newFakeConn(func(Reply) [][]byte { panic("boom") })
+	conn := newFakeConn(func(wire.Reply) [][]byte { panic("boom") })
 	p := newFakeProber(t, quickConfig(), nil, conn)
 	res := p.ProbeAll(context.Background(), []Target{target(1, "192.0.2.1:80", "198.51.100.2:4000")})
 	if res[0].Verdict != Unprobed || res[0].Err == nil {
 		t.Errorf("%+v", res[0])
 	}
 }
-
-type panicSeq struct{}
 
 func (panicSeq) ReadSeq(context.Context, string, []uint64) (map[uint64]SeqState, error) {
 	panic("reader bug")
@@ -584,9 +324,6 @@ func TestMode(t *testing.T) {
 	if m, why := New(Config{}, nil, nil).Mode(); m != Blind || why == "" {
 		t.Errorf("nil reader: %s %q", m, why)
 	}
-	if m, why := New(Config{}, SeqUnavailable(errors.New("no BTF")), nil).Mode(); m != Blind || why != "blind: probe: sequence numbers unavailable: no BTF" {
-		t.Errorf("unavailable reader: %s %q", m, why)
-	}
 	// A reader that fails with ErrNoSeq at run time turns the prober blind for good.
 	seqs := &fakeSeq{err: fmt.Errorf("iter: %w", ErrNoSeq)}
 	conn := newFakeConn(ackPeer)
@@ -620,12 +357,12 @@ func TestHostHint(t *testing.T) {
 	cfg.Attempts = 1
 	cfg.HostHint = true
 	for _, up := range []bool{true, false} {
-		conn := newFakeConn(func(r Reply) [][]byte {
-			if r.Kind != ReplyEcho || !up {
+		conn := newFakeConn(func(r wire.Reply) [][]byte {
+			if r.Kind != wire.ReplyEcho || !up {
 				return nil
 			}
-			b, _ := AppendEcho(nil, r.Dst.Addr(), r.From, r.EchoID, r.EchoSeq)
-			b[IPv4MinSize] = icmpEchoReply
+			b, _ := wire.AppendEcho(nil, r.Dst.Addr(), r.From, r.EchoID, r.EchoSeq)
+			b[wire.IPv4MinSize] = 0 // ICMP echo reply
 			return [][]byte{b}
 		})
 		p := newFakeProber(t, cfg, nil, conn)
@@ -664,16 +401,6 @@ func TestConfigDefaults(t *testing.T) {
 		if j := jitter(MinInterval); j < MinInterval {
 			t.Fatalf("jitter(MinInterval) = %v", j)
 		}
-	}
-}
-
-// forgedICMPPeer answers each probe with its real ICMP error plus forged
-// copies that quote it exactly (what an on-path forger can do on IPv6).
-func forgedICMPPeer(t testing.TB) func(Reply) [][]byte {
-	real := unreachablePeer(t)
-	return func(p Reply) [][]byte {
-		one := real(p)
-		return append(one, one[0], one[0], one[0])
 	}
 }
 

@@ -1,0 +1,314 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/inventory"
+)
+
+func TestVerdictsOnTestNetwork(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, n *testnet.Net, server, client net.Conn) (stop func())
+		cfg   func(*Config)
+		want  Verdict
+	}{{
+		name: "idle healthy",
+		want: Alive,
+	}, {
+		name: "busy healthy",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
+			return busy(server, client)
+		},
+		want: Alive,
+	}, {
+		name: "zero window",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
+			fillWindow(t, server)
+			return nil
+		},
+		want: Alive,
+	}, {
+		// The default ACK (RCV.NXT-1) provokes a RST the router drops as
+		// INVALID: still a confirmed ghost, and the local socket is left alone.
+		name: "peer lost state",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
+			n.LoseState(t, client)
+			return nil
+		},
+		want: Silent,
+	}, {
+		name: "peer lost state with ResetLocal",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
+			n.LoseState(t, client)
+			return nil
+		},
+		cfg:  func(c *Config) { c.ResetLocal = true },
+		want: Reset,
+	}, {
+		name: "peer lost state on a path without a stateful firewall",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
+			n.Router.Nft(t, "delete table inet gd_router\n")
+			n.LoseState(t, client)
+			return func() { n.Router.Nft(t, routerRulesetForTests) }
+		},
+		want: Reset,
+	}, {
+		name: "peer silent",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
+			n.GoSilent(t)
+			return nil
+		},
+		want: Silent,
+	}, {
+		name: "router forgot the flow",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
+			n.ForgetFlow(t, server)
+			return nil
+		},
+		want: Silent,
+	}}
+	for _, network := range networks {
+		t.Run(network, func(t *testing.T) {
+			n := testnet.New(t)
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					server, client := n.Pair(t, network)
+					exchange(t, server, client)
+					target := targetOf(t, n, server)
+					if tt.setup != nil {
+						if stop := tt.setup(t, n, server, client); stop != nil {
+							defer stop()
+						}
+					}
+					defer n.Heal(t)
+					cfg := fastConfig()
+					if tt.cfg != nil {
+						tt.cfg(&cfg)
+					}
+					p := New(cfg, seq, nil)
+					defer p.Close()
+					res, err := p.Probe(context.Background(), target)
+					if err != nil {
+						t.Fatalf("Probe: %v", err)
+					}
+					t.Logf("%+v", res)
+					if res.Verdict != tt.want || res.Mode != InWindow {
+						t.Fatalf("verdict %s mode %s, want %s in_window", res.Verdict, res.Mode, tt.want)
+					}
+					if !res.Confirmed {
+						t.Errorf("verdict not confirmed")
+					}
+					if closed := tcpState(t, server) != 1; res.ClosedLocal != closed { // 1: TCP_ESTABLISHED
+						t.Errorf("ClosedLocal = %v, but the local socket closed: %v", res.ClosedLocal, closed)
+					}
+					if tt.want == Alive && (res.RTT <= 0 || res.Replies < 1) {
+						t.Errorf("alive without RTT or replies: %+v", res)
+					}
+					if tt.want == Silent && res.Sent != p.cfg.Attempts {
+						t.Errorf("silent after %d probes, want %d", res.Sent, p.cfg.Attempts)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestRSTMeasurement measures what the peer's RST does for both ACK choices
+// through the conntrack router: does it reach us, and does it close the
+// local socket. The numbers are logged (go test -v) and the verdicts asserted.
+func TestRSTMeasurement(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	for _, network := range networks {
+		n := testnet.New(t)
+		for _, resetLocal := range []bool{false, true} {
+			server, client := n.Pair(t, network)
+			exchange(t, server, client)
+			target := targetOf(t, n, server)
+			n.LoseState(t, client)
+			dropsBefore := n.InvalidDrops(t)
+			cfg := fastConfig()
+			cfg.ResetLocal = resetLocal
+			cfg.StillExists = func(Target) bool { return tcpState(t, server) == 1 /* TCP_ESTABLISHED */ }
+			p := New(cfg, seq, nil)
+			res, err := p.Probe(context.Background(), target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			drops := n.InvalidDrops(t) - dropsBefore
+			server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			_, rerr := server.Read(make([]byte, 1))
+			t.Logf("%s ResetLocal=%v: verdict=%s sent=%d replies=%d closedLocal=%v routerInvalidDrops=%d localState=%d ownerRead=%v",
+				network, resetLocal, res.Verdict, res.Sent, res.Replies, res.ClosedLocal, drops, tcpState(t, server), rerr)
+			// What was measured here: with ACK = RCV.NXT-1 the router drops the
+			// peer's RST as INVALID (seq below what it has seen acknowledged) and
+			// the local socket lives on; with ACK = RCV.NXT the RST gets through
+			// and the kernel resets the local socket.
+			if resetLocal {
+				if res.Verdict != Reset || !res.ClosedLocal || !errors.Is(rerr, syscall.ECONNRESET) {
+					t.Errorf("ResetLocal: want a reset that closed the local socket")
+				}
+			} else if res.Verdict != Silent || !res.Confirmed || res.ClosedLocal || drops == 0 || tcpState(t, server) != 1 {
+				t.Errorf("default: want confirmed silence, the RST dropped by the router, the local socket intact")
+			}
+		}
+	}
+}
+
+// TestV4MappedOnTestNetwork probes a dual-stack server socket talking to an
+// IPv4 client: the inventory reports it as inet6 with ::ffff: addresses, and
+// the probe must go out over IPv4.
+func TestV4MappedOnTestNetwork(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	l := n.Server.Listen(t, "tcp", "[::]:0")
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	client := n.Client.Dial(t, "tcp4", net.JoinHostPort(n.ServerV4.String(), port))
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	target := targetOf(t, n, server)
+	la, ra := server.LocalAddr().(*net.TCPAddr).AddrPort(), server.RemoteAddr().(*net.TCPAddr).AddrPort()
+	if !la.Addr().Is4In6() {
+		t.Fatalf("server socket is not v4-mapped: %s", la)
+	}
+	target.Family, target.Local, target.Remote = inventory.FamilyInet6, la, ra
+	p := New(fastConfig(), seq, nil)
+	res, err := p.Probe(context.Background(), target)
+	if err != nil || res.Verdict != Alive || res.Mode != InWindow {
+		t.Fatalf("mapped alive: %+v %v", res, err)
+	}
+	n.LoseState(t, client)
+	cfg := fastConfig()
+	cfg.ResetLocal = true
+	res, err = New(cfg, seq, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Reset {
+		t.Fatalf("mapped reset: %+v %v", res, err)
+	}
+}
+
+// TestTimestampsNegotiated checks the premise of option-less probes: the
+// test connections negotiate TCP timestamps, and the peer still answers
+// (Linux does not PAWS-check segments that carry no timestamp).
+func TestTimestampsNegotiated(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	server, _ := n.Pair(t, "tcp4")
+	if testnet.TCPInfo(t, server).Options&1 == 0 { // TCPI_OPT_TIMESTAMPS
+		t.Fatal("timestamps not negotiated; the test proves nothing")
+	}
+	res, err := New(fastConfig(), seq, nil).Probe(context.Background(), targetOf(t, n, server))
+	if err != nil || res.Verdict != Alive {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// TestBlindThroughRouter measures blind (random-sequence) probes: behind the
+// conntrack router their silence must never become a confirmed ghost, and
+// on a path without a stateful firewall a blind RST is still evidence.
+func TestBlindThroughRouter(t *testing.T) {
+	needRoot(t)
+	n := testnet.New(t)
+	cfg := fastConfig()
+	cfg.Attempts = 3
+	var targets []Target
+	for range 8 {
+		s, _ := n.Pair(t, "tcp4")
+		targets = append(targets, targetOf(t, n, s))
+	}
+	drops := n.InvalidDrops(t)
+	p := New(cfg, nil, nil)
+	alive, sent := 0, 0
+	for i, r := range p.ProbeAll(context.Background(), targets) {
+		sent += r.Sent
+		if r.Mode != Blind {
+			t.Fatalf("target %d: mode %s", i, r.Mode)
+		}
+		if r.Verdict.Ghost() && r.Confirmed {
+			t.Errorf("target %d: a live peer became a confirmed ghost: %+v", i, r)
+		}
+		if r.Verdict == Alive {
+			alive++
+		}
+	}
+	t.Logf("blind through the router: %d of %d live peers answered; %d probes sent, router dropped %d as INVALID",
+		alive, len(targets), sent, n.InvalidDrops(t)-drops)
+
+	// Without the stateful firewall, a blind probe to a peer that lost state gets its RST.
+	n.Router.Nft(t, "delete table inet gd_router\n")
+	defer n.Router.Nft(t, routerRulesetForTests)
+	server, client := n.Pair(t, "tcp6")
+	target := targetOf(t, n, server)
+	n.LoseState(t, client)
+	res, err := New(cfg, nil, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Reset || !res.Confirmed || res.ClosedLocal {
+		t.Fatalf("blind reset on an open path: %+v %v", res, err)
+	}
+	if tcpState(t, server) != 1 {
+		t.Error("a blind RST closed the local socket")
+	}
+}
+
+// TestHostHintOnTestNetwork checks the ICMP echo hint for silent peers.
+func TestHostHintOnTestNetwork(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	cfg := fastConfig()
+	cfg.Attempts = 1
+	cfg.HostHint = true
+	for _, network := range networks {
+		// The router forgot the flow, but the host answers pings.
+		server, _ := n.Pair(t, network)
+		target := targetOf(t, n, server)
+		n.ForgetFlow(t, server)
+		res, err := New(cfg, seq, nil).Probe(context.Background(), target)
+		if err != nil || res.Verdict != Silent || res.HostReachable == nil || !*res.HostReachable {
+			t.Errorf("%s forgotten flow: %+v %v", network, res, err)
+		}
+		// The host is gone.
+		server, _ = n.Pair(t, network)
+		target = targetOf(t, n, server)
+		n.GoSilent(t)
+		res, err = New(cfg, seq, nil).Probe(context.Background(), target)
+		n.Heal(t)
+		if err != nil || res.Verdict != Silent || res.HostReachable == nil || *res.HostReachable {
+			t.Errorf("%s silent host: %+v %v", network, res, err)
+		}
+	}
+}
+
+// TestProbeRefusesChangedNamespace: a namespace path that now names another
+// namespace than the inventory saw (a reused PID, a recreated /run/netns
+// name) is never entered: its targets are unprobed with ErrNetnsChanged and
+// no segment leaves. The right inode is probed as usual.
+func TestProbeRefusesChangedNamespace(t *testing.T) {
+	needRoot(t)
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	server, _ := n.Pair(t, "tcp4")
+	target := targetOf(t, n, server)
+	p := New(fastConfig(), seq, nil)
+	if res, err := p.Probe(context.Background(), target); err != nil || res.Verdict != Alive {
+		t.Fatalf("right namespace: %+v %v", res, err)
+	}
+	wrong := target
+	wrong.NetnsInode = n.Client.Inode // the scan saw another namespace at this path
+	res, err := p.Probe(context.Background(), wrong)
+	if !errors.Is(err, ErrNetnsChanged) || res.Verdict != Unprobed || res.Sent != 0 {
+		t.Fatalf("changed namespace: %+v %v; want unprobed with ErrNetnsChanged and nothing sent", res, err)
+	}
+}
