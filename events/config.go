@@ -3,20 +3,24 @@ package events
 import (
 	"fmt"
 	"path/filepath"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ghostd/ghostd/internal/yamlconf"
 )
 
-// Config is how events are kept.
+// Config is how events are kept: the `events:` section of ghostd.yml.
 type Config struct {
 	// RingSize is how many events the memory ring keeps.
-	RingSize int
+	RingSize int `yaml:"ring_size"`
 	// File is the JSONL file events are appended to; "" keeps none.
-	File string
+	File string `yaml:"file"`
 	// FileMaxBytes caps one file: a line that would take it past the cap
 	// goes into a new file, and the old one is rotated to File.1, File.2…
-	FileMaxBytes int64
+	FileMaxBytes int64 `yaml:"file_max_bytes"`
 	// FilesKept is how many files are kept, the one being written
 	// included: the disk used is at most FilesKept × FileMaxBytes.
-	FilesKept int
+	FilesKept int `yaml:"files_kept"`
 }
 
 // Defaults and limits.
@@ -34,18 +38,18 @@ func DefaultConfig() Config {
 	return Config{RingSize: DefaultRingSize, FileMaxBytes: DefaultFileMaxBytes, FilesKept: DefaultFilesKept}
 }
 
-// ConfigError names the setting (file_max_bytes, …) a Validate error is about.
-type ConfigError struct {
-	Key string // ring_size, file, file_max_bytes or files_kept
-	Msg string
+// UnmarshalYAML decodes an `events:` section onto c strictly: keys it
+// leaves out keep c's values, unknown keys are errors (*yamlconf.KeyError).
+func (c *Config) UnmarshalYAML(n *yaml.Node) error {
+	type plain Config
+	return yamlconf.Decode(n, (*plain)(c))
 }
 
-func (e *ConfigError) Error() string { return "events: " + e.Key + ": " + e.Msg }
-
-// Validate reports the first setting out of range.
+// Validate reports the first setting out of range, as a *yamlconf.KeyError
+// naming its key.
 func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
-		return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
+		return fmt.Errorf("events: %w", yamlconf.Errorf(key, format, args...))
 	}
 	switch {
 	case c.RingSize < 1 || c.RingSize > MaxRingSize:

@@ -1,14 +1,17 @@
 package exporter
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ghostd/ghostd/events"
+	"github.com/ghostd/ghostd/internal/yamlconf"
 	"github.com/ghostd/ghostd/probe"
 )
 
@@ -18,6 +21,32 @@ const DefaultOwnersTopK = 20
 
 // MaxOwnersTopK bounds the cap a configuration may set.
 const MaxOwnersTopK = 1000
+
+// MetricsConfig is the `metrics:` section of ghostd.yml: the bounds of
+// the metrics whose label values ghostd does not choose itself.
+type MetricsConfig struct {
+	// OwnersTopK is how many owners ghostd_ghost_sessions_by_owner names;
+	// the others count under "other".
+	OwnersTopK int `yaml:"owners_top_k"`
+}
+
+// DefaultMetricsConfig returns the defaults: 20 owners.
+func DefaultMetricsConfig() MetricsConfig { return MetricsConfig{OwnersTopK: DefaultOwnersTopK} }
+
+// UnmarshalYAML decodes a `metrics:` section onto c strictly: keys it
+// leaves out keep c's values, unknown keys are errors (*yamlconf.KeyError).
+func (c *MetricsConfig) UnmarshalYAML(n *yaml.Node) error {
+	type plain MetricsConfig
+	return yamlconf.Decode(n, (*plain)(c))
+}
+
+// Validate reports a cap out of range as a *yamlconf.KeyError.
+func (c MetricsConfig) Validate() error {
+	if c.OwnersTopK < 1 || c.OwnersTopK > MaxOwnersTopK {
+		return fmt.Errorf("exporter: %w", yamlconf.Errorf("owners_top_k", "must be 1 to %d, got %d", MaxOwnersTopK, c.OwnersTopK))
+	}
+	return nil
+}
 
 // SetEvents sets the event history that /api/v1/events, the page and the
 // ghostd_events_* metrics show; nil (the default) shows none.

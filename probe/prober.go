@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -13,87 +12,6 @@ import (
 
 	"golang.org/x/time/rate"
 )
-
-// Config bounds and shapes probing. Zero fields take DefaultConfig's values.
-type Config struct {
-	// Attempts is how many probes a silent peer gets before the verdict.
-	Attempts int
-	// Interval spaces the attempts (jittered ±20 %, never below MinInterval:
-	// Linux answers one out-of-window segment per socket per 500 ms).
-	Interval time.Duration
-	// Timeout is how long to wait for an answer after the last attempt.
-	Timeout time.Duration
-	// Rate caps probes per second over every namespace; math.Inf(1) lifts the cap.
-	Rate float64
-	// Burst is how many probes may leave at once under Rate.
-	Burst int
-	// PerHost caps concurrent probes to one peer host.
-	PerHost int
-	// InFlight caps targets being probed at once over every namespace.
-	InFlight int
-	// HostHint sends one ICMP echo to a silent peer's host and fills
-	// Result.HostReachable.
-	HostHint bool
-	// ResetLocal makes in-window probes acknowledge RCV.NXT, so a dead peer's
-	// RST is acceptable to the local socket, which the kernel then resets.
-	// Off by default: probes acknowledge RCV.NXT−1 and the RST is ignored
-	// locally (it still reaches ghostd's capture).
-	ResetLocal bool
-	// StillExists, when set, is asked after a reset verdict whether the local
-	// socket survived, to fill Result.ClosedLocal. When nil, ClosedLocal is
-	// ResetLocal for in-window resets (what the kernel does with an in-window
-	// RST) and false otherwise.
-	StillExists func(Target) bool
-	// Now stamps sends and replies for RTTs; nil means time.Now.
-	Now func() time.Time
-}
-
-// MinInterval is the smallest spacing between two probes of one connection.
-const MinInterval = 600 * time.Millisecond
-
-// DefaultConfig returns the defaults: 3 attempts 1 s apart, 1 s final wait,
-// 200 probes/s, 16 concurrent probes per host, 256 targets in flight.
-func DefaultConfig() Config {
-	return Config{
-		Attempts: 3,
-		Interval: time.Second,
-		Timeout:  time.Second,
-		Rate:     200,
-		Burst:    10,
-		PerHost:  16,
-		InFlight: 256,
-	}
-}
-
-func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	if c.Attempts <= 0 {
-		c.Attempts = d.Attempts
-	}
-	if c.Interval <= 0 {
-		c.Interval = d.Interval
-	}
-	c.Interval = max(c.Interval, MinInterval)
-	if c.Timeout <= 0 {
-		c.Timeout = d.Timeout
-	}
-	if c.Rate <= 0 || math.IsNaN(c.Rate) {
-		c.Rate = d.Rate
-	}
-	if c.Burst <= 0 {
-		c.Burst = d.Burst
-	}
-	if c.PerHost <= 0 {
-		c.PerHost = d.PerHost
-	}
-	if c.InFlight <= 0 {
-		c.InFlight = d.InFlight
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	return c
-}
 
 // Errors a Result may carry.
 var (

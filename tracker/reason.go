@@ -67,6 +67,14 @@ func (rs Reasons) Probeable() bool {
 	return rs.Has(ReasonIdle) || rs.Has(ReasonRetransmitting) || rs.Has(ReasonKeepaliveFailing)
 }
 
+// CanGhost reports whether a probe's verdict can make a socket with these
+// reasons a ghost (and so a kill candidate): a probeable reason can, and a
+// zero-window stall never can, whatever else is in the set, since its peer
+// is alive and only not reading. This is the one place that rule is written.
+func (rs Reasons) CanGhost() bool {
+	return rs.Probeable() && !rs.Has(ReasonZeroWindow)
+}
+
 // Strings returns the names of the reasons in the set, in display order.
 func (rs Reasons) Strings() []string {
 	out := make([]string, 0, 2)

@@ -31,3 +31,34 @@ func TestReasonsRoundTrip(t *testing.T) {
 		t.Error("Probeable: idle must be probeable, zero_window alone must not")
 	}
 }
+
+func TestCanGhost(t *testing.T) {
+	rs := func(r ...Reason) Reasons {
+		var s Reasons
+		for _, x := range r {
+			s = s.With(x)
+		}
+		return s
+	}
+	tests := []struct {
+		rs   Reasons
+		want bool
+	}{
+		{rs(ReasonIdle), true},
+		{rs(ReasonRetransmitting), true},
+		{rs(ReasonKeepaliveFailing), true},
+		{rs(ReasonKeepaliveFailing, ReasonCloseWait), true},
+		{rs(ReasonZeroWindow), false},
+		{rs(ReasonIdle, ReasonZeroWindow), false},
+		{rs(ReasonRetransmitting, ReasonZeroWindow), false},
+		{rs(ReasonCloseWait), false},
+		{rs(ReasonFinWait2), false},
+		{rs(ReasonLastAck), false},
+		{0, false},
+	}
+	for _, tt := range tests {
+		if got := tt.rs.CanGhost(); got != tt.want {
+			t.Errorf("Reasons{%s}.CanGhost() = %v, want %v", tt.rs, got, tt.want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/kill"
 )
 
 // PodMonitor mirrors the fields of the Prometheus Operator's
@@ -399,7 +400,7 @@ func TestKillOverlay(t *testing.T) {
 	if base.Kill.Enabled {
 		t.Error("the base ConfigMap kills, but the base DaemonSet lacks CAP_NET_ADMIN: report only there")
 	}
-	if !killing.Kill.Enabled || killing.Kill.Mode != config.ModeDestroy {
+	if !killing.Kill.Enabled || killing.Kill.Mode != kill.ModeDestroy {
 		t.Errorf("kill overlay: kill.enabled=%v mode=%q, want true and destroy (the mode CAP_NET_ADMIN is for)", killing.Kill.Enabled, killing.Kill.Mode)
 	}
 	base.Kill = killing.Kill

@@ -86,7 +86,7 @@ func TestHorizon(t *testing.T) {
 	if got, want := horizon(cfg, false), 63*time.Second; got != want {
 		t.Errorf("one-shot scan on defaults: %v, want %v (no scan interval to wait)", got, want)
 	}
-	cfg.Idle, cfg.Interval, cfg.Probe.Attempts, cfg.Probe.Interval = 2*time.Second, 5*time.Second, 5, 500*time.Millisecond
+	cfg.Thresholds.Idle, cfg.Interval, cfg.Probe.Attempts, cfg.Probe.Interval = 2*time.Second, 5*time.Second, 5, 500*time.Millisecond
 	if got, want := horizon(cfg, true), 2*time.Second+5*time.Second+4*500*time.Millisecond+time.Second; got != want {
 		t.Errorf("short settings: %v, want %v", got, want)
 	}

@@ -21,6 +21,6 @@ func newEvents(cfg config.Config, log *slog.Logger, e *engine.Engine, store *exp
 	}
 	e.SetEvents(rec)
 	store.SetEvents(rec)
-	store.SetOwnersTopK(cfg.OwnersTopK)
+	store.SetOwnersTopK(cfg.Metrics.OwnersTopK)
 	return rec, nil
 }

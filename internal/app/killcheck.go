@@ -8,6 +8,7 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/kill"
 )
 
 // destroyWorks destroys a loopback connection of ghostd's own: the only way
@@ -54,18 +55,18 @@ func destroyWorks() error {
 
 // checkKill exports ghostd_kill_supported for an enabled kill policy and
 // says once, in one line, why killing cannot work here.
-func (p *parts) checkKill(pol exporter.KillPolicy, store *exporter.Store) {
+func (p *parts) checkKill(pol kill.Policy, store *exporter.Store) {
 	if !pol.Enabled {
 		return
 	}
 	ok := true
 	switch pol.Mode {
-	case exporter.ModeDestroy:
+	case kill.ModeDestroy:
 		if err := p.destroyWorksOnce(); err != nil {
 			ok = false
 			p.log.Warn("kill mode destroy cannot work here; detection goes on", "err", err)
 		}
-	case exporter.ModeKeepalive:
+	case kill.ModeKeepalive:
 		if !p.caps.Has(capSysPtrace) {
 			ok = false
 			p.log.Warn("kill mode keepalive needs CAP_SYS_PTRACE to borrow sockets (pidfd_getfd); detection goes on")

@@ -12,6 +12,7 @@ import (
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -65,7 +66,7 @@ func (p *parts) newProber(cfg config.Config) *probe.Prober {
 		p.seq = r
 		seq = &keepaliveTap{SeqReader: r, sink: p.setKeepalive}
 	}
-	pr := probe.New(probeConfig(cfg), seq, p.log)
+	pr := probe.New(cfg.Probe, seq, p.log)
 	mode, why := pr.Mode()
 	p.log.Info("probe mode", "mode", mode, "why", why)
 	return pr
@@ -101,13 +102,10 @@ func engineOptions(cfg config.Config, all, daemon bool) engine.Options {
 	}
 }
 
+// trackerConfig is the configured thresholds with the horizon only the
+// whole configuration can tell.
 func trackerConfig(cfg config.Config, daemon bool) tracker.Config {
-	tc := tracker.DefaultConfig()
-	tc.Idle = cfg.Idle
-	tc.CloseWait = cfg.CloseWait
-	tc.Stall = cfg.Stall
-	tc.FinWait2 = cfg.FinWait2
-	tc.LastAck = cfg.LastAck
+	tc := cfg.Thresholds
 	tc.Horizon = horizon(cfg, daemon)
 	return tc
 }
@@ -118,79 +116,32 @@ func trackerConfig(cfg config.Config, daemon bool) tracker.Config {
 // an interval apart, and the last one's timeout. 60 + 15 + 2 + 1 = 78 s on
 // defaults. A one-shot scan has no interval to wait.
 func horizon(cfg config.Config, daemon bool) time.Duration {
-	pc := probeConfig(cfg)
-	if pc.Attempts <= 0 || pc.Interval <= 0 || pc.Timeout <= 0 {
-		d := probe.DefaultConfig()
-		pc.Attempts, pc.Interval, pc.Timeout = cmp.Or(pc.Attempts, d.Attempts), cmp.Or(pc.Interval, d.Interval), cmp.Or(pc.Timeout, d.Timeout)
-	}
-	h := cfg.Idle + time.Duration(max(pc.Attempts-1, 0))*pc.Interval + pc.Timeout
+	pc, d := cfg.Probe, probe.DefaultConfig()
+	attempts, interval, timeout := cmp.Or(max(pc.Attempts, 0), d.Attempts), cmp.Or(max(pc.Interval, 0), d.Interval), cmp.Or(max(pc.Timeout, 0), d.Timeout)
+	h := cfg.Thresholds.Idle + time.Duration(attempts-1)*interval + timeout
 	if daemon {
 		h += cfg.Interval
 	}
 	return h
 }
 
-func probeConfig(cfg config.Config) probe.Config {
-	pc := probe.DefaultConfig()
-	pc.Attempts = cfg.Probe.Attempts
-	pc.Interval = cfg.Probe.Interval
-	pc.Rate = cfg.Probe.Rate
-	pc.PerHost = cfg.Probe.PerHost
-	pc.InFlight = cfg.Probe.InFlight
-	pc.HostHint = cfg.Probe.HostHint
-	pc.ResetLocal = cfg.Probe.ResetLocal
-	return pc
-}
-
-// killPolicy maps the configuration onto the exporter's kill policy.
-func killPolicy(cfg config.Config) (exporter.KillPolicy, error) {
-	k := cfg.Kill
-	p := exporter.DefaultKillPolicy()
-	p.Enabled = k.Enabled
-	p.Mode = exporter.KillMode(k.Mode)
-	p.Verdicts = p.Verdicts[:0]
-	for _, v := range k.Verdicts {
-		p.Verdicts = append(p.Verdicts, probe.Verdict(v))
-	}
-	p.MinAge = k.MinAge
-	p.Allow = rules(k.Allow)
-	p.Deny = rules(k.Deny)
-	p.PerMinute = k.PerMinute
-	p.CloseWait = k.CloseWait
-	p.KeepaliveIdle = k.KeepaliveIdle
-	p.KeepaliveInterval = k.KeepaliveInterval
-	p.KeepaliveCount = k.KeepaliveCount
-	p.UserTimeout = k.UserTimeout
-	if err := p.Validate(); err != nil {
-		return p, fmt.Errorf("config: kill: %w", err)
-	}
-	return p, nil
-}
-
-func rules(rs []config.Rule) []exporter.Rule {
-	out := make([]exporter.Rule, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, exporter.Rule{CIDRs: r.CIDRs, Ports: r.Ports, Netns: r.Netns, Comms: r.Comms, Units: r.Units})
-	}
-	return out
-}
-
-// newKiller returns the killer for cfg; its policy may be disabled. A
+// newKiller returns the killer for cfg's validated policy, which may be disabled. A
 // reload hands the policy to the same killer (Killer.SetPolicy), so its rate
 // limiter, its per-socket failure backoff and what it learned about the
 // kernel survive. Ghosts are re-probed through the engine right before a
 // kill; with probing off no ghost is killed.
-func (p *parts) newKiller(cfg config.Config, store *exporter.Store) (*exporter.Killer, error) {
-	pol, err := killPolicy(cfg)
-	if err != nil {
-		return nil, err
-	}
+func (p *parts) newKiller(cfg config.Config, store *exporter.Store) *kill.Killer {
+	pol := cfg.Kill
 	p.checkKill(pol, store)
-	k := exporter.NewKiller(pol, p.scanner, store, p.log, time.Now)
+	var rep kill.Reporter // a nil *Store must not become a non-nil Reporter
+	if store != nil {
+		rep = store
+	}
+	k := kill.New(pol, p.scanner, rep, p.log, time.Now)
 	if p.prober != nil {
 		k.SetReprober(p.engine.Reprobe)
 	}
-	return k, nil
+	return k
 }
 
 // destroyWorksOnce is destroyWorks, run once per process.

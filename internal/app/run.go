@@ -24,6 +24,7 @@ import (
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/systemd"
 )
@@ -37,9 +38,6 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer, b B
 		return code
 	}
 	cfg, err := loadConfig(f)
-	if err == nil {
-		_, err = killPolicy(cfg)
-	}
 	if err == nil && cfg.Web.ConfigFile != "" {
 		if werr := web.Validate(cfg.Web.ConfigFile); werr != nil {
 			err = fmt.Errorf("config: web.config_file %s: %w", cfg.Web.ConfigFile, werr)
@@ -79,7 +77,7 @@ type daemon struct {
 
 	mu     sync.Mutex
 	cfg    config.Config
-	killer *exporter.Killer
+	killer *kill.Killer
 	pubMu  sync.Mutex // serialises publish
 
 	pprof     bool
@@ -105,10 +103,7 @@ func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*
 	}
 	d.store.SetConfigReload(true, time.Now())
 	d.store.SetCapabilities(p.caps.Names())
-	if d.killer, err = p.newKiller(cfg, d.store); err != nil {
-		p.Close()
-		return nil, err
-	}
+	d.killer = p.newKiller(cfg, d.store)
 	if d.events, err = newEvents(cfg, log, p.engine, d.store); err != nil {
 		p.Close()
 		return nil, err
@@ -289,7 +284,7 @@ func (d *daemon) publish(ctx context.Context) {
 	if killer != nil && len(cands) > 0 && killer.Policy().Enabled {
 		acted := false
 		for i, rec := range killer.Apply(ctx, cands) {
-			e.NoteKill(cands[i].Session, string(cands[i].Verdict), string(rec.Mode), rec.Err, rec.Skipped)
+			e.NoteKill(rec.Key, string(cands[i].Verdict), string(rec.Mode), rec.Err, rec.Skipped)
 			if rec.Skipped == "" && rec.Err == nil {
 				e.MarkKilled(rec.Key)
 				acted = true
@@ -382,15 +377,12 @@ func (d *daemon) reload() {
 	_ = systemd.Reloading()
 	defer systemd.Ready()
 	cfg, err := loadConfig(d.flags)
-	var pol exporter.KillPolicy
-	if err == nil {
-		pol, err = killPolicy(cfg)
-	}
 	if err != nil {
 		d.log.Error("configuration reload failed; keeping the running configuration", "err", err)
 		d.store.SetConfigReload(false, time.Time{})
 		return
 	}
+	pol := cfg.Kill
 	d.parts.checkKill(pol, d.store)
 	d.mu.Lock()
 	old := d.cfg
@@ -402,9 +394,9 @@ func (d *daemon) reload() {
 		old.Probe.Enabled != cfg.Probe.Enabled || old.Netns != cfg.Netns || old.Events != cfg.Events {
 		d.log.Warn("web, netns, probe on/off and events changes take effect after a restart")
 	}
-	d.store.SetOwnersTopK(cfg.OwnersTopK)
+	d.store.SetOwnersTopK(cfg.Metrics.OwnersTopK)
 	if d.parts.prober != nil {
-		d.parts.prober.SetConfig(probeConfig(cfg))
+		d.parts.prober.SetConfig(cfg.Probe)
 	}
 	d.store.SetConfigReload(true, time.Now())
 	select {

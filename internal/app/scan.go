@@ -12,6 +12,7 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/kill"
 )
 
 // runScan implements `ghostd scan`: one pass, probes included unless
@@ -42,12 +43,9 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	defer p.Close()
-	var killer *exporter.Killer
+	var killer *kill.Killer
 	if cfg.Kill.Enabled {
-		if killer, err = p.newKiller(cfg, nil); err != nil {
-			fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
-			return ExitUsage
-		}
+		killer = p.newKiller(cfg, nil)
 	}
 
 	p.engine.Scan(ctx) // the scanner logs a namespace it cannot scan; the table lists it

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +11,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/kill"
+	"github.com/ghostd/ghostd/probe"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -60,40 +62,34 @@ func TestValidFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Config{
-		Netns:     "/proc/1/ns/net",
-		Interval:  30 * time.Second,
-		Idle:      5 * time.Minute,
-		CloseWait: 2 * time.Minute,
-		Stall:     90 * time.Second,
-		FinWait2:  3 * time.Minute,
-		LastAck:   45 * time.Second,
-		Probe: config.ProbeConfig{
-			Enabled: false, Attempts: 5, Interval: 700 * time.Millisecond, Rate: 50.5,
-			PerHost: 2, InFlight: 64, HostHint: false, ResetLocal: true, Backoff: 10 * time.Minute, Reconfirm: 2 * time.Minute,
-		},
-		Kill: config.KillConfig{
-			Enabled: true, Mode: config.ModeKeepalive, Verdicts: []string{"reset"}, MinAge: 0,
-			Allow: []config.Rule{
-				{
-					CIDRs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("203.0.113.9/32")},
-					Ports: []uint16{5432, 6379},
-				},
-				{Netns: []string{"host"}, Comms: []string{"postgres"}, Units: []string{"postgresql.service"}},
+	want := config.Default()
+	want.Netns = "/proc/1/ns/net"
+	want.Interval = 30 * time.Second
+	th := &want.Thresholds
+	th.Idle, th.CloseWait, th.Stall, th.FinWait2, th.LastAck = 5*time.Minute, 2*time.Minute, 90*time.Second, 3*time.Minute, 45*time.Second
+	pr := &want.Probe
+	pr.Enabled, pr.Attempts, pr.Interval, pr.Rate = false, 5, 700*time.Millisecond, 50.5
+	pr.PerHost, pr.InFlight, pr.HostHint, pr.ResetLocal = 2, 64, false, true
+	pr.Backoff, pr.Reconfirm = 10*time.Minute, 2*time.Minute
+	want.Kill = kill.Policy{
+		Enabled: true, Mode: kill.ModeKeepalive, Verdicts: []probe.Verdict{probe.Reset}, MinAge: 0,
+		Allow: []kill.Rule{
+			{
+				CIDRs: []kill.CIDR{cidr("192.0.2.0/24"), cidr("2001:db8::/32"), cidr("203.0.113.9/32")},
+				Ports: []int{5432, 6379},
 			},
-			Deny:      []config.Rule{{Units: []string{"sshd.service"}}},
-			PerMinute: 60, CloseWait: true,
-			KeepaliveIdle: 20 * time.Second, KeepaliveInterval: 2 * time.Second, KeepaliveCount: 5,
-			UserTimeout: time.Minute,
+			{Netns: []string{"host"}, Comms: []string{"postgres"}, Units: []string{"postgresql.service"}},
 		},
-		Web: config.WebConfig{ListenAddress: []string{"127.0.0.1:10145", "[::1]:10145"}, ConfigFile: "/etc/ghostd/web.yml"},
-		Log: config.LogConfig{Level: "debug", Format: "json"},
-		Events: events.Config{
-			RingSize: 500, File: "/var/log/ghostd/events.jsonl", FileMaxBytes: 1 << 20, FilesKept: 3,
-		},
-		OwnersTopK: 5,
+		Deny:      []kill.Rule{{Units: []string{"sshd.service"}}},
+		PerMinute: 60, CloseWait: true,
+		Keepalive:   kill.Keepalive{Idle: 20 * time.Second, Interval: 2 * time.Second, Count: 5},
+		UserTimeout: time.Minute,
 	}
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+	want.Web = config.WebConfig{ListenAddress: []string{"127.0.0.1:10145", "[::1]:10145"}, ConfigFile: "/etc/ghostd/web.yml"}
+	want.Log = config.LogConfig{Level: "debug", Format: "json"}
+	want.Events = events.Config{RingSize: 500, File: "/var/log/ghostd/events.jsonl", FileMaxBytes: 1 << 20, FilesKept: 3}
+	want.Metrics = exporter.MetricsConfig{OwnersTopK: 5}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b kill.CIDR) bool { return a == b })); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
@@ -217,14 +213,14 @@ func TestFlagsOverrideFile(t *testing.T) {
 	}{
 		{"no flags keep the file", nil, func(*config.Config) {}},
 		{"flag over file", []string{"--idle=10m", "--probes=2"}, func(c *config.Config) {
-			c.Idle = 10 * time.Minute
+			c.Thresholds.Idle = 10 * time.Minute
 			c.Probe.Attempts = 2
 		}},
 		{"flag equal to the default still wins", []string{"--interval=15s"}, func(c *config.Config) { c.Interval = 15 * time.Second }},
 		{"detection flags", []string{"--netns=blue", "--close-wait=5s", "--stall=7s", "--probe-interval=650ms", "--no-probe", "--kill", "--kill-min-age=0s"}, func(c *config.Config) {
 			c.Netns = "blue"
-			c.CloseWait = 5 * time.Second
-			c.Stall = 7 * time.Second
+			c.Thresholds.CloseWait = 5 * time.Second
+			c.Thresholds.Stall = 7 * time.Second
 			c.Probe.Interval = 650 * time.Millisecond
 			c.Probe.Enabled = false
 			c.Kill.Enabled = true
@@ -232,6 +228,16 @@ func TestFlagsOverrideFile(t *testing.T) {
 		}},
 		{"repeated listen address replaces the file's list", []string{"--web.listen-address=127.0.0.1:1", "--web.listen-address=[::1]:2"}, func(c *config.Config) {
 			c.Web.ListenAddress = []string{"127.0.0.1:1", "[::1]:2"}
+		}},
+		{"flags new with the key table", []string{"--fin-wait2=2m", "--probe-rate=50", "--probe-host-hint=false", "--probe-backoff=1m",
+			"--kill-mode=keepalive", "--kill-verdicts=reset", "--kill-verdicts=silent", "--kill-allow={cidrs: [192.0.2.0/24], ports: [5432]}",
+			"--kill-deny={units: [sshd.service]}", "--kill-keepalive-idle=20s", "--kill-close-wait"}, func(c *config.Config) {
+			c.Thresholds.FinWait2 = 2 * time.Minute
+			c.Probe.Rate, c.Probe.HostHint, c.Probe.Backoff = 50, false, time.Minute
+			c.Kill.Mode, c.Kill.Verdicts = kill.ModeKeepalive, []probe.Verdict{probe.Reset, probe.Silent}
+			c.Kill.Allow = []kill.Rule{{CIDRs: []kill.CIDR{cidr("192.0.2.0/24")}, Ports: []int{5432}}}
+			c.Kill.Deny = []kill.Rule{{Units: []string{"sshd.service"}}}
+			c.Kill.Keepalive.Idle, c.Kill.CloseWait = 20*time.Second, true
 		}},
 		{"web and log flags", []string{"--web.config.file=/w.yml", "--log.level=debug", "--log.format=json"}, func(c *config.Config) {
 			c.Web.ConfigFile = "/w.yml"
@@ -258,7 +264,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 			if err := f.Apply(&got); err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(want, got); diff != "" {
+			if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b kill.CIDR) bool { return a == b })); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -288,7 +294,11 @@ func TestFlagErrors(t *testing.T) {
 	}{
 		{"unknown flag", false, []string{"--nope"}, "flag provided but not defined: -nope", ""},
 		{"run-only flag on scan", true, []string{"--interval=5s"}, "flag provided but not defined: -interval", ""},
-		{"bad duration", false, []string{"--idle=1x"}, `invalid value "1x" for flag -idle: parse error`, ""},
+		{"bad duration", false, []string{"--idle=1x"}, `invalid value "1x" for flag -idle: invalid duration "1x"`, ""},
+		{"bad integer", false, []string{"--kill-per-minute=many"}, `invalid value "many" for flag -kill-per-minute: want an integer, got "many"`, ""},
+		{"bad rule", false, []string{"--kill-deny={cidr: [192.0.2.0/24]}"}, `invalid value "{cidr: [192.0.2.0/24]}" for flag -kill-deny: cidr: unknown key`, ""},
+		{"bad rule value named by flag", false, []string{"--kill-allow={ports: [70000]}"}, "", "config: --kill-allow: invalid port 70000: want 1 to 65535"},
+		{"bad keepalive named by flag", false, []string{"--kill-keepalive-count=0"}, "", "config: --kill-keepalive-count: must be 1 to 127, got 0"},
 		{"bad value named by flag", false, []string{"--probes=0"}, "", "config: --probes: must be 1 to 10, got 0"},
 		{"bad listen address named by flag", false, []string{"--web.listen-address=nope"}, "", `config: --web.listen-address: invalid address "nope": want host:port`},
 		{"bad log level", false, []string{"--log.level=loud"}, "", `config: --log.level: invalid level "loud": want debug, info, warn or error`},
@@ -317,18 +327,56 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
-func TestFlagKeysAreConfigKeys(t *testing.T) {
-	// Every registered flag except --config and --config.check overrides a key.
-	fs, _ := newFlagSet(false)
-	fs.VisitAll(func(fl *flag.Flag) {
-		if fl.Name == "config" || fl.Name == "config.check" {
-			return
+// TestMarshalRoundTrip: the configuration types marshal to YAML that
+// parses back to the same configuration, so their yaml tags, their
+// MarshalYAML and UnmarshalYAML and the file agree (a field without a tag
+// would come back as an unknown key).
+func TestMarshalRoundTrip(t *testing.T) {
+	for name, c := range map[string]func() (config.Config, error){
+		"defaults":   func() (config.Config, error) { return config.Default(), nil },
+		"valid-full": func() (config.Config, error) { return config.Load("testdata/valid-full.yml") },
+	} {
+		want, err := c()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, ok := config.FlagKey(fl.Name); !ok {
-			t.Errorf("flag --%s has no configuration key", fl.Name)
+		out, err := yaml.Marshal(want)
+		if err != nil {
+			t.Fatalf("%s: Marshal: %v", name, err)
 		}
-		if !strings.Contains(fl.Usage, "(key ") {
-			t.Errorf("flag --%s usage does not name its key: %q", fl.Name, fl.Usage)
+		got, err := config.Parse(out, name+".yml")
+		if err != nil {
+			t.Fatalf("%s: Parse(Marshal()) = %v\n%s", name, err, out)
 		}
-	})
+		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b kill.CIDR) bool { return a == b })); diff != "" {
+			t.Errorf("%s: round trip (-want +got):\n%s", name, diff)
+		}
+	}
+}
+
+// TestNestedErrorSaysEachLayerOnce: an error in a section names the file,
+// the line and the key once, with no package prefix of the section's own
+// ("config: kill: exporter: ..." before).
+func TestNestedErrorSaysEachLayerOnce(t *testing.T) {
+	for doc, want := range map[string]string{
+		"kill:\n  keepalive:\n    idle: 1500ms\n": "config: g.yml:3: kill.keepalive.idle: must be whole seconds from 1s to 9h6m7s, got 1.5s",
+		"thresholds:\n  fin_wait2: 0s\n":          "config: g.yml:2: thresholds.fin_wait2: must be positive, got 0s",
+		"probe:\n  reconfirm: 0s\n":               "config: g.yml:2: probe.reconfirm: must be positive, got 0s",
+		"kill:\n  deny:\n    - comms: [\"[x\"]\n": `config: g.yml:3: kill.deny[0].comms[0]: pattern "[x": syntax error in pattern`,
+		"probe:\n  attempts: 1\n  attempts: 2\n":  `config: g.yml:3: probe: mapping key "attempts" already defined at line 2`,
+	} {
+		_, err := config.Parse([]byte(doc), "g.yml")
+		if err == nil || err.Error() != want {
+			t.Errorf("Parse(%q)\n got: %v\nwant: %s", doc, err, want)
+		}
+	}
+}
+
+// cidr is kill.ParseCIDR for test tables.
+func cidr(s string) kill.CIDR {
+	c, err := kill.ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

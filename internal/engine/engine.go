@@ -15,6 +15,7 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -418,7 +419,7 @@ func (e *Engine) Targets() []probe.Target {
 		out = out[:min(len(out), MaxTargets)]
 	}
 	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
-		if !b.Reasons.Probeable() || b.Reasons.Has(tracker.ReasonZeroWindow) {
+		if !b.Reasons.CanGhost() {
 			return
 		}
 		k := b.Key
@@ -682,7 +683,7 @@ func (e *Engine) MarkKilled(k inventory.Key) {
 // sessions, built when a view asks (the verdicts recorded by then included).
 // It resolves the owners of new suspects, and returns the kill candidates:
 // confirmed ghosts and CLOSE_WAIT leaks.
-func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
+func (e *Engine) Snapshot() (*exporter.Snapshot, []kill.Candidate) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.opts.Now()
@@ -717,14 +718,15 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []exporter.Candidate) {
 		}
 	})
 	slices.SortFunc(cands, compareKeys)
-	var out []exporter.Candidate
+	var out []kill.Candidate
 	for _, k := range cands {
 		ent, ok := e.tracker.Get(k)
 		if !ok {
 			continue
 		}
 		s := e.session(&ent, now)
-		c := exporter.Candidate{Session: s, Socket: ent.Socket, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict), PID: s.PID}
+		c := kill.Candidate{Socket: ent.Socket, Netns: s.Netns, PID: s.PID, Comm: s.Comm, Unit: s.Unit, Reasons: ent.Reasons, Verdict: probe.Verdict(s.Verdict),
+			ProbesSent: s.ProbesSent, Replies: s.Replies, IdleSeconds: s.IdleSeconds}
 		if s.Ghost {
 			v, _ := unpackVerdict(ent.Tag)
 			c.Confirmed, c.GhostSince = v.confirmed, e.time(v.ghostSince)
@@ -1067,7 +1069,7 @@ func (e *Engine) owner(inode uint32) inventory.Owner {
 // ghost reports whether a probed socket with these reasons is a confirmed
 // ghost, and for how long.
 func (e *Engine) ghost(rs tracker.Reasons, v *verdictState, now time.Time) (bool, float64) {
-	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || rs.Has(tracker.ReasonZeroWindow) {
+	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || !rs.CanGhost() {
 		return false, 0
 	}
 	if v.ghostSince == noStamp {

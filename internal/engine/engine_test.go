@@ -199,7 +199,7 @@ func TestEngineRecordsUnprobeable(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("sessions (-want +got):\n%s", diff)
 	}
-	if len(cands) != 1 || cands[0].Session.Cookie != 2 {
+	if len(cands) != 1 || cands[0].Socket.Cookie != 2 {
 		t.Errorf("kill candidates %+v, want only the silent one", cands)
 	}
 	c.t = c.t.Add(2 * time.Minute) // past Reconfirm, within Backoff

@@ -190,20 +190,28 @@ func (e *Engine) verdictEventLocked(k inventory.Key, prev *verdictState, probed 
 // to a socket rather than that it refused one it applies to: never events.
 var quietRefusals = []string{"kill disabled", "canceled", "close_wait leaks not enabled"}
 
-// NoteKill records the kill policy's outcome for one candidate (s as the
-// snapshot showed it, verdict as last confirmed) as a killed event: result
-// ok, error with the error, or refused with why (skipped). A refusal is
-// recorded once per socket until its reason changes; refusals that only
-// say the policy does not cover the socket are not recorded.
-func (e *Engine) NoteKill(s exporter.Session, verdict, mode string, err error, skipped string) {
+// NoteKill records the kill policy's outcome for the socket k (verdict
+// as last confirmed, mode as applied) as a killed event: result ok, error
+// with the error, or refused with why (skipped). Call it before MarkKilled.
+// A refusal is recorded once per socket until its reason changes;
+// refusals that only say the policy does not cover the socket are not
+// recorded.
+func (e *Engine) NoteKill(k inventory.Key, verdict, mode string, err error, skipped string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ev := &e.ev
 	if ev.sink == nil {
 		return
 	}
-	k := inventory.Key{Netns: s.NetnsInode, Cookie: s.Cookie}
 	now := e.opts.Now()
+	var s exporter.Session
+	if ent, ok := e.tracker.Get(k); ok {
+		s = e.session(&ent, now)
+	} else if g, ok := e.gone[k]; ok {
+		s = g.session
+	} else {
+		return // neither tracked nor killed: nothing to tell
+	}
 	out := eventOf(events.Killed, &s, now)
 	out.Verdict, out.Mode = verdict, mode
 	switch {

@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ghostd/ghostd/events"
-	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 )
@@ -93,7 +92,7 @@ func TestEngineEvents(t *testing.T) {
 	step("nothing changed")
 
 	// Kill outcomes.
-	s2 := sessionOf(t, e, 2)
+	s2 := inventory.Key{Netns: 7, Cookie: 2}
 	e.NoteKill(s2, "reset", "destroy", nil, "kill disabled")
 	e.NoteKill(s2, "reset", "destroy", nil, "younger than min age (1m0s < 5m0s)")
 	e.NoteKill(s2, "reset", "destroy", nil, "younger than min age (1m15s < 5m0s)")
@@ -101,6 +100,8 @@ func TestEngineEvents(t *testing.T) {
 	e.NoteKill(s2, "reset", "destroy", errors.New("no such file or directory"), "")
 	e.NoteKill(s2, "reset", "destroy", nil, "")
 	step("kills", "killed 2 refused", "killed 2 refused", "killed 2 error", "killed 2 ok")
+	e.NoteKill(inventory.Key{Netns: 7, Cookie: 99}, "reset", "destroy", nil, "")
+	step("a socket the engine never tracked")
 
 	// Gone: after the second complete dump that misses it, not before.
 	inv.sockets[7] = inv.sockets[7][2:] // 1 and 2 close
@@ -122,17 +123,6 @@ func TestEngineEvents(t *testing.T) {
 	inv.ns = nil
 	pass()
 	step("namespace gone", "gone 3", "gone 5")
-}
-
-func sessionOf(t *testing.T, e *Engine, cookie uint64) exporter.Session {
-	t.Helper()
-	for _, s := range e.Document().Sessions {
-		if s.Cookie == cookie {
-			return s
-		}
-	}
-	t.Fatalf("no session with cookie %d", cookie)
-	return exporter.Session{}
 }
 
 // BenchmarkSteadyScanEvents is BenchmarkSteadyScan with the event history

@@ -63,7 +63,7 @@ func TestCitedFilesExist(t *testing.T) {
 	// prose or a Markdown link writes it.
 	// Only where a path starts (not inside a URL or an absolute path), in
 	// Markdown and in Go comments; Go code names run-time paths.
-	cite := regexp.MustCompile("(?:^|[\\s(\\[`])((?:\\.\\./)?(?:docs|probe|tracker|inventory|exporter|internal|systemd|cmd|packaging|alerts|dashboards|deploy|scripts|mk)/[A-Za-z0-9_./-]+\\.(?:md|go|yml|yaml|json|c|h|8|png|service|sh|mk))\\b")
+	cite := regexp.MustCompile("(?:^|[\\s(\\[`])((?:\\.\\./)?(?:docs|probe|tracker|inventory|exporter|kill|internal|systemd|cmd|packaging|alerts|dashboards|deploy|scripts|mk)/[A-Za-z0-9_./-]+\\.(?:md|go|yml|yaml|json|c|h|8|png|service|sh|mk))\\b")
 	checked := 0
 	for _, f := range files(t) {
 		b, err := os.ReadFile(f)

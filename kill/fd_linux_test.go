@@ -1,4 +1,4 @@
-package exporter
+package kill
 
 import (
 	"bufio"
@@ -23,7 +23,7 @@ import (
 )
 
 // ownerEnv makes the test binary a socket owner (see runOwner).
-const ownerEnv = "GHOSTD_EX_OWNER"
+const ownerEnv = "GHOSTD_KILL_OWNER"
 
 // runOwner is the child process that owns a socket on fd 3, so that the
 // killer has to borrow it across processes. It answers commands on stdin, one
@@ -134,10 +134,15 @@ func (o *owner) next(t *testing.T, timeout time.Duration) string {
 	return ""
 }
 
-// connOps is the SocketOps the daemon builds from its inventory connections.
-func connOps(c *inventory.Conn) ConnOps {
-	return ConnOps{Conn: func(uint64) (*inventory.Conn, error) { return c, nil }}
+// connOps is SocketOps on one namespace's sock_diag connection, as the
+// daemon's inventory scanner provides it for every namespace.
+type connOps struct{ c *inventory.Conn }
+
+func (o connOps) Lookup(s *inventory.Socket) (inventory.Socket, bool, error) {
+	return o.c.Lookup(s.Netns, s)
 }
+
+func (o connOps) Destroy(s *inventory.Socket) error { return o.c.Destroy(s) }
 
 // lab is one namespace of ours with a loopback connection whose server end
 // is owned by a child process.
@@ -154,7 +159,7 @@ func newLab(t *testing.T) *lab {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces, pidfd_getfd and SOCK_DESTROY")
 	}
-	ns := testnet.NewNS(t, "ex")
+	ns := testnet.NewNS(t, "kl")
 	l := ns.Listen(t, "tcp4", "127.0.0.1:0")
 	client := ns.Dial(t, "tcp4", l.Addr().String()).(*net.TCPConn)
 	server, err := l.Accept()
@@ -197,17 +202,14 @@ func (lb *lab) find(t *testing.T, local, remote string) inventory.Socket {
 
 func (lb *lab) candidate(reasons tracker.Reasons, v probe.Verdict) Candidate {
 	return Candidate{
-		Session: Session{
-			Netns: lb.ns.Name, NetnsInode: lb.ns.Inode, Family: "inet", State: lb.sock.State.String(),
-			Local: lb.sock.Local.String(), Remote: lb.sock.Remote.String(), Cookie: lb.sock.Cookie,
-			Inode: lb.sock.Inode, PID: lb.owner.cmd.Process.Pid, Comm: "exporter.test",
-		},
 		Socket:     lb.sock,
+		Netns:      lb.ns.Name,
+		PID:        lb.owner.cmd.Process.Pid,
+		Comm:       "kill.test",
 		Reasons:    reasons,
 		Verdict:    v,
 		Confirmed:  true,
 		GhostSince: time.Now().Add(-time.Hour),
-		PID:        lb.owner.cmd.Process.Pid,
 	}
 }
 
@@ -235,10 +237,9 @@ func TestKillDestroyLive(t *testing.T) {
 	lb := newLab(t)
 	rsts := lb.countRSTs(t)
 	lb.owner.send(t, "read") // blocks until the socket dies
-	store := NewStore(testBld, nil)
 	p := enabled()
 	p.MinAge = 0
-	k := NewKiller(p, connOps(lb.conn), store, nil, nil)
+	k := New(p, connOps{lb.conn}, nil, nil, nil)
 	k.SetReprober(reprobeAs(probe.Reset))
 	recs := k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Reset)})
 	if recs[0].Skipped != "" || recs[0].Err != nil {
@@ -279,12 +280,12 @@ func TestKillKeepaliveLive(t *testing.T) {
 	p := enabled()
 	p.MinAge = 0
 	p.Mode = ModeKeepalive
-	p.KeepaliveIdle, p.KeepaliveInterval, p.KeepaliveCount = time.Second, time.Second, 2
+	p.Keepalive = Keepalive{Idle: time.Second, Interval: time.Second, Count: 2}
 	p.UserTimeout = 3 * time.Second
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	k := NewKiller(p, connOps(lb.conn), NewStore(testBld, nil), nil, nil)
+	k := New(p, connOps{lb.conn}, nil, nil, nil)
 	k.SetReprober(reprobeAs(probe.Silent))
 	start := time.Now()
 	recs := k.Apply(context.Background(), []Candidate{lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Silent)})
@@ -347,7 +348,7 @@ func TestKillShutdownCloseWaitLive(t *testing.T) {
 	closedAt := lb.peerCloses(t)
 	p := enabled()
 	p.MinAge = 0
-	k := NewKiller(p, connOps(lb.conn), nil, nil, nil)
+	k := New(p, connOps{lb.conn}, nil, nil, nil)
 	c := lb.candidate(tracker.Reasons(0).With(tracker.ReasonCloseWait), probe.Unprobed)
 	c.Confirmed = false
 	c.GhostSince = closedAt // the tracker's StateSince
@@ -356,7 +357,7 @@ func TestKillShutdownCloseWaitLive(t *testing.T) {
 		t.Fatalf("without CloseWait: %+v", recs[0])
 	}
 	p.CloseWait = true
-	k = NewKiller(p, connOps(lb.conn), nil, nil, nil)
+	k = New(p, connOps{lb.conn}, nil, nil, nil)
 	recs := k.Apply(context.Background(), []Candidate{c})
 	if recs[0].Skipped != "" || recs[0].Err != nil || recs[0].Mode != ModeShutdown {
 		t.Fatalf("Apply: %+v", recs[0])
@@ -391,7 +392,7 @@ func TestKillShutdownSparesCloseWaitWriter(t *testing.T) {
 	lb.sock = lb.find(t, lb.sock.Local.String(), lb.sock.Remote.String())
 	p := enabled()
 	p.MinAge, p.CloseWait = 0, true
-	k := NewKiller(p, connOps(lb.conn), nil, nil, nil)
+	k := New(p, connOps{lb.conn}, nil, nil, nil)
 	c := lb.candidate(tracker.Reasons(0).With(tracker.ReasonCloseWait), probe.Unprobed)
 	c.Confirmed, c.GhostSince = false, closedAt
 	recs := k.Apply(context.Background(), []Candidate{c})

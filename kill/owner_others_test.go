@@ -1,7 +1,7 @@
 //go:build !linux
 
-package exporter
+package kill
 
-const ownerEnv = "GHOSTD_EX_OWNER"
+const ownerEnv = "GHOSTD_KILL_OWNER"
 
 func runOwner() int { return 1 }

@@ -1,7 +1,6 @@
-package exporter
+package kill
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -10,31 +9,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errnoName returns the errno's name (e.g. "ENOENT") for the kill_errors_total
-// label, or "other" when err carries no errno.
-func errnoName(err error) string {
-	var errno unix.Errno
-	if errors.As(err, &errno) {
-		if n := unix.ErrnoName(errno); n != "" {
-			return n
-		}
-		return "errno_" + strconv.Itoa(int(errno))
-	}
-	return "other"
-}
-
 // pidfdOps borrows the owner's fd with pidfd_getfd(2).
 type pidfdOps struct{}
 
-func (pidfdOps) keepalive(pid int, inode uint32, p *KillPolicy) error {
+func (pidfdOps) keepalive(pid int, inode uint32, p *Policy) error {
 	return withBorrowedSocket(pid, inode, func(fd int) error {
 		opts := []struct {
 			level, opt, val int
 			name            string
 		}{
-			{unix.SOL_TCP, unix.TCP_KEEPIDLE, int(p.KeepaliveIdle / time.Second), "TCP_KEEPIDLE"},
-			{unix.SOL_TCP, unix.TCP_KEEPINTVL, int(p.KeepaliveInterval / time.Second), "TCP_KEEPINTVL"},
-			{unix.SOL_TCP, unix.TCP_KEEPCNT, p.KeepaliveCount, "TCP_KEEPCNT"},
+			{unix.SOL_TCP, unix.TCP_KEEPIDLE, int(p.Keepalive.Idle / time.Second), "TCP_KEEPIDLE"},
+			{unix.SOL_TCP, unix.TCP_KEEPINTVL, int(p.Keepalive.Interval / time.Second), "TCP_KEEPINTVL"},
+			{unix.SOL_TCP, unix.TCP_KEEPCNT, p.Keepalive.Count, "TCP_KEEPCNT"},
 		}
 		if p.UserTimeout > 0 {
 			opts = append(opts, struct {
@@ -49,7 +35,7 @@ func (pidfdOps) keepalive(pid int, inode uint32, p *KillPolicy) error {
 		}{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1, "SO_KEEPALIVE"})
 		for _, o := range opts {
 			if err := unix.SetsockoptInt(fd, o.level, o.opt, o.val); err != nil {
-				return fmt.Errorf("exporter: set %s on pid %d socket %d: %w", o.name, pid, inode, err)
+				return fmt.Errorf("kill: set %s on pid %d socket %d: %w", o.name, pid, inode, err)
 			}
 		}
 		return nil
@@ -59,7 +45,7 @@ func (pidfdOps) keepalive(pid int, inode uint32, p *KillPolicy) error {
 func (pidfdOps) shutdownWrite(pid int, inode uint32) error {
 	return withBorrowedSocket(pid, inode, func(fd int) error {
 		if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil {
-			return fmt.Errorf("exporter: shutdown pid %d socket %d: %w", pid, inode, err)
+			return fmt.Errorf("kill: shutdown pid %d socket %d: %w", pid, inode, err)
 		}
 		return nil
 	})
@@ -75,22 +61,22 @@ func withBorrowedSocket(pid int, inode uint32, fn func(fd int) error) error {
 	}
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return fmt.Errorf("exporter: pidfd_open %d: %w", pid, err)
+		return fmt.Errorf("kill: pidfd_open %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
 	fd, err := unix.PidfdGetfd(pidfd, target, 0)
 	if err != nil {
-		return fmt.Errorf("exporter: pidfd_getfd pid %d fd %d: %w", pid, target, err)
+		return fmt.Errorf("kill: pidfd_getfd pid %d fd %d: %w", pid, target, err)
 	}
 	defer unix.Close(fd)
 	// The fd number may have been reused between readlink and getfd; the
 	// inode proves which socket we hold.
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("exporter: fstat borrowed fd: %w", err)
+		return fmt.Errorf("kill: fstat borrowed fd: %w", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Ino != uint64(inode) {
-		return fmt.Errorf("exporter: pid %d fd %d is no longer socket %d: %w", pid, target, inode, unix.ESTALE)
+		return fmt.Errorf("kill: pid %d fd %d is no longer socket %d: %w", pid, target, inode, unix.ESTALE)
 	}
 	return fn(fd)
 }
@@ -101,7 +87,7 @@ func findSocketFD(pid int, inode uint32) (int, error) {
 	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	d, err := os.Open(dir)
 	if err != nil {
-		return 0, fmt.Errorf("exporter: %w", err)
+		return 0, fmt.Errorf("kill: %w", err)
 	}
 	defer d.Close()
 	want := "socket:[" + strconv.FormatUint(uint64(inode), 10) + "]"
@@ -120,5 +106,5 @@ func findSocketFD(pid int, inode uint32) (int, error) {
 			break
 		}
 	}
-	return 0, fmt.Errorf("exporter: socket %d not found in %s: %w", inode, dir, unix.ENOENT)
+	return 0, fmt.Errorf("kill: socket %d not found in %s: %w", inode, dir, unix.ENOENT)
 }

@@ -1,12 +1,10 @@
-package exporter
+package kill
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
-	"path"
 	"slices"
 	"sync"
 	"time"
@@ -18,196 +16,13 @@ import (
 	"github.com/ghostd/ghostd/tracker"
 )
 
-// KillMode says how a connection is ended.
-type KillMode string
-
-// Kill modes (see "Kill policy" in docs/design.md).
-const (
-	// ModeDestroy sends SOCK_DESTROY: a RST to the peer, ECONNABORTED to the owner.
-	ModeDestroy KillMode = "destroy"
-	// ModeKeepalive arms the kernel's own keepalive and user timeout on the
-	// owner's socket, so the kernel verifies and reaps it: the owner sees ETIMEDOUT.
-	ModeKeepalive KillMode = "keepalive"
-	// ModeShutdown shuts down the output side of a CLOSE_WAIT leak: the FIN
-	// completes the close the owner forgot, without a RST. Never used on ghosts.
-	ModeShutdown KillMode = "shutdown"
-)
-
-// Rule selects connections. It matches when every non-empty field matches;
-// within a field, any entry may match. An empty rule is invalid.
-type Rule struct {
-	CIDRs []netip.Prefix // the remote address is in one of them
-	Ports []uint16       // the local or the remote port is one of them
-	Netns []string       // the namespace name matches one of these path.Match patterns
-	Comms []string       // the owner's comm matches one of these patterns
-	Units []string       // the owner's systemd unit matches one of these patterns
-}
-
-// KillPolicy is the validated kill configuration. Killing is off by default.
-type KillPolicy struct {
-	Enabled  bool
-	Mode     KillMode        // destroy or keepalive, for ghosts
-	Verdicts []probe.Verdict // ghost verdicts that may be killed
-	MinAge   time.Duration   // how long a confirmed ghost must have been one
-	Allow    []Rule          // empty: allow all
-	Deny     []Rule          // beats Allow
-	// PerMinute bounds kill actions: a token bucket of PerMinute tokens,
-	// refilled at PerMinute per minute.
-	PerMinute int
-	// CloseWait allows ending CLOSE_WAIT leaks, always with ModeShutdown.
-	CloseWait bool
-
-	// Keepalive mode settings.
-	KeepaliveIdle     time.Duration // TCP_KEEPIDLE, whole seconds 1..32767
-	KeepaliveInterval time.Duration // TCP_KEEPINTVL, whole seconds 1..32767
-	KeepaliveCount    int           // TCP_KEEPCNT, 1..127
-	UserTimeout       time.Duration // TCP_USER_TIMEOUT; 0 leaves it unchanged
-}
-
-// DefaultKillPolicy returns the defaults: disabled, destroy mode, every ghost
-// verdict, 5 minutes minimum age, 10 kills a minute, CLOSE_WAIT leaks left alone.
-func DefaultKillPolicy() KillPolicy {
-	return KillPolicy{
-		Mode:              ModeDestroy,
-		Verdicts:          []probe.Verdict{probe.Reset, probe.Silent, probe.Unreachable},
-		MinAge:            5 * time.Minute,
-		PerMinute:         10,
-		KeepaliveIdle:     10 * time.Second,
-		KeepaliveInterval: 5 * time.Second,
-		KeepaliveCount:    3,
-		UserTimeout:       30 * time.Second,
-	}
-}
-
-// Validate reports the first problem with the policy.
-func (p KillPolicy) Validate() error {
-	switch p.Mode {
-	case ModeDestroy, ModeKeepalive:
-	case ModeShutdown:
-		return errors.New("exporter: kill mode shutdown is for CLOSE_WAIT leaks only: enable close_wait instead")
-	default:
-		return fmt.Errorf("exporter: unknown kill mode %q (want destroy or keepalive)", p.Mode)
-	}
-	if len(p.Verdicts) == 0 {
-		return errors.New("exporter: kill verdicts: none given")
-	}
-	for _, v := range p.Verdicts {
-		if !v.Ghost() {
-			return fmt.Errorf("exporter: kill verdicts: %q is not a ghost verdict (want reset, silent or unreachable)", v)
-		}
-	}
-	if p.MinAge < 0 {
-		return fmt.Errorf("exporter: kill min age %s is negative", p.MinAge)
-	}
-	if p.PerMinute < 1 {
-		return fmt.Errorf("exporter: kill rate %d per minute: must be at least 1", p.PerMinute)
-	}
-	for i, r := range p.Allow {
-		if err := r.validate(); err != nil {
-			return fmt.Errorf("exporter: allow rule %d: %w", i+1, err)
-		}
-	}
-	for i, r := range p.Deny {
-		if err := r.validate(); err != nil {
-			return fmt.Errorf("exporter: deny rule %d: %w", i+1, err)
-		}
-	}
-	if p.Mode == ModeKeepalive {
-		if err := checkSeconds("keepalive idle", p.KeepaliveIdle, 32767); err != nil {
-			return err
-		}
-		if err := checkSeconds("keepalive interval", p.KeepaliveInterval, 32767); err != nil {
-			return err
-		}
-		if p.KeepaliveCount < 1 || p.KeepaliveCount > 127 {
-			return fmt.Errorf("exporter: keepalive count %d: want 1..127", p.KeepaliveCount)
-		}
-		if p.UserTimeout < 0 || p.UserTimeout.Milliseconds() > 1<<31-1 {
-			return fmt.Errorf("exporter: user timeout %s out of range", p.UserTimeout)
-		}
-	}
-	return nil
-}
-
-func checkSeconds(what string, d time.Duration, max int) error {
-	if d < time.Second || d%time.Second != 0 || int(d/time.Second) > max {
-		return fmt.Errorf("exporter: %s %s: want whole seconds between 1s and %ds", what, d, max)
-	}
-	return nil
-}
-
-func (r Rule) validate() error {
-	if len(r.CIDRs) == 0 && len(r.Ports) == 0 && len(r.Netns) == 0 && len(r.Comms) == 0 && len(r.Units) == 0 {
-		return errors.New("empty rule matches everything")
-	}
-	for _, p := range r.CIDRs {
-		if !p.IsValid() {
-			return fmt.Errorf("invalid prefix %q", p)
-		}
-	}
-	for _, list := range [][]string{r.Netns, r.Comms, r.Units} {
-		for _, pat := range list {
-			if _, err := path.Match(pat, ""); err != nil {
-				return fmt.Errorf("pattern %q: %w", pat, err)
-			}
-		}
-	}
-	return nil
-}
-
-// Matches reports whether the rule selects the candidate, as an allow rule
-// does: an owner that is not known matches no comm or unit pattern.
-func (r Rule) Matches(c *Candidate) bool { return r.matches(c, false) }
-
-// Denies reports whether the rule, as a deny rule, selects the candidate. It
-// fails closed: when the rule names comms or units and the socket's owner is
-// not known (io_uring fixed files, sockets in flight over SCM_RIGHTS, an
-// unreadable /proc, a race with exec), the owner counts as matching, so
-// "deny: units: [sshd.service]" also protects an sshd socket whose owner
-// could not be found.
-func (r Rule) Denies(c *Candidate) bool { return r.matches(c, true) }
-
-// ownerUnknown reports whether no process holding the socket was found.
-func (c *Candidate) ownerUnknown() bool {
-	return c.PID == 0 && c.Session.PID == 0 && c.Session.Comm == "" && c.Session.Unit == ""
-}
-
-func (r Rule) matches(c *Candidate, failClosed bool) bool {
-	if len(r.CIDRs) > 0 {
-		addr := c.Socket.Remote.Addr().Unmap()
-		if !slices.ContainsFunc(r.CIDRs, func(p netip.Prefix) bool { return p.Contains(addr) }) {
-			return false
-		}
-	}
-	if len(r.Ports) > 0 && !slices.Contains(r.Ports, c.Socket.Local.Port()) && !slices.Contains(r.Ports, c.Socket.Remote.Port()) {
-		return false
-	}
-	if !matchAny(r.Netns, c.Session.Netns) {
-		return false
-	}
-	if failClosed && (len(r.Comms) > 0 || len(r.Units) > 0) && c.ownerUnknown() {
-		return true
-	}
-	return matchAny(r.Comms, c.Session.Comm) && matchAny(r.Units, c.Session.Unit)
-}
-
-// matchAny reports whether s matches one of the patterns; no patterns match anything.
-func matchAny(patterns []string, s string) bool {
-	if len(patterns) == 0 {
-		return true
-	}
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, s); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // Candidate is a suspect the kill policy may act on.
 type Candidate struct {
-	Session Session          // for rules and the audit line
 	Socket  inventory.Socket // as the scan saw it; re-checked before acting
+	Netns   string           // the namespace's name as the JSON shows it, for rules and the audit line
+	PID     int              // a process holding the socket, for the keepalive and shutdown modes; 0 if none was found
+	Comm    string           // that process's name, for rules and the audit line
+	Unit    string           // its systemd unit
 	Reasons tracker.Reasons
 	Verdict probe.Verdict
 	// Confirmed is set when the verdict held after every probe attempt.
@@ -217,7 +32,16 @@ type Candidate struct {
 	// never killed; a leak's zero GhostSince leaves its age to the tracker's
 	// close_wait threshold.
 	GhostSince time.Time
-	PID        int // a process holding the socket, for the keepalive and shutdown modes
+	// For the audit line: the probes sent to the socket, the replies they
+	// got, and how long it had received no data.
+	ProbesSent  int
+	Replies     int
+	IdleSeconds float64
+}
+
+// ownerUnknown reports whether no process holding the socket was found.
+func (c *Candidate) ownerUnknown() bool {
+	return c.PID == 0 && c.Comm == "" && c.Unit == ""
 }
 
 // closeWait reports whether the candidate is a CLOSE_WAIT leak rather than a
@@ -237,53 +61,39 @@ type SocketOps interface {
 	Destroy(s *inventory.Socket) error
 }
 
-// ConnOps implements SocketOps with the inventory's sock_diag connections:
-// Conn returns the open Conn of the namespace with the given inode.
-type ConnOps struct {
-	Conn func(netns uint64) (*inventory.Conn, error)
-}
-
-// Lookup finds s again in its namespace, cookie included.
-func (o ConnOps) Lookup(s *inventory.Socket) (inventory.Socket, bool, error) {
-	c, err := o.Conn(s.Netns)
-	if err != nil {
-		return inventory.Socket{}, false, err
-	}
-	return c.Lookup(s.Netns, s)
-}
-
-// Destroy sends SOCK_DESTROY for s from its namespace.
-func (o ConnOps) Destroy(s *inventory.Socket) error {
-	c, err := o.Conn(s.Netns)
-	if err != nil {
-		return err
-	}
-	return c.Destroy(s)
-}
-
 // fdOps acts on a socket through an fd borrowed from its owner.
 type fdOps interface {
-	keepalive(pid int, inode uint32, p *KillPolicy) error
+	keepalive(pid int, inode uint32, p *Policy) error
 	shutdownWrite(pid int, inode uint32) error
 }
 
-// KillRecord is the outcome for one candidate: Skipped says why nothing was
+// Record is the outcome for one candidate: Skipped says why nothing was
 // done; otherwise Mode was applied and Err is its result.
-type KillRecord struct {
+type Record struct {
 	Key     inventory.Key
-	Mode    KillMode
+	Mode    Mode
 	Err     error
 	Skipped string
 }
 
-// Killer applies a KillPolicy to candidates, rate-limited and audited.
+// Reporter is told about kill actions, for the metrics; the exporter's
+// Store implements it.
+type Reporter interface {
+	// ObserveKill counts one action in netns under a verdict label (the
+	// verdict for ghosts, "close_wait" for leaks) with its result.
+	ObserveKill(netns, verdict string, err error)
+	// SetKillSupported says whether the configured kill mode works here.
+	SetKillSupported(ok bool)
+}
+
+// Killer applies a Policy to candidates, rate-limited and audited.
 type Killer struct {
-	p     KillPolicy
-	ops   SocketOps
-	fds   fdOps
-	store *Store
-	log   *slog.Logger
-	now   func() time.Time
+	p   Policy
+	ops SocketOps
+	fds fdOps
+	rep Reporter
+	log *slog.Logger
+	now func() time.Time
 
 	mu                 sync.Mutex
 	limiter            *rate.Limiter
@@ -312,9 +122,9 @@ const (
 	killRetryMax = 30 * time.Minute
 )
 
-// NewKiller returns a killer for an already validated policy. store and log
-// may be nil; now defaults to time.Now.
-func NewKiller(p KillPolicy, ops SocketOps, store *Store, log *slog.Logger, now func() time.Time) *Killer {
+// New returns a killer for an already validated policy. rep and log may be
+// nil; now defaults to time.Now.
+func New(p Policy, ops SocketOps, rep Reporter, log *slog.Logger, now func() time.Time) *Killer {
 	if now == nil {
 		now = time.Now
 	}
@@ -326,7 +136,7 @@ func NewKiller(p KillPolicy, ops SocketOps, store *Store, log *slog.Logger, now 
 		p:       p,
 		ops:     ops,
 		fds:     pidfdOps{},
-		store:   store,
+		rep:     rep,
 		log:     log,
 		now:     now,
 		limiter: rate.NewLimiter(rate.Limit(float64(per)/60), per),
@@ -346,7 +156,7 @@ func (k *Killer) SetReprober(r Reprober) {
 // SetPolicy applies a reloaded policy. The rate limiter keeps the tokens it
 // has (a reload must not refill it), and what the killer learned about the
 // kernel and about failing sockets is kept.
-func (k *Killer) SetPolicy(p KillPolicy) {
+func (k *Killer) SetPolicy(p Policy) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.p = p
@@ -357,7 +167,7 @@ func (k *Killer) SetPolicy(p KillPolicy) {
 }
 
 // Policy returns the policy in force.
-func (k *Killer) Policy() KillPolicy {
+func (k *Killer) Policy() Policy {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.p
@@ -374,8 +184,6 @@ func (k *Killer) Decide(c Candidate) (ok bool, why string) {
 		return false, "kill disabled"
 	case c.Verdict == probe.Alive:
 		return false, "alive: never killed"
-	case c.Reasons.Has(tracker.ReasonZeroWindow):
-		return false, "zero_window: peer alive, never killed"
 	}
 	if c.closeWait() {
 		if !p.CloseWait {
@@ -387,6 +195,9 @@ func (k *Killer) Decide(c Candidate) (ok bool, why string) {
 			return false, "CLOSE_WAIT not yet a leak"
 		}
 	} else {
+		if !c.Reasons.CanGhost() {
+			return false, fmt.Sprintf("reasons %s cannot make a ghost", c.Reasons)
+		}
 		if !slices.Contains(p.Verdicts, c.Verdict) {
 			return false, fmt.Sprintf("verdict %s not killable", c.Verdict)
 		}
@@ -415,7 +226,7 @@ func (k *Killer) Decide(c Candidate) (ok bool, why string) {
 }
 
 // modeFor returns how c is ended: shutdown for CLOSE_WAIT leaks, else the policy's mode.
-func (k *Killer) modeFor(c *Candidate) KillMode {
+func (k *Killer) modeFor(c *Candidate) Mode {
 	if c.closeWait() {
 		return ModeShutdown
 	}
@@ -427,13 +238,13 @@ func (k *Killer) modeFor(c *Candidate) KillMode {
 // confirmation, the last of at least two, MinAge after the first), and acts
 // on those still unchanged and still ghosts, within the rate limit. A failed
 // action costs no rate token and backs off for that socket. Each action
-// writes one audit line and is counted in the store.
-func (k *Killer) Apply(ctx context.Context, cands []Candidate) []KillRecord {
+// writes one audit line and is reported to the Reporter.
+func (k *Killer) Apply(ctx context.Context, cands []Candidate) []Record {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	now := k.now()
 	k.pruneFailed(now)
-	out := make([]KillRecord, len(cands))
+	out := make([]Record, len(cands))
 	cur := make([]inventory.Socket, len(cands))
 	// Re-probing costs a probe round, so only as many candidates as the
 	// rate limit could act on go on to it.
@@ -441,7 +252,7 @@ func (k *Killer) Apply(ctx context.Context, cands []Candidate) []KillRecord {
 	var ready []int
 	for i := range cands {
 		c := &cands[i]
-		out[i] = KillRecord{Key: c.Socket.Key(), Mode: k.modeFor(c)}
+		out[i] = Record{Key: c.Socket.Key(), Mode: k.modeFor(c)}
 		why := k.check(ctx, c, &cur[i], now)
 		if why == "" && len(ready) >= budget {
 			why = "rate limited"
@@ -460,7 +271,7 @@ func (k *Killer) Apply(ctx context.Context, cands []Candidate) []KillRecord {
 	for i := range out {
 		if out[i].Skipped != "" {
 			c := &cands[i]
-			k.log.Debug("kill skipped", "netns", c.Session.Netns, "local", c.Session.Local, "remote", c.Session.Remote, "cookie", c.Socket.Cookie, "why", out[i].Skipped)
+			k.log.Debug("kill skipped", "netns", c.Netns, "local", c.Socket.Local, "remote", c.Socket.Remote, "cookie", c.Socket.Cookie, "why", out[i].Skipped)
 		}
 	}
 	return out
@@ -534,7 +345,7 @@ func closeWaitBusy(c *Candidate, s *inventory.Socket, now time.Time) string {
 
 // confirm re-probes the ghosts among cands[ready...] and marks those that
 // are no longer confirmed ghosts skipped. CLOSE_WAIT leaks are not probed.
-func (k *Killer) confirm(ctx context.Context, cands []Candidate, ready []int, out []KillRecord) {
+func (k *Killer) confirm(ctx context.Context, cands []Candidate, ready []int, out []Record) {
 	var keys []inventory.Key
 	var idx []int
 	for _, i := range ready {
@@ -574,7 +385,7 @@ func (k *Killer) confirm(ctx context.Context, cands []Candidate, ready []int, ou
 
 // act ends one re-checked candidate and returns why it was skipped, or ""
 // when it acted (rec.Err holds the result).
-func (k *Killer) act(c *Candidate, cur *inventory.Socket, rec *KillRecord, now time.Time) string {
+func (k *Killer) act(c *Candidate, cur *inventory.Socket, rec *Record, now time.Time) string {
 	if rec.Mode == ModeDestroy && k.destroyUnsupported {
 		return "destroy unsupported by this kernel" // learned from an earlier candidate of this pass
 	}
@@ -604,13 +415,13 @@ func (k *Killer) act(c *Candidate, cur *inventory.Socket, rec *KillRecord, now t
 	if rec.Mode == ModeDestroy && destroyUnsupported(rec.Err) {
 		k.destroyUnsupported = true
 		k.log.Error("SOCK_DESTROY is not supported by this kernel (CONFIG_INET_DIAG_DESTROY); destroy mode is off until restart, use kill mode keepalive", "err", rec.Err)
-		if k.store != nil {
-			k.store.SetKillSupported(false)
+		if k.rep != nil {
+			k.rep.SetKillSupported(false)
 		}
 	}
 	k.audit(c, cur, rec)
-	if k.store != nil {
-		k.store.ObserveKill(c.Session.Netns, killLabel(c), rec.Err)
+	if k.rep != nil {
+		k.rep.ObserveKill(c.Netns, label(c), rec.Err)
 	}
 	return ""
 }
@@ -625,9 +436,9 @@ func (k *Killer) pruneFailed(now time.Time) {
 	}
 }
 
-// killLabel is the verdict label a kill is counted under: the verdict for
+// label is the verdict label a kill is counted under: the verdict for
 // ghosts, "close_wait" for leaks (which are not probed).
-func killLabel(c *Candidate) string {
+func label(c *Candidate) string {
 	if c.closeWait() {
 		return "close_wait"
 	}
@@ -654,34 +465,4 @@ func progressed(old, cur *inventory.Socket) bool {
 		}
 	}
 	return false
-}
-
-// audit writes the one structured line for a kill action.
-func (k *Killer) audit(c *Candidate, cur *inventory.Socket, rec *KillRecord) {
-	result, level := "ok", slog.LevelInfo
-	errText := ""
-	if rec.Err != nil {
-		result, level, errText = "error", slog.LevelWarn, rec.Err.Error()
-	}
-	k.log.LogAttrs(context.Background(), level, "kill",
-		slog.Bool("audit", true),
-		slog.String("netns", c.Session.Netns),
-		slog.Uint64("netns_inode", cur.Netns),
-		slog.String("local", cur.Local.String()),
-		slog.String("remote", cur.Remote.String()),
-		slog.Uint64("cookie", cur.Cookie),
-		slog.String("state", cur.State.String()),
-		slog.Int("pid", c.PID),
-		slog.String("comm", c.Session.Comm),
-		slog.String("unit", c.Session.Unit),
-		slog.String("verdict", string(c.Verdict)),
-		slog.String("reasons", c.Reasons.String()),
-		slog.Int("probes_sent", c.Session.ProbesSent),
-		slog.Int("replies", c.Session.Replies),
-		slog.Float64("idle_seconds", c.Session.IdleSeconds),
-		slog.Float64("ghost_seconds", k.now().Sub(c.GhostSince).Seconds()),
-		slog.String("mode", string(rec.Mode)),
-		slog.String("result", result),
-		slog.String("error", errText),
-	)
 }

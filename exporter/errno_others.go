@@ -1,0 +1,5 @@
+//go:build !linux
+
+package exporter
+
+func errnoName(err error) string { return "other" }

@@ -1,0 +1,2 @@
+// Package yamlconf decodes YAML into tagged configuration structs strictly, naming the key and line of every bad value.
+package yamlconf
