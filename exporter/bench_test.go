@@ -14,12 +14,10 @@ func bigSnapshot() *Snapshot {
 	snap := fixtureSnapshot()
 	base := snap.Doc.Sessions[0]
 	snap.Doc.Sessions = snap.Doc.Sessions[:0]
-	snap.Scans = snap.Scans[:0]
 	snap.Doc.Namespaces = snap.Doc.Namespaces[:0]
 	for n := range 200 {
 		name := fmt.Sprintf("pid-app-%d", n)
-		snap.Scans = append(snap.Scans, NamespaceScan{Name: name, Inode: uint64(n), Kind: "process", OK: true, Sockets: 500})
-		snap.Doc.Namespaces = append(snap.Doc.Namespaces, NamespaceStatus{Netns: name, NetnsInode: uint64(n), Sockets: 500})
+		snap.Doc.Namespaces = append(snap.Doc.Namespaces, NamespaceStatus{Netns: name, NetnsInode: uint64(n), Sockets: 500, Kind: "process"})
 		for i := range 50 {
 			ss := base
 			ss.Netns, ss.Cookie = name, uint64(n*50+i)

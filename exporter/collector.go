@@ -88,11 +88,11 @@ func (s *Store) Collector() prometheus.Collector {
 			"icmp_repeat (an ICMP error beyond one per probe sent), "+
 			"bad_checksum (a datagram whose checksum did not verify).", "why"),
 		captureDrops:  desc("probe_capture_drops_total", "Datagrams the probes' packet capture lost because its buffer was full (PACKET_STATISTICS)."),
-		probeRTT:      desc("probe_rtt_seconds", "Time from a connection's first probe to its first reply."),
+		probeRTT:      s.rttHist.Desc(),
 		killed:        desc("ghosts_killed_total", "Connections ended by the kill policy, by namespace and verdict.", "netns", "verdict"),
 		killErrors:    desc("kill_errors_total", "Kill actions that failed, by namespace and errno.", "netns", "errno"),
 		killSupported: desc("kill_supported", "Whether the configured kill mode works on this host (1) or not (0)."),
-		scanDuration:  desc("scan_duration_seconds", "Duration of a whole scan: inventory, classification and probes."),
+		scanDuration:  s.scanHist.Desc(),
 		lastScan:      desc("last_scan_timestamp_seconds", "Unix time of the last completed scan."),
 		netnsSuccess:  desc("netns_scan_success", "Whether the last dump of the namespace succeeded.", "netns"),
 		netnsDuration: desc("netns_scan_duration_seconds", "Duration of the last dump of the namespace.", "netns"),
@@ -145,8 +145,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.probeRejected, float64(s.rejected[why]), why)
 	}
 	counter(c.captureDrops, float64(s.capDrops))
-	ch <- prometheus.MustNewConstHistogram(c.probeRTT, s.rttHist.count, s.rttHist.sum, s.rttHist.cumulative())
-	ch <- prometheus.MustNewConstHistogram(c.scanDuration, s.scanHist.count, s.scanHist.sum, s.scanHist.cumulative())
+	ch <- s.rttHist
+	ch <- s.scanHist
 	for k, v := range s.killed {
 		counter(c.killed, float64(v), k.netns, k.verdict)
 	}
@@ -195,29 +195,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// collectNamespaces exports the per-namespace scan outcome. Without Scans it
-// falls back to the document's namespace list.
+// collectNamespaces exports the per-namespace scan outcome.
 func (c *collector) collectNamespaces(ch chan<- prometheus.Metric, snap *Snapshot) {
-	if len(snap.Scans) > 0 {
-		seen := map[string]bool{}
-		for _, n := range snap.Scans {
-			if seen[n.Name] {
-				continue // names are unique per scan; never emit a duplicate series
-			}
-			seen[n.Name] = true
-			ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.OK), n.Name)
-			ch <- constMetric(c.netnsDuration, prometheus.GaugeValue, n.Duration.Seconds(), n.Name)
-			ch <- constMetric(c.netnsInfo, prometheus.GaugeValue, 1, n.Name, strconv.FormatUint(n.Inode, 10), n.Kind)
-		}
-		return
-	}
 	seen := map[string]bool{}
-	for _, n := range snap.Doc.Namespaces {
+	for i := range snap.Doc.Namespaces {
+		n := &snap.Doc.Namespaces[i]
 		if seen[n.Netns] {
-			continue
+			continue // names are unique per scan; never emit a duplicate series
 		}
 		seen[n.Netns] = true
-		ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.Error == ""), n.Netns)
+		ch <- constMetric(c.netnsSuccess, prometheus.GaugeValue, boolFloat(n.OK()), n.Netns)
+		ch <- constMetric(c.netnsDuration, prometheus.GaugeValue, n.Duration.Seconds(), n.Netns)
+		ch <- constMetric(c.netnsInfo, prometheus.GaugeValue, 1, n.Netns, strconv.FormatUint(n.NetnsInode, 10), n.Kind)
 	}
 }
 
@@ -261,14 +250,11 @@ func (c *collector) collectSessions(ch chan<- prometheus.Metric, snap *Snapshot)
 	}
 }
 
-var ghostVerdicts = []probe.Verdict{probe.Reset, probe.Silent, probe.Unreachable}
+var ghostVerdicts = probe.GhostVerdicts()
 
 // scannedNames returns the namespaces the snapshot scanned successfully.
 func scannedNames(snap *Snapshot) map[string]bool {
-	m := make(map[string]bool, len(snap.Scans)+len(snap.Doc.Namespaces))
-	for _, n := range snap.Scans {
-		m[n.Name] = n.OK
-	}
+	m := make(map[string]bool, len(snap.Doc.Namespaces))
 	for _, n := range snap.Doc.Namespaces {
 		if n.Error != "" {
 			m[n.Netns] = false

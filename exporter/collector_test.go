@@ -60,7 +60,6 @@ func goldenStores() map[string]*Store {
 	next.Doc.Namespaces = next.Doc.Namespaces[:1]
 	next.Doc.Sessions = next.Doc.Sessions[:1]
 	next.Sockets = next.Sockets[:3]
-	next.Scans = next.Scans[:1]
 	next.ProbeMode = "blind"
 	shrunk.Publish(next)
 	shrunk.SetKillSupported(false)

@@ -13,13 +13,21 @@ type Document struct {
 	Sessions   []Session         `json:"sessions"`
 }
 
-// NamespaceStatus is one scanned network namespace.
+// NamespaceStatus is one scanned network namespace: what the JSON contract
+// says of it, and for the metrics and the page its kind and how long its
+// dump took.
 type NamespaceStatus struct {
 	Netns      string `json:"netns"`
 	NetnsInode uint64 `json:"netns_inode"`
 	Sockets    int    `json:"sockets"`
-	Error      string `json:"error"`
+	Error      string `json:"error"` // "" when the dump succeeded
+
+	Kind     string        `json:"-"` // "host", "named" or "process"
+	Duration time.Duration `json:"-"` // of its dump
 }
+
+// OK reports whether the namespace's dump succeeded.
+func (n *NamespaceStatus) OK() bool { return n.Error == "" }
 
 // Session is one suspect socket (or any socket with `scan --all`).
 type Session struct {

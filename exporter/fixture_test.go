@@ -18,9 +18,9 @@ func fixtureSnapshot() *Snapshot {
 		Doc: Document{
 			ScannedAt: t0,
 			Namespaces: []NamespaceStatus{
-				{Netns: "host", NetnsInode: 4026531840, Sockets: 12},
-				{Netns: "blue", NetnsInode: 4026532500, Sockets: 3},
-				{Netns: "pid-nginx-77", NetnsInode: 4026532600, Error: "open /proc/77/ns/net: no such file or directory"},
+				{Netns: "host", NetnsInode: 4026531840, Sockets: 12, Kind: "host", Duration: 3 * time.Millisecond},
+				{Netns: "blue", NetnsInode: 4026532500, Sockets: 3, Kind: "named", Duration: 1500 * time.Microsecond},
+				{Netns: "pid-nginx-77", NetnsInode: 4026532600, Kind: "process", Error: "open /proc/77/ns/net: no such file or directory"},
 			},
 			Sessions: []Session{
 				{
@@ -59,11 +59,6 @@ func fixtureSnapshot() *Snapshot {
 			{Netns: "host", Family: "inet6", State: "ESTABLISHED", Count: 1},
 			{Netns: "blue", Family: "inet", State: "CLOSE_WAIT", Count: 1},
 			{Netns: "blue", Family: "inet", State: "LISTEN", Count: 2},
-		},
-		Scans: []NamespaceScan{
-			{Name: "host", Inode: 4026531840, Kind: "host", OK: true, Sockets: 12, Duration: 3 * time.Millisecond},
-			{Name: "blue", Inode: 4026532500, Kind: "named", OK: true, Sockets: 3, Duration: 1500 * time.Microsecond},
-			{Name: "pid-nginx-77", Inode: 4026532600, Kind: "process", Err: "open /proc/77/ns/net: no such file or directory"},
 		},
 		ScanDuration: 180 * time.Millisecond,
 		ProbeMode:    "in_window",

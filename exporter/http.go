@@ -129,9 +129,7 @@ func parseFilter(r *http.Request) (sessionFilter, string) {
 		return f, fmt.Sprintf("too many filter values (%d > %d)", n, MaxFilterValues)
 	}
 	for _, v := range f.verdicts {
-		switch probe.Verdict(v) {
-		case probe.Unprobed, probe.Alive, probe.Reset, probe.Silent, probe.Unreachable:
-		default:
+		if !probe.Verdict(v).Valid() {
 			return f, "unknown verdict " + strconv.Quote(v)
 		}
 	}

@@ -88,18 +88,11 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 		byName[name] = n
 		return n
 	}
-	for _, sc := range snap.Scans {
-		n := ns(sc.Name)
-		n.Kind, n.Err, n.Sockets = sc.Kind, sc.Err, sc.Sockets
-		if sc.Duration > 0 {
-			n.Took = sc.Duration.Round(100 * time.Microsecond).String()
-		}
-	}
 	for _, st := range snap.Doc.Namespaces {
 		n := ns(st.Netns)
-		n.Sockets = st.Sockets
-		if st.Error != "" {
-			n.Err = st.Error
+		n.Kind, n.Err, n.Sockets = st.Kind, st.Error, st.Sockets
+		if st.Duration > 0 {
+			n.Took = st.Duration.Round(100 * time.Microsecond).String()
 		}
 	}
 	for _, n := range byName {

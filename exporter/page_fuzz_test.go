@@ -31,10 +31,10 @@ func FuzzPageEscaping(f *testing.F) {
 			ss.Reasons = []string{comm, unit}
 			ss.Verdict = comm
 		}
-		for i := range snap.Scans {
-			snap.Scans[i].Name, snap.Scans[i].Err, snap.Scans[i].Kind = netns+string(rune('a'+i)), unit, comm
+		for i := range snap.Doc.Namespaces {
+			ns := &snap.Doc.Namespaces[i]
+			ns.Netns, ns.Error, ns.Kind = netns+string(rune('a'+i)), unit, comm
 		}
-		snap.Doc.Namespaces = nil
 		snap.ProbeMode = "in_window" // ours, not untrusted
 		d := buildPage(snap, BuildInfo{Version: unit}, t0)
 		rec, err := events.NewRecorder(events.Config{RingSize: 4, FileMaxBytes: events.MinFileMaxBytes, FilesKept: 1}, func() time.Time { return t0 }, nil)

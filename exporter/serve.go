@@ -45,16 +45,6 @@ func Listen(addrs []string) ([]net.Listener, error) {
 	return ls, nil
 }
 
-// Serve binds listenAddrs and serves h on them until ctx is done; see
-// ServeListeners.
-func Serve(ctx context.Context, h http.Handler, listenAddrs []string, webConfigFile string, log *slog.Logger) error {
-	ls, err := Listen(listenAddrs)
-	if err != nil {
-		return err
-	}
-	return ServeListeners(ctx, h, ls, webConfigFile, log)
-}
-
 // ServeListeners serves h on every listener through the exporter toolkit
 // (TLS and basic auth from webConfigFile, "" for plain HTTP) until ctx is
 // done, then shuts down gracefully within ShutdownTimeout and returns nil.

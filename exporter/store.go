@@ -7,6 +7,7 @@ import (
 
 	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/probe"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // SocketCount is the number of sockets in one namespace, family and state.
@@ -17,28 +18,16 @@ type SocketCount struct {
 	Count  int
 }
 
-// NamespaceScan is the outcome of dumping one namespace during a scan.
-type NamespaceScan struct {
-	Name     string
-	Inode    uint64
-	Kind     string // "host", "named" or "process"
-	OK       bool
-	Sockets  int
-	Err      string
-	Duration time.Duration
-}
-
 // Snapshot is everything one scan found. Once published it is read-only.
 //
 // Its sessions come either listed in Doc.Sessions (a one-shot scan, tests)
 // or, in the daemon, from Source, with their counts in Summary: then
 // Doc.Sessions is nil and the views build the sessions they show.
 type Snapshot struct {
-	Doc          Document // ScannedAt, Namespaces, and Sessions unless Source is set
+	Doc          Document // ScannedAt, Namespaces (kinds and dump times included), and Sessions unless Source is set
 	Source       SessionSource
 	Summary      []SessionSummary // session counts by namespace; with Source, required
 	Sockets      []SocketCount
-	Scans        []NamespaceScan
 	ScanDuration time.Duration
 	ProbeMode    string // "in_window", "blind" or "off"
 	Limits       Limits
@@ -67,8 +56,8 @@ type Store struct {
 
 	mu        sync.RWMutex
 	snap      *Snapshot
-	scanHist  histogram
-	rttHist   histogram
+	scanHist  prometheus.Histogram // safe for concurrent use: observed and collected without mu
+	rttHist   prometheus.Histogram
 	probes    uint64
 	replies   map[string]uint64 // by kind: ack, rst, icmp
 	rejected  map[string]uint64 // by why: probe.RejectReason names and RejectBadChecksum
@@ -116,10 +105,16 @@ func NewStore(b BuildInfo, now func() time.Time) *Store {
 		now = time.Now
 	}
 	return &Store{
-		build:    b,
-		now:      now,
-		scanHist: newHistogram(scanBuckets),
-		rttHist:  newHistogram(rttBuckets),
+		build: b,
+		now:   now,
+		scanHist: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: metricPrefix + "scan_duration_seconds", Help: "Duration of a whole scan: inventory, classification and probes.",
+			Buckets: scanBuckets,
+		}),
+		rttHist: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: metricPrefix + "probe_rtt_seconds", Help: "Time from a connection's first probe to its first reply.",
+			Buckets: rttBuckets,
+		}),
 		replies:  map[string]uint64{ReplyACK: 0, ReplyRST: 0, ReplyICMP: 0},
 		rejected: newRejected(),
 		killed:   map[killKey]uint64{},
@@ -143,7 +138,7 @@ func (s *Store) Publish(snap *Snapshot) {
 	defer s.mu.Unlock()
 	if s.snap == nil || !snap.Doc.ScannedAt.Equal(s.snap.Doc.ScannedAt) {
 		// A snapshot republished with newer verdicts is the same scan.
-		s.scanHist.observe(snap.ScanDuration.Seconds())
+		s.scanHist.Observe(snap.ScanDuration.Seconds())
 	}
 	s.snap = snap
 	for k := range s.killed {
@@ -207,7 +202,7 @@ func (s *Store) ObserveProbe(r probe.Result) {
 		s.replies[ReplyICMP] += uint64(r.Replies) - final
 	}
 	if r.RTT > 0 {
-		s.rttHist.observe(r.RTT.Seconds())
+		s.rttHist.Observe(r.RTT.Seconds())
 	}
 }
 
@@ -265,48 +260,12 @@ func (s *Store) SetConfigReload(ok bool, at time.Time) {
 
 // namespaceNames returns the names of every namespace the snapshot mentions.
 func namespaceNames(snap *Snapshot) map[string]bool {
-	m := make(map[string]bool, len(snap.Scans)+len(snap.Doc.Namespaces))
-	for _, n := range snap.Scans {
-		m[n.Name] = true
-	}
+	m := make(map[string]bool, len(snap.Doc.Namespaces))
 	for _, n := range snap.Doc.Namespaces {
 		m[n.Netns] = true
 	}
 	for _, ss := range snap.summary() {
 		m[ss.Netns] = true
-	}
-	return m
-}
-
-// histogram is a fixed-bucket histogram exported as a const histogram.
-type histogram struct {
-	bounds []float64
-	counts []uint64 // per bucket, not cumulative; len(bounds)+1 with +Inf last
-	sum    float64
-	count  uint64
-}
-
-func newHistogram(bounds []float64) histogram {
-	return histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1)}
-}
-
-func (h *histogram) observe(v float64) {
-	i := 0
-	for i < len(h.bounds) && v > h.bounds[i] {
-		i++
-	}
-	h.counts[i]++
-	h.sum += v
-	h.count++
-}
-
-// cumulative returns the upper-bound → cumulative count map MustNewConstHistogram wants.
-func (h *histogram) cumulative() map[float64]uint64 {
-	m := make(map[float64]uint64, len(h.bounds))
-	var acc uint64
-	for i, b := range h.bounds {
-		acc += h.counts[i]
-		m[b] = acc
 	}
 	return m
 }

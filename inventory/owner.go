@@ -20,39 +20,19 @@ type Owner struct {
 	Container string
 }
 
-// Owners maps socket inodes to the processes that hold them. It scans
-// /proc/*/fd only for the inodes it is asked about and caches what it finds;
-// a cached entry is re-checked with one readlink on every use and dropped when
-// its fd no longer holds the socket (closed, or the process is gone). It is
-// safe for concurrent use.
+// Owners maps socket inodes to the processes that hold them. It reads
+// /proc/*/fd only for the inodes it is asked about and remembers nothing:
+// its caller keeps the answers (the engine's owner cache, the one cache of
+// owners). It is safe for concurrent use.
 type Owners struct {
 	procRoot string
 
 	mu    sync.Mutex
-	calls uint64
 	walks int // /proc walks so far, for tests
-	cache map[uint32]ownerEntry
-	// nobody remembers inodes a walk did not find (orphans, sockets of
-	// processes in another pid namespace), by the call that missed them, so
-	// that they do not force a full walk on every call.
-	nobody map[uint32]uint64
 }
 
-// ownerEntry is a cached answer: the owner and the fd that proved it. The
-// owner is shared by every socket of its process: a pool of 100 000
-// connections costs 24 bytes per socket, not a copy of the strings' headers.
-type ownerEntry struct {
-	owner *Owner
-	fd    int32
-	used  uint64 // Resolve call that last asked for it
-}
-
-// ownerMaxIdleCalls is how many Resolve calls a cache entry survives without
-// being asked for; it bounds the cache to what callers still care about.
-const ownerMaxIdleCalls = 8
-
-// ownerRetryCalls is how many Resolve calls pass before an inode that no
-// process was found holding is looked for again.
+// ownerRetryCalls is how many Cgroups.Resolve calls pass before an id no
+// cgroup was found for is looked for again.
 const ownerRetryCalls = 4
 
 // NewOwners returns an Owners reading procRoot (normally "/proc").
@@ -60,122 +40,40 @@ func NewOwners(procRoot string) *Owners {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	return &Owners{procRoot: procRoot, cache: make(map[uint32]ownerEntry), nobody: make(map[uint32]uint64)}
+	return &Owners{procRoot: procRoot}
 }
 
-// Resolve returns the owner of every inode it can attribute; inodes that no
-// process holds (TIME_WAIT, orphans, or unreadable /proc entries) and inode 0
-// are absent from the map. All cache misses share one walk over /proc; an
-// inode that walk does not find is not looked for again during the next
-// few calls.
-func (o *Owners) Resolve(inodes []uint32) map[uint32]Owner {
-	return o.resolve(0, inodes)
-}
-
-// Lookup is Resolve without the cache: one walk over /proc for every inode
-// asked, remembering nothing. It suits a caller that keeps the answers
-// itself (the daemon asks once per new suspect): a cache here would hold a
-// second copy for a host's 200 000 idle sockets and never be asked again.
-func (o *Owners) Lookup(inodes []uint32) map[uint32]Owner {
+// Each walks /proc once for every inode asked, then calls fn with every
+// inode a process holds and its owner: the lowest pid holding it, or with
+// netns not 0 (the namespace the sockets live in) the lowest pid inside
+// that namespace, whose processes' fds are read first, so that resolving a
+// container's sockets need not read every fd on the host. Inodes nobody
+// holds (TIME_WAIT, orphans, unreadable /proc entries) and inode 0 get no
+// call. It keeps no map of answers: a caller that keeps them in its own
+// form (ghostd scan --all: 200 000 of them) does not hold them twice. fn
+// must not call o.
+func (o *Owners) Each(netns uint64, inodes []uint32, fn func(ino uint32, ow Owner)) {
 	want := make(map[uint32]struct{}, len(inodes))
 	for _, ino := range inodes {
 		if ino != 0 {
 			want[ino] = struct{}{}
 		}
 	}
-	out := make(map[uint32]Owner, len(want))
 	if len(want) == 0 {
-		return out
+		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.walks++
 	procs := make(map[int]Owner)
-	for ino, h := range o.walk(0, want) {
+	for ino, h := range o.walk(netns, want) {
 		ow, ok := procs[h.pid]
 		if !ok {
 			ow = o.describe(h.pid)
 			procs[h.pid] = ow
 		}
-		out[ino] = ow
+		fn(ino, ow)
 	}
-	return out
-}
-
-// ResolveNetns is Resolve for sockets that live in the namespace with inode
-// netns (their Socket.Netns). Its walk reads the fds of that namespace's
-// processes first and the others' only for inodes not found there: sockets
-// are nearly always held in their own namespace, so resolving a container's
-// sockets does not read every fd on the host. A socket held both inside and
-// outside the namespace is attributed to the lowest pid inside it.
-func (o *Owners) ResolveNetns(netns uint64, inodes []uint32) map[uint32]Owner {
-	return o.resolve(netns, inodes)
-}
-
-func (o *Owners) resolve(netns uint64, inodes []uint32) map[uint32]Owner {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.calls++
-
-	out := make(map[uint32]Owner, len(inodes))
-	var miss map[uint32]struct{}
-	for _, ino := range inodes {
-		if ino == 0 {
-			continue
-		}
-		if _, ok := out[ino]; ok {
-			continue
-		}
-		if e, ok := o.cache[ino]; ok {
-			if o.stillHolds(e.owner.PID, int(e.fd), ino) {
-				e.used = o.calls
-				o.cache[ino] = e
-				out[ino] = *e.owner
-				continue
-			}
-			delete(o.cache, ino)
-		}
-		if at, ok := o.nobody[ino]; ok && o.calls-at <= ownerRetryCalls {
-			continue
-		}
-		if miss == nil {
-			miss = make(map[uint32]struct{})
-		}
-		miss[ino] = struct{}{}
-	}
-	if len(miss) > 0 {
-		o.walks++
-		found := o.walk(netns, miss)
-		procs := make(map[int]*Owner) // one per process, shared by its sockets' entries
-		for ino, h := range found {
-			ow, ok := procs[h.pid]
-			if !ok {
-				d := o.describe(h.pid)
-				ow = &d
-				procs[h.pid] = ow
-			}
-			o.cache[ino] = ownerEntry{owner: ow, fd: int32(h.fd), used: o.calls}
-			out[ino] = *ow
-		}
-		for ino := range miss {
-			if _, ok := found[ino]; ok {
-				delete(o.nobody, ino)
-			} else {
-				o.nobody[ino] = o.calls
-			}
-		}
-	}
-	for ino, at := range o.nobody {
-		if o.calls-at > ownerRetryCalls {
-			delete(o.nobody, ino)
-		}
-	}
-	for ino, e := range o.cache {
-		if o.calls-e.used > ownerMaxIdleCalls {
-			delete(o.cache, ino)
-		}
-	}
-	return out
 }
 
 // holder is where a walk found a socket: the lowest pid holding it and the fd.

@@ -11,17 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// stillHolds reports whether /proc/PID/fd/FD still is socket inode ino.
-func (o *Owners) stillHolds(pid, fd int, ino uint32) bool {
-	var buf [64]byte
-	n, err := unix.Readlink(o.procRoot+"/"+strconv.Itoa(pid)+"/fd/"+strconv.Itoa(fd), buf[:])
-	if err != nil {
-		return false
-	}
-	got, ok := parseSocketLink(buf[:n])
-	return ok && got == ino
-}
-
 // walk reads /proc/*/fd in ascending pid order, the processes of namespace
 // netns first when netns is not 0, until every wanted inode is found, and
 // returns where each was found first. Processes that exit or whose fds are

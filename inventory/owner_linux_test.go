@@ -3,7 +3,6 @@ package inventory
 import (
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,38 +12,37 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// lookup collects what Each finds.
+func lookup(o *Owners, netns uint64, inodes []uint32) map[uint32]Owner {
+	out := map[uint32]Owner{}
+	o.Each(netns, inodes, func(ino uint32, ow Owner) { out[ino] = ow })
+	return out
+}
+
 // TestOwnersFakeProc resolves over the fake procfs: the lowest pid holding a
 // shared socket wins, units and containers come from its cgroup, only the
-// inodes asked for are resolved, and inode 0 never is.
+// inodes asked for are resolved, and inode 0 never is. Nothing is
+// remembered: every call walks /proc (the engine keeps the answers), and a
+// call for inode 0 alone walks not at all.
 func TestOwnersFakeProc(t *testing.T) {
 	o := NewOwners(fakeProc)
-	got := o.Resolve([]uint32{1001, 1002, 2001, 1003, 9999, 0, 1001})
 	want := map[uint32]Owner{
 		1001: {PID: 100, Comm: "nginx", Unit: "docker-" + hexA + ".scope", Container: "0123456789ab"},
 		1002: {PID: 101, Comm: "nginx", Unit: "docker-" + hexA + ".scope", Container: "0123456789ab"},
 		2001: {PID: 200, Comm: "sleep", Unit: "foo.service"},
 		// 1003 is a pipe, 9999 nobody's.
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Resolve (-want +got):\n%s", diff)
-	}
-	if o.walks != 1 {
-		t.Errorf("%d walks, want one for all misses", o.walks)
-	}
-	if got := o.Resolve([]uint32{0}); len(got) != 0 || o.walks != 1 {
-		t.Errorf("Resolve(0) = %v after %d walks, want nothing and no walk", got, o.walks)
-	}
-	// 9999 was not found: it is not looked for again during the next
-	// ownerRetryCalls calls (the Resolve(0) above was one).
-	for i := 2; i <= ownerRetryCalls+1; i++ {
-		o.Resolve([]uint32{9999, 1001})
-		want := 1
-		if i > ownerRetryCalls {
-			want = 2
+	for i := 1; i <= 2; i++ {
+		got := lookup(o, 0, []uint32{1001, 1002, 2001, 1003, 9999, 0, 1001})
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Each #%d (-want +got):\n%s", i, diff)
 		}
-		if o.walks != want {
-			t.Fatalf("call %d asking for an unowned inode: %d walks, want %d", i, o.walks, want)
+		if o.walks != i {
+			t.Errorf("after Each #%d: %d walks, want %d", i, o.walks, i)
 		}
+	}
+	if got := lookup(o, 0, []uint32{0}); len(got) != 0 || o.walks != 2 {
+		t.Errorf("Each(0) = %v after %d walks, want nothing and no walk", got, o.walks)
 	}
 }
 
@@ -64,67 +62,11 @@ func TestOwnersNetns(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := NewOwners(fakeProc)
-			got := o.ResolveNetns(tt.netns, []uint32{2002})
+			got := lookup(o, tt.netns, []uint32{2002})
 			if got[2002].PID != tt.want || o.walks != 1 {
 				t.Errorf("owner of 2002 = %+v after %d walks, want pid %d after 1", got[2002], o.walks, tt.want)
 			}
 		})
-	}
-}
-
-// TestOwnersCache: hits cost no walk; an entry whose fd no longer holds the
-// socket, or whose process is gone, is dropped and looked up afresh.
-func TestOwnersCache(t *testing.T) {
-	root := t.TempDir()
-	if out, err := exec.Command("cp", "-a", fakeProc, root).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v: %s", err, out)
-	}
-	proc := filepath.Join(root, "proc")
-	o := NewOwners(proc)
-	resolve := func(inodes ...uint32) map[uint32]int {
-		m := make(map[uint32]int)
-		for ino, ow := range o.Resolve(inodes) {
-			m[ino] = ow.PID
-		}
-		return m
-	}
-	check := func(step string, got, want map[uint32]int, walks int) {
-		t.Helper()
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", step, diff)
-		}
-		if o.walks != walks {
-			t.Errorf("%s: %d walks, want %d", step, o.walks, walks)
-		}
-	}
-	check("first", resolve(1001, 1002, 2001), map[uint32]int{1001: 100, 1002: 101, 2001: 200}, 1)
-	check("cached", resolve(1001, 1002, 2001), map[uint32]int{1001: 100, 1002: 101, 2001: 200}, 1)
-
-	// pid 100 closes its fd: 1001 is found again in 101.
-	if err := os.Remove(filepath.Join(proc, "100/fd/3")); err != nil {
-		t.Fatal(err)
-	}
-	check("fd closed", resolve(1001, 1002), map[uint32]int{1001: 101, 1002: 101}, 2)
-	// pid 200 exits: 2001 is nobody's.
-	if err := os.RemoveAll(filepath.Join(proc, "200")); err != nil {
-		t.Fatal(err)
-	}
-	check("pid gone", resolve(2001, 1002), map[uint32]int{1002: 101}, 3)
-	// fd 5 of pid 101 now holds another socket.
-	link := filepath.Join(proc, "101/fd/5")
-	if err := os.Remove(link); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("socket:[1009]", link); err != nil {
-		t.Fatal(err)
-	}
-	check("fd reused", resolve(1002, 1009), map[uint32]int{1009: 101}, 4)
-	// Entries nobody asks for are forgotten.
-	for range ownerMaxIdleCalls + 1 {
-		resolve(1009)
-	}
-	if _, ok := o.cache[1001]; ok || len(o.cache) != 1 {
-		t.Errorf("cache holds %v, want only 1009 after 1001 went unasked", o.cache)
 	}
 }
 
@@ -151,20 +93,20 @@ func TestOwnersLive(t *testing.T) {
 	}
 	comm, _ := os.ReadFile("/proc/self/comm")
 	o := NewOwners("")
-	got := o.Resolve([]uint32{ino})
+	got := lookup(o, 0, []uint32{ino})
 	if ow := got[ino]; ow.PID != h.pid || ow.Comm != strings.TrimSpace(string(comm)) {
 		t.Errorf("owner = %+v, want pid %d comm %s", ow, h.pid, comm)
 	}
 	h.stop()
-	if got := o.Resolve([]uint32{ino}); len(got) != 0 {
+	if got := lookup(o, 0, []uint32{ino}); len(got) != 0 {
 		t.Errorf("owner after the helper exited = %v, want none", got)
 	}
 }
 
-// BenchmarkOwnersResolve measures Resolve over this machine's /proc, with
+// BenchmarkOwnersEach measures Each over this machine's /proc, with
 // this process holding 1000 loopback connections, against a sock_diag dump
 // of the same namespace.
-func BenchmarkOwnersResolve(b *testing.B) {
+func BenchmarkOwnersEach(b *testing.B) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -225,12 +167,12 @@ func BenchmarkOwnersResolve(b *testing.B) {
 	})
 	b.Run("cold-all", func(b *testing.B) {
 		for b.Loop() {
-			NewOwners("").Resolve(all)
+			lookup(NewOwners(""), 0, all)
 		}
 	})
 	b.Run("cold-10", func(b *testing.B) {
 		for b.Loop() {
-			NewOwners("").Resolve(few)
+			lookup(NewOwners(""), 0, few)
 		}
 	})
 	if os.Geteuid() == 0 {
@@ -257,27 +199,19 @@ func BenchmarkOwnersResolve(b *testing.B) {
 		}
 		b.Run("cold-container", func(b *testing.B) {
 			for b.Loop() {
-				if NewOwners("").Resolve([]uint32{ino})[ino].PID != h.pid {
+				if lookup(NewOwners(""), 0, []uint32{ino})[ino].PID != h.pid {
 					b.Fatal("helper socket not attributed")
 				}
 			}
 		})
 		b.Run("cold-container-netns", func(b *testing.B) {
 			for b.Loop() {
-				if NewOwners("").ResolveNetns(netns, []uint32{ino})[ino].PID != h.pid {
+				if lookup(NewOwners(""), netns, []uint32{ino})[ino].PID != h.pid {
 					b.Fatal("helper socket not attributed")
 				}
 			}
 		})
 	}
-	b.Run("warm-all", func(b *testing.B) {
-		o := NewOwners("")
-		o.Resolve(all)
-		b.ResetTimer()
-		for b.Loop() {
-			o.Resolve(all)
-		}
-	})
 }
 
 // dialIn opens a sock_diag Conn in pid's namespace.
@@ -385,24 +319,5 @@ func TestCgroupsLive(t *testing.T) {
 	got := NewCgroups("").Resolve([]uint64{sk.CgroupID})
 	if got[sk.CgroupID].Path != "/"+name {
 		t.Errorf("cgroup of the helper's socket = %+v, want path /%s", got, name)
-	}
-}
-
-// TestOwnersLookupUncached: Lookup answers as Resolve does, walks /proc at
-// every call (nothing is cached), and walks not at all for inode 0 alone.
-func TestOwnersLookupUncached(t *testing.T) {
-	o := NewOwners(fakeProc)
-	ask := []uint32{1001, 1002, 2001, 1003, 9999, 0, 1001}
-	want := NewOwners(fakeProc).Resolve(ask)
-	for i := 1; i <= 2; i++ {
-		if diff := cmp.Diff(want, o.Lookup(ask)); diff != "" {
-			t.Errorf("Lookup #%d (-Resolve +Lookup):\n%s", i, diff)
-		}
-		if o.walks != i || len(o.cache) != 0 || len(o.nobody) != 0 {
-			t.Errorf("after Lookup #%d: %d walks, %d cached, %d remembered misses; want %d, 0, 0", i, o.walks, len(o.cache), len(o.nobody), i)
-		}
-	}
-	if got := o.Lookup([]uint32{0}); len(got) != 0 || o.walks != 2 {
-		t.Errorf("Lookup(0) = %v after %d walks, want nothing and no walk", got, o.walks)
 	}
 }

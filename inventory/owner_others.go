@@ -2,9 +2,6 @@
 
 package inventory
 
-// stillHolds is always false where there is no Linux procfs.
-func (o *Owners) stillHolds(pid, fd int, ino uint32) bool { return false }
-
 // walk finds nothing where there is no Linux procfs.
 func (o *Owners) walk(netns uint64, want map[uint32]struct{}) map[uint32]holder {
 	return map[uint32]holder{}

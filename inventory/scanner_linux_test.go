@@ -533,7 +533,7 @@ func TestScanNamespaces(t *testing.T) {
 
 	// Owners: the named one is ours, the anonymous one the helper's.
 	o := NewOwners("/proc")
-	owners := o.Resolve([]uint32{gotNamed.inode, gotAnon.inode, 0})
+	owners := lookup(o, 0, []uint32{gotNamed.inode, gotAnon.inode, 0})
 	self, _ := os.ReadFile("/proc/self/comm")
 	want := map[uint32]int{gotNamed.inode: os.Getpid(), gotAnon.inode: h.pid}
 	for ino, pid := range want {

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/ghostd/ghostd/internal/epoch"
 )
 
 // SeqCacheTTL is how long a sequence state read ahead stays usable.
@@ -20,42 +22,42 @@ const MaxSeqCache = 1 << 18
 const seqSweepEvery = time.Minute
 
 // seqCache holds sequence states read ahead of their probes, per namespace.
-// Times are durations since epoch, which carries a monotonic reading, so a
-// wall-clock step neither expires nor revives an entry.
+// Times are stamps from epoch (package epoch), which carries a monotonic
+// reading, so a wall-clock step neither expires nor revives an entry.
 type seqCache struct {
 	mu        sync.Mutex
-	epoch     time.Time
+	epoch     epoch.Epoch
 	ns        map[string]*nsSeqCache
 	n         int // entries in every namespace, gone ones included
 	max       int
-	lastSweep time.Duration
+	lastSweep epoch.Stamp
 }
 
 // nsSeqCache is one namespace's states. A socket the read did not find is
 // remembered in gone: cookies are never reused, so it stays gone.
 type nsSeqCache struct {
 	states map[uint64]seqEntry
-	gone   map[uint64]time.Duration // read time
-	peak   int                      // most entries held since the maps were made
+	gone   map[uint64]epoch.Stamp // read time
+	peak   int                    // most entries held since the maps were made
 }
 
 // seqEntry is one socket's state and when the read that found it started.
 type seqEntry struct {
 	st     SeqState
-	readAt time.Duration // since seqCache.epoch
+	readAt epoch.Stamp // from seqCache.epoch
 }
 
-func newSeqCache(epoch time.Time) seqCache {
-	return seqCache{epoch: epoch, ns: make(map[string]*nsSeqCache), max: MaxSeqCache}
+func newSeqCache(at time.Time) seqCache {
+	return seqCache{epoch: epoch.New(at), ns: make(map[string]*nsSeqCache), max: MaxSeqCache}
 }
 
 // usable reports whether a state read at readAt may serve a probe of t at
 // now: data last moved before the read started, and the read is recent.
-func (c *seqCache) usable(readAt, now time.Duration, t *Target) bool {
-	if t.QuietSince.IsZero() || !c.epoch.Add(readAt).After(t.QuietSince) {
+func (c *seqCache) usable(readAt, now epoch.Stamp, t *Target) bool {
+	if t.QuietSince.IsZero() || !c.epoch.Time(readAt).After(t.QuietSince) {
 		return false
 	}
-	age := now - readAt
+	age := time.Duration(now - readAt)
 	return age >= 0 && age <= SeqCacheTTL
 }
 
@@ -89,10 +91,10 @@ func (c *seqCache) remove(path string, ns *nsSeqCache, cookie uint64) {
 
 // store caches what one read found, or that it found nothing (st nil),
 // unless the cache is full.
-func (c *seqCache) store(path string, cookie uint64, st *SeqState, readAt time.Duration) bool {
+func (c *seqCache) store(path string, cookie uint64, st *SeqState, readAt epoch.Stamp) bool {
 	ns := c.ns[path]
 	if ns == nil {
-		ns = &nsSeqCache{states: make(map[uint64]seqEntry), gone: make(map[uint64]time.Duration)}
+		ns = &nsSeqCache{states: make(map[uint64]seqEntry), gone: make(map[uint64]epoch.Stamp)}
 		c.ns[path] = ns
 	}
 	_, had := ns.states[cookie]
@@ -123,10 +125,10 @@ func (c *seqCache) store(path string, cookie uint64, st *SeqState, readAt time.D
 
 // sweep drops expired entries, and remakes a namespace's maps once they hold
 // a quarter of their peak: Go maps never shrink.
-func (c *seqCache) sweep(now time.Duration) {
+func (c *seqCache) sweep(now epoch.Stamp) {
 	c.lastSweep = now
-	expired := func(readAt time.Duration) bool {
-		age := now - readAt
+	expired := func(readAt epoch.Stamp) bool {
+		age := time.Duration(now - readAt)
 		return age < 0 || age > SeqCacheTTL
 	}
 	for path, ns := range c.ns {
@@ -158,8 +160,8 @@ func (c *seqCache) clear() {
 	c.n = 0
 }
 
-// since is the injected clock's reading as a duration since the epoch.
-func (p *Prober) since() time.Duration { return p.now().Sub(p.cache.epoch) }
+// since is the injected clock's reading as a stamp from the cache's epoch.
+func (p *Prober) since() epoch.Stamp { return p.cache.epoch.Stamp(p.now()) }
 
 // reading reports whether sequence state is read at all: not blind, not closed.
 func (p *Prober) reading() bool {
@@ -220,7 +222,7 @@ func (p *Prober) ReadAhead(ctx context.Context, targets []Target) int {
 	now := p.since()
 	c := &p.cache
 	c.mu.Lock()
-	if now-c.lastSweep >= seqSweepEvery || now < c.lastSweep || c.n >= c.max {
+	if time.Duration(now-c.lastSweep) >= seqSweepEvery || now < c.lastSweep || c.n >= c.max {
 		c.sweep(now)
 	}
 	room := c.max - c.n

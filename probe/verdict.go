@@ -2,6 +2,7 @@ package probe
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -17,8 +18,27 @@ const (
 	Unreachable Verdict = "unreachable" // ICMP or ICMPv6 destination unreachable
 )
 
+// Verdicts lists every verdict, Unprobed first. Other lists of verdicts
+// (the ghost verdicts, filters, packed encodings) derive from it.
+var Verdicts = []Verdict{Unprobed, Alive, Reset, Silent, Unreachable}
+
 // Ghost reports whether the verdict makes the connection a ghost.
 func (v Verdict) Ghost() bool { return v == Reset || v == Silent || v == Unreachable }
+
+// Valid reports whether v is one of Verdicts.
+func (v Verdict) Valid() bool { return slices.Contains(Verdicts, v) }
+
+// GhostVerdicts returns the verdicts that make a connection a ghost, in
+// Verdicts' order.
+func GhostVerdicts() []Verdict {
+	var out []Verdict
+	for _, v := range Verdicts {
+		if v.Ghost() {
+			out = append(out, v)
+		}
+	}
+	return out
+}
 
 // Mode says how a probe chose its sequence numbers.
 type Mode string

@@ -13,7 +13,7 @@ import (
 // namespace ends and drops over a small key space, and checks invariants:
 // nothing panics, Len matches what Get finds, reasons fit the socket's state
 // and timer, a reason needing an absent field is never produced, and
-// Suspects is sorted and complete.
+// suspects() is sorted and complete.
 func FuzzTracker(f *testing.F) {
 	f.Add([]byte{0, 1, 1, 1, 0, 0, 0, 0xff, 0xff, 0xff, 1, 0})
 	f.Add([]byte{0, 1, 1, 8, 0, 0, 0, 0x10, 0x20, 0xff, 1, 30, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
@@ -45,7 +45,7 @@ func FuzzTracker(f *testing.F) {
 				acked[ns][cookie] += uint64(b[9] % 2)
 				s.Info.SetOptional(acked[ns][cookie], 0, uint32(b[9]>>1), 0)
 				now = now.Add(time.Duration(b[10]) * time.Second)
-				got, unav := tr.ObserveDetail(now, s)
+				got, unav := tr.observe(now, s)
 				checkReasons(t, s, got, unav)
 				if e, ok := tr.Get(s.Key()); ok {
 					if e.Reasons != got || e.Unavailable != unav || e.LastSeen != now || e.Misses != 0 {
@@ -81,9 +81,9 @@ func FuzzTracker(f *testing.F) {
 					}
 				}
 			}
-			sus := tr.Suspects()
+			sus := tr.suspects()
 			if n != tr.Len() || suspects != len(sus) {
-				t.Fatalf("Len %d, Get finds %d; %d suspects, Suspects has %d", tr.Len(), n, suspects, len(sus))
+				t.Fatalf("Len %d, Get finds %d; %d suspects, suspects() has %d", tr.Len(), n, suspects, len(sus))
 			}
 			if !slices.IsSortedFunc(sus, func(a, b Entry) int {
 				if a.Socket.Netns != b.Socket.Netns {
@@ -91,7 +91,7 @@ func FuzzTracker(f *testing.F) {
 				}
 				return cmp.Compare(a.Socket.Cookie, b.Socket.Cookie)
 			}) {
-				t.Fatal("Suspects is not sorted")
+				t.Fatal("suspects() is not sorted")
 			}
 		}
 	})

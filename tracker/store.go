@@ -1,11 +1,10 @@
 package tracker
 
 import (
-	"math"
 	"net/netip"
-	"time"
 	"unsafe"
 
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 )
 
@@ -13,14 +12,14 @@ import (
 // anything that can be derived from the rest (the namespace inode is the
 // namespace's, Idle and the byte counters come from the tcp_info) and without
 // pointers, so that the garbage collector never scans the entries. Times are
-// offsets from the tracker's epoch (see Tracker.offset), addresses 16 bytes
+// stamps from the tracker's epoch (package epoch), addresses 16 bytes
 // and a kind. The tcp_info is kept whole: Entry.Socket is the socket as last
 // observed, field for field.
 type entry struct {
 	cookie uint64
 	// Offsets of FirstSeen, LastSeen, LastProgress, SuspectSince, StateSince
-	// and TimerSince; zeroOffset stands for the zero time.
-	firstSeen, lastSeen, lastProgress, suspectSince, stateSince, timerSince int64
+	// and TimerSince; epoch.Zero stands for the zero time.
+	firstSeen, lastSeen, lastProgress, suspectSince, stateSince, timerSince epoch.Stamp
 
 	info                                         inventory.TCPInfo
 	cgroupID                                     uint64
@@ -155,31 +154,6 @@ func (ns *namespace) remove(p int32) {
 	}
 }
 
-// zeroOffset is the offset that stands for the zero time.Time.
-const zeroOffset = math.MinInt64
-
-// offset returns x as an offset from the epoch, for fromOffset. Times are
-// observation times (now) or derived from them, and the epoch is the first
-// of them, so x comes back as it was: with its monotonic clock reading if
-// both have one, in the epoch's location, and exactly when the caller's
-// clock has no monotonic reading (in the daemon its wall clock reading is
-// the epoch's plus the monotonic time elapsed). Times more than 292 years
-// from the epoch are clamped.
-func (t *Tracker) offset(x time.Time) int64 {
-	if x.IsZero() {
-		return zeroOffset
-	}
-	return max(int64(x.Sub(t.epoch)), zeroOffset+1)
-}
-
-// fromOffset is the inverse of offset.
-func (t *Tracker) fromOffset(d int64) time.Time {
-	if d == zeroOffset {
-		return time.Time{}
-	}
-	return t.epoch.Add(time.Duration(d))
-}
-
 func packAddr(a netip.Addr) (b [16]byte, kind uint8) {
 	switch {
 	case a.Is4():
@@ -234,12 +208,12 @@ func (e *entry) socket(netns uint64) inventory.Socket {
 func (t *Tracker) fill(dst *Entry, netns uint64, ns *namespace, e *entry) {
 	*dst = Entry{
 		Socket:       e.socket(netns),
-		FirstSeen:    t.fromOffset(e.firstSeen),
-		LastSeen:     t.fromOffset(e.lastSeen),
-		LastProgress: t.fromOffset(e.lastProgress),
-		SuspectSince: t.fromOffset(e.suspectSince),
-		StateSince:   t.fromOffset(e.stateSince),
-		TimerSince:   t.fromOffset(e.timerSince),
+		FirstSeen:    t.epoch.Time(e.firstSeen),
+		LastSeen:     t.epoch.Time(e.lastSeen),
+		LastProgress: t.epoch.Time(e.lastProgress),
+		SuspectSince: t.epoch.Time(e.suspectSince),
+		StateSince:   t.epoch.Time(e.stateSince),
+		TimerSince:   t.epoch.Time(e.timerSince),
 		Reasons:      e.reasons,
 		Unavailable:  e.unavailable,
 		Misses:       e.misses,
@@ -255,9 +229,9 @@ func (t *Tracker) history(e *entry) history {
 	h := history{
 		state:      e.state,
 		timerKind:  timerKindOf(e.timer, &e.info),
-		lastSeen:   t.fromOffset(e.lastSeen),
-		stateSince: t.fromOffset(e.stateSince),
-		timerSince: t.fromOffset(e.timerSince),
+		lastSeen:   t.epoch.Time(e.lastSeen),
+		stateSince: t.epoch.Time(e.stateSince),
+		timerSince: t.epoch.Time(e.timerSince),
 		reasons:    e.reasons,
 	}
 	h.bytesAcked, h.hasAcked = e.info.BytesAcked()

@@ -242,7 +242,7 @@ func TestStoreChurn(t *testing.T) {
 	}
 }
 
-// TestEachSuspectEntry checks that EachSuspect hands out entries equal to
+// TestEachSuspectEntry checks that eachEntry hands out entries equal to
 // Get's, in one reused variable.
 func TestEachSuspectEntry(t *testing.T) {
 	tr := New(DefaultConfig())
@@ -251,20 +251,20 @@ func TestEachSuspectEntry(t *testing.T) {
 	}
 	seen := map[inventory.Key]bool{}
 	var first *Entry
-	tr.EachSuspect(func(e *Entry) {
+	tr.eachEntry(func(e *Entry) {
 		if first == nil {
 			first = e
 		} else if e != first {
-			t.Error("EachSuspect allocated another Entry")
+			t.Error("eachEntry allocated another Entry")
 		}
 		want, _ := tr.getLocked(e.Socket.Key())
 		if diff := cmp.Diff(want, *e, cmp.AllowUnexported(inventory.TCPInfo{}), cmpopts.EquateComparable(netip.AddrPort{})); diff != "" {
-			t.Errorf("EachSuspect entry (-Get +EachSuspect):\n%s", diff)
+			t.Errorf("eachEntry entry (-Get +eachEntry):\n%s", diff)
 		}
 		seen[e.Socket.Key()] = true
 	})
 	if len(seen) != 20 {
-		t.Errorf("EachSuspect visited %d sockets, want 20", len(seen))
+		t.Errorf("eachEntry visited %d sockets, want 20", len(seen))
 	}
 }
 

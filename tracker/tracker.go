@@ -1,11 +1,10 @@
 package tracker
 
 import (
-	"cmp"
-	"slices"
 	"sync"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 )
 
@@ -90,8 +89,8 @@ type Tracker struct {
 	lastNetns uint64
 	n         int
 	// epoch is the first observation time the tracker remembered; entries
-	// store times as offsets from it (see offset).
-	epoch    time.Time
+	// store times as stamps from it.
+	epoch    epoch.Epoch
 	hasEpoch bool
 	// newSuspects counts the times a socket became a suspect (NewSuspects).
 	newSuspects uint64
@@ -169,13 +168,13 @@ func (t *Tracker) namespace(netns uint64, create bool) *namespace {
 // (a wall clock reading comes back as the epoch's plus the monotonic time
 // elapsed).
 func (t *Tracker) Observe(now time.Time, s *inventory.Socket) Reasons {
-	rs, _ := t.ObserveDetail(now, s)
+	rs, _ := t.observe(now, s)
 	return rs
 }
 
-// ObserveDetail is Observe that also returns the reasons that could not be
+// observe is Observe that also returns the reasons that could not be
 // evaluated because the kernel did not send a field they need.
-func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, unavailable Reasons) {
+func (t *Tracker) observe(now time.Time, s *inventory.Socket) (reasons, unavailable Reasons) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := t.namespace(s.Netns, true)
@@ -199,16 +198,16 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 		return c.reasons, c.unavailable
 	}
 	if !t.hasEpoch {
-		t.epoch, t.hasEpoch = now, true
+		t.epoch, t.hasEpoch = epoch.New(now), true
 	}
 	if e == nil && !t.admit(ns) {
 		t.refused++
 		return c.reasons, c.unavailable
 	}
-	at := t.offset(now)
+	at := t.epoch.Stamp(now)
 	if e == nil {
 		e = ns.add(s.Cookie)
-		e.firstSeen, e.lastProgress, e.suspectSince = at, at, zeroOffset
+		e.firstSeen, e.lastProgress, e.suspectSince = at, at, epoch.Zero
 		t.n++
 	}
 	e.setSocket(s)
@@ -217,12 +216,12 @@ func (t *Tracker) ObserveDetail(now time.Time, s *inventory.Socket) (reasons, un
 		e.lastProgress = at
 	}
 	if c.reasons.Empty() {
-		e.suspectSince = zeroOffset
-	} else if e.reasons.Empty() || e.suspectSince == zeroOffset {
+		e.suspectSince = epoch.Zero
+	} else if e.reasons.Empty() || e.suspectSince == epoch.Zero {
 		e.suspectSince = at
 		t.newSuspects++
 	}
-	e.stateSince, e.timerSince = t.offset(c.stateSince), t.offset(c.timerSince)
+	e.stateSince, e.timerSince = t.epoch.Stamp(c.stateSince), t.epoch.Stamp(c.timerSince)
 	e.reasons, e.unavailable = c.reasons, c.unavailable
 	e.gen, e.misses = ns.gen, 0
 	// A verdict is evidence about a connection that moved no data: bytes
@@ -294,51 +293,11 @@ func (t *Tracker) getLocked(k inventory.Key) (Entry, bool) {
 	return out, false
 }
 
-// Suspects returns the remembered sockets that have at least one reason,
-// sorted by namespace inode, then cookie.
-func (t *Tracker) Suspects() []Entry {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []Entry
-	for netns, ns := range t.nss {
-		for _, c := range ns.chunks {
-			for i := range c {
-				if e := &c[i]; !e.reasons.Empty() {
-					out = append(out, Entry{})
-					t.fill(&out[len(out)-1], netns, ns, e)
-				}
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b Entry) int {
-		if a.Socket.Netns != b.Socket.Netns {
-			return cmp.Compare(a.Socket.Netns, b.Socket.Netns)
-		}
-		return cmp.Compare(a.Socket.Cookie, b.Socket.Cookie)
-	})
-	return out
-}
-
 // Len returns the number of remembered sockets.
 func (t *Tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.n
-}
-
-// EachSuspect calls fn for every remembered socket that has at least one
-// reason, in no particular order, without allocating per socket: the daemon's
-// per-scan path over hosts with hundreds of thousands of idle suspects. The
-// tracker stores sockets compactly and rebuilds each Entry into one variable
-// that every call of fn reuses: the pointer is valid only until fn returns
-// (copy the Entry, or what fn needs of it, to keep it). Changing the Entry
-// changes nothing in the tracker. fn must not call the tracker.
-func (t *Tracker) EachSuspect(fn func(*Entry)) {
-	var ent Entry
-	t.eachSuspect(func(netns uint64, ns *namespace, e *entry) {
-		t.fill(&ent, netns, ns, e)
-		fn(&ent)
-	})
 }
 
 // eachSuspect calls fn for every stored entry with a reason, under the lock.
@@ -374,14 +333,18 @@ type Brief struct {
 	Misses       uint8
 }
 
-// EachSuspectBrief is EachSuspect with a Brief of each suspect.
+// EachSuspectBrief calls fn with a Brief of every remembered socket that has
+// at least one reason, in no particular order, without allocating per
+// socket: the daemon's per-scan path over hosts with hundreds of thousands
+// of idle suspects. The Brief is reused: it is valid only until fn returns.
+// fn must not call the tracker.
 func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
 	var b Brief
 	t.eachSuspect(func(netns uint64, _ *namespace, e *entry) {
 		b = Brief{
 			Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
 			Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
-			Tag: e.tag, SuspectSince: t.fromOffset(e.suspectSince), Misses: e.misses,
+			Tag: e.tag, SuspectSince: t.epoch.Time(e.suspectSince), Misses: e.misses,
 		}
 		fn(&b)
 	})

@@ -132,7 +132,7 @@ func TestFirstSight(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := New(DefaultConfig())
-			got, unav := tr.ObserveDetail(t0, tt.s)
+			got, unav := tr.observe(t0, tt.s)
 			if diff := cmp.Diff(tt.want.Strings(), got.Strings()); diff != "" {
 				t.Errorf("reasons (-want +got):\n%s", diff)
 			}
@@ -330,22 +330,22 @@ func TestSuspectsSorted(t *testing.T) {
 		tr.Observe(t0, s)
 	}
 	var got []inventory.Key
-	for _, e := range tr.Suspects() {
+	for _, e := range tr.suspects() {
 		got = append(got, e.Socket.Key())
 	}
 	want := []inventory.Key{{Netns: 1, Cookie: 5}, {Netns: 2, Cookie: 7}, {Netns: 2, Cookie: 9}}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Suspects (-want +got):\n%s", diff)
+		t.Errorf("suspects (-want +got):\n%s", diff)
 	}
 	if tr.Len() != 4 {
 		t.Errorf("Len = %d, want 4", tr.Len())
 	}
-	// EachSuspect visits the same entries (in any order); Reasons reads one.
+	// eachEntry visits the same entries (in any order); Reasons reads one.
 	var each []inventory.Key
-	tr.EachSuspect(func(e *Entry) { each = append(each, e.Socket.Key()) })
+	tr.eachEntry(func(e *Entry) { each = append(each, e.Socket.Key()) })
 	slices.SortFunc(each, func(a, b inventory.Key) int { return stdcmp.Compare(a.Cookie, b.Cookie) })
 	if diff := cmp.Diff([]inventory.Key{{Netns: 1, Cookie: 5}, {Netns: 2, Cookie: 7}, {Netns: 2, Cookie: 9}}, each); diff != "" {
-		t.Errorf("EachSuspect (-want +got):\n%s", diff)
+		t.Errorf("eachEntry (-want +got):\n%s", diff)
 	}
 	if r, ok := tr.Reasons(inventory.Key{Netns: 2, Cookie: 9}); !ok || r != rs(ReasonIdle) {
 		t.Errorf("Reasons(2/9) = %v, %v", r, ok)
@@ -376,7 +376,7 @@ func TestConfig(t *testing.T) {
 }
 
 // TestEachSuspectBrief: the brief pass lists the same suspects as
-// EachSuspect, with the same identity, reasons, family, inode and idle time.
+// eachEntry, with the same identity, reasons, family, inode and idle time.
 func TestEachSuspectBrief(t *testing.T) {
 	tr := New(Config{Idle: time.Minute})
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -393,7 +393,7 @@ func TestEachSuspectBrief(t *testing.T) {
 		tr.Observe(now, &s)
 	}
 	want := map[inventory.Key]Brief{}
-	tr.EachSuspect(func(e *Entry) {
+	tr.eachEntry(func(e *Entry) {
 		want[e.Socket.Key()] = Brief{
 			Key: e.Socket.Key(), Reasons: e.Reasons, Family: e.Socket.Family, Inode: e.Socket.Inode,
 			LastDataRecv: e.Socket.Info.LastDataRecv, InfoValid: e.Socket.Info.Valid(),
@@ -406,7 +406,7 @@ func TestEachSuspectBrief(t *testing.T) {
 		t.Fatalf("%d suspects, want 38 (idle 60 s to 245 s)", len(want))
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("briefs (-EachSuspect +EachSuspectBrief):\n%s", diff)
+		t.Errorf("briefs (-eachEntry +EachSuspectBrief):\n%s", diff)
 	}
 }
 
@@ -445,7 +445,7 @@ func TestObserveOutOfOrder(t *testing.T) {
 		now = now.Add(15 * time.Second)
 	}
 	var got []uint64
-	for _, e := range tr.Suspects() {
+	for _, e := range tr.suspects() {
 		got = append(got, e.Socket.Cookie)
 	}
 	// 5 was missed by two complete dumps (forgotten); 4 is healthy again
@@ -460,141 +460,5 @@ func TestObserveOutOfOrder(t *testing.T) {
 	}
 	if _, ok := tr.Get(inventory.Key{Netns: 1, Cookie: 5}); ok || tr.Len() != 5 {
 		t.Errorf("5 still remembered, or %d remembered; want 5 gone and 5 left", tr.Len())
-	}
-}
-
-// TestTag: a tag sticks to a remembered socket while it is a probeable
-// suspect, is cleared when it stops being one, goes with the entry, and
-// cannot be set on a socket the tracker does not hold.
-func TestTag(t *testing.T) {
-	tr := New(Config{Idle: time.Minute, CloseWait: time.Minute})
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	s := inventory.Socket{
-		Netns: 1, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: 9,
-		Local:  netip.MustParseAddrPort("192.0.2.1:5432"),
-		Remote: netip.MustParseAddrPort("192.0.2.2:40000"),
-	}
-	s.Info.Len = 280
-	s.Info.LastDataRecv, s.Info.LastDataSent = 120_000, 120_000
-	k := s.Key()
-	if tr.SetTag(k, Tag{1}) {
-		t.Error("tagged a socket the tracker does not hold")
-	}
-	tr.Observe(now, &s)
-	if !tr.SetTag(k, Tag{7, 7}) {
-		t.Fatal("could not tag an idle suspect")
-	}
-	now = now.Add(15 * time.Second)
-	s.Info.LastDataRecv, s.Info.LastDataSent = 135_000, 135_000
-	tr.Observe(now, &s)
-	if tag, ok := tr.Tag(k); !ok || tag != (Tag{7, 7}) {
-		t.Errorf("tag after another idle observation: %v %v", tag, ok)
-	}
-	var brief Tag
-	tr.EachSuspectBrief(func(b *Brief) { brief = b.Tag })
-	if e, _ := tr.Get(k); e.Tag != (Tag{7, 7}) || brief != (Tag{7, 7}) {
-		t.Errorf("Entry.Tag %v, Brief.Tag %v", e.Tag, brief)
-	}
-	// The peer closed: CLOSE_WAIT is remembered but not probeable.
-	s.State = inventory.StateCloseWait
-	tr.Observe(now.Add(15*time.Second), &s)
-	if tag, ok := tr.Tag(k); !ok || tag != (Tag{}) {
-		t.Errorf("tag of a CLOSE_WAIT socket: %v %v, want cleared", tag, ok)
-	}
-	tr.SetTag(k, Tag{3})
-	tr.DropNamespace(1)
-	if _, ok := tr.Tag(k); ok {
-		t.Error("tag outlived its namespace")
-	}
-}
-
-func TestNewSuspects(t *testing.T) {
-	tr := New(Config{Idle: time.Minute})
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	s := inventory.Socket{Netns: 1, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: 4}
-	s.Info.Len = 280
-	step := func(idle time.Duration, want uint64) {
-		t.Helper()
-		s.Info.LastDataRecv, s.Info.LastDataSent = uint32(idle.Milliseconds()), uint32(idle.Milliseconds())
-		tr.Observe(now, &s)
-		now = now.Add(15 * time.Second)
-		if got := tr.NewSuspects(); got != want {
-			t.Errorf("idle %v: NewSuspects %d, want %d", idle, got, want)
-		}
-	}
-	step(2*time.Minute, 1)
-	step(2*time.Minute+15*time.Second, 1) // still the same suspect
-	step(time.Second, 1)                  // moved data: forgotten
-	step(2*time.Minute, 2)                // a suspect again
-}
-
-// TestProgressClearsTag: a verdict is about a connection that moved no data.
-// A suspect that stays one (here keepalive_failing) but moved bytes since the
-// last scan loses its tag, so a ghost verdict can never outlive evidence of
-// life.
-func TestProgressClearsTag(t *testing.T) {
-	tr := New(Config{Idle: time.Minute})
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	s := inventory.Socket{
-		Netns: 1, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: 9,
-		Timer: inventory.TimerKeepalive, Retrans: KeepaliveUnanswered,
-		Local:  netip.MustParseAddrPort("192.0.2.1:5432"),
-		Remote: netip.MustParseAddrPort("192.0.2.2:40000"),
-	}
-	s.Info.Len = 280
-	s.Info.SetOptional(1000, 2000, 0, 0)
-	k := s.Key()
-	if rs := tr.Observe(now, &s); !rs.Has(ReasonKeepaliveFailing) {
-		t.Fatalf("reasons %v, want keepalive_failing", rs)
-	}
-	tr.SetTag(k, Tag{5})
-	now = now.Add(15 * time.Second)
-	tr.Observe(now, &s) // no bytes moved: the tag stays
-	if tag, _ := tr.Tag(k); tag != (Tag{5}) {
-		t.Fatalf("tag without progress: %v, want kept", tag)
-	}
-	s.Info.SetOptional(1000, 2001, 0, 0) // one byte received
-	now = now.Add(15 * time.Second)
-	if rs := tr.Observe(now, &s); !rs.Has(ReasonKeepaliveFailing) {
-		t.Fatalf("reasons %v, want still keepalive_failing", rs)
-	}
-	if tag, ok := tr.Tag(k); !ok || tag != (Tag{}) {
-		t.Errorf("tag after bytes moved: %v %v, want cleared", tag, ok)
-	}
-}
-
-// TestMaxEntriesFairShare: past MaxEntries a busy namespace cannot add more,
-// while another namespace still gets its fair share; refusals are counted.
-func TestMaxEntriesFairShare(t *testing.T) {
-	tr := New(Config{Idle: time.Minute, MaxEntries: 10})
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	idle := func(netns, cookie uint64) *inventory.Socket {
-		s := &inventory.Socket{Netns: netns, Family: inventory.FamilyInet, State: inventory.StateEstablished, Cookie: cookie}
-		s.Info.Len = 280
-		s.Info.LastDataRecv, s.Info.LastDataSent = 120_000, 120_000
-		return s
-	}
-	for c := range uint64(15) {
-		tr.Observe(now, idle(1, c+1))
-	}
-	if tr.Len() != 10 || tr.Refused() != 5 {
-		t.Fatalf("busy namespace alone: %d remembered, %d refused; want 10 and 5", tr.Len(), tr.Refused())
-	}
-	for c := range uint64(8) {
-		tr.Observe(now, idle(2, c+1))
-	}
-	in2 := 0
-	tr.EachSuspectBrief(func(b *Brief) {
-		if b.Key.Netns == 2 {
-			in2++
-		}
-	})
-	if in2 != 5 || tr.Refused() != 8 {
-		t.Errorf("second namespace: %d remembered (want its share, 10/2 = 5), %d refused (want 8)", in2, tr.Refused())
-	}
-	// Remembered sockets are observed again without counting as refused.
-	tr.Observe(now.Add(15*time.Second), idle(1, 1))
-	if tr.Refused() != 8 {
-		t.Errorf("re-observing a remembered socket counted as refused: %d", tr.Refused())
 	}
 }

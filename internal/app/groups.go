@@ -10,10 +10,20 @@ import (
 	"github.com/ghostd/ghostd/exporter"
 )
 
-// writeGroups prints `ghostd scan --by`: the document's sessions grouped by
-// owner or destination, as a table or (asJSON) as /api/v1/groups does.
-func writeGroups(stdout, stderr io.Writer, doc *exporter.Document, by exporter.GroupBy, asJSON bool, mode string) int {
-	groups := exporter.GroupSessions(doc.Sessions, by)
+// writeGroups prints `ghostd scan --by`: the sessions each lists grouped by
+// owner or destination, as a table or (asJSON) as /api/v1/groups does. The
+// sessions are counted as they stream; only the groups are held.
+func writeGroups(stdout, stderr io.Writer, doc *exporter.Document, each eachSessions, by exporter.GroupBy, asJSON bool, mode string) int {
+	g := exporter.NewGrouper(by)
+	listed := 0
+	each(func(batch []exporter.Session) bool {
+		for i := range batch {
+			g.Add(&batch[i])
+		}
+		listed += len(batch)
+		return true
+	})
+	groups := g.Groups()
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -30,20 +40,23 @@ func writeGroups(stdout, stderr io.Writer, doc *exporter.Document, by exporter.G
 		fmt.Fprintln(tw, "OWNER\tGHOSTS\tSUSPECTS\tKILLED")
 	}
 	ghosts := 0
-	for _, g := range groups {
-		ghosts += g.Ghosts
+	for _, grp := range groups {
+		ghosts += grp.Ghosts
 		if by == exporter.ByDestination {
-			port := strconv.Itoa(int(g.Port))
-			if g.PortSide == exporter.PortLocal {
+			port := strconv.Itoa(int(grp.Port))
+			if grp.PortSide == exporter.PortLocal {
 				port += " (local)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", g.Destination, port, g.Ghosts, g.Suspects, g.Killed)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", grp.Destination, port, grp.Ghosts, grp.Suspects, grp.Killed)
 			continue
 		}
 		// Owners are process names other users choose: never raw to a terminal.
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", termSafe(g.Owner), g.Ghosts, g.Suspects, g.Killed)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", termSafe(grp.Owner), grp.Ghosts, grp.Suspects, grp.Killed)
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
+		return ExitFailure
+	}
 	sockets := 0
 	for _, ns := range doc.Namespaces {
 		sockets += ns.Sockets
@@ -52,6 +65,6 @@ func writeGroups(stdout, stderr io.Writer, doc *exporter.Document, by exporter.G
 		}
 	}
 	fmt.Fprintf(stdout, "%d groups by %s, %d sessions listed, %d ghosts, %d sockets in %d namespaces, probes %s\n",
-		len(groups), by, len(doc.Sessions), ghosts, sockets, len(doc.Namespaces), mode)
+		len(groups), by, listed, ghosts, sockets, len(doc.Namespaces), mode)
 	return ExitOK
 }

@@ -3,7 +3,6 @@ package app
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -40,7 +39,7 @@ type parts struct {
 func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, error) {
 	sel, err := inventory.SelectNetns(cfg.Netns)
 	if err != nil {
-		return nil, fmt.Errorf("netns: %w", err)
+		return nil, err // "inventory: --netns X: ...", said once
 	}
 	p := &parts{log: log, caps: CurrentCapabilities()}
 	for _, m := range p.caps.Missing() {

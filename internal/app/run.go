@@ -24,6 +24,7 @@ import (
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
+	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/systemd"
@@ -75,10 +76,10 @@ type daemon struct {
 	parts *parts
 	store *exporter.Store
 
-	mu     sync.Mutex
-	cfg    config.Config
-	killer *kill.Killer
-	pubMu  sync.Mutex // serialises publish
+	mu       sync.Mutex
+	cfg      config.Config
+	killer   *kill.Killer
+	pipeline *engine.Pipeline
 
 	pprof     bool
 	probeErrs probeErrors
@@ -108,6 +109,15 @@ func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*
 		p.Close()
 		return nil, err
 	}
+	d.pipeline = engine.NewPipeline(p.engine, engine.PipelineOptions{
+		Kill: killFunc(d.killer, p.engine), Publish: d.publish,
+		Observe: func(results []probe.Result) {
+			for _, r := range results {
+				d.store.ObserveProbe(r)
+			}
+			d.probeErrs.note(d.log, results)
+		},
+	})
 	return d, nil
 }
 
@@ -260,40 +270,39 @@ func (d *daemon) scanLoop(ctx context.Context) error {
 }
 
 func (d *daemon) scanOnce(ctx context.Context) {
-	e := d.parts.engine
-	e.Scan(ctx)
-	d.noteLimits(e.Limits())
-	if d.parts.prober != nil {
-		if t := e.Targets(); len(t) > 0 {
-			d.offer(t)
-		}
+	t := d.pipeline.Scan(ctx)
+	d.noteLimits(d.parts.engine.Limits())
+	if len(t) > 0 {
+		d.offer(t)
 	}
-	d.publish(ctx)
+	d.pipeline.Publish(ctx)
 }
 
-// publish builds the snapshot, applies the kill policy to its candidates and
-// publishes it.
-func (d *daemon) publish(ctx context.Context) {
-	d.pubMu.Lock() // the scan loop and the probe loop both publish
-	defer d.pubMu.Unlock()
-	e := d.parts.engine
-	snap, cands := e.Snapshot()
-	d.mu.Lock()
-	killer := d.killer
-	d.mu.Unlock()
-	if killer != nil && len(cands) > 0 && killer.Policy().Enabled {
-		acted := false
+// killFunc is the pipeline's kill step: the killer's policy applied to the
+// candidates, each outcome told to the engine's event history, and the
+// keys of the sockets it ended. A nil killer kills nothing.
+func killFunc(killer *kill.Killer, e *engine.Engine) engine.KillFunc {
+	if killer == nil {
+		return nil
+	}
+	return func(ctx context.Context, cands []engine.Candidate) []inventory.Key {
+		if !killer.Policy().Enabled {
+			return nil
+		}
+		var ended []inventory.Key
 		for i, rec := range killer.Apply(ctx, cands) {
 			e.NoteKill(rec.Key, string(cands[i].Verdict), string(rec.Mode), rec.Err, rec.Skipped)
 			if rec.Skipped == "" && rec.Err == nil {
-				e.MarkKilled(rec.Key)
-				acted = true
+				ended = append(ended, rec.Key)
 			}
 		}
-		if acted {
-			snap, _ = e.Snapshot()
-		}
+		return ended
 	}
+}
+
+// publish makes a snapshot the pipeline built the latest one, and tells
+// systemd what it counts.
+func (d *daemon) publish(snap *exporter.Snapshot) {
 	d.store.Publish(snap)
 	ghosts, suspects := 0, 0
 	for i := range snap.Summary {
@@ -327,7 +336,7 @@ func (d *daemon) offer(t []probe.Target) {
 	d.probeQ <- t
 }
 
-// probeLoop probes queued targets, a chunk at a time, and records their verdicts.
+// probeLoop probes queued targets through the pipeline, a chunk at a time.
 func (d *daemon) probeLoop(ctx context.Context) error {
 	var pending []probe.Target
 	for {
@@ -343,27 +352,9 @@ func (d *daemon) probeLoop(ctx context.Context) error {
 			pending = newer // the latest inventory wins
 		default:
 		}
-		// Drop what a chunk already answered or what left the table since
-		// the batch was made.
-		var n int
-		pending, n = d.parts.engine.DueHead(pending, engine.ProbeChunk)
-		if n == 0 {
-			continue
-		}
-		d.parts.engine.ReadAhead(ctx, pending[:n], pending[:min(len(pending), engine.ReadAheadWindow)])
-		chunk := pending[:n:n]
-		pending = pending[n:]
-		before := d.parts.engine.GhostChanges()
-		results := d.parts.engine.Probe(ctx, chunk)
-		if d.parts.engine.GhostChanges() != before {
-			// A ghost confirmed (or cleared): publish now, so the metrics
-			// agree with the JSON and a kill need not wait for the next scan.
-			d.publish(ctx)
-		}
-		for _, r := range results {
-			d.store.ObserveProbe(r)
-		}
-		d.probeErrs.note(d.log, results)
+		// The pipeline drops what a chunk already answered or what left
+		// the table since the batch was made.
+		pending = d.pipeline.ProbeChunk(ctx, pending)
 		if ctx.Err() != nil {
 			return nil
 		}

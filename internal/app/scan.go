@@ -1,18 +1,24 @@
 package app
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
+	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/kill"
+	"github.com/ghostd/ghostd/probe"
 )
 
 // runScan implements `ghostd scan`: one pass, probes included unless
@@ -48,35 +54,39 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		killer = p.newKiller(cfg, nil)
 	}
 
-	p.engine.Scan(ctx) // the scanner logs a namespace it cannot scan; the table lists it
 	var pe probeErrors
-	pe.note(log, p.engine.Probe(ctx, p.engine.Targets()))
-	snap, cands := p.engine.Snapshot()
-	if killer != nil {
-		for _, rec := range killer.Apply(ctx, cands) {
-			if rec.Skipped == "" && rec.Err == nil {
-				p.engine.MarkKilled(rec.Key)
-			}
-		}
-	}
-	doc := p.engine.Document()
+	pl := engine.NewPipeline(p.engine, engine.PipelineOptions{
+		Kill:    killFunc(killer, p.engine),
+		Observe: func(results []probe.Result) { pe.note(log, results) },
+	})
+	// The scanner logs a namespace it cannot scan; the table lists it.
+	pl.Probe(ctx, pl.Scan(ctx))
+	snap := pl.Publish(ctx)
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "ghostd scan: interrupted")
 		return ExitFailure
 	}
+	// Stream the sessions, a batch at a time, as of one moment: 200 000
+	// sockets (scan --all) are never held as one list of sessions, nor the
+	// output as one buffer.
+	at := time.Now()
+	sessions := func(fn func([]exporter.Session) bool) { p.engine.EachSessionAt(at, fn) }
 	if *by != "" {
-		return writeGroups(stdout, stderr, &doc, exporter.GroupBy(*by), *asJSON, snap.ProbeMode)
+		return writeGroups(stdout, stderr, &snap.Doc, sessions, exporter.GroupBy(*by), *asJSON, snap.ProbeMode)
 	}
+	out := bufio.NewWriterSize(stdout, 64<<10)
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(doc); err != nil {
-			fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
-			return ExitFailure
-		}
-		return ExitOK
+		err = writeJSON(out, &snap.Doc, sessions)
+	} else {
+		err = writeTableStream(out, snap.Doc.Namespaces, sessions, snap.ProbeMode)
 	}
-	writeTable(stdout, &doc, snap.ProbeMode)
+	if err == nil {
+		err = out.Flush()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
+		return ExitFailure
+	}
 	return ExitOK
 }
 
@@ -94,42 +104,151 @@ func loadScanConfig(f *config.Flags) (config.Config, error) {
 	return cfg, nil
 }
 
-// writeTable prints the sessions like ss does, then one line per namespace
-// that could not be scanned.
-func writeTable(w io.Writer, doc *exporter.Document, mode string) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NETNS\tSTATE\tLOCAL\tREMOTE\tIDLE\tKERNEL\tREASONS\tVERDICT\tPROBES\tPROCESS")
-	ghosts := 0
-	for i := range doc.Sessions {
-		s := &doc.Sessions[i]
-		verdict := s.VerdictText()
-		if s.Ghost {
-			verdict += " (ghost)"
-			ghosts++
-		}
-		if s.Killed {
-			verdict += " killed"
-		}
-		reasons := strings.Join(s.Reasons, ",")
-		if reasons == "" {
-			reasons = "-"
-		}
-		// Names and comms come from other users: never let them reach
-		// the terminal raw (escape sequences), nor break the columns.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n",
-			termSafe(s.Netns), s.State, s.Local, s.Remote, FormatIdle(s.IdleSeconds), kernelColumn(s), reasons, verdict,
-			s.Replies, s.ProbesSent, termSafe(process(s)))
+// eachSessions lists sessions a batch at a time until fn returns false;
+// every call lists the same sessions.
+type eachSessions func(fn func([]exporter.Session) bool)
+
+// writeJSON writes doc, its sessions listed by each, exactly as a
+// json.Encoder indented by two spaces writes the whole Document, but a
+// session at a time.
+func writeJSON(w io.Writer, doc *exporter.Document, each eachSessions) error {
+	frame := *doc
+	frame.Sessions = []exporter.Session{}
+	b, err := json.MarshalIndent(&frame, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode document: %w", err)
 	}
-	tw.Flush()
+	head, ok := bytes.CutSuffix(b, []byte(`[]`+"\n}"))
+	if !ok || !bytes.HasSuffix(head, []byte(`"sessions": `)) {
+		return errors.New("encode document: sessions are not its last field")
+	}
+	if _, err := w.Write(append(head, '[')); err != nil {
+		return err
+	}
+	n := 0
+	var line []byte
+	each(func(batch []exporter.Session) bool {
+		for i := range batch {
+			line = line[:0]
+			if n == 0 {
+				line = append(line, "\n    "...)
+			} else {
+				line = append(line, ",\n    "...)
+			}
+			n++
+			if line, err = batch[i].AppendJSON(line, "    ", "  "); err != nil {
+				err = fmt.Errorf("encode session: %w", err)
+				return false
+			}
+			if _, err = w.Write(line); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	tail := "]\n}\n"
+	if n > 0 {
+		tail = "\n  ]\n}\n"
+	}
+	_, err = io.WriteString(w, tail)
+	return err
+}
+
+// tableColumns is the table's header; every column but the last is padded
+// to its widest cell plus two spaces, as text/tabwriter would.
+var tableColumns = [...]string{"NETNS", "STATE", "LOCAL", "REMOTE", "IDLE", "KERNEL", "REASONS", "VERDICT", "PROBES", "PROCESS"}
+
+// tableRow returns a session's cells.
+func tableRow(s *exporter.Session) [len(tableColumns)]string {
+	verdict := s.VerdictText()
+	if s.Ghost {
+		verdict += " (ghost)"
+	}
+	if s.Killed {
+		verdict += " killed"
+	}
+	reasons := strings.Join(s.Reasons, ",")
+	if reasons == "" {
+		reasons = "-"
+	}
+	// Names and comms come from other users: never let them reach
+	// the terminal raw (escape sequences), nor break the columns.
+	return [...]string{termSafe(s.Netns), s.State, s.Local, s.Remote, FormatIdle(s.IdleSeconds), kernelColumn(s), reasons, verdict,
+		strconv.Itoa(s.Replies) + "/" + strconv.Itoa(s.ProbesSent), termSafe(process(s))}
+}
+
+// writeTable prints a document's sessions like ss does, then one line per
+// namespace that could not be scanned.
+func writeTable(w io.Writer, doc *exporter.Document, mode string) error {
+	return writeTableStream(w, doc.Namespaces, func(fn func([]exporter.Session) bool) { fn(doc.Sessions) }, mode)
+}
+
+// writeTableStream is writeTable for sessions listed by each, in two passes:
+// one for the column widths, one for the rows; nothing but the widths and
+// counts is kept between them.
+func writeTableStream(w io.Writer, namespaces []exporter.NamespaceStatus, each eachSessions, mode string) error {
+	var widths [len(tableColumns) - 1]int
+	grow := func(cells *[len(tableColumns)]string) {
+		for i := range widths {
+			widths[i] = max(widths[i], utf8.RuneCountInString(cells[i]))
+		}
+	}
+	header := tableColumns
+	grow(&header)
+	listed, ghosts := 0, 0
+	each(func(batch []exporter.Session) bool {
+		for i := range batch {
+			row := tableRow(&batch[i])
+			grow(&row)
+			listed++
+			if batch[i].Ghost {
+				ghosts++
+			}
+		}
+		return true
+	})
+	var line []byte
+	var err error
+	writeRow := func(cells *[len(tableColumns)]string) {
+		line = line[:0]
+		for i, c := range cells[:len(widths)] {
+			line = append(line, c...)
+			for n := utf8.RuneCountInString(c); n < widths[i]+2; n++ {
+				line = append(line, ' ')
+			}
+		}
+		line = append(line, cells[len(widths)]...)
+		line = append(line, '\n')
+		_, err = w.Write(line)
+	}
+	writeRow(&header)
+	each(func(batch []exporter.Session) bool {
+		for i := range batch {
+			row := tableRow(&batch[i])
+			if writeRow(&row); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
 	sockets := 0
-	for _, ns := range doc.Namespaces {
+	for _, ns := range namespaces {
 		sockets += ns.Sockets
 		if ns.Error != "" {
-			fmt.Fprintf(w, "netns %s: not scanned: %s\n", termSafe(ns.Netns), termSafe(ns.Error))
+			if _, err := fmt.Fprintf(w, "netns %s: not scanned: %s\n", termSafe(ns.Netns), termSafe(ns.Error)); err != nil {
+				return err
+			}
 		}
 	}
-	fmt.Fprintf(w, "%d sessions listed, %d ghosts, %d sockets in %d namespaces, probes %s\n",
-		len(doc.Sessions), ghosts, sockets, len(doc.Namespaces), mode)
+	_, err = fmt.Fprintf(w, "%d sessions listed, %d ghosts, %d sockets in %d namespaces, probes %s\n",
+		listed, ghosts, sockets, len(namespaces), mode)
+	return err
 }
 
 // kernelColumn is when the socket's own kernel would notice a dead peer:

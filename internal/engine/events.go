@@ -28,6 +28,11 @@ type eventState struct {
 	// refused is the last refusal recorded for a kill candidate, so that a
 	// refusal repeated at every publish is recorded once.
 	refused map[inventory.Key]string
+	// fresh holds the sockets the last scans found newly suspect, in key
+	// order, until their owners are looked up (emitSuspects, Snapshot);
+	// freshAt is when the scan that found them ended.
+	fresh   []inventory.Key
+	freshAt time.Time
 }
 
 // SetEvents sets where the engine reports what happens to suspects: a
@@ -62,9 +67,10 @@ func (e *Engine) eventLocked(kind events.Kind, ent *tracker.Entry, now time.Time
 	return eventOf(kind, &s, now)
 }
 
-// scanEventsLocked runs after a scan: it records the sockets that became
-// suspects since the last one, and the suspects the tracker has forgotten
-// since (their gone events were built at their first miss).
+// scanEventsLocked runs after a scan: it notes the sockets that became
+// suspects since the last one (their events wait for their owners:
+// emitSuspects), and records the suspects the tracker has forgotten since
+// (their gone events were built at their first miss).
 func (e *Engine) scanEventsLocked(now time.Time) {
 	ev := &e.ev
 	if ev.sink == nil {
@@ -74,6 +80,7 @@ func (e *Engine) scanEventsLocked(now time.Time) {
 		ent, ok := e.tracker.Get(k)
 		switch {
 		case !ok:
+			e.flushSuspectsLocked()
 			gone.Time = now
 			ev.sink.Emit(gone)
 			delete(ev.vanishing, k)
@@ -87,13 +94,9 @@ func (e *Engine) scanEventsLocked(now time.Time) {
 		}
 	}
 	var fresh, missed []inventory.Key
-	var want []uint32 // owners of new suspects not looked up yet
 	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
 		if b.SuspectSince.After(ev.passed) {
 			fresh = append(fresh, b.Key)
-			if _, known := e.ownerOf[b.Inode]; !known && b.Inode != 0 {
-				want = append(want, b.Inode)
-			}
 		}
 		if b.Misses > 0 {
 			if _, ok := ev.vanishing[b.Key]; !ok {
@@ -107,18 +110,45 @@ func (e *Engine) scanEventsLocked(now time.Time) {
 			ev.vanishing[k] = e.eventLocked(events.Gone, &ent, now)
 		}
 	}
-	if len(fresh) == 0 {
+	if len(fresh) > 0 {
+		slices.SortFunc(fresh, compareKeys)
+		e.flushSuspectsLocked() // an older scan's, not yet emitted
+		ev.fresh, ev.freshAt = fresh, now
+	}
+}
+
+// emitSuspects looks up the owners of the sockets the last scan found newly
+// suspect (the walk over /proc runs without the engine's lock) and records
+// their suspect events, owners included. The pipeline calls it right after
+// a scan, before any of them is probed.
+func (e *Engine) emitSuspects() {
+	e.mu.Lock()
+	pending := e.ev.sink != nil && len(e.ev.fresh) > 0
+	e.mu.Unlock()
+	if !pending {
 		return
 	}
-	// The owner is part of the event: look new suspects' owners up now
-	// rather than at the snapshot that follows (which then finds them
-	// cached). A first scan of a host of idle pools has 100 000s: one
-	// entry at a time, never all of them at once.
-	e.resolveLocked(want)
-	slices.SortFunc(fresh, compareKeys)
+	e.resolveOwners(false)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.flushSuspectsLocked()
+}
+
+// flushSuspectsLocked records the pending suspect events, with the owners
+// known by now. Every other event calls it first, so a socket's suspect
+// event always comes before the rest of its history.
+func (e *Engine) flushSuspectsLocked() {
+	ev := &e.ev
+	if ev.sink == nil || len(ev.fresh) == 0 {
+		return
+	}
+	fresh := ev.fresh
+	ev.fresh = nil
+	// A first scan of a host of idle pools has 100 000s: one entry at a
+	// time, never all of them at once.
 	for _, k := range fresh {
 		if ent, ok := e.tracker.Get(k); ok {
-			ev.sink.Emit(e.eventLocked(events.Suspect, &ent, now))
+			ev.sink.Emit(e.eventLocked(events.Suspect, &ent, ev.freshAt))
 		}
 	}
 }
@@ -140,6 +170,7 @@ func (e *Engine) namespacesGoneLocked(seen map[uint64]bool, now time.Time) {
 	if len(gone) == 0 {
 		return
 	}
+	e.flushSuspectsLocked()
 	var keys []inventory.Key
 	e.tracker.EachSuspectBrief(func(b *tracker.Brief) {
 		if gone[b.Key.Netns] {
@@ -183,6 +214,7 @@ func (e *Engine) verdictEventLocked(k inventory.Key, prev *verdictState, probed 
 			return // a zero window is never a ghost
 		}
 	}
+	e.flushSuspectsLocked()
 	e.ev.sink.Emit(e.eventLocked(kind, &ent, now))
 }
 
@@ -234,6 +266,7 @@ func (e *Engine) NoteKill(k inventory.Key, verdict, mode string, err error, skip
 		delete(ev.refused, k)
 		out.Result = events.ResultOK
 	}
+	e.flushSuspectsLocked()
 	ev.sink.Emit(out)
 }
 

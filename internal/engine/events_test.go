@@ -47,10 +47,10 @@ func TestEngineEvents(t *testing.T) {
 			t.Errorf("%s: events (-want +got):\n%s", what, diff)
 		}
 	}
+	pl := NewPipeline(e, PipelineOptions{})
 	pass := func() {
 		c.t = c.t.Add(15 * time.Second)
-		e.Scan(ctx)
-		e.Probe(ctx, e.Targets())
+		pl.Probe(ctx, pl.Scan(ctx))
 	}
 	inv.sockets[7] = []inventory.Socket{
 		idleSocket(1, 1, 2*time.Minute), // alive
@@ -59,15 +59,15 @@ func TestEngineEvents(t *testing.T) {
 		idleSocket(4, 4, 10*time.Second),
 	}
 	c.t = c.t.Add(time.Second)
-	e.Scan(ctx)
+	targets := pl.Scan(ctx)
 	step("first scan", "suspect 1", "suspect 2", "suspect 3")
-	e.Probe(ctx, e.Targets())
+	pl.Probe(ctx, targets)
 	step("first probes: a first alive is no event", "ghost 2", "ghost 3")
 
 	// The suspect event carries identity, owner and evidence.
 	c.t = c.t.Add(15 * time.Second)
 	inv.sockets[7] = append(inv.sockets[7], idleSocket(5, 3, 3*time.Minute))
-	e.Scan(ctx)
+	targets = pl.Scan(ctx)
 	if len(got.evs) != 1 {
 		t.Fatalf("second scan: %+v", got.evs)
 	}
@@ -80,7 +80,7 @@ func TestEngineEvents(t *testing.T) {
 		t.Errorf("suspect event (-want +got):\n%s", diff)
 	}
 	got.take()
-	e.Probe(ctx, e.Targets())
+	pl.Probe(ctx, targets)
 	step("ghost", "ghost 5")
 
 	// Re-confirmed ghosts are no news; a ghost that answers is.
@@ -223,5 +223,29 @@ func BenchmarkFirstScanEvents(b *testing.B) {
 				e.Snapshot()
 			}
 		})
+	}
+}
+
+// TestEngineEventsOrder: a socket's suspect event comes before its ghost
+// event even when the owners were not looked up in between (the probe
+// loop may record a verdict before the scan loop publishes).
+func TestEngineEventsOrder(t *testing.T) {
+	e, inv, _, c := newTest()
+	var got sink
+	e.SetEvents(&got)
+	ctx := context.Background()
+	inv.sockets[7] = []inventory.Socket{idleSocket(2, 2, 2*time.Minute)}
+	c.t = c.t.Add(time.Second)
+	e.Scan(ctx)
+	if len(got.evs) != 0 {
+		t.Fatalf("suspect events before their owners were looked up: %+v", got.evs)
+	}
+	e.Probe(ctx, e.Targets())
+	if diff := cmp.Diff([]string{"suspect 2", "ghost 2"}, got.take()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	e.Snapshot()
+	if evs := got.take(); len(evs) != 0 {
+		t.Errorf("the snapshot recorded them again: %v", evs)
 	}
 }

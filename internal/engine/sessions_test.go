@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
@@ -110,7 +111,13 @@ func TestEachSessionBatches(t *testing.T) {
 // sameOwner says every socket belongs to one process.
 type sameOwner struct{ asked int }
 
-func (s *sameOwner) Lookup(inodes []uint32) map[uint32]inventory.Owner {
+func (s *sameOwner) Each(_ uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
+	for i, o := range s.lookup(inodes) {
+		fn(i, o)
+	}
+}
+
+func (s *sameOwner) lookup(inodes []uint32) map[uint32]inventory.Owner {
 	s.asked += len(inodes)
 	m := map[uint32]inventory.Owner{}
 	for _, i := range inodes {
@@ -158,7 +165,7 @@ func TestVerdictPacking(t *testing.T) {
 		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, Uncertain: probe.UncertainInterference},
 		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 3, Replies: 1, Uncertain: probe.UncertainCaptureLost, NAT: probe.NATDNAT},
 	} {
-		v := packResult(r, 5, noStamp)
+		v := packResult(r, 5, epoch.Zero)
 		if diff := cmp.Diff(r, v.result()); diff != "" {
 			t.Errorf("round trip (-want +got):\n%s", diff)
 		}
@@ -168,7 +175,7 @@ func TestVerdictPacking(t *testing.T) {
 	}
 	e := New(&fakeInv{}, nil, nil, Options{})
 	now := time.Now()
-	if got := e.time(e.stamp(now)); !got.Equal(now) || e.time(e.stamp(time.Time{})) != (time.Time{}) {
+	if got := e.epoch.Time(e.epoch.Stamp(now)); !got.Equal(now) || e.epoch.Time(e.epoch.Stamp(time.Time{})) != (time.Time{}) {
 		t.Errorf("stamps: %v from %v", got, now)
 	}
 }
@@ -197,12 +204,12 @@ func TestDueHead(t *testing.T) {
 
 func TestVerdictTagRoundTrip(t *testing.T) {
 	for _, v := range []verdictState{
-		{at: 5, ghostSince: noStamp, rtt: 250 * time.Microsecond, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, confirmed: true},
+		{at: 5, ghostSince: epoch.Zero, rtt: 250 * time.Microsecond, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, confirmed: true},
 		{at: -7, ghostSince: 3, verdict: 3, mode: 2, sent: 3, host: 1, closed: true, confirmed: true},
-		{at: 1 << 50, ghostSince: noStamp, verdict: 4, mode: 1, sent: 255, replies: 2, host: 0},
-		{at: 9, ghostSince: noStamp, verdict: 0, mode: 2, host: -1, why: 2},
-		{at: 9, ghostSince: noStamp, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, closed: true, nat: uint8(len(packedNATs) - 1)},
-		{at: 9, ghostSince: noStamp, verdict: 3, mode: 1, sent: 3, host: 1, confirmed: false, uncertain: uint8(len(packedUncertain) - 1)},
+		{at: 1 << 50, ghostSince: epoch.Zero, verdict: 4, mode: 1, sent: 255, replies: 2, host: 0},
+		{at: 9, ghostSince: epoch.Zero, verdict: 0, mode: 2, host: -1, why: 2},
+		{at: 9, ghostSince: epoch.Zero, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, closed: true, nat: uint8(len(packedNATs) - 1)},
+		{at: 9, ghostSince: epoch.Zero, verdict: 3, mode: 1, sent: 3, host: 1, confirmed: false, uncertain: uint8(len(packedUncertain) - 1)},
 		{at: 9, ghostSince: 4, verdict: 3, mode: 1, sent: 3, host: -1, confirmed: true, uncertain: 0},
 	} {
 		got, ok := unpackVerdict(packVerdict(&v))

@@ -1,0 +1,106 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ghostd/ghostd/exporter"
+)
+
+// streamDoc is a document whose sessions exercise what encoders and column
+// widths care about: nulls, HTML characters, multi-byte and escaped names,
+// and a batch boundary.
+func streamDoc(n int) *exporter.Document {
+	doc := &exporter.Document{
+		ScannedAt:  time.Date(2026, 12, 2, 9, 0, 0, 123, time.UTC),
+		Namespaces: []exporter.NamespaceStatus{{Netns: "host", NetnsInode: 4026531840, Sockets: n}, {Netns: "pid-<x>&-7", Error: "inventory: gone"}},
+		Sessions:   []exporter.Session{},
+	}
+	for i := range n {
+		rtt, dl := 0.0004*float64(i), 1e-7*float64(i)
+		reach := i%2 == 0
+		s := exporter.Session{
+			Netns: []string{"host", "naïve-ünïcode", "evil\x1b[2J", "pid-<x>&-7"}[i%4], NetnsInode: uint64(i), Family: "inet6",
+			State: "ESTABLISHED", Local: "[2001:db8::1]:443", Remote: fmt.Sprintf("[2001:db8::2]:%d", 1000+i*37),
+			Cookie: uint64(i) << 40, Inode: uint32(i), PID: i * 13, Comm: []string{"", "post<gres>", "日本語", "x\x07"}[i%4],
+			IdleSeconds: float64(i) * 61.25, Reasons: [][]string{nil, {"idle"}, {"close_wait", "retransmitting"}}[i%3],
+			Verdict: []string{"unprobed", "alive", "silent", "reset"}[i%4], ProbesSent: i % 4, Replies: i % 2, Ghost: i%4 >= 2, Killed: i%7 == 0,
+			Unit: []string{"", "a.service"}[i%2], Container: []string{"", "", "", "c0ffee"}[i%4],
+		}
+		if i%3 == 0 {
+			s.RTTSeconds, s.HostReachable, s.KernelDeadlineSeconds, s.KernelDeadlineBasis = &rtt, &reach, &dl, "keepalive"
+		}
+		doc.Sessions = append(doc.Sessions, s)
+	}
+	return doc
+}
+
+// inBatches lists sessions as the engine does, a few at a time.
+func inBatches(ss []exporter.Session, size int) eachSessions {
+	return func(fn func([]exporter.Session) bool) {
+		for ss := ss; len(ss) > 0; {
+			n := min(size, len(ss))
+			if !fn(ss[:n]) {
+				return
+			}
+			ss = ss[n:]
+		}
+	}
+}
+
+// TestWriteJSONStreams: the streamed document is byte for byte what a
+// json.Encoder indented by two spaces writes for the whole Document (the
+// JSON contract `ghostd scan --json` always printed), with and without
+// sessions.
+func TestWriteJSONStreams(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 40} {
+		doc := streamDoc(n)
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(doc); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if err := writeJSON(&got, doc, inBatches(doc.Sessions, 3)); err != nil {
+			t.Fatalf("%d sessions: %v", n, err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%d sessions: streamed JSON differs:\n%s\nwant:\n%s", n, got.String(), want.String())
+		}
+	}
+}
+
+// TestWriteTableMatchesTabwriter: the two-pass table pads every column
+// exactly as text/tabwriter (minwidth 0, padding 2, spaces) pads the whole
+// table held in memory, which is what `ghostd scan` printed before.
+func TestWriteTableMatchesTabwriter(t *testing.T) {
+	for _, n := range []int{0, 1, 40} {
+		doc := streamDoc(n)
+		var want bytes.Buffer
+		tw := tabwriter.NewWriter(&want, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.Join(tableColumns[:], "\t"))
+		ghosts := 0
+		for i := range doc.Sessions {
+			row := tableRow(&doc.Sessions[i])
+			fmt.Fprintln(tw, strings.Join(row[:], "\t"))
+			if doc.Sessions[i].Ghost {
+				ghosts++
+			}
+		}
+		tw.Flush()
+		fmt.Fprintf(&want, "netns pid-<x>&-7: not scanned: inventory: gone\n%d sessions listed, %d ghosts, %d sockets in 2 namespaces, probes blind\n", n, ghosts, n)
+		var got bytes.Buffer
+		if err := writeTableStream(&got, doc.Namespaces, inBatches(doc.Sessions, 3), "blind"); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%d sessions: table differs:\n%s\nwant:\n%s", n, got.String(), want.String())
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/tracker"
+)
+
+// TestListedSocketSession: a socket kept compactly for scan --all gives the
+// same session as the whole socket did, kernel deadline included, for both
+// families, v4-mapped addresses, every timer and no tcp_info.
+func TestListedSocketSession(t *testing.T) {
+	e, _, _, c := newTest()
+	e.scanned = c.t.Add(-1500 * time.Millisecond)
+	v4 := idleSocket(1, 1, 2*time.Minute)
+	v6 := v4
+	v6.Cookie, v6.Family = 2, inventory.FamilyInet6
+	v6.Local, v6.Remote = netip.MustParseAddrPort("[2001:db8::1]:443"), netip.MustParseAddrPort("[2001:db8::2]:50000")
+	mapped := v6
+	mapped.Cookie, mapped.Remote = 3, netip.MustParseAddrPort("[::ffff:192.0.2.9]:7")
+	keepalive := v4
+	keepalive.Cookie, keepalive.Timer, keepalive.Expires = 4, inventory.TimerKeepalive, 7000
+	retrans := v4
+	retrans.Cookie, retrans.Timer, retrans.Retrans, retrans.Expires, retrans.WQueue = 5, inventory.TimerRetransmit, 3, 1600, 100
+	retrans.Info = inventory.TCPInfo{} // without it, no send window says the timer probes a zero window
+	delayedAck := v4
+	delayedAck.Cookie, delayedAck.Timer = 8, inventory.TimerDelayedAck
+	noInfo := v4
+	noInfo.Cookie, noInfo.Info = 6, inventory.TCPInfo{}
+	timeWait := v4
+	timeWait.Cookie, timeWait.State, timeWait.Timer, timeWait.Expires, timeWait.UID, timeWait.Inode = 7, inventory.StateTimeWait, inventory.TimerTimeWait, 30000, 1000, 0
+	bases := map[string]bool{}
+	for _, sk := range []inventory.Socket{v4, v6, mapped, keepalive, retrans, noInfo, timeWait, delayedAck} {
+		sk.Netns = 7
+		want := e.session(&tracker.Entry{Socket: sk}, c.t)
+		bases[want.KernelDeadlineBasis] = true
+		l := listSocket(&sk, e.tracker.KernelOf(&sk).Deadline)
+		ent := l.entry(e.scanned)
+		if got := e.session(&ent, c.t); !cmp.Equal(want, got) {
+			t.Errorf("cookie %d (-whole socket +listed):\n%s", sk.Cookie, cmp.Diff(want, got))
+		}
+		if l.key() != sk.Key() {
+			t.Errorf("cookie %d: key %v, want %v", sk.Cookie, l.key(), sk.Key())
+		}
+	}
+	for _, b := range []string{tracker.DeadlineKeepalive, tracker.DeadlineRetransmit, tracker.DeadlineTimeWait, tracker.DeadlineNone, tracker.DeadlineUnknown} {
+		if !bases[b] {
+			t.Errorf("no socket with kernel deadline basis %q: the test covers %v", b, bases)
+		}
+	}
+}
+
+// TestListedTable: across chunk boundaries, the table lists its sockets in
+// key order and finds each by key.
+func TestListedTable(t *testing.T) {
+	var tab listedTable
+	n := 2*listedChunk + 17
+	for i := range n {
+		// Keys out of order, across two namespaces.
+		c := uint64(i*7919) % uint64(n)
+		tab.add(listedSocket{netns: uint64(1 + i%2), cookie: c, inode: uint32(i)})
+	}
+	tab.sortByKey()
+	if tab.len() != n {
+		t.Fatalf("len %d, want %d", tab.len(), n)
+	}
+	for i := 1; i < n; i++ {
+		if compareKeys(tab.at(i-1).key(), tab.at(i).key()) >= 0 {
+			t.Fatalf("at(%d) %v is not before at(%d) %v", i-1, tab.at(i-1).key(), i, tab.at(i).key())
+		}
+	}
+	for i := range n {
+		want := tab.at(i)
+		got, ok := tab.find(want.key())
+		if !ok || got != want {
+			t.Fatalf("find(%v) = %v, %v; want %v", want.key(), got, ok, want)
+		}
+	}
+	if _, ok := tab.find(inventory.Key{Netns: 3, Cookie: 1}); ok {
+		t.Error("found a key never added")
+	}
+}

@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/tracker"
+	"github.com/google/go-cmp/cmp"
+)
+
+// flakyOwners finds nobody until found is set, then everybody.
+type flakyOwners struct {
+	found bool
+	asked []uint32
+}
+
+func (f *flakyOwners) Each(_ uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
+	for i, o := range f.lookup(inodes) {
+		fn(i, o)
+	}
+}
+
+func (f *flakyOwners) lookup(inodes []uint32) map[uint32]inventory.Owner {
+	f.asked = append(f.asked, inodes...)
+	m := map[uint32]inventory.Owner{}
+	if f.found {
+		for _, i := range inodes {
+			m[i] = inventory.Owner{PID: 4242, Comm: "sshd", Unit: "ssh.service"}
+		}
+	}
+	return m
+}
+
+// An owner lookup that found nobody is not cached for good: after ownerRetry
+// the owner is looked for again, so a deny rule on a unit sees it.
+func TestOwnerMissIsRetried(t *testing.T) {
+	inv := &fakeInv{
+		ns:      []inventory.Namespace{{Inode: 7, Name: "srv", Path: "/run/netns/srv", Kind: inventory.KindNamed}},
+		sockets: map[uint64][]inventory.Socket{7: {idleSocket(1, 1, 2*time.Minute)}},
+	}
+	owners := &flakyOwners{}
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	e := New(inv, &fakeProber{}, owners, Options{Tracker: tracker.Config{Idle: time.Minute}, Now: c.now})
+	ctx := context.Background()
+	comm := func() string {
+		e.Snapshot()
+		for _, s := range e.Document().Sessions {
+			return s.Comm
+		}
+		return "<no session>"
+	}
+	e.Scan(ctx)
+	if got := comm(); got != "" {
+		t.Fatalf("first lookup: comm %q, want none (the owner is not found yet)", got)
+	}
+	owners.found = true
+	c.t = c.t.Add(ownerRetry / 2)
+	e.Scan(ctx)
+	if got := comm(); got != "" {
+		t.Fatalf("before ownerRetry: comm %q, want the cached miss", got)
+	}
+	c.t = c.t.Add(ownerRetry / 2)
+	e.Scan(ctx)
+	if got := comm(); got != "sshd" {
+		t.Fatalf("after ownerRetry: comm %q, want sshd (looked up again); lookups %v", got, owners.asked)
+	}
+	n := len(owners.asked)
+	c.t = c.t.Add(10 * ownerRetry)
+	e.Scan(ctx)
+	if got := comm(); got != "sshd" || len(owners.asked) != n {
+		t.Errorf("later: comm %q, lookups %v; want sshd, found owner not looked up again", got, owners.asked)
+	}
+}
+
+// hintOwners records the namespace hint of each walk.
+type hintOwners struct{ hints []uint64 }
+
+func (h *hintOwners) Each(netns uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
+	h.hints = append(h.hints, netns)
+}
+
+// TestOwnersNamespaceHint: a walk for sockets of one namespace reads that
+// namespace's processes first (the hint); one for sockets of several has none.
+func TestOwnersNamespaceHint(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	inv := &fakeInv{
+		ns:      []inventory.Namespace{{Inode: 7, Name: "a"}, {Inode: 8, Name: "b"}},
+		sockets: map[uint64][]inventory.Socket{7: {idleSocket(1, 1, 2*time.Minute)}},
+	}
+	h := &hintOwners{}
+	e := New(inv, nil, h, Options{Tracker: tracker.Config{Idle: time.Minute}, Now: c.now})
+	e.Scan(context.Background())
+	e.Snapshot()
+	inv.sockets[8] = []inventory.Socket{idleSocket(2, 1, 2*time.Minute)}
+	inv.sockets[7] = append(inv.sockets[7], idleSocket(3, 1, 2*time.Minute))
+	e.Scan(context.Background())
+	e.Snapshot()
+	if diff := cmp.Diff([]uint64{7, 0}, h.hints); diff != "" {
+		t.Errorf("walk hints (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,2 @@
+// Package epoch keeps times compactly, as nanoseconds from an epoch.
+package epoch
