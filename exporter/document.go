@@ -21,6 +21,9 @@ type NamespaceStatus struct {
 	NetnsInode uint64 `json:"netns_inode"`
 	Sockets    int    `json:"sockets"`
 	Error      string `json:"error"` // "" when the dump succeeded
+	// Source is how its sockets were listed: "sock_diag" (a dump of the
+	// namespace) or "bpf_walk" (the one walk of the host's TCP tables).
+	Source string `json:"source,omitempty"`
 
 	Kind     string        `json:"-"` // "host", "named" or "process"
 	Duration time.Duration `json:"-"` // of its dump

@@ -3,26 +3,18 @@
 package inventory
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"flag"
-	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/testnet"
+
 	"golang.org/x/sys/unix"
 )
-
-var capture = flag.Bool("capture", false, "capture sock_diag dumps from the real kernel into testdata/ (root)")
 
 // pair is one loopback TCP connection owned by the test.
 type pair struct {
@@ -41,6 +33,12 @@ func dialPair(t *testing.T, ln *net.TCPListener, network, addr string) pair {
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
+	return acceptPair(t, ln, c)
+}
+
+// acceptPair accepts c's server end from ln; both are closed in t.Cleanup.
+func acceptPair(t *testing.T, ln *net.TCPListener, c net.Conn) pair {
+	t.Helper()
 	s, err := ln.AcceptTCP()
 	if err != nil {
 		t.Fatalf("accept: %v", err)
@@ -48,6 +46,32 @@ func dialPair(t *testing.T, ln *net.TCPListener, network, addr string) pair {
 	p := pair{client: c.(*net.TCPConn), server: s}
 	t.Cleanup(p.Close)
 	return p
+}
+
+// loopPairs listens on the loopback address of network ("tcp4" or "tcp6")
+// and connects n pairs to the listener.
+func loopPairs(t *testing.T, network string, n int) (*net.TCPListener, []pair) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "tcp6" {
+		addr = "[::1]:0"
+	}
+	ln := listen(t, network, addr)
+	ps := make([]pair, n)
+	for i := range ps {
+		ps[i] = dialPair(t, ln, network, ln.Addr().String())
+	}
+	return ln, ps
+}
+
+// dumpedClient dumps c and returns the socket of p's client end.
+func dumpedClient(t *testing.T, c *Conn, p pair) Socket {
+	t.Helper()
+	s, ok := find(dumpAll(t, c, AllStates), p.client.LocalAddr(), p.client.RemoteAddr())
+	if !ok {
+		t.Fatal("client not in the dump")
+	}
+	return s
 }
 
 func listen(t *testing.T, network, addr string) *net.TCPListener {
@@ -200,8 +224,8 @@ func TestLiveDump(t *testing.T) {
 }
 
 func TestLiveDumpStateFilter(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	p := dialPair(t, ln, "tcp4", ln.Addr().String())
+	ln, ps := loopPairs(t, "tcp4", 1)
+	p := ps[0]
 	m := dumpAll(t, dial(t), StateListen.Mask())
 	if _, ok := find(m, p.client.LocalAddr(), p.client.RemoteAddr()); ok {
 		t.Error("an ESTABLISHED socket passed a LISTEN-only filter")
@@ -217,10 +241,7 @@ func TestLiveDumpStateFilter(t *testing.T) {
 }
 
 func TestLiveDumpCallbackError(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	for range 3 {
-		dialPair(t, ln, "tcp4", ln.Addr().String())
-	}
+	loopPairs(t, "tcp4", 3)
 	c := dial(t)
 	stop := errors.New("stop")
 	n, err := c.Dump(1, AllStates, func(*Socket) error { return stop })
@@ -235,13 +256,10 @@ func TestLiveDumpCallbackError(t *testing.T) {
 }
 
 func TestLiveLookup(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	p := dialPair(t, ln, "tcp4", ln.Addr().String())
+	_, ps := loopPairs(t, "tcp4", 1)
+	p := ps[0]
 	c := dial(t)
-	s, ok := find(dumpAll(t, c, AllStates), p.client.LocalAddr(), p.client.RemoteAddr())
-	if !ok {
-		t.Fatal("client not in the dump")
-	}
+	s := dumpedClient(t, c, p)
 	got, ok, err := c.Lookup(7, &s)
 	if err != nil || !ok {
 		t.Fatalf("Lookup = %v, %v", ok, err)
@@ -262,13 +280,10 @@ func TestLiveLookup(t *testing.T) {
 }
 
 func TestLiveDestroy(t *testing.T) {
-	ln := listen(t, "tcp6", "[::1]:0")
-	p := dialPair(t, ln, "tcp6", ln.Addr().String())
+	_, ps := loopPairs(t, "tcp6", 1)
+	p := ps[0]
 	c := dial(t)
-	s, ok := find(dumpAll(t, c, AllStates), p.client.LocalAddr(), p.client.RemoteAddr())
-	if !ok {
-		t.Fatal("client not in the dump")
-	}
+	s := dumpedClient(t, c, p)
 	wrong := s
 	wrong.Cookie++
 	err := c.Destroy(&wrong)
@@ -302,70 +317,30 @@ func TestLiveDestroy(t *testing.T) {
 	}
 }
 
-// testNetns creates a named network namespace with lo up and returns an
-// open handle to it; it is deleted in t.Cleanup.
-func testNetns(t *testing.T) (string, *os.File) {
+// testNetns creates a test namespace with lo up and opens it for Dial; the
+// fd is closed in t.Cleanup.
+func testNetns(t *testing.T) (*testnet.NS, *os.File) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	name := "gd-inv-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("lo up: %v: %s", err, out)
-	}
-	f, err := os.Open(filepath.Join("/run/netns", name))
+	ns := testnet.NewNS(t, "inv") // skips when not root
+	f, err := os.Open(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return name, f
+	return ns, f
 }
 
-// inNetns runs fn on a thread that has entered the namespace; sockets fn
-// creates live there. If the thread cannot return, it is never unlocked, so
-// the runtime throws it away.
-func inNetns(t *testing.T, ns *os.File, fn func()) {
+// nsPair connects to ln from a socket created inside ns and returns both ends.
+func nsPair(t *testing.T, ns *testnet.NS, ln *net.TCPListener, network, addr string) pair {
 	t.Helper()
-	done := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			done <- err
-			return
-		}
-		defer self.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		fn()
-		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	return acceptPair(t, ln, ns.Dial(t, network, addr))
 }
 
 func TestLiveDialNetns(t *testing.T) {
-	_, ns := testNetns(t)
-	var ln *net.TCPListener
-	inNetns(t, ns, func() { ln = listen(t, "tcp4", "127.0.0.1:0") })
-	var p pair
-	inNetns(t, ns, func() { p = dialPair(t, ln, "tcp4", ln.Addr().String()) })
-	c, err := Dial(int(ns.Fd()))
+	ns, nsf := testNetns(t)
+	ln := ns.Listen(t, "tcp4", "127.0.0.1:0").(*net.TCPListener)
+	p := nsPair(t, ns, ln, "tcp4", ln.Addr().String())
+	c, err := Dial(int(nsf.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,101 +357,10 @@ func TestLiveDialNetns(t *testing.T) {
 	}
 }
 
-// captureTransport records every datagram a Conn receives.
-type captureTransport struct {
-	transport
-	got []byte
-}
-
-func (c *captureTransport) recv(b []byte, wait bool, deadline time.Time) (int, error) {
-	n, err := c.transport.recv(b, wait, deadline)
-	if err == nil && n <= len(b) {
-		c.got = append(c.got, b[:n]...)
-	}
-	return n, err
-}
-
-// TestCapture writes the dumps under testdata/ that the golden tests parse.
-// Run it as root with: go test -run TestCapture -capture ./inventory
-func TestCapture(t *testing.T) {
-	if !*capture {
-		t.Skip("run with -capture to refresh testdata/ from the real kernel")
-	}
-	_, ns := testNetns(t)
-	var ln4, ln6, lnDual *net.TCPListener
-	var p4, p6, pm, ptw pair
-	inNetns(t, ns, func() {
-		ln4 = listen(t, "tcp4", "127.0.0.1:0")
-		ln6 = listen(t, "tcp6", "[::1]:0")
-		lnDual = listen(t, "tcp", "[::]:0")
-		p4 = dialPair(t, ln4, "tcp4", ln4.Addr().String())
-		p6 = dialPair(t, ln6, "tcp6", ln6.Addr().String())
-		pm = dialPair(t, lnDual, "tcp4", "127.0.0.1:"+portOf(lnDual))
-		ptw = dialPair(t, ln4, "tcp4", ln4.Addr().String())
-	})
-	// Some traffic, so byte counters are not zero.
-	for _, p := range []pair{p4, p6, pm} {
-		p.client.Write([]byte("hello"))
-		io.ReadFull(p.server, make([]byte, 5))
-	}
-	// TIME_WAIT: the client closes first, then the server.
-	ptw.client.Close()
-	ptw.server.Close()
-	time.Sleep(100 * time.Millisecond)
-
-	c, err := Dial(int(ns.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ct := &captureTransport{transport: c.t}
-	c.t = ct
-	for _, fam := range []uint8{FamilyInet, FamilyInet6} {
-		ct.got = nil
-		var req [diagReqLen]byte
-		encodeReq(req[:], fam, extInfo, AllStates, nil)
-		if _, err := c.dump(0, sockDiagByFamily, req[:], func(*Socket) error { return nil }); err != nil {
-			t.Fatal(err)
-		}
-		name := "dump-" + familyName(fam) + ".bin"
-		if err := os.WriteFile(filepath.Join("testdata", name), ct.got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote testdata/%s: %d bytes", name, len(ct.got))
-		if fam == FamilyInet {
-			// Older kernels' tcp_info, made from this real one (see testdata/README.md).
-			for _, n := range []int{192, 232} {
-				name := fmt.Sprintf("dump-inet-info%d.bin", n)
-				if err := os.WriteFile(filepath.Join("testdata", name), truncateInfo(ct.got, n), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	// Both families in one walk (TCPDIAG_GETSOCK), as Dump asks for them.
-	ct.got = nil
-	var req [compatReqLen]byte
-	encodeCompatReq(req[:], extInfo, AllStates)
-	if _, err := c.dump(0, tcpdiagGetSock, req[:], func(*Socket) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join("testdata", "dump-compat.bin"), ct.got, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func portOf(ln *net.TCPListener) string {
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
-	return p
-}
-
 // TestLiveDumpAllocations checks that a dump's allocations do not grow with
 // the number of sockets: the receive buffer and the Socket are reused.
 func TestLiveDumpAllocations(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	for range 100 {
-		dialPair(t, ln, "tcp4", ln.Addr().String())
-	}
+	loopPairs(t, "tcp4", 100)
 	c := dial(t)
 	seen := 0
 	fn := func(*Socket) error { seen++; return nil }
@@ -519,10 +403,7 @@ func TestLiveDumpOneWalk(t *testing.T) {
 // TestLiveDumpAfterTimeout checks that a dump that timed out half way is
 // drained, so the kernel does not refuse the next one with EBUSY.
 func TestLiveDumpAfterTimeout(t *testing.T) {
-	ln := listen(t, "tcp4", "127.0.0.1:0")
-	for range 200 {
-		dialPair(t, ln, "tcp4", ln.Addr().String())
-	}
+	loopPairs(t, "tcp4", 200)
 	c := dial(t)
 	c.timeout = time.Nanosecond
 	if _, err := c.Dump(1, AllStates, func(*Socket) error { return nil }); !errors.Is(err, os.ErrDeadlineExceeded) {

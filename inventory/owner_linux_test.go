@@ -74,22 +74,9 @@ func TestOwnersNetns(t *testing.T) {
 // to nobody once the child is gone. It needs no privilege: the child is ours.
 func TestOwnersLive(t *testing.T) {
 	h := startHolder(t, false)
-	c, err := Dial(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var ino uint32
-	if _, err := c.Dump(0, StateEstablished.Mask(), func(s *Socket) error {
-		if s.Local == h.local && s.Remote == h.remote {
-			ino = s.Inode
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ino := h.socket(t).Inode
 	if ino == 0 {
-		t.Fatalf("helper's socket %v->%v not in the dump", h.local, h.remote)
+		t.Fatalf("helper's socket %v->%v has no inode", h.local, h.remote)
 	}
 	comm, _ := os.ReadFile("/proc/self/comm")
 	o := NewOwners("")
@@ -299,20 +286,7 @@ func TestCgroupsLive(t *testing.T) {
 	defer syscall.Close(fd)
 	h := startHolderIn(t, false, fd)
 	t.Cleanup(h.stop) // before the cgroup's removal (cleanups run last-in first-out)
-	c, err := Dial(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var sk Socket
-	if _, err := c.Dump(0, StateEstablished.Mask(), func(s *Socket) error {
-		if s.Local == h.local && s.Remote == h.remote {
-			sk = *s
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sk := h.socket(t)
 	if !sk.HasCgroupID {
 		t.Skip("kernel sends no INET_DIAG_CGROUP_ID (before 5.8)")
 	}

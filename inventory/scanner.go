@@ -29,6 +29,16 @@ type ScannerOptions struct {
 	// named, then process-held by pid), and counted. 0 means
 	// DefaultMaxNamespaces.
 	MaxNamespaces int
+	// OneWalk lists the sockets of every namespace that shares the host's
+	// TCP tables with one BPF walk of those tables (inventory/bpfwalk)
+	// instead of one sock_diag dump each, when it loads (root or
+	// CAP_BPF+CAP_PERFMON, BTF); otherwise the Scanner says so once in the
+	// log and dumps. A namespace is still dumped the first time it is
+	// scanned, which gives its sockets their cookies. Worth it for a daemon
+	// that scans again and again, not for one scan.
+	OneWalk bool
+	// openWalker replaces bpfwalk in tests.
+	openWalker walkOpener
 }
 
 // DefaultMaxNamespaces is the default cap on namespaces dumped per scan:
@@ -40,7 +50,8 @@ type NamespaceResult struct {
 	Namespace
 	Sockets  int           // sockets passed to the callback
 	Err      error         // nil on success
-	Duration time.Duration // time spent entering and dumping it
+	Duration time.Duration // time spent entering and dumping it (walked: the whole walk's time)
+	Source   string        // SourceSockDiag or SourceWalk
 }
 
 // Scanner dumps the sockets of every network namespace. It keeps one netlink
@@ -71,6 +82,7 @@ type Scanner struct {
 	names   map[uint64]string // each listed namespace's name, kept while it exists
 	listErr error
 	closed  atomic.Bool
+	walk    *walkState // nil: sock_diag only
 }
 
 var errScannerClosed = fmt.Errorf("inventory: scanner: %w", net.ErrClosed)
@@ -113,7 +125,7 @@ func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
 	if maxNS <= 0 {
 		maxNS = DefaultMaxNamespaces
 	}
-	return &Scanner{
+	s := &Scanner{
 		workers: workers,
 		maxNS:   maxNS,
 		log:     log,
@@ -125,6 +137,10 @@ func NewScanner(log *slog.Logger, opts ScannerOptions) *Scanner {
 		entries: make(map[uint64]*nsEntry),
 		names:   make(map[uint64]string),
 	}
+	if opts.OneWalk {
+		s.walk = loadWalk(log, opts.openWalker)
+	}
+	return s
 }
 
 // keepNames makes names stable: a namespace keeps the name it was first
@@ -231,12 +247,25 @@ func (s *Scanner) Scan(ctx context.Context, states StateMask, fn func(ns *Namesp
 	s.nss = list
 	s.mu.Unlock()
 
+	if s.walk != nil {
+		return s.scanWithWalk(ctx, todo, states, fn)
+	}
 	results := make([]NamespaceResult, len(todo))
-	if s.workers <= 1 {
-		for i, e := range todo {
-			results[i] = s.scanOne(ctx, e, states, fn)
+	all := make([]int, len(todo))
+	for i := range all {
+		all[i] = i
+	}
+	s.dumpEntries(ctx, todo, all, results, states, fn)
+	return results
+}
+
+// dumpEntries dumps todo[i] for every i in which into results[i].
+func (s *Scanner) dumpEntries(ctx context.Context, todo []*nsEntry, which []int, results []NamespaceResult, states StateMask, fn func(ns *Namespace, sk *Socket) error) {
+	if s.workers <= 1 || len(which) <= 1 {
+		for _, i := range which {
+			results[i] = s.scanOne(ctx, todo[i], states, fn)
 		}
-		return results
+		return
 	}
 	// fn still sees one socket at a time.
 	var fnMu sync.Mutex
@@ -254,18 +283,17 @@ func (s *Scanner) Scan(ctx context.Context, states StateMask, fn func(ns *Namesp
 			}
 		})
 	}
-	for i := range todo {
+	for _, i := range which {
 		next <- i
 	}
 	close(next)
 	wg.Wait()
-	return results
 }
 
 func (s *Scanner) scanOne(ctx context.Context, e *nsEntry, states StateMask, fn func(ns *Namespace, sk *Socket) error) NamespaceResult {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r := NamespaceResult{Namespace: e.ns}
+	r := NamespaceResult{Namespace: e.ns, Source: SourceSockDiag}
 	if err := ctx.Err(); err != nil {
 		r.Err = err
 		return r
@@ -483,6 +511,9 @@ func (s *Scanner) Close() error {
 		}
 		e.mu.Unlock()
 		delete(s.entries, ino)
+	}
+	if s.walk != nil && !s.closed.Load() {
+		errs = append(errs, s.walk.w.Close())
 	}
 	s.closed.Store(true)
 	return errors.Join(errs...)

@@ -3,48 +3,30 @@ package inventory
 import (
 	"fmt"
 	"os"
-	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/nsthread"
 )
 
 // ReadTCPSysctls reads ns's TCPSysctls. /proc/sys/net shows the namespace
 // of the thread that opens a file, so for another namespace the files are
-// opened from a fresh, locked thread that has entered ns (through an fd on
-// ns.Path whose inode is checked first) and then returns to its own
-// namespace; if it cannot return, the thread is never unlocked and the
-// runtime discards it.
+// opened from a fresh, locked thread (never the main one) that has entered
+// ns (through an fd on ns.Path whose inode is checked first) and then
+// returns to its own namespace; if it cannot return, the thread is never
+// unlocked and the runtime discards it.
 func ReadTCPSysctls(ns *Namespace) (TCPSysctls, error) {
 	if self, err := nsInode("/proc/thread-self/ns/net"); err == nil && self == ns.Inode {
 		return readSysctlFiles()
 	}
-	type result struct {
-		s   TCPSysctls
-		err error
-	}
-	ch := make(chan result, 1)
-	var work func()
-	work = func() {
-		runtime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			// The main thread: /proc/self/ns/net (a host path when
-			// /proc/1 is out of reach) shows its namespace to every
-			// thread. Keep it locked, so that the work lands elsewhere.
-			done := make(chan struct{})
-			go func() { work(); close(done) }()
-			<-done
-			runtime.UnlockOSThread()
-			return
-		}
-		s, restored, err := readSysctlsIn(ns)
-		if restored {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{s, err}
-	}
-	go work()
-	r := <-ch
-	return r.s, r.err
+	var s TCPSysctls
+	var err error
+	nsthread.Locked(func() bool {
+		var restored bool
+		s, restored, err = readSysctlsIn(ns)
+		return restored
+	})
+	return s, err
 }
 
 // readSysctlsIn runs on a locked thread: it enters ns, reads the files and

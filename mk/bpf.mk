@@ -5,5 +5,6 @@
 # (needs clang and libbpf-dev: apt-get install clang llvm libbpf-dev).
 .PHONY: bpf-generate
 
-bpf-generate: ## Recompile probe/bpf/seq.c (bpfel and bpfeb) and regenerate its Go bindings with bpf2go (needs clang, libbpf-dev).
+bpf-generate: ## Recompile probe/bpf/seq.c and inventory/bpfwalk/walk.c (bpfel and bpfeb) and regenerate their Go bindings with bpf2go (needs clang, libbpf-dev).
 	cd probe/bpf && $(GO) generate ./
+	cd inventory/bpfwalk && $(GO) generate ./

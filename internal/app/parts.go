@@ -45,7 +45,7 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 	for _, m := range p.caps.Missing() {
 		log.Warn("missing capability", "capability", m.Name, "effect", m.Effect)
 	}
-	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel})
+	p.scanner = inventory.NewScanner(log, inventory.ScannerOptions{Select: sel, OneWalk: daemon})
 	p.owners = inventory.NewOwners("/proc")
 	var prober engine.Prober
 	if cfg.Probe.Enabled {

@@ -25,14 +25,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ghostd/ghostd/internal/nsthread"
 )
 
 func main() { os.Exit(run()) }
@@ -188,29 +187,10 @@ func runWorker(spec string) int {
 
 // connect opens n connections to a fresh listener inside the namespace.
 // Sockets belong to the namespace of the thread that creates them, so the
-// work runs on a locked thread that entered it and is never unlocked
-// (the runtime discards the thread afterwards).
+// work runs on a thread nsthread.Run moved there.
 func connect(netns string, n int) ([]net.Conn, error) {
-	type result struct {
-		conns []net.Conn
-		err   error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		if netns != "" {
-			f, err := os.Open(filepath.Join("/run/netns", netns))
-			if err != nil {
-				res <- result{err: err}
-				return
-			}
-			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-			f.Close()
-			if err != nil {
-				res <- result{err: fmt.Errorf("setns: %w", err)}
-				return
-			}
-		}
+	var conns []net.Conn
+	err := nsthread.Run(netns, func() error {
 		// No keepalive: Go's default (probes every 15 s, 9 unanswered
 		// abort) makes 200k loopback sockets send bursts of probes that
 		// overflow the softirq backlog on a busy machine, and connections
@@ -218,10 +198,13 @@ func connect(netns string, n int) ([]net.Conn, error) {
 		lc := net.ListenConfig{KeepAlive: -1}
 		ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 		if err != nil {
-			res <- result{err: err}
-			return
+			return err
 		}
 		defer ln.Close()
+		type result struct {
+			conns []net.Conn
+			err   error
+		}
 		accepted := make(chan result, 1)
 		go func() {
 			var cs []net.Conn
@@ -240,20 +223,16 @@ func connect(netns string, n int) ([]net.Conn, error) {
 		for i := range n {
 			c, err := d.Dial("tcp4", ln.Addr().String())
 			if err != nil {
-				res <- result{err: fmt.Errorf("dial %d of %d: %w", i+1, n, err)}
-				return
+				return fmt.Errorf("dial %d of %d: %w", i+1, n, err)
 			}
 			cs = append(cs, c)
 		}
 		a := <-accepted
 		if a.err != nil {
-			res <- result{err: errors.Join(errors.New("accept"), a.err)}
-			return
+			return errors.Join(errors.New("accept"), a.err)
 		}
-		res <- result{conns: append(cs, a.conns...)}
-		// This goroutine exits with its thread still locked: the thread
-		// is in another namespace and must not run other goroutines.
-	}()
-	r := <-res
-	return r.conns, r.err
+		conns = append(cs, a.conns...)
+		return nil
+	})
+	return conns, err
 }

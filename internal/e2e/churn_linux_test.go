@@ -42,10 +42,7 @@ func procStat(pid int) (fds int, rss int64, err error) {
 // go. ghostd must not crash, its fd count must stay flat, its RSS bounded, and
 // namespaces must appear in and leave the metrics.
 func TestChurn(t *testing.T) {
-	needRoot(t)
-	if testing.Short() {
-		t.Skip("churn runs for a minute; skipped with -short")
-	}
+	needRootLong(t, "churn runs for a minute")
 	t.Parallel() // overlaps with the other minute-long test
 	ns := testnet.NewNS(t, "ch")
 	prefix := fmt.Sprintf("gd-ch-%d-", os.Getpid())

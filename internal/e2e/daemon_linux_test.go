@@ -62,6 +62,16 @@ func needRoot(t *testing.T) {
 	}
 }
 
+// needRootLong is needRoot for a test that runs for a minute or more: -short
+// skips it, saying why it is long.
+func needRootLong(t *testing.T, why string) {
+	t.Helper()
+	needRoot(t)
+	if testing.Short() {
+		t.Skip(why + "; skipped with -short")
+	}
+}
+
 // daemon is a running `ghostd run`.
 type daemon struct {
 	t      *testing.T

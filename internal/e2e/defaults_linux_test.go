@@ -18,10 +18,7 @@ import (
 // defaults (PostgreSQL's), where the kernel's own keepalive would take
 // 2 h 11 min.
 func TestDefaultsConfirmWithinTwoMinutes(t *testing.T) {
-	needRoot(t)
-	if testing.Short() {
-		t.Skip("waits out the default 60 s idle threshold; skipped with -short")
-	}
+	needRootLong(t, "waits out the default 60 s idle threshold")
 	t.Parallel()
 	n := testnet.New(t)
 	s, c := n.Pair(t, "tcp4")

@@ -63,6 +63,7 @@ type nsState struct {
 	sockets int
 	err     error
 	dur     time.Duration
+	source  string // inventory.SourceSockDiag or SourceWalk
 }
 
 // stateCounts counts a namespace's sockets by family (0 inet, 1 inet6) and state.
@@ -212,7 +213,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	for _, r := range results {
 		seen[r.Inode] = true
 		e.names[r.Inode] = r.Namespace
-		e.last = append(e.last, nsState{ns: r.Namespace, sockets: r.Sockets, err: r.Err, dur: r.Duration})
+		e.last = append(e.last, nsState{ns: r.Namespace, sockets: r.Sockets, err: r.Err, dur: r.Duration, source: r.Source})
 		if r.Err == nil {
 			e.tracker.EndNamespace(now, r.Inode)
 		}

@@ -186,7 +186,7 @@ func (e *Engine) frameLocked() *exporter.Snapshot {
 		}
 		snap.Doc.Namespaces = append(snap.Doc.Namespaces, exporter.NamespaceStatus{
 			Netns: st.ns.Name, NetnsInode: st.ns.Inode, Sockets: st.sockets, Error: errText,
-			Kind: string(st.ns.Kind), Duration: st.dur,
+			Kind: string(st.ns.Kind), Duration: st.dur, Source: st.source,
 		})
 	}
 	for netns, c := range e.counts {

@@ -28,7 +28,7 @@ func Go(t testing.TB, ns *testnet.NS, v4, v6 netip.Addr) *Server {
 	}
 	admin := filepath.Join(dir, "admin.sock")
 	p := start(t, ns, dir, "goserver", syscall.SIGTERM, bin, "-listen", fmt.Sprintf(":%d", GoPort), "-admin", admin)
-	s := &Server{Name: "go", V4: netip.AddrPortFrom(v4, GoPort), V6: netip.AddrPortFrom(v6, GoPort), proto: lineProto{}}
+	s := &Server{Name: "go", V4: netip.AddrPortFrom(v4, GoPort), V6: netip.AddrPortFrom(v6, GoPort), proto: goProto}
 	p.waitListening(t, ns, s.Name, s.V4)
 	s.view = func() ([]netip.AddrPort, error) {
 		c, err := net.DialTimeout("unix", admin, time.Second)

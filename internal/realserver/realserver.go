@@ -143,25 +143,6 @@ func pgUntilReady(br *bufio.Reader) (rows int, err error) {
 	}
 }
 
-// respProto is Redis's RESP: PING, +PONG.
-type respProto struct{}
-
-func (respProto) handshake(*Client) error { return nil }
-
-func (respProto) ask(c *Client) error {
-	if _, err := c.Conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := c.br.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("redis: PING answered %q", line)
-	}
-	return nil
-}
-
 // httpProto is HTTP/1.1 with keep-alive: GET / must answer 200 "ok\n".
 type httpProto struct{}
 
@@ -186,21 +167,31 @@ func (httpProto) ask(c *Client) error {
 	return nil
 }
 
-// lineProto is the Go server's: "ping\n", "pong\n".
-type lineProto struct{}
+// lineProto is a one-line request answered by one expected line: Redis's
+// RESP (PING, +PONG) and the Go server's ("ping", "pong").
+type lineProto struct {
+	name      string // for errors: "redis", "go server"
+	req, resp string // each with its line ending
+}
+
+// respProto is Redis's RESP: PING, +PONG.
+var respProto = lineProto{name: "redis", req: "PING\r\n", resp: "+PONG\r\n"}
+
+// goProto is the Go server's: "ping\n", "pong\n".
+var goProto = lineProto{name: "go server", req: "ping\n", resp: "pong\n"}
 
 func (lineProto) handshake(*Client) error { return nil }
 
-func (lineProto) ask(c *Client) error {
-	if _, err := c.Conn.Write([]byte("ping\n")); err != nil {
+func (p lineProto) ask(c *Client) error {
+	if _, err := c.Conn.Write([]byte(p.req)); err != nil {
 		return err
 	}
 	line, err := c.br.ReadString('\n')
 	if err != nil {
 		return err
 	}
-	if line != "pong\n" {
-		return fmt.Errorf("go server: ping answered %q", line)
+	if line != p.resp {
+		return fmt.Errorf("%s: %s answered %q", p.name, strings.TrimSpace(p.req), line)
 	}
 	return nil
 }
@@ -249,3 +240,22 @@ func parseRedisClients(out string) ([]netip.AddrPort, error) {
 
 // errMissing is wrapped when a server's binary is not installed.
 var errMissing = errors.New("realserver: not installed")
+
+// Ports the servers listen on in their namespace.
+const (
+	PostgreSQLPort = 5432
+	RedisPort      = 6379
+	NginxPort      = 8080
+	// NginxUpstreamPort is nginx's own backend, on 127.0.0.1, which its
+	// upstream keepalive pool connects to.
+	NginxUpstreamPort = 8081
+	GoPort            = 9000
+)
+
+// Socket is an ESTABLISHED TCP socket in a namespace and one process holding it.
+type Socket struct {
+	Local, Remote netip.AddrPort // v4-mapped addresses unmapped
+	Inode         uint64
+	Comm          string
+	PID, FD       int // 0 when no process holds it
+}

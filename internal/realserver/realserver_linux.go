@@ -163,14 +163,3 @@ func (s *Server) Dial(t testing.TB, ns *testnet.NS, network string) *Client {
 	}
 	return c
 }
-
-// Ports the servers listen on in their namespace.
-const (
-	PostgreSQLPort = 5432
-	RedisPort      = 6379
-	NginxPort      = 8080
-	// NginxUpstreamPort is nginx's own backend, on 127.0.0.1, which its
-	// upstream keepalive pool connects to.
-	NginxUpstreamPort = 8081
-	GoPort            = 9000
-)

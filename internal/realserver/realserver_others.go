@@ -10,24 +10,6 @@ import (
 	"github.com/ghostd/ghostd/internal/testnet"
 )
 
-// Ports the servers listen on in their namespace.
-const (
-	PostgreSQLPort = 5432
-	RedisPort      = 6379
-	NginxPort      = 8080
-	// NginxUpstreamPort is nginx's own backend, which its upstream pool connects to.
-	NginxUpstreamPort = 8081
-	GoPort            = 9000
-)
-
-// Socket is an ESTABLISHED TCP socket in a namespace and one process holding it.
-type Socket struct {
-	Local, Remote netip.AddrPort
-	Inode         uint64
-	Comm          string
-	PID, FD       int
-}
-
 func skip(t testing.TB) { t.Helper(); t.Skip(testnet.ErrUnsupported.Error()) }
 
 // Need skips the test: the servers run in network namespaces.

@@ -54,7 +54,7 @@ unixsocketperm 700
 		t.Fatal(err)
 	}
 	p := start(t, ns, dir, "redis", syscall.SIGTERM, asUser("redis", bin, confPath)...)
-	s := &Server{Name: "redis", V4: netip.AddrPortFrom(v4, RedisPort), V6: netip.AddrPortFrom(v6, RedisPort), proto: respProto{}}
+	s := &Server{Name: "redis", V4: netip.AddrPortFrom(v4, RedisPort), V6: netip.AddrPortFrom(v6, RedisPort), proto: respProto}
 	p.waitListening(t, ns, s.Name, s.V4)
 	out, err := exec.Command(cli, "-s", sock, "CONFIG", "GET", "tcp-keepalive").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "\n300") {

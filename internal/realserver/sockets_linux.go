@@ -2,7 +2,6 @@ package realserver
 
 import (
 	"fmt"
-	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,14 +11,6 @@ import (
 
 	"github.com/ghostd/ghostd/internal/testnet"
 )
-
-// Socket is an ESTABLISHED TCP socket in a namespace and one process holding it.
-type Socket struct {
-	Local, Remote netip.AddrPort // v4-mapped addresses unmapped
-	Inode         uint64
-	Comm          string
-	PID, FD       int // 0 when no process holds it
-}
 
 var (
 	ssLineRE  = regexp.MustCompile(`^\s*\d+\s+\d+\s+(\S+)\s+(\S+)(.*)$`)

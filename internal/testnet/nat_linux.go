@@ -122,20 +122,11 @@ func (n *Net) Masquerade(t testing.TB, network string) netip.Addr {
 // (port 0: any), timeout DialTimeout; closed in t.Cleanup.
 func (ns *NS) DialFrom(t testing.TB, network string, local netip.Addr, remote netip.AddrPort) net.Conn {
 	t.Helper()
-	var c net.Conn
-	err := ns.Do(func() (err error) {
-		d := net.Dialer{Timeout: DialTimeout}
-		if local.IsValid() {
-			d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
-		}
-		c, err = d.Dial(network, remote.String())
-		return err
-	})
-	if err != nil {
-		t.Fatalf("testnet: %s: dial %s from %s: %v", ns.Name, remote, local, err)
+	d := net.Dialer{Timeout: DialTimeout}
+	if local.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return ns.dial(t, d, network, remote.String())
 }
 
 // Accept accepts one connection on l within DialTimeout; it is closed in t.Cleanup.

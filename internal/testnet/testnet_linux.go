@@ -175,14 +175,7 @@ func (ns *NS) ReadSysctl(t testing.TB, key string) string {
 // Listen creates a listener inside the namespace, closed in t.Cleanup.
 func (ns *NS) Listen(t testing.TB, network, addr string) net.Listener {
 	t.Helper()
-	var l net.Listener
-	err := ns.Do(func() (err error) {
-		l, err = net.Listen(network, addr)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("testnet: %s: listen %s %s: %v", ns.Name, network, addr, err)
-	}
+	l := ns.listen(t, net.ListenConfig{}, network, addr)
 	t.Cleanup(func() { l.Close() })
 	return l
 }
@@ -193,9 +186,15 @@ func (ns *NS) Listen(t testing.TB, network, addr string) net.Listener {
 // alone (PostgreSQL). The caller closes it.
 func (ns *NS) ListenNoKeepalive(t testing.TB, network, addr string) net.Listener {
 	t.Helper()
+	return ns.listen(t, net.ListenConfig{KeepAlive: -1}, network, addr)
+}
+
+// listen creates a listener with lc inside the namespace.
+func (ns *NS) listen(t testing.TB, lc net.ListenConfig, network, addr string) net.Listener {
+	t.Helper()
 	var l net.Listener
 	err := ns.Do(func() (err error) {
-		l, err = (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), network, addr)
+		l, err = lc.Listen(context.Background(), network, addr)
 		return err
 	})
 	if err != nil {
@@ -208,13 +207,24 @@ func (ns *NS) ListenNoKeepalive(t testing.TB, network, addr string) net.Listener
 // DialTimeout); the connection is closed in t.Cleanup.
 func (ns *NS) Dial(t testing.TB, network, addr string) net.Conn {
 	t.Helper()
+	return ns.dial(t, net.Dialer{Timeout: DialTimeout}, network, addr)
+}
+
+// dial connects with d from a socket created inside the namespace; the
+// connection is closed in t.Cleanup.
+func (ns *NS) dial(t testing.TB, d net.Dialer, network, addr string) net.Conn {
+	t.Helper()
 	var c net.Conn
 	err := ns.Do(func() (err error) {
-		c, err = net.DialTimeout(network, addr, DialTimeout)
+		c, err = d.Dial(network, addr)
 		return err
 	})
 	if err != nil {
-		t.Fatalf("testnet: %s: dial %s %s: %v", ns.Name, network, addr, err)
+		from := ""
+		if d.LocalAddr != nil {
+			from = " from " + d.LocalAddr.String()
+		}
+		t.Fatalf("testnet: %s: dial %s %s%s: %v", ns.Name, network, addr, from, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -258,23 +268,35 @@ link set %s up
 `, RouterClientIf, ClientIf, n.Client.Name, RouterServerIf, ServerIf, n.Server.Name,
 		rtrCV4, RouterClientIf, rtrCV6, RouterClientIf, rtrSV4, RouterServerIf, rtrSV6, RouterServerIf,
 		RouterClientIf, RouterServerIf))
-	ipBatch(t, n.Client, fmt.Sprintf(`addr add %s/24 dev %s
-addr add %s/64 dev %s nodad
-link set %s up
-route add 198.51.100.0/24 via %s
-route add 2001:db8:2::/64 via %s
-`, clientV4, ClientIf, clientV6, ClientIf, ClientIf, rtrCV4, rtrCV6))
-	ipBatch(t, n.Server, fmt.Sprintf(`addr add %s/24 dev %s
-addr add %s/64 dev %s nodad
-link set %s up
-route add 192.0.2.0/24 via %s
-route add 2001:db8:1::/64 via %s
-`, serverV4, ServerIf, serverV6, ServerIf, ServerIf, rtrSV4, rtrSV6))
+	ipBatch(t, n.Client, endBatch(ClientIf, clientV4, clientV6, "198.51.100.0/24", "2001:db8:2::/64", rtrCV4, rtrCV6))
+	ipBatch(t, n.Server, endBatch(ServerIf, serverV4, serverV6, "192.0.2.0/24", "2001:db8:1::/64", rtrSV4, rtrSV6))
 	// The ct expression turns conntrack on in the router; only then does its
 	// per-namespace nf_conntrack_tcp_loose exist.
 	n.Router.Nft(t, routerRuleset)
 	n.Router.Sysctl(t, "net.netfilter.nf_conntrack_tcp_loose", "0")
 	return n
+}
+
+// OpenFDs returns how many file descriptors this process holds, for tests
+// that check nothing leaks.
+func OpenFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// endBatch is the ip batch that addresses an end's interface and routes the
+// far end's networks through the router.
+func endBatch(ifname string, v4, v6 netip.Addr, far4, far6 string, via4, via6 netip.Addr) string {
+	return fmt.Sprintf(`addr add %s/24 dev %s
+addr add %s/64 dev %s nodad
+link set %s up
+route add %s via %s
+route add %s via %s
+`, v4, ifname, v6, ifname, ifname, far4, via4, far6, via6)
 }
 
 func ipBatch(t testing.TB, ns *NS, batch string) {

@@ -208,20 +208,11 @@ func TestNet(t *testing.T) {
 	})
 }
 
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // TestCleanup checks that a whole test network, with connections and client
 // rules, leaves no namespace and no file descriptor behind.
 func TestCleanup(t *testing.T) {
 	var names []string
-	before := countFDs(t)
+	before := OpenFDs(t)
 	t.Run("use", func(t *testing.T) {
 		n := New(t)
 		names = []string{n.Client.Name, n.Router.Name, n.Server.Name}
@@ -243,7 +234,7 @@ func TestCleanup(t *testing.T) {
 		}
 	}
 	// The runtime may keep a poller fd open after the first network use.
-	if after := countFDs(t); after > before+1 {
+	if after := OpenFDs(t); after > before+1 {
 		t.Errorf("%d file descriptors before, %d after", before, after)
 	}
 }

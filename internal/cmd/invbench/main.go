@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -22,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/nsthread"
+
 	"github.com/ghostd/ghostd/inventory"
 	"golang.org/x/sys/unix"
 )
@@ -29,9 +32,10 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
-	mode := flag.String("mode", "pass", "comma-separated: pass (ghostd's inventory), bare (receive and discard), bare-two-walks (bare, one dump per family as ss)")
+	mode := flag.String("mode", "pass", "comma-separated: pass (ghostd's inventory), bare (receive and discard), bare-two-walks (bare, one dump per family as ss), scan and scan-walk (inventory.Scanner with sock_diag or the one BPF walk), scan-alone and scan-walk-alone (the same over -alone only)")
 	netnsList := flag.String("netns", "", "comma-separated /run/netns names; empty: the current namespace")
 	runs := flag.Int("runs", 5, "timed runs (after one warm-up)")
+	alone := flag.String("alone", "", "the /run/netns name the *-alone modes scan")
 	flag.Parse()
 	names := []string{""}
 	if *netnsList != "" {
@@ -49,6 +53,10 @@ func run() int {
 			r, closeFn, err = bareRunner(names, false)
 		case "bare-two-walks":
 			r, closeFn, err = bareRunner(names, true)
+		case "scan", "scan-walk":
+			r, closeFn, err = scanRunner(m, names, m == "scan-walk")
+		case "scan-alone", "scan-walk-alone":
+			r, closeFn, err = scanRunner(m, []string{*alone}, m == "scan-walk-alone")
 		default:
 			err = fmt.Errorf("unknown mode %q", m)
 		}
@@ -112,6 +120,8 @@ func cpuTimes() (user, sys time.Duration) {
 type result struct {
 	mode      string
 	times     []time.Duration
+	cpu       []time.Duration // user+system CPU per run
+	netns     int             // namespaces per run, when not every -netns one
 	sockets   int
 	mallocs   uint64
 	user, sys time.Duration
@@ -128,10 +138,14 @@ func (r *result) print(names []string) {
 		ms = append(ms, fmt.Sprintf("%.1f", float64(t.Microseconds())/1000))
 	}
 	perRun := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(r.times)) }
-	fmt.Printf("mode=%s netns=%d sockets=%d median_ms=%.1f runs_ms=%s dial_ms=%.1f allocs_per_socket=%.4f allocs_per_pass=%.0f maxrss_kib=%d user_ms_per_run=%.1f sys_ms_per_run=%.1f\n",
-		r.mode, len(names), r.sockets, float64(median(r.times).Microseconds())/1000, strings.Join(ms, ","),
+	var cpu []string
+	for _, c := range r.cpu {
+		cpu = append(cpu, fmt.Sprintf("%.1f", float64(c.Microseconds())/1000))
+	}
+	fmt.Printf("mode=%s netns=%d sockets=%d median_ms=%.1f runs_ms=%s dial_ms=%.1f allocs_per_socket=%.4f allocs_per_pass=%.0f maxrss_kib=%d user_ms_per_run=%.1f sys_ms_per_run=%.1f median_cpu_ms=%.1f cpu_runs_ms=%s\n",
+		r.mode, cmp.Or(r.netns, len(names)), r.sockets, float64(median(r.times).Microseconds())/1000, strings.Join(ms, ","),
 		float64(r.dial.Microseconds())/1000, perSocket, float64(r.mallocs)/float64(len(r.times)), maxRSSKiB(),
-		perRun(r.user), perRun(r.sys))
+		perRun(r.user), perRun(r.sys), float64(median(r.cpu).Microseconds())/1000, strings.Join(cpu, ","))
 }
 
 // runner is one way of listing every socket of every namespace once.
@@ -165,6 +179,7 @@ func measure(names []string, runs int, rs []runner) error {
 				return fmt.Errorf("%s: %w", r.res.mode, err)
 			}
 			r.res.times = append(r.res.times, el)
+			r.res.cpu = append(r.res.cpu, (u1-u0)+(s1-s0))
 			r.res.sockets = n
 			r.res.mallocs += ms.Mallocs - before
 			r.res.user += u1 - u0
@@ -275,35 +290,16 @@ func bareRunner(names []string, twoWalks bool) (runner, func(), error) {
 
 // bareSocket opens a blocking NETLINK_SOCK_DIAG socket in the namespace.
 func bareSocket(name string) (int, error) {
-	type res struct {
-		fd  int
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		if name != "" {
-			f, err := os.Open(filepath.Join("/run/netns", name))
-			if err != nil {
-				ch <- res{-1, err}
-				return
-			}
-			err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-			f.Close()
-			if err != nil {
-				ch <- res{-1, err}
-				return // thread stays locked and is discarded
-			}
-		}
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd := -1
+	err := nsthread.Run(name, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 		if err == nil {
 			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 256<<10)
 		}
-		ch <- res{fd, err}
-		// exits locked: the thread may be in another namespace
-	}()
-	r := <-ch
-	return r.fd, r.err
+		return err
+	})
+	return fd, err
 }
 
 var seq uint32

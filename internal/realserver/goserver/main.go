@@ -33,45 +33,44 @@ func main() {
 	}
 	var mu sync.Mutex
 	conns := map[net.Conn]bool{}
-	go func() {
-		for {
-			c, err := a.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			var list []string
-			for k := range conns {
-				list = append(list, k.RemoteAddr().String())
-			}
-			mu.Unlock()
-			sort.Strings(list)
-			fmt.Fprint(c, strings.Join(list, "\n"))
-			c.Close()
+	go acceptEach(a, func(c net.Conn) {
+		mu.Lock()
+		var list []string
+		for k := range conns {
+			list = append(list, k.RemoteAddr().String())
 		}
-	}()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
+		mu.Unlock()
+		sort.Strings(list)
+		fmt.Fprint(c, strings.Join(list, "\n"))
+		c.Close()
+	})
+	go acceptEach(l, func(c net.Conn) {
+		mu.Lock()
+		conns[c] = true
+		mu.Unlock()
+		go serve(c, func() {
 			mu.Lock()
-			conns[c] = true
+			delete(conns, c)
 			mu.Unlock()
-			go serve(c, func() {
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			})
-		}
-	}()
+		})
+	})
 	fmt.Println("ready")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
 	l.Close()
 	a.Close()
+}
+
+// acceptEach calls fn with every connection l accepts, until l is closed.
+func acceptEach(l net.Listener, fn func(net.Conn)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		fn(c)
+	}
 }
 
 // serve answers "ping" lines until the connection fails, then forgets it.

@@ -1,0 +1,352 @@
+package bpfwalk
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+const btfPath = "/sys/kernel/btf/vmlinux"
+
+// Keys of the stats map (walk.c).
+const (
+	statRoot      = 0
+	statTruncated = 1
+	statLost      = 2
+	statFilter    = 3
+)
+
+// runDone is what walk_hash returns when the last bucket is done.
+const runDone = 0xffffffff
+
+// maxRuns bounds the runs of one pass: each run emits up to ~10 000 records
+// (a 2 MiB ring buffer), so this allows tens of millions of sockets.
+const maxRuns = 1 << 14
+
+// walkObjs are the objects both variants of the walk use.
+type walkObjs struct {
+	Records    *ebpf.Map     `ebpf:"records"`
+	Stats      *ebpf.Map     `ebpf:"stats"`
+	Want       *ebpf.Map     `ebpf:"want"`
+	SetRoot    *ebpf.Program `ebpf:"set_root"`
+	Covers     *ebpf.Program `ebpf:"covers"`
+	GiveCookie *ebpf.Program `ebpf:"give_cookie"`
+}
+
+// castObjs load the variant that reads through bpf_rdonly_cast (6.2+).
+type castObjs struct {
+	walkObjs
+	WalkHash *ebpf.Program `ebpf:"walk_hash"`
+}
+
+// copyObjs load the variant that copies sockets with bpf_probe_read_kernel.
+type copyObjs struct {
+	walkObjs
+	WalkHash *ebpf.Program `ebpf:"walk_hash_copy"`
+}
+
+// impl is the loaded programs, the cookie hook and the ring buffer reader.
+type impl struct {
+	objs    walkObjs
+	walk1   *ebpf.Program // walk_hash or walk_hash_copy
+	variant string
+	hook    link.Link
+	rd      *ringbuf.Reader
+	rec     ringbuf.Record
+	runIn   [8]byte
+	want    map[uint32]bool // what the want map holds
+}
+
+func newImpl(variant string) (*impl, error) {
+	if _, err := os.Stat(btfPath); err != nil {
+		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrUnavailable, btfPath, err)
+	}
+	cache := btf.NewCache()
+	kernel, err := cache.Kernel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrUnavailable, btfPath, err)
+	}
+	spec, err := LoadWalk()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	im := &impl{want: map[uint32]bool{}}
+	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
+	// The cast variant where the kernel has bpf_rdonly_cast, else the copy.
+	var castErr error
+	if variant != VariantCopy {
+		var o castObjs
+		if castErr = spec.LoadAndAssign(&o, opts); castErr == nil {
+			im.objs, im.walk1, im.variant = o.walkObjs, o.WalkHash, VariantCast
+		} else if variant == VariantCast {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, loadFailure(castErr))
+		}
+	}
+	if im.walk1 == nil {
+		var o copyObjs
+		if err := spec.LoadAndAssign(&o, opts); err != nil {
+			if castErr != nil {
+				err = fmt.Errorf("%w (and with bpf_rdonly_cast: %w)", err, castErr)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, loadFailure(err))
+		}
+		im.objs, im.walk1, im.variant = o.walkObjs, o.WalkHash, VariantCopy
+	}
+	im.hook, err = link.AttachTracing(link.TracingOptions{Program: im.objs.GiveCookie})
+	if err == nil {
+		im.rd, err = ringbuf.NewReader(im.objs.Records)
+	}
+	if err != nil {
+		im.close()
+		return nil, fmt.Errorf("%w: attach: %w", ErrUnavailable, err)
+	}
+	ok, err := im.setRoot()
+	if err != nil || !ok {
+		im.close()
+		return nil, fmt.Errorf("%w: find the TCP socket tables: %v (ok %v)", ErrUnavailable, err, ok)
+	}
+	// Decoding the kernel's BTF allocates several MiB once, all garbage
+	// now: give it back rather than carry it in the daemon's resident size.
+	debug.FreeOSMemory()
+	return im, nil
+}
+
+// loadFailure says in one line why the kernel refused the programs.
+func loadFailure(err error) error {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.As(err, &ve):
+		return fmt.Errorf("load: verifier rejected the program: %w", err)
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("load: missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): %w", err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("load: kernel lacks a needed BPF feature: %w", err)
+	}
+	return fmt.Errorf("load: %w", err)
+}
+
+func (im *impl) close() error {
+	var errs []error
+	if im.rd != nil {
+		errs = append(errs, im.rd.Close())
+	}
+	if im.hook != nil {
+		errs = append(errs, im.hook.Close())
+	}
+	for _, c := range []io.Closer{im.walk1, im.objs.GiveCookie, im.objs.Covers, im.objs.SetRoot, im.objs.Want, im.objs.Stats, im.objs.Records} {
+		if c != nil {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// run runs prog once on the calling thread with start as its argument.
+func (im *impl) run(prog *ebpf.Program, start uint32) (uint32, error) {
+	binary.NativeEndian.PutUint64(im.runIn[:], uint64(start))
+	ret, err := prog.Run(&ebpf.RunOptions{Context: im.runIn[:]})
+	if err != nil {
+		return 0, fmt.Errorf("run %s: %w", prog, err)
+	}
+	return ret, nil
+}
+
+// setRoot records the socket tables of the calling thread's namespace.
+func (im *impl) setRoot() (bool, error) {
+	ret, err := im.run(im.objs.SetRoot, 0)
+	return ret == 1, err
+}
+
+func (im *impl) covers(nsFD int) (bool, error) {
+	var ret uint32
+	err := inNetns(nsFD, func() (err error) {
+		ret, err = im.run(im.objs.Covers, 0)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	if ret > 1 {
+		return false, errors.New("no socket tables recorded")
+	}
+	return ret == 1, nil
+}
+
+// walk runs walk_hash until it is done, passing the records to fn after
+// each run; it returns how many it passed.
+func (im *impl) walk(ctx context.Context, netns []uint64, fn func([]byte) error) (int, error) {
+	// Records a walk ended by fn left behind.
+	if _, err := im.drain(func([]byte) error { return nil }); err != nil {
+		return 0, err
+	}
+	for _, k := range []uint32{statTruncated, statLost} {
+		if err := im.objs.Stats.Put(k, uint64(0)); err != nil {
+			return 0, fmt.Errorf("reset stats: %w", err)
+		}
+	}
+	if err := im.setWant(netns); err != nil {
+		return 0, err
+	}
+	total := 0
+	start := uint32(0)
+	for runs := 0; ; runs++ {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		if runs == maxRuns {
+			return total, fmt.Errorf("%w: %d runs did not reach the last bucket", ErrIncomplete, maxRuns)
+		}
+		next, err := im.run(im.walk1, start)
+		if err != nil {
+			return total, err
+		}
+		n, err := im.drain(fn)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if next == runDone {
+			break
+		}
+		if next <= start && runs > 0 {
+			return total, fmt.Errorf("%w: run from bucket %d stopped at %d", ErrIncomplete, start, next)
+		}
+		start = next
+	}
+	var truncated, lost uint64
+	if err := im.objs.Stats.Lookup(uint32(statTruncated), &truncated); err != nil {
+		return total, fmt.Errorf("read stats: %w", err)
+	}
+	if err := im.objs.Stats.Lookup(uint32(statLost), &lost); err != nil {
+		return total, fmt.Errorf("read stats: %w", err)
+	}
+	if truncated > 0 || lost > 0 {
+		return total, fmt.Errorf("%w: %d hash chains cut short, %d records lost", ErrIncomplete, truncated, lost)
+	}
+	return total, nil
+}
+
+// setWant makes the want map hold netns and turns the filter on, or off
+// when netns is empty.
+func (im *impl) setWant(netns []uint64) error {
+	next := make(map[uint32]bool, len(netns))
+	for _, ino := range netns {
+		next[uint32(ino)] = true
+	}
+	for ino := range im.want {
+		if !next[ino] {
+			if err := im.objs.Want.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("update wanted namespaces: %w", err)
+			}
+			delete(im.want, ino)
+		}
+	}
+	for ino := range next {
+		if !im.want[ino] {
+			if err := im.objs.Want.Put(ino, uint8(1)); err != nil {
+				return fmt.Errorf("update wanted namespaces: %w", err)
+			}
+			im.want[ino] = true
+		}
+	}
+	filter := uint64(0)
+	if len(netns) > 0 {
+		filter = 1
+	}
+	if err := im.objs.Stats.Put(uint32(statFilter), filter); err != nil {
+		return fmt.Errorf("set filter: %w", err)
+	}
+	return nil
+}
+
+// drain passes every record waiting in the ring buffer to fn.
+func (im *impl) drain(fn func([]byte) error) (int, error) {
+	im.rd.SetDeadline(time.Now())
+	n := 0
+	for {
+		err := im.rd.ReadInto(&im.rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("read ring buffer: %w", err)
+		}
+		if len(im.rec.RawSample) != RecordLen {
+			return n, fmt.Errorf("%w: a record of %d bytes, want %d", ErrRecordLen, len(im.rec.RawSample), RecordLen)
+		}
+		n++
+		if err := fn(im.rec.RawSample); err != nil {
+			return n, err
+		}
+	}
+}
+
+// inNetns runs fn on a locked thread that has entered the network namespace
+// of nsFD (-1: fn runs on the calling goroutine's thread, locked). The
+// thread is restored afterwards; if that fails it stays locked, so the Go
+// runtime discards it instead of reusing a thread in the wrong namespace.
+func inNetns(nsFD int, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if nsFD < 0 {
+			err := fn()
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		restored, err := onThread(nsFD, fn)
+		if restored {
+			runtime.UnlockOSThread()
+		}
+		done <- err
+	}()
+	return <-done
+}
+
+func onThread(nsFD int, fn func() error) (restored bool, err error) {
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true, fmt.Errorf("open own netns: %w", err)
+	}
+	defer unix.Close(orig)
+	// CLONE_NEWNET, never 0: systemd's RestrictNamespaces=net refuses setns(fd, 0).
+	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+		return true, fmt.Errorf("setns: %w", err)
+	}
+	err = fn()
+	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
+		return false, fmt.Errorf("restore netns: %w", rerr)
+	}
+	return true, err
+}
+
+// kernelHZ reads the kernel's HZ: a receive timeout of 1 µs reads back
+// rounded up to one jiffy.
+func kernelHZ() (int, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("socket", err))
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 1}); err != nil {
+		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("setsockopt", err))
+	}
+	tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO)
+	if err != nil {
+		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("getsockopt", err))
+	}
+	return hzFromTick(tv.Sec, int64(tv.Usec))
+}
