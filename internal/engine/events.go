@@ -76,17 +76,23 @@ func (e *Engine) scanEventsLocked(now time.Time) {
 	if ev.sink == nil {
 		return
 	}
-	for k, gone := range ev.vanishing {
+	var forgotten []inventory.Key
+	for k := range ev.vanishing {
 		ent, ok := e.tracker.Get(k)
 		switch {
 		case !ok:
-			e.flushSuspectsLocked()
-			gone.Time = now
-			ev.sink.Emit(gone)
-			delete(ev.vanishing, k)
+			forgotten = append(forgotten, k)
 		case ent.Misses == 0 || ent.Reasons.Empty():
 			delete(ev.vanishing, k) // seen again
 		}
+	}
+	slices.SortFunc(forgotten, compareKeys) // in key order, as every other batch of events
+	for _, k := range forgotten {
+		e.flushSuspectsLocked()
+		gone := ev.vanishing[k]
+		gone.Time = now
+		ev.sink.Emit(gone)
+		delete(ev.vanishing, k)
 	}
 	for k := range ev.refused {
 		if _, ok := e.tracker.Reasons(k); !ok {
