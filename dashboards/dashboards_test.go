@@ -44,6 +44,9 @@ var contract = map[string][]string{
 	"ghostd_capability":                                   {"capability"},
 	"ghostd_config_last_reload_success_timestamp_seconds": {},
 	"ghostd_pod_info":                                     {"netns", "k8s_namespace", "pod"},
+	"ghostd_ghost_sessions_by_owner":                      {"owner"},
+	"ghostd_events_total":                                 {"kind"},
+	"ghostd_events_dropped_total":                         {"where"},
 }
 
 // promql parses queries with the default options, as Prometheus does.

@@ -65,6 +65,10 @@ type collector struct {
 	capability      *prometheus.Desc
 	nsSkipped       *prometheus.Desc
 	refused         *prometheus.Desc
+
+	ghostsByOwner *prometheus.Desc
+	eventsTotal   *prometheus.Desc
+	eventsDropped *prometheus.Desc
 }
 
 // Collector returns a prometheus.Collector for the store's metrics. Register
@@ -102,6 +106,10 @@ func (s *Store) Collector() prometheus.Collector {
 		capability:    desc("capability", "Whether ghostd holds a capability one of its features needs (1) or runs without it (0).", "capability"),
 		nsSkipped:     desc("namespaces_skipped", "Network namespaces the last scan did not dump because of the namespace cap."),
 		refused:       desc("suspects_refused_total", "Sockets that needed tracking but were refused by the cap on tracked sockets."),
+
+		ghostsByOwner: desc("ghost_sessions_by_owner", "Ghost sessions in the last scan by owner (pod, else systemd unit, else process name): the top owners by count, the rest under \"other\".", "owner"),
+		eventsTotal:   desc("events_total", "Events recorded, by kind: suspect, ghost, alive, killed, gone.", "kind"),
+		eventsDropped: desc("events_dropped_total", "Events lost, by where: ring (pushed out of the memory ring by newer ones), file (never written to the events file: queue full or write error).", "where"),
 	}
 }
 
@@ -112,6 +120,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.scanDuration, c.lastScan, c.netnsSuccess, c.netnsDuration, c.netnsInfo, c.podInfo,
 		c.buildInfo, c.reloadOK, c.reloadTime, c.probeMode, c.capability,
 		c.nsSkipped, c.refused, pathIdleDesc,
+		c.nsSkipped, c.refused, c.ghostsByOwner, c.eventsTotal, c.eventsDropped,
 	} {
 		ch <- d
 	}
@@ -161,6 +170,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.reloadTime, ts)
 	}
+	c.collectEvents(ch)
 
 	snap := s.snap
 	if snap == nil {
@@ -177,6 +187,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectNamespaces(ch, snap)
 	c.collectSessions(ch, snap)
 	collectPaths(ch, snap)
+	for owner, n := range TopOwners(snap.ghostsByOwner(), s.ownersTopK) {
+		gauge(c.ghostsByOwner, float64(n), owner)
+	}
 	sockets := map[[3]string]int{}
 	for _, sc := range snap.Sockets {
 		sockets[[3]string{sc.Netns, sc.Family, sc.State}] += sc.Count

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/probe"
 )
 
@@ -38,6 +39,16 @@ func goldenStores() map[string]*Store {
 	scanned.SetKillSupported(true)
 	scanned.SetConfigReload(true, t0.Add(-time.Hour))
 	scanned.SetCapabilities(map[string]bool{"CAP_NET_RAW": true, "CAP_BPF": false})
+	// Two ghosts of two owners, with room for one: the other is "other".
+	scanned.SetOwnersTopK(1)
+	rec, err := events.NewRecorder(events.Config{RingSize: 2, FileMaxBytes: events.MinFileMaxBytes, FilesKept: 1}, func() time.Time { return t0 }, nil)
+	if err != nil {
+		panic(err)
+	}
+	for _, k := range []events.Kind{events.Suspect, events.Ghost, events.Killed} { // the suspect leaves the ring of 2
+		rec.Emit(events.Event{Kind: k})
+	}
+	scanned.SetEvents(rec)
 
 	// A namespace that left the scan disappears from gauges and kill counters.
 	shrunk := NewStore(testBld, func() time.Time { return t0 })

@@ -68,6 +68,8 @@ func (h heavy) serve(fn http.HandlerFunc) http.HandlerFunc {
 //	/metrics            Prometheus metrics
 //	/api/v1/sessions    the Document as JSON; filters netns=, verdict=, reason= (repeatable, exact) and ghost=true|false
 //	/api/v1/paths       each destination's path idle-timeout estimate (paths.go)
+//	/api/v1/events      the event history; since= (sequence number or RFC 3339 time), netns=, owner=, verdict=, kind= (repeatable), limit=
+//	/api/v1/groups      ghosts and suspects grouped by=owner|destination; netns= (repeatable)
 //	/                   an HTML summary
 //	/-/healthy          200 while the process runs
 //	/-/ready            503 until the first scan is published, then 200
@@ -95,6 +97,8 @@ func NewHandler(s *Store, o HandlerOptions) http.Handler {
 		serveSessions(w, r, s, log)
 	}))
 	mux.HandleFunc("GET /api/v1/paths", func(w http.ResponseWriter, _ *http.Request) { servePaths(w, s, log) })
+	mux.HandleFunc("GET /api/v1/events", limit.serve(func(w http.ResponseWriter, r *http.Request) { serveEvents(w, r, s, log) }))
+	mux.HandleFunc("GET /api/v1/groups", limit.serve(func(w http.ResponseWriter, r *http.Request) { serveGroups(w, r, s, log) }))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("OK\n"))

@@ -32,6 +32,13 @@ type pageData struct {
 	Total                     int
 	Truncated                 bool
 	Paths                     []Path // path idle-timeout estimates (paths.go)
+
+	// Owners and Destinations group the rows shown (history.go).
+	Owners, Destinations []pageGroup
+	// Events are the last events, newest first; HasEvents says whether
+	// the process keeps any.
+	Events    []pageEvent
+	HasEvents bool
 }
 
 type pageNamespace struct {
@@ -48,6 +55,7 @@ type pageRow struct {
 
 func servePage(w http.ResponseWriter, _ *http.Request, s *Store, log *slog.Logger) {
 	data := buildPage(s.Snapshot(), s.build, s.now())
+	addEvents(data, s.recorder())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
@@ -101,7 +109,8 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 		d.Ghosts += sum.GhostCount()
 	}
 	d.Total = d.Suspects
-	for _, ss := range snap.sessions().TopSessions(maxPageRows) {
+	rows := snap.sessions().TopSessions(maxPageRows)
+	for _, ss := range rows {
 		d.Rows = append(d.Rows, pageRow{
 			Netns:    ss.Netns,
 			Local:    ss.Local,
@@ -123,6 +132,7 @@ func buildPage(snap *Snapshot, b BuildInfo, now time.Time) *pageData {
 	}
 	d.Truncated = d.Total > len(d.Rows)
 	d.Paths = pagePaths(snap)
+	addGroups(d, rows)
 	for _, n := range byName {
 		d.Namespaces = append(d.Namespaces, *n)
 	}

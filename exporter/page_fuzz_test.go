@@ -3,6 +3,9 @@ package exporter
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ghostd/ghostd/events"
 )
 
 // FuzzPageEscaping renders the page with hostile strings in every field that
@@ -33,8 +36,17 @@ func FuzzPageEscaping(f *testing.F) {
 			ns.Netns, ns.Error, ns.Kind = netns+string(rune('a'+i)), unit, comm
 		}
 		snap.ProbeMode = "in_window" // ours, not untrusted
+		d := buildPage(snap, BuildInfo{Version: unit}, t0)
+		rec, err := events.NewRecorder(events.Config{RingSize: 4, FileMaxBytes: events.MinFileMaxBytes, FilesKept: 1}, func() time.Time { return t0 }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range events.Kinds {
+			rec.Emit(events.Event{Kind: k, Netns: netns, Local: remote, Remote: remote, Comm: comm, Unit: unit, Verdict: comm, Result: comm, Detail: unit})
+		}
+		addEvents(d, rec)
 		var b strings.Builder
-		if err := pageTmpl.Execute(&b, buildPage(snap, BuildInfo{Version: unit}, t0)); err != nil {
+		if err := pageTmpl.Execute(&b, d); err != nil {
 			t.Fatal(err)
 		}
 		return b.String()

@@ -70,13 +70,16 @@ type Tallied struct {
 	Reasons                tracker.Reasons
 	Ghost, Killed          bool
 	GhostSeconds           float64
+	// Owner is the ghost's owner (OwnerOf); only ghosts need one.
+	Owner string
 }
 
 // Tally adds sessions up into per-namespace summaries. The daemon adds
 // every suspect at every scan, so the counting is arrays, not maps.
 type Tally struct {
-	m    map[string]*tallyNS
-	last *tallyNS // consecutive sessions mostly share a namespace
+	m      map[string]*tallyNS
+	last   *tallyNS       // consecutive sessions mostly share a namespace
+	owners map[string]int // ghosts by owner
 }
 
 type tallyNS struct {
@@ -109,7 +112,19 @@ func (t *Tally) Add(s *Tallied) {
 	if s.Ghost {
 		n.sum.Ghosts[GhostKind{s.Family, s.Verdict}]++
 		n.sum.OldestGhostSeconds = max(n.sum.OldestGhostSeconds, s.GhostSeconds)
+		if t.owners == nil {
+			t.owners = make(map[string]int)
+		}
+		t.owners[s.Owner]++
 	}
+}
+
+// GhostsByOwner returns the ghosts counted by owner.
+func (t *Tally) GhostsByOwner() map[string]int {
+	if t.owners == nil {
+		return map[string]int{}
+	}
+	return t.owners
 }
 
 // Summaries returns the summaries by namespace name.
@@ -131,6 +146,12 @@ func (t *Tally) Summaries() []SessionSummary {
 
 // Summarize counts a list of sessions.
 func Summarize(sessions []Session) []SessionSummary {
+	t := tallySessions(sessions)
+	return t.Summaries()
+}
+
+// tallySessions adds a list of sessions up.
+func tallySessions(sessions []Session) *Tally {
 	var t Tally
 	for i := range sessions {
 		s := &sessions[i]
@@ -142,10 +163,10 @@ func Summarize(sessions []Session) []SessionSummary {
 		}
 		t.Add(&Tallied{
 			Netns: s.Netns, Family: s.Family, Verdict: s.Verdict, Reasons: rs,
-			Ghost: s.Ghost, Killed: s.Killed, GhostSeconds: s.GhostSeconds,
+			Ghost: s.Ghost, Killed: s.Killed, GhostSeconds: s.GhostSeconds, Owner: OwnerOf(s),
 		})
 	}
-	return t.Summaries()
+	return &t
 }
 
 // staticSessions is a SessionSource over a list (a snapshot that lists its
@@ -173,6 +194,15 @@ func (s *Snapshot) sessions() SessionSource {
 		return s.Source
 	}
 	return staticSessions(s.Doc.Sessions)
+}
+
+// ghostsByOwner returns the snapshot's ghosts by owner: GhostsByOwner, or
+// counts of the list in Doc.Sessions.
+func (s *Snapshot) ghostsByOwner() map[string]int {
+	if s.GhostsByOwner != nil || s.Source != nil {
+		return s.GhostsByOwner
+	}
+	return tallySessions(s.Doc.Sessions).GhostsByOwner()
 }
 
 // summary returns the snapshot's session counts: Summary, or counts of the

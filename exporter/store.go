@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -30,6 +31,9 @@ type Snapshot struct {
 	ScanDuration time.Duration
 	ProbeMode    string // "in_window", "blind" or "off"
 	Limits       Limits
+
+	// GhostsByOwner counts the ghosts by owner (OwnerOf); with Source, required.
+	GhostsByOwner map[string]int
 }
 
 // Limits says what the caps on namespaces and tracked sockets left out.
@@ -69,6 +73,9 @@ type Store struct {
 
 	// natProbes counts probes on connections NATed in their own namespace.
 	natProbes uint64
+
+	events     *events.Recorder // nil: no event history (history.go)
+	ownersTopK int              // ghostd_ghost_sessions_by_owner's cap
 }
 
 type killKey struct{ netns, verdict string }
@@ -112,6 +119,8 @@ func NewStore(b BuildInfo, now func() time.Time) *Store {
 		rejected: newRejected(),
 		killed:   map[killKey]uint64{},
 		killErrs: map[killErrKey]uint64{},
+
+		ownersTopK: DefaultOwnersTopK,
 	}
 }
 

@@ -327,6 +327,10 @@ type Brief struct {
 	LastDataRecv uint32
 	InfoValid    bool
 	Tag          Tag
+	// SuspectSince and Misses are the Entry's (the daemon's event history
+	// tells new suspects and vanished ones by them).
+	SuspectSince time.Time
+	Misses       uint8
 }
 
 // EachSuspectBrief calls fn with a Brief of every remembered socket that has
@@ -340,7 +344,7 @@ func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
 		b = Brief{
 			Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
 			Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
-			Tag: e.tag,
+			Tag: e.tag, SuspectSince: t.epoch.Time(e.suspectSince), Misses: e.misses,
 		}
 		fn(&b)
 	})

@@ -397,6 +397,7 @@ func TestEachSuspectBrief(t *testing.T) {
 		want[e.Socket.Key()] = Brief{
 			Key: e.Socket.Key(), Reasons: e.Reasons, Family: e.Socket.Family, Inode: e.Socket.Inode,
 			LastDataRecv: e.Socket.Info.LastDataRecv, InfoValid: e.Socket.Info.Valid(),
+			SuspectSince: e.SuspectSince, Misses: e.Misses,
 		}
 	})
 	got := map[inventory.Key]Brief{}

@@ -28,6 +28,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"scan", "--bogus"}, ExitUsage, "flag provided but not defined: -bogus"},
 		{[]string{"scan", "--idle", "soon"}, ExitUsage, "idle"},
 		{[]string{"scan", "extra"}, ExitUsage, `unexpected argument "extra"`},
+		{[]string{"scan", "--by", "pid"}, ExitUsage, `--by "pid": want owner or destination`},
 		{[]string{"run", "--config", "/nonexistent/ghostd.yml"}, ExitUsage, "/nonexistent/ghostd.yml"},
 		{[]string{"run", "--config", "/dev/null", "--web.config.file", "/nonexistent/web.yml", "--config.check"}, ExitUsage, "web.config_file /nonexistent/web.yml"},
 		{[]string{"probe", "192.0.2.1:1"}, ExitUsage, "need LOCAL and REMOTE"},

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
@@ -86,6 +87,8 @@ type daemon struct {
 	reloadCh  chan struct{}
 
 	saidRefused bool // noteLimits said the tracker's cap was reached
+
+	events *events.Recorder
 }
 
 func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*daemon, error) {
@@ -102,8 +105,12 @@ func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*
 	d.store.SetConfigReload(true, time.Now())
 	d.store.SetCapabilities(p.caps.Names())
 	d.killer = p.newKiller(cfg, d.store)
+	if d.events, err = newEvents(cfg, log, p.engine, d.store); err != nil {
+		p.Close()
+		return nil, err
+	}
 	d.pipeline = engine.NewPipeline(p.engine, engine.PipelineOptions{
-		Kill: killFunc(d.killer), Publish: d.publish,
+		Kill: killFunc(d.killer, p.engine), Publish: d.publish,
 		Observe: func(results []probe.Result) {
 			for _, r := range results {
 				d.store.ObserveProbe(r)
@@ -116,6 +123,7 @@ func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*
 
 func (d *daemon) run(ctx context.Context) error {
 	defer d.parts.Close()
+	defer d.events.Close()
 	cfg := d.config()
 	ls, err := exporter.Listen(cfg.Web.ListenAddress)
 	if err != nil {
@@ -275,8 +283,9 @@ func (d *daemon) scanOnce(ctx context.Context) {
 }
 
 // killFunc is the pipeline's kill step: the killer's policy applied to the
-// candidates, and the keys of the sockets it ended. A nil killer kills nothing.
-func killFunc(killer *kill.Killer) engine.KillFunc {
+// candidates, each outcome told to the engine's event history, and the
+// keys of the sockets it ended. A nil killer kills nothing.
+func killFunc(killer *kill.Killer, e *engine.Engine) engine.KillFunc {
 	if killer == nil {
 		return nil
 	}
@@ -285,7 +294,8 @@ func killFunc(killer *kill.Killer) engine.KillFunc {
 			return nil
 		}
 		var ended []inventory.Key
-		for _, rec := range killer.Apply(ctx, cands) {
+		for i, rec := range killer.Apply(ctx, cands) {
+			e.NoteKill(rec.Key, string(cands[i].Verdict), string(rec.Mode), rec.Err, rec.Skipped)
 			if rec.Skipped == "" && rec.Err == nil {
 				ended = append(ended, rec.Key)
 			}
@@ -376,9 +386,10 @@ func (d *daemon) reload() {
 	d.mu.Unlock()
 	d.parts.engine.SetOptions(engineOptions(cfg, false, true))
 	if !equalStrings(old.Web.ListenAddress, cfg.Web.ListenAddress) || old.Web.ConfigFile != cfg.Web.ConfigFile ||
-		old.Probe.Enabled != cfg.Probe.Enabled || old.Netns != cfg.Netns {
-		d.log.Warn("web, netns and probe on/off changes take effect after a restart")
+		old.Probe.Enabled != cfg.Probe.Enabled || old.Netns != cfg.Netns || old.Events != cfg.Events {
+		d.log.Warn("web, netns, probe on/off and events changes take effect after a restart")
 	}
+	d.store.SetOwnersTopK(cfg.Metrics.OwnersTopK)
 	if d.parts.prober != nil {
 		d.parts.prober.SetConfig(cfg.Probe)
 	}

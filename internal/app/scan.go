@@ -29,8 +29,13 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.ConfigFile, "config", config.DefaultPath, "configuration file (a missing default file means defaults)")
 	asJSON := fs.Bool("json", false, "print the JSON document instead of a table")
 	all := fs.Bool("all", false, "list every socket, not only suspects")
+	by := fs.String("by", "", "print the sessions grouped by owner or destination, one row per group")
 	if code, ok := parseFlags(fs, args, stderr, true); !ok {
 		return code
+	}
+	if _, ok := exporter.ParseGroupBy(*by); *by != "" && !ok {
+		fmt.Fprintf(stderr, "ghostd scan: --by %q: want owner or destination\n", *by)
+		return ExitUsage
 	}
 	cfg, err := loadScanConfig(f)
 	if err != nil {
@@ -51,7 +56,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var pe probeErrors
 	pl := engine.NewPipeline(p.engine, engine.PipelineOptions{
-		Kill:    killFunc(killer),
+		Kill:    killFunc(killer, p.engine),
 		Observe: func(results []probe.Result) { pe.note(log, results) },
 	})
 	// The scanner logs a namespace it cannot scan; the table lists it.
@@ -66,6 +71,9 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// output as one buffer.
 	at := time.Now()
 	sessions := func(fn func([]exporter.Session) bool) { p.engine.EachSessionAt(at, fn) }
+	if *by != "" {
+		return writeGroups(stdout, stderr, &snap.Doc, sessions, exporter.GroupBy(*by), *asJSON, snap.ProbeMode)
+	}
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	if *asJSON {
 		err = writeJSON(out, &snap.Doc, sessions)

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/ghostd/ghostd/events"
+	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/yamlconf"
 	"github.com/ghostd/ghostd/kill"
 	"github.com/ghostd/ghostd/podinfo"
@@ -40,6 +42,11 @@ type Config struct {
 	Log        LogConfig      `yaml:"log"`
 	// Runtime names the container runtimes asked for pod and container names.
 	Runtime podinfo.Config `yaml:"runtime"`
+
+	// Events is how the daemon keeps its event history; Metrics bounds the
+	// per-owner metric.
+	Events  events.Config          `yaml:"events"`
+	Metrics exporter.MetricsConfig `yaml:"metrics"`
 }
 
 // WebConfig configures the HTTP server for /metrics and the API.
@@ -66,6 +73,8 @@ func Default() Config {
 		Web:        WebConfig{ListenAddress: []string{DefaultListenAddress}},
 		Log:        LogConfig{Level: "info", Format: "logfmt"},
 		Runtime:    podinfo.DefaultConfig(),
+		Events:     events.DefaultConfig(),
+		Metrics:    exporter.DefaultMetricsConfig(),
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/kill"
@@ -88,6 +89,8 @@ func TestValidFull(t *testing.T) {
 	}
 	want.Web = config.WebConfig{ListenAddress: []string{"127.0.0.1:10145", "[::1]:10145"}, ConfigFile: "/etc/ghostd/web.yml"}
 	want.Log = config.LogConfig{Level: "debug", Format: "json"}
+	want.Events = events.Config{RingSize: 500, File: "/var/log/ghostd/events.jsonl", FileMaxBytes: 1 << 20, FilesKept: 3}
+	want.Metrics = exporter.MetricsConfig{OwnersTopK: 5}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b kill.CIDR) bool { return a == b })); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -139,6 +142,10 @@ func TestInvalid(t *testing.T) {
 		"syntax":          "2: did not find expected key",
 		"duplicate":       `4: mapping key "interval" already defined at line 1`,
 		"not-mapping":     "1: want a mapping, got a list",
+		"events-ring":     "2: events.ring_size: 0: want 1 to 1000000",
+		"events-file":     `2: events.file: "events.jsonl": want an absolute path`,
+		"events-kept":     "3: events.files_kept: 0: want 1 to 100",
+		"owners-top-k":    "2: metrics.owners_top_k: must be 1 to 1000, got 0",
 		"section-scalar":  `1: probe: want a mapping, got "fast"`,
 		"list-scalar":     `2: web.listen_address: want a list of strings, got "9977"`,
 	}
@@ -246,6 +253,9 @@ func TestFlagsOverrideFile(t *testing.T) {
 			c.Log.Level = "debug"
 			c.Log.Format = "json"
 		}},
+		{"event flags", []string{"--events.ring-size=50", "--events.file=/var/log/e.jsonl", "--events.file-max-bytes=8192", "--events.files-kept=2"}, func(c *config.Config) {
+			c.Events = events.Config{RingSize: 50, File: "/var/log/e.jsonl", FileMaxBytes: 8192, FilesKept: 2}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,6 +311,8 @@ func TestFlagErrors(t *testing.T) {
 		{"bad value named by flag", false, []string{"--probes=0"}, "", "config: --probes: must be 1 to 10, got 0"},
 		{"bad listen address named by flag", false, []string{"--web.listen-address=nope"}, "", `config: --web.listen-address: invalid address "nope": want host:port`},
 		{"bad log level", false, []string{"--log.level=loud"}, "", `config: --log.level: invalid level "loud": want debug, info, warn or error`},
+		{"bad events file named by flag", false, []string{"--events.file=rel.jsonl"}, "", `config: --events.file: "rel.jsonl": want an absolute path`},
+		{"event flags are run-only", true, []string{"--events.ring-size=5"}, "flag provided but not defined: -events.ring-size", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -72,6 +72,12 @@ var flagTable = []flagSpec{
 	{name: "web.config.file", key: "web.config_file", daemon: true, usage: "web configuration file for TLS and authentication"},
 	{name: "log.level", key: "log.level", daemon: true, usage: "log level: debug, info, warn or error"},
 	{name: "log.format", key: "log.format", daemon: true, usage: "log format: logfmt or json"},
+
+	{name: "events.ring-size", key: "events.ring_size", daemon: true, usage: "events kept in memory for /api/v1/events and the page"},
+	{name: "events.file", key: "events.file", daemon: true, usage: "append events to this JSONL file; empty keeps none"},
+	{name: "events.file-max-bytes", key: "events.file_max_bytes", daemon: true, usage: "start a new events file before one grows past this many bytes"},
+	{name: "events.files-kept", key: "events.files_kept", daemon: true, usage: "events files kept, the one being written included"},
+	{name: "metrics.owners-top-k", key: "metrics.owners_top_k", daemon: true, usage: "owners ghostd_ghost_sessions_by_owner names before it adds the rest up as other"},
 }
 
 // flagKey returns the configuration key that flag name (without dashes)

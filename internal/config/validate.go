@@ -40,6 +40,8 @@ func (c *Config) Validate() error {
 		{"probe", c.Probe.Validate()},
 		{"kill", c.Kill.Validate()},
 		{"runtime", c.Runtime.Validate()},
+		{"events", c.Events.Validate()},
+		{"metrics", c.Metrics.Validate()},
 	} {
 		if s.err != nil {
 			return asError(yamlconf.Under(s.key, s.err))

@@ -116,6 +116,7 @@ type Engine struct {
 	// ownersSeen is the tracker's NewSuspects at the last owner lookup.
 	ownersSeen uint64
 	paths      *pathidle.Table // idle timeouts per destination (pathidle.go); nil until a probe is recorded
+	ev         eventState      // events.go
 }
 
 // New returns an engine. prober may be nil (probing off); owners may be nil.
@@ -219,6 +220,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 			e.tracker.EndNamespace(now, r.Inode)
 		}
 	}
+	e.namespacesGoneLocked(seen, now)
 	for ino := range e.names {
 		if !seen[ino] {
 			e.tracker.DropNamespace(ino)
@@ -237,6 +239,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	}
 	e.scanned = now
 	e.scanDur = e.opts.Now().Sub(start)
+	e.scanEventsLocked(now)
 	return results
 }
 

@@ -54,6 +54,7 @@ func NewPipeline(e *Engine, o PipelineOptions) *Pipeline {
 // (none when probing is off).
 func (p *Pipeline) Scan(ctx context.Context) []probe.Target {
 	p.engine.Scan(ctx)
+	p.engine.emitSuspects()
 	if p.engine.prober == nil {
 		return nil
 	}

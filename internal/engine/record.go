@@ -38,6 +38,7 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 		}
 		e.tracker.SetTag(k, packVerdict(&v))
 		e.recordPathLocked(k, r, wasGhost, now)
+		e.verdictEventLocked(k, &prev, probed, &v, now)
 	}
 }
 

@@ -20,6 +20,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 	e.resolveOwners(false)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.flushSuspectsLocked()
 	now := e.opts.Now()
 	snap := e.frameLocked()
 	snap.Source = e
@@ -36,6 +37,9 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 		if v, probed := unpackVerdict(b.Tag); probed {
 			t.Verdict = string(packedVerdicts[v.verdict])
 			t.Ghost, t.GhostSeconds = e.ghost(b.Reasons, &v, now)
+		}
+		if t.Ghost {
+			t.Owner = e.ownerName(b.Key.Netns, b.Inode)
 		}
 		tally.Add(&t)
 		if !t.Killed && (t.Ghost || b.Reasons.Has(tracker.ReasonCloseWait)) {
@@ -59,9 +63,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 		c := Candidate{Socket: ent.Socket, Netns: s.Netns, PID: s.PID, Comm: s.Comm, Unit: s.Unit, Reasons: ent.Reasons, Verdict: verdict,
 			ProbesSent: s.ProbesSent, Replies: s.Replies, IdleSeconds: s.IdleSeconds}
 		c.Container, c.InContainer = s.ContainerName, s.Container != ""
-		if s.Pod != "" {
-			c.Pod = s.K8sNamespace + "/" + s.Pod
-		}
+		c.Pod = s.PodName()
 		if s.Ghost {
 			c.Confirmed, c.GhostSince = v.confirmed, e.epoch.Time(v.ghostSince)
 		} else {
@@ -73,6 +75,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 		tally.Add(&exporter.Tallied{Netns: g.Netns, Family: g.Family, Verdict: g.Verdict, Killed: true})
 	}
 	snap.Summary = tally.Summaries()
+	snap.GhostsByOwner = tally.GhostsByOwner()
 	return snap, out
 }
 

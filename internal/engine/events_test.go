@@ -1,0 +1,278 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ghostd/ghostd/events"
+	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe"
+)
+
+// sink collects events.
+type sink struct{ evs []events.Event }
+
+func (s *sink) Emit(ev events.Event) { s.evs = append(s.evs, ev) }
+
+// take returns "kind cookie" for the events since the last take.
+func (s *sink) take() []string {
+	out := []string{}
+	for _, ev := range s.evs {
+		x := fmt.Sprintf("%s %d", ev.Kind, ev.Cookie)
+		if ev.Result != "" {
+			x += " " + ev.Result
+		}
+		out = append(out, x)
+	}
+	s.evs = nil
+	return out
+}
+
+func TestEngineEvents(t *testing.T) {
+	e, inv, pr, c := newTest()
+	var got sink
+	e.SetEvents(&got)
+	ctx := context.Background()
+	step := func(what string, want ...string) {
+		t.Helper()
+		if want == nil {
+			want = []string{}
+		}
+		if diff := cmp.Diff(want, got.take()); diff != "" {
+			t.Errorf("%s: events (-want +got):\n%s", what, diff)
+		}
+	}
+	pl := NewPipeline(e, PipelineOptions{})
+	pass := func() {
+		c.t = c.t.Add(15 * time.Second)
+		pl.Probe(ctx, pl.Scan(ctx))
+	}
+	inv.sockets[7] = []inventory.Socket{
+		idleSocket(1, 1, 2*time.Minute), // alive
+		idleSocket(2, 2, 2*time.Minute), // reset
+		idleSocket(3, 3, 2*time.Minute), // silent
+		idleSocket(4, 4, 10*time.Second),
+	}
+	c.t = c.t.Add(time.Second)
+	targets := pl.Scan(ctx)
+	step("first scan", "suspect 1", "suspect 2", "suspect 3")
+	pl.Probe(ctx, targets)
+	step("first probes: a first alive is no event", "ghost 2", "ghost 3")
+
+	// The suspect event carries identity, owner and evidence.
+	c.t = c.t.Add(15 * time.Second)
+	inv.sockets[7] = append(inv.sockets[7], idleSocket(5, 3, 3*time.Minute))
+	targets = pl.Scan(ctx)
+	if len(got.evs) != 1 {
+		t.Fatalf("second scan: %+v", got.evs)
+	}
+	want := events.Event{
+		Time: c.t, Kind: events.Suspect, Netns: "srv", NetnsInode: 7, Family: "inet",
+		Local: "198.51.100.2:5432", Remote: "192.0.2.2:3", State: "ESTABLISHED", Cookie: 5, Inode: 5,
+		PID: 5, Comm: "app", Unit: "app.service", Reasons: []string{"idle"}, Verdict: "unprobed", IdleSeconds: 180,
+	}
+	if diff := cmp.Diff(want, got.evs[0]); diff != "" {
+		t.Errorf("suspect event (-want +got):\n%s", diff)
+	}
+	got.take()
+	pl.Probe(ctx, targets)
+	step("ghost", "ghost 5")
+
+	// Re-confirmed ghosts are no news; a ghost that answers is.
+	pr.verdicts[3] = probe.Alive
+	c.t = c.t.Add(2 * time.Minute)
+	pass()
+	step("ghosts 3 and 5 answer", "alive 3", "alive 5")
+	pass()
+	step("nothing changed")
+
+	// Kill outcomes.
+	s2 := inventory.Key{Netns: 7, Cookie: 2}
+	e.NoteKill(s2, "reset", "destroy", nil, "kill disabled")
+	e.NoteKill(s2, "reset", "destroy", nil, "younger than min age (1m0s < 5m0s)")
+	e.NoteKill(s2, "reset", "destroy", nil, "younger than min age (1m15s < 5m0s)")
+	e.NoteKill(s2, "reset", "destroy", nil, "rate limited")
+	e.NoteKill(s2, "reset", "destroy", errors.New("no such file or directory"), "")
+	e.NoteKill(s2, "reset", "destroy", nil, "")
+	step("kills", "killed 2 refused", "killed 2 refused", "killed 2 error", "killed 2 ok")
+	e.NoteKill(inventory.Key{Netns: 7, Cookie: 99}, "reset", "destroy", nil, "")
+	step("a socket the engine never tracked")
+
+	// Gone: after the second complete dump that misses it, not before.
+	inv.sockets[7] = inv.sockets[7][2:] // 1 and 2 close
+	pass()
+	step("one miss")
+	pass()
+	step("two misses", "gone 1", "gone 2")
+
+	// A socket a dump skips once is not gone.
+	keep := inv.sockets[7]
+	inv.sockets[7] = []inventory.Socket{keep[0], keep[1]} // 3, 4: 5 skipped once
+	pass()
+	inv.sockets[7] = keep
+	pass()
+	pass()
+	step("skipped once")
+
+	// A namespace that disappears takes its suspects with it.
+	inv.ns = nil
+	pass()
+	step("namespace gone", "gone 3", "gone 5")
+}
+
+// BenchmarkSteadyScanEvents is BenchmarkSteadyScan with the event history
+// on (a ring of the default size): the extra pass over the suspects that
+// looks for new and vanishing ones, at every scan.
+func BenchmarkSteadyScanEvents(b *testing.B) {
+	for _, n := range []int{10_000, 200_000} {
+		b.Run(fmt.Sprintf("sockets=%d", n), func(b *testing.B) {
+			e, inv, pr, c := newTest()
+			rec, err := events.NewRecorder(events.DefaultConfig(), nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.SetEvents(rec)
+			pr.verdicts = map[uint16]probe.Verdict{}
+			socks := make([]inventory.Socket, n)
+			for i := range socks {
+				socks[i] = idleSocket(uint64(i+1), uint16(i%60000+1), 2*time.Minute)
+				pr.verdicts[uint16(i%60000+1)] = probe.Alive
+			}
+			inv.sockets[7] = socks
+			ctx := context.Background()
+			e.Scan(ctx)
+			for t := e.Targets(); len(t) > 0; t = e.Targets() {
+				e.Probe(ctx, t)
+			}
+			e.Snapshot()
+			if st := rec.Stats(); st.Recorded[0] != uint64(n) {
+				b.Fatalf("%d suspect events, want %d", st.Recorded[0], n)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c.t = c.t.Add(time.Millisecond)
+				e.Scan(ctx)
+				if t := e.Targets(); len(t) != 0 {
+					b.Fatalf("%d targets in steady state", len(t))
+				}
+				e.Snapshot()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/socket")
+			if st := rec.Stats(); st.Recorded[0] != uint64(n) {
+				b.Fatalf("steady state recorded %d suspect events, want %d", st.Recorded[0], n)
+			}
+		})
+	}
+}
+
+// BenchmarkEventsPass measures what the event history adds to every scan:
+// the pass over the suspects that finds new and vanishing ones, in the
+// steady state (nothing new).
+func BenchmarkEventsPass(b *testing.B) {
+	const n = 200_000
+	e, inv, _, c := newTest()
+	e.SetEvents(&sink{})
+	socks := make([]inventory.Socket, n)
+	for i := range socks {
+		socks[i] = idleSocket(uint64(i+1), uint16(i%60000+1), 2*time.Minute)
+	}
+	inv.sockets[7] = socks
+	e.Scan(context.Background())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.t = c.t.Add(time.Millisecond)
+		e.mu.Lock()
+		e.scanEventsLocked(c.t)
+		e.mu.Unlock()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/suspect")
+}
+
+// BenchmarkFirstScanEvents measures a daemon's first scan of a host of
+// 200 000 idle suspects with and without the event history: every one of
+// them is a new suspect, recorded into a ring of the default size.
+func BenchmarkFirstScanEvents(b *testing.B) {
+	const n = 200_000
+	socks := make([]inventory.Socket, n)
+	for i := range socks {
+		socks[i] = idleSocket(uint64(i+1), uint16(i%60000+1), 2*time.Minute)
+	}
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("events=%v", on), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				e, inv, _, _ := newTest()
+				inv.sockets[7] = socks
+				if on {
+					rec, err := events.NewRecorder(events.DefaultConfig(), nil, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					e.SetEvents(rec)
+				}
+				b.StartTimer()
+				e.Scan(context.Background())
+				e.Snapshot()
+			}
+		})
+	}
+}
+
+// TestEngineEventsOrder: a socket's suspect event comes before its ghost
+// event even when the owners were not looked up in between (the probe
+// loop may record a verdict before the scan loop publishes).
+func TestEngineEventsOrder(t *testing.T) {
+	e, inv, _, c := newTest()
+	var got sink
+	e.SetEvents(&got)
+	ctx := context.Background()
+	inv.sockets[7] = []inventory.Socket{idleSocket(2, 2, 2*time.Minute)}
+	c.t = c.t.Add(time.Second)
+	e.Scan(ctx)
+	if len(got.evs) != 0 {
+		t.Fatalf("suspect events before their owners were looked up: %+v", got.evs)
+	}
+	e.Probe(ctx, e.Targets())
+	if diff := cmp.Diff([]string{"suspect 2", "ghost 2"}, got.take()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	e.Snapshot()
+	if evs := got.take(); len(evs) != 0 {
+		t.Errorf("the snapshot recorded them again: %v", evs)
+	}
+}
+
+// TestPodOwnsItsGhosts: in a namespace the container runtime named, the
+// ghosts' owner (the per-owner metric and groups) and their events' pod are
+// the pod, not the process inside it.
+func TestPodOwnsItsGhosts(t *testing.T) {
+	e, inv, _, c := newTest()
+	inv.ns[0].PodNamespace, inv.ns[0].PodName = "shop", "cart-7d9f"
+	var got sink
+	e.SetEvents(&got)
+	ctx := context.Background()
+	inv.sockets[7] = []inventory.Socket{idleSocket(3, 3, 2*time.Minute)} // silent
+	c.t = c.t.Add(time.Second)
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets())
+	snap, _ := e.Snapshot()
+	if diff := cmp.Diff(map[string]int{"shop/cart-7d9f": 1}, snap.GhostsByOwner); diff != "" {
+		t.Errorf("ghosts by owner (-want +got):\n%s", diff)
+	}
+	if len(got.evs) != 2 {
+		t.Fatalf("events: %+v", got.evs)
+	}
+	for _, ev := range got.evs {
+		if ev.Pod != "shop/cart-7d9f" || ev.Owner() != "shop/cart-7d9f" {
+			t.Errorf("%s event: pod %q owner %q, want shop/cart-7d9f", ev.Kind, ev.Pod, ev.Owner())
+		}
+	}
+}
