@@ -14,6 +14,7 @@
 # BENCH_BASE=REV (a git revision) also builds ghostd at REV and runs the same
 # phases with it on the same connections, right after, and prints new/base
 # ratios: a change is judged against its baseline from the same run.
+# BENCH_RATE sets ghostd's probe rate (default 200, ghostd's own default).
 # Quick run: BENCH_DAEMON_CONNS=5000 BENCH_WINDOW=60 BENCH_IDLE=10s scripts/bench-daemon.sh
 set -euo pipefail
 
@@ -46,6 +47,8 @@ cleanup() {
 trap cleanup EXIT
 
 go build -o "$tmp/ghostd" ./cmd/ghostd
+# The probe rate goes through the file, which every ghostd version reads.
+printf 'probe:\n  rate: %s\n' "$RATE" >"$tmp/ghostd.yml"
 if [ -n "$BASE" ]; then
 	git worktree add -q --detach "$tmp/base-src" "$BASE"
 	(cd "$tmp/base-src" && go build -o "$tmp/ghostd-base" ./cmd/ghostd)
@@ -69,7 +72,7 @@ metric() { # metric NAME_REGEX -> sum of matching series
 }
 start_ghostd() {
 	port=$((20000 + RANDOM % 20000))
-	"$bin" run --config /dev/null --netns "$ns" --idle "$IDLE" --web.listen-address "127.0.0.1:$port" "$@" 2>"$tmp/ghostd.log" &
+	"$bin" run --config "$tmp/ghostd.yml" --netns "$ns" --idle "$IDLE" --web.listen-address "127.0.0.1:$port" "$@" 2>"$tmp/ghostd.log" &
 	ghostd_pid=$!
 	for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1 && return; sleep 0.2; done
 	echo "bench-daemon: ghostd not ready"; cat "$tmp/ghostd.log"; exit 1
