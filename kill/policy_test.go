@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ghostd/ghostd/internal/yamlconf"
+	"github.com/ghostd/ghostd/internal/yamlconf/yamlconftest"
 	"github.com/ghostd/ghostd/probe"
 )
 
@@ -18,50 +19,26 @@ func TestValidate(t *testing.T) {
 	if err := DefaultPolicy().Validate(); err != nil {
 		t.Fatalf("DefaultPolicy().Validate() = %v", err)
 	}
-	if err := enabled().Validate(); err != nil {
-		t.Fatalf("enabled default policy: %v", err)
-	}
-	tests := []struct {
-		name string
-		mod  func(*Policy)
-		want string
-	}{
-		{"mode", func(p *Policy) { p.Mode = "nuke" }, `kill: mode: invalid mode "nuke": want destroy or keepalive`},
-		{"shutdown for ghosts", func(p *Policy) { p.Mode = ModeShutdown }, `kill: mode: mode "shutdown" is for CLOSE_WAIT leaks only: set kill.close_wait instead`},
-		{"no verdicts", func(p *Policy) { p.Verdicts = nil }, "kill: verdicts: empty: want one or more of reset, silent, unreachable"},
-		{"alive verdict", func(p *Policy) { p.Verdicts = []probe.Verdict{probe.Reset, probe.Alive} }, `kill: verdicts[1]: verdict "alive" cannot be killed: want reset, silent or unreachable`},
-		{"duplicate verdict", func(p *Policy) { p.Verdicts = []probe.Verdict{probe.Reset, probe.Reset} }, `kill: verdicts[1]: duplicate verdict "reset"`},
-		{"negative age", func(p *Policy) { p.MinAge = -time.Second }, "kill: min_age: must not be negative, got -1s"},
-		{"rate", func(p *Policy) { p.PerMinute = 0 }, "kill: per_minute: must be at least 1, got 0"},
-		{"keepalive idle", func(p *Policy) { p.Keepalive.Idle = 1500 * time.Millisecond }, "kill: keepalive.idle: must be whole seconds from 1s to 9h6m7s, got 1.5s"},
-		{"keepalive interval", func(p *Policy) { p.Keepalive.Interval = 0 }, "kill: keepalive.interval: must be whole seconds from 1s to 9h6m7s, got 0s"},
-		{"keepalive count", func(p *Policy) { p.Keepalive.Count = 128 }, "kill: keepalive.count: must be 1 to 127, got 128"},
-		{"user timeout", func(p *Policy) { p.UserTimeout = -1 }, "kill: user_timeout: must be 0 to 596h31m23.647s, got -1ns"},
-		{"empty rule", func(p *Policy) { p.Deny = []Rule{{Ports: []int{22}}, {}} }, "kill: deny[1]: empty rule: give at least one of cidrs, ports, netns, comms, units, pods, containers"},
-		{"bad glob", func(p *Policy) { p.Allow = []Rule{{Comms: []string{"[x"}}} }, `kill: allow[0].comms[0]: pattern "[x": syntax error in pattern`},
-		{"long comm", func(p *Policy) { p.Deny = []Rule{{Comms: []string{"a-very-long-process-name"}}} }, `kill: deny[0].comms[0]: "a-very-long-process-name" is longer than the kernel's 15-byte process names`},
-		{"empty unit", func(p *Policy) { p.Deny = []Rule{{Units: []string{""}}} }, "kill: deny[0].units[0]: empty string"},
-		{"port", func(p *Policy) { p.Allow = []Rule{{Ports: []int{5432, 70000}}} }, "kill: allow[0].ports[1]: invalid port 70000: want 1 to 65535"},
-		{"zero prefix", func(p *Policy) { p.Allow = []Rule{{CIDRs: []CIDR{{}}}} }, `kill: allow[0].cidrs[0]: invalid CIDR "invalid Prefix"`},
-		{"host bits", func(p *Policy) { p.Allow = []Rule{{CIDRs: []CIDR{{netip.MustParsePrefix("192.0.2.7/24")}}}} }, `kill: allow[0].cidrs[0]: invalid CIDR "192.0.2.7/24"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := enabled()
-			tt.mod(&p)
-			err := p.Validate()
-			if err == nil {
-				t.Fatalf("Validate() = nil, want %q", tt.want)
-			}
-			if got := err.Error(); got != tt.want {
-				t.Errorf("Validate()\n got: %s\nwant: %s", got, tt.want)
-			}
-			var ke *yamlconf.KeyError
-			if !errors.As(err, &ke) || ke.Key == "" {
-				t.Errorf("Validate() = %#v, want a *yamlconf.KeyError naming the key", err)
-			}
-		})
-	}
+	yamlconftest.Validate(t, enabled, []yamlconftest.Case[Policy]{
+		{Name: "mode", Mod: func(p *Policy) { p.Mode = "nuke" }, Want: `kill: mode: invalid mode "nuke": want destroy or keepalive`},
+		{Name: "shutdown for ghosts", Mod: func(p *Policy) { p.Mode = ModeShutdown }, Want: `kill: mode: mode "shutdown" is for CLOSE_WAIT leaks only: set kill.close_wait instead`},
+		{Name: "no verdicts", Mod: func(p *Policy) { p.Verdicts = nil }, Want: "kill: verdicts: empty: want one or more of reset, silent, unreachable"},
+		{Name: "alive verdict", Mod: func(p *Policy) { p.Verdicts = []probe.Verdict{probe.Reset, probe.Alive} }, Want: `kill: verdicts[1]: verdict "alive" cannot be killed: want reset, silent or unreachable`},
+		{Name: "duplicate verdict", Mod: func(p *Policy) { p.Verdicts = []probe.Verdict{probe.Reset, probe.Reset} }, Want: `kill: verdicts[1]: duplicate verdict "reset"`},
+		{Name: "negative age", Mod: func(p *Policy) { p.MinAge = -time.Second }, Want: "kill: min_age: must not be negative, got -1s"},
+		{Name: "rate", Mod: func(p *Policy) { p.PerMinute = 0 }, Want: "kill: per_minute: must be at least 1, got 0"},
+		{Name: "keepalive idle", Mod: func(p *Policy) { p.Keepalive.Idle = 1500 * time.Millisecond }, Want: "kill: keepalive.idle: must be whole seconds from 1s to 9h6m7s, got 1.5s"},
+		{Name: "keepalive interval", Mod: func(p *Policy) { p.Keepalive.Interval = 0 }, Want: "kill: keepalive.interval: must be whole seconds from 1s to 9h6m7s, got 0s"},
+		{Name: "keepalive count", Mod: func(p *Policy) { p.Keepalive.Count = 128 }, Want: "kill: keepalive.count: must be 1 to 127, got 128"},
+		{Name: "user timeout", Mod: func(p *Policy) { p.UserTimeout = -1 }, Want: "kill: user_timeout: must be 0 to 596h31m23.647s, got -1ns"},
+		{Name: "empty rule", Mod: func(p *Policy) { p.Deny = []Rule{{Ports: []int{22}}, {}} }, Want: "kill: deny[1]: empty rule: give at least one of cidrs, ports, netns, comms, units, pods, containers"},
+		{Name: "bad glob", Mod: func(p *Policy) { p.Allow = []Rule{{Comms: []string{"[x"}}} }, Want: `kill: allow[0].comms[0]: pattern "[x": syntax error in pattern`},
+		{Name: "long comm", Mod: func(p *Policy) { p.Deny = []Rule{{Comms: []string{"a-very-long-process-name"}}} }, Want: `kill: deny[0].comms[0]: "a-very-long-process-name" is longer than the kernel's 15-byte process names`},
+		{Name: "empty unit", Mod: func(p *Policy) { p.Deny = []Rule{{Units: []string{""}}} }, Want: "kill: deny[0].units[0]: empty string"},
+		{Name: "port", Mod: func(p *Policy) { p.Allow = []Rule{{Ports: []int{5432, 70000}}} }, Want: "kill: allow[0].ports[1]: invalid port 70000: want 1 to 65535"},
+		{Name: "zero prefix", Mod: func(p *Policy) { p.Allow = []Rule{{CIDRs: []CIDR{{}}}} }, Want: `kill: allow[0].cidrs[0]: invalid CIDR "invalid Prefix"`},
+		{Name: "host bits", Mod: func(p *Policy) { p.Allow = []Rule{{CIDRs: []CIDR{{netip.MustParsePrefix("192.0.2.7/24")}}}} }, Want: `kill: allow[0].cidrs[0]: invalid CIDR "192.0.2.7/24"`},
+	})
 }
 
 func TestUnmarshalYAML(t *testing.T) {

@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"errors"
 	"math"
 	"testing"
 	"time"
@@ -9,43 +8,22 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ghostd/ghostd/internal/yamlconf"
+	"github.com/ghostd/ghostd/internal/yamlconf/yamlconftest"
 )
 
 func TestConfigValidate(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Fatalf("DefaultConfig().Validate() = %v", err)
-	}
-	tests := []struct {
-		name string
-		mod  func(*Config)
-		want string
-	}{
-		{"attempts zero", func(c *Config) { c.Attempts = 0 }, "probe: attempts: must be 1 to 10, got 0"},
-		{"attempts many", func(c *Config) { c.Attempts = 11 }, "probe: attempts: must be 1 to 10, got 11"},
-		{"interval", func(c *Config) { c.Interval = 100 * time.Millisecond }, "probe: interval: 100ms is too short: want at least 600ms"},
-		{"rate zero", func(c *Config) { c.Rate = 0 }, "probe: rate: must be a positive number of probes per second, got 0"},
-		{"rate NaN", func(c *Config) { c.Rate = math.NaN() }, "probe: rate: must be a positive number of probes per second, got NaN"},
-		{"rate infinite", func(c *Config) { c.Rate = math.Inf(1) }, "probe: rate: must be a positive number of probes per second, got +Inf"},
-		{"per host", func(c *Config) { c.PerHost = 0 }, "probe: per_host: must be at least 1, got 0"},
-		{"in flight", func(c *Config) { c.InFlight = -1 }, "probe: in_flight: must be at least 1, got -1"},
-		{"backoff", func(c *Config) { c.Backoff = -time.Second }, "probe: backoff: must not be negative, got -1s"},
-		{"reconfirm", func(c *Config) { c.Reconfirm = 0 }, "probe: reconfirm: must be positive, got 0s"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := DefaultConfig()
-			tt.mod(&c)
-			err := c.Validate()
-			if err == nil || err.Error() != tt.want {
-				t.Fatalf("Validate() = %v, want %q", err, tt.want)
-			}
-			var ke *yamlconf.KeyError
-			if !errors.As(err, &ke) {
-				t.Errorf("Validate() = %#v, want a *yamlconf.KeyError", err)
-			}
-		})
-	}
+	yamlconftest.Validate(t, DefaultConfig, []yamlconftest.Case[Config]{
+		{Name: "attempts zero", Mod: func(c *Config) { c.Attempts = 0 }, Want: "probe: attempts: must be 1 to 10, got 0"},
+		{Name: "attempts many", Mod: func(c *Config) { c.Attempts = 11 }, Want: "probe: attempts: must be 1 to 10, got 11"},
+		{Name: "interval", Mod: func(c *Config) { c.Interval = 100 * time.Millisecond }, Want: "probe: interval: 100ms is too short: want at least 600ms"},
+		{Name: "rate zero", Mod: func(c *Config) { c.Rate = 0 }, Want: "probe: rate: must be a positive number of probes per second, got 0"},
+		{Name: "rate NaN", Mod: func(c *Config) { c.Rate = math.NaN() }, Want: "probe: rate: must be a positive number of probes per second, got NaN"},
+		{Name: "rate infinite", Mod: func(c *Config) { c.Rate = math.Inf(1) }, Want: "probe: rate: must be a positive number of probes per second, got +Inf"},
+		{Name: "per host", Mod: func(c *Config) { c.PerHost = 0 }, Want: "probe: per_host: must be at least 1, got 0"},
+		{Name: "in flight", Mod: func(c *Config) { c.InFlight = -1 }, Want: "probe: in_flight: must be at least 1, got -1"},
+		{Name: "backoff", Mod: func(c *Config) { c.Backoff = -time.Second }, Want: "probe: backoff: must not be negative, got -1s"},
+		{Name: "reconfirm", Mod: func(c *Config) { c.Reconfirm = 0 }, Want: "probe: reconfirm: must be positive, got 0s"},
+	})
 }
 
 func TestConfigUnmarshalYAML(t *testing.T) {
