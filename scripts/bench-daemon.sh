@@ -128,6 +128,7 @@ phases() {
 	hwm=$(( hwm > hwm1 ? hwm : hwm1 ))
 	echo "phase 3 (steady, ${WINDOW}s after the first pass): average CPU ${avg}% of one core (target ≤ 5%)"
 	echo "peak RSS: $((hwm / 1024)) MiB (target ≤ 128 MiB)"
+	stop_ghostd
 	eval "r_$2_scan=$cpu_per_scan r_$2_probe=$cpu_per_probe r_$2_cpu=$avg r_$2_rss=$((hwm / 1024))"
 }
 
