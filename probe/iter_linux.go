@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	"github.com/ghostd/ghostd/internal/bpfload"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
@@ -56,7 +58,7 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	it := &iterImpl{}
 	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	if err := spec.LoadAndAssign(&it.objs, opts); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoSeq, loadFailure(err))
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, bpfload.Failure("load iter/tcp", err))
 	}
 	it.link, err = link.AttachIter(link.IterOptions{Program: it.objs.DumpSeq})
 	if err != nil {
@@ -113,22 +115,6 @@ func setAutolabelBits(spec *ebpf.CollectionSpec, kernel *btf.Spec) error {
 		}
 	}
 	return nil
-}
-
-// loadFailure says in one line why the kernel refused the program.
-func loadFailure(err error) error {
-	var ve *ebpf.VerifierError
-	switch {
-	case errors.As(err, &ve):
-		// Only a load that reached the verifier has a log. VerifierError's
-		// message is one line: the verifier's last words.
-		return fmt.Errorf("load iter/tcp: verifier rejected the program: %w", err)
-	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("load iter/tcp: missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): %w", err)
-	case errors.Is(err, ebpf.ErrNotSupported):
-		return fmt.Errorf("load iter/tcp: kernel lacks a needed BPF feature: %w", err)
-	}
-	return fmt.Errorf("load iter/tcp: %w", err)
 }
 
 func (it *iterImpl) close() error {

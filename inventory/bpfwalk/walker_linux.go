@@ -11,6 +11,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/bpfload"
+
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
@@ -91,7 +93,7 @@ func newImpl(variant string) (*impl, error) {
 		if castErr = spec.LoadAndAssign(&o, opts); castErr == nil {
 			im.objs, im.walk1, im.variant = o.walkObjs, o.WalkHash, VariantCast
 		} else if variant == VariantCast {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, loadFailure(castErr))
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, bpfload.Failure("load", castErr))
 		}
 	}
 	if im.walk1 == nil {
@@ -100,7 +102,7 @@ func newImpl(variant string) (*impl, error) {
 			if castErr != nil {
 				err = fmt.Errorf("%w (and with bpf_rdonly_cast: %w)", err, castErr)
 			}
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, loadFailure(err))
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, bpfload.Failure("load", err))
 		}
 		im.objs, im.walk1, im.variant = o.walkObjs, o.WalkHash, VariantCopy
 	}
@@ -121,20 +123,6 @@ func newImpl(variant string) (*impl, error) {
 	// now: give it back rather than carry it in the daemon's resident size.
 	debug.FreeOSMemory()
 	return im, nil
-}
-
-// loadFailure says in one line why the kernel refused the programs.
-func loadFailure(err error) error {
-	var ve *ebpf.VerifierError
-	switch {
-	case errors.As(err, &ve):
-		return fmt.Errorf("load: verifier rejected the program: %w", err)
-	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("load: missing CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): %w", err)
-	case errors.Is(err, ebpf.ErrNotSupported):
-		return fmt.Errorf("load: kernel lacks a needed BPF feature: %w", err)
-	}
-	return fmt.Errorf("load: %w", err)
 }
 
 func (im *impl) close() error {
