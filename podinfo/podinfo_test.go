@@ -144,12 +144,28 @@ type named struct {
 	RuntimeNamed                bool
 }
 
-func names(list []inventory.Namespace) []named {
-	var out []named
+// wantNames is how listing()'s namespaces come out named from testPods():
+// the host's and pid 400's namespaces are no pod's, the dns pod names its
+// own; web is what becomes of the web pod's, and more follow.
+func wantNames(web named, more ...named) []named {
+	return append([]named{
+		{"host", "", "", false},
+		web,
+		{"kube-system/dns", "kube-system", "dns", true},
+		{"pid-sleep-400", "", "", false},
+	}, more...)
+}
+
+// checkNames fails t unless list is named as want says.
+func checkNames(t *testing.T, list []inventory.Namespace, want []named) {
+	t.Helper()
+	var got []named
 	for _, ns := range list {
-		out = append(out, named{ns.Name, ns.PodNamespace, ns.PodName, ns.RuntimeNamed})
+		got = append(got, named{ns.Name, ns.PodNamespace, ns.PodName, ns.RuntimeNamed})
 	}
-	return out
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("names (-want +got):\n%s", diff)
+	}
 }
 
 // TestResolverNames: pods name their namespaces by inode (path first, else
@@ -165,15 +181,7 @@ func TestResolverNames(t *testing.T) {
 
 	list := listing()
 	r.Name(list)
-	want := []named{
-		{"host", "", "", false},
-		{"default/web", "default", "web", true},
-		{"kube-system/dns", "kube-system", "dns", true},
-		{"pid-sleep-400", "", "", false},
-	}
-	if diff := cmp.Diff(want, names(list)); diff != "" {
-		t.Errorf("names (-want +got):\n%s", diff)
-	}
+	checkNames(t, list, wantNames(named{"default/web", "default", "web", true}))
 	if n := srv.Lists(); n != 1 {
 		t.Fatalf("%d listings, want 1", n)
 	}
@@ -233,16 +241,7 @@ func TestResolverNamesByContainerID(t *testing.T) {
 	list := listing()
 	list = append(list, inventory.Namespace{Inode: 9, Name: "aaaaaaaaaaaa", Kind: inventory.KindNamed})
 	r.Name(list)
-	want := []named{
-		{"host", "", "", false},
-		{"cni-web", "", "", false},
-		{"kube-system/dns", "kube-system", "dns", true},
-		{"pid-sleep-400", "", "", false},
-		{"aaaaaaaaaaaa", "", "", false},
-	}
-	if diff := cmp.Diff(want, names(list)); diff != "" {
-		t.Errorf("names (-want +got):\n%s", diff)
-	}
+	checkNames(t, list, wantNames(named{"cni-web", "", "", false}, named{"aaaaaaaaaaaa", "", "", false}))
 }
 
 // TestResolverRuntimeDown: a runtime that stops answering costs its names,
