@@ -26,22 +26,13 @@ NS_CONNS=${BENCH_NS_CONNS:-1000}
 CHILD_EHASH=${BENCH_CHILD_EHASH:-4096}
 PARTS=${BENCH_PARTS:-"1 2"}
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench-inventory: skipped, needs root (creates network namespaces)"
-	exit 0
-fi
-for t in ip ss nsenter go; do
-	command -v "$t" >/dev/null || { echo "bench-inventory: skipped, $t missing"; exit 0; }
-done
 if [ "$RUNS" -lt 5 ]; then RUNS=5; fi
 
-cd "$(dirname "$0")/.."
-tmp=$(mktemp -d /tmp/bench-inventory.XXXXXX)
-tag=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 bench=bench-inventory
-old_child_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
 # shellcheck source=farm.sh
-. scripts/farm.sh
+. "$(dirname "$0")/farm.sh"
+bench_start "creates network namespaces" ip ss nsenter go
+old_child_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
 
 cleanup() {
 	stop_farms

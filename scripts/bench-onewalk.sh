@@ -24,21 +24,12 @@ SMALL=${BENCH_OW_SMALL:-10}
 CONNS=${BENCH_OW_CONNS:-100000}
 RUNS=${BENCH_OW_RUNS:-5}
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench-onewalk: skipped, needs root (creates network namespaces, loads BPF)"
-	exit 0
-fi
-for t in ip go; do
-	command -v "$t" >/dev/null || { echo "bench-onewalk: skipped, $t missing"; exit 0; }
-done
 if [ "$RUNS" -lt 3 ]; then RUNS=3; fi
 
-cd "$(dirname "$0")/.."
-tmp=$(mktemp -d /tmp/bench-onewalk.XXXXXX)
-tag=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 bench=bench-onewalk
 # shellcheck source=farm.sh
-. scripts/farm.sh
+. "$(dirname "$0")/farm.sh"
+bench_start "creates network namespaces, loads BPF" ip go
 
 cleanup() {
 	stop_farms

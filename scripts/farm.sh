@@ -1,13 +1,32 @@
 # farm.sh — sourced by the inventory benchmarks (bench-inventory.sh,
 # bench-onewalk.sh): scratch network namespaces, connfarm processes holding
 # loopback connections in them, and the tools they run, built into a
-# scratch directory. The caller sets bench (its name, for messages) and
-# tmp (the scratch directory), calls build_tools, and calls stop_farms and
-# del_namespaces from its EXIT trap.
+# scratch directory. The caller sets bench (its name, for messages), calls
+# bench_start and build_tools, and calls stop_farms and del_namespaces from
+# its EXIT trap.
 
 namespaces=()
 farm_pids=()
 farm_fds=()
+
+# bench_start WHY TOOL...: skip the benchmark (exit 0) unless it runs as root
+# (it needs root to WHY) with every TOOL installed; then work from the
+# repository's root, with a scratch directory $tmp and a random $tag for
+# names.
+bench_start() {
+	local why=$1 t
+	shift
+	if [ "$(id -u)" != 0 ]; then
+		echo "$bench: skipped, needs root ($why)"
+		exit 0
+	fi
+	for t in "$@"; do
+		command -v "$t" >/dev/null || { echo "$bench: skipped, $t missing"; exit 0; }
+	done
+	cd "$(dirname "${BASH_SOURCE[0]}")/.."
+	tmp=$(mktemp -d "/tmp/$bench.XXXXXX")
+	tag=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+}
 
 # build_tools: connfarm and invbench into $tmp.
 build_tools() {
