@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/testnet"
 )
 
 // nsHelperEnv turns the test binary into a helper process that holds one
@@ -148,11 +149,8 @@ func loopbackUp() error {
 
 // nsHolder is a helper child process holding a loopback connection.
 type nsHolder struct {
-	pid           int
+	*testnet.Child
 	local, remote netip.AddrPort // the client side of its connection
-	cmd           *exec.Cmd
-	stdin         io.WriteCloser
-	once          sync.Once
 }
 
 // startHolder starts the helper, in a new anonymous netns when newNetns.
@@ -179,21 +177,8 @@ func startHolderIn(t testing.TB, newNetns bool, cgroupFD int) *nsHolder {
 	if cgroupFD != -1 {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cgroupFD
 	}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start helper: %v", err)
-	}
-	h := &nsHolder{pid: cmd.Process.Pid, cmd: cmd, stdin: stdin}
-	t.Cleanup(h.stop)
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	h := &nsHolder{Child: testnet.StartChild(t, cmd, 5*time.Second)}
+	line, err := h.ReadLine()
 	if err != nil {
 		t.Fatalf("helper: %v", err)
 	}
@@ -203,21 +188,6 @@ func startHolderIn(t testing.TB, newNetns bool, cgroupFD int) *nsHolder {
 	}
 	h.local, h.remote = netip.MustParseAddrPort(f[1]), netip.MustParseAddrPort(f[2])
 	return h
-}
-
-// stop ends the helper and reaps it; safe to call twice.
-func (h *nsHolder) stop() {
-	h.once.Do(func() {
-		h.stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = h.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = h.cmd.Process.Kill()
-			<-done
-		}
-	})
 }
 
 // socket dumps the caller's namespace and returns the helper's end of its

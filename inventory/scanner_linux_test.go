@@ -137,7 +137,7 @@ func TestScanNamespaces(t *testing.T) {
 	namedIno := mustNsInode(t, "/run/netns/"+name)
 
 	h := startHolder(t, true)
-	anonIno := mustNsInode(t, "/proc/"+strconv.Itoa(h.pid)+"/ns/net")
+	anonIno := mustNsInode(t, "/proc/"+strconv.Itoa(h.Pid())+"/ns/net")
 	hostIno, err := nsInode("/proc/1/ns/net")
 	if err != nil { // pid 1 out of reach (a sandbox): our own stands in
 		hostIno = mustNsInode(t, "/proc/self/ns/net")
@@ -164,15 +164,15 @@ func TestScanNamespaces(t *testing.T) {
 
 	// The anonymous one, named after its holder.
 	r, _ = resultFor(res, anonIno)
-	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(h.pid) + "/comm")
-	wantName := "pid-" + strings.TrimSpace(string(comm)) + "-" + strconv.Itoa(h.pid)
-	if cg, err := os.ReadFile("/proc/" + strconv.Itoa(h.pid) + "/cgroup"); err == nil {
+	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(h.Pid()) + "/comm")
+	wantName := "pid-" + strings.TrimSpace(string(comm)) + "-" + strconv.Itoa(h.Pid())
+	if cg, err := os.ReadFile("/proc/" + strconv.Itoa(h.Pid()) + "/cgroup"); err == nil {
 		if _, c := ParseCgroup(cg); c != "" { // CI inside a container
 			wantName = c
 		}
 	}
-	if r.Name != wantName || r.Kind != KindProcess || r.PID != h.pid {
-		t.Errorf("anonymous result %+v, want name %s, pid %d", r.Namespace, wantName, h.pid)
+	if r.Name != wantName || r.Kind != KindProcess || r.PID != h.Pid() {
+		t.Errorf("anonymous result %+v, want name %s, pid %d", r.Namespace, wantName, h.Pid())
 	}
 	gotAnon, ok := seen[[2]netip.AddrPort{h.local, h.remote}]
 	if !ok || gotAnon.nsInode != anonIno || gotAnon.nsName != wantName {
@@ -186,7 +186,7 @@ func TestScanNamespaces(t *testing.T) {
 	o := NewOwners("/proc")
 	owners := lookup(o, 0, []uint32{gotNamed.inode, gotAnon.inode, 0})
 	self, _ := os.ReadFile("/proc/self/comm")
-	want := map[uint32]int{gotNamed.inode: os.Getpid(), gotAnon.inode: h.pid}
+	want := map[uint32]int{gotNamed.inode: os.Getpid(), gotAnon.inode: h.Pid()}
 	for ino, pid := range want {
 		ow, ok := owners[ino]
 		if !ok || ow.PID != pid || ow.Comm != strings.TrimSpace(string(self)) {
@@ -225,7 +225,7 @@ func TestScanNamespaceVanishes(t *testing.T) {
 	ca := openLoopConnIn(t, "/run/netns/"+a)
 	cb := openLoopConnIn(t, "/run/netns/"+b)
 	h := startHolder(t, true)
-	anonIno := mustNsInode(t, "/proc/"+strconv.Itoa(h.pid)+"/ns/net")
+	anonIno := mustNsInode(t, "/proc/"+strconv.Itoa(h.Pid())+"/ns/net")
 	inos := map[string]uint64{}
 	for _, n := range []string{a, b, c} {
 		inos[n] = mustNsInode(t, "/run/netns/"+n)
@@ -255,7 +255,7 @@ func TestScanNamespaceVanishes(t *testing.T) {
 		if ns.Name == a {
 			once.Do(func() {
 				delNamedNetns(b)
-				h.stop()
+				h.Stop()
 			})
 		}
 	})
