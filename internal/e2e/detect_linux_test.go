@@ -101,8 +101,7 @@ func TestDaemonDetectsGhosts(t *testing.T) {
 
 	var sc []*scenario
 	add := func(name, network, verdict, reason string, ghost bool) *scenario {
-		s, c := n.Pair(t, network)
-		noKeepalive(t, s, c)
+		s, c := idlePair(t, n, network)
 		x := &scenario{name: name, server: s, client: c, verdict: verdict, reason: reason, ghost: ghost}
 		sc = append(sc, x)
 		return x
@@ -272,6 +271,31 @@ func noKeepalive(t *testing.T, cs ...net.Conn) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// idlePair connects an idle TCP connection through n, keepalive off on both
+// ends, and returns its server and client ends.
+func idlePair(t *testing.T, n *testnet.Net, network string) (server, client net.Conn) {
+	t.Helper()
+	server, client = n.Pair(t, network)
+	noKeepalive(t, server, client)
+	return server, client
+}
+
+// ends is one connection through the test network: its server and client ends.
+type ends struct{ s, c net.Conn }
+
+// idleNet needs root, builds the test network and connects one idle
+// connection through it (idlePair) per network given, in that order.
+func idleNet(t *testing.T, networks ...string) (*testnet.Net, []ends) {
+	t.Helper()
+	needRoot(t)
+	n := testnet.New(t)
+	cs := make([]ends, len(networks))
+	for i, network := range networks {
+		cs[i].s, cs[i].c = idlePair(t, n, network)
+	}
+	return n, cs
 }
 
 func roundTrip(t *testing.T, s *scenario) {

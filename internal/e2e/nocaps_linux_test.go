@@ -15,10 +15,7 @@ import (
 // list the namespaces it cannot enter with the error, and still scan its own.
 func TestWithoutCapabilities(t *testing.T) {
 	needRoot(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Fatalf("setpriv (util-linux) is missing: %v", err)
-	}
+	setpriv := needSetpriv(t)
 	n := testnet.New(t) // a named namespace that must show up as not scannable
 	// The binary must be reachable by nobody.
 	dir := t.TempDir()
