@@ -292,15 +292,16 @@ func scanDoc(t *testing.T, args ...string) (exporter.Document, []byte) {
 	return decodeDoc(t, out), out
 }
 
-// needSetpriv returns the path of setpriv (util-linux), which runs ghostd
-// with fewer privileges than the test's.
-func needSetpriv(t *testing.T) string {
+// setprivCmd is the command that runs bin with args through setpriv
+// (util-linux) with privs (its options): with fewer privileges than the
+// test's.
+func setprivCmd(t *testing.T, privs []string, bin string, args ...string) *exec.Cmd {
 	t.Helper()
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
 		t.Fatalf("setpriv (util-linux) is missing: %v", err)
 	}
-	return setpriv
+	return exec.Command(setpriv, slices.Concat(privs, []string{"--", bin}, args)...)
 }
 
 // setprivScan runs the ghostd under test through setpriv with privs (its
@@ -308,7 +309,7 @@ func needSetpriv(t *testing.T) string {
 // ghostd logged.
 func setprivScan(t *testing.T, privs []string, args ...string) (exporter.Document, string) {
 	t.Helper()
-	cmd := exec.Command(needSetpriv(t), slices.Concat(privs, []string{"--", ghostdBin}, args)...)
+	cmd := setprivCmd(t, privs, ghostdBin, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -159,7 +160,7 @@ func TestDaemonDetectsGhosts(t *testing.T) {
 				missing = append(missing, fmt.Sprintf("%s: %+v", s.name, got))
 			case s.verdict == "alive" && (got == nil || got.Verdict != "alive"):
 				missing = append(missing, fmt.Sprintf("%s: %+v", s.name, got))
-			case s.reason != "" && (got == nil || !contains(got.Reasons, s.reason)):
+			case s.reason != "" && (got == nil || !slices.Contains(got.Reasons, s.reason)):
 				missing = append(missing, fmt.Sprintf("%s: %+v", s.name, got))
 			}
 		}
@@ -321,15 +322,6 @@ func roundTrip(t *testing.T, s *scenario) {
 	if _, err := s.client.Read(buf); err != nil {
 		t.Errorf("%s: client read: %v", s.name, err)
 	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestDaemonRejectsBadConfig checks that a bad configuration stops ghostd

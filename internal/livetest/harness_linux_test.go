@@ -282,15 +282,6 @@ func ghostdLines(b []byte) []byte {
 	return []byte(strings.Join(out, "\n"))
 }
 
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
-}
-
 func tail(b []byte, n int) string {
 	if len(b) > n {
 		b = b[len(b)-n:]

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -250,7 +251,7 @@ scrape_configs:
 			continue
 		}
 		for _, w := range want[v.Name] {
-			if !contains(got, w) {
+			if !slices.Contains(got, w) {
 				t.Errorf("$%s: values %q lack %q", v.Name, got, w)
 			}
 		}
