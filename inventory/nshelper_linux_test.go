@@ -1,8 +1,6 @@
 package inventory
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/ghostd/ghostd/internal/testnet"
@@ -255,30 +252,6 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// addNamedNetns creates /run/netns/NAME with lo up and removes it at cleanup.
-func addNamedNetns(t *testing.T, name string) {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() { delNamedNetns(name) })
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip -n %s link set lo up: %v: %s", name, err, out)
-	}
-}
-
-func delNamedNetns(name string) {
-	if _, err := os.Stat("/run/netns/" + name); err == nil {
-		_ = exec.Command("ip", "netns", "del", name).Run()
-	}
-}
-
 // loopConn is a loopback connection opened inside a namespace.
 type loopConn struct {
 	ln             net.Listener
@@ -294,52 +267,18 @@ func (c *loopConn) Close() {
 func (c *loopConn) local() netip.AddrPort  { return c.client.LocalAddr().(*net.TCPAddr).AddrPort() }
 func (c *loopConn) remote() netip.AddrPort { return c.client.RemoteAddr().(*net.TCPAddr).AddrPort() }
 
-// openLoopConnIn opens a loopback connection inside the namespace at path,
-// from a locked thread that returns to its namespace afterwards.
-func openLoopConnIn(t *testing.T, path string) *loopConn {
+// loopConnIn opens a loopback connection inside ns, closed at cleanup.
+func loopConnIn(t *testing.T, ns *testnet.NS) *loopConn {
 	t.Helper()
-	type res struct {
-		c   *loopConn
-		err error
+	var c *loopConn
+	if err := ns.Do(func() (err error) {
+		c, err = openLoopConn()
+		return err
+	}); err != nil {
+		t.Fatalf("loopback connection in %s: %v", ns.Name, err)
 	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: err}
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: err}
-			return
-		}
-		c, err := openLoopConn()
-		if rerr := netns.Set(orig); rerr != nil {
-			// The thread is in the wrong namespace: leave it locked so the
-			// runtime discards it.
-			ch <- res{err: fmt.Errorf("restore netns: %w", rerr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- res{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("loopback connection in %s: %v", path, r.err)
-	}
-	t.Cleanup(r.c.Close)
-	return r.c
+	t.Cleanup(c.Close)
+	return c
 }
 
 func openLoopConn() (*loopConn, error) {

@@ -273,12 +273,12 @@ func TestCgroupsLive(t *testing.T) {
 	if root == "" {
 		t.Skip("needs a cgroup2 hierarchy")
 	}
-	name := "gd-ns-" + randHex(4)
-	dir := filepath.Join(root, name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	dir, err := os.MkdirTemp(root, "gd-ns-")
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(dir) })
+	name := filepath.Base(dir)
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
