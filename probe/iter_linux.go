@@ -21,7 +21,7 @@ import (
 
 // iterImpl is the loaded program, its link and the wanted-cookie map.
 type iterImpl struct {
-	objs bpf.SeqObjects
+	objs bpf.Objects
 	link *link.Iter
 	buf  []byte // output of the last pass, reused
 	ones []uint8
@@ -47,7 +47,7 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	if err := kernel.TypeByName("bpf_iter_tcp", &target); err != nil {
 		return nil, fmt.Errorf("%w: kernel has no iter/tcp BPF iterator (needs Linux 5.9+): %w", ErrNoSeq, err)
 	}
-	spec, err := bpf.LoadSeq()
+	spec, err := bpf.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}

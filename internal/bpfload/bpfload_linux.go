@@ -1,13 +1,24 @@
-// Package bpfload says in one line why the kernel refused to load a BPF program.
+// Package bpfload parses the project's embedded BPF objects and says in one line why the kernel refused to load a program.
 package bpfload
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
+
+// Spec parses object, an ELF compiled from source (for example "seq.c") by
+// make bpf-generate and embedded for this machine's byte order.
+func Spec(source string, object []byte) (*ebpf.CollectionSpec, error) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(object))
+	if err != nil {
+		return nil, fmt.Errorf("parse %s's object: %w", source, err)
+	}
+	return spec, nil
+}
 
 // Failure wraps a load error of what (for example "load iter/tcp") with the
 // likely cause: the verifier (only a load that reached it has a log, and

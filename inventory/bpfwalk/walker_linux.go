@@ -80,7 +80,7 @@ func newImpl(variant string) (*impl, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrUnavailable, btfPath, err)
 	}
-	spec, err := LoadWalk()
+	spec, err := bpfload.Spec("walk.c", walkObject)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
