@@ -16,14 +16,11 @@ import (
 // our RCV.NXT and whose acknowledgement is exactly our SND.NXT, which the
 // accept rules take. The reply is captured unfiltered (a blind watch).
 func TestPeerAnswerOnTheWire(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	for _, network := range networks {
 		for _, resetLocal := range []bool{false, true} {
-			server, client := n.Pair(t, network)
-			exchange(t, server, client)
-			target := targetOf(t, n, server)
+			_, _, target := livePair(t, n, network)
 			m, err := seq.ReadSeq(context.Background(), n.Server.Path, []uint64{target.Cookie})
 			if err != nil || len(m) != 1 {
 				t.Fatalf("ReadSeq: %v %v", m, err)

@@ -21,14 +21,11 @@ import (
 // its owner seeing nothing, also after the guard's linger. A live peer stays
 // alive with the guard. Once the prober is closed, no ghostd table is left.
 func TestResetGuardThroughStrictRouter(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	for _, network := range networks {
 		for _, guard := range []bool{false, true} {
-			server, client := n.Pair(t, network)
-			exchange(t, server, client)
-			target := targetOf(t, n, server)
+			server, client, target := livePair(t, n, network)
 			n.LoseState(t, client)
 			dropsBefore := n.InvalidDrops(t)
 			cfg := fastConfig()

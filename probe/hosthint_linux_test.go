@@ -9,13 +9,13 @@ import (
 )
 
 // TestHostHintHonest: a forgotten flow whose address answers pings reads
-// "reachable" from a prober that has seen only that connection, but
-// "shared" (no reachable claim) from one that probed SharedPorts
+// "reachable" from a prober that has seen only that connection (a peer
+// whose whole host went silent reads unreachable), but "shared" (no
+// reachable claim) from one that probed SharedPorts
 // connections from that address on different ports, as through a NAT
 // gateway; a forgotten flow NATed in its own namespace (a Service VIP)
 // reads "nat" and no echo decides anything.
 func TestHostHintHonest(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	cfg := fastConfig()
@@ -28,6 +28,15 @@ func TestHostHintHonest(t *testing.T) {
 		res, err := New(cfg, seq, nil).Probe(context.Background(), targetOf(t, n, server))
 		if err != nil || res.Verdict != Silent || res.HostHint != HostHintReachable || res.HostReachable == nil || !*res.HostReachable {
 			t.Errorf("%s single connection: %+v %v, want silent, reachable", network, res, err)
+		}
+		// The host is gone.
+		server, _ = n.Pair(t, network)
+		target := targetOf(t, n, server)
+		n.GoSilent(t)
+		res, err = New(cfg, seq, nil).Probe(context.Background(), target)
+		n.Heal(t)
+		if err != nil || res.Verdict != Silent || res.HostReachable == nil || *res.HostReachable {
+			t.Errorf("%s silent host: %+v %v, want silent, host unreachable", network, res, err)
 		}
 
 		// The same through an address seen on SharedPorts ports.

@@ -81,7 +81,6 @@ const natRounds = 20
 // ghosts. Without the conntrack lookup a healthy one looks silent, which
 // proves each shape really translates.
 func TestNATInNamespace(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	for _, network := range networks {
 		t.Run(network, func(t *testing.T) {
@@ -183,7 +182,6 @@ func natWantGhost(t *testing.T, seq SeqReader, target Target, kind string) {
 // be a ghost: the probe itself recreates the entry, and the answer comes on
 // its reply tuple.
 func TestNATEntryFlushed(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	for _, network := range networks {
 		t.Run(network, func(t *testing.T) {

@@ -159,7 +159,6 @@ var optKinds = []optKind{
 // timestamp option (TSecr = ts_recent, a TSval the peer's PAWS accepts),
 // TOS / traffic class and flow label, and the peer answered.
 func TestProbeFollowsSocket(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	capt := captureIn(t, o.Client)
@@ -236,7 +235,6 @@ func TestProbeFollowsSocket(t *testing.T) {
 // before probes copied the socket's routing), stay silent: confirmed false
 // ghosts. With the socket's routing they are alive (TestProbeFollowsSocket).
 func TestProbeRoutingMatters(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	for _, k := range optKinds {
@@ -279,7 +277,6 @@ func (p plainRoute) ReadSeq(ctx context.Context, ns string, cookies []uint64) (m
 // drops every probe (TcpExtTCPMD5NotFound) and the verdict is a confirmed,
 // false, silent: the bug the flag prevents.
 func TestProbeTCPMD5Pair(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	for _, network := range networks {
@@ -329,7 +326,6 @@ func (h hideMD5) ReadSeq(ctx context.Context, ns string, cookies []uint64) (map[
 // TestProbeOptionRounds probes healthy connections of every kind, TCP-MD5
 // included, 20 rounds in a row: no round may call any of them a ghost.
 func TestProbeOptionRounds(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	var targets []Target

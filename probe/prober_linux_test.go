@@ -21,10 +21,11 @@ func needRoot(t testing.TB) {
 	}
 }
 
-// iterReader returns the production sequence reader, or skips when this
-// kernel cannot run it.
+// prSeqReader returns the production sequence reader, or skips when the test
+// is not root or this kernel cannot run it.
 func prSeqReader(t testing.TB) SeqReader {
 	t.Helper()
+	needRoot(t)
 	r, err := NewIterReader()
 	if err != nil {
 		t.Skipf("BPF TCP iterator unavailable: %v", err)
@@ -72,6 +73,15 @@ func targetIn(t testing.TB, ns *testnet.NS, c net.Conn) Target {
 		fam = inventory.FamilyInet6
 	}
 	return Target{NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: cookie, Family: fam, Local: local, Remote: remote}
+}
+
+// livePair opens a connection of network across n that has carried data
+// both ways, and describes its server end as the inventory would.
+func livePair(t testing.TB, n *testnet.Net, network string) (server, client net.Conn, target Target) {
+	t.Helper()
+	server, client = n.Pair(t, network)
+	exchange(t, server, client)
+	return server, client, targetOf(t, n, server)
 }
 
 // tcpState returns the socket's TCP state from TCP_INFO.

@@ -19,7 +19,6 @@ import (
 // clock. The verdict is logged: on kernels that drop PAWS-failed old ACKs
 // without an answer, it is a false silent.
 func TestProbeStaleTSvalIsDropped(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	server, client := optPair(t, o.Server, o.Client, "tcp4", net.JoinHostPort(o.ServerV4.String(), "0"), o.ClientV4, nil, nil)
@@ -101,7 +100,6 @@ func usecRoute(t testing.TB, ns *testnet.NS, dst netip.Prefix, gw netip.Addr) {
 // clock (within 10 s of the kernel's own last TSval, which a millisecond
 // value is not), and the peer's PAWS accepts it.
 func TestProbeUsecTimestamps(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	usecRoute(t, n.Server, netip.MustParsePrefix("192.0.2.0/24"), n.RouterServerV4)

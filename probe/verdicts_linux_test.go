@@ -13,7 +13,6 @@ import (
 )
 
 func TestVerdictsOnTestNetwork(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	tests := []struct {
 		name  string
@@ -81,9 +80,7 @@ func TestVerdictsOnTestNetwork(t *testing.T) {
 			n := testnet.New(t)
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					server, client := n.Pair(t, network)
-					exchange(t, server, client)
-					target := targetOf(t, n, server)
+					server, client, target := livePair(t, n, network)
 					if tt.setup != nil {
 						if stop := tt.setup(t, n, server, client); stop != nil {
 							defer stop()
@@ -126,14 +123,11 @@ func TestVerdictsOnTestNetwork(t *testing.T) {
 // through the conntrack router: does it reach us, and does it close the
 // local socket. The numbers are logged (go test -v) and the verdicts asserted.
 func TestRSTMeasurement(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	for _, network := range networks {
 		n := testnet.New(t)
 		for _, resetLocal := range []bool{false, true} {
-			server, client := n.Pair(t, network)
-			exchange(t, server, client)
-			target := targetOf(t, n, server)
+			server, client, target := livePair(t, n, network)
 			n.LoseState(t, client)
 			dropsBefore := n.InvalidDrops(t)
 			cfg := fastConfig()
@@ -168,7 +162,6 @@ func TestRSTMeasurement(t *testing.T) {
 // IPv4 client: the inventory reports it as inet6 with ::ffff: addresses, and
 // the probe must go out over IPv4.
 func TestV4MappedOnTestNetwork(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	l := n.Server.Listen(t, "tcp", "[::]:0")
@@ -203,7 +196,6 @@ func TestV4MappedOnTestNetwork(t *testing.T) {
 // test connections negotiate TCP timestamps, and the peer still answers
 // (Linux does not PAWS-check segments that carry no timestamp).
 func TestTimestampsNegotiated(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	server, _ := n.Pair(t, "tcp4")
@@ -262,41 +254,11 @@ func TestBlindThroughRouter(t *testing.T) {
 	}
 }
 
-// TestHostHintOnTestNetwork checks the ICMP echo hint for silent peers.
-func TestHostHintOnTestNetwork(t *testing.T) {
-	needRoot(t)
-	seq := prSeqReader(t)
-	n := testnet.New(t)
-	cfg := fastConfig()
-	cfg.Attempts = 1
-	cfg.HostHint = true
-	for _, network := range networks {
-		// The router forgot the flow, but the host answers pings.
-		server, _ := n.Pair(t, network)
-		target := targetOf(t, n, server)
-		n.ForgetFlow(t, server)
-		res, err := New(cfg, seq, nil).Probe(context.Background(), target)
-		if err != nil || res.Verdict != Silent || res.HostReachable == nil || !*res.HostReachable {
-			t.Errorf("%s forgotten flow: %+v %v", network, res, err)
-		}
-		// The host is gone.
-		server, _ = n.Pair(t, network)
-		target = targetOf(t, n, server)
-		n.GoSilent(t)
-		res, err = New(cfg, seq, nil).Probe(context.Background(), target)
-		n.Heal(t)
-		if err != nil || res.Verdict != Silent || res.HostReachable == nil || *res.HostReachable {
-			t.Errorf("%s silent host: %+v %v", network, res, err)
-		}
-	}
-}
-
 // TestProbeRefusesChangedNamespace: a namespace path that now names another
 // namespace than the inventory saw (a reused PID, a recreated /run/netns
 // name) is never entered: its targets are unprobed with ErrNetnsChanged and
 // no segment leaves. The right inode is probed as usual.
 func TestProbeRefusesChangedNamespace(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	server, _ := n.Pair(t, "tcp4")
