@@ -8,6 +8,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/ghostd/ghostd/internal/kernelhz"
 )
 
 // DefaultBTFPath is where the running kernel exposes its BTF; the iterator's
@@ -45,7 +47,7 @@ func newIterReader(btfPath string) (*IterReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	hz, err := kernelHZ()
+	hz, err := kernelhz.HZ()
 	if err != nil {
 		impl.close()
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)

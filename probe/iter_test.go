@@ -116,20 +116,6 @@ func FuzzDecodeSeqRecords(f *testing.F) {
 	})
 }
 
-func TestHZFromTick(t *testing.T) {
-	for _, hz := range []int64{24, 48, 100, 128, 250, 256, 300, 1000, 1024} {
-		got, err := hzFromTick(0, 1_000_000/hz)
-		if err != nil || got != int(hz) {
-			t.Errorf("HZ %d: got %d, %v", hz, got, err)
-		}
-	}
-	for _, bad := range [][2]int64{{0, 0}, {1, 0}, {0, -4}, {0, 200_000}, {0, 3334}} {
-		if got, err := hzFromTick(bad[0], bad[1]); err == nil {
-			t.Errorf("%ds %dµs accepted as HZ %d", bad[0], bad[1], got)
-		}
-	}
-}
-
 func TestParseTimensOffset(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,14 +19,6 @@ import (
 // the flow label with the one the kernel puts on the wire.
 func TestIterSocketOptions(t *testing.T) {
 	r := iterReader(t)
-	hz, err := kernelHZ()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := kconfigHZ(t); want != 0 && hz != want {
-		t.Errorf("kernelHZ %d, kernel config says CONFIG_HZ=%d", hz, want)
-	}
-	t.Logf("kernel HZ %d", hz)
 	ns := testnet.NewNS(t, "so")
 	lo, err := net.InterfaceByName("lo") // every namespace's lo has index 1
 	if err != nil {
@@ -146,21 +135,4 @@ func wireLabel(t testing.TB, c *iterCapture, port uint16) (label uint32, seen bo
 			label, seen = ip.FlowLabel(), true
 		}
 	}
-}
-
-// kconfigHZ returns CONFIG_HZ from the kernel's config (/proc/config.gz or
-// /boot), or 0 when the kernel does not expose it.
-func kconfigHZ(t testing.TB) int {
-	t.Helper()
-	out, err := exec.Command("sh", "-c", "zcat /proc/config.gz 2>/dev/null || cat /boot/config-$(uname -r) 2>/dev/null").Output()
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(line, "CONFIG_HZ="); ok {
-			hz, _ := strconv.Atoi(v)
-			return hz
-		}
-	}
-	return 0
 }

@@ -320,21 +320,3 @@ func onThread(nsFD int, fn func() error) (restored bool, err error) {
 	}
 	return true, err
 }
-
-// kernelHZ reads the kernel's HZ: a receive timeout of 1 µs reads back
-// rounded up to one jiffy.
-func kernelHZ() (int, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("socket", err))
-	}
-	defer unix.Close(fd)
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 1}); err != nil {
-		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("setsockopt", err))
-	}
-	tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO)
-	if err != nil {
-		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("getsockopt", err))
-	}
-	return hzFromTick(tv.Sec, int64(tv.Usec))
-}
