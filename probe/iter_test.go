@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -22,6 +23,31 @@ func TestDecodeSeqRecords(t *testing.T) {
 	two := appendSeqRecord(appendSeqRecord(nil, a), b)
 	if len(two) != 2*seqRecordLen {
 		t.Fatalf("appendSeqRecord wrote %d bytes for two records", len(two))
+	}
+	// The offsets seq.c's _Static_asserts pin, read without the decoder.
+	ne := binary.NativeEndian
+	for _, f := range []struct {
+		name      string
+		off, size int
+		want      uint64
+	}{
+		{"cookie", 0, 8, a.Cookie}, {"snd_una", 8, 4, 100}, {"rcv_nxt", 16, 4, 4000000000},
+		{"tsoffset", 32, 4, 1 << 31}, {"state", 36, 1, 1}, {"flags", 39, 1, uint64(a.Flags)},
+		{"mark", 40, 4, 0xdeadbeef}, {"txhash", 52, 4, 0x12345678}, {"user_timeout", 64, 4, 5000},
+		{"tos", 68, 1, 0xb9}, {"keepalive_probes", 70, 1, 3}, {"reserved", 71, 1, 0xff},
+	} {
+		var got uint64
+		switch v := two[f.off : f.off+f.size]; f.size {
+		case 8:
+			got = ne.Uint64(v)
+		case 4:
+			got = uint64(ne.Uint32(v))
+		default:
+			got = uint64(v[0])
+		}
+		if got != f.want {
+			t.Errorf("%s at offset %d: %#x, want %#x", f.name, f.off, got, f.want)
+		}
 	}
 
 	for _, tc := range []struct {
