@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -82,6 +83,36 @@ func livePair(t testing.TB, n *testnet.Net, network string) (server, client net.
 	server, client = n.Pair(t, network)
 	exchange(t, server, client)
 	return server, client, targetOf(t, n, server)
+}
+
+// lostPeer is a probe of a connection whose client lost its state behind
+// the test network's strict conntrack router.
+type lostPeer struct {
+	server net.Conn
+	p      *Prober
+	res    Result
+	drops  uint64 // the router's INVALID drops during the probe
+	read   error  // what the server owner's 50 ms read returned afterwards
+}
+
+// probeLostPeer opens a connection of network across n, makes its client
+// forget it and probes the server end with fastConfig changed by config.
+func probeLostPeer(t *testing.T, n *testnet.Net, seq SeqReader, network string, config func(*Config, net.Conn)) lostPeer {
+	t.Helper()
+	server, client, target := livePair(t, n, network)
+	n.LoseState(t, client)
+	dropsBefore := n.InvalidDrops(t)
+	cfg := fastConfig()
+	config(&cfg, server)
+	lp := lostPeer{server: server, p: New(cfg, seq, nil)}
+	var err error
+	if lp.res, err = lp.p.Probe(context.Background(), target); err != nil {
+		t.Fatal(err)
+	}
+	lp.drops = n.InvalidDrops(t) - dropsBefore
+	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, lp.read = server.Read(make([]byte, 1))
+	return lp
 }
 
 // tcpState returns the socket's TCP state from TCP_INFO.

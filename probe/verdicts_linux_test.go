@@ -6,7 +6,6 @@ import (
 	"net"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ghostd/ghostd/internal/testnet"
 	"github.com/ghostd/ghostd/inventory"
@@ -16,64 +15,47 @@ func TestVerdictsOnTestNetwork(t *testing.T) {
 	seq := prSeqReader(t)
 	tests := []struct {
 		name  string
-		setup func(t *testing.T, n *testnet.Net, server, client net.Conn) (stop func())
+		setup func(t *testing.T, n *testnet.Net, server, client net.Conn) // undoes itself with t.Cleanup
 		cfg   func(*Config)
 		want  Verdict
 	}{{
 		name: "idle healthy",
 		want: Alive,
 	}, {
-		name: "busy healthy",
-		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
-			return busy(server, client)
-		},
-		want: Alive,
+		name:  "busy healthy",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) { t.Cleanup(busy(server, client)) },
+		want:  Alive,
 	}, {
-		name: "zero window",
-		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
-			fillWindow(t, server)
-			return nil
-		},
-		want: Alive,
+		name:  "zero window",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) { fillWindow(t, server) },
+		want:  Alive,
 	}, {
 		// The default ACK (RCV.NXT-1) provokes a RST the router drops as
 		// INVALID: still a confirmed ghost, and the local socket is left alone.
-		name: "peer lost state",
-		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
-			n.LoseState(t, client)
-			return nil
-		},
-		want: Silent,
+		name:  "peer lost state",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) { n.LoseState(t, client) },
+		want:  Silent,
 	}, {
-		name: "peer lost state with ResetLocal",
-		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
-			n.LoseState(t, client)
-			return nil
-		},
-		cfg:  func(c *Config) { c.ResetLocal = true },
-		want: Reset,
+		name:  "peer lost state with ResetLocal",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) { n.LoseState(t, client) },
+		cfg:   func(c *Config) { c.ResetLocal = true },
+		want:  Reset,
 	}, {
 		name: "peer lost state on a path without a stateful firewall",
-		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) {
 			n.Router.Nft(t, "delete table inet gd_router\n")
+			t.Cleanup(func() { n.Router.Nft(t, routerRulesetForTests) })
 			n.LoseState(t, client)
-			return func() { n.Router.Nft(t, routerRulesetForTests) }
 		},
 		want: Reset,
 	}, {
-		name: "peer silent",
-		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
-			n.GoSilent(t)
-			return nil
-		},
-		want: Silent,
+		name:  "peer silent",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) { n.GoSilent(t) },
+		want:  Silent,
 	}, {
-		name: "router forgot the flow",
-		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) func() {
-			n.ForgetFlow(t, server)
-			return nil
-		},
-		want: Silent,
+		name:  "router forgot the flow",
+		setup: func(t *testing.T, n *testnet.Net, server, client net.Conn) { n.ForgetFlow(t, server) },
+		want:  Silent,
 	}}
 	for _, network := range networks {
 		t.Run(network, func(t *testing.T) {
@@ -82,11 +64,9 @@ func TestVerdictsOnTestNetwork(t *testing.T) {
 				t.Run(tt.name, func(t *testing.T) {
 					server, client, target := livePair(t, n, network)
 					if tt.setup != nil {
-						if stop := tt.setup(t, n, server, client); stop != nil {
-							defer stop()
-						}
+						tt.setup(t, n, server, client)
 					}
-					defer n.Heal(t)
+					defer n.Heal(t) // before the setup's cleanups
 					cfg := fastConfig()
 					if tt.cfg != nil {
 						tt.cfg(&cfg)
@@ -127,31 +107,22 @@ func TestRSTMeasurement(t *testing.T) {
 	for _, network := range networks {
 		n := testnet.New(t)
 		for _, resetLocal := range []bool{false, true} {
-			server, client, target := livePair(t, n, network)
-			n.LoseState(t, client)
-			dropsBefore := n.InvalidDrops(t)
-			cfg := fastConfig()
-			cfg.ResetLocal = resetLocal
-			cfg.StillExists = func(Target) bool { return tcpState(t, server) == 1 /* TCP_ESTABLISHED */ }
-			p := New(cfg, seq, nil)
-			res, err := p.Probe(context.Background(), target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			drops := n.InvalidDrops(t) - dropsBefore
-			server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-			_, rerr := server.Read(make([]byte, 1))
+			lp := probeLostPeer(t, n, seq, network, func(cfg *Config, server net.Conn) {
+				cfg.ResetLocal = resetLocal
+				cfg.StillExists = func(Target) bool { return tcpState(t, server) == 1 /* TCP_ESTABLISHED */ }
+			})
+			res, server := lp.res, lp.server
 			t.Logf("%s ResetLocal=%v: verdict=%s sent=%d replies=%d closedLocal=%v routerInvalidDrops=%d localState=%d ownerRead=%v",
-				network, resetLocal, res.Verdict, res.Sent, res.Replies, res.ClosedLocal, drops, tcpState(t, server), rerr)
+				network, resetLocal, res.Verdict, res.Sent, res.Replies, res.ClosedLocal, lp.drops, tcpState(t, server), lp.read)
 			// What was measured here: with ACK = RCV.NXT-1 the router drops the
 			// peer's RST as INVALID (seq below what it has seen acknowledged) and
 			// the local socket lives on; with ACK = RCV.NXT the RST gets through
 			// and the kernel resets the local socket.
 			if resetLocal {
-				if res.Verdict != Reset || !res.ClosedLocal || !errors.Is(rerr, syscall.ECONNRESET) {
+				if res.Verdict != Reset || !res.ClosedLocal || !errors.Is(lp.read, syscall.ECONNRESET) {
 					t.Errorf("ResetLocal: want a reset that closed the local socket")
 				}
-			} else if res.Verdict != Silent || !res.Confirmed || res.ClosedLocal || drops == 0 || tcpState(t, server) != 1 {
+			} else if res.Verdict != Silent || !res.Confirmed || res.ClosedLocal || lp.drops == 0 || tcpState(t, server) != 1 {
 				t.Errorf("default: want confirmed silence, the RST dropped by the router, the local socket intact")
 			}
 		}
