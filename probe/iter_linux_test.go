@@ -23,16 +23,9 @@ import (
 // open loopback connections in namespaces they create and compare what the
 // iterator reports with the segments captured on the wire.
 
-func iterNeedRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads a BPF program and creates network namespaces")
-	}
-}
-
 func iterReader(t testing.TB) *IterReader {
 	t.Helper()
-	iterNeedRoot(t)
+	needRoot(t)
 	r, err := NewIterReader()
 	if err != nil {
 		t.Fatalf("NewIterReader: %v", err)
@@ -373,7 +366,7 @@ func TestIterContext(t *testing.T) {
 }
 
 func TestIterClose(t *testing.T) {
-	iterNeedRoot(t)
+	needRoot(t)
 	r, err := NewIterReader()
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: raw sockets and network namespaces")
+		t.Skip("needs root: raw sockets, BPF programs and network namespaces")
 	}
 }
 

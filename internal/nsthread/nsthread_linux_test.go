@@ -108,3 +108,42 @@ func TestLockedNeverMainThread(t *testing.T) {
 		t.Errorf("fn ran %d times (want 51), on the main thread: %t", calls, onMain)
 	}
 }
+
+// TestEnter: fn runs in the namespace at the path and the fd, the caller's
+// thread stays put, and fn's error or why the thread could not enter comes
+// back (then fn is not called).
+func TestEnter(t *testing.T) {
+	ns := testnet.NewNS(t, "nst") // skips when not root
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	own, err := netnsInode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got uint64
+	if err := Enter(ns.Path, func() (err error) { got, err = netnsInode(); return err }); err != nil || got != ns.Inode {
+		t.Errorf("Enter(%s): fn ran in netns inode %d, %v; want %d", ns.Path, got, err, ns.Inode)
+	}
+	if err := EnterFD(-1, func() (err error) { got, err = netnsInode(); return err }); err != nil || got != own {
+		t.Errorf("EnterFD(-1): fn ran in netns inode %d, %v; want the caller's %d", got, err, own)
+	}
+	if now, err := netnsInode(); err != nil || now != own {
+		t.Errorf("the caller's thread is in netns inode %d (%v), want %d", now, err, own)
+	}
+	want := errors.New("from fn")
+	if err := Enter(ns.Path, func() error { return want }); !errors.Is(err, want) {
+		t.Errorf("Enter = %v, want fn's error", err)
+	}
+	called := false
+	if err := Enter(ns.Path+"-missing", func() error { called = true; return nil }); !errors.Is(err, os.ErrNotExist) || called {
+		t.Errorf("Enter of a missing path = %v (fn called %t), want ErrNotExist and no call", err, called)
+	}
+	f, err := os.Open("/proc/self/status") // not a namespace: setns refuses it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := EnterFD(int(f.Fd()), func() error { called = true; return nil }); !errors.Is(err, unix.EINVAL) || called {
+		t.Errorf("EnterFD of a plain file = %v (fn called %t), want EINVAL and no call", err, called)
+	}
+}
