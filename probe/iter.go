@@ -9,12 +9,13 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/bpfload"
 	"github.com/ghostd/ghostd/internal/kernelhz"
 )
 
 // DefaultBTFPath is where the running kernel exposes its BTF; the iterator's
 // CO-RE relocations and its attach target are resolved against it.
-const DefaultBTFPath = "/sys/kernel/btf/vmlinux"
+const DefaultBTFPath = bpfload.KernelBTFPath
 
 // IterReader reads sequence-space state through a BPF TCP socket iterator
 // (iter/tcp). It only reads kernel memory: the sockets, their owners and

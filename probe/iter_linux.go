@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime/debug"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
@@ -27,20 +26,10 @@ type iterImpl struct {
 }
 
 func newIterImpl(btfPath string) (*iterImpl, error) {
-	if _, err := os.Stat(btfPath); err != nil {
-		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrNoSeq, btfPath, err)
-	}
 	// One decoded copy of the kernel's BTF serves CO-RE and the attach target.
-	cache := btf.NewCache()
-	var kernel *btf.Spec
-	var err error
-	if btfPath == DefaultBTFPath {
-		kernel, err = cache.Kernel()
-	} else {
-		kernel, err = btf.LoadSpec(btfPath) // tests: a broken or foreign BTF
-	}
+	kernel, opts, err := bpfload.Options(btfPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrNoSeq, btfPath, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
 	var target *btf.Func
 	if err := kernel.TypeByName("bpf_iter_tcp", &target); err != nil {
@@ -55,7 +44,6 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	}
 
 	it := &iterImpl{}
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	if err := spec.LoadAndAssign(&it.objs, opts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, bpfload.Failure("load iter/tcp", err))
 	}

@@ -1,12 +1,13 @@
-// Package bpfload parses the project's embedded BPF objects and says in one line why the kernel refused to load a program.
 package bpfload
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,6 +19,28 @@ func Spec(source string, object []byte) (*ebpf.CollectionSpec, error) {
 		return nil, fmt.Errorf("parse %s's object: %w", source, err)
 	}
 	return spec, nil
+}
+
+// Options reads the kernel BTF at btfPath (KernelBTFPath: the running
+// kernel's; another path: a test's broken or foreign BTF) and returns it
+// with load options that relocate programs against it and share one decoded
+// copy of it.
+func Options(btfPath string) (*btf.Spec, *ebpf.CollectionOptions, error) {
+	if _, err := os.Stat(btfPath); err != nil {
+		return nil, nil, fmt.Errorf("no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", btfPath, err)
+	}
+	cache := btf.NewCache()
+	var kernel *btf.Spec
+	var err error
+	if btfPath == KernelBTFPath {
+		kernel, err = cache.Kernel()
+	} else {
+		kernel, err = btf.LoadSpec(btfPath)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read BTF %s: %w", btfPath, err)
+	}
+	return kernel, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}, nil
 }
 
 // Failure wraps a load error of what (for example "load iter/tcp") with the

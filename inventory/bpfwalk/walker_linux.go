@@ -14,12 +14,9 @@ import (
 	"github.com/ghostd/ghostd/internal/nsthread"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 )
-
-const btfPath = "/sys/kernel/btf/vmlinux"
 
 // Keys of the stats map (walk.c).
 const (
@@ -71,20 +68,15 @@ type impl struct {
 }
 
 func newImpl(variant string) (*impl, error) {
-	if _, err := os.Stat(btfPath); err != nil {
-		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrUnavailable, btfPath, err)
-	}
-	cache := btf.NewCache()
-	kernel, err := cache.Kernel()
+	_, opts, err := bpfload.Options(bpfload.KernelBTFPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrUnavailable, btfPath, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	spec, err := bpfload.Spec("walk.c", walkObject)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	im := &impl{want: map[uint32]bool{}}
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	// The cast variant where the kernel has bpf_rdonly_cast, else the copy.
 	var castErr error
 	if variant != VariantCopy {
