@@ -213,6 +213,47 @@ func (c *wireCapture) drain(t testing.TB) []wireSeg {
 	}
 }
 
+// probeOnWire is one probe of a healthy connection as a capture at the peer
+// saw it.
+type probeOnWire struct {
+	tg     Target
+	kernel wireSeg  // the last segment the socket's kernel sent before the probe
+	st     SeqState // the socket's state the probe started from
+	res    Result
+	probes []wireSeg // the segments seen from the socket with no payload and seq SND.UNA−1
+}
+
+// probeCaptured exchanges data on server (in ns) and client, then probes
+// server's end once with fastConfig while capt watches at the peer;
+// beforeProbe runs just before the probe. The probe must find the peer
+// alive, and something the kernel sent must have been captured.
+func probeCaptured(t *testing.T, seq SeqReader, capt *wireCapture, ns *testnet.NS, server, client net.Conn, beforeProbe func()) probeOnWire {
+	t.Helper()
+	pw := probeOnWire{tg: targetIn(t, ns, server)}
+	capt.drain(t)
+	exchange(t, server, client)
+	own := from(capt.drain(t), pw.tg.Local, pw.tg.Remote)
+	if len(own) == 0 {
+		t.Fatal("captured none of the server's own segments at the client")
+	}
+	pw.kernel = own[len(own)-1]
+	pw.st = readState(t, seq, ns, server)
+	beforeProbe()
+	var err error
+	if pw.res, err = New(fastConfig(), seq, nil).Probe(context.Background(), pw.tg); err != nil || pw.res.Verdict != Alive {
+		t.Fatalf("probe: %+v %v", pw.res, err)
+	}
+	for _, s := range from(capt.drain(t), pw.tg.Local, pw.tg.Remote) {
+		if s.payload == 0 && s.seq == pw.st.SndUna-1 {
+			pw.probes = append(pw.probes, s)
+		}
+	}
+	if len(pw.probes) == 0 {
+		t.Fatal("no probe reached the client")
+	}
+	return pw
+}
+
 // from keeps the segments sent from src to dst.
 func from(segs []wireSeg, src, dst netip.AddrPort) []wireSeg {
 	var out []wireSeg

@@ -113,29 +113,20 @@ func TestProbeUsecTimestamps(t *testing.T) {
 			if !st.TSOK || !st.USecTS {
 				t.Skipf("TSOK %v USecTS %v: this kernel has no usec TCP timestamps (6.7+)", st.TSOK, st.USecTS)
 			}
-			tg := targetIn(t, n.Server, server)
-			capt.drain(t)
-			exchange(t, server, client)
-			own := from(capt.drain(t), tg.Local, tg.Remote)
-			if len(own) == 0 {
-				t.Fatal("captured none of the server's own segments")
-			}
-			last := own[len(own)-1].ts.Val
-			st = readState(t, seq, n.Server, server)
-			paws := netstat(t, n.Client, "PAWSEstab") + netstat(t, n.Client, "PAWSOldAck")
-			res, err := New(fastConfig(), seq, nil).Probe(context.Background(), tg)
-			if err != nil || res.Verdict != Alive {
-				t.Fatalf("probe: %+v %v", res, err)
-			}
+			var paws uint64
+			pw := probeCaptured(t, seq, capt, n.Server, server, client, func() {
+				paws = netstat(t, n.Client, "PAWSEstab") + netstat(t, n.Client, "PAWSOldAck")
+			})
+			last := pw.kernel.ts.Val
 			var probe *wireSeg
-			for _, s := range from(capt.drain(t), tg.Local, tg.Remote) {
-				if s.payload == 0 && s.hasTS && s.seq == st.SndUna-1 {
+			for _, s := range pw.probes {
+				if s.hasTS {
 					probe = &s
 					break
 				}
 			}
 			if probe == nil {
-				t.Fatal("no probe captured at the client")
+				t.Fatal("no probe with a timestamp captured at the client")
 			}
 			// Microseconds: a few ms after the kernel's last segment is thousands of ticks.
 			if d := int32(probe.ts.Val - last); d < 0 || d > 10_000_000 {
