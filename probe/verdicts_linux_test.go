@@ -3,12 +3,16 @@ package probe
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"net/netip"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ghostd/ghostd/internal/testnet"
 	"github.com/ghostd/ghostd/inventory"
+	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 func TestVerdictsOnTestNetwork(t *testing.T) {
@@ -129,6 +133,65 @@ func TestRSTMeasurement(t *testing.T) {
 	}
 }
 
+// TestPeerAnswerOnTheWire checks, against the real kernel, what a live
+// Linux peer answers to our keepalive-shaped probe (seq SND.UNA−1, ack
+// RCV.NXT−1 or RCV.NXT): a duplicate ACK whose sequence number is exactly
+// our RCV.NXT and whose acknowledgement is exactly our SND.NXT, which the
+// accept rules take. The reply is captured unfiltered (a blind watch).
+func TestPeerAnswerOnTheWire(t *testing.T) {
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	for _, network := range networks {
+		for _, resetLocal := range []bool{false, true} {
+			_, _, target := livePair(t, n, network)
+			m, err := seq.ReadSeq(context.Background(), n.Server.Path, []uint64{target.Cookie})
+			if err != nil || len(m) != 1 {
+				t.Fatalf("ReadSeq: %v %v", m, err)
+			}
+			st := m[target.Cookie]
+			conn, err := openRawConn(n.Server.Path, []uint16{target.Local.Port()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := newDemux(conn, slog.New(slog.DiscardHandler))
+			w, stop := d.watch(newFlowKey(target.Local, target.Remote), nil)
+			p := sentProbe{seq: st.SndUna - 1, ack: st.RcvNxt - 1, id: 4242}
+			if resetLocal {
+				p.ack = st.RcvNxt
+			}
+			if target.Local.Addr().Is6() {
+				p.id = 0
+			}
+			pkt, err := wire.AppendSegment(nil, wire.Segment{Src: target.Local, Dst: target.Remote, Seq: p.seq, Ack: p.ack, Flags: wire.FlagACK, Window: 512, ID: p.id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.sent(p)
+			if err := d.send(pkt, target.Remote.Addr(), route{}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case r := <-w.ch:
+				t.Logf("%s ResetLocal=%v: state SND.UNA %d SND.NXT %d RCV.NXT %d; peer answered seq %d ack %d flags %#x",
+					network, resetLocal, st.SndUna, st.SndNxt, st.RcvNxt, r.Seq, r.Ack, r.Flags)
+				if r.Kind != wire.ReplyACK || r.Seq != st.RcvNxt || r.Ack != st.SndNxt {
+					t.Errorf("%s: peer answered %+v, want a pure ACK with seq RCV.NXT %d and ack SND.NXT %d", network, r, st.RcvNxt, st.SndNxt)
+				}
+				if ok, why := accept(r, []sentProbe{p}, &st); !ok {
+					t.Errorf("%s: accept refused the live peer's answer: %s", network, why)
+				}
+			case <-time.After(2 * time.Second):
+				t.Errorf("%s: no answer from a live peer", network)
+			}
+			stop()
+			if _, _, err := d.close(); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(MinInterval) // the peer's answer budget
+		}
+	}
+}
+
 // TestV4MappedOnTestNetwork probes a dual-stack server socket talking to an
 // IPv4 client: the inventory reports it as inet6 with ::ffff: addresses, and
 // the probe must go out over IPv4.
@@ -243,5 +306,69 @@ func TestProbeRefusesChangedNamespace(t *testing.T) {
 	res, err := p.Probe(context.Background(), wrong)
 	if !errors.Is(err, ErrNetnsChanged) || res.Verdict != Unprobed || res.Sent != 0 {
 		t.Fatalf("changed namespace: %+v %v; want unprobed with ErrNetnsChanged and nothing sent", res, err)
+	}
+}
+
+// TestHostHintHonest: a forgotten flow whose address answers pings reads
+// "reachable" from a prober that has seen only that connection (a peer
+// whose whole host went silent reads unreachable), but "shared" (no
+// reachable claim) from one that probed SharedPorts
+// connections from that address on different ports, as through a NAT
+// gateway; a forgotten flow NATed in its own namespace (a Service VIP)
+// reads "nat" and no echo decides anything.
+func TestHostHintHonest(t *testing.T) {
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	cfg := fastConfig()
+	cfg.Attempts = 1
+	cfg.HostHint = true
+	for _, network := range networks {
+		// Control: one connection, the router forgot it, the host answers.
+		server, _ := n.Pair(t, network)
+		n.ForgetFlow(t, server)
+		res, err := New(cfg, seq, nil).Probe(context.Background(), targetOf(t, n, server))
+		if err != nil || res.Verdict != Silent || res.HostHint != HostHintReachable || res.HostReachable == nil || !*res.HostReachable {
+			t.Errorf("%s single connection: %+v %v, want silent, reachable", network, res, err)
+		}
+		// The host is gone.
+		server, _ = n.Pair(t, network)
+		target := targetOf(t, n, server)
+		n.GoSilent(t)
+		res, err = New(cfg, seq, nil).Probe(context.Background(), target)
+		n.Heal(t)
+		if err != nil || res.Verdict != Silent || res.HostReachable == nil || *res.HostReachable {
+			t.Errorf("%s silent host: %+v %v, want silent, host unreachable", network, res, err)
+		}
+
+		// The same through an address seen on SharedPorts ports.
+		p := New(cfg, seq, nil)
+		var healthy []Target
+		for range SharedPorts {
+			s, _ := n.Pair(t, network)
+			healthy = append(healthy, targetOf(t, n, s))
+		}
+		for i, r := range p.ProbeAll(context.Background(), healthy) {
+			if r.Verdict != Alive || r.HostHint != "" {
+				t.Errorf("%s healthy %d: %+v, want alive and no hint", network, i, r)
+			}
+		}
+		server, _ = n.Pair(t, network)
+		n.ForgetFlow(t, server)
+		res, err = p.Probe(context.Background(), targetOf(t, n, server))
+		if err != nil || res.Verdict != Silent || res.HostHint != HostHintShared || res.HostReachable != nil {
+			t.Errorf("%s shared address: %+v %v, want silent, shared, no reachable claim", network, res, err)
+		}
+
+		// NATed in its namespace: the client reaches the server through a VIP.
+		l := n.Server.Listen(t, network, serverListenAddr(n, network))
+		vip := n.DNATOutput(t, network, listenAddr(l))
+		client := n.Client.DialFrom(t, network, netip.Addr{}, vip)
+		backendSide := testnet.Accept(t, l)
+		n.ForgetFlow(t, backendSide)
+		res, err = New(cfg, seq, nil).Probe(context.Background(), targetIn(t, n.Client, client))
+		if err != nil || res.Verdict != Silent || res.NAT != NATDNAT || res.HostHint != HostHintNAT || res.HostReachable != nil {
+			t.Errorf("%s NATed: %+v %v, want silent, nat, no reachable claim", network, res, err)
+		}
+		n.Client.Nft(t, "delete table inet tn_dnat\n")
 	}
 }
