@@ -52,7 +52,7 @@ func TestIterMatchesWire(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testnet.NewNS(t, "it")
-			capt := iterCaptureLo(t, ns)
+			capt := captureLo(t, ns)
 			addr := "127.0.0.1:0"
 			if network == "tcp6" {
 				addr = "[::1]:0"
@@ -63,7 +63,7 @@ func TestIterMatchesWire(t *testing.T) {
 
 			iterSend(t, conn.client, conn.server, 1000)
 			iterSend(t, conn.server, conn.client, 3000)
-			var seen []iterSeg
+			var seen []wireSeg
 			cli, srv := iterReadQuiet(t, r, ns, capt, &seen, conn)
 			c2s, s2c := iterDirection(seen, cp, sp), iterDirection(seen, sp, cp)
 			if len(c2s.segs) < 3 || len(s2c.segs) < 2 {
@@ -318,7 +318,7 @@ func iterSnap(t testing.TB, c net.Conn) iterSnapshot {
 func TestIterReadOnly(t *testing.T) {
 	r := iterReader(t)
 	ns := testnet.NewNS(t, "it")
-	capt := iterCaptureLo(t, ns)
+	capt := captureLo(t, ns)
 	ln := ns.Listen(t, "tcp4", "127.0.0.1:0")
 	conn := iterDial(t, ns, ln)
 	iterSend(t, conn.client, conn.server, 2000)

@@ -1,8 +1,6 @@
 package probe
 
 import (
-	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -11,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ghostd/ghostd/internal/testnet"
-	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
 // TestIterSocketOptions reads the record's option, routing and keepalive
@@ -68,7 +65,7 @@ func TestIterSocketOptions(t *testing.T) {
 	})
 
 	// IPv6: the traffic class, and the flow label as the kernel sends it.
-	capt := iterCaptureLo(t, ns)
+	capt := captureLo(t, ns)
 	for _, tc := range []struct {
 		name   string
 		sysctl map[string]string
@@ -115,24 +112,12 @@ func TestIterSocketOptions(t *testing.T) {
 
 // wireLabel returns the flow label of the last IPv6 segment captured on lo
 // from port.
-func wireLabel(t testing.TB, c *iterCapture, port uint16) (label uint32, seen bool) {
+func wireLabel(t testing.TB, c *wireCapture, port uint16) (label uint32, seen bool) {
 	t.Helper()
-	buf := make([]byte, 70000)
-	for {
-		n, _, err := unix.Recvfrom(c.fd, buf, 0)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			return label, seen
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := buf[:n]
-		if n < 14+wire.IPv6Size+wire.TCPMinSize || binary.BigEndian.Uint16(b[12:]) != unix.ETH_P_IPV6 {
-			continue
-		}
-		ip := wire.IPv6Header(b[14:])
-		if ip.NextHeader() == wire.ProtoTCP && wire.TCPHeader(b[14+wire.IPv6Size:]).SrcPort() == port {
-			label, seen = ip.FlowLabel(), true
+	for _, s := range c.drain(t) {
+		if s.src.Addr().Is6() && s.src.Port() == port {
+			label, seen = s.label, true
 		}
 	}
+	return label, seen
 }
