@@ -66,12 +66,17 @@ func TestRunEmptyNameStays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got uint64
-	if err := Run("", func() (err error) { got, err = netnsInode(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	if got != own {
-		t.Errorf("fn ran in netns inode %d, want the caller's %d", got, own)
+	for name, call := range map[string]func(func() error) error{
+		`Run("")`:     func(fn func() error) error { return Run("", fn) },
+		"EnterFD(-1)": func(fn func() error) error { return EnterFD(-1, fn) },
+	} {
+		var got uint64
+		if err := call(func() (err error) { got, err = netnsInode(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if got != own {
+			t.Errorf("%s: fn ran in netns inode %d, want the caller's %d", name, got, own)
+		}
 	}
 }
 
@@ -109,26 +114,17 @@ func TestLockedNeverMainThread(t *testing.T) {
 	}
 }
 
-// TestEnter: fn runs in the namespace at the path and the fd, the caller's
-// thread stays put, and fn's error or why the thread could not enter comes
-// back (then fn is not called).
+// TestEnter: fn runs in the namespace at the path, the caller's thread
+// stays put, and fn's error or why the thread could not enter comes back
+// (then fn is not called). TestRunEmptyNameStays covers EnterFD(-1).
 func TestEnter(t *testing.T) {
 	ns := testnet.NewNS(t, "nst") // skips when not root
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	own, err := netnsInode()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got uint64
 	if err := Enter(ns.Path, func() (err error) { got, err = netnsInode(); return err }); err != nil || got != ns.Inode {
 		t.Errorf("Enter(%s): fn ran in netns inode %d, %v; want %d", ns.Path, got, err, ns.Inode)
 	}
-	if err := EnterFD(-1, func() (err error) { got, err = netnsInode(); return err }); err != nil || got != own {
-		t.Errorf("EnterFD(-1): fn ran in netns inode %d, %v; want the caller's %d", got, err, own)
-	}
-	if now, err := netnsInode(); err != nil || now != own {
-		t.Errorf("the caller's thread is in netns inode %d (%v), want %d", now, err, own)
+	if now, err := netnsInode(); err != nil || now == ns.Inode {
+		t.Errorf("the caller's thread is in netns inode %d (%v), %s's", now, err, ns.Name)
 	}
 	want := errors.New("from fn")
 	if err := Enter(ns.Path, func() error { return want }); !errors.Is(err, want) {
