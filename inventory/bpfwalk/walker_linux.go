@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"time"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
+	"github.com/ghostd/ghostd/internal/nsthread"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -159,7 +159,7 @@ func (im *impl) setRoot() (bool, error) {
 
 func (im *impl) covers(nsFD int) (bool, error) {
 	var ret uint32
-	err := inNetns(nsFD, func() (err error) {
+	err := nsthread.InNetns(nsFD, func() (err error) {
 		ret, err = im.run(im.objs.Covers, 0)
 		return err
 	})
@@ -279,46 +279,6 @@ func (im *impl) drain(fn func([]byte) error) (int, error) {
 			return n, err
 		}
 	}
-}
-
-// inNetns runs fn on a locked thread that has entered the network namespace
-// of nsFD (-1: fn runs on the calling goroutine's thread, locked). The
-// thread is restored afterwards; if that fails it stays locked, so the Go
-// runtime discards it instead of reusing a thread in the wrong namespace.
-func inNetns(nsFD int, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if nsFD < 0 {
-			err := fn()
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		restored, err := onThread(nsFD, fn)
-		if restored {
-			runtime.UnlockOSThread()
-		}
-		done <- err
-	}()
-	return <-done
-}
-
-func onThread(nsFD int, fn func() error) (restored bool, err error) {
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return true, fmt.Errorf("open own netns: %w", err)
-	}
-	defer unix.Close(orig)
-	// CLONE_NEWNET, never 0: systemd's RestrictNamespaces=net refuses setns(fd, 0).
-	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
-		return true, fmt.Errorf("setns: %w", err)
-	}
-	err = fn()
-	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
-		return false, fmt.Errorf("restore netns: %w", rerr)
-	}
-	return true, err
 }
 
 // kernelHZ reads the kernel's HZ: a receive timeout of 1 µs reads back
