@@ -102,7 +102,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		out := map[string]any{
 			"local": engine.FormatAddr(found[0].Local), "remote": engine.FormatAddr(found[0].Remote),
 			"verdict": r.Verdict, "probe_mode": r.Mode, "probes_sent": r.Sent, "replies": r.Replies,
-			"rtt_seconds": nil, "confirmed": r.Confirmed, "host_reachable": r.HostReachable, "host_hint": r.HostHint, "closed_by_probe": r.ClosedLocal,
+			"rtt_seconds": nil, "confirmed": r.Confirmed, "host_reachable": r.HostReachable, "host_hint": r.HostHint, "closed_by_probe": r.ClosedLocal, "guarded": r.Guarded,
 		}
 		if r.RTT > 0 {
 			out["rtt_seconds"] = r.RTT.Seconds()

@@ -77,8 +77,8 @@ func TestScanResetGuard(t *testing.T) {
 				v[i] += " (ghost)"
 			}
 			got[c.name] = v
-			if s.Verdict != c.want || s.ClosedByProbe || (c.want != "alive") != s.Ghost {
-				t.Errorf("guard=%v %s: verdict %s ghost %v closed_by_probe %v, want %s, nothing closed", guard, c.name, s.Verdict, s.Ghost, s.ClosedByProbe, c.want)
+			if s.Verdict != c.want || s.ClosedByProbe || (c.want != "alive") != s.Ghost || s.Guarded != guard {
+				t.Errorf("guard=%v %s: verdict %s ghost %v closed_by_probe %v guarded %v, want %s, nothing closed", guard, c.name, s.Verdict, s.Ghost, s.ClosedByProbe, s.Guarded, c.want)
 			}
 			if st := testnet.TCPInfo(t, c.server).State; st != 1 {
 				t.Errorf("guard=%v %s: local socket state %d, want ESTABLISHED", guard, c.name, st)
@@ -118,7 +118,7 @@ func TestScanResetGuard(t *testing.T) {
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if s := sessionOf(&doc, lateS); s == nil || s.Verdict != "silent" {
+	if s := sessionOf(&doc, lateS); s == nil || s.Verdict != "silent" || s.Guarded {
 		t.Errorf("without CAP_NET_ADMIN the lost peer reads %+v, want silent (unguarded)", s)
 	}
 	if c := strings.Count(stderr.String(), "reset_guard needs CAP_NET_ADMIN"); c != 1 || strings.Count(stderr.String(), "reset guard") != 0 {

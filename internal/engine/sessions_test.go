@@ -160,6 +160,7 @@ func TestVerdictPacking(t *testing.T) {
 		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, HostHint: probe.HostHintNAT, NAT: probe.NATDNAT, Confirmed: true},
 		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, HostHint: probe.HostHintShared, Confirmed: true},
 		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true},
+		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, Guarded: true, Confirmed: true},
 		{Verdict: probe.Unprobed, Mode: probe.InWindow, Unprobeable: probe.UnprobeableTCPMD5},
 		{Verdict: probe.Unprobed, Mode: probe.Blind, Unprobeable: probe.UnprobeableTCPAO},
 		{Verdict: probe.Alive, Mode: probe.InWindow, Sent: 2, Replies: 1, RTT: time.Millisecond, NAT: probe.NATDNAT},
@@ -211,6 +212,7 @@ func TestVerdictTagRoundTrip(t *testing.T) {
 		{at: 1 << 50, ghostSince: epoch.Zero, verdict: 4, mode: 1, sent: 255, replies: 2, host: 0},
 		{at: 9, ghostSince: epoch.Zero, verdict: 0, mode: 2, host: -1, why: 2},
 		{at: 9, ghostSince: epoch.Zero, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, closed: true, nat: uint8(len(packedNATs) - 1)},
+		{at: 9, ghostSince: epoch.Zero, verdict: 2, mode: 1, sent: 1, replies: 1, host: -1, guarded: true, confirmed: true, nat: uint8(len(packedNATs) - 1)},
 		{at: 9, ghostSince: epoch.Zero, verdict: 3, mode: 1, sent: 3, host: 1, confirmed: false, uncertain: uint8(len(packedUncertain) - 1)},
 		{at: 9, ghostSince: 4, verdict: 3, mode: 1, sent: 3, host: -1, confirmed: true, uncertain: 0},
 	} {
@@ -226,5 +228,22 @@ func TestVerdictTagRoundTrip(t *testing.T) {
 	bad[25] = 0xf1 // an unprobeable reason this build does not know
 	if _, ok := unpackVerdict(bad); ok {
 		t.Error("an unknown unprobeable index unpacked")
+	}
+}
+
+// TestSessionGuarded: a session says whether its last probe went out behind
+// the reset guard.
+func TestSessionGuarded(t *testing.T) {
+	e, inv, pr, _ := newTest()
+	pr.guarded = map[uint16]bool{2: true}
+	inv.sockets[7] = []inventory.Socket{idleSocket(1, 1, 2*time.Minute), idleSocket(2, 2, 2*time.Minute), idleSocket(3, 3, 2*time.Minute)}
+	e.Scan(context.Background())
+	e.Probe(context.Background(), e.Targets())
+	got := map[uint64]bool{}
+	for _, s := range e.Document().Sessions {
+		got[s.Cookie] = s.Guarded
+	}
+	if want := map[uint64]bool{1: false, 2: true, 3: false}; !cmp.Equal(got, want) {
+		t.Errorf("guarded by cookie %v, want %v", got, want)
 	}
 }

@@ -20,7 +20,7 @@ func TestEveryVerdictPacks(t *testing.T) {
 		for _, mode := range []probe.Mode{probe.InWindow, probe.Blind} {
 			r := probe.Result{
 				Verdict: v, Mode: mode, Sent: 3, Replies: 1, RTT: 1500 * time.Microsecond, HostReachable: &reach, HostHint: probe.HostHintReachable,
-				ClosedLocal: true, Confirmed: true, NAT: probe.NATDNAT + "+" + probe.NATSNAT, Uncertain: probe.UncertainCaptureLost,
+				ClosedLocal: true, Guarded: true, Confirmed: true, NAT: probe.NATDNAT + "+" + probe.NATSNAT, Uncertain: probe.UncertainCaptureLost,
 				Unprobeable: probe.UnprobeableTCPAO,
 			}
 			st := packResult(r, e.epoch.Stamp(c.t), e.epoch.Stamp(c.t.Add(-time.Minute)))
