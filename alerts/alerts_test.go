@@ -2,24 +2,20 @@ package alerts
 
 import (
 	"bytes"
-	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ghostd/ghostd/exporter/exportertest"
 	"github.com/ghostd/ghostd/podinfo"
 )
 
@@ -261,39 +257,10 @@ func TestWithFor(t *testing.T) {
 // expositions and what podinfo's resolver exports (ghostd_runtime_up): a
 // renamed metric must break this test, not an alert that then never fires.
 func TestRulesUseExportedMetrics(t *testing.T) {
-	files, err := filepath.Glob("../exporter/testdata/*.prom")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no exporter golden files: %v", err)
-	}
-	exported := map[string]map[string]bool{}
-	note := func(fams []*dto.MetricFamily) {
-		for _, fam := range fams {
-			name := fam.GetName()
-			if exported[name] == nil {
-				exported[name] = map[string]bool{}
-			}
-			for _, m := range fam.GetMetric() {
-				for _, l := range m.GetLabel() {
-					exported[name][l.GetName()] = true
-				}
-			}
-		}
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := p.TextToMetricFamilies(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		note(slices.Collect(maps.Values(fams)))
-	}
+	exported := exportertest.Series(t, "../exporter/testdata/*.prom")
 	// The resolver reports an endpoint it was given even while its socket
 	// is absent (as down), so this needs no runtime.
-	res, err := podinfo.New(nil, podinfo.Options{Endpoints: []string{filepath.Join(t.TempDir(), "containerd.sock")}})
+	res, err := podinfo.New(nil, podinfo.Options{Endpoints: []string{t.TempDir() + "/containerd.sock"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +271,15 @@ func TestRulesUseExportedMetrics(t *testing.T) {
 	if err != nil || len(fams) == 0 {
 		t.Fatalf("podinfo resolver: %d families, %v", len(fams), err)
 	}
-	note(fams)
+	for _, fam := range fams {
+		labels := map[string]bool{}
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+		exported[fam.GetName()] = labels
+	}
 	// Labels the scrape or the fleet setup adds, and the metric name.
 	added := map[string]bool{"job": true, "instance": true, "cluster": true, "node": true, "__name__": true}
 	promql := parser.NewParser(parser.Options{})
