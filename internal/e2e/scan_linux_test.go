@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/internal/testnet"
+	"github.com/ghostd/ghostd/probe"
 )
 
 // TestScanAndProbeCommands runs `ghostd scan` (table and JSON) and `ghostd
@@ -363,8 +366,8 @@ func TestScanResetGuard(t *testing.T) {
 
 	noGhostdTable := func(when string) {
 		t.Helper()
-		if out := n.Server.Exec(t, "nft", "list", "ruleset"); strings.Contains(out, "ghostd") {
-			t.Errorf("%s: ghostd's nftables table is still there:\n%s", when, out)
+		if up, err := nftTableExists(n.Server, unix.NFPROTO_INET, probe.GuardTable); err != nil || up {
+			t.Errorf("%s: ghostd's nftables table is still there (%v)", when, err)
 		}
 	}
 	base := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s", "--json"}
@@ -430,28 +433,52 @@ func TestScanResetGuard(t *testing.T) {
 	}
 	t.Logf("ghostd scan --probe-reset-guard without CAP_NET_ADMIN says:\n%s", stderr)
 
-	// SIGKILL while the guard is up: the table goes with the process.
-	killArgs := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s", "--probe-reset-guard", "--probes", "8"}
+	// SIGKILL while the guard is up: the table goes with the process. It is
+	// watched through the kernel (nft(8) aborts listing while the guard's
+	// sets hold elements: it saw the table only in the moments they were
+	// empty, which a loaded machine's poll missed). The silent connection's
+	// 10 probes 10 s apart hold the table up for at least 80 s once probing
+	// starts, however late a loaded machine lets the scan get there; the
+	// poll ends when the table shows or the scan exits (at most 5 min).
+	killArgs := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "10s", "--probe-reset-guard", "--probes", "10"}
 	cmd := exec.Command(ghostdBin, killArgs...)
-	var killLog strings.Builder
+	var killLog strings.Builder // read only after Wait returned
 	cmd.Stdout, cmd.Stderr = &killLog, &killLog
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	up := false
-	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline) && !up; time.Sleep(50 * time.Millisecond) {
-		out, _ := n.Server.ExecErr("", "nft", "list", "tables")
-		up = strings.Contains(out, "inet ghostd")
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	started := time.Now()
+	up, gone := false, false
+	var werr, perr error
+	for deadline := started.Add(5 * time.Minute); time.Now().Before(deadline) && !up && !gone && perr == nil; {
+		up, perr = nftTableExists(n.Server, unix.NFPROTO_INET, probe.GuardTable)
+		select {
+		case werr = <-exited:
+			gone = true
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	if !up {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("the scan's guard table never appeared; ghostd %s said:\n%s", strings.Join(killArgs, " "), killLog.String())
+		if !gone {
+			cmd.Process.Kill()
+			werr = <-exited
+		}
+		t.Fatalf("the scan's guard table never appeared (%.0fs; listing: %v; scan ended: %v, %v); ghostd %s said:\n%s",
+			time.Since(started).Seconds(), perr, gone, werr, strings.Join(killArgs, " "), killLog.String())
+	}
+	t.Logf("the scan's guard table appeared %.1fs after the scan started", time.Since(started).Seconds())
+	if gone {
+		t.Fatalf("the scan ended (%v) before it could be killed while probing:\n%s", werr, killLog.String())
 	}
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL
 		t.Fatal(err)
 	}
-	werr := cmd.Wait()
+	werr = <-exited
+	if ee, ok := werr.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the scan ended with %v, want killed by SIGKILL while probing:\n%s", werr, killLog.String())
+	}
 	t.Logf("scan killed with SIGKILL while probing: %v", werr)
 	time.Sleep(200 * time.Millisecond)
 	noGhostdTable("after SIGKILL")
