@@ -69,12 +69,10 @@ func testRealServer(t *testing.T, name string, start realserver.Starter) {
 		}
 	}
 
-	// 1. Report only.
+	// 1. Report only. The daemon's first scan is published before anything
+	// is judged, so a slow start-up eats no deadline.
 	d := startDaemon(t, rsReportCfg, f.daemonArgs()...)
-	for _, x := range ghosts {
-		f.vanish(x)
-	}
-	vanished := time.Now()
+	d.ready(60 * time.Second)
 	ghostKeys := map[string]bool{}
 	for _, x := range ghosts {
 		ghostKeys[x.key()] = true
@@ -88,28 +86,11 @@ func testRealServer(t *testing.T, name string, start realserver.Starter) {
 		}
 	}
 	var last map[string]*exporter.Session
-	took := waitFor(t, 75*time.Second, name+": every ghost confirmed", func() (bool, string) {
-		doc, err := d.sessions("")
-		if err != nil {
-			return false, err.Error()
-		}
-		last = byTuple(&doc)
-		checkNoFalse(last)
-		var missing []string
-		for _, x := range ghosts {
-			if s := last[x.key()]; s == nil || !s.Ghost {
-				missing = append(missing, x.name()+": "+verdictOf(s))
-			}
-		}
-		return len(missing) == 0, strings.Join(missing, "; ")
-	})
-	t.Logf("%s: every ghost confirmed %.1fs after the clients vanished", name, took.Seconds())
-	for _, x := range ghosts {
-		checkReasons(t, name, x, last[x.key()])
-		x.verdict = verdictOf(last[x.key()]) // as confirmed: the kernel may end some later on its own
-	}
-	// 20 rounds of `ghostd probe` over every other socket, the daemon still
-	// running and checked after each round.
+	// 20 rounds of `ghostd probe` over every healthy socket, the daemon
+	// running and checked after each round. They come before the ghosts
+	// vanish: on a loaded machine they take minutes, and a server's own
+	// keepalive (Go's default: 15 s + 9 x 15 s after the last answer) must
+	// not end a ghost before the kill phase below has judged it.
 	probes, bad := f.probeRounds(20, ghostKeys, func(int) {
 		if doc, err := d.sessions(""); err == nil {
 			last = byTuple(&doc)
@@ -123,6 +104,40 @@ func testRealServer(t *testing.T, name string, start realserver.Starter) {
 	if probes < 20*len(healthy) {
 		t.Errorf("%s: %d healthy probes, want at least 20 x %d", name, probes, len(healthy))
 	}
+	for _, x := range ghosts {
+		if err := x.c.Ask(); err != nil { // the last answer: the server's keepalive counts from here
+			t.Fatalf("%s: %s: last request before vanishing: %v", name, x.name(), err)
+		}
+		f.vanish(x)
+	}
+	vanished := time.Now()
+	// Each ghost counts from the first poll that shows it confirmed: a
+	// server's own keepalive may end it later (Go's, on its first probe,
+	// where the peer answers with a RST), and it need not wait for the others.
+	confirmed := map[string]*exporter.Session{}
+	took := waitFor(t, 75*time.Second, name+": every ghost confirmed", func() (bool, string) {
+		doc, err := d.sessions("")
+		if err != nil {
+			return false, err.Error()
+		}
+		last = byTuple(&doc)
+		checkNoFalse(last)
+		var missing []string
+		for _, x := range ghosts {
+			if s := last[x.key()]; s != nil && s.Ghost && confirmed[x.key()] == nil {
+				confirmed[x.key()] = s
+			}
+			if confirmed[x.key()] == nil {
+				missing = append(missing, x.name()+": "+verdictOf(last[x.key()]))
+			}
+		}
+		return len(missing) == 0, strings.Join(missing, "; ")
+	})
+	t.Logf("%s: every ghost confirmed %.1fs after the clients vanished", name, took.Seconds())
+	for _, x := range ghosts {
+		checkReasons(t, name, x, confirmed[x.key()])
+		x.verdict = verdictOf(confirmed[x.key()]) // as confirmed: the kernel may end some later on its own
+	}
 	for k, v := range falseGhosts {
 		t.Errorf("%s: the daemon called a healthy connection a ghost: %s: %s", name, k, v)
 	}
@@ -133,6 +148,23 @@ func testRealServer(t *testing.T, name string, start realserver.Starter) {
 	t.Logf("%s: report phase took %.1fs since the clients vanished", name, time.Since(vanished).Seconds())
 
 	// 2. Kill: the server's view shrinks by exactly the ghosts it still holds.
+	// Go's default keepalive probes 15 s after the last answer, and a peer
+	// that answers with a RST (NAT forgot, client restarted) ends there: wait
+	// for that event, so that it and ghostd do not race for those ghosts
+	// while the kill phase counts them. The silent ones it ends only after
+	// 9 more probes 15 s apart, far beyond this phase.
+	if name == "go" {
+		waitFor(t, 60*time.Second, "go: its own keepalive ended the ghosts whose peer resets", func() (bool, string) {
+			v := f.view()
+			var held []string
+			for _, x := range ghosts {
+				if (x.kind == natForgot || x.kind == restarted) && v[x.remote] {
+					held = append(held, x.name())
+				}
+			}
+			return len(held) == 0, "still held: " + strings.Join(held, "; ")
+		})
+	}
 	before = f.view()
 	want := map[netip.AddrPort]bool{}
 	for ap := range before {
@@ -145,11 +177,13 @@ func testRealServer(t *testing.T, name string, start realserver.Starter) {
 		}
 	}
 	dk := startDaemon(t, rsKillCfg, f.daemonArgs()...)
+	dk.ready(60 * time.Second) // its sessions answer 503 until then
 	var after map[netip.AddrPort]bool
 	waitFor(t, 75*time.Second, name+": the server dropped exactly the ghosts", func() (bool, string) {
 		after = f.view()
 		return mapsEqual(after, want), fmt.Sprintf("view %v, want %v", keys(after), keys(want))
 	})
+	t.Logf("%s: kill phase judged %.1fs after the clients vanished", name, time.Since(vanished).Seconds())
 	doc, err := dk.sessions("")
 	if err != nil {
 		t.Fatal(err)
