@@ -120,9 +120,14 @@ func (f *rsFixture) busyErrors() []error {
 	return slices.Clone(f.busy)
 }
 
-// vanish makes a ghost scenario happen to x.
+// vanish makes a ghost scenario happen to x right after one last answer:
+// a server's own keepalive (Go's default: 15 s idle) counts from there, not
+// from whenever x connected.
 func (f *rsFixture) vanish(x *rsConn) {
 	f.t.Helper()
+	if err := x.c.Ask(); err != nil {
+		f.t.Fatalf("%s: last request before vanishing: %v", x.name(), err)
+	}
 	switch x.kind {
 	case hostDied:
 		f.n.DropFlow(f.t, x.c.Conn)
