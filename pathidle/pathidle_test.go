@@ -172,6 +172,19 @@ func TestBounds(t *testing.T) {
 	if diff := cmp.Diff([]string{"203.0.113.0/24:1002", "203.0.113.0/24:1003", "203.0.113.0/24:1004"}, got); diff != "" {
 		t.Errorf("the oldest destinations should go first (-want +got):\n%s", diff)
 	}
+	// A destination updated again is the newest: the next one to come
+	// pushes out the one updated longest ago, not the first one added.
+	now = now.Add(time.Second)
+	tb.Add(Sample{Dest: dest(2), Idle: s(10), Outcome: Alive})
+	now = now.Add(time.Second)
+	tb.Add(Sample{Dest: dest(5), Idle: s(10), Outcome: Alive})
+	got = got[:0]
+	for _, e := range tb.Estimates() {
+		got = append(got, e.Dest.String())
+	}
+	if diff := cmp.Diff([]string{"203.0.113.0/24:1002", "203.0.113.0/24:1004", "203.0.113.0/24:1005"}, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("after updating the oldest destination (-want +got):\n%s", diff)
+	}
 	// Per side: the newest MaxSamples stay.
 	for i := range 10 {
 		tb.Add(Sample{Dest: dest(4), Idle: s(i), Outcome: Dead})
