@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 )
@@ -42,4 +43,38 @@ func BenchmarkSteadyScan(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/socket")
 		})
 	}
+}
+
+// BenchmarkFirstProbePass measures what the engine adds to each probe of a
+// first pass (targets, recording the verdicts, the path table, events)
+// over N idle suspects that all answer alive, each from its own remote
+// port, as a server's accepted connections are. Events go to the daemon's
+// default ring. The prober is a fake: the wire's cost is not in it.
+func BenchmarkFirstProbePass(b *testing.B) {
+	const n = 20_000
+	ctx := context.Background()
+	b.ReportAllocs()
+	probes := 0
+	for b.Loop() {
+		b.StopTimer()
+		e, inv, pr, _ := newTest()
+		rec, err := events.NewRecorder(events.DefaultConfig(), nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.SetEvents(rec)
+		pr.verdicts = map[uint16]probe.Verdict{}
+		socks := make([]inventory.Socket, n)
+		for i := range socks {
+			socks[i] = idleSocket(uint64(i+1), uint16(i+1), 2*time.Minute)
+			pr.verdicts[uint16(i+1)] = probe.Alive
+		}
+		inv.sockets[7] = socks
+		e.Scan(ctx)
+		b.StartTimer()
+		for t := e.Targets(); len(t) > 0; t = e.Targets() {
+			probes += len(e.Probe(ctx, t))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(probes), "ns/probe")
 }
