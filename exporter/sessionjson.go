@@ -67,49 +67,29 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	w.floatPtr("rtt_seconds", s.RTTSeconds)
 	w.bool("ghost", s.Ghost)
 	w.bool("killed", s.Killed)
-	if s.ProbeMode != "" {
-		w.str("probe_mode", s.ProbeMode)
-	}
+	w.strOmitEmpty("probe_mode", s.ProbeMode)
 	if s.HostReachable == nil {
 		w.null("host_reachable")
 	} else {
 		w.bool("host_reachable", *s.HostReachable)
 	}
 	w.bool("closed_by_probe", s.ClosedByProbe)
-	if s.Container != "" {
-		w.str("container", s.Container)
-	}
+	w.strOmitEmpty("container", s.Container)
 	if s.GhostSeconds != 0 {
 		w.float("ghost_seconds", s.GhostSeconds)
 	}
-	if s.Unprobeable != "" {
-		w.str("unprobeable", s.Unprobeable)
-	}
+	w.strOmitEmpty("unprobeable", s.Unprobeable)
 	w.floatPtr("kernel_deadline_seconds", s.KernelDeadlineSeconds)
-	if s.KernelDeadlineBasis != "" {
-		w.str("kernel_deadline_basis", s.KernelDeadlineBasis)
-	}
+	w.strOmitEmpty("kernel_deadline_basis", s.KernelDeadlineBasis)
 	if s.KernelDeadlineLowerBound {
 		w.bool("kernel_deadline_lower_bound", true)
 	}
-	if s.NAT != "" {
-		w.str("nat", s.NAT)
-	}
-	if s.Uncertain != "" {
-		w.str("uncertain", s.Uncertain)
-	}
-	if s.ContainerName != "" {
-		w.str("container_name", s.ContainerName)
-	}
-	if s.Pod != "" {
-		w.str("pod", s.Pod)
-	}
-	if s.K8sNamespace != "" {
-		w.str("k8s_namespace", s.K8sNamespace)
-	}
-	if s.HostHint != "" {
-		w.str("host_hint", s.HostHint)
-	}
+	w.strOmitEmpty("nat", s.NAT)
+	w.strOmitEmpty("uncertain", s.Uncertain)
+	w.strOmitEmpty("container_name", s.ContainerName)
+	w.strOmitEmpty("pod", s.Pod)
+	w.strOmitEmpty("k8s_namespace", s.K8sNamespace)
+	w.strOmitEmpty("host_hint", s.HostHint)
 	w.newline(0)
 	w.b = append(w.b, '}')
 	return w.b, w.err
@@ -164,6 +144,13 @@ func (w *jsonWriter) key(k string) {
 func (w *jsonWriter) str(k, v string) {
 	w.key(k)
 	w.quote(v)
+}
+
+// strOmitEmpty is str for a field tagged omitempty: nothing when v is "".
+func (w *jsonWriter) strOmitEmpty(k, v string) {
+	if v != "" {
+		w.str(k, v)
+	}
 }
 
 // quote appends v as a JSON string. Text that needs no escaping (the usual
