@@ -16,7 +16,7 @@ var appendJSONNames = []string{
 	"idle_seconds", "reasons", "verdict", "probes_sent", "replies", "rtt_seconds", "ghost", "killed", "probe_mode",
 	"host_reachable", "closed_by_probe", "container", "ghost_seconds", "unprobeable", "kernel_deadline_seconds",
 	"kernel_deadline_basis", "kernel_deadline_lower_bound", "nat", "uncertain",
-	"container_name", "pod", "k8s_namespace", "host_hint",
+	"container_name", "pod", "k8s_namespace", "host_hint", "guarded",
 }
 
 // appendJSONKnows is whether AppendJSON writes every field of Session: a
@@ -90,6 +90,9 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	w.strOmitEmpty("pod", s.Pod)
 	w.strOmitEmpty("k8s_namespace", s.K8sNamespace)
 	w.strOmitEmpty("host_hint", s.HostHint)
+	if s.Guarded {
+		w.bool("guarded", true)
+	}
 	w.newline(0)
 	w.b = append(w.b, '}')
 	return w.b, w.err

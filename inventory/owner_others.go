@@ -6,9 +6,3 @@ package inventory
 func (o *Owners) walk(netns uint64, want map[uint32]struct{}) map[uint32]holder {
 	return map[uint32]holder{}
 }
-
-// cgroup2Root finds nothing where there is no Linux cgroup2.
-func cgroup2Root() string { return "" }
-
-// walkCgroups fails where there is no Linux cgroup2.
-func walkCgroups(root string) (map[uint64]string, error) { return nil, ErrNotLinux }

@@ -324,6 +324,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		s.HostReachable = r.HostReachable
 		s.HostHint = r.HostHint
 		s.ClosedByProbe = r.ClosedLocal
+		s.Guarded = r.Guarded
 		s.Unprobeable = r.Unprobeable
 		s.NAT = r.NAT
 		s.Uncertain = r.Uncertain
