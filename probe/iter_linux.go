@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime/debug"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
@@ -20,33 +19,23 @@ import (
 
 // iterImpl is the loaded program, its link and the wanted-cookie map.
 type iterImpl struct {
-	objs bpf.SeqObjects
+	objs bpf.Objects
 	link *link.Iter
 	buf  []byte // output of the last pass, reused
 	ones []uint8
 }
 
 func newIterImpl(btfPath string) (*iterImpl, error) {
-	if _, err := os.Stat(btfPath); err != nil {
-		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrNoSeq, btfPath, err)
-	}
 	// One decoded copy of the kernel's BTF serves CO-RE and the attach target.
-	cache := btf.NewCache()
-	var kernel *btf.Spec
-	var err error
-	if btfPath == DefaultBTFPath {
-		kernel, err = cache.Kernel()
-	} else {
-		kernel, err = btf.LoadSpec(btfPath) // tests: a broken or foreign BTF
-	}
+	kernel, opts, err := bpfload.Options(btfPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrNoSeq, btfPath, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
 	var target *btf.Func
 	if err := kernel.TypeByName("bpf_iter_tcp", &target); err != nil {
 		return nil, fmt.Errorf("%w: kernel has no iter/tcp BPF iterator (needs Linux 5.9+): %w", ErrNoSeq, err)
 	}
-	spec, err := bpf.LoadSeq()
+	spec, err := bpf.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
@@ -55,7 +44,6 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	}
 
 	it := &iterImpl{}
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	if err := spec.LoadAndAssign(&it.objs, opts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, bpfload.Failure("load iter/tcp", err))
 	}
@@ -200,14 +188,14 @@ func (it *iterImpl) clear(cookies []uint64) error {
 }
 
 // openInNetns runs open on a thread that has entered the network namespace at
-// nsPath ("" = the caller's own) and returns what it opened; nsthread moves
-// the thread back, or has the Go runtime discard it.
+// nsPath ("" = the caller's own) and returns what it opened (nsthread.Enter:
+// a thread that cannot go back to its namespace is discarded).
 func openInNetns(nsPath string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	if nsPath == "" {
 		return open()
 	}
 	var rc io.ReadCloser
-	err := nsthread.InNetnsAt(nsPath, func() (err error) {
+	err := nsthread.Enter(nsPath, func() (err error) {
 		rc, err = open()
 		return err
 	})

@@ -1,13 +1,47 @@
-// Package bpfload says in one line why the kernel refused to load a BPF program.
 package bpfload
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
+
+// Spec parses object, an ELF compiled from source (for example "seq.c") by
+// make bpf-generate and embedded for this machine's byte order.
+func Spec(source string, object []byte) (*ebpf.CollectionSpec, error) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(object))
+	if err != nil {
+		return nil, fmt.Errorf("parse %s's object: %w", source, err)
+	}
+	return spec, nil
+}
+
+// Options reads the kernel BTF at btfPath (KernelBTFPath: the running
+// kernel's; another path: a test's broken or foreign BTF) and returns it
+// with load options that relocate programs against it and share one decoded
+// copy of it.
+func Options(btfPath string) (*btf.Spec, *ebpf.CollectionOptions, error) {
+	if _, err := os.Stat(btfPath); err != nil {
+		return nil, nil, fmt.Errorf("no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", btfPath, err)
+	}
+	cache := btf.NewCache()
+	var kernel *btf.Spec
+	var err error
+	if btfPath == KernelBTFPath {
+		kernel, err = cache.Kernel()
+	} else {
+		kernel, err = btf.LoadSpec(btfPath)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read BTF %s: %w", btfPath, err)
+	}
+	return kernel, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}, nil
+}
 
 // Failure wraps a load error of what (for example "load iter/tcp") with the
 // likely cause: the verifier (only a load that reached it has a log, and

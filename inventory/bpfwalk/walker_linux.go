@@ -14,13 +14,9 @@ import (
 	"github.com/ghostd/ghostd/internal/nsthread"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"golang.org/x/sys/unix"
 )
-
-const btfPath = "/sys/kernel/btf/vmlinux"
 
 // Keys of the stats map (walk.c).
 const (
@@ -72,20 +68,15 @@ type impl struct {
 }
 
 func newImpl(variant string) (*impl, error) {
-	if _, err := os.Stat(btfPath); err != nil {
-		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrUnavailable, btfPath, err)
-	}
-	cache := btf.NewCache()
-	kernel, err := cache.Kernel()
+	_, opts, err := bpfload.Options(bpfload.KernelBTFPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrUnavailable, btfPath, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	spec, err := LoadWalk()
+	spec, err := bpfload.Spec("walk.c", walkObject)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	im := &impl{want: map[uint32]bool{}}
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	// The cast variant where the kernel has bpf_rdonly_cast, else the copy.
 	var castErr error
 	if variant != VariantCopy {
@@ -159,7 +150,7 @@ func (im *impl) setRoot() (bool, error) {
 
 func (im *impl) covers(nsFD int) (bool, error) {
 	var ret uint32
-	err := nsthread.InNetns(nsFD, func() (err error) {
+	err := nsthread.EnterFD(nsFD, func() (err error) {
 		ret, err = im.run(im.objs.Covers, 0)
 		return err
 	})
@@ -279,22 +270,4 @@ func (im *impl) drain(fn func([]byte) error) (int, error) {
 			return n, err
 		}
 	}
-}
-
-// kernelHZ reads the kernel's HZ: a receive timeout of 1 µs reads back
-// rounded up to one jiffy.
-func kernelHZ() (int, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("socket", err))
-	}
-	defer unix.Close(fd)
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 1}); err != nil {
-		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("setsockopt", err))
-	}
-	tv, err := unix.GetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO)
-	if err != nil {
-		return 0, fmt.Errorf("bpfwalk: kernel HZ: %w", os.NewSyscallError("getsockopt", err))
-	}
-	return hzFromTick(tv.Sec, int64(tv.Usec))
 }
