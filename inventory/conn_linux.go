@@ -24,7 +24,7 @@ const sockRcvBuf = 256 << 10
 // Dial opens a sock_diag socket in the namespace nsFD refers to (an open
 // /proc/PID/ns/net or /run/netns/NAME), or in the caller's namespace when
 // nsFD <= 0. The caller may close nsFD once Dial returns. The socket is
-// made on a thread nsthread.EnterFD moves there (netlink.Config.NetNS would move
+// made on a thread nsthread moves there (netlink.Config.NetNS would move
 // any thread, the main one included).
 func Dial(nsFD int) (*Conn, error) {
 	var nc *netlink.Conn
@@ -34,7 +34,7 @@ func Dial(nsFD int) (*Conn, error) {
 	}
 	var err error
 	if nsFD > 0 {
-		err = nsthread.EnterFD(nsFD, dial)
+		err = nsthread.InNetns(nsFD, dial)
 	} else {
 		err = dial()
 	}

@@ -32,7 +32,7 @@ func ReadTCPSysctls(ns *Namespace) (TCPSysctls, error) {
 		return s, fmt.Errorf("inventory: %s now holds netns inode %d: %w", ns.Path, ino, ErrNamespaceGone)
 	}
 	var rerr error // readSysctlFiles names its package already
-	if err := nsthread.EnterFD(fd, func() error { s, rerr = readSysctlFiles(); return nil }); err != nil {
+	if err := nsthread.InNetns(fd, func() error { s, rerr = readSysctlFiles(); return nil }); err != nil {
 		return s, fmt.Errorf("inventory: netns %s: %w", ns.Name, err)
 	}
 	return s, rerr

@@ -38,7 +38,7 @@ func openGuard(nsPath string) (resetGuard, error) {
 	if nsPath == "" {
 		err = dial()
 	} else {
-		err = nsthread.Enter(nsPath, dial)
+		err = nsthread.InNetnsAt(nsPath, dial)
 	}
 	if err != nil {
 		if conn != nil {

@@ -45,7 +45,7 @@ func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
 		return openRawSockets(ports)
 	}
 	var c rawConn
-	err := nsthread.Enter(nsPath, func() error {
+	err := nsthread.InNetnsAt(nsPath, func() error {
 		var err error
 		c, err = openRawSockets(ports)
 		return err

@@ -68,17 +68,12 @@ func TestRunEmptyNameStays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, call := range map[string]func(func() error) error{
-		`Run("")`:     func(fn func() error) error { return nsthread.Run("", fn) },
-		"EnterFD(-1)": func(fn func() error) error { return nsthread.EnterFD(-1, fn) },
-	} {
-		var got uint64
-		if err := call(func() (err error) { got, err = netnsInode(); return err }); err != nil {
-			t.Fatal(err)
-		}
-		if got != own {
-			t.Errorf("%s: fn ran in netns inode %d, want the caller's %d", name, got, own)
-		}
+	var got uint64
+	if err := nsthread.Run("", func() (err error) { got, err = netnsInode(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if got != own {
+		t.Errorf("fn ran in netns inode %d, want the caller's %d", got, own)
 	}
 }
 
@@ -116,41 +111,28 @@ func TestLockedNeverMainThread(t *testing.T) {
 	}
 }
 
-// TestEnter: fn runs in the namespace at the path, the caller's thread
-// stays put, and fn's error or why the thread could not enter comes back
-// (then fn is not called). TestRunEmptyNameStays covers nsthread.EnterFD(-1).
-func TestEnter(t *testing.T) {
-	ns := testnet.NewNS(t, "nst") // skips when not root
-	var got uint64
-	if err := nsthread.Enter(ns.Path, func() (err error) { got, err = netnsInode(); return err }); err != nil || got != ns.Inode {
-		t.Errorf("Enter(%s): fn ran in netns inode %d, %v; want %d", ns.Path, got, err, ns.Inode)
-	}
-	if now, err := netnsInode(); err != nil || now == ns.Inode {
-		t.Errorf("the caller's thread is in netns inode %d (%v), %s's", now, err, ns.Name)
-	}
-	want := errors.New("from fn")
-	if err := nsthread.Enter(ns.Path, func() error { return want }); !errors.Is(err, want) {
-		t.Errorf("Enter = %v, want fn's error", err)
-	}
-	called := false
-	if err := nsthread.Enter(ns.Path+"-missing", func() error { called = true; return nil }); !errors.Is(err, os.ErrNotExist) || called {
-		t.Errorf("Enter of a missing path = %v (fn called %t), want ErrNotExist and no call", err, called)
-	}
-	f, err := os.Open("/proc/self/status") // not a namespace: setns refuses it
+// threadsIn returns how many of this process's threads are in the network
+// namespace with inode ino.
+func threadsIn(t *testing.T, ino uint64) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if err := nsthread.EnterFD(int(f.Fd()), func() error { called = true; return nil }); !errors.Is(err, unix.EINVAL) || called {
-		t.Errorf("EnterFD of a plain file = %v (fn called %t), want EINVAL and no call", err, called)
+	n := 0
+	for _, task := range tasks {
+		var st unix.Stat_t
+		if unix.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st) == nil && st.Ino == ino {
+			n++
+		}
 	}
+	return n
 }
 
-// TestEnterEveryThreadBack: after many Enters, no thread of the process is
-// left in the namespace. The threads are unlocked and reused, so one that
-// did not go back would show here (the tests above look only at the
-// caller's thread and the main one).
-func TestEnterEveryThreadBack(t *testing.T) {
+// TestInNetns: fn runs inside the namespace of the fd, never on the main
+// thread, and every thread is back in its own namespace afterwards (the
+// threads are unlocked and reused, so one left behind would show).
+func TestInNetns(t *testing.T) {
 	ns := testnet.NewNS(t, "nst") // skips when not root
 	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -159,24 +141,59 @@ func TestEnterEveryThreadBack(t *testing.T) {
 	defer unix.Close(fd)
 	for i := range 50 {
 		var got uint64
-		fn := func() (err error) { got, err = netnsInode(); return err }
-		if i%2 == 0 {
-			err = nsthread.Enter(ns.Path, fn)
-		} else {
-			err = nsthread.EnterFD(fd, fn)
+		enter := func() error { return nsthread.InNetns(fd, func() (err error) { got, err = netnsInode(); return err }) }
+		if i%2 == 1 {
+			enter = func() error {
+				return nsthread.InNetnsAt(ns.Path, func() (err error) { got, err = netnsInode(); return err })
+			}
 		}
-		if err != nil || got != ns.Inode {
-			t.Fatalf("call %d: fn ran in netns inode %d, %v; want %d", i, got, err, ns.Inode)
+		if err := enter(); err != nil {
+			t.Fatal(err)
+		}
+		if got != ns.Inode {
+			t.Fatalf("call %d: fn ran in netns inode %d, want %s's %d", i, got, ns.Name, ns.Inode)
 		}
 	}
-	tasks, err := os.ReadDir("/proc/self/task")
+	if n := threadsIn(t, ns.Inode); n != 0 {
+		t.Errorf("%d threads still in %s after InNetns returned", n, ns.Name)
+	}
+}
+
+// TestInNetnsFailures: fn is not called when the namespace cannot be
+// entered, its own error comes back as it is, and nsFD < 0 runs it where
+// the process's threads are, off the main thread.
+func TestInNetnsFailures(t *testing.T) {
+	called := false
+	fn := func() error { called = true; return nil }
+	if err := nsthread.InNetnsAt("/run/netns/gd-nst-no-such-namespace", fn); !errors.Is(err, os.ErrNotExist) || called {
+		t.Errorf("InNetnsAt a missing file = %v (fn called %t), want ErrNotExist and no call", err, called)
+	}
+	null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, task := range tasks {
-		var st unix.Stat_t
-		if unix.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st) == nil && st.Ino == ns.Inode {
-			t.Errorf("thread %s is still in %s after Enter returned", task.Name(), ns.Name)
-		}
+	defer unix.Close(null)
+	if err := nsthread.InNetns(null, fn); !errors.Is(err, unix.EINVAL) || called {
+		t.Errorf("InNetns on /dev/null = %v (fn called %t), want EINVAL and no call", err, called)
+	}
+	want := errors.New("from fn")
+	if err := nsthread.InNetns(-1, func() error { return want }); err != want {
+		t.Errorf("InNetns(-1) = %v, want fn's error as it is", err)
+	}
+	var own unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
+		t.Fatal(err)
+	}
+	var got uint64
+	onMain := true
+	if err := nsthread.InNetns(-1, func() (err error) {
+		onMain = unix.Gettid() == unix.Getpid()
+		got, err = netnsInode()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got != own.Ino || onMain {
+		t.Errorf("InNetns(-1): fn ran in netns inode %d (the process's is %d), on the main thread: %t", got, own.Ino, onMain)
 	}
 }

@@ -81,12 +81,12 @@ func (ns *NS) Delete() error {
 	return nil
 }
 
-// Do runs fn on a locked OS thread inside the namespace (nsthread.Enter),
+// Do runs fn on a locked OS thread inside the namespace (nsthread.InNetnsAt),
 // on a fresh goroutine, and returns fn's error. Sockets fn creates stay in
 // the namespace; so does anything fn opens under /proc/sys/net. fn must not
 // call t.Fatal (it runs on another goroutine).
 func (ns *NS) Do(fn func() error) error {
-	return nsthread.Enter(ns.Path, fn)
+	return nsthread.InNetnsAt(ns.Path, fn)
 }
 
 // ExecErr runs `ip netns exec NAME args...` and returns its combined output.
