@@ -5,6 +5,7 @@
 # (needs clang and libbpf-dev: apt-get install clang llvm libbpf-dev).
 .PHONY: bpf-generate
 
-bpf-generate: ## Recompile probe/bpf/seq.c and inventory/bpfwalk/walk.c (bpfel and bpfeb) and regenerate their Go bindings with bpf2go (needs clang, libbpf-dev).
+bpf-generate: ## Recompile probe/bpf/seq.c, inventory/bpfwalk/walk.c and inventory/bpfowners/owners.c (bpfel and bpfeb) and regenerate their Go bindings with bpf2go (needs clang, libbpf-dev).
 	cd probe/bpf && $(GO) generate ./
 	cd inventory/bpfwalk && $(GO) generate ./
+	cd inventory/bpfowners && $(GO) generate ./
