@@ -3,7 +3,6 @@ package engine
 import (
 	"cmp"
 	"context"
-	"net"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -285,7 +284,18 @@ func FamilyName(f uint8) string {
 	return "inet"
 }
 
-// FormatAddr formats an address as net.JoinHostPort does ("[2001:db8::2]:443").
+// FormatAddr formats an address as net.JoinHostPort does ("[2001:db8::2]:443"),
+// in one allocation: a scan --all formats 400 000 of them.
 func FormatAddr(ap netip.AddrPort) string {
-	return net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port())))
+	var buf [64]byte
+	b := buf[:0]
+	switch a := ap.Addr(); {
+	case !a.IsValid():
+		b = append(b, a.String()...) // "invalid IP", no colon: no brackets
+	case a.Is4():
+		b = a.AppendTo(b)
+	default: // a colon in every IPv6 form (v4-mapped, zoned): bracketed
+		b = append(a.AppendTo(append(b, '[')), ']')
+	}
+	return string(strconv.AppendUint(append(b, ':'), uint64(ap.Port()), 10))
 }

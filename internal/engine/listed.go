@@ -3,6 +3,7 @@ package engine
 import (
 	"net/netip"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/ghostd/ghostd/inventory"
@@ -121,11 +122,10 @@ func (l *listedSocket) entry(scanned time.Time) tracker.Entry {
 // of 200 000 sockets peaks at their size, not at twice it.
 const listedChunk = 4096
 
-// listedTable holds the listed sockets of a scan, in chunks, with their
-// order by key in a separate index.
+// listedTable holds the listed sockets of a scan, in chunks; sortByKey puts
+// them in key order in place.
 type listedTable struct {
 	chunks [][]listedSocket
-	order  []uint32 // positions in key order, after sortByKey
 }
 
 func (t *listedTable) add(l listedSocket) {
@@ -143,25 +143,53 @@ func (t *listedTable) len() int {
 	return (len(t.chunks)-1)*listedChunk + len(t.chunks[len(t.chunks)-1])
 }
 
-func (t *listedTable) atPos(p uint32) *listedSocket { return &t.chunks[p/listedChunk][p%listedChunk] }
+// at returns the i-th socket: in key order after sortByKey.
+func (t *listedTable) at(i int) *listedSocket { return &t.chunks[i/listedChunk][i%listedChunk] }
 
-// at returns the i-th socket in key order.
-func (t *listedTable) at(i int) *listedSocket { return t.atPos(t.order[i]) }
-
-// sortByKey orders the table by (netns inode, cookie).
+// sortByKey orders the table by (netns inode, cookie), moving the sockets
+// themselves: every pass that follows (owners, counts, the listing) then
+// reads the table front to back, where following a sorted index jumped
+// around 16 MB at 200 000 sockets and missed the cache at nearly every
+// socket. The keys are sorted apart from the sockets (24 bytes each
+// instead of 80), then the sockets follow the permutation's cycles, one
+// move each, with one socket of scratch.
 func (t *listedTable) sortByKey() {
-	t.order = make([]uint32, t.len())
-	for i := range t.order {
-		t.order[i] = uint32(i)
+	type sortKey struct {
+		key inventory.Key
+		pos uint32
 	}
-	slices.SortFunc(t.order, func(a, b uint32) int { return compareKeys(t.atPos(a).key(), t.atPos(b).key()) })
+	n := t.len()
+	keys := make([]sortKey, n)
+	for i := range keys {
+		keys[i] = sortKey{t.at(i).key(), uint32(i)}
+	}
+	slices.SortFunc(keys, func(a, b sortKey) int { return compareKeys(a.key, b.key) })
+	// Position i takes the socket at keys[i].pos; a position done points
+	// to itself.
+	for i := range n {
+		if keys[i].pos == uint32(i) {
+			continue
+		}
+		tmp := *t.at(i)
+		j := i
+		for {
+			k := int(keys[j].pos)
+			keys[j].pos = uint32(j)
+			if k == i {
+				*t.at(j) = tmp
+				break
+			}
+			*t.at(j) = *t.at(k)
+			j = k
+		}
+	}
 }
 
-// find returns the socket with key k.
+// find returns the socket with key k; the table must be sorted.
 func (t *listedTable) find(k inventory.Key) (*listedSocket, bool) {
-	i, ok := slices.BinarySearchFunc(t.order, k, func(p uint32, k inventory.Key) int { return compareKeys(t.atPos(p).key(), k) })
+	i, ok := sort.Find(t.len(), func(i int) int { return compareKeys(k, t.at(i).key()) })
 	if !ok {
 		return nil, false
 	}
-	return t.atPos(t.order[i]), true
+	return t.at(i), true
 }

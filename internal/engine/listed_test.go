@@ -60,10 +60,13 @@ func TestListedSocketSession(t *testing.T) {
 func TestListedTable(t *testing.T) {
 	var tab listedTable
 	n := 2*listedChunk + 17
+	inodes := map[inventory.Key]uint32{}
 	for i := range n {
 		// Keys out of order, across two namespaces.
 		c := uint64(i*7919) % uint64(n)
-		tab.add(listedSocket{netns: uint64(1 + i%2), cookie: c, inode: uint32(i)})
+		l := listedSocket{netns: uint64(1 + i%2), cookie: c, inode: uint32(i)}
+		tab.add(l)
+		inodes[l.key()] = l.inode
 	}
 	tab.sortByKey()
 	if tab.len() != n {
@@ -72,6 +75,12 @@ func TestListedTable(t *testing.T) {
 	for i := 1; i < n; i++ {
 		if compareKeys(tab.at(i-1).key(), tab.at(i).key()) >= 0 {
 			t.Fatalf("at(%d) %v is not before at(%d) %v", i-1, tab.at(i-1).key(), i, tab.at(i).key())
+		}
+	}
+	// The sockets moved whole, each with its own key.
+	for i := range n {
+		if l := tab.at(i); l.inode != inodes[l.key()] {
+			t.Fatalf("at(%d) %v holds inode %d, added with %d", i, l.key(), l.inode, inodes[l.key()])
 		}
 	}
 	for i := range n {

@@ -101,36 +101,60 @@ func (e *Engine) EachSessionAt(at time.Time, fn func([]exporter.Session) bool) {
 }
 
 // eachSession is EachSession at a fixed time, or with the clock's time at
-// each batch when at is zero.
+// each batch when at is zero. With Options.All it lists the last scan's
+// table in its own (key) order, which needs no keys gathered, sorted and
+// looked up again; otherwise the suspects' keys, sorted.
 func (e *Engine) eachSession(at time.Time, fn func([]exporter.Session) bool) {
 	e.mu.Lock()
-	keys, gone := e.keysLocked()
-	all := e.opts.All
+	all, tab, scanned := e.opts.All, e.all, e.scanned
+	var keys []inventory.Key
+	if !all {
+		e.tracker.EachSuspectBrief(func(b *tracker.Brief) { keys = append(keys, b.Key) })
+	}
+	gone := e.goneKeysLocked()
 	e.mu.Unlock()
 	// Sorting 200 000 keys takes tens of milliseconds: never under the
 	// lock that scans and probes need.
 	slices.SortFunc(keys, compareKeys)
-	keys = append(keys, gone...)
 	batch := make([]exporter.Session, 0, sessionBatch)
-	for len(keys) > 0 {
-		n := min(len(keys), sessionBatch)
-		batch = batch[:0]
-		e.mu.Lock()
-		now := at
-		if now.IsZero() {
-			now = e.opts.Now()
-		}
-		for _, k := range keys[:n] {
-			if s, ok := e.sessionByKeyLocked(k, all, now); ok {
-				batch = append(batch, s)
+	// emit builds the sessions 0..n-1 a batch at a time, under the lock,
+	// and hands each batch to fn; false when fn asked to stop.
+	emit := func(n int, build func(i int, now time.Time) (exporter.Session, bool)) bool {
+		for start := 0; start < n; start += sessionBatch {
+			batch = batch[:0]
+			e.mu.Lock()
+			now := at
+			if now.IsZero() {
+				now = e.opts.Now()
+			}
+			for i := start; i < min(n, start+sessionBatch); i++ {
+				if s, ok := build(i, now); ok {
+					batch = append(batch, s)
+				}
+			}
+			e.mu.Unlock()
+			if len(batch) > 0 && !fn(batch) {
+				return false
 			}
 		}
-		e.mu.Unlock()
-		keys = keys[n:]
-		if len(batch) > 0 && !fn(batch) {
+		return true
+	}
+	if all {
+		// The table is the scan's own: a later scan replaces it, never
+		// changes it.
+		if !emit(tab.len(), func(i int, now time.Time) (exporter.Session, bool) {
+			return e.listedSessionLocked(tab.at(i), scanned, now), true
+		}) {
 			return
 		}
+	} else if !emit(len(keys), func(i int, now time.Time) (exporter.Session, bool) {
+		return e.sessionByKeyLocked(keys[i], false, now)
+	}) {
+		return
 	}
+	emit(len(gone), func(i int, now time.Time) (exporter.Session, bool) {
+		return e.sessionByKeyLocked(gone[i], all, now)
+	})
 }
 
 // TopSessions returns up to n sessions in exporter.TopOrder: what the page shows.
@@ -235,13 +259,29 @@ func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 	}
 }
 
-// keysLocked returns the keys of the sessions to report, in EachSession's order.
-func (e *Engine) keysLocked() (suspects, gone []inventory.Key) {
-	e.eachBriefLocked(func(b *tracker.Brief) { suspects = append(suspects, b.Key) })
+// goneKeysLocked returns the keys of the killed sessions whose sockets are
+// gone, in EachSession's order.
+func (e *Engine) goneKeysLocked() []inventory.Key {
+	var gone []inventory.Key
 	for _, g := range e.goneLocked() {
 		gone = append(gone, inventory.Key{Netns: g.NetnsInode, Cookie: g.Cookie})
 	}
-	return suspects, gone
+	return gone
+}
+
+// listedSessionLocked builds the session of a socket of a scan's table
+// (Options.All) taken at scanned: the tracker's, or the killed one's, when
+// they know its key.
+func (e *Engine) listedSessionLocked(l *listedSocket, scanned, now time.Time) exporter.Session {
+	k := l.key()
+	if ent, ok := e.tracker.Get(k); ok {
+		return e.session(&ent, now)
+	}
+	if g, ok := e.gone[k]; ok {
+		return g.session
+	}
+	ent := l.entry(scanned)
+	return e.session(&ent, now)
 }
 
 // sessionByKeyLocked builds the session of k: a tracked socket, a socket of
@@ -290,8 +330,9 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 	sk := &ent.Socket
 	k := sk.Key()
 	o := e.owner(sk.Inode)
+	nm := e.names[sk.Netns]
 	s := exporter.Session{
-		Netns:       e.names[sk.Netns].Name,
+		Netns:       nm.Name,
 		NetnsInode:  sk.Netns,
 		Family:      FamilyName(sk.Family),
 		State:       sk.State.String(),
@@ -312,8 +353,8 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 	// The runtime's names; the pod is the namespace's, else (a hostNetwork
 	// pod) the owner's.
 	s.ContainerName = o.ContainerName
-	s.Pod = cmp.Or(e.names[sk.Netns].PodName, o.PodName)
-	s.K8sNamespace = cmp.Or(e.names[sk.Netns].PodNamespace, o.PodNamespace)
+	s.Pod = cmp.Or(nm.PodName, o.PodName)
+	s.K8sNamespace = cmp.Or(nm.PodNamespace, o.PodNamespace)
 	e.kernelDeadline(&s, ent, now)
 	if v, probed := unpackVerdict(ent.Tag); probed {
 		r := v.result()
