@@ -245,15 +245,17 @@ func (e *Engine) frameLocked() *exporter.Snapshot {
 }
 
 // eachBriefLocked calls fn for every session to report: every suspect, or
-// with Options.All every socket of the last scan.
+// with Options.All every socket of the last scan. The Brief is valid only
+// until fn returns.
 func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 	if !e.opts.All {
 		e.tracker.EachSuspectBrief(fn)
 		return
 	}
+	var b tracker.Brief // reused, as EachSuspectBrief's: one allocation, not one per socket
 	for i := range e.all.len() {
 		l := e.all.at(i)
-		b := tracker.Brief{Key: l.key(), Family: l.family, Inode: l.inode, LastDataRecv: l.lastDataRecv, InfoValid: l.flags&listedInfoValid != 0}
+		b = tracker.Brief{Key: l.key(), Family: l.family, Inode: l.inode, LastDataRecv: l.lastDataRecv, InfoValid: l.flags&listedInfoValid != 0}
 		b.Reasons, _ = e.tracker.Reasons(b.Key)
 		fn(&b)
 	}
