@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -92,5 +94,27 @@ func TestListedTable(t *testing.T) {
 	}
 	if _, ok := tab.find(inventory.Key{Netns: 3, Cookie: 1}); ok {
 		t.Error("found a key never added")
+	}
+}
+
+// TestRadixSortKeys orders keys as a stable comparison sort does, whichever
+// of their bytes differ: none, low cookie bytes only, high ones, the
+// namespace's.
+func TestRadixSortKeys(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	masks := []struct{ netns, cookie uint64 }{{0, 0}, {0, 0xffff}, {0, 0xff0000ff00}, {3, 0xff}, {0xff00000000ff, ^uint64(0)}}
+	for _, m := range masks {
+		for _, n := range []int{0, 1, 2, 1000} {
+			keys := make([]sortKey, n)
+			for i := range keys {
+				keys[i] = sortKey{inventory.Key{Netns: 4026531840 | r.Uint64()&m.netns, Cookie: 1<<50 | r.Uint64()&m.cookie}, uint32(i)}
+			}
+			want := slices.Clone(keys)
+			slices.SortStableFunc(want, func(a, b sortKey) int { return compareKeys(a.key, b.key) })
+			radixSortKeys(keys)
+			if !slices.Equal(keys, want) {
+				t.Errorf("masks %x, %d keys: radix order differs from a stable sort", m, n)
+			}
+		}
 	}
 }

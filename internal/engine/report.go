@@ -276,8 +276,12 @@ func (e *Engine) goneKeysLocked() []inventory.Key {
 // they know its key.
 func (e *Engine) listedSessionLocked(l *listedSocket, scanned, now time.Time) exporter.Session {
 	k := l.key()
-	if ent, ok := e.tracker.Get(k); ok {
-		return e.session(&ent, now)
+	// Most listed sockets are healthy ones the tracker does not remember:
+	// asking whether it does costs no copy of an Entry (~300 bytes).
+	if _, tracked := e.tracker.Reasons(k); tracked {
+		if ent, ok := e.tracker.Get(k); ok {
+			return e.session(&ent, now)
+		}
 	}
 	if g, ok := e.gone[k]; ok {
 		return g.session
