@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ghostd/ghostd/exporter/exportertest"
 )
 
 const runbookPrefix = "https://github.com/ghostd/ghostd/blob/main/docs/runbook.md#"
@@ -255,32 +255,7 @@ func TestWithFor(t *testing.T) {
 // expositions: a renamed metric must break this test, not an alert that
 // then never fires.
 func TestRulesUseExportedMetrics(t *testing.T) {
-	files, err := filepath.Glob("../exporter/testdata/*.prom")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no exporter golden files: %v", err)
-	}
-	exported := map[string]map[string]bool{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := p.TextToMetricFamilies(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		for name, fam := range fams {
-			if exported[name] == nil {
-				exported[name] = map[string]bool{}
-			}
-			for _, m := range fam.GetMetric() {
-				for _, l := range m.GetLabel() {
-					exported[name][l.GetName()] = true
-				}
-			}
-		}
-	}
+	exported := exportertest.Series(t, "../exporter/testdata/*.prom")
 	// Labels the scrape or the fleet setup adds, and the metric name.
 	added := map[string]bool{"job": true, "instance": true, "cluster": true, "node": true, "__name__": true}
 	promql := parser.NewParser(parser.Options{})

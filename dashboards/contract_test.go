@@ -1,17 +1,14 @@
 package dashboards
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"testing"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/ghostd/ghostd/exporter/exportertest"
 )
 
 // TestQueriesCoverTheContract keeps the dashboard in step with the metrics
@@ -19,11 +16,7 @@ import (
 func TestQueriesCoverTheContract(t *testing.T) {
 	used := map[string]bool{}
 	for _, q := range load(t).Queries() {
-		expr, err := Expand(q.Expr, sentinelVars)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, err := promql.ParseExpr(expr)
+		root, err := parseQuery(q.Expr, sentinelVars)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,38 +42,7 @@ func TestQueriesCoverTheContract(t *testing.T) {
 // exporter's golden expositions, so a renamed metric or label breaks this
 // test rather than a user's dashboard.
 func TestContractMatchesExporter(t *testing.T) {
-	files, err := filepath.Glob("../exporter/testdata/*.prom")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no exporter golden files: %v", err)
-	}
-	exported := map[string]map[string]bool{} // series name -> label names
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		fams, err := p.TextToMetricFamilies(bytes.NewReader(b))
-		if err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		for name, fam := range fams {
-			if fam.GetType() == dto.MetricType_HISTOGRAM {
-				name += "_bucket"
-			}
-			if exported[name] == nil {
-				exported[name] = map[string]bool{}
-			}
-			for _, m := range fam.GetMetric() {
-				for _, l := range m.GetLabel() {
-					exported[name][l.GetName()] = true
-				}
-			}
-			if fam.GetType() == dto.MetricType_HISTOGRAM {
-				exported[name]["le"] = true
-			}
-		}
-	}
+	exported := exportertest.Series(t, "../exporter/testdata/*.prom") // series name -> label names
 	for name, want := range contract {
 		got, ok := exported[name]
 		if !ok {
@@ -138,11 +100,7 @@ var legendRef = regexp.MustCompile(`\{\{\s*(\w+)\s*\}\}`)
 func TestLegendsNameOutputLabels(t *testing.T) {
 	for _, p := range load(t).AllPanels() {
 		for _, tg := range p.Targets {
-			expr, err := Expand(tg.Expr, sentinelVars)
-			if err != nil {
-				t.Fatal(err)
-			}
-			root, err := promql.ParseExpr(expr)
+			root, err := parseQuery(tg.Expr, sentinelVars)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,7 +110,7 @@ func TestLegendsNameOutputLabels(t *testing.T) {
 				continue
 			}
 			for _, m := range legendRef.FindAllStringSubmatch(tg.LegendFormat, -1) {
-				if !contains(have, m[1]) {
+				if !slices.Contains(have, m[1]) {
 					t.Errorf("panel %d %q target %s: legend names {{%s}}, the result has only %v", p.ID, p.Title, tg.RefID, m[1], have)
 				}
 			}

@@ -2,6 +2,7 @@ package dashboards
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -45,6 +46,19 @@ var contract = map[string][]string{
 
 // promql parses queries with the default options, as Prometheus does.
 var promql = parser.NewParser(parser.Options{})
+
+// parseQuery expands a query's variables to vars and parses it.
+func parseQuery(query string, vars map[string]string) (parser.Expr, error) {
+	expr, err := Expand(query, vars)
+	if err != nil {
+		return nil, err
+	}
+	root, err := promql.ParseExpr(expr)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", expr, err)
+	}
+	return root, nil
+}
 
 // targetLabels are added by Prometheus to every scraped series.
 var targetLabels = []string{"job", "instance"}
@@ -229,13 +243,8 @@ func TestVariables(t *testing.T) {
 
 func TestQueriesParseWithGrafanaValues(t *testing.T) {
 	for _, q := range load(t).Queries() {
-		expr, err := Expand(q.Expr, grafanaVars)
-		if err != nil {
+		if _, err := parseQuery(q.Expr, grafanaVars); err != nil {
 			t.Errorf("%s: %v", q, err)
-			continue
-		}
-		if _, err := promql.ParseExpr(expr); err != nil {
-			t.Errorf("%s: %q: %v", q, expr, err)
 		}
 	}
 }
@@ -247,14 +256,9 @@ func TestQueriesParseWithGrafanaValues(t *testing.T) {
 func TestQueriesAST(t *testing.T) {
 	queries := load(t).Queries()
 	for _, q := range queries {
-		expr, err := Expand(q.Expr, sentinelVars)
+		root, err := parseQuery(q.Expr, sentinelVars)
 		if err != nil {
 			t.Errorf("%s: %v", q, err)
-			continue
-		}
-		root, err := promql.ParseExpr(expr)
-		if err != nil {
-			t.Errorf("%s: %q: %v", q, expr, err)
 			continue
 		}
 		for _, problem := range checkAST(root) {
@@ -282,11 +286,7 @@ func TestCheckASTCatchesMistakes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			expr, err := Expand(tt.expr, sentinelVars)
-			if err != nil {
-				t.Fatal(err)
-			}
-			root, err := promql.ParseExpr(expr)
+			root, err := parseQuery(tt.expr, sentinelVars)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -359,7 +359,7 @@ func checkAST(root parser.Expr) []string {
 			for name := range names {
 				have := append(append([]string{}, targetLabels...), contract[name]...)
 				for _, g := range n.Grouping {
-					if !contains(have, g) {
+					if !slices.Contains(have, g) {
 						add("%s by (%s): metric %s has no label %q", n.Op, strings.Join(n.Grouping, ", "), name, g)
 					}
 				}
@@ -385,15 +385,6 @@ func selectors(e parser.Node) []*parser.VectorSelector {
 func isCounter(name string) bool {
 	for _, s := range []string{"_total", "_bucket", "_count", "_sum"} {
 		if strings.HasSuffix(name, s) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
 			return true
 		}
 	}

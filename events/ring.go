@@ -161,30 +161,23 @@ func (r *Ring) Query(q Query) Page {
 	} else if q.SinceSeq > 0 && q.SinceSeq < r.seq {
 		p.Missed = true
 	}
-	if q.since() {
-		for i := 0; i < r.n; i++ {
-			ev := r.at(i)
-			if !q.match(ev) {
-				continue
-			}
-			if len(p.Events) == limit {
-				p.More = true
-				break
-			}
-			p.Events = append(p.Events, cloneEvent(ev))
+	// With a since, the oldest matches after it; without, the newest ones.
+	first, step := 0, 1
+	if !q.since() {
+		first, step = r.n-1, -1
+	}
+	for i := first; i >= 0 && i < r.n; i += step {
+		ev := r.at(i)
+		if !q.match(ev) {
+			continue
 		}
-	} else {
-		for i := r.n - 1; i >= 0; i-- {
-			ev := r.at(i)
-			if !q.match(ev) {
-				continue
-			}
-			if len(p.Events) == limit {
-				p.More = true
-				break
-			}
-			p.Events = append(p.Events, cloneEvent(ev))
+		if len(p.Events) == limit {
+			p.More = true
+			break
 		}
+		p.Events = append(p.Events, cloneEvent(ev))
+	}
+	if step < 0 {
 		slices.Reverse(p.Events)
 	}
 	switch {

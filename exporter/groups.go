@@ -165,25 +165,15 @@ func (g *Grouper) Groups() []Group {
 }
 
 func compareGroups(a, b Group) int {
-	if c := cmp.Compare(b.Ghosts, a.Ghosts); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(b.Suspects, a.Suspects); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(b.Killed, a.Killed); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Owner, b.Owner); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Destination, b.Destination); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Port, b.Port); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.PortSide, b.PortSide)
+	return cmp.Or(
+		cmp.Compare(b.Ghosts, a.Ghosts),
+		cmp.Compare(b.Suspects, a.Suspects),
+		cmp.Compare(b.Killed, a.Killed),
+		cmp.Compare(a.Owner, b.Owner),
+		cmp.Compare(a.Destination, b.Destination),
+		cmp.Compare(a.Port, b.Port),
+		cmp.Compare(a.PortSide, b.PortSide),
+	)
 }
 
 // GroupSessions groups a list of sessions.

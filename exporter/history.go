@@ -115,12 +115,12 @@ func parseEventQuery(r *http.Request) (events.Query, string) {
 func serveEvents(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Logger) {
 	q, bad := parseEventQuery(r)
 	if bad != "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": bad}, log)
+		writeError(w, http.StatusBadRequest, bad, log)
 		return
 	}
 	rec := s.recorder()
 	if rec == nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this process keeps no event history"}, log)
+		writeError(w, http.StatusNotFound, "this process keeps no event history", log)
 		return
 	}
 	writeJSON(w, http.StatusOK, rec.Query(q), log)
@@ -142,18 +142,17 @@ func serveGroups(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Log
 	if v := q.Get("by"); v != "" {
 		var ok bool
 		if by, ok = ParseGroupBy(v); !ok {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "by: want owner or destination, got " + strconv.Quote(v)}, log)
+			writeError(w, http.StatusBadRequest, "by: want owner or destination, got "+strconv.Quote(v), log)
 			return
 		}
 	}
 	f := sessionFilter{netns: q["netns"]}
 	if len(f.netns) > MaxFilterValues {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "too many filter values"}, log)
+		writeError(w, http.StatusBadRequest, "too many filter values", log)
 		return
 	}
-	snap := s.Snapshot()
+	snap := lastSnapshot(w, s, log)
 	if snap == nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no scan completed yet"}, log)
 		return
 	}
 	g := NewGrouper(by)

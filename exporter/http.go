@@ -166,12 +166,11 @@ func (f *sessionFilter) match(s *Session) bool {
 func serveSessions(w http.ResponseWriter, r *http.Request, s *Store, log *slog.Logger) {
 	f, bad := parseFilter(r)
 	if bad != "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": bad}, log)
+		writeError(w, http.StatusBadRequest, bad, log)
 		return
 	}
-	snap := s.Snapshot()
+	snap := lastSnapshot(w, s, log)
 	if snap == nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no scan completed yet"}, log)
 		return
 	}
 	writeDocument(w, snap, &f, log)
@@ -195,7 +194,7 @@ func writeDocument(w http.ResponseWriter, snap *Snapshot, f *sessionFilter, log 
 		nsJSON, err = json.Marshal(nss)
 	}
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()}, log)
+		writeError(w, http.StatusInternalServerError, err.Error(), log)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -236,6 +235,21 @@ func writeDocument(w http.ResponseWriter, snap *Snapshot, f *sessionFilter, log 
 	if ferr := bw.Flush(); err != nil || ferr != nil {
 		log.Debug("write sessions response", "err", errors.Join(err, ferr))
 	}
+}
+
+// writeError answers code with {"error": msg}.
+func writeError(w http.ResponseWriter, code int, msg string, log *slog.Logger) {
+	writeJSON(w, code, map[string]string{"error": msg}, log)
+}
+
+// lastSnapshot returns the last scan's snapshot; before the first scan it
+// answers 503 and returns nil.
+func lastSnapshot(w http.ResponseWriter, s *Store, log *slog.Logger) *Snapshot {
+	snap := s.Snapshot()
+	if snap == nil {
+		writeError(w, http.StatusServiceUnavailable, "no scan completed yet", log)
+	}
+	return snap
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any, log *slog.Logger) {

@@ -116,9 +116,8 @@ func PathsOf(es []pathidle.Estimate) []Path {
 }
 
 func servePaths(w http.ResponseWriter, s *Store, log *slog.Logger) {
-	snap := s.Snapshot()
+	snap := lastSnapshot(w, s, log)
 	if snap == nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no scan completed yet"}, log)
 		return
 	}
 	writeJSON(w, http.StatusOK, PathsDocument{Paths: PathsOf(snapshotPaths(snap))}, log)

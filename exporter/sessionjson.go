@@ -108,49 +108,29 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	w.floatPtr(mRttSeconds, s.RTTSeconds)
 	w.bool(mGhost, s.Ghost)
 	w.bool(mKilled, s.Killed)
-	if s.ProbeMode != "" {
-		w.str(mProbeMode, s.ProbeMode)
-	}
+	w.strOmitEmpty(mProbeMode, s.ProbeMode)
 	if s.HostReachable == nil {
 		w.null(mHostReachable)
 	} else {
 		w.bool(mHostReachable, *s.HostReachable)
 	}
 	w.bool(mClosedByProbe, s.ClosedByProbe)
-	if s.Container != "" {
-		w.str(mContainer, s.Container)
-	}
+	w.strOmitEmpty(mContainer, s.Container)
 	if s.GhostSeconds != 0 {
 		w.float(mGhostSeconds, s.GhostSeconds)
 	}
-	if s.Unprobeable != "" {
-		w.str(mUnprobeable, s.Unprobeable)
-	}
+	w.strOmitEmpty(mUnprobeable, s.Unprobeable)
 	w.floatPtr(mKernelDeadlineSeconds, s.KernelDeadlineSeconds)
-	if s.KernelDeadlineBasis != "" {
-		w.str(mKernelDeadlineBasis, s.KernelDeadlineBasis)
-	}
+	w.strOmitEmpty(mKernelDeadlineBasis, s.KernelDeadlineBasis)
 	if s.KernelDeadlineLowerBound {
 		w.bool(mKernelDeadlineLowerBound, true)
 	}
-	if s.NAT != "" {
-		w.str(mNat, s.NAT)
-	}
-	if s.Uncertain != "" {
-		w.str(mUncertain, s.Uncertain)
-	}
-	if s.ContainerName != "" {
-		w.str(mContainerName, s.ContainerName)
-	}
-	if s.Pod != "" {
-		w.str(mPod, s.Pod)
-	}
-	if s.K8sNamespace != "" {
-		w.str(mK8sNamespace, s.K8sNamespace)
-	}
-	if s.HostHint != "" {
-		w.str(mHostHint, s.HostHint)
-	}
+	w.strOmitEmpty(mNat, s.NAT)
+	w.strOmitEmpty(mUncertain, s.Uncertain)
+	w.strOmitEmpty(mContainerName, s.ContainerName)
+	w.strOmitEmpty(mPod, s.Pod)
+	w.strOmitEmpty(mK8sNamespace, s.K8sNamespace)
+	w.strOmitEmpty(mHostHint, s.HostHint)
 	w.newline(0)
 	w.b = append(w.b, '}')
 	return w.b, w.err
@@ -234,6 +214,13 @@ func (w *jsonWriter) key(m int) {
 func (w *jsonWriter) str(m int, v string) {
 	w.key(m)
 	w.quote(v)
+}
+
+// strOmitEmpty is str for a field tagged omitempty: nothing when v is "".
+func (w *jsonWriter) strOmitEmpty(m int, v string) {
+	if v != "" {
+		w.str(m, v)
+	}
 }
 
 // quote appends v as a JSON string. Text that needs no escaping (the usual

@@ -51,3 +51,40 @@ func ownerUID(path string) (uint32, bool) {
 	}
 	return st.Uid, true
 }
+
+// withNamespaceFD calls fn with an fd on ns.Path whose inode is checked to be
+// ns's first, so a path reused by a newer namespace is never used by mistake,
+// or with fd -1 when ns is the calling thread's own namespace (which needs no
+// setns, and so no privilege). The fd is closed when fn returns.
+func withNamespaceFD(ns *Namespace, fn func(fd int) error) error {
+	if self, err := nsInode("/proc/thread-self/ns/net"); err == nil && self == ns.Inode {
+		return fn(-1)
+	}
+	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if os.IsNotExist(err) || err == unix.ESRCH {
+			return fmt.Errorf("%s: %w", ns.Path, ErrNamespaceGone)
+		}
+		return &os.PathError{Op: "open", Path: ns.Path, Err: err}
+	}
+	defer unix.Close(fd)
+	ino, err := fdInode(fd)
+	if err != nil {
+		return err
+	}
+	if ino != ns.Inode {
+		return fmt.Errorf("%s now holds netns inode %d: %w", ns.Path, ino, ErrNamespaceGone)
+	}
+	return fn(fd)
+}
+
+// DialPath opens a sock_diag socket in the namespace whose nsfs file is path
+// (/run/netns/NAME or /proc/PID/ns/net), as Dial does with an fd on it.
+func DialPath(path string) (*Conn, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	return Dial(fd)
+}

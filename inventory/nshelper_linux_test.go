@@ -1,9 +1,6 @@
 package inventory
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -19,8 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/testnet"
 )
 
 // nsHelperEnv turns the test binary into a helper process that holds one
@@ -148,11 +146,8 @@ func loopbackUp() error {
 
 // nsHolder is a helper child process holding a loopback connection.
 type nsHolder struct {
-	pid           int
+	*testnet.Child
 	local, remote netip.AddrPort // the client side of its connection
-	cmd           *exec.Cmd
-	stdin         io.WriteCloser
-	once          sync.Once
 }
 
 // startHolder starts the helper, in a new anonymous netns when newNetns.
@@ -179,21 +174,8 @@ func startHolderIn(t testing.TB, newNetns bool, cgroupFD int) *nsHolder {
 	if cgroupFD != -1 {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cgroupFD
 	}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start helper: %v", err)
-	}
-	h := &nsHolder{pid: cmd.Process.Pid, cmd: cmd, stdin: stdin}
-	t.Cleanup(h.stop)
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	h := &nsHolder{Child: testnet.StartChild(t, cmd, 5*time.Second)}
+	line, err := h.ReadLine()
 	if err != nil {
 		t.Fatalf("helper: %v", err)
 	}
@@ -203,21 +185,6 @@ func startHolderIn(t testing.TB, newNetns bool, cgroupFD int) *nsHolder {
 	}
 	h.local, h.remote = netip.MustParseAddrPort(f[1]), netip.MustParseAddrPort(f[2])
 	return h
-}
-
-// stop ends the helper and reaps it; safe to call twice.
-func (h *nsHolder) stop() {
-	h.once.Do(func() {
-		h.stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = h.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = h.cmd.Process.Kill()
-			<-done
-		}
-	})
 }
 
 // socket dumps the caller's namespace and returns the helper's end of its
@@ -285,30 +252,6 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// addNamedNetns creates /run/netns/NAME with lo up and removes it at cleanup.
-func addNamedNetns(t *testing.T, name string) {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() { delNamedNetns(name) })
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip -n %s link set lo up: %v: %s", name, err, out)
-	}
-}
-
-func delNamedNetns(name string) {
-	if _, err := os.Stat("/run/netns/" + name); err == nil {
-		_ = exec.Command("ip", "netns", "del", name).Run()
-	}
-}
-
 // loopConn is a loopback connection opened inside a namespace.
 type loopConn struct {
 	ln             net.Listener
@@ -324,52 +267,18 @@ func (c *loopConn) Close() {
 func (c *loopConn) local() netip.AddrPort  { return c.client.LocalAddr().(*net.TCPAddr).AddrPort() }
 func (c *loopConn) remote() netip.AddrPort { return c.client.RemoteAddr().(*net.TCPAddr).AddrPort() }
 
-// openLoopConnIn opens a loopback connection inside the namespace at path,
-// from a locked thread that returns to its namespace afterwards.
-func openLoopConnIn(t *testing.T, path string) *loopConn {
+// loopConnIn opens a loopback connection inside ns, closed at cleanup.
+func loopConnIn(t *testing.T, ns *testnet.NS) *loopConn {
 	t.Helper()
-	type res struct {
-		c   *loopConn
-		err error
+	var c *loopConn
+	if err := ns.Do(func() (err error) {
+		c, err = openLoopConn()
+		return err
+	}); err != nil {
+		t.Fatalf("loopback connection in %s: %v", ns.Name, err)
 	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: err}
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: err}
-			return
-		}
-		c, err := openLoopConn()
-		if rerr := netns.Set(orig); rerr != nil {
-			// The thread is in the wrong namespace: leave it locked so the
-			// runtime discards it.
-			ch <- res{err: fmt.Errorf("restore netns: %w", rerr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- res{c, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("loopback connection in %s: %v", path, r.err)
-	}
-	t.Cleanup(r.c.Close)
-	return r.c
+	t.Cleanup(c.Close)
+	return c
 }
 
 func openLoopConn() (*loopConn, error) {

@@ -81,10 +81,10 @@ func TestOwnersLive(t *testing.T) {
 	comm, _ := os.ReadFile("/proc/self/comm")
 	o := NewOwners("")
 	got := lookup(o, 0, []uint32{ino})
-	if ow := got[ino]; ow.PID != h.pid || ow.Comm != strings.TrimSpace(string(comm)) {
-		t.Errorf("owner = %+v, want pid %d comm %s", ow, h.pid, comm)
+	if ow := got[ino]; ow.PID != h.Pid() || ow.Comm != strings.TrimSpace(string(comm)) {
+		t.Errorf("owner = %+v, want pid %d comm %s", ow, h.Pid(), comm)
 	}
-	h.stop()
+	h.Stop()
 	if got := lookup(o, 0, []uint32{ino}); len(got) != 0 {
 		t.Errorf("owner after the helper exited = %v, want none", got)
 	}
@@ -166,7 +166,7 @@ func BenchmarkOwnersEach(b *testing.B) {
 		// A socket held in an anonymous namespace by the newest process:
 		// a plain walk reads nearly every fd on the host to find it.
 		h := startHolder(b, true)
-		hc, err := dialIn(h.pid)
+		hc, err := dialIn(h.Pid())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -180,20 +180,20 @@ func BenchmarkOwnersEach(b *testing.B) {
 		}); err != nil || ino == 0 {
 			b.Fatalf("helper socket: inode %d, %v", ino, err)
 		}
-		netns, err := nsInode("/proc/" + strconv.Itoa(h.pid) + "/ns/net")
+		netns, err := nsInode("/proc/" + strconv.Itoa(h.Pid()) + "/ns/net")
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Run("cold-container", func(b *testing.B) {
 			for b.Loop() {
-				if lookup(NewOwners(""), 0, []uint32{ino})[ino].PID != h.pid {
+				if lookup(NewOwners(""), 0, []uint32{ino})[ino].PID != h.Pid() {
 					b.Fatal("helper socket not attributed")
 				}
 			}
 		})
 		b.Run("cold-container-netns", func(b *testing.B) {
 			for b.Loop() {
-				if lookup(NewOwners(""), netns, []uint32{ino})[ino].PID != h.pid {
+				if lookup(NewOwners(""), netns, []uint32{ino})[ino].PID != h.Pid() {
 					b.Fatal("helper socket not attributed")
 				}
 			}
@@ -273,19 +273,19 @@ func TestCgroupsLive(t *testing.T) {
 	if root == "" {
 		t.Skip("needs a cgroup2 hierarchy")
 	}
-	name := "gd-ns-" + randHex(4)
-	dir := filepath.Join(root, name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	dir, err := os.MkdirTemp(root, "gd-ns-")
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(dir) })
+	name := filepath.Base(dir)
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer syscall.Close(fd)
 	h := startHolderIn(t, false, fd)
-	t.Cleanup(h.stop) // before the cgroup's removal (cleanups run last-in first-out)
+	t.Cleanup(h.Stop) // before the cgroup's removal (cleanups run last-in first-out)
 	sk := h.socket(t)
 	if !sk.HasCgroupID {
 		t.Skip("kernel sends no INET_DIAG_CGROUP_ID (before 5.8)")

@@ -33,12 +33,12 @@ func TestOwnersIteratorMatchesProc(t *testing.T) {
 	iter.iterMin = 0 // the iterator serves even a handful of one namespace's sockets
 
 	a, b := startHolder(t, true), startHolder(t, true)
-	netnsA := holderNetns(t, a.pid)
-	inodesA, inodesB := holderInodes(t, a.pid), holderInodes(t, b.pid)
+	netnsA := holderNetns(t, a.Pid())
+	inodesA, inodesB := holderInodes(t, a.Pid()), holderInodes(t, b.Pid())
 	if len(inodesA) != 3 || len(inodesB) != 3 {
 		t.Fatalf("children hold %d and %d sockets, want 3 each (a listener, both ends)", len(inodesA), len(inodesB))
 	}
-	shared := dupSocket(t, a.pid, inodesA[0])
+	shared := dupSocket(t, a.Pid(), inodesA[0])
 	nobody := uint32(1<<32 - 2)
 	inodes := append(append(append([]uint32{}, inodesA...), inodesB...), nobody)
 	comm, err := os.ReadFile("/proc/self/comm")
@@ -53,8 +53,8 @@ func TestOwnersIteratorMatchesProc(t *testing.T) {
 		netns uint64
 		want  int // the shared socket's owner
 	}{
-		{"no hint: the lowest pid", 0, min(os.Getpid(), a.pid)},
-		{"hint: the holder inside", netnsA, a.pid},
+		{"no hint: the lowest pid", 0, min(os.Getpid(), a.Pid())},
+		{"hint: the holder inside", netnsA, a.Pid()},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			proc := NewOwners("/proc")
@@ -74,13 +74,13 @@ func TestOwnersIteratorMatchesProc(t *testing.T) {
 				t.Errorf("shared socket %d owned by pid %d, want %d", shared, got, tt.want)
 			}
 			for _, ino := range inodesA[1:] {
-				if got := fromIter[ino].PID; got != a.pid {
-					t.Errorf("socket %d owned by pid %d, want %d", ino, got, a.pid)
+				if got := fromIter[ino].PID; got != a.Pid() {
+					t.Errorf("socket %d owned by pid %d, want %d", ino, got, a.Pid())
 				}
 			}
 			for _, ino := range inodesB {
-				if got := fromIter[ino].PID; got != b.pid {
-					t.Errorf("socket %d owned by pid %d, want %d", ino, got, b.pid)
+				if got := fromIter[ino].PID; got != b.Pid() {
+					t.Errorf("socket %d owned by pid %d, want %d", ino, got, b.Pid())
 				}
 			}
 			if tt.want == self.PID && fromIter[shared] != self {

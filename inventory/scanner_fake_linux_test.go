@@ -64,6 +64,19 @@ type nsFakeKernel struct {
 	listErr error
 }
 
+// fakeHostNS, fakeNamedNS and fakeProcNS are the fake kernel's namespaces:
+// the host's is inode 1 at /p/1, a named one's file is /r/NAME, a process's
+// /p/PID.
+func fakeHostNS() Namespace { return Namespace{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost} }
+
+func fakeNamedNS(ino uint64, name string) Namespace {
+	return Namespace{Inode: ino, Name: name, Path: "/r/" + name, Kind: KindNamed}
+}
+
+func fakeProcNS(ino uint64, name string, pid int) Namespace {
+	return Namespace{Inode: ino, Name: name, Path: "/p/" + strconv.Itoa(pid), Kind: KindProcess, PID: pid}
+}
+
 func (k *nsFakeKernel) scanner(opts ScannerOptions) *Scanner {
 	s := NewScanner(nil, opts)
 	s.list = func() ([]Namespace, error) {
@@ -131,10 +144,10 @@ func TestScannerFake(t *testing.T) {
 		t.Run("workers="+strconv.Itoa(workers), func(t *testing.T) {
 			k := &nsFakeKernel{
 				nss: []Namespace{
-					{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
-					{Inode: 2, Name: "blue", Path: "/r/blue", Kind: KindNamed},
-					{Inode: 3, Name: "pid-x-30", Path: "/p/30", Kind: KindProcess, PID: 30},
-					{Inode: 4, Name: "locked", Path: "/p/40", Kind: KindProcess, PID: 40},
+					fakeHostNS(),
+					fakeNamedNS(2, "blue"),
+					fakeProcNS(3, "pid-x-30", 30),
+					fakeProcNS(4, "locked", 40),
 				},
 				sockets: map[uint64]int{1: 5, 2: 2, 3: 1},
 				denied:  map[uint64]bool{4: true},
@@ -202,9 +215,9 @@ func TestScannerFake(t *testing.T) {
 func TestScannerFakeSelectAndErrors(t *testing.T) {
 	k := &nsFakeKernel{
 		nss: []Namespace{
-			{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
-			{Inode: 2, Name: "blue", Path: "/r/blue", Kind: KindNamed},
-			{Inode: 3, Name: "red", Path: "/r/red", Kind: KindNamed},
+			fakeHostNS(),
+			fakeNamedNS(2, "blue"),
+			fakeNamedNS(3, "red"),
 		},
 		sockets: map[uint64]int{1: 5, 2: 2, 3: 3},
 		listErr: errors.New("inventory: list process namespaces: permission denied"),
@@ -263,9 +276,9 @@ func TestScannerFakeSelectAndErrors(t *testing.T) {
 func TestScannerNamesAreNeverStolen(t *testing.T) {
 	k := &nsFakeKernel{
 		nss: []Namespace{
-			{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
-			{Inode: 3, Name: "0123456789ab", Path: "/p/30", Kind: KindProcess, PID: 30},
-			{Inode: 4, Name: "pid-pause-40", Path: "/p/40", Kind: KindProcess, PID: 40},
+			fakeHostNS(),
+			fakeProcNS(3, "0123456789ab", 30),
+			fakeProcNS(4, "pid-pause-40", 40),
 		},
 		sockets: map[uint64]int{1: 1, 2: 1, 3: 1, 4: 1},
 	}
@@ -277,10 +290,10 @@ func TestScannerNamesAreNeverStolen(t *testing.T) {
 	// A newcomer with a lower pid: the listing names it first.
 	k.mu.Lock()
 	k.nss = []Namespace{
-		{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
-		{Inode: 2, Name: "0123456789ab", Path: "/p/20", Kind: KindProcess, PID: 20},
-		{Inode: 3, Name: "0123456789ab-3", Path: "/p/30", Kind: KindProcess, PID: 30},
-		{Inode: 4, Name: "fedcba987654", Path: "/p/40", Kind: KindProcess, PID: 40},
+		fakeHostNS(),
+		fakeProcNS(2, "0123456789ab", 20),
+		fakeProcNS(3, "0123456789ab-3", 30),
+		fakeProcNS(4, "fedcba987654", 40),
 	}
 	k.mu.Unlock()
 	want = []nsFakeResult{{"host", 1, ""}, {"0123456789ab-2", 1, ""}, {"0123456789ab", 1, ""}, {"fedcba987654", 1, ""}}
@@ -301,9 +314,9 @@ func TestScannerNamesAreNeverStolen(t *testing.T) {
 func TestScannerMaxNamespaces(t *testing.T) {
 	k := &nsFakeKernel{
 		nss: []Namespace{
-			{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
-			{Inode: 2, Name: "blue", Path: "/r/blue", Kind: KindNamed},
-			{Inode: 3, Name: "pid-x-30", Path: "/p/30", Kind: KindProcess, PID: 30},
+			fakeHostNS(),
+			fakeNamedNS(2, "blue"),
+			fakeProcNS(3, "pid-x-30", 30),
 		},
 		sockets: map[uint64]int{1: 1, 2: 1, 3: 1},
 	}
@@ -330,10 +343,10 @@ func TestScannerMaxNamespaces(t *testing.T) {
 func TestScannerRuntimeNames(t *testing.T) {
 	k := &nsFakeKernel{
 		nss: []Namespace{
-			{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
-			{Inode: 2, Name: "cni-1234", Path: "/r/cni-1234", Kind: KindNamed},
-			{Inode: 3, Name: "0123456789ab", Path: "/p/30", Kind: KindProcess, PID: 30},
-			{Inode: 4, Name: "default/web", Path: "/r/default/web", Kind: KindNamed},
+			fakeHostNS(),
+			fakeNamedNS(2, "cni-1234"),
+			fakeProcNS(3, "0123456789ab", 30),
+			fakeNamedNS(4, "default/web"),
 		},
 		sockets: map[uint64]int{1: 1, 2: 1, 3: 1, 4: 1},
 	}
@@ -361,7 +374,7 @@ func TestScannerRuntimeNames(t *testing.T) {
 	// and a new namespace (5) that the runtime names so gets "-INODE".
 	pods[5] = [2]string{"default", "web"}
 	k.mu.Lock()
-	k.nss = append(k.nss, Namespace{Inode: 5, Name: "cni-5678", Path: "/r/cni-5678", Kind: KindNamed})
+	k.nss = append(k.nss, fakeNamedNS(5, "cni-5678"))
 	k.sockets[5] = 1
 	k.mu.Unlock()
 	want = []nsFakeResult{{"host", 1, ""}, {"cni-1234", 1, ""}, {"kube-system/dns", 1, ""}, {"default/web", 1, ""}, {"default/web-5", 1, ""}}

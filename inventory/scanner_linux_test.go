@@ -3,13 +3,10 @@ package inventory
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,8 +14,6 @@ import (
 	"time"
 
 	"github.com/ghostd/ghostd/internal/testnet"
-
-	"github.com/vishvananda/netns"
 )
 
 // seenSocket is what a test scan callback records.
@@ -131,13 +126,13 @@ func TestScanOwnNamespace(t *testing.T) {
 // name) and to the process that holds it.
 func TestScanNamespaces(t *testing.T) {
 	needRoot(t)
-	name := "gd-ns-" + randHex(4)
-	addNamedNetns(t, name)
-	named := openLoopConnIn(t, "/run/netns/"+name)
-	namedIno := mustNsInode(t, "/run/netns/"+name)
+	netns := testnet.NewNS(t, "ns")
+	name := netns.Name
+	named := loopConnIn(t, netns)
+	namedIno := mustNsInode(t, netns.Path)
 
 	h := startHolder(t, true)
-	anonIno := mustNsInode(t, "/proc/"+strconv.Itoa(h.pid)+"/ns/net")
+	anonIno := mustNsInode(t, "/proc/"+strconv.Itoa(h.Pid())+"/ns/net")
 	hostIno, err := nsInode("/proc/1/ns/net")
 	if err != nil { // pid 1 out of reach (a sandbox): our own stands in
 		hostIno = mustNsInode(t, "/proc/self/ns/net")
@@ -164,15 +159,15 @@ func TestScanNamespaces(t *testing.T) {
 
 	// The anonymous one, named after its holder.
 	r, _ = resultFor(res, anonIno)
-	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(h.pid) + "/comm")
-	wantName := "pid-" + strings.TrimSpace(string(comm)) + "-" + strconv.Itoa(h.pid)
-	if cg, err := os.ReadFile("/proc/" + strconv.Itoa(h.pid) + "/cgroup"); err == nil {
+	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(h.Pid()) + "/comm")
+	wantName := "pid-" + strings.TrimSpace(string(comm)) + "-" + strconv.Itoa(h.Pid())
+	if cg, err := os.ReadFile("/proc/" + strconv.Itoa(h.Pid()) + "/cgroup"); err == nil {
 		if _, c := ParseCgroup(cg); c != "" { // CI inside a container
 			wantName = c
 		}
 	}
-	if r.Name != wantName || r.Kind != KindProcess || r.PID != h.pid {
-		t.Errorf("anonymous result %+v, want name %s, pid %d", r.Namespace, wantName, h.pid)
+	if r.Name != wantName || r.Kind != KindProcess || r.PID != h.Pid() {
+		t.Errorf("anonymous result %+v, want name %s, pid %d", r.Namespace, wantName, h.Pid())
 	}
 	gotAnon, ok := seen[[2]netip.AddrPort{h.local, h.remote}]
 	if !ok || gotAnon.nsInode != anonIno || gotAnon.nsName != wantName {
@@ -186,7 +181,7 @@ func TestScanNamespaces(t *testing.T) {
 	o := NewOwners("/proc")
 	owners := lookup(o, 0, []uint32{gotNamed.inode, gotAnon.inode, 0})
 	self, _ := os.ReadFile("/proc/self/comm")
-	want := map[uint32]int{gotNamed.inode: os.Getpid(), gotAnon.inode: h.pid}
+	want := map[uint32]int{gotNamed.inode: os.Getpid(), gotAnon.inode: h.Pid()}
 	for ino, pid := range want {
 		ow, ok := owners[ino]
 		if !ok || ow.PID != pid || ow.Comm != strings.TrimSpace(string(self)) {
@@ -217,15 +212,15 @@ func TestScanNamespaces(t *testing.T) {
 // listed any more; the others are scanned.
 func TestScanNamespaceVanishes(t *testing.T) {
 	needRoot(t)
-	prefix := "gd-ns-" + randHex(4)
-	a, b, c := prefix+"a", prefix+"b", prefix+"c"
-	for _, n := range []string{a, b, c} {
-		addNamedNetns(t, n)
-	}
-	ca := openLoopConnIn(t, "/run/netns/"+a)
-	cb := openLoopConnIn(t, "/run/netns/"+b)
+	// Named so that they are listed, and dumped, in the order a, b, c.
+	tag := "nv" + strconv.Itoa(os.Getpid()) + "-"
+	prefix := "gd-" + tag
+	nsA, nsB, nsC := testnet.NewNS(t, tag+"a"), testnet.NewNS(t, tag+"b"), testnet.NewNS(t, tag+"c")
+	a, b, c := nsA.Name, nsB.Name, nsC.Name
+	ca := loopConnIn(t, nsA)
+	cb := loopConnIn(t, nsB)
 	h := startHolder(t, true)
-	anonIno := mustNsInode(t, "/proc/"+strconv.Itoa(h.pid)+"/ns/net")
+	anonIno := mustNsInode(t, "/proc/"+strconv.Itoa(h.Pid())+"/ns/net")
 	inos := map[string]uint64{}
 	for _, n := range []string{a, b, c} {
 		inos[n] = mustNsInode(t, "/run/netns/"+n)
@@ -248,14 +243,18 @@ func TestScanNamespaceVanishes(t *testing.T) {
 	var once sync.Once
 	s.before = func(ns *Namespace) {
 		if ns.Name == c {
-			delNamedNetns(c)
+			if err := nsC.Delete(); err != nil {
+				t.Error(err)
+			}
 		}
 	}
 	seen, res := scanAll(t, s, func(ns *Namespace, sk *Socket) {
 		if ns.Name == a {
 			once.Do(func() {
-				delNamedNetns(b)
-				h.stop()
+				if err := nsB.Delete(); err != nil {
+					t.Error(err)
+				}
+				h.Stop()
 			})
 		}
 	})
@@ -301,7 +300,8 @@ func TestScanNamespaceVanishes(t *testing.T) {
 // count does not grow.
 func TestScanFDsFlat(t *testing.T) {
 	needRoot(t)
-	prefix := "gd-ns-" + randHex(4)
+	tag := "nf" + strconv.Itoa(os.Getpid())
+	prefix := "gd-" + tag + "-"
 	var mu sync.Mutex
 	pids := map[int]bool{}
 	s := NewScanner(nil, ScannerOptions{Select: func(ns Namespace) bool {
@@ -313,8 +313,7 @@ func TestScanFDsFlat(t *testing.T) {
 	_ = s.Scan(context.Background(), AllStates, func(*Namespace, *Socket) error { return nil })
 	base := testnet.OpenFDs(t)
 	for i := range 20 {
-		name := prefix + "-" + strconv.Itoa(i)
-		addNamedNetns(t, name)
+		ns := testnet.NewNS(t, tag)
 		pid, stop := startSleeper(t)
 		mu.Lock()
 		pids[pid] = true
@@ -328,7 +327,9 @@ func TestScanFDsFlat(t *testing.T) {
 				t.Fatalf("scan %d: netns %s: %v", i, r.Name, r.Err)
 			}
 		}
-		delNamedNetns(name)
+		if err := ns.Delete(); err != nil {
+			t.Fatal(err)
+		}
 		stop()
 		_ = s.Scan(context.Background(), AllStates, func(*Namespace, *Socket) error { return nil })
 		if got := testnet.OpenFDs(t); got != base {
@@ -345,25 +346,14 @@ func BenchmarkScanWorkers(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: creates network namespaces")
 	}
-	prefix := "gd-ns-" + randHex(4)
-	var names []string
-	for i := range 9 {
-		name := prefix + "-" + strconv.Itoa(i)
-		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-			b.Fatalf("ip netns add: %v: %s", err, out)
-		}
-		names = append(names, name)
-	}
-	defer func() {
-		for _, n := range names {
-			delNamedNetns(n)
-		}
-	}()
-	if out, err := exec.Command("ip", "-n", names[0], "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		b.Fatalf("lo up: %v: %s", err, out)
+	tag := "nb" + strconv.Itoa(os.Getpid())
+	prefix := "gd-" + tag + "-"
+	var nss []*testnet.NS
+	for range 9 {
+		nss = append(nss, testnet.NewNS(b, tag))
 	}
 	const conns = 8000
-	closeAll, err := manyLoopConnsIn("/run/netns/"+names[0], conns)
+	closeAll, err := manyLoopConnsIn(nss[0], conns)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -388,64 +378,35 @@ func BenchmarkScanWorkers(b *testing.B) {
 	}
 }
 
-// manyLoopConnsIn opens n loopback connections inside the namespace at path.
-func manyLoopConnsIn(path string, n int) (func(), error) {
+// manyLoopConnsIn opens n loopback connections inside ns.
+func manyLoopConnsIn(ns *testnet.NS, n int) (func(), error) {
 	var all []io.Closer
 	closeAll := func() {
 		for _, c := range all {
 			c.Close()
 		}
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
+	err := ns.Do(func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
+			return err
 		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		err = func() error {
-			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		all = append(all, ln)
+		for range n {
+			c, err := net.Dial("tcp4", ln.Addr().String())
 			if err != nil {
 				return err
 			}
-			all = append(all, ln)
-			for range n {
-				c, err := net.Dial("tcp4", ln.Addr().String())
-				if err != nil {
-					return err
-				}
-				a, err := ln.Accept()
-				if err != nil {
-					c.Close()
-					return err
-				}
-				all = append(all, c, a)
+			a, err := ln.Accept()
+			if err != nil {
+				c.Close()
+				return err
 			}
-			return nil
-		}()
-		if rerr := netns.Set(orig); rerr != nil {
-			errc <- fmt.Errorf("restore netns: %w", rerr) // thread stays locked and dies
-			return
+			all = append(all, c, a)
 		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		closeAll()
 		return nil, err
 	}

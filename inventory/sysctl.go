@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ghostd/ghostd/internal/positive"
 )
 
 // TCPSysctls are the settings of one network namespace that decide when its
@@ -41,19 +43,10 @@ func DefaultTCPSysctls() TCPSysctls {
 // OrDefaults returns s with every unset (zero or negative) field replaced by
 // the kernel's default.
 func (s TCPSysctls) OrDefaults() TCPSysctls {
-	d := DefaultTCPSysctls()
-	if s.KeepaliveTime <= 0 {
-		s.KeepaliveTime = d.KeepaliveTime
-	}
-	if s.KeepaliveIntvl <= 0 {
-		s.KeepaliveIntvl = d.KeepaliveIntvl
-	}
-	if s.KeepaliveProbes <= 0 {
-		s.KeepaliveProbes = d.KeepaliveProbes
-	}
-	if s.Retries2 <= 0 {
-		s.Retries2 = d.Retries2
-	}
+	s.KeepaliveTime = positive.Or(s.KeepaliveTime, DefaultKeepaliveTime)
+	s.KeepaliveIntvl = positive.Or(s.KeepaliveIntvl, DefaultKeepaliveIntvl)
+	s.KeepaliveProbes = positive.Or(s.KeepaliveProbes, DefaultKeepaliveProbes)
+	s.Retries2 = positive.Or(s.Retries2, DefaultRetries2)
 	return s
 }
 

@@ -3,9 +3,10 @@ package inventory
 import (
 	"context"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/ghostd/ghostd/internal/testnet"
 )
 
 // TestReadTCPSysctlsPerNamespace: the sysctls are read in the namespace
@@ -13,15 +14,13 @@ import (
 // callback and results.
 func TestReadTCPSysctlsPerNamespace(t *testing.T) {
 	needRoot(t)
-	name := "gd-sc-" + randHex(4)
-	addNamedNetns(t, name)
-	for _, kv := range []string{"net.ipv4.tcp_keepalive_time=123", "net.ipv4.tcp_keepalive_intvl=7", "net.ipv4.tcp_keepalive_probes=4", "net.ipv4.tcp_retries2=6"} {
-		if out, err := exec.Command("ip", "netns", "exec", name, "sysctl", "-qw", kv).CombinedOutput(); err != nil {
-			t.Fatalf("sysctl %s in %s: %v: %s", kv, name, err, out)
-		}
+	netns := testnet.NewNS(t, "sc")
+	name := netns.Name
+	for _, kv := range [][2]string{{"net.ipv4.tcp_keepalive_time", "123"}, {"net.ipv4.tcp_keepalive_intvl", "7"}, {"net.ipv4.tcp_keepalive_probes", "4"}, {"net.ipv4.tcp_retries2", "6"}} {
+		netns.Sysctl(t, kv[0], kv[1])
 	}
-	ino := mustNsInode(t, "/run/netns/"+name)
-	ns := Namespace{Inode: ino, Name: name, Path: "/run/netns/" + name, Kind: KindNamed}
+	ino := mustNsInode(t, netns.Path)
+	ns := Namespace{Inode: ino, Name: name, Path: netns.Path, Kind: KindNamed}
 	got, err := ReadTCPSysctls(&ns)
 	if err != nil {
 		t.Fatal(err)
@@ -63,16 +62,12 @@ func BenchmarkReadTCPSysctls(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: creates and enters a network namespace")
 	}
-	name := "gd-sb-" + randHex(4)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		b.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	defer delNamedNetns(name)
-	ino, err := nsInode("/run/netns/" + name)
+	netns := testnet.NewNS(b, "sb")
+	ino, err := nsInode(netns.Path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ns := Namespace{Inode: ino, Name: name, Path: "/run/netns/" + name}
+	ns := Namespace{Inode: ino, Name: netns.Name, Path: netns.Path}
 	for b.Loop() {
 		if _, err := ReadTCPSysctls(&ns); err != nil {
 			b.Fatal(err)

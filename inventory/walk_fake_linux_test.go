@@ -67,10 +67,10 @@ type walkFakeResult struct {
 func TestScannerWalkFake(t *testing.T) {
 	k := &nsFakeKernel{
 		nss: []Namespace{
-			{Inode: 1, Name: "host", Path: "/p/1", Kind: KindHost},
-			{Inode: 2, Name: "blue", Path: "/r/blue", Kind: KindNamed},
-			{Inode: 3, Name: "own", Path: "/r/own", Kind: KindNamed},
-			{Inode: 4, Name: "fresh", Path: "/p/40", Kind: KindProcess, PID: 40},
+			fakeHostNS(),
+			fakeNamedNS(2, "blue"),
+			fakeNamedNS(3, "own"),
+			fakeProcNS(4, "fresh", 40),
 		},
 		sockets: map[uint64]int{1: 5, 2: 2, 3: 1, 4: 1},
 	}

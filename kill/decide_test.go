@@ -47,6 +47,15 @@ func ghostCandidate(cookie uint64) Candidate {
 	}
 }
 
+// ghostCandidates is n ghost candidates, cookies 1 to n.
+func ghostCandidates(n int) []Candidate {
+	cands := make([]Candidate, n)
+	for i := range cands {
+		cands[i] = ghostCandidate(uint64(i + 1))
+	}
+	return cands
+}
+
 // reprobeAs is a Reprober whose every answer is a confirmed v.
 func reprobeAs(v probe.Verdict) Reprober {
 	return func(_ context.Context, keys []inventory.Key) []probe.Result {

@@ -64,8 +64,7 @@ func result(n int, err error) string {
 
 // owner is a running child process holding one socket.
 type owner struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	*testnet.Child
 	lines chan string
 }
 
@@ -80,33 +79,20 @@ func startOwner(t *testing.T, c net.Conn) *owner {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), ownerEnv+"=1")
 	cmd.ExtraFiles = []*os.File{f}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	// No grace: the owner may be blocked in a read when the test ends.
+	o := &owner{Child: testnet.StartChild(t, cmd, 0), lines: make(chan string, 8)}
 	f.Close()
 	c.Close()
-	o := &owner{cmd: cmd, stdin: stdin, lines: make(chan string, 8)}
 	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			o.lines <- sc.Text()
+		for {
+			l, err := o.ReadLine()
+			if err != nil {
+				break
+			}
+			o.lines <- l
 		}
 		close(o.lines)
 	}()
-	t.Cleanup(func() {
-		stdin.Close()
-		cmd.Process.Kill() // our own child, by pid
-		cmd.Wait()
-	})
 	if got := o.next(t, 10*time.Second); got != "ready" {
 		t.Fatalf("owner said %q, want ready", got)
 	}
@@ -115,7 +101,7 @@ func startOwner(t *testing.T, c net.Conn) *owner {
 
 func (o *owner) send(t *testing.T, cmd string) {
 	t.Helper()
-	if _, err := io.WriteString(o.stdin, cmd+"\n"); err != nil {
+	if err := o.Send(cmd); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -167,12 +153,7 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	l.Close()
-	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := inventory.Dial(fd)
-	unix.Close(fd)
+	conn, err := inventory.DialPath(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +185,7 @@ func (lb *lab) candidate(reasons tracker.Reasons, v probe.Verdict) Candidate {
 	return Candidate{
 		Socket:     lb.sock,
 		Netns:      lb.ns.Name,
-		PID:        lb.owner.cmd.Process.Pid,
+		PID:        lb.owner.Pid(),
 		Comm:       "kill.test",
 		Reasons:    reasons,
 		Verdict:    v,
@@ -293,7 +274,7 @@ func TestKillKeepaliveLive(t *testing.T) {
 		t.Fatalf("Apply: %+v", recs[0])
 	}
 	// The options are on the owner's socket (read back through a borrowed fd).
-	err := withBorrowedSocket(lb.owner.cmd.Process.Pid, lb.sock.Inode, func(fd int) error {
+	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, func(fd int) error {
 		for _, o := range []struct {
 			level, opt, want int
 			name             string

@@ -146,10 +146,7 @@ func TestApplyRateLimit(t *testing.T) {
 	clk := &fakeClock{t0}
 	p := enabled()
 	p.PerMinute = 3
-	var cands []Candidate
-	for i := range 5 {
-		cands = append(cands, ghostCandidate(uint64(i+1)))
-	}
+	cands := ghostCandidates(5)
 	ops := opsWith(cands...)
 	k := newConfirmingKiller(p, ops, nil, nil, clk.now)
 	got := skips(k.Apply(context.Background(), cands))
@@ -365,10 +362,7 @@ func TestSetPolicyKeepsRateTokens(t *testing.T) {
 	clk := &fakeClock{t0}
 	p := enabled()
 	p.PerMinute = 2
-	var cands []Candidate
-	for i := range 3 {
-		cands = append(cands, ghostCandidate(uint64(i+1)))
-	}
+	cands := ghostCandidates(3)
 	k := newConfirmingKiller(p, opsWith(cands...), nil, nil, clk.now)
 	if diff := cmp.Diff([]string{"acted", "acted"}, skips(k.Apply(context.Background(), cands[:2]))); diff != "" {
 		t.Fatalf("burst (-want +got):\n%s", diff)

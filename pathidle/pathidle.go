@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ghostd/ghostd/internal/positive"
 )
 
 // Dest is a destination as a path sees it: the remote /24 (IPv4) or /64
@@ -89,21 +91,11 @@ func DefaultConfig() Config {
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.MaxDests <= 0 {
-		c.MaxDests = d.MaxDests
-	}
-	if c.MaxSamples <= 0 {
-		c.MaxSamples = d.MaxSamples
-	}
-	if c.MaxAge <= 0 {
-		c.MaxAge = d.MaxAge
-	}
-	if c.MinAlive <= 0 {
-		c.MinAlive = d.MinAlive
-	}
-	if c.MinDead <= 0 {
-		c.MinDead = d.MinDead
-	}
+	c.MaxDests = positive.Or(c.MaxDests, d.MaxDests)
+	c.MaxSamples = positive.Or(c.MaxSamples, d.MaxSamples)
+	c.MaxAge = positive.Or(c.MaxAge, d.MaxAge)
+	c.MinAlive = positive.Or(c.MinAlive, d.MinAlive)
+	c.MinDead = positive.Or(c.MinDead, d.MinDead)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

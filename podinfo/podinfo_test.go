@@ -130,6 +130,18 @@ func testResolver(t *testing.T, eps []string, explicit bool, clock *fakeClock, i
 	return r, &log
 }
 
+// podsResolver starts a fake runtime serving testPods() and a resolver on
+// it (an explicit endpoint, its clock at 1000 s, inodes as testResolver
+// takes them).
+func podsResolver(t *testing.T, inodes map[string]uint64) (*fakecri.Server, *fakeClock, *Resolver, *bytes.Buffer) {
+	t.Helper()
+	srv := fakecri.Start(t)
+	srv.Set(testPods())
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	r, log := testResolver(t, []string{srv.Sock}, true, clock, inodes)
+	return srv, clock, r, log
+}
+
 func listing() []inventory.Namespace {
 	return []inventory.Namespace{
 		{Inode: 1, Name: "host", Kind: inventory.KindHost},
@@ -144,12 +156,28 @@ type named struct {
 	RuntimeNamed                bool
 }
 
-func names(list []inventory.Namespace) []named {
-	var out []named
+// wantNames is how listing()'s namespaces come out named from testPods():
+// the host's and pid 400's namespaces are no pod's, the dns pod names its
+// own; web is what becomes of the web pod's, and more follow.
+func wantNames(web named, more ...named) []named {
+	return append([]named{
+		{"host", "", "", false},
+		web,
+		{"kube-system/dns", "kube-system", "dns", true},
+		{"pid-sleep-400", "", "", false},
+	}, more...)
+}
+
+// checkNames fails t unless list is named as want says.
+func checkNames(t *testing.T, list []inventory.Namespace, want []named) {
+	t.Helper()
+	var got []named
 	for _, ns := range list {
-		out = append(out, named{ns.Name, ns.PodNamespace, ns.PodName, ns.RuntimeNamed})
+		got = append(got, named{ns.Name, ns.PodNamespace, ns.PodName, ns.RuntimeNamed})
 	}
-	return out
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("names (-want +got):\n%s", diff)
+	}
 }
 
 // TestResolverNames: pods name their namespaces by inode (path first, else
@@ -157,23 +185,12 @@ func names(list []inventory.Namespace) []named {
 // (at most once per MinEvery) when an unknown namespace appears, and a
 // pod whose namespace is gone names nothing even from a cached listing.
 func TestResolverNames(t *testing.T) {
-	srv := fakecri.Start(t)
-	srv.Set(testPods())
-	clock := &fakeClock{now: time.Unix(1000, 0)}
 	inodes := map[string]uint64{"/run/netns/cni-web": 2, "/proc/200/ns/net": 3, "/proc/300/ns/net": 1}
-	r, _ := testResolver(t, []string{srv.Sock}, true, clock, inodes)
+	srv, clock, r, _ := podsResolver(t, inodes)
 
 	list := listing()
 	r.Name(list)
-	want := []named{
-		{"host", "", "", false},
-		{"default/web", "default", "web", true},
-		{"kube-system/dns", "kube-system", "dns", true},
-		{"pid-sleep-400", "", "", false},
-	}
-	if diff := cmp.Diff(want, names(list)); diff != "" {
-		t.Errorf("names (-want +got):\n%s", diff)
-	}
+	checkNames(t, list, wantNames(named{"default/web", "default", "web", true}))
 	if n := srv.Lists(); n != 1 {
 		t.Fatalf("%d listings, want 1", n)
 	}
@@ -226,33 +243,18 @@ func TestResolverNames(t *testing.T) {
 // process-held namespace inventory named after one of its containers' ids;
 // a named namespace that merely looks like an id is left alone.
 func TestResolverNamesByContainerID(t *testing.T) {
-	srv := fakecri.Start(t)
-	srv.Set(testPods())
-	clock := &fakeClock{now: time.Unix(1000, 0)}
-	r, _ := testResolver(t, []string{srv.Sock}, true, clock, map[string]uint64{}) // no path or pid resolves
+	_, _, r, _ := podsResolver(t, map[string]uint64{}) // no path or pid resolves
 	list := listing()
 	list = append(list, inventory.Namespace{Inode: 9, Name: "aaaaaaaaaaaa", Kind: inventory.KindNamed})
 	r.Name(list)
-	want := []named{
-		{"host", "", "", false},
-		{"cni-web", "", "", false},
-		{"kube-system/dns", "kube-system", "dns", true},
-		{"pid-sleep-400", "", "", false},
-		{"aaaaaaaaaaaa", "", "", false},
-	}
-	if diff := cmp.Diff(want, names(list)); diff != "" {
-		t.Errorf("names (-want +got):\n%s", diff)
-	}
+	checkNames(t, list, wantNames(named{"cni-web", "", "", false}, named{"aaaaaaaaaaaa", "", "", false}))
 }
 
 // TestResolverRuntimeDown: a runtime that stops answering costs its names,
 // is said once in the log however many refreshes fail, and shows as
 // ghostd_runtime_up 0; back up, it says so once and names again.
 func TestResolverRuntimeDown(t *testing.T) {
-	srv := fakecri.Start(t)
-	srv.Set(testPods())
-	clock := &fakeClock{now: time.Unix(1000, 0)}
-	r, log := testResolver(t, []string{srv.Sock}, true, clock, map[string]uint64{"/run/netns/cni-web": 2, "/proc/200/ns/net": 3})
+	srv, clock, r, log := podsResolver(t, map[string]uint64{"/run/netns/cni-web": 2, "/proc/200/ns/net": 3})
 	r.Name(listing())
 	up := func(v float64) string {
 		return `
@@ -338,10 +340,7 @@ func (f fakeOwners) Each(_ uint64, inodes []uint32, fn func(uint32, inventory.Ow
 // 12-digit short id) gets the runtime's container name and pod; others are
 // left alone.
 func TestOwnersContainerNames(t *testing.T) {
-	srv := fakecri.Start(t)
-	srv.Set(testPods())
-	clock := &fakeClock{now: time.Unix(1000, 0)}
-	r, _ := testResolver(t, []string{srv.Sock}, true, clock, nil)
+	_, _, r, _ := podsResolver(t, nil)
 	r.Refresh(context.Background())
 	got := map[uint32]inventory.Owner{}
 	r.Owners(fakeOwners{
@@ -456,10 +455,7 @@ func TestNewSource(t *testing.T) {
 // TestSlowRuntimeBlocksNoScrape: while a listing waits on a slow runtime,
 // Collect (a scrape) and Container (an owner lookup) answer at once.
 func TestSlowRuntimeBlocksNoScrape(t *testing.T) {
-	srv := fakecri.Start(t)
-	srv.Set(testPods())
-	clock := &fakeClock{now: time.Unix(1000, 0)}
-	r, _ := testResolver(t, []string{srv.Sock}, true, clock, nil)
+	srv, clock, r, _ := podsResolver(t, nil)
 	r.Refresh(context.Background())
 	srv.SetDelay(1500 * time.Millisecond)
 	clock.Add(time.Minute)

@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -74,25 +73,10 @@ func benchTargets(b *testing.B, tn *testnet.Net, n int) []Target {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	b.Cleanup(cancel) // after the child's Stop: cleanups run last-in first-out
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", tn.Client.Name, exe, "-test.run=^TestBenchDialerHelper$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", benchDialerEnv, l.Addr(), n))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		stdin.Close()
-		cmd.Wait()
-		cancel()
-	})
+	child := testnet.StartChild(b, cmd, time.Minute)
 	targets := make([]Target, 0, n)
 	timeout := time.After(2 * time.Minute)
 	for range n {
@@ -107,8 +91,7 @@ func benchTargets(b *testing.B, tn *testnet.Net, n int) []Target {
 			b.Fatalf("only %d of %d connections after 2 minutes", len(targets), n)
 		}
 	}
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
-	if strings.TrimSpace(line) != "ready" {
+	if line, _ := child.ReadLine(); line != "ready" {
 		b.Fatalf("dialer helper: %q", line)
 	}
 	return targets

@@ -63,12 +63,7 @@ func iterBenchSize(b *testing.B, r *IterReader, n int) {
 		perSocket(b)
 	})
 	dump := func(b *testing.B) func() {
-		nsFD, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		conn, err := inventory.Dial(nsFD)
-		unix.Close(nsFD)
+		conn, err := inventory.DialPath(ns.Path)
 		if err != nil {
 			b.Fatal(err)
 		}

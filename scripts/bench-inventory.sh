@@ -26,36 +26,16 @@ NS_CONNS=${BENCH_NS_CONNS:-1000}
 CHILD_EHASH=${BENCH_CHILD_EHASH:-4096}
 PARTS=${BENCH_PARTS:-"1 2"}
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench-inventory: skipped, needs root (creates network namespaces)"
-	exit 0
-fi
-for t in ip ss nsenter go; do
-	command -v "$t" >/dev/null || { echo "bench-inventory: skipped, $t missing"; exit 0; }
-done
 if [ "$RUNS" -lt 5 ]; then RUNS=5; fi
 
-cd "$(dirname "$0")/.."
-tmp=$(mktemp -d /tmp/bench-inventory.XXXXXX)
-tag=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-namespaces=()
-farm_pid=""
+bench=bench-inventory
+# shellcheck source=farm.sh
+. "$(dirname "$0")/farm.sh"
+bench_start "creates network namespaces" ip ss nsenter go
 old_child_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
 
-stop_farm() {
-	if [ -n "$farm_pid" ]; then
-		exec 3>&- || true
-		kill "$farm_pid" 2>/dev/null || true
-		wait "$farm_pid" 2>/dev/null || true
-		farm_pid=""
-	fi
-}
-del_namespaces() {
-	for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-	namespaces=()
-}
 cleanup() {
-	stop_farm
+	stop_farms
 	del_namespaces
 	if [ -n "$old_child_ehash" ]; then sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_child_ehash" || true; fi
 	rm -rf "$tmp"
@@ -63,35 +43,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "bench-inventory: building"
-go build -o "$tmp/connfarm" ./internal/connfarm
-go build -o "$tmp/invbench" ./internal/cmd/invbench
-
-new_ns() {
-	local ns=$1
-	ip netns add "$ns"
-	namespaces+=("$ns")
-	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
-}
-
-# start_farm NAMES CONNS: hold CONNS connections in each namespace until stop_farm.
-start_farm() {
-	rm -f "$tmp/hold" && mkfifo "$tmp/hold"
-	exec 3<>"$tmp/hold"
-	"$tmp/connfarm" -netns "$1" -conns "$2" -hold 30m <"$tmp/hold" >"$tmp/farm.out" &
-	farm_pid=$!
-	for _ in $(seq 600); do
-		if grep -q '^ready' "$tmp/farm.out" 2>/dev/null; then
-			echo "  connfarm: $(cat "$tmp/farm.out")"
-			return 0
-		fi
-		kill -0 "$farm_pid" 2>/dev/null || { echo "bench-inventory: connfarm failed"; exit 1; }
-		sleep 0.5
-	done
-	echo "bench-inventory: connfarm not ready after 300 s"
-	exit 1
-}
+build_tools
 
 # check LINE WANT: warn when a run saw another number of sockets than the
 # farm holds (a dump is not a snapshot, but nothing else touches these).
@@ -101,8 +53,6 @@ check() {
 	if [ "$got" != "$2" ]; then echo "  WARNING: saw $got sockets, the farm holds $2"; fi
 }
 
-field() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
-
 median_ms() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 if [[ " $PARTS " == *" 1 "* ]]; then
@@ -110,7 +60,7 @@ echo
 echo "== Part 1: one namespace, $CONNS connections ($((2 * CONNS)) sockets), median of $RUNS runs"
 ns="gd-inv-$tag"
 new_ns "$ns"
-start_farm "$ns" "$CONNS"
+start_farm 3 "$ns" "$CONNS"
 # The three modes run interleaved, so they see the kernel's table in the same state.
 out=$("$tmp/invbench" -mode pass,bare,bare-two-walks -netns "$ns" -runs "$RUNS")
 pass=$(grep '^mode=pass ' <<<"$out")
@@ -142,7 +92,7 @@ awk -v p="$pass_ms" -v b="$bare_ms" -v s="$ss_ms" -v a="$(field allocs_per_socke
 	printf "  allocs per socket:       %.4f (target <= 0.05)\n", a
 	printf "  peak RSS of the pass:    %.1f MiB (target <= 64)\n", r / 1024
 }'
-stop_farm
+stop_farms
 del_namespaces
 fi
 
@@ -154,7 +104,7 @@ part2() {
 	done
 	for n in "${names[@]}"; do new_ns "$n"; done
 	list=$(IFS=,; echo "${names[*]}")
-	start_farm "$list" "$NS_CONNS"
+	start_farm 3 "$list" "$NS_CONNS"
 	local out r l want=$((2 * NS_COUNT * NS_CONNS))
 	out=$("$tmp/invbench" -mode pass,bare,bare-two-walks -netns "$list" -runs "$RUNS")
 	while read -r l; do
@@ -164,7 +114,7 @@ part2() {
 	r=$(grep '^mode=pass ' <<<"$out")
 	awk -v m="$(field median_ms "$r")" -v n="$NS_COUNT" -v d="$(field dial_ms "$r")" \
 		'BEGIN { printf "  %s: total scan %.1f ms, %.2f ms per namespace (first Dial of all: %.1f ms)\n", "'"$1"'", m, m / n, d }'
-	stop_farm
+	stop_farms
 	del_namespaces
 	sleep 3 # namespace teardown is asynchronous; let it finish
 }
@@ -182,7 +132,7 @@ if [ -n "$old_child_ehash" ]; then
 	for n in "${names[@]}"; do new_ns "$n"; done
 	sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_child_ehash"
 	list=$(IFS=,; echo "${names[*]}")
-	start_farm "$list" "$NS_CONNS"
+	start_farm 3 "$list" "$NS_CONNS"
 	out=$("$tmp/invbench" -mode pass,bare-two-walks -netns "$list" -runs "$RUNS")
 	while read -r l; do
 		echo "  own hash (tcp_child_ehash_entries=$CHILD_EHASH): $l"
@@ -191,7 +141,7 @@ if [ -n "$old_child_ehash" ]; then
 	r=$(grep '^mode=pass ' <<<"$out")
 	awk -v m="$(field median_ms "$r")" -v n="$NS_COUNT" \
 		'BEGIN { printf "  own hash: total scan %.1f ms, %.2f ms per namespace\n", m, m / n }'
-	stop_farm
+	stop_farms
 	del_namespaces
 else
 	echo "  net.ipv4.tcp_child_ehash_entries missing (kernel < 6.1): second run skipped"

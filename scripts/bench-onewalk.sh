@@ -24,65 +24,22 @@ SMALL=${BENCH_OW_SMALL:-10}
 CONNS=${BENCH_OW_CONNS:-100000}
 RUNS=${BENCH_OW_RUNS:-5}
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench-onewalk: skipped, needs root (creates network namespaces, loads BPF)"
-	exit 0
-fi
-for t in ip go; do
-	command -v "$t" >/dev/null || { echo "bench-onewalk: skipped, $t missing"; exit 0; }
-done
 if [ "$RUNS" -lt 3 ]; then RUNS=3; fi
 
-cd "$(dirname "$0")/.."
-tmp=$(mktemp -d /tmp/bench-onewalk.XXXXXX)
-tag=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-namespaces=()
-farm_pids=()
+bench=bench-onewalk
+# shellcheck source=farm.sh
+. "$(dirname "$0")/farm.sh"
+bench_start "creates network namespaces, loads BPF" ip go
 
 cleanup() {
-	exec 3>&- 4>&- 2>/dev/null || true
-	for p in "${farm_pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+	stop_farms
+	del_namespaces
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "bench-onewalk: building"
-go build -o "$tmp/connfarm" ./internal/connfarm
-go build -o "$tmp/invbench" ./internal/cmd/invbench
-
-new_ns() {
-	ip netns add "$1"
-	namespaces+=("$1")
-	ip -n "$1" link set lo up
-	ip netns exec "$1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
-}
-
-# start_farm FD NAMES CONNS: hold CONNS connections in each namespace.
-start_farm() {
-	local fd=$1 names=$2 conns=$3 out="$tmp/farm$1.out" pid
-	rm -f "$tmp/hold$fd" && mkfifo "$tmp/hold$fd"
-	eval "exec $fd<>\"$tmp/hold$fd\""
-	"$tmp/connfarm" -netns "$names" -conns "$conns" -hold 30m <"$tmp/hold$fd" >"$out" &
-	pid=$!
-	farm_pids+=("$pid")
-	for _ in $(seq 1200); do
-		if grep -q '^ready' "$out" 2>/dev/null; then
-			echo "  connfarm: $(cat "$out")"
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || { echo "bench-onewalk: connfarm failed"; exit 1; }
-		sleep 0.5
-	done
-	echo "bench-onewalk: connfarm not ready after 600 s"
-	exit 1
-}
-
-field() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+build_tools
 
 echo "== $NS_COUNT namespaces x $SMALL connections, plus one with $CONNS connections ($((2 * CONNS)) sockets); medians of $RUNS runs"
 busy="gd-ow-$tag-busy"

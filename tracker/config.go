@@ -6,6 +6,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ghostd/ghostd/internal/positive"
 	"github.com/ghostd/ghostd/internal/yamlconf"
 )
 
@@ -108,23 +109,17 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// withDefaults replaces zero fields (and negative durations) by their defaults.
+// withDefaults replaces every threshold and bound that is not positive by
+// its default; a Horizon below Idle becomes Idle.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	for _, p := range []struct{ v, def *time.Duration }{
-		{&c.Idle, &d.Idle}, {&c.CloseWait, &d.CloseWait}, {&c.Stall, &d.Stall},
-		{&c.FinWait2, &d.FinWait2}, {&c.LastAck, &d.LastAck},
-	} {
-		if *p.v <= 0 {
-			*p.v = *p.def
-		}
-	}
-	if c.RetransBackoff == 0 {
-		c.RetransBackoff = d.RetransBackoff
-	}
-	if c.MaxEntries <= 0 {
-		c.MaxEntries = DefaultMaxEntries
-	}
+	c.Idle = positive.Or(c.Idle, d.Idle)
+	c.CloseWait = positive.Or(c.CloseWait, d.CloseWait)
+	c.Stall = positive.Or(c.Stall, d.Stall)
+	c.FinWait2 = positive.Or(c.FinWait2, d.FinWait2)
+	c.LastAck = positive.Or(c.LastAck, d.LastAck)
+	c.RetransBackoff = positive.Or(c.RetransBackoff, d.RetransBackoff)
+	c.MaxEntries = positive.Or(c.MaxEntries, d.MaxEntries)
 	c.Horizon = max(c.Horizon, c.Idle)
 	return c
 }

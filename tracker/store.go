@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"unsafe"
 
+	"github.com/ghostd/ghostd/internal/addrpack"
 	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/inventory"
 )
@@ -31,21 +32,14 @@ type entry struct {
 	state                                        inventory.State
 	timer                                        inventory.Timer
 	retrans                                      uint8
-	flags                                        uint8 // address kinds (addrKindBits each, local lowest) and flagCgroupID
+	flags                                        uint8 // address kinds (addrpack.Pair) and flagCgroupID
 	misses                                       uint8
 	gen                                          uint8 // the namespace's gen at the last observation (see namespace.gen)
 	tag                                          Tag
 }
 
-// Address kinds in entry.flags.
-const (
-	addrInvalid = iota // the zero netip.Addr
-	addrIPv4
-	addrIPv6     // including v4-mapped IPv6
-	addrKindBits = 2
-	addrKindMask = 1<<addrKindBits - 1
-	flagCgroupID = 1 << (2 * addrKindBits)
-)
+// flagCgroupID is the entry.flags bit above the address kinds.
+const flagCgroupID = 1 << addrpack.PairBits
 
 // chunkLen is how many entries fill a 32 KiB allocation: entries live in
 // chunks of that many, so that a namespace's storage grows without copying
@@ -154,39 +148,17 @@ func (ns *namespace) remove(p int32) {
 	}
 }
 
-func packAddr(a netip.Addr) (b [16]byte, kind uint8) {
-	switch {
-	case a.Is4():
-		kind = addrIPv4
-	case a.Is6():
-		kind = addrIPv6 // a zone is lost: sockets have none
-	default:
-		return b, addrInvalid
-	}
-	return a.As16(), kind
-}
-
-func unpackAddr(b [16]byte, kind uint8) netip.Addr {
-	switch kind {
-	case addrIPv4:
-		return netip.AddrFrom16(b).Unmap()
-	case addrIPv6:
-		return netip.AddrFrom16(b)
-	}
-	return netip.Addr{}
-}
-
 // setSocket stores s (but its Netns and Cookie, which the entry's place says).
 func (e *entry) setSocket(s *inventory.Socket) {
 	e.info = s.Info
 	e.cgroupID = s.CgroupID
 	e.expires, e.rqueue, e.wqueue, e.uid, e.inode, e.ifindex = s.Expires, s.RQueue, s.WQueue, s.UID, s.Inode, s.Ifindex
 	var lk, rk uint8
-	e.local, lk = packAddr(s.Local.Addr())
-	e.remote, rk = packAddr(s.Remote.Addr())
+	e.local, lk = addrpack.Pack(s.Local.Addr())
+	e.remote, rk = addrpack.Pack(s.Remote.Addr())
 	e.localPort, e.remotePort = s.Local.Port(), s.Remote.Port()
 	e.family, e.state, e.timer, e.retrans = s.Family, s.State, s.Timer, s.Retrans
-	e.flags = lk | rk<<addrKindBits
+	e.flags = addrpack.Pair(lk, rk)
 	if s.HasCgroupID {
 		e.flags |= flagCgroupID
 	}
@@ -198,8 +170,8 @@ func (e *entry) socket(netns uint64) inventory.Socket {
 		Netns: netns, Family: e.family, State: e.state, Timer: e.timer, Retrans: e.retrans,
 		Expires: e.expires, RQueue: e.rqueue, WQueue: e.wqueue, UID: e.uid, Inode: e.inode,
 		Cookie: e.cookie, Ifindex: e.ifindex, CgroupID: e.cgroupID, HasCgroupID: e.flags&flagCgroupID != 0,
-		Local:  netip.AddrPortFrom(unpackAddr(e.local, e.flags&addrKindMask), e.localPort),
-		Remote: netip.AddrPortFrom(unpackAddr(e.remote, e.flags>>addrKindBits&addrKindMask), e.remotePort),
+		Local:  netip.AddrPortFrom(addrpack.Unpack(e.local, addrpack.Local(e.flags)), e.localPort),
+		Remote: netip.AddrPortFrom(addrpack.Unpack(e.remote, addrpack.Remote(e.flags)), e.remotePort),
 		Info:   e.info,
 	}
 }

@@ -57,25 +57,30 @@ type Tag [32]byte
 func (t *Tracker) SetTag(k inventory.Key, tag Tag) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ns := t.nss[k.Netns]; ns != nil {
-		if e, _ := ns.lookup(k.Cookie); e != nil {
-			e.tag = tag
-			return true
-		}
+	e := t.lookupLocked(k)
+	if e != nil {
+		e.tag = tag
 	}
-	return false
+	return e != nil
 }
 
 // Tag returns a remembered socket's tag (zero until SetTag).
 func (t *Tracker) Tag(k inventory.Key) (Tag, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ns := t.nss[k.Netns]; ns != nil {
-		if e, _ := ns.lookup(k.Cookie); e != nil {
-			return e.tag, true
-		}
+	if e := t.lookupLocked(k); e != nil {
+		return e.tag, true
 	}
 	return Tag{}, false
+}
+
+// lookupLocked returns a remembered socket's entry, or nil.
+func (t *Tracker) lookupLocked(k inventory.Key) *entry {
+	if ns := t.nss[k.Netns]; ns != nil {
+		e, _ := ns.lookup(k.Cookie)
+		return e
+	}
+	return nil
 }
 
 // Tracker keeps history for the sockets that need it and classifies every
@@ -354,10 +359,8 @@ func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
 func (t *Tracker) Reasons(k inventory.Key) (Reasons, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ns := t.nss[k.Netns]; ns != nil {
-		if e, _ := ns.lookup(k.Cookie); e != nil {
-			return e.reasons, true
-		}
+	if e := t.lookupLocked(k); e != nil {
+		return e.reasons, true
 	}
 	return 0, false
 }

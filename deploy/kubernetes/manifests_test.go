@@ -68,6 +68,12 @@ type manifests struct {
 	PodMonitor     *PodMonitor
 }
 
+// alloc points *p at a new T and returns it, to be decoded into.
+func alloc[T any](p **T) *T {
+	*p = new(T)
+	return *p
+}
+
 func load(t *testing.T) manifests {
 	t.Helper()
 	files, err := filepath.Glob("*.yaml")
@@ -93,20 +99,15 @@ func load(t *testing.T) manifests {
 		var obj any
 		switch tm.APIVersion + " " + tm.Kind {
 		case "v1 Namespace":
-			m.Namespace = &corev1.Namespace{}
-			obj = m.Namespace
+			obj = alloc(&m.Namespace)
 		case "v1 ServiceAccount":
-			m.ServiceAccount = &corev1.ServiceAccount{}
-			obj = m.ServiceAccount
+			obj = alloc(&m.ServiceAccount)
 		case "v1 ConfigMap":
-			m.ConfigMap = &corev1.ConfigMap{}
-			obj = m.ConfigMap
+			obj = alloc(&m.ConfigMap)
 		case "apps/v1 DaemonSet":
-			m.DaemonSet = &appsv1.DaemonSet{}
-			obj = m.DaemonSet
+			obj = alloc(&m.DaemonSet)
 		case "monitoring.coreos.com/v1 PodMonitor":
-			m.PodMonitor = &PodMonitor{}
-			obj = m.PodMonitor
+			obj = alloc(&m.PodMonitor)
 		default:
 			t.Fatalf("%s: unexpected %s %s", f, tm.APIVersion, tm.Kind)
 		}

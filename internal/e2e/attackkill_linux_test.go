@@ -195,16 +195,14 @@ func TestDaemonKillUnderAttack(t *testing.T) {
 	var victims []*victim
 	healthy := map[string]string{}
 	for i, network := range []string{"tcp4", "tcp4", "tcp6"} {
-		s, c := n.Pair(t, network)
-		noKeepalive(t, s, c)
+		s, c := idlePair(t, n, network)
 		v := &victim{scenario: &scenario{name: fmt.Sprintf("healthy %d (%s)", i, network), server: s, client: c}}
 		roundTrip(t, v.scenario)
 		v.local, v.remote = testnet.Tuple(s)
 		healthy[v.key()] = v.name
 		victims = append(victims, v)
 	}
-	ctlS, ctlC := n.Pair(t, "tcp4")
-	noKeepalive(t, ctlS, ctlC)
+	ctlS, ctlC := idlePair(t, n, "tcp4")
 	control := &scenario{name: "control (client goes silent)", server: ctlS, client: ctlC}
 	roundTrip(t, control)
 

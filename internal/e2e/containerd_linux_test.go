@@ -171,6 +171,13 @@ func (c *containerd) launch(t *testing.T) {
 func (c *containerd) kill(t *testing.T) {
 	t.Helper()
 	c.conn.Close()
+	c.terminate()
+	c.stopped = true
+}
+
+// terminate sends containerd SIGTERM and waits for it to exit, killing it
+// (by its pid) after 15 s.
+func (c *containerd) terminate() {
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { c.cmd.Wait(); close(done) }()
@@ -180,7 +187,6 @@ func (c *containerd) kill(t *testing.T) {
 		c.cmd.Process.Kill()
 		<-done
 	}
-	c.stopped = true
 }
 
 // netnsPath is the pod's network namespace file, from its verbose status.
@@ -281,15 +287,7 @@ func (c *containerd) stop(t *testing.T) {
 		cancel()
 		c.conn.Close()
 	}
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		c.cmd.Process.Kill()
-		<-done
-	}
+	c.terminate()
 }
 
 // cleanup stops containerd, ends any shim it left (by pid: processes whose

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -259,3 +261,60 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, 
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// ghostdOut runs the ghostd under test with args and returns its stdout; it
+// fails the test, with ghostd's stderr, when ghostd exits non-zero.
+func ghostdOut(t *testing.T, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command(ghostdBin, args...).Output()
+	if err != nil {
+		t.Fatalf("ghostd %s: %v\n%s", strings.Join(args, " "), err, exitStderr(err))
+	}
+	return out
+}
+
+// decodeDoc parses `ghostd scan --json` output, failing the test when it is
+// not the JSON document.
+func decodeDoc(t *testing.T, out []byte) exporter.Document {
+	t.Helper()
+	var doc exporter.Document
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("not the JSON document: %v\n%s", err, out)
+	}
+	return doc
+}
+
+// scanDoc runs ghostd with args (a `scan --json`) and returns its document
+// and its raw output.
+func scanDoc(t *testing.T, args ...string) (exporter.Document, []byte) {
+	t.Helper()
+	out := ghostdOut(t, args...)
+	return decodeDoc(t, out), out
+}
+
+// setprivCmd is the command that runs bin with args through setpriv
+// (util-linux) with privs (its options): with fewer privileges than the
+// test's.
+func setprivCmd(t *testing.T, privs []string, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is missing: %v", err)
+	}
+	return exec.Command(setpriv, slices.Concat(privs, []string{"--", bin}, args)...)
+}
+
+// setprivScan runs the ghostd under test through setpriv with privs (its
+// options) and args (a `scan --json`), and returns the document and what
+// ghostd logged.
+func setprivScan(t *testing.T, privs []string, args ...string) (exporter.Document, string) {
+	t.Helper()
+	cmd := setprivCmd(t, privs, ghostdBin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("setpriv %s ghostd %s: %v\n%s", strings.Join(privs, " "), strings.Join(args, " "), err, stderr.String())
+	}
+	return decodeDoc(t, out), stderr.String()
+}

@@ -21,8 +21,7 @@ func TestDefaultsConfirmWithinTwoMinutes(t *testing.T) {
 	needRootLong(t, "waits out the default 60 s idle threshold")
 	t.Parallel()
 	n := testnet.New(t)
-	s, c := n.Pair(t, "tcp4")
-	noKeepalive(t, s, c)
+	s, c := idlePair(t, n, "tcp4")
 	ks, kc := keepaliveOnDefaults(t, n) // PostgreSQL's shape: keepalive on, the kernel's 7200 s
 	roundTrip(t, &scenario{name: "last exchange", server: s, client: c})
 	roundTrip(t, &scenario{name: "last exchange, keepalive on", server: ks, client: kc})

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,8 +102,7 @@ func TestDaemonDetectsGhosts(t *testing.T) {
 
 	var sc []*scenario
 	add := func(name, network, verdict, reason string, ghost bool) *scenario {
-		s, c := n.Pair(t, network)
-		noKeepalive(t, s, c)
+		s, c := idlePair(t, n, network)
 		x := &scenario{name: name, server: s, client: c, verdict: verdict, reason: reason, ghost: ghost}
 		sc = append(sc, x)
 		return x
@@ -160,7 +160,7 @@ func TestDaemonDetectsGhosts(t *testing.T) {
 				missing = append(missing, fmt.Sprintf("%s: %+v", s.name, got))
 			case s.verdict == "alive" && (got == nil || got.Verdict != "alive"):
 				missing = append(missing, fmt.Sprintf("%s: %+v", s.name, got))
-			case s.reason != "" && (got == nil || !contains(got.Reasons, s.reason)):
+			case s.reason != "" && (got == nil || !slices.Contains(got.Reasons, s.reason)):
 				missing = append(missing, fmt.Sprintf("%s: %+v", s.name, got))
 			}
 		}
@@ -274,6 +274,31 @@ func noKeepalive(t *testing.T, cs ...net.Conn) {
 	}
 }
 
+// idlePair connects an idle TCP connection through n, keepalive off on both
+// ends, and returns its server and client ends.
+func idlePair(t *testing.T, n *testnet.Net, network string) (server, client net.Conn) {
+	t.Helper()
+	server, client = n.Pair(t, network)
+	noKeepalive(t, server, client)
+	return server, client
+}
+
+// ends is one connection through the test network: its server and client ends.
+type ends struct{ s, c net.Conn }
+
+// idleNet needs root, builds the test network and connects one idle
+// connection through it (idlePair) per network given, in that order.
+func idleNet(t *testing.T, networks ...string) (*testnet.Net, []ends) {
+	t.Helper()
+	needRoot(t)
+	n := testnet.New(t)
+	cs := make([]ends, len(networks))
+	for i, network := range networks {
+		cs[i].s, cs[i].c = idlePair(t, n, network)
+	}
+	return n, cs
+}
+
 func roundTrip(t *testing.T, s *scenario) {
 	t.Helper()
 	buf := make([]byte, 4)
@@ -297,15 +322,6 @@ func roundTrip(t *testing.T, s *scenario) {
 	if _, err := s.client.Read(buf); err != nil {
 		t.Errorf("%s: client read: %v", s.name, err)
 	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestDaemonRejectsBadConfig checks that a bad configuration stops ghostd

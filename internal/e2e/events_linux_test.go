@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/exporter"
-	"github.com/ghostd/ghostd/internal/testnet"
 )
 
 // TestEventsAndOwners: on the test network two clients vanish and one
@@ -24,24 +22,16 @@ import (
 // order, and for the healthy connection a suspect and nothing else, in
 // /api/v1/events, in its JSONL file and in ghostd_events_total.
 func TestEventsAndOwners(t *testing.T) {
-	needRoot(t)
-	n := testnet.New(t)
-	ghost4S, ghost4C := n.Pair(t, "tcp4")
-	ghost6S, ghost6C := n.Pair(t, "tcp6")
-	idleS, idleC := n.Pair(t, "tcp4")
-	noKeepalive(t, ghost4S, ghost4C, ghost6S, ghost6C, idleS, idleC)
-	n.DropFromClient(t, ghost4C)
-	n.LoseState(t, ghost6C)
+	n, cs := idleNet(t, "tcp4", "tcp6", "tcp4")
+	ghost4, ghost6, idle := cs[0], cs[1], cs[2]
+	n.DropFromClient(t, ghost4.c)
+	n.LoseState(t, ghost6.c)
 	time.Sleep(2500 * time.Millisecond) // past --idle 2s
 
 	// Who owns the sessions, as ghostd names owners.
-	out, err := exec.Command(ghostdBin, "scan", "--netns", n.Server.Name, "--idle", "2s", "--no-probe", "--json").Output()
-	if err != nil {
-		t.Fatalf("ghostd scan --json: %v", err)
-	}
-	var doc exporter.Document
-	if err := json.Unmarshal(out, &doc); err != nil || len(doc.Sessions) != 3 {
-		t.Fatalf("scan --json: %v, %d sessions:\n%s", err, len(doc.Sessions), out)
+	doc, out := scanDoc(t, "scan", "--netns", n.Server.Name, "--idle", "2s", "--no-probe", "--json")
+	if len(doc.Sessions) != 3 {
+		t.Fatalf("scan --json: %d sessions, want 3:\n%s", len(doc.Sessions), out)
 	}
 	owner := exporter.OwnerOf(&doc.Sessions[0])
 	if owner == "unknown" {
@@ -49,20 +39,16 @@ func TestEventsAndOwners(t *testing.T) {
 	}
 
 	args := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s", "--by", "owner"}
-	out, err = exec.Command(ghostdBin, args...).Output()
-	if err != nil {
-		t.Fatalf("ghostd scan --by owner: %v", err)
-	}
-	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
-	row := strings.Fields(lineStarting(string(out), owner+" "))
+	table := scanTable(t, args...)
+	row := strings.Fields(lineStarting(table, owner+" "))
 	if want := []string{owner, "2", "3", "0"}; strings.Join(row, " ") != strings.Join(want, " ") {
-		t.Errorf("scan --by owner: row %q, want %q:\n%s", row, want, out)
+		t.Errorf("scan --by owner: row %q, want %q:\n%s", row, want, table)
 	}
 
 	file := filepath.Join(t.TempDir(), "events.jsonl")
 	d := startDaemon(t, "", "--netns", n.Server.Name, "--interval", "1s", "--idle", "2s", "--probe-interval", "1s",
 		"--kill", "--kill-min-age", "4s", "--events.file", file)
-	keys := map[string]string{rowKey(ghost4S): "ghost v4", rowKey(ghost6S): "ghost v6", rowKey(idleS): "healthy"}
+	keys := map[string]string{rowKey(ghost4.s): "ghost v4", rowKey(ghost6.s): "ghost v6", rowKey(idle.s): "healthy"}
 	want := map[string][]string{
 		"ghost v4": {"suspect", "ghost", "killed ok", "gone"},
 		"ghost v6": {"suspect", "ghost", "killed ok", "gone"},
@@ -176,7 +162,7 @@ func TestEventsAndOwners(t *testing.T) {
 	if v, ok := value(mfs, "ghostd_events_dropped_total", map[string]string{"where": "file"}); !ok || v != 0 {
 		t.Errorf("ghostd_events_dropped_total{where=file} = %v (present %v), want 0", v, ok)
 	}
-	roundTrip(t, &scenario{name: "healthy after the kills", server: idleS, client: idleC})
+	roundTrip(t, &scenario{name: "healthy after the kills", server: idle.s, client: idle.c})
 }
 
 // history returns, per named connection, the kinds of its events in order

@@ -30,17 +30,14 @@ func TestKillDestroyPolicy(t *testing.T) {
 	n := testnet.New(t)
 	var ghosts []*scenario
 	for i := 0; i < 4; i++ {
-		s, c := n.Pair(t, "tcp4")
-		noKeepalive(t, s, c)
+		s, c := idlePair(t, n, "tcp4")
 		ghosts = append(ghosts, &scenario{name: fmt.Sprintf("ghost %d", i), server: s, client: c})
 	}
 	denied := ghosts[1]
 	deniedPort, _ := testnet.Tuple(denied.server)
-	idleS, idleC := n.Pair(t, "tcp4")
-	noKeepalive(t, idleS, idleC)
+	idleS, idleC := idlePair(t, n, "tcp4")
 	idle := &scenario{name: "healthy idle", server: idleS, client: idleC}
-	stallS, stallC := n.Pair(t, "tcp4")
-	noKeepalive(t, stallS, stallC)
+	stallS, stallC := idlePair(t, n, "tcp4")
 	fillWindow(t, stallS)
 	cwS, cwC := n.Pair(t, "tcp4")
 	cwC.Close()
@@ -153,11 +150,8 @@ func TestKillDestroyPolicy(t *testing.T) {
 // on a silent ghost, and the owner sees ETIMEDOUT; a healthy idle connection
 // is not touched.
 func TestKillKeepaliveMode(t *testing.T) {
-	needRoot(t)
-	n := testnet.New(t)
-	gS, gC := n.Pair(t, "tcp4")
-	idleS, idleC := n.Pair(t, "tcp4")
-	noKeepalive(t, gS, gC, idleS, idleC)
+	n, cs := idleNet(t, "tcp4", "tcp4")
+	g, idle := cs[0], cs[1]
 	cfg := `kill:
   enabled: true
   mode: keepalive
@@ -169,13 +163,13 @@ func TestKillKeepaliveMode(t *testing.T) {
   user_timeout: 3s
 `
 	startDaemon(t, cfg, "--netns", n.Server.Name, "--interval", "1s", "--idle", "2s", "--probe-interval", "1s")
-	n.DropFromClient(t, gC)
+	n.DropFromClient(t, g.c)
 	took := waitFor(t, 30*time.Second, "owner sees ETIMEDOUT", func() (bool, string) {
-		err := readErr(gS)
+		err := readErr(g.s)
 		return errors.Is(err, syscall.ETIMEDOUT), fmt.Sprint(err)
 	})
 	t.Logf("keepalive mode: owner got ETIMEDOUT %.1fs after the peer went silent", took.Seconds())
-	roundTrip(t, &scenario{name: "healthy idle", server: idleS, client: idleC})
+	roundTrip(t, &scenario{name: "healthy idle", server: idle.s, client: idle.c})
 }
 
 // TestKillShutdownCloseWait: with kill.close_wait on, a CLOSE_WAIT leak is

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,10 +14,6 @@ import (
 // list the namespaces it cannot enter with the error, and still scan its own.
 func TestWithoutCapabilities(t *testing.T) {
 	needRoot(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Fatalf("setpriv (util-linux) is missing: %v", err)
-	}
 	n := testnet.New(t) // a named namespace that must show up as not scannable
 	// The binary must be reachable by nobody.
 	dir := t.TempDir()
@@ -34,8 +29,8 @@ func TestWithoutCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No --config: the default path is missing here, which means defaults.
-	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-		"--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", bin, "scan", "--netns", "all")
+	nobody := []string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"}
+	cmd := setprivCmd(t, nobody, bin, "scan", "--netns", "all")
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	text := string(out)
@@ -63,8 +58,7 @@ func TestWithoutCapabilities(t *testing.T) {
 
 	// With the kill policy on, the missing CAP_NET_ADMIN is named once, and
 	// the scan still completes.
-	cmd = exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-		"--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", bin, "scan", "--netns", "all", "--kill")
+	cmd = setprivCmd(t, nobody, bin, "scan", "--netns", "all", "--kill")
 	cmd.Dir = dir
 	out, err = cmd.CombinedOutput()
 	if err != nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -23,16 +22,11 @@ import (
 // after a scan, nor after a scan killed with SIGKILL while its guard was up,
 // nor after the next scan.
 func TestScanResetGuard(t *testing.T) {
-	needRoot(t)
-	n := testnet.New(t)
-	ghost4S, ghost4C := n.Pair(t, "tcp4")
-	ghost6S, ghost6C := n.Pair(t, "tcp6")
-	healthyS, healthyC := n.Pair(t, "tcp4")
-	slowS, slowC := n.Pair(t, "tcp4")
-	noKeepalive(t, ghost4S, ghost4C, ghost6S, ghost6C, healthyS, healthyC, slowS, slowC)
-	n.LoseState(t, ghost4C)
-	n.LoseState(t, ghost6C)
-	n.DropFromClient(t, slowC) // silent for as long as its probes last
+	n, cs := idleNet(t, "tcp4", "tcp6", "tcp4", "tcp4")
+	ghost4, ghost6, healthy, slow := cs[0], cs[1], cs[2], cs[3]
+	n.LoseState(t, ghost4.c)
+	n.LoseState(t, ghost6.c)
+	n.DropFromClient(t, slow.c) // silent for as long as its probes last
 	time.Sleep(2500 * time.Millisecond)
 
 	noGhostdTable := func(when string) {
@@ -49,22 +43,15 @@ func TestScanResetGuard(t *testing.T) {
 		if guard {
 			args = slices.Concat(base, []string{"--probe-reset-guard"})
 		}
-		out, err := exec.Command(ghostdBin, args...).Output()
-		if err != nil {
-			t.Fatalf("ghostd %s: %v", strings.Join(args, " "), err)
-		}
-		var doc exporter.Document
-		if err := json.Unmarshal(out, &doc); err != nil {
-			t.Fatalf("scan --json: %v\n%s", err, out)
-		}
+		doc, _ := scanDoc(t, args...)
 		for _, c := range []struct {
 			name   string
 			server net.Conn
 			want   string
 		}{
-			{"tcp4 peer lost state", ghost4S, map[bool]string{false: "silent", true: "reset"}[guard]},
-			{"tcp6 peer lost state", ghost6S, map[bool]string{false: "silent", true: "reset"}[guard]},
-			{"tcp4 healthy", healthyS, "alive"},
+			{"tcp4 peer lost state", ghost4.s, map[bool]string{false: "silent", true: "reset"}[guard]},
+			{"tcp6 peer lost state", ghost6.s, map[bool]string{false: "silent", true: "reset"}[guard]},
+			{"tcp4 healthy", healthy.s, "alive"},
 		} {
 			s := sessionOf(&doc, c.server)
 			if s == nil {
@@ -99,36 +86,21 @@ func TestScanResetGuard(t *testing.T) {
 	// A connection that lost its state now: the router saw the others'
 	// RSTs pass a moment ago and keeps their entries in CLOSE, through which
 	// even an unguarded probe's RST passes for 10 s.
-	lateS, lateC := n.Pair(t, "tcp4")
-	noKeepalive(t, lateS, lateC)
+	lateS, lateC := idlePair(t, n, "tcp4")
 	n.LoseState(t, lateC)
 	time.Sleep(2500 * time.Millisecond)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Fatalf("setpriv (util-linux) is missing: %v", err)
-	}
-	cmd := exec.Command(setpriv, slices.Concat([]string{"--inh-caps=-net_admin", "--bounding-set=-net_admin", ghostdBin}, base, []string{"--probe-reset-guard"})...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("scan --probe-reset-guard without CAP_NET_ADMIN: %v\n%s", err, stderr.String())
-	}
-	var doc exporter.Document
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc, stderr := setprivScan(t, []string{"--inh-caps=-net_admin", "--bounding-set=-net_admin"}, slices.Concat(base, []string{"--probe-reset-guard"})...)
 	if s := sessionOf(&doc, lateS); s == nil || s.Verdict != "silent" {
 		t.Errorf("without CAP_NET_ADMIN the lost peer reads %+v, want silent (unguarded)", s)
 	}
-	if c := strings.Count(stderr.String(), "reset_guard needs CAP_NET_ADMIN"); c != 1 || strings.Count(stderr.String(), "reset guard") != 0 {
-		t.Errorf("without CAP_NET_ADMIN: %d explanations, want exactly one line:\n%s", c, stderr.String())
+	if c := strings.Count(stderr, "reset_guard needs CAP_NET_ADMIN"); c != 1 || strings.Count(stderr, "reset guard") != 0 {
+		t.Errorf("without CAP_NET_ADMIN: %d explanations, want exactly one line:\n%s", c, stderr)
 	}
-	t.Logf("ghostd scan --probe-reset-guard without CAP_NET_ADMIN says:\n%s", stderr.String())
+	t.Logf("ghostd scan --probe-reset-guard without CAP_NET_ADMIN says:\n%s", stderr)
 
 	// SIGKILL while the guard is up: the table goes with the process.
 	killArgs := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s", "--probe-reset-guard", "--probes", "8"}
-	cmd = exec.Command(ghostdBin, killArgs...)
+	cmd := exec.Command(ghostdBin, killArgs...)
 	var killLog strings.Builder
 	cmd.Stdout, cmd.Stderr = &killLog, &killLog
 	if err := cmd.Start(); err != nil {
@@ -151,10 +123,7 @@ func TestScanResetGuard(t *testing.T) {
 	t.Logf("scan killed with SIGKILL while probing: %v", werr)
 	time.Sleep(200 * time.Millisecond)
 	noGhostdTable("after SIGKILL")
-	out, err = exec.Command(ghostdBin, slices.Concat(base, []string{"--probe-reset-guard"})...).Output()
-	if err != nil {
-		t.Fatalf("scan after SIGKILL: %v\n%s", err, out)
-	}
+	ghostdOut(t, slices.Concat(base, []string{"--probe-reset-guard"})...) // the scan after SIGKILL
 	noGhostdTable("after the next scan")
 }
 

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -69,14 +68,7 @@ func TestPodsContainerd(t *testing.T) {
 
 	name := "gd-test/ghost-pod"
 	args := []string{"scan", "--netns", name, "--idle", "2s", "--probe-interval", "1s", "--runtime-endpoint", c.sock}
-	out, err := exec.Command(ghostdBin, append(args, "--json")...).Output()
-	if err != nil {
-		t.Fatalf("ghostd %s --json: %v\n%s", strings.Join(args, " "), err, exitStderr(err))
-	}
-	var doc exporter.Document
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("not the JSON document: %v\n%s", err, out)
-	}
+	doc, out := scanDoc(t, append(args, "--json")...)
 	if len(doc.Namespaces) != 1 || doc.Namespaces[0].Netns != name || doc.Namespaces[0].Pod != "ghost-pod" || doc.Namespaces[0].K8sNamespace != "gd-test" {
 		t.Fatalf("--netns %s selected %+v, want the pod's namespace named after it", name, doc.Namespaces)
 	}
@@ -96,12 +88,7 @@ func TestPodsContainerd(t *testing.T) {
 	}
 
 	// The table says the same.
-	out, err = exec.Command(ghostdBin, append(args, "--no-probe")...).Output()
-	if err != nil {
-		t.Fatalf("ghostd scan: %v\n%s", err, exitStderr(err))
-	}
-	t.Logf("ghostd %s --no-probe\n%s", strings.Join(args, " "), out)
-	line := lineWith(string(out), local+" "+server.LocalAddr().String())
+	line := lineWith(scanTable(t, append(args, "--no-probe")...), local+" "+server.LocalAddr().String())
 	if !strings.HasPrefix(line, name+" ") || !strings.Contains(line, "container:client") {
 		t.Errorf("table row for %s = %q, want it to start with %s and name container:client", local, line, name)
 	}
@@ -142,14 +129,7 @@ func TestPodsContainerd(t *testing.T) {
 		t.Helper()
 		a := append([]string{"scan", "--json", "--netns", name, "--idle", "2s", "--probe-interval", "600ms",
 			"--runtime-endpoint", c.sock, "--kill", "--kill-min-age", "0s"}, rule...)
-		out, err := exec.Command(ghostdBin, a...).Output()
-		if err != nil {
-			t.Fatalf("ghostd %s: %v\n%s", strings.Join(a, " "), err, exitStderr(err))
-		}
-		var doc exporter.Document
-		if err := json.Unmarshal(out, &doc); err != nil {
-			t.Fatal(err)
-		}
+		doc, _ := scanDoc(t, a...)
 		for i := range doc.Sessions {
 			if doc.Sessions[i].Local == local {
 				return &doc.Sessions[i]
@@ -178,10 +158,7 @@ func TestPodsContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ghostd scan with the runtime down: %v\n%s", err, stderr.Bytes())
 	}
-	doc = exporter.Document{} // Unmarshal would merge into the old namespaces
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc = decodeDoc(t, out)
 	if len(doc.Namespaces) != 1 || doc.Namespaces[0].Netns != filepath.Base(netnsPath) || doc.Namespaces[0].Pod != "" {
 		t.Errorf("runtime down: --netns %s selected %+v, want it named %s with no pod", netnsPath, doc.Namespaces, filepath.Base(netnsPath))
 	}

@@ -1,45 +1,38 @@
 package e2e
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/internal/testnet"
 )
 
 // TestScanAndProbeCommands runs `ghostd scan` (table and JSON) and `ghostd
 // probe` against the test network and checks what they print and exit with.
 func TestScanAndProbeCommands(t *testing.T) {
-	needRoot(t)
-	n := testnet.New(t)
-	healthyS, healthyC := n.Pair(t, "tcp4")
-	ghostS, ghostC := n.Pair(t, "tcp4")
-	ghost6S, ghost6C := n.Pair(t, "tcp6")
-	cwS, cwC := n.Pair(t, "tcp4")
-	noKeepalive(t, healthyS, healthyC, ghostS, ghostC, ghost6S, ghost6C, cwS, cwC)
-	n.DropFromClient(t, ghostC)
-	n.LoseState(t, ghost6C)
-	cwC.Close()
+	n, cs := idleNet(t, "tcp4", "tcp4", "tcp6", "tcp4")
+	healthy, ghost, ghost6, cw := cs[0], cs[1], cs[2], cs[3]
+	n.DropFromClient(t, ghost.c)
+	n.LoseState(t, ghost6.c)
+	cw.c.Close()
 	time.Sleep(2500 * time.Millisecond) // past --idle 2s
 
 	args := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--close-wait", "2s", "--probe-interval", "1s"}
-	out, err := exec.Command(ghostdBin, args...).Output()
-	if err != nil {
-		t.Fatalf("ghostd scan: %v", err)
-	}
-	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
-	table := string(out)
+	table := scanTable(t, args...)
 	wantRows := map[string]string{
-		rowKey(healthyS): "alive",
-		rowKey(ghostS):   "silent (ghost)",
-		rowKey(ghost6S):  "silent (ghost)",
-		rowKey(cwS):      "close_wait",
+		rowKey(healthy.s): "alive",
+		rowKey(ghost.s):   "silent (ghost)",
+		rowKey(ghost6.s):  "silent (ghost)",
+		rowKey(cw.s):      "close_wait",
 	}
 	for key, want := range wantRows {
 		line := lineWith(table, key)
@@ -51,14 +44,7 @@ func TestScanAndProbeCommands(t *testing.T) {
 		t.Errorf("summary line does not count 2 ghosts:\n%s", table)
 	}
 
-	out, err = exec.Command(ghostdBin, append(args, "--json", "--no-probe")...).Output()
-	if err != nil {
-		t.Fatalf("ghostd scan --json: %v", err)
-	}
-	var doc exporter.Document
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("scan --json is not the JSON document: %v\n%s", err, out)
-	}
+	doc, _ := scanDoc(t, append(args, "--json", "--no-probe")...)
 	if len(doc.Namespaces) != 1 || doc.Namespaces[0].Netns != n.Server.Name || doc.Namespaces[0].NetnsInode != n.Server.Inode {
 		t.Errorf("namespaces = %+v", doc.Namespaces)
 	}
@@ -83,18 +69,18 @@ func TestScanAndProbeCommands(t *testing.T) {
 		}
 		return string(out), 0
 	}
-	hl, hr := testnet.Tuple(healthyS)
+	hl, hr := testnet.Tuple(healthy.s)
 	if out, code := probe(hl.String(), hr.String()); code != 0 || !strings.Contains(out, ": alive") {
 		t.Errorf("probe healthy: exit %d, %q", code, out)
 	}
-	gl, gr := testnet.Tuple(ghostS)
+	gl, gr := testnet.Tuple(ghost.s)
 	if out, code := probe(gl.String(), gr.String()); code != 3 || !strings.Contains(out, ": silent") {
 		t.Errorf("probe ghost: exit %d, %q", code, out)
 	}
 	if out, code := probe(gl.String(), "192.0.2.2:1"); code != 1 || !strings.Contains(out, "not in the socket table") {
 		t.Errorf("probe unknown tuple: exit %d, %q", code, out)
 	}
-	roundTrip(t, &scenario{name: "healthy after scan and probe", server: healthyS, client: healthyC})
+	roundTrip(t, &scenario{name: "healthy after scan and probe", server: healthy.s, client: healthy.c})
 }
 
 // rowKey is how the table shows a server connection: "LOCAL  REMOTE" columns.
@@ -118,6 +104,15 @@ func lineWith(table, key string) string {
 	return ""
 }
 
+// scanTable runs ghostd with args (a `scan` printing its table), logs the
+// table and returns it.
+func scanTable(t *testing.T, args ...string) string {
+	t.Helper()
+	out := string(ghostdOut(t, args...))
+	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
+	return out
+}
+
 // TestScanListsZeroWindowOnFirstSight: a one-shot `ghostd scan` has no
 // history, yet lists a connection whose peer stopped reading before the
 // scan began as zero_window (its age bounded by the last data sent): a
@@ -126,28 +121,22 @@ func lineWith(table, key string) string {
 func TestScanListsZeroWindowOnFirstSight(t *testing.T) {
 	needRoot(t)
 	n := testnet.New(t)
-	oldS, oldC := n.Pair(t, "tcp4")
-	noKeepalive(t, oldS, oldC)
+	oldS, _ := idlePair(t, n, "tcp4")
 	fillWindow(t, oldS) // the client never reads
 	time.Sleep(3 * time.Second)
-	youngS, youngC := n.Pair(t, "tcp4")
-	noKeepalive(t, youngS, youngC)
+	youngS, _ := idlePair(t, n, "tcp4")
 	fillWindow(t, youngS)
 
 	args := []string{"scan", "--netns", n.Server.Name, "--stall", "2500ms", "--idle", "1h"}
-	out, err := exec.Command(ghostdBin, args...).Output()
-	if err != nil {
-		t.Fatalf("ghostd scan: %v", err)
-	}
-	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
-	line := lineWith(string(out), rowKey(oldS))
+	out := scanTable(t, args...)
+	line := lineWith(out, rowKey(oldS))
 	if !strings.Contains(line, "zero_window") || !strings.Contains(line, "unprobed") || strings.Contains(line, "ghost") {
 		t.Errorf("row of the 3 s old stall = %q, want zero_window, unprobed, no ghost", line)
 	}
-	if line := lineWith(string(out), rowKey(youngS)); line != "" {
+	if line := lineWith(out, rowKey(youngS)); line != "" {
 		t.Errorf("a stall younger than --stall is listed: %q", line)
 	}
-	if !strings.Contains(string(out), "0 ghosts") {
+	if !strings.Contains(out, "0 ghosts") {
 		t.Errorf("a stall counted as a ghost:\n%s", out)
 	}
 }
@@ -160,31 +149,19 @@ func TestScanShowsKernelDeadline(t *testing.T) {
 	needRoot(t)
 	n := testnet.New(t)
 	kaS, _ := keepaliveOnDefaults(t, n)
-	plainS, plainC := n.Pair(t, "tcp4")
-	noKeepalive(t, plainS, plainC)
+	plainS, _ := idlePair(t, n, "tcp4")
 	time.Sleep(2500 * time.Millisecond) // past --idle 2s
 
 	args := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--no-probe"}
-	out, err := exec.Command(ghostdBin, args...).Output()
-	if err != nil {
-		t.Fatalf("ghostd scan: %v", err)
-	}
-	t.Logf("ghostd %s\n%s", strings.Join(args, " "), out)
-	if line := lineWith(string(out), rowKey(kaS)); !strings.Contains(line, " idle ") || !strings.Contains(line, ">2h1") {
+	table := scanTable(t, args...)
+	if line := lineWith(table, rowKey(kaS)); !strings.Contains(line, " idle ") || !strings.Contains(line, ">2h1") {
 		t.Errorf("keepalive-on row = %q, want idle with KERNEL >2h1…", line)
 	}
-	if line := lineWith(string(out), rowKey(plainS)); !strings.Contains(line, " idle ") || !strings.Contains(line, " never ") {
+	if line := lineWith(table, rowKey(plainS)); !strings.Contains(line, " idle ") || !strings.Contains(line, " never ") {
 		t.Errorf("keepalive-off row = %q, want idle with KERNEL never", line)
 	}
 
-	out, err = exec.Command(ghostdBin, append(args, "--json")...).Output()
-	if err != nil {
-		t.Fatalf("ghostd scan --json: %v", err)
-	}
-	var doc exporter.Document
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatal(err)
-	}
+	doc, out := scanDoc(t, append(args, "--json")...)
 	found := 0
 	for _, s := range doc.Sessions {
 		switch sessionKey(&s) {
@@ -202,5 +179,167 @@ func TestScanShowsKernelDeadline(t *testing.T) {
 	}
 	if found != 2 {
 		t.Errorf("%d of the 2 idle sockets in the JSON:\n%s", found, out)
+	}
+}
+
+// TestScanDNATInOutput: a client talking to a Service VIP, DNATed in its
+// own namespace's OUTPUT chain (kube-proxy's shape). `ghostd scan --json` of
+// the client's namespace must find the healthy connection alive in every
+// run and the one whose backend lost it a ghost, both marked "nat": "dnat".
+// Before the conntrack lookup every such connection was silent: killable.
+func TestScanDNATInOutput(t *testing.T) {
+	needRoot(t)
+	n := testnet.New(t)
+	l := n.Server.Listen(t, "tcp4", net.JoinHostPort(n.ServerV4.String(), "0"))
+	backend := l.Addr().(*net.TCPAddr).AddrPort()
+	vip := n.DNATOutput(t, "tcp4", backend)
+	healthy := n.Client.DialFrom(t, "tcp4", n.ClientV4, vip)
+	healthyPeer := testnet.Accept(t, l)
+	dead := n.Client.DialFrom(t, "tcp4", n.ClientV4, vip)
+	deadPeer := testnet.Accept(t, l)
+	noKeepalive(t, healthy, healthyPeer, dead, deadPeer)
+	roundTrip(t, &scenario{name: "healthy", server: healthyPeer, client: healthy})
+	roundTrip(t, &scenario{name: "dead", server: deadPeer, client: dead})
+	n.Server.LoseConn(t, deadPeer)
+	time.Sleep(2500 * time.Millisecond) // past --idle 2s
+
+	hl, _ := testnet.Tuple(healthy)
+	dl, _ := testnet.Tuple(dead)
+	args := []string{"scan", "--json", "--netns", n.Client.Name, "--idle", "2s", "--probe-interval", "1s"}
+	for run := range 3 {
+		doc, out := scanDoc(t, args...)
+		got := map[string]exporter.Session{}
+		for _, s := range doc.Sessions {
+			got[s.Local] = s
+		}
+		h, ok := got[engine.FormatAddr(hl)]
+		if !ok || h.Verdict != "alive" || h.Ghost || h.NAT != "dnat" || h.Remote != engine.FormatAddr(vip) {
+			t.Errorf("run %d: healthy DNATed connection: %+v (present %v), want alive with nat dnat\n%s", run, h, ok, out)
+		}
+		d, ok := got[engine.FormatAddr(dl)]
+		if !ok || !d.Ghost || d.NAT != "dnat" {
+			t.Errorf("run %d: dead DNATed connection: %+v (present %v), want a ghost with nat dnat\n%s", run, d, ok, out)
+		}
+		t.Logf("run %d: healthy %s (%d/%d), dead %s (%d/%d)", run, h.Verdict, h.Replies, h.ProbesSent, d.Verdict, d.Replies, d.ProbesSent)
+	}
+
+	// With the default unit's capabilities, without CAP_NET_ADMIN: ctnetlink
+	// refuses the lookup, and the namespace's /proc/net/nf_conntrack answers.
+	caps := "-all,+net_raw,+sys_admin,+sys_ptrace,+dac_read_search,+bpf,+perfmon"
+	doc, stderr := setprivScan(t, []string{"--bounding-set=" + caps, "--inh-caps=-all"}, args...)
+	for _, s := range doc.Sessions {
+		switch s.Local {
+		case engine.FormatAddr(hl):
+			if s.Verdict != "alive" || s.NAT != "dnat" {
+				t.Errorf("without CAP_NET_ADMIN, healthy: %+v", s)
+			}
+		case engine.FormatAddr(dl):
+			if !s.Ghost || s.NAT != "dnat" {
+				t.Errorf("without CAP_NET_ADMIN, dead: %+v", s)
+			}
+		}
+	}
+	if !strings.Contains(stderr, "/proc/net/nf_conntrack") {
+		t.Errorf("the fallback is not logged:\n%s", stderr)
+	}
+	t.Logf("without CAP_NET_ADMIN: %d sessions; log:\n%s", len(doc.Sessions), stderr)
+	roundTrip(t, &scenario{name: "healthy after the scans", server: healthyPeer, client: healthy})
+}
+
+// md5Key installs a TCP-MD5 key (RFC 2385) for peer on a socket before
+// listen or connect, as BGP speakers do.
+func md5Key(peer netip.Addr) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = testnet.SetMD5Key(int(fd), peer, "secret")
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// md5Pair connects an idle TCP-MD5 connection through the test network and
+// returns its server end (keepalive off on both ends).
+func md5Pair(t *testing.T, n *testnet.Net, network string) net.Conn {
+	t.Helper()
+	laddr, srv, cli := net.JoinHostPort(n.ServerV4.String(), "0"), n.ServerV4, n.ClientV4
+	if network == "tcp6" {
+		laddr, srv, cli = net.JoinHostPort(n.ServerV6.String(), "0"), n.ServerV6, n.ClientV6
+	}
+	var ln net.Listener
+	if err := n.Server.Do(func() (err error) {
+		ln, err = (&net.ListenConfig{Control: md5Key(cli), KeepAlive: -1}).Listen(context.Background(), network, laddr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var client net.Conn
+	if err := n.Client.Do(func() (err error) {
+		client, err = (&net.Dialer{Control: md5Key(srv), KeepAlive: -1, Timeout: testnet.DialTimeout}).Dial(network, ln.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return server
+}
+
+// TestScanTCPMD5NeverAGhost: idle TCP-MD5 connections (BGP sessions) are
+// suspects like any idle connection, but `ghostd scan` never probes them:
+// its peer would drop the unsigned probes and they would look silent. The
+// JSON says unprobed with unprobeable "tcp_md5", the table "unprobed
+// (tcp-md5)", and neither calls them ghosts.
+func TestScanTCPMD5NeverAGhost(t *testing.T) {
+	needRoot(t)
+	n := testnet.New(t)
+	md5v4, md5v6 := md5Pair(t, n, "tcp4"), md5Pair(t, n, "tcp6")
+	time.Sleep(2500 * time.Millisecond) // past --idle 2s
+
+	args := []string{"scan", "--netns", n.Server.Name, "--idle", "2s", "--probe-interval", "1s"}
+	doc, out := scanDoc(t, append(args, "--json")...)
+	if !strings.Contains(string(out), `"unprobeable":"tcp_md5"`) && !strings.Contains(string(out), `"unprobeable": "tcp_md5"`) {
+		t.Errorf("the JSON never says unprobeable tcp_md5:\n%s", out)
+	}
+	found := 0
+	for _, s := range doc.Sessions {
+		for _, c := range []net.Conn{md5v4, md5v6} {
+			l, r := testnet.Tuple(c)
+			if s.Local != l.String() || s.Remote != r.String() {
+				continue
+			}
+			found++
+			if s.Verdict != "unprobed" || s.Unprobeable != "tcp_md5" || s.Ghost || s.ProbesSent != 0 {
+				t.Errorf("MD5 session %s: verdict %s unprobeable %q ghost %v probes %d; want unprobed, tcp_md5, no ghost, no probe",
+					s.Local, s.Verdict, s.Unprobeable, s.Ghost, s.ProbesSent)
+			}
+		}
+	}
+	if found != 2 {
+		t.Fatalf("scan listed %d of the 2 idle MD5 sessions:\n%s", found, out)
+	}
+
+	table := scanTable(t, args...)
+	for _, c := range []net.Conn{md5v4, md5v6} {
+		if line := lineWith(table, rowKey(c)); !strings.Contains(line, "unprobed (tcp-md5)") || strings.Contains(line, "ghost") {
+			t.Errorf("table row %q, want unprobed (tcp-md5) and no ghost", line)
+		}
+	}
+	if !strings.Contains(table, "0 ghosts") {
+		t.Errorf("the summary counts ghosts:\n%s", table)
+	}
+
+	// `ghostd probe` says why, and exits 0 (not a ghost).
+	l, r := testnet.Tuple(md5v4)
+	out, err := exec.Command(ghostdBin, "probe", "--netns", n.Server.Name, l.String(), r.String()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "unprobed (tcp-md5)") {
+		t.Errorf("ghostd probe on an MD5 session: %v, %q", err, out)
 	}
 }

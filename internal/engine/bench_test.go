@@ -7,11 +7,80 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ghostd/ghostd/events"
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
 )
+
+// idleSockets returns n idle sockets (cookies 1 to n, remote ports cycling
+// through 1 to 60000), idle for two minutes: suspects on defaults.
+func idleSockets(n int) []inventory.Socket {
+	socks := make([]inventory.Socket, n)
+	for i := range socks {
+		socks[i] = idleSocket(uint64(i+1), uint16(i%60000+1), 2*time.Minute)
+	}
+	return socks
+}
+
+// newRecorder returns an event recorder with a ring of the default size.
+func newRecorder(tb testing.TB) *events.Recorder {
+	rec, err := events.NewRecorder(events.DefaultConfig(), nil, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rec
+}
+
+// benchSteadyScan measures one daemon cycle (scan, target selection,
+// snapshot) over n idle sockets that were all probed alive already. With
+// rec, the engine records events into it, the clock moves between scans,
+// and rec must hold one suspect event per socket after the first scan and
+// still after the steady ones.
+func benchSteadyScan(b *testing.B, n int, rec *events.Recorder) {
+	e, inv, pr, c := newTest()
+	if rec != nil {
+		e.SetEvents(rec)
+	}
+	pr.verdicts = map[uint16]probe.Verdict{}
+	inv.sockets[7] = idleSockets(n)
+	for i := range inv.sockets[7] {
+		pr.verdicts[inv.sockets[7][i].Remote.Port()] = probe.Alive
+	}
+	ctx := context.Background()
+	e.Scan(ctx)
+	for t := e.Targets(); len(t) > 0; t = e.Targets() { // MaxTargets at a time
+		e.Probe(ctx, t)
+	}
+	e.Snapshot()
+	checkSuspectEvents(b, rec, n, "first scan")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if rec != nil {
+			c.t = c.t.Add(time.Millisecond)
+		}
+		e.Scan(ctx)
+		if t := e.Targets(); len(t) != 0 {
+			b.Fatalf("%d targets in steady state", len(t))
+		}
+		e.Snapshot()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/socket")
+	checkSuspectEvents(b, rec, n, "steady state")
+}
+
+// checkSuspectEvents fails b unless rec (when not nil) recorded want
+// suspect events.
+func checkSuspectEvents(b *testing.B, rec *events.Recorder, want int, when string) {
+	if rec == nil {
+		return
+	}
+	if st := rec.Stats(); st.Recorded[0] != uint64(want) {
+		b.Fatalf("%s: recorded %d suspect events, want %d", when, st.Recorded[0], want)
+	}
+}
 
 // BenchmarkSteadyScan measures one daemon cycle (scan, target selection,
 // snapshot) over N idle healthy sockets that were all probed alive already:
@@ -19,30 +88,62 @@ import (
 func BenchmarkSteadyScan(b *testing.B) {
 	for _, n := range []int{10_000, 200_000} {
 		b.Run(fmt.Sprintf("sockets=%d", n), func(b *testing.B) {
-			e, inv, pr, _ := newTest()
-			pr.verdicts = map[uint16]probe.Verdict{}
-			socks := make([]inventory.Socket, n)
-			for i := range socks {
-				socks[i] = idleSocket(uint64(i+1), uint16(i%60000+1), 2*time.Minute)
-				pr.verdicts[uint16(i%60000+1)] = probe.Alive
-			}
-			inv.sockets[7] = socks
-			ctx := context.Background()
-			e.Scan(ctx)
-			for t := e.Targets(); len(t) > 0; t = e.Targets() { // MaxTargets at a time
-				e.Probe(ctx, t)
-			}
-			e.Snapshot()
+			benchSteadyScan(b, n, nil)
+		})
+	}
+}
+
+// BenchmarkSteadyScanEvents is BenchmarkSteadyScan with the event history
+// on (a ring of the default size): the extra pass over the suspects that
+// looks for new and vanishing ones, at every scan. Every socket is recorded
+// as a suspect once, by the first scan, and never again.
+func BenchmarkSteadyScanEvents(b *testing.B) {
+	for _, n := range []int{10_000, 200_000} {
+		b.Run(fmt.Sprintf("sockets=%d", n), func(b *testing.B) {
+			benchSteadyScan(b, n, newRecorder(b))
+		})
+	}
+}
+
+// BenchmarkEventsPass measures what the event history adds to every scan:
+// the pass over the suspects that finds new and vanishing ones, in the
+// steady state (nothing new).
+func BenchmarkEventsPass(b *testing.B) {
+	const n = 200_000
+	e, inv, _, c := newTest()
+	e.SetEvents(&sink{})
+	inv.sockets[7] = idleSockets(n)
+	e.Scan(context.Background())
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.t = c.t.Add(time.Millisecond)
+		e.mu.Lock()
+		e.scanEventsLocked(c.t)
+		e.mu.Unlock()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/suspect")
+}
+
+// BenchmarkFirstScanEvents measures a daemon's first scan of a host of
+// 200 000 idle suspects with and without the event history: every one of
+// them is a new suspect, recorded into a ring of the default size.
+func BenchmarkFirstScanEvents(b *testing.B) {
+	socks := idleSockets(200_000)
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("events=%v", on), func(b *testing.B) {
 			b.ReportAllocs()
-			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				e.Scan(ctx)
-				if t := e.Targets(); len(t) != 0 {
-					b.Fatalf("%d targets in steady state", len(t))
+				b.StopTimer()
+				e, inv, _, _ := newTest()
+				inv.sockets[7] = socks
+				if on {
+					e.SetEvents(newRecorder(b))
 				}
+				b.StartTimer()
+				e.Scan(context.Background())
 				e.Snapshot()
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/socket")
 		})
 	}
 }

@@ -225,12 +225,20 @@ func cookies(ts []probe.Target) []uint64 {
 	return out
 }
 
-func TestEngineGhostAgeAndGone(t *testing.T) {
+// newGhostTest is newTest with one socket (cookie 2, whose peer resets)
+// scanned and probed: a confirmed ghost.
+func newGhostTest() (*Engine, *fakeInv, *clock) {
 	e, inv, _, c := newTest()
 	ctx := context.Background()
 	inv.sockets[7] = []inventory.Socket{idleSocket(2, 2, 2*time.Minute)}
 	e.Scan(ctx)
 	e.Probe(ctx, e.Targets())
+	return e, inv, c
+}
+
+func TestEngineGhostAgeAndGone(t *testing.T) {
+	e, inv, c := newGhostTest()
+	ctx := context.Background()
 	c.t = c.t.Add(90 * time.Second)
 	e.Scan(ctx)
 	e.Probe(ctx, e.Targets()) // re-confirmed: the age keeps counting from the first confirmation
@@ -328,11 +336,8 @@ func TestFormatAddr(t *testing.T) {
 }
 
 func TestEngineKilledSessionsStayVisible(t *testing.T) {
-	e, inv, _, c := newTest()
+	e, inv, c := newGhostTest()
 	ctx := context.Background()
-	inv.sockets[7] = []inventory.Socket{idleSocket(2, 2, 2*time.Minute)}
-	e.Scan(ctx)
-	e.Probe(ctx, e.Targets())
 	e.MarkKilled(inventory.Key{Netns: 7, Cookie: 2})
 	inv.sockets[7] = nil // SOCK_DESTROY: the socket left the table
 	e.Scan(ctx)

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ghostd/ghostd/internal/addrpack"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -21,19 +22,10 @@ type listedSocket struct {
 	lport, rport             uint16
 	family                   uint8
 	state                    inventory.State
-	addrs                    uint8 // address kinds, addrKindBits each, local lowest
+	addrs                    uint8 // address kinds (addrpack.Pair)
 	flags                    uint8 // listedInfoValid, listedNever, listedLowerBound
 	basis                    uint8 // index in deadlineBases
 }
-
-// Address kinds in listedSocket.addrs.
-const (
-	addrInvalid = iota // the zero netip.Addr
-	addrIPv4
-	addrIPv6     // including v4-mapped IPv6
-	addrKindBits = 2
-	addrKindMask = 1<<addrKindBits - 1
-)
 
 const (
 	listedInfoValid = 1 << iota
@@ -45,37 +37,18 @@ const (
 var deadlineBases = []string{"", tracker.DeadlineKeepalive, tracker.DeadlineUserTimeout, tracker.DeadlineRetransmit,
 	tracker.DeadlineZeroWindow, tracker.DeadlineTimeWait, tracker.DeadlineNone, tracker.DeadlineUnknown}
 
-func addrKind(a netip.Addr) uint8 {
-	switch {
-	case !a.IsValid():
-		return addrInvalid
-	case a.Is4():
-		return addrIPv4
-	}
-	return addrIPv6
-}
-
-func addrOf(kind uint8, b [16]byte, port uint16) netip.AddrPort {
-	var a netip.Addr
-	switch kind {
-	case addrIPv4:
-		a = netip.AddrFrom4([4]byte(b[12:]))
-	case addrIPv6:
-		a = netip.AddrFrom16(b)
-	}
-	return netip.AddrPortFrom(a, port)
-}
-
 // listSocket keeps what sk's session needs, with its kernel deadline (as
 // the tracker works it out for sk in its namespace, at the scan).
 func listSocket(sk *inventory.Socket, d tracker.Deadline) listedSocket {
+	local, lk := addrpack.Pack(sk.Local.Addr())
+	remote, rk := addrpack.Pack(sk.Remote.Addr())
 	l := listedSocket{
 		netns: sk.Netns, cookie: sk.Cookie, deadlineIn: d.In,
-		local: sk.Local.Addr().As16(), remote: sk.Remote.Addr().As16(),
+		local: local, remote: remote,
 		inode: sk.Inode, uid: sk.UID, lastDataRecv: sk.Info.LastDataRecv,
 		lport: sk.Local.Port(), rport: sk.Remote.Port(),
 		family: sk.Family, state: sk.State,
-		addrs: addrKind(sk.Local.Addr()) | addrKind(sk.Remote.Addr())<<addrKindBits,
+		addrs: addrpack.Pair(lk, rk),
 		basis: packIndex(deadlineBases, d.Basis),
 	}
 	if sk.Info.Valid() {
@@ -99,8 +72,8 @@ func (l *listedSocket) entry(scanned time.Time) tracker.Entry {
 	ent := tracker.Entry{
 		Socket: inventory.Socket{
 			Netns: l.netns, Cookie: l.cookie, Family: l.family, State: l.state,
-			Local:  addrOf(l.addrs&addrKindMask, l.local, l.lport),
-			Remote: addrOf(l.addrs>>addrKindBits&addrKindMask, l.remote, l.rport),
+			Local:  netip.AddrPortFrom(addrpack.Unpack(l.local, addrpack.Local(l.addrs)), l.lport),
+			Remote: netip.AddrPortFrom(addrpack.Unpack(l.remote, addrpack.Remote(l.addrs)), l.rport),
 			Inode:  l.inode, UID: l.uid,
 		},
 		LastSeen: scanned,

@@ -101,3 +101,46 @@ func TestOwnersNamespaceHint(t *testing.T) {
 		t.Errorf("walk hints (-want +got):\n%s", diff)
 	}
 }
+
+// sameOwner says every socket belongs to one process.
+type sameOwner struct{ asked int }
+
+func (s *sameOwner) Each(_ uint64, inodes []uint32, fn func(uint32, inventory.Owner)) {
+	for i, o := range s.lookup(inodes) {
+		fn(i, o)
+	}
+}
+
+func (s *sameOwner) lookup(inodes []uint32) map[uint32]inventory.Owner {
+	s.asked += len(inodes)
+	m := map[uint32]inventory.Owner{}
+	for _, i := range inodes {
+		if i%2 == 0 {
+			m[i] = inventory.Owner{PID: 42, Comm: "pool", Unit: "pool.service"}
+		}
+	}
+	return m
+}
+
+func TestOwnersSharedAndCached(t *testing.T) {
+	inv := &fakeInv{ns: []inventory.Namespace{{Inode: 7, Name: "srv"}}, sockets: map[uint64][]inventory.Socket{}}
+	for i := range 100 {
+		inv.sockets[7] = append(inv.sockets[7], idleSocket(uint64(i+1), 1, 2*time.Minute))
+	}
+	ow := &sameOwner{}
+	e := New(inv, nil, ow, Options{Tracker: tracker.Config{Idle: time.Minute}})
+	for range 3 {
+		e.Scan(context.Background())
+		e.Snapshot()
+	}
+	if ow.asked != 100 || len(e.ownerTab) != 1 || len(e.ownerOf) != 100 {
+		t.Errorf("asked %d inodes, %d owners in the table, %d cached; want 100, 1, 100", ow.asked, len(e.ownerTab), len(e.ownerOf))
+	}
+	doc := e.Document()
+	if s := doc.Sessions[1]; s.PID != 42 || s.Comm != "pool" || s.Unit != "pool.service" {
+		t.Errorf("session of inode 2: %+v, want pool [42]", s)
+	}
+	if s := doc.Sessions[0]; s.PID != 0 || s.Comm != "" {
+		t.Errorf("session of inode 1 (nobody holds it): %+v", s)
+	}
+}

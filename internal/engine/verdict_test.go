@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ghostd/ghostd/internal/epoch"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -39,5 +40,61 @@ func TestEveryVerdictPacks(t *testing.T) {
 	}
 	if diff := cmp.Diff([]probe.Verdict{probe.Reset, probe.Silent, probe.Unreachable}, probe.GhostVerdicts()); diff != "" {
 		t.Errorf("ghost verdicts (-want +got):\n%s", diff)
+	}
+}
+
+func TestVerdictPacking(t *testing.T) {
+	yes, no := true, false
+	for _, r := range []probe.Result{
+		{Verdict: probe.Alive, Mode: probe.InWindow, Sent: 1, Replies: 1, RTT: 250 * time.Microsecond},
+		{Verdict: probe.Silent, Mode: probe.Blind, Sent: 3, HostReachable: &yes, HostHint: probe.HostHintReachable, Confirmed: true},
+		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 2, Replies: 1, HostReachable: &no, HostHint: probe.HostHintUnreachable, Confirmed: true},
+		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, HostHint: probe.HostHintNAT, NAT: probe.NATDNAT, Confirmed: true},
+		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, HostHint: probe.HostHintShared, Confirmed: true},
+		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true},
+		{Verdict: probe.Unprobed, Mode: probe.InWindow, Unprobeable: probe.UnprobeableTCPMD5},
+		{Verdict: probe.Unprobed, Mode: probe.Blind, Unprobeable: probe.UnprobeableTCPAO},
+		{Verdict: probe.Alive, Mode: probe.InWindow, Sent: 2, Replies: 1, RTT: time.Millisecond, NAT: probe.NATDNAT},
+		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true, NAT: probe.NATRedirect + "+" + probe.NATSNAT},
+		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, Uncertain: probe.UncertainInterference},
+		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 3, Replies: 1, Uncertain: probe.UncertainCaptureLost, NAT: probe.NATDNAT},
+	} {
+		v := packResult(r, 5, epoch.Zero)
+		if diff := cmp.Diff(r, v.result()); diff != "" {
+			t.Errorf("round trip (-want +got):\n%s", diff)
+		}
+	}
+	if v := packResult(probe.Result{Verdict: probe.Alive, Sent: 1000}, 0, 0); v.sent != 255 {
+		t.Errorf("1000 probes packed as %d, want 255", v.sent)
+	}
+	e := New(&fakeInv{}, nil, nil, Options{})
+	now := time.Now()
+	if got := e.epoch.Time(e.epoch.Stamp(now)); !got.Equal(now) || e.epoch.Time(e.epoch.Stamp(time.Time{})) != (time.Time{}) {
+		t.Errorf("stamps: %v from %v", got, now)
+	}
+}
+
+func TestVerdictTagRoundTrip(t *testing.T) {
+	for _, v := range []verdictState{
+		{at: 5, ghostSince: epoch.Zero, rtt: 250 * time.Microsecond, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, confirmed: true},
+		{at: -7, ghostSince: 3, verdict: 3, mode: 2, sent: 3, host: 1, closed: true, confirmed: true},
+		{at: 1 << 50, ghostSince: epoch.Zero, verdict: 4, mode: 1, sent: 255, replies: 2, host: 0},
+		{at: 9, ghostSince: epoch.Zero, verdict: 0, mode: 2, host: -1, why: 2},
+		{at: 9, ghostSince: epoch.Zero, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, closed: true, nat: uint8(len(packedNATs) - 1)},
+		{at: 9, ghostSince: epoch.Zero, verdict: 3, mode: 1, sent: 3, host: 1, confirmed: false, uncertain: uint8(len(packedUncertain) - 1)},
+		{at: 9, ghostSince: 4, verdict: 3, mode: 1, sent: 3, host: -1, confirmed: true, uncertain: 0},
+	} {
+		got, ok := unpackVerdict(packVerdict(&v))
+		if !ok || got != v {
+			t.Errorf("round trip of %+v: %+v, %v", v, got, ok)
+		}
+	}
+	if _, ok := unpackVerdict(tracker.Tag{}); ok {
+		t.Error("the zero tag unpacked as a verdict")
+	}
+	bad := packVerdict(&verdictState{why: 2})
+	bad[25] = 0xf1 // an unprobeable reason this build does not know
+	if _, ok := unpackVerdict(bad); ok {
+		t.Error("an unknown unprobeable index unpacked")
 	}
 }

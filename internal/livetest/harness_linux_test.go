@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,6 +57,30 @@ func buildGhostd(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return ghostdBin
+}
+
+// needRoot skips the test unless it runs as root, saying what for.
+func needRoot(t *testing.T, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: " + what)
+	}
+}
+
+// ghost connects through n and makes the connection a ghost: its client
+// end loses its state behind the router. The server end's keepalive is off
+// (Go turns it on for accepted connections, and the kernel's own probe would
+// find the ghost first and reset it), and it stays referenced until the
+// test ends so no finalizer closes it (testnet closes both ends at cleanup).
+func ghost(t *testing.T, n *testnet.Net, network string) (server, client net.Conn) {
+	t.Helper()
+	server, client = n.Pair(t, network)
+	t.Cleanup(func() { runtime.KeepAlive(server) })
+	if err := server.(*net.TCPConn).SetKeepAlive(false); err != nil {
+		t.Fatal(err)
+	}
+	n.LoseState(t, client)
+	return server, client
 }
 
 func writeFile(t *testing.T, dir, name, content string) string {
@@ -255,15 +280,6 @@ func ghostdLines(b []byte) []byte {
 		}
 	}
 	return []byte(strings.Join(out, "\n"))
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
 }
 
 func tail(b []byte, n int) string {

@@ -3,11 +3,10 @@ package livetest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,9 +42,7 @@ const (
 // namespace for the host's and reports it as "host", so `--netns NAME` of
 // the namespace it runs in finds nothing.
 func TestDashboardAndAlertsLive(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, raw probes and SOCK_DESTROY")
-	}
+	needRoot(t, "network namespaces, raw probes and SOCK_DESTROY")
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatalf("prometheus not found (Debian's prometheus package; make deps installs it): %v", err)
@@ -59,22 +56,9 @@ func TestDashboardAndAlertsLive(t *testing.T) {
 	ghostd := buildGhostd(t)
 
 	n := testnet.New(t)
-	// The server ends are the ghosts: keep them referenced so no finalizer
-	// closes them before the test ends (testnet closes them in t.Cleanup).
-	server1, client1 := n.Pair(t, "tcp4")
-	server2, client2 := n.Pair(t, "tcp6")
-	defer runtime.KeepAlive(server1)
-	defer runtime.KeepAlive(server2)
-	// Go turns keepalive on for accepted connections; the kernel's own probe
-	// would find the ghosts first and reset them.
-	for _, s := range []net.Conn{server1, server2} {
-		if err := s.(*net.TCPConn).SetKeepAlive(false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, client1 := ghost(t, n, "tcp4")
+	ghost(t, n, "tcp6")
 	_, ghost1Port := testnet.Tuple(client1)
-	n.LoseState(t, client1)
-	n.LoseState(t, client2)
 
 	// The killer may end only ghost 1: the client's port is the server
 	// socket's remote port.
@@ -267,7 +251,7 @@ scrape_configs:
 			continue
 		}
 		for _, w := range want[v.Name] {
-			if !contains(got, w) {
+			if !slices.Contains(got, w) {
 				t.Errorf("$%s: values %q lack %q", v.Name, got, w)
 			}
 		}

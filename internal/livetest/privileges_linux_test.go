@@ -3,11 +3,9 @@ package livetest
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -29,9 +27,7 @@ import (
 // The base DaemonSet reports only and lacks CAP_NET_ADMIN, which ghostd
 // notes once; the kill overlay's container must lack nothing.
 func TestDaemonSetPrivilegesSuffice(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: network namespaces, raw probes")
-	}
+	needRoot(t, "network namespaces, raw probes")
 	for _, tt := range []struct {
 		name, patch string
 		flags       []string
@@ -85,12 +81,7 @@ func testPrivileges(t *testing.T, patch string, flags []string, mayLack string) 
 
 	ghostd := buildGhostd(t)
 	n := testnet.New(t)
-	server, client := n.Pair(t, "tcp4")
-	defer runtime.KeepAlive(server)
-	if err := server.(*net.TCPConn).SetKeepAlive(false); err != nil {
-		t.Fatal(err)
-	}
-	n.LoseState(t, client)
+	ghost(t, n, "tcp4")
 	time.Sleep(1500 * time.Millisecond) // idle longer than --idle
 
 	cfg := writeFile(t, t.TempDir(), "empty.yml", "")

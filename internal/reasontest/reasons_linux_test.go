@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ghostd/ghostd/internal/testnet"
 	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/tracker"
@@ -33,12 +31,7 @@ type watcher struct {
 
 func newWatcher(t *testing.T, ns *testnet.NS) *watcher {
 	t.Helper()
-	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	c, err := inventory.Dial(fd)
+	c, err := inventory.DialPath(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

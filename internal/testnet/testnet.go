@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 )
 
 // ErrUnsupported is returned (and tests are skipped) where network namespaces do not exist.
@@ -15,6 +16,8 @@ type NS struct {
 	Name  string // gd-<tag>-<hex>
 	Path  string // /run/netns/Name
 	Inode uint64 // nsfs inode: the namespace's identity, as inventory reports it
+
+	deleted atomic.Bool // by Delete, before the test's cleanup
 }
 
 // Net is three hosts in a row: Client <-veth-> Router <-veth-> Server.

@@ -53,8 +53,8 @@ func NewNS(t testing.TB, tag string) *NS {
 	}
 	ns := &NS{Name: name, Path: filepath.Join("/run/netns", name)}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
-			t.Errorf("testnet: ip netns delete %s: %v: %s", name, err, out)
+		if err := ns.Delete(); err != nil {
+			t.Error(err)
 		}
 	})
 	var st unix.Stat_t
@@ -66,6 +66,19 @@ func NewNS(t testing.TB, tag string) *NS {
 		t.Fatalf("testnet: %s: lo up: %v: %s", name, err, out)
 	}
 	return ns
+}
+
+// Delete removes the namespace's name now (`ip netns delete`), for a test
+// of a namespace that vanishes; the namespace itself lives on while
+// something holds it. The test's cleanup then has nothing left to do.
+func (ns *NS) Delete() error {
+	if ns.deleted.Swap(true) {
+		return nil
+	}
+	if out, err := exec.Command("ip", "netns", "delete", ns.Name).CombinedOutput(); err != nil {
+		return fmt.Errorf("testnet: ip netns delete %s: %w: %s", ns.Name, err, out)
+	}
+	return nil
 }
 
 // Do runs fn on a locked OS thread inside the namespace, on a fresh goroutine,

@@ -17,6 +17,9 @@ func skip(t testing.TB) {
 	t.Skip(ErrUnsupported.Error())
 }
 
+// Delete fails: network namespaces need Linux.
+func (ns *NS) Delete() error { return ErrUnsupported }
+
 // NewNS skips the test: network namespaces need Linux.
 func NewNS(t testing.TB, tag string) *NS { skip(t); return nil }
 

@@ -1,0 +1,3 @@
+// Package positive applies the configuration rule "a number that is not
+// positive is unset and takes its default".
+package positive
