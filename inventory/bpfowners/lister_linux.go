@@ -5,17 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
 )
-
-const btfPath = "/sys/kernel/btf/vmlinux"
 
 // initPidNS is the inode of the initial pid namespace (PROC_PID_INIT_INO).
 const initPidNS = 0xEFFFFFFC
@@ -41,13 +37,9 @@ func newImpl() (*impl, error) {
 	if st.Ino != initPidNS {
 		return nil, fmt.Errorf("%w: ghostd runs in a pid namespace of its own (inode %d), whose pids the iterator does not report", ErrUnavailable, st.Ino)
 	}
-	if _, err := os.Stat(btfPath); err != nil {
-		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrUnavailable, btfPath, err)
-	}
-	cache := btf.NewCache()
-	kernel, err := cache.Kernel()
+	cache, kernel, err := bpfload.KernelTypes()
 	if err != nil {
-		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrUnavailable, btfPath, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	spec, err := LoadOwners()
 	if err != nil {

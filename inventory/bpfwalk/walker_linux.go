@@ -14,13 +14,10 @@ import (
 	"github.com/ghostd/ghostd/internal/bpfload"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
-
-const btfPath = "/sys/kernel/btf/vmlinux"
 
 // Keys of the stats map (walk.c).
 const (
@@ -72,13 +69,9 @@ type impl struct {
 }
 
 func newImpl(variant string) (*impl, error) {
-	if _, err := os.Stat(btfPath); err != nil {
-		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrUnavailable, btfPath, err)
-	}
-	cache := btf.NewCache()
-	kernel, err := cache.Kernel()
+	cache, kernel, err := bpfload.KernelTypes()
 	if err != nil {
-		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrUnavailable, btfPath, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	spec, err := LoadWalk()
 	if err != nil {
