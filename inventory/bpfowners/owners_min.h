@@ -9,21 +9,9 @@
 #ifndef GHOSTD_OWNERS_MIN_H
 #define GHOSTD_OWNERS_MIN_H
 
-typedef signed char __s8;
-typedef unsigned char __u8;
-typedef short __s16;
-typedef unsigned short __u16;
-typedef int __s32;
-typedef unsigned int __u32;
-typedef long long __s64;
-typedef unsigned long long __u64;
-typedef __u16 __be16;
-typedef __u32 __be32;
-typedef __u32 __wsum;
-typedef __u32 u32;
-typedef __u64 u64;
+#include "ghostd_types.h"
+
 typedef int pid_t;
-typedef _Bool bool;
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 

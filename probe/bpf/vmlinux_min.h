@@ -10,23 +10,7 @@
 #ifndef GHOSTD_VMLINUX_MIN_H
 #define GHOSTD_VMLINUX_MIN_H
 
-typedef signed char __s8;
-typedef unsigned char __u8;
-typedef short __s16;
-typedef unsigned short __u16;
-typedef int __s32;
-typedef unsigned int __u32;
-typedef long long __s64;
-typedef unsigned long long __u64;
-typedef __u16 __be16;
-typedef __u32 __be32;
-typedef __u32 __wsum;
-typedef __u8 u8;
-typedef __u16 u16;
-typedef __u32 u32;
-typedef __u64 u64;
-typedef __u32 uid_t;
-typedef _Bool bool;
+#include "ghostd_types.h"
 
 enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
