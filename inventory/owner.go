@@ -164,24 +164,33 @@ func (h holder) better(cur holder) bool {
 
 // iterate fills found with one pass of the iterator, when it is loaded and
 // the lookup is one it serves (iterMinWanted), and reports whether it did.
-// A failed pass unloads the iterator, says so once, and leaves found as it
+// Processes come in ascending pid order, so the pass stops, as a walk of
+// /proc does, once every inode has a holder no later process can beat: any
+// holder without a namespace hint, one inside the namespace with it. A
+// failed pass unloads the iterator, says so once, and leaves found as it
 // was.
 func (o *Owners) iterate(netns uint64, found map[uint32]holder) bool {
 	if o.iter == nil || (netns != 0 && len(found) < o.iterMin) {
 		return false
 	}
-	err := o.iter.Each(context.Background(), func(f bpfowners.FD) {
+	settled := func(h holder) bool { return h.pid != 0 && (netns == 0 || h.inside) }
+	unsettled := len(found)
+	err := o.iter.Each(context.Background(), func(f bpfowners.FD) bool {
 		if f.Inode > math.MaxUint32 {
-			return
+			return true
 		}
 		ino := uint32(f.Inode)
 		cur, wanted := found[ino]
 		if !wanted {
-			return
+			return true
 		}
 		if h := (holder{pid: f.PID, fd: f.FD, inside: netns != 0 && f.Netns == netns}); h.better(cur) {
 			found[ino] = h
+			if settled(h) && !settled(cur) {
+				unsettled--
+			}
 		}
+		return unsettled > 0
 	})
 	if err == nil {
 		o.passes++

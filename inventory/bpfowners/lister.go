@@ -61,15 +61,16 @@ func New() (*Lister, error) {
 }
 
 // Each runs one pass and calls fn for every socket fd found, in pid
-// order. A process that opens or closes sockets during the pass may be
-// seen with some of them, as in a walk of /proc.
-func (l *Lister) Each(ctx context.Context, fn func(FD)) error {
+// order, until fn returns false: the rest of the pass is not run. A
+// process that opens or closes sockets during the pass may be seen with
+// some of them, as in a walk of /proc.
+func (l *Lister) Each(ctx context.Context, fn func(FD) bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.impl == nil {
 		return fmt.Errorf("bpfowners: each: %w", os.ErrClosed)
 	}
-	if err := l.impl.each(ctx, func(rec []byte) { fn(decode(rec)) }); err != nil {
+	if err := l.impl.each(ctx, func(rec []byte) bool { return fn(decode(rec)) }); err != nil {
 		return fmt.Errorf("bpfowners: each: %w", err)
 	}
 	return nil

@@ -58,8 +58,9 @@ func newImpl() (*impl, error) {
 	return im, nil
 }
 
-// each runs one pass, calling fn with every record as it is read.
-func (im *impl) each(ctx context.Context, fn func(rec []byte)) error {
+// each runs one pass, calling fn with every record as it is read, until
+// fn returns false; closing the iterator then ends the pass in the kernel.
+func (im *impl) each(ctx context.Context, fn func(rec []byte) bool) error {
 	rc, err := im.link.Open()
 	if err != nil {
 		return fmt.Errorf("open iterator: %w", err)
@@ -80,7 +81,9 @@ func (im *impl) each(ctx context.Context, fn func(rec []byte)) error {
 		n += held
 		whole := n - n%recordLen
 		for off := 0; off < whole; off += recordLen {
-			fn(im.buf[off : off+recordLen])
+			if !fn(im.buf[off : off+recordLen]) {
+				return nil
+			}
 		}
 		held = copy(im.buf, im.buf[whole:n])
 		switch {

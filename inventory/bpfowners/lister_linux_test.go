@@ -33,10 +33,11 @@ func loadLister(t *testing.T) *Lister {
 func ownFDs(t *testing.T, l *Lister) map[int]FD {
 	t.Helper()
 	got := map[int]FD{}
-	if err := l.Each(context.Background(), func(f FD) {
+	if err := l.Each(context.Background(), func(f FD) bool {
 		if f.PID == os.Getpid() {
 			got[f.FD] = f
 		}
+		return true
 	}); err != nil {
 		t.Fatalf("Each: %v", err)
 	}
@@ -123,7 +124,7 @@ func TestEachAfterClose(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := l.Each(context.Background(), func(FD) {}); !errors.Is(err, os.ErrClosed) {
+	if err := l.Each(context.Background(), func(FD) bool { return true }); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("Each after Close = %v, want os.ErrClosed", err)
 	}
 }
@@ -134,7 +135,35 @@ func TestEachCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	n := 0
-	if err := l.Each(ctx, func(FD) { n++ }); !errors.Is(err, context.Canceled) || n != 0 {
+	if err := l.Each(ctx, func(FD) bool { n++; return true }); !errors.Is(err, context.Canceled) || n != 0 {
 		t.Errorf("Each(canceled) = %v after %d records, want context.Canceled after none", err, n)
+	}
+}
+
+// TestEachStops: once fn returns false it is not called again, and a pass
+// stopped early leaves the lister ready for the next one.
+func TestEachStops(t *testing.T) {
+	l := loadLister(t)
+	for range 3 {
+		ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+	}
+	for pass := range 2 {
+		calls := 0
+		if err := l.Each(context.Background(), func(FD) bool {
+			calls++
+			return calls < 2
+		}); err != nil {
+			t.Fatalf("pass %d: Each: %v", pass, err)
+		}
+		if calls != 2 {
+			t.Fatalf("pass %d: fn called %d times after asking to stop at the second, want 2", pass, calls)
+		}
+	}
+	if got := ownFDs(t, l); len(got) < 3 {
+		t.Errorf("a whole pass after the stopped ones found %d of this process's sockets, want at least 3", len(got))
 	}
 }
