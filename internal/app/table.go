@@ -57,14 +57,14 @@ func (r *rowCells) fill(s *exporter.Session) {
 	r.ends[4] = len(b)
 	b = append(b, kernelColumn(s)...)
 	r.ends[5] = len(b)
-	if len(s.Reasons) == 0 {
-		b = append(b, '-')
-	}
 	for i, reason := range s.Reasons {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, reason...)
+	}
+	if len(b) == r.ends[5] {
+		b = append(b, '-')
 	}
 	r.ends[6] = len(b)
 	b = append(b, s.VerdictText()...)
@@ -84,7 +84,7 @@ func (r *rowCells) fill(s *exporter.Session) {
 	r.b = b
 }
 
-// appendTermSafe appends termSafe(s) without a copy of s when it is clean.
+// appendTermSafe appends termSafe(s), which is s itself when it is clean.
 func appendTermSafe(b []byte, s string) []byte { return append(b, termSafe(s)...) }
 
 // appendProcess appends the process cell: "comm[pid] unit" (or
