@@ -284,11 +284,25 @@ func FamilyName(f uint8) string {
 	return "inet"
 }
 
-// FormatAddr formats an address as net.JoinHostPort does ("[2001:db8::2]:443"),
-// in one allocation: a scan --all formats 400 000 of them.
+// FormatAddr formats an address as net.JoinHostPort does ("[2001:db8::2]:443").
 func FormatAddr(ap netip.AddrPort) string {
 	var buf [64]byte
-	b := buf[:0]
+	return string(appendAddr(buf[:0], ap))
+}
+
+// formatAddrs is FormatAddr of both addresses of a socket in one
+// allocation (each string is a part of it): a scan --all formats 200 000
+// pairs.
+func formatAddrs(local, remote netip.AddrPort) (string, string) {
+	var buf [128]byte
+	b := appendAddr(buf[:0], local)
+	n := len(b)
+	both := string(appendAddr(b, remote))
+	return both[:n], both[n:]
+}
+
+// appendAddr appends ap as FormatAddr formats it.
+func appendAddr(b []byte, ap netip.AddrPort) []byte {
 	switch a := ap.Addr(); {
 	case !a.IsValid():
 		b = append(b, a.String()...) // "invalid IP", no colon: no brackets
@@ -297,5 +311,5 @@ func FormatAddr(ap netip.AddrPort) string {
 	default: // a colon in every IPv6 form (v4-mapped, zoned): bracketed
 		b = append(a.AppendTo(append(b, '[')), ']')
 	}
-	return string(strconv.AppendUint(append(b, ':'), uint64(ap.Port()), 10))
+	return strconv.AppendUint(append(b, ':'), uint64(ap.Port()), 10)
 }

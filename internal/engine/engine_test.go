@@ -314,7 +314,7 @@ type exporterCount struct {
 }
 
 // TestFormatAddr: as net.JoinHostPort writes them, for every kind of
-// address, the zero one included.
+// address, the zero one included, alone or as a socket's pair.
 func TestFormatAddr(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.1:80":          "192.0.2.1:80",
@@ -327,6 +327,13 @@ func TestFormatAddr(t *testing.T) {
 		ap := netip.MustParseAddrPort(in)
 		if got := FormatAddr(ap); got != want || got != net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port()))) {
 			t.Errorf("FormatAddr(%s) = %s, want %s", in, got, want)
+		}
+		other := netip.MustParseAddrPort("[2001:db8::7]:443")
+		if l, r := formatAddrs(ap, other); l != want || r != "[2001:db8::7]:443" {
+			t.Errorf("formatAddrs(%s, %s) = %s, %s", in, other, l, r)
+		}
+		if l, r := formatAddrs(other, ap); l != "[2001:db8::7]:443" || r != want {
+			t.Errorf("formatAddrs(%s, %s) = %s, %s", other, in, l, r)
 		}
 	}
 	var zero netip.AddrPort

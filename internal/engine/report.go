@@ -342,8 +342,6 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		NetnsInode:  sk.Netns,
 		Family:      FamilyName(sk.Family),
 		State:       sk.State.String(),
-		Local:       FormatAddr(sk.Local),
-		Remote:      FormatAddr(sk.Remote),
 		Cookie:      sk.Cookie,
 		Inode:       sk.Inode,
 		UID:         sk.UID,
@@ -358,6 +356,7 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 	}
 	// The runtime's names; the pod is the namespace's, else (a hostNetwork
 	// pod) the owner's.
+	s.Local, s.Remote = formatAddrs(sk.Local, sk.Remote)
 	s.ContainerName = o.ContainerName
 	s.Pod = cmp.Or(nm.PodName, o.PodName)
 	s.K8sNamespace = cmp.Or(nm.PodNamespace, o.PodNamespace)
