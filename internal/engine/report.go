@@ -118,8 +118,9 @@ func (e *Engine) eachSession(at time.Time, fn func([]exporter.Session) bool) {
 	slices.SortFunc(keys, compareKeys)
 	batch := make([]exporter.Session, 0, sessionBatch)
 	// emit builds the sessions 0..n-1 a batch at a time, under the lock,
-	// and hands each batch to fn; false when fn asked to stop.
-	emit := func(n int, build func(i int, now time.Time) (exporter.Session, bool)) bool {
+	// each in its slot of the batch (build says whether there is one), and
+	// hands each batch to fn; false when fn asked to stop.
+	emit := func(n int, build func(i int, now time.Time, s *exporter.Session) bool) bool {
 		for start := 0; start < n; start += sessionBatch {
 			batch = batch[:0]
 			e.mu.Lock()
@@ -128,8 +129,9 @@ func (e *Engine) eachSession(at time.Time, fn func([]exporter.Session) bool) {
 				now = e.opts.Now()
 			}
 			for i := start; i < min(n, start+sessionBatch); i++ {
-				if s, ok := build(i, now); ok {
-					batch = append(batch, s)
+				batch = batch[:len(batch)+1] // within its capacity, sessionBatch
+				if !build(i, now, &batch[len(batch)-1]) {
+					batch = batch[:len(batch)-1]
 				}
 			}
 			e.mu.Unlock()
@@ -142,18 +144,21 @@ func (e *Engine) eachSession(at time.Time, fn func([]exporter.Session) bool) {
 	if all {
 		// The table is the scan's own: a later scan replaces it, never
 		// changes it.
-		if !emit(tab.len(), func(i int, now time.Time) (exporter.Session, bool) {
-			return e.listedSessionLocked(tab.at(i), scanned, now), true
+		if !emit(tab.len(), func(i int, now time.Time, s *exporter.Session) bool {
+			e.listedSessionLocked(s, tab.at(i), scanned, now)
+			return true
 		}) {
 			return
 		}
-	} else if !emit(len(keys), func(i int, now time.Time) (exporter.Session, bool) {
-		return e.sessionByKeyLocked(keys[i], false, now)
+	} else if !emit(len(keys), func(i int, now time.Time, s *exporter.Session) (ok bool) {
+		*s, ok = e.sessionByKeyLocked(keys[i], false, now)
+		return ok
 	}) {
 		return
 	}
-	emit(len(gone), func(i int, now time.Time) (exporter.Session, bool) {
-		return e.sessionByKeyLocked(gone[i], all, now)
+	emit(len(gone), func(i int, now time.Time, s *exporter.Session) (ok bool) {
+		*s, ok = e.sessionByKeyLocked(gone[i], all, now)
+		return ok
 	})
 }
 
@@ -271,23 +276,25 @@ func (e *Engine) goneKeysLocked() []inventory.Key {
 	return gone
 }
 
-// listedSessionLocked builds the session of a socket of a scan's table
+// listedSessionLocked sets *s to the session of a socket of a scan's table
 // (Options.All) taken at scanned: the tracker's, or the killed one's, when
 // they know its key.
-func (e *Engine) listedSessionLocked(l *listedSocket, scanned, now time.Time) exporter.Session {
+func (e *Engine) listedSessionLocked(s *exporter.Session, l *listedSocket, scanned, now time.Time) {
 	k := l.key()
 	// Most listed sockets are healthy ones the tracker does not remember:
 	// asking whether it does costs no copy of an Entry (~300 bytes).
 	if _, tracked := e.tracker.Reasons(k); tracked {
 		if ent, ok := e.tracker.Get(k); ok {
-			return e.session(&ent, now)
+			e.fillSession(s, &ent, now)
+			return
 		}
 	}
 	if g, ok := e.gone[k]; ok {
-		return g.session
+		*s = g.session
+		return
 	}
 	ent := l.entry(scanned)
-	return e.session(&ent, now)
+	e.fillSession(s, &ent, now)
 }
 
 // sessionByKeyLocked builds the session of k: a tracked socket, a socket of
@@ -333,11 +340,19 @@ func idleSeconds(infoValid bool, lastDataRecv uint32) float64 {
 }
 
 func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
+	var s exporter.Session
+	e.fillSession(&s, ent, now)
+	return s
+}
+
+// fillSession sets *s, whatever it held, to the session of ent: a listing
+// builds each session in its batch's own slot rather than copying it there.
+func (e *Engine) fillSession(s *exporter.Session, ent *tracker.Entry, now time.Time) {
 	sk := &ent.Socket
 	k := sk.Key()
 	o := e.owner(sk.Inode)
 	nm := e.names[sk.Netns]
-	s := exporter.Session{
+	*s = exporter.Session{
 		Netns:       nm.Name,
 		NetnsInode:  sk.Netns,
 		Family:      FamilyName(sk.Family),
@@ -354,13 +369,13 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		Verdict:     string(probe.Unprobed),
 		Killed:      e.killed[k],
 	}
+	s.Local, s.Remote = formatAddrs(sk.Local, sk.Remote)
 	// The runtime's names; the pod is the namespace's, else (a hostNetwork
 	// pod) the owner's.
-	s.Local, s.Remote = formatAddrs(sk.Local, sk.Remote)
 	s.ContainerName = o.ContainerName
 	s.Pod = cmp.Or(nm.PodName, o.PodName)
 	s.K8sNamespace = cmp.Or(nm.PodNamespace, o.PodNamespace)
-	e.kernelDeadline(&s, ent, now)
+	e.kernelDeadline(s, ent, now)
 	if v, probed := unpackVerdict(ent.Tag); probed {
 		r := v.result()
 		s.Verdict = string(r.Verdict)
@@ -379,7 +394,6 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		}
 		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, now)
 	}
-	return s
 }
 
 // kernelDeadline fills in when the socket's own kernel would notice a dead
