@@ -7,20 +7,6 @@ import (
 	"time"
 )
 
-// hzFromTick turns the timeout one jiffy reads back as into HZ: the kernel
-// wrote 1e6/HZ µs with integer division, so HZ is the largest value that
-// gives the same quotient.
-func hzFromTick(sec, usec int64) (int, error) {
-	if sec != 0 || usec <= 0 {
-		return 0, fmt.Errorf("kernel HZ: one jiffy read back as %ds %dµs", sec, usec)
-	}
-	hz := 1_000_000 / usec
-	if 1_000_000/hz != usec || hz < 10 || hz > 100_000 {
-		return 0, fmt.Errorf("kernel HZ: one jiffy read back as %dµs", usec)
-	}
-	return int(hz), nil
-}
-
 // parseTimensOffset reads the monotonic clock's offset from
 // /proc/self/timens_offsets ("monotonic <sec> <nsec>" lines, Linux 5.6+).
 func parseTimensOffset(b []byte) (time.Duration, error) {

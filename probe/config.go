@@ -7,6 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ghostd/ghostd/internal/positive"
 	"github.com/ghostd/ghostd/internal/yamlconf"
 )
 
@@ -129,28 +130,13 @@ func (c *Config) validate() error {
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Attempts <= 0 {
-		c.Attempts = d.Attempts
-	}
-	if c.Interval <= 0 {
-		c.Interval = d.Interval
-	}
-	c.Interval = max(c.Interval, MinInterval)
-	if c.Timeout <= 0 {
-		c.Timeout = d.Timeout
-	}
-	if c.Rate <= 0 || math.IsNaN(c.Rate) {
-		c.Rate = d.Rate
-	}
-	if c.Burst <= 0 {
-		c.Burst = d.Burst
-	}
-	if c.PerHost <= 0 {
-		c.PerHost = d.PerHost
-	}
-	if c.InFlight <= 0 {
-		c.InFlight = d.InFlight
-	}
+	c.Attempts = positive.Or(c.Attempts, d.Attempts)
+	c.Interval = max(positive.Or(c.Interval, d.Interval), MinInterval)
+	c.Timeout = positive.Or(c.Timeout, d.Timeout)
+	c.Rate = positive.Or(c.Rate, d.Rate) // NaN too
+	c.Burst = positive.Or(c.Burst, d.Burst)
+	c.PerHost = positive.Or(c.PerHost, d.PerHost)
+	c.InFlight = positive.Or(c.InFlight, d.InFlight)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

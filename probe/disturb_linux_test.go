@@ -66,7 +66,6 @@ func readSockopts(t testing.TB, c net.Conn) sockopts {
 // probed busy connection may not retransmit more than the control plus 2:
 // probes that caused retransmissions would cause them every round.
 func TestNoDisturbance(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	type pair struct {
@@ -211,7 +210,6 @@ func busyChecked(t *testing.T, a, b net.Conn) (stop func()) {
 // counts, in the peer's namespace, the probes that arrive: at every sample
 // the count stays within rate × elapsed + burst.
 func TestRateLimitOnTheWire(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	var targets []Target

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -21,31 +22,17 @@ import (
 // its owner seeing nothing, also after the guard's linger. A live peer stays
 // alive with the guard. Once the prober is closed, no ghostd table is left.
 func TestResetGuardThroughStrictRouter(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	for _, network := range networks {
 		for _, guard := range []bool{false, true} {
-			server, client := n.Pair(t, network)
-			exchange(t, server, client)
-			target := targetOf(t, n, server)
-			n.LoseState(t, client)
-			dropsBefore := n.InvalidDrops(t)
-			cfg := fastConfig()
-			cfg.ResetGuard = guard
-			p := New(cfg, seq, nil)
-			res, err := p.Probe(context.Background(), target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			drops := n.InvalidDrops(t) - dropsBefore
+			lp := probeLostPeer(t, n, seq, network, func(cfg *Config, _ net.Conn) { cfg.ResetGuard = guard })
+			res, server, p := lp.res, lp.server, lp.p
 			table, _ := n.Server.ExecErr("", "nft", "list", "table", "inet", GuardTable)
-			server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-			_, rerr := server.Read(make([]byte, 1))
 			t.Logf("%s guard=%v: verdict=%s confirmed=%v guarded=%v sent=%d replies=%d closedLocal=%v routerInvalidDrops=%d localState=%d ownerRead=%v",
-				network, guard, res.Verdict, res.Confirmed, res.Guarded, res.Sent, res.Replies, res.ClosedLocal, drops, tcpState(t, server), rerr)
-			if !errors.Is(rerr, os.ErrDeadlineExceeded) {
-				t.Errorf("%s guard=%v: the owner's read returned %v, want it still blocking", network, guard, rerr)
+				network, guard, res.Verdict, res.Confirmed, res.Guarded, res.Sent, res.Replies, res.ClosedLocal, lp.drops, tcpState(t, server), lp.read)
+			if !errors.Is(lp.read, os.ErrDeadlineExceeded) {
+				t.Errorf("%s guard=%v: the owner's read returned %v, want it still blocking", network, guard, lp.read)
 			}
 			if guard {
 				t.Logf("%s: nft list table inet %s while the table lingers:\n%s", network, GuardTable, table)
@@ -58,7 +45,7 @@ func TestResetGuardThroughStrictRouter(t *testing.T) {
 				// Late answers to earlier attempts are still dropped while
 				// the table lingers; after it, nothing closes the socket.
 				time.Sleep(guardLinger + time.Second)
-			} else if res.Verdict != Silent || !res.Confirmed || res.Guarded || drops == 0 {
+			} else if res.Verdict != Silent || !res.Confirmed || res.Guarded || lp.drops == 0 {
 				t.Errorf("%s without the guard: %+v, want confirmed silence with the RST dropped by the router", network, res)
 			}
 			if st := tcpState(t, server); st != 1 /* TCP_ESTABLISHED */ {

@@ -8,11 +8,14 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/ghostd/ghostd/internal/bpfload"
+	"github.com/ghostd/ghostd/internal/kernelhz"
 )
 
 // DefaultBTFPath is where the running kernel exposes its BTF; the iterator's
 // CO-RE relocations and its attach target are resolved against it.
-const DefaultBTFPath = "/sys/kernel/btf/vmlinux"
+const DefaultBTFPath = bpfload.KernelBTFPath
 
 // IterReader reads sequence-space state through a BPF TCP socket iterator
 // (iter/tcp). It only reads kernel memory: the sockets, their owners and
@@ -45,7 +48,7 @@ func newIterReader(btfPath string) (*IterReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	hz, err := kernelHZ()
+	hz, err := kernelhz.HZ()
 	if err != nil {
 		impl.close()
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
@@ -132,7 +135,9 @@ const (
 	seqFlagUSecTS = 0x8 // TSval counts microseconds
 )
 
-// seqRecord is one socket as the iterator reports it, in the kernel's byte order.
+// seqRecord is one socket as the iterator reports it, in the kernel's byte
+// order. Its fields are the record's, in order and of the same sizes, with
+// no padding: encoding/binary decodes it from the wire format as it is.
 type seqRecord struct {
 	Cookie                 uint64
 	SndUna, SndNxt, RcvNxt uint32
@@ -199,48 +204,18 @@ func decodeSeqRecords(b []byte) ([]seqRecord, error) {
 	if len(b)%seqRecordLen != 0 {
 		return nil, fmt.Errorf("%w: %d bytes", errSeqRecordLen, len(b))
 	}
-	ne := binary.NativeEndian
-	recs := make([]seqRecord, 0, len(b)/seqRecordLen)
-	for ; len(b) >= seqRecordLen; b = b[seqRecordLen:] {
-		recs = append(recs, seqRecord{
-			Cookie:      ne.Uint64(b[0:8]),
-			SndUna:      ne.Uint32(b[8:12]),
-			SndNxt:      ne.Uint32(b[12:16]),
-			RcvNxt:      ne.Uint32(b[16:20]),
-			SndWnd:      ne.Uint32(b[20:24]),
-			RcvWnd:      ne.Uint32(b[24:28]),
-			TSRecent:    ne.Uint32(b[28:32]),
-			TSOffset:    ne.Uint32(b[32:36]),
-			State:       b[36],
-			SndWScale:   b[37],
-			RcvWScale:   b[38],
-			Flags:       b[39],
-			Mark:        ne.Uint32(b[40:44]),
-			BoundIf:     ne.Uint32(b[44:48]),
-			FlowLabel:   ne.Uint32(b[48:52]),
-			TxHash:      ne.Uint32(b[52:56]),
-			KeepTime:    ne.Uint32(b[56:60]),
-			KeepIntvl:   ne.Uint32(b[60:64]),
-			UserTimeout: ne.Uint32(b[64:68]),
-			TOS:         b[68],
-			TClass:      b[69],
-			KeepProbes:  b[70],
-			Reserved:    b[71],
-		})
+	recs := make([]seqRecord, len(b)/seqRecordLen)
+	if _, err := binary.Decode(b, binary.NativeEndian, recs); err != nil {
+		return nil, fmt.Errorf("decode iterator records: %w", err)
 	}
 	return recs, nil
 }
 
 // appendSeqRecord appends r in the iterator's format; the inverse of decodeSeqRecords.
 func appendSeqRecord(b []byte, r seqRecord) []byte {
-	ne := binary.NativeEndian
-	b = ne.AppendUint64(b, r.Cookie)
-	for _, v := range [...]uint32{r.SndUna, r.SndNxt, r.RcvNxt, r.SndWnd, r.RcvWnd, r.TSRecent, r.TSOffset} {
-		b = ne.AppendUint32(b, v)
+	b, err := binary.Append(b, binary.NativeEndian, r)
+	if err != nil {
+		panic(err) // seqRecord has fixed-size fields only
 	}
-	b = append(b, r.State, r.SndWScale, r.RcvWScale, r.Flags)
-	for _, v := range [...]uint32{r.Mark, r.BoundIf, r.FlowLabel, r.TxHash, r.KeepTime, r.KeepIntvl, r.UserTimeout} {
-		b = ne.AppendUint32(b, v)
-	}
-	return append(b, r.TOS, r.TClass, r.KeepProbes, r.Reserved)
+	return b
 }

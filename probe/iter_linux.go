@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"runtime/debug"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
+	"github.com/ghostd/ghostd/internal/nsthread"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -21,33 +21,23 @@ import (
 
 // iterImpl is the loaded program, its link and the wanted-cookie map.
 type iterImpl struct {
-	objs bpf.SeqObjects
+	objs bpf.Objects
 	link *link.Iter
 	buf  []byte // output of the last pass, reused
 	ones []uint8
 }
 
 func newIterImpl(btfPath string) (*iterImpl, error) {
-	if _, err := os.Stat(btfPath); err != nil {
-		return nil, fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrNoSeq, btfPath, err)
-	}
 	// One decoded copy of the kernel's BTF serves CO-RE and the attach target.
-	cache := btf.NewCache()
-	var kernel *btf.Spec
-	var err error
-	if btfPath == DefaultBTFPath {
-		kernel, err = cache.Kernel()
-	} else {
-		kernel, err = btf.LoadSpec(btfPath) // tests: a broken or foreign BTF
-	}
+	kernel, opts, err := bpfload.Options(btfPath)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read BTF %s: %w", ErrNoSeq, btfPath, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
 	var target *btf.Func
 	if err := kernel.TypeByName("bpf_iter_tcp", &target); err != nil {
 		return nil, fmt.Errorf("%w: kernel has no iter/tcp BPF iterator (needs Linux 5.9+): %w", ErrNoSeq, err)
 	}
-	spec, err := bpf.LoadSeq()
+	spec, err := bpf.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
@@ -56,7 +46,6 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	}
 
 	it := &iterImpl{}
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	if err := spec.LoadAndAssign(&it.objs, opts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, bpfload.Failure("load iter/tcp", err))
 	}
@@ -210,57 +199,22 @@ func (it *iterImpl) clear(cookies []uint64) error {
 }
 
 // openInNetns runs open on a thread that has entered the network namespace at
-// nsPath ("" = the caller's own) and returns what it opened. The thread is
-// restored to its namespace afterwards; if that fails it stays locked, so the
-// Go runtime discards it instead of reusing a thread in the wrong namespace.
+// nsPath ("" = the caller's own) and returns what it opened (nsthread.Enter:
+// a thread that cannot go back to its namespace is discarded).
 func openInNetns(nsPath string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	if nsPath == "" {
 		return open()
 	}
-	target, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	var rc io.ReadCloser
+	err := nsthread.Enter(nsPath, func() (err error) {
+		rc, err = open()
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open netns: %w", &os.PathError{Op: "open", Path: nsPath, Err: err})
-	}
-	defer unix.Close(target)
-
-	type result struct {
-		rc  io.ReadCloser
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		rc, restored, err := openOnThread(target, open)
-		if restored {
-			runtime.UnlockOSThread()
-		}
-		done <- result{rc, err}
-	}()
-	res := <-done
-	return res.rc, res.err
-}
-
-// openOnThread must run on a locked thread. restored reports whether the
-// thread is back in its original namespace.
-func openOnThread(target int, open func() (io.ReadCloser, error)) (rc io.ReadCloser, restored bool, err error) {
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, true, fmt.Errorf("open own netns: %w", err)
-	}
-	defer unix.Close(orig)
-	// CLONE_NEWNET, never 0: systemd's RestrictNamespaces=net refuses setns(fd, 0).
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		return nil, true, fmt.Errorf("setns: %w", err)
-	}
-	rc, err = open()
-	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
 		if rc != nil {
-			rc.Close()
+			rc.Close() // opened, but the thread could not go back
 		}
-		return nil, false, fmt.Errorf("restore netns: %w", rerr)
+		return nil, err
 	}
-	if err != nil {
-		return nil, true, err
-	}
-	return rc, true, nil
+	return rc, nil
 }

@@ -23,16 +23,9 @@ import (
 // open loopback connections in namespaces they create and compare what the
 // iterator reports with the segments captured on the wire.
 
-func iterNeedRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: loads a BPF program and creates network namespaces")
-	}
-}
-
 func iterReader(t testing.TB) *IterReader {
 	t.Helper()
-	iterNeedRoot(t)
+	needRoot(t)
 	r, err := NewIterReader()
 	if err != nil {
 		t.Fatalf("NewIterReader: %v", err)
@@ -59,7 +52,7 @@ func TestIterMatchesWire(t *testing.T) {
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			ns := testnet.NewNS(t, "it")
-			capt := iterCaptureLo(t, ns)
+			capt := captureLo(t, ns)
 			addr := "127.0.0.1:0"
 			if network == "tcp6" {
 				addr = "[::1]:0"
@@ -70,7 +63,7 @@ func TestIterMatchesWire(t *testing.T) {
 
 			iterSend(t, conn.client, conn.server, 1000)
 			iterSend(t, conn.server, conn.client, 3000)
-			var seen []iterSeg
+			var seen []wireSeg
 			cli, srv := iterReadQuiet(t, r, ns, capt, &seen, conn)
 			c2s, s2c := iterDirection(seen, cp, sp), iterDirection(seen, sp, cp)
 			if len(c2s.segs) < 3 || len(s2c.segs) < 2 {
@@ -325,7 +318,7 @@ func iterSnap(t testing.TB, c net.Conn) iterSnapshot {
 func TestIterReadOnly(t *testing.T) {
 	r := iterReader(t)
 	ns := testnet.NewNS(t, "it")
-	capt := iterCaptureLo(t, ns)
+	capt := captureLo(t, ns)
 	ln := ns.Listen(t, "tcp4", "127.0.0.1:0")
 	conn := iterDial(t, ns, ln)
 	iterSend(t, conn.client, conn.server, 2000)
@@ -373,7 +366,7 @@ func TestIterContext(t *testing.T) {
 }
 
 func TestIterClose(t *testing.T) {
-	iterNeedRoot(t)
+	needRoot(t)
 	r, err := NewIterReader()
 	if err != nil {
 		t.Fatal(err)

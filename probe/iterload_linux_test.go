@@ -65,7 +65,7 @@ func TestIterMissingCaps(t *testing.T) {
 		fmt.Printf("errors.Is(ErrNoSeq)=%v: %v\n", errors.Is(err, ErrNoSeq), err)
 		os.Exit(0)
 	}
-	iterNeedRoot(t)
+	needRoot(t)
 	// nobody cannot reach the test binary in go's 0700 build directory: copy it.
 	dir, err := os.MkdirTemp("", "gd-it-")
 	if err != nil {
@@ -115,7 +115,7 @@ func TestIterMissingCaps(t *testing.T) {
 // none of the fields the program reads: CO-RE cannot relocate them, the
 // verifier refuses the poisoned instructions, and the error says so.
 func TestIterVerifierRejects(t *testing.T) {
-	iterNeedRoot(t)
+	needRoot(t)
 	kernel, err := btf.LoadSpec(DefaultBTFPath)
 	if err != nil {
 		t.Skipf("no kernel BTF: %v", err)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ghostd/ghostd/internal/nsthread"
 	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
@@ -80,7 +81,7 @@ func lookupNATWith(nsPath string, conns []flowKey, dump *bool) ([]natFlow, error
 	if nsPath == "" {
 		err = open()
 	} else {
-		err = inNetnsThread(nsPath, open)
+		err = nsthread.Enter(nsPath, open)
 	}
 	if err != nil {
 		return nil, err

@@ -58,6 +58,24 @@ var natShapes = []natShape{{
 	},
 }}
 
+// natConn is one connection of a natShape on its own fresh test network,
+// after it carried data both ways.
+type natConn struct {
+	n            *testnet.Net
+	client, peer net.Conn
+	peerNS       *testnet.NS
+	target       Target // the client end, as the inventory would see it
+}
+
+func (s natShape) open(t *testing.T, network string) natConn {
+	t.Helper()
+	c := natConn{n: testnet.New(t)}
+	c.client, c.peer, c.peerNS = s.build(t, c.n, network)
+	exchange(t, c.client, c.peer)
+	c.target = targetIn(t, c.n.Client, c.client)
+	return c
+}
+
 // listenAddr is a listener's address, unmapped.
 func listenAddr(l net.Listener) netip.AddrPort {
 	ap := l.Addr().(*net.TCPAddr).AddrPort()
@@ -81,7 +99,6 @@ const natRounds = 20
 // ghosts. Without the conntrack lookup a healthy one looks silent, which
 // proves each shape really translates.
 func TestNATInNamespace(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	for _, network := range networks {
 		t.Run(network, func(t *testing.T) {
@@ -89,15 +106,13 @@ func TestNATInNamespace(t *testing.T) {
 			for _, shape := range natShapes {
 				t.Run(shape.name, func(t *testing.T) {
 					t.Run("healthy", func(t *testing.T) {
-						n := testnet.New(t)
-						client, peer, peerNS := shape.build(t, n, network)
-						exchange(t, client, peer)
-						target := targetIn(t, n.Client, client)
+						c := shape.open(t, network)
+						client, peer, target := c.client, c.peer, c.target
 						// The probe leaves through LOCAL_OUT, where conntrack
 						// translates it like the socket's own segments: the
 						// peer sees it on its own tuple.
 						peerLocal, peerRemote := testnet.Tuple(peer)
-						arrived := peerNS.CountIn(t, peerRemote, peerLocal)
+						arrived := c.peerNS.CountIn(t, peerRemote, peerLocal)
 						p := New(fastConfig(), seq, nil)
 						defer p.Close()
 						sent := 0
@@ -138,23 +153,17 @@ func TestNATInNamespace(t *testing.T) {
 						}
 					})
 					t.Run("peer lost state", func(t *testing.T) {
-						n := testnet.New(t)
-						client, peer, peerNS := shape.build(t, n, network)
-						exchange(t, client, peer)
-						target := targetIn(t, n.Client, client)
-						peerNS.LoseConn(t, peer)
-						natWantGhost(t, seq, target, shape.kind)
+						c := shape.open(t, network)
+						c.peerNS.LoseConn(t, c.peer)
+						natWantGhost(t, seq, c.target, shape.kind)
 					})
 					// A local proxy's packets never leave loopback: only its
 					// lost state applies.
 					if shape.kind != NATRedirect {
 						t.Run("peer vanished", func(t *testing.T) {
-							n := testnet.New(t)
-							client, peer, peerNS := shape.build(t, n, network)
-							exchange(t, client, peer)
-							target := targetIn(t, n.Client, client)
-							peerNS.GoSilent(t)
-							natWantGhost(t, seq, target, shape.kind)
+							c := shape.open(t, network)
+							c.peerNS.GoSilent(t)
+							natWantGhost(t, seq, c.target, shape.kind)
 						})
 					}
 				})
@@ -163,7 +172,8 @@ func TestNATInNamespace(t *testing.T) {
 	}
 }
 
-func natWantGhost(t *testing.T, seq SeqReader, target Target, kind string) {
+// natProbe probes target once with fastConfig and logs the result.
+func natProbe(t *testing.T, seq SeqReader, target Target) Result {
 	t.Helper()
 	p := New(fastConfig(), seq, nil)
 	defer p.Close()
@@ -172,7 +182,12 @@ func natWantGhost(t *testing.T, seq SeqReader, target Target, kind string) {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", res)
-	if !res.Verdict.Ghost() || !res.Confirmed || res.NAT != kind {
+	return res
+}
+
+func natWantGhost(t *testing.T, seq SeqReader, target Target, kind string) {
+	t.Helper()
+	if res := natProbe(t, seq, target); !res.Verdict.Ghost() || !res.Confirmed || res.NAT != kind {
 		t.Fatalf("%+v, want a confirmed ghost with NAT %q", res, kind)
 	}
 }
@@ -183,26 +198,15 @@ func natWantGhost(t *testing.T, seq SeqReader, target Target, kind string) {
 // be a ghost: the probe itself recreates the entry, and the answer comes on
 // its reply tuple.
 func TestNATEntryFlushed(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	for _, network := range networks {
 		t.Run(network, func(t *testing.T) {
-			n := testnet.New(t)
-			client, peer, _ := natShapes[0].build(t, n, network)
-			exchange(t, client, peer)
-			target := targetIn(t, n.Client, client)
-			n.Client.Exec(t, "conntrack", "-F")
-			p := New(fastConfig(), seq, nil)
-			defer p.Close()
-			res, err := p.Probe(context.Background(), target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("%+v", res)
-			if res.Verdict != Alive || res.NAT != NATDNAT {
+			c := natShapes[0].open(t, network)
+			c.n.Client.Exec(t, "conntrack", "-F")
+			if res := natProbe(t, seq, c.target); res.Verdict != Alive || res.NAT != NATDNAT {
 				t.Errorf("%+v, want alive through dnat", res)
 			}
-			exchange(t, client, peer)
+			exchange(t, c.client, c.peer)
 		})
 	}
 }

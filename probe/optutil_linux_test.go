@@ -138,21 +138,54 @@ type wireSeg struct {
 	src, dst     netip.AddrPort
 	seq, ack     uint32
 	flags        uint8
+	win          uint16
 	payload      int
 	tos          uint8 // IPv4 TOS or IPv6 traffic class
 	label        uint32
 	ts           wire.Timestamp
 	hasTS        bool
+	wscale       int // the SYN's window scale; -1 when absent
 	ifindex      int
 	pktType      uint8
 	capturedWhen time.Time
 }
 
-// wireCapture is an AF_PACKET SOCK_DGRAM socket in one namespace seeing
-// every TCP segment in and out of it.
-type wireCapture struct{ fd int }
+// end is the sequence number after the segment.
+func (s wireSeg) end() uint32 {
+	n := uint32(s.payload)
+	if s.flags&wire.FlagSYN != 0 {
+		n++
+	}
+	if s.flags&wire.FlagFIN != 0 {
+		n++
+	}
+	return s.seq + n
+}
 
+// wireCapture is an AF_PACKET SOCK_DGRAM socket in one namespace seeing the
+// TCP segments in and out of it.
+type wireCapture struct {
+	fd       int
+	outgoing bool // keep only what leaves: on lo, every segment once
+}
+
+// captureIn captures on every interface of ns.
 func captureIn(t testing.TB, ns *testnet.NS) *wireCapture {
+	t.Helper()
+	return openCapture(t, ns, "")
+}
+
+// captureLo captures what leaves lo in ns: every loopback segment, once.
+func captureLo(t testing.TB, ns *testnet.NS) *wireCapture {
+	t.Helper()
+	c := openCapture(t, ns, "lo")
+	c.outgoing = true
+	return c
+}
+
+// openCapture opens a capture in ns, bound to the interface ifname ("":
+// all of them).
+func openCapture(t testing.TB, ns *testnet.NS, ifname string) *wireCapture {
 	t.Helper()
 	c := &wireCapture{fd: -1}
 	err := ns.Do(func() error {
@@ -165,7 +198,17 @@ func captureIn(t testing.TB, ns *testnet.NS) *wireCapture {
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 			return err
 		}
-		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20); err != nil {
+			return err
+		}
+		if ifname == "" {
+			return nil
+		}
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
 	})
 	if c.fd >= 0 {
 		t.Cleanup(func() { unix.Close(c.fd) })
@@ -190,6 +233,9 @@ func (c *wireCapture) drain(t testing.TB) []wireSeg {
 			t.Fatalf("capture: %v", err)
 		}
 		ll, _ := from.(*unix.SockaddrLinklayer)
+		if c.outgoing && (ll == nil || ll.Pkttype != unix.PACKET_OUTGOING) {
+			continue
+		}
 		proto, src, dst, payload, err := wire.IPPayload(buf[:n])
 		if err != nil || proto != wire.ProtoTCP || len(payload) < wire.TCPMinSize {
 			continue
@@ -197,8 +243,8 @@ func (c *wireCapture) drain(t testing.TB) []wireSeg {
 		tcp := wire.TCPHeader(payload)
 		s := wireSeg{
 			src: netip.AddrPortFrom(src, tcp.SrcPort()), dst: netip.AddrPortFrom(dst, tcp.DstPort()),
-			seq: tcp.Seq(), ack: tcp.Ack(), flags: tcp.Flags(), payload: len(payload) - tcp.HeaderLen(),
-			capturedWhen: time.Now(),
+			seq: tcp.Seq(), ack: tcp.Ack(), flags: tcp.Flags(), win: tcp.Window(),
+			payload: len(payload) - tcp.HeaderLen(), wscale: -1, capturedWhen: time.Now(),
 		}
 		if src.Is4() {
 			s.tos = wire.IPv4Header(buf).TOS()
@@ -206,6 +252,9 @@ func (c *wireCapture) drain(t testing.TB) []wireSeg {
 			s.tos, s.label = wire.IPv6Header(buf).TrafficClass(), wire.IPv6Header(buf).FlowLabel()
 		}
 		s.ts, s.hasTS = tcp.Timestamp()
+		if shift, ok := tcp.WScale(); ok {
+			s.wscale = int(shift)
+		}
 		if ll != nil {
 			s.ifindex, s.pktType = ll.Ifindex, ll.Pkttype
 		}
@@ -222,4 +271,45 @@ func from(segs []wireSeg, src, dst netip.AddrPort) []wireSeg {
 		}
 	}
 	return out
+}
+
+// probeOnWire is one probe of a healthy connection as a capture at the peer
+// saw it.
+type probeOnWire struct {
+	tg     Target
+	kernel wireSeg  // the last segment the socket's kernel sent before the probe
+	st     SeqState // the socket's state the probe started from
+	res    Result
+	probes []wireSeg // the segments seen from the socket with no payload and seq SND.UNA−1
+}
+
+// probeCaptured exchanges data on server (in ns) and client, then probes
+// server's end once with fastConfig while capt watches at the peer;
+// beforeProbe runs just before the probe. The probe must find the peer
+// alive, and something the kernel sent must have been captured.
+func probeCaptured(t *testing.T, seq SeqReader, capt *wireCapture, ns *testnet.NS, server, client net.Conn, beforeProbe func()) probeOnWire {
+	t.Helper()
+	pw := probeOnWire{tg: targetIn(t, ns, server)}
+	capt.drain(t)
+	exchange(t, server, client)
+	own := from(capt.drain(t), pw.tg.Local, pw.tg.Remote)
+	if len(own) == 0 {
+		t.Fatal("captured none of the server's own segments at the client")
+	}
+	pw.kernel = own[len(own)-1]
+	pw.st = readState(t, seq, ns, server)
+	beforeProbe()
+	var err error
+	if pw.res, err = New(fastConfig(), seq, nil).Probe(context.Background(), pw.tg); err != nil || pw.res.Verdict != Alive {
+		t.Fatalf("probe: %+v %v", pw.res, err)
+	}
+	for _, s := range from(capt.drain(t), pw.tg.Local, pw.tg.Remote) {
+		if s.payload == 0 && s.seq == pw.st.SndUna-1 {
+			pw.probes = append(pw.probes, s)
+		}
+	}
+	if len(pw.probes) == 0 {
+		t.Fatal("no probe reached the client")
+	}
+	return pw
 }

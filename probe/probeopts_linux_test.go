@@ -159,7 +159,6 @@ var optKinds = []optKind{
 // timestamp option (TSecr = ts_recent, a TSval the peer's PAWS accepts),
 // TOS / traffic class and flow label, and the peer answered.
 func TestProbeFollowsSocket(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	capt := captureIn(t, o.Client)
@@ -185,32 +184,12 @@ func TestProbeFollowsSocket(t *testing.T) {
 			if !st.TSOK {
 				t.Fatal("timestamps not negotiated; the test proves nothing")
 			}
-			tg := targetIn(t, o.Server, server)
-			// The kernel's own segment, for the header fields to compare with.
-			capt.drain(t)
-			exchange(t, server, client)
-			own := from(capt.drain(t), tg.Local, tg.Remote)
-			if len(own) == 0 {
-				t.Fatal("captured none of the server's own segments at the client")
+			var paws uint64
+			pw := probeCaptured(t, seq, capt, o.Server, server, client, func() { paws = netstat(t, o.Client, "PAWSEstab") })
+			if pw.res.Mode != InWindow {
+				t.Fatalf("probe: %+v, want in_window", pw.res)
 			}
-			kernel := own[len(own)-1]
-			st = readState(t, seq, o.Server, server)
-			paws := netstat(t, o.Client, "PAWSEstab")
-
-			res, err := New(fastConfig(), seq, nil).Probe(context.Background(), tg)
-			if err != nil || res.Verdict != Alive || res.Mode != InWindow {
-				t.Fatalf("probe: %+v %v", res, err)
-			}
-			var probes []wireSeg
-			for _, s := range from(capt.drain(t), tg.Local, tg.Remote) {
-				if s.payload == 0 && s.seq == st.SndUna-1 {
-					probes = append(probes, s)
-				}
-			}
-			if len(probes) == 0 {
-				t.Fatal("no probe reached the client")
-			}
-			p := probes[0]
+			st, kernel, p := pw.st, pw.kernel, pw.probes[0]
 			if !p.hasTS || p.ts.Ecr != st.TSRecent {
 				t.Errorf("probe timestamp %v %+v, want TSecr = ts_recent %d", p.hasTS, p.ts, st.TSRecent)
 			}
@@ -236,7 +215,6 @@ func TestProbeFollowsSocket(t *testing.T) {
 // before probes copied the socket's routing), stay silent: confirmed false
 // ghosts. With the socket's routing they are alive (TestProbeFollowsSocket).
 func TestProbeRoutingMatters(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	for _, k := range optKinds {
@@ -279,7 +257,6 @@ func (p plainRoute) ReadSeq(ctx context.Context, ns string, cookies []uint64) (m
 // drops every probe (TcpExtTCPMD5NotFound) and the verdict is a confirmed,
 // false, silent: the bug the flag prevents.
 func TestProbeTCPMD5Pair(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	for _, network := range networks {
@@ -329,7 +306,6 @@ func (h hideMD5) ReadSeq(ctx context.Context, ns string, cookies []uint64) (map[
 // TestProbeOptionRounds probes healthy connections of every kind, TCP-MD5
 // included, 20 rounds in a row: no round may call any of them a ghost.
 func TestProbeOptionRounds(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	var targets []Target

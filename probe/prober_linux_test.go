@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -17,14 +18,15 @@ import (
 func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: raw sockets and network namespaces")
+		t.Skip("needs root: raw sockets, BPF programs and network namespaces")
 	}
 }
 
-// iterReader returns the production sequence reader, or skips when this
-// kernel cannot run it.
+// prSeqReader returns the production sequence reader, or skips when the test
+// is not root or this kernel cannot run it.
 func prSeqReader(t testing.TB) SeqReader {
 	t.Helper()
+	needRoot(t)
 	r, err := NewIterReader()
 	if err != nil {
 		t.Skipf("BPF TCP iterator unavailable: %v", err)
@@ -72,6 +74,45 @@ func targetIn(t testing.TB, ns *testnet.NS, c net.Conn) Target {
 		fam = inventory.FamilyInet6
 	}
 	return Target{NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: cookie, Family: fam, Local: local, Remote: remote}
+}
+
+// livePair opens a connection of network across n that has carried data
+// both ways, and describes its server end as the inventory would.
+func livePair(t testing.TB, n *testnet.Net, network string) (server, client net.Conn, target Target) {
+	t.Helper()
+	server, client = n.Pair(t, network)
+	exchange(t, server, client)
+	return server, client, targetOf(t, n, server)
+}
+
+// lostPeer is a probe of a connection whose client lost its state behind
+// the test network's strict conntrack router.
+type lostPeer struct {
+	server net.Conn
+	p      *Prober
+	res    Result
+	drops  uint64 // the router's INVALID drops during the probe
+	read   error  // what the server owner's 50 ms read returned afterwards
+}
+
+// probeLostPeer opens a connection of network across n, makes its client
+// forget it and probes the server end with fastConfig changed by config.
+func probeLostPeer(t *testing.T, n *testnet.Net, seq SeqReader, network string, config func(*Config, net.Conn)) lostPeer {
+	t.Helper()
+	server, client, target := livePair(t, n, network)
+	n.LoseState(t, client)
+	dropsBefore := n.InvalidDrops(t)
+	cfg := fastConfig()
+	config(&cfg, server)
+	lp := lostPeer{server: server, p: New(cfg, seq, nil)}
+	var err error
+	if lp.res, err = lp.p.Probe(context.Background(), target); err != nil {
+		t.Fatal(err)
+	}
+	lp.drops = n.InvalidDrops(t) - dropsBefore
+	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	_, lp.read = server.Read(make([]byte, 1))
+	return lp
 }
 
 // tcpState returns the socket's TCP state from TCP_INFO.

@@ -19,7 +19,6 @@ import (
 // clock. The verdict is logged: on kernels that drop PAWS-failed old ACKs
 // without an answer, it is a false silent.
 func TestProbeStaleTSvalIsDropped(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	o := newOptNet(t)
 	server, client := optPair(t, o.Server, o.Client, "tcp4", net.JoinHostPort(o.ServerV4.String(), "0"), o.ClientV4, nil, nil)
@@ -101,7 +100,6 @@ func usecRoute(t testing.TB, ns *testnet.NS, dst netip.Prefix, gw netip.Addr) {
 // clock (within 10 s of the kernel's own last TSval, which a millisecond
 // value is not), and the peer's PAWS accepts it.
 func TestProbeUsecTimestamps(t *testing.T) {
-	needRoot(t)
 	seq := prSeqReader(t)
 	n := testnet.New(t)
 	usecRoute(t, n.Server, netip.MustParsePrefix("192.0.2.0/24"), n.RouterServerV4)
@@ -115,29 +113,20 @@ func TestProbeUsecTimestamps(t *testing.T) {
 			if !st.TSOK || !st.USecTS {
 				t.Skipf("TSOK %v USecTS %v: this kernel has no usec TCP timestamps (6.7+)", st.TSOK, st.USecTS)
 			}
-			tg := targetIn(t, n.Server, server)
-			capt.drain(t)
-			exchange(t, server, client)
-			own := from(capt.drain(t), tg.Local, tg.Remote)
-			if len(own) == 0 {
-				t.Fatal("captured none of the server's own segments")
-			}
-			last := own[len(own)-1].ts.Val
-			st = readState(t, seq, n.Server, server)
-			paws := netstat(t, n.Client, "PAWSEstab") + netstat(t, n.Client, "PAWSOldAck")
-			res, err := New(fastConfig(), seq, nil).Probe(context.Background(), tg)
-			if err != nil || res.Verdict != Alive {
-				t.Fatalf("probe: %+v %v", res, err)
-			}
+			var paws uint64
+			pw := probeCaptured(t, seq, capt, n.Server, server, client, func() {
+				paws = netstat(t, n.Client, "PAWSEstab") + netstat(t, n.Client, "PAWSOldAck")
+			})
+			last := pw.kernel.ts.Val
 			var probe *wireSeg
-			for _, s := range from(capt.drain(t), tg.Local, tg.Remote) {
-				if s.payload == 0 && s.hasTS && s.seq == st.SndUna-1 {
+			for _, s := range pw.probes {
+				if s.hasTS {
 					probe = &s
 					break
 				}
 			}
 			if probe == nil {
-				t.Fatal("no probe captured at the client")
+				t.Fatal("no probe with a timestamp captured at the client")
 			}
 			// Microseconds: a few ms after the kernel's last segment is thousands of ticks.
 			if d := int32(probe.ts.Val - last); d < 0 || d > 10_000_000 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/ghostd/ghostd/internal/nsthread"
 	"github.com/ghostd/ghostd/probe/internal/wire"
 )
 
@@ -45,7 +45,7 @@ func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
 		return openRawSockets(ports)
 	}
 	var c rawConn
-	err := inNetnsThread(nsPath, func() error {
+	err := nsthread.Enter(nsPath, func() error {
 		var err error
 		c, err = openRawSockets(ports)
 		return err
@@ -54,44 +54,6 @@ func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// inNetnsThread runs fn on a fresh locked OS thread that has entered the network
-// namespace at nsPath. Sockets keep the namespace they were created in, so
-// only their creation needs the hop. If the thread cannot return to its
-// original namespace it stays locked, and the runtime discards it when the
-// goroutine exits.
-func inNetnsThread(nsPath string, fn func() error) error {
-	target, err := os.Open(nsPath)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", nsPath, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", nsPath, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// Leave the thread locked: it is tainted and must die with us.
-			errc <- errors.Join(ferr, fmt.Errorf("restore netns: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 func openRawSockets(ports []uint16) (_ rawConn, err error) {

@@ -26,9 +26,7 @@ func TestReadAheadAmortisesReads(t *testing.T) {
 	if len(calls) != 2 || len(calls[0].Cookies) != 1000 || len(calls[1].Cookies) != 1000 || calls[0].NS == calls[1].NS {
 		t.Fatalf("ReadAhead made %d calls, want one per namespace with 1000 cookies each", len(calls))
 	}
-	if got := r.p.Missing(targets); got != 0 {
-		t.Errorf("Missing after ReadAhead = %d, want 0", got)
-	}
+	r.wantMissing(t, targets, 0, "after ReadAhead")
 	// A second read ahead has nothing to read.
 	if got := r.p.ReadAhead(ctx, targets); got != 0 || len(seq.Calls()) != 2 {
 		t.Errorf("second ReadAhead cached %d with %d calls in all", got, len(seq.Calls()))
@@ -45,9 +43,7 @@ func TestReadAheadAmortisesReads(t *testing.T) {
 	checkProbed(t, r, targets, res, func(tg Target) SeqState { return stateOf(tg.Cookie) })
 
 	// Each state served one probe: probing again reads afresh.
-	if got := r.p.Missing(targets); got != 2000 {
-		t.Errorf("Missing after the probes = %d, want 2000 (each state used once)", got)
-	}
+	r.wantMissing(t, targets, 2000, "after the probes (each state used once)")
 	if r.p.cache.n != 0 || len(r.p.cache.ns) != 0 {
 		t.Errorf("cache holds %d entries in %d namespaces after use", r.p.cache.n, len(r.p.cache.ns))
 	}
@@ -93,18 +89,12 @@ func TestReadAheadReadTimeIsBeforeThePass(t *testing.T) {
 	if got := r.p.ReadAhead(context.Background(), targets); got != 3 {
 		t.Fatalf("cached %d, want 3", got)
 	}
-	if got := r.p.Missing(targets); got != 1 {
-		t.Errorf("Missing = %d, want 1: a state read while data moved is not usable", got)
-	}
+	r.wantMissing(t, targets, 1, "a state read while data moved is not usable")
 	// Equal times are not "after".
 	targets[0].QuietSince = cacheT0
-	if got := r.p.Missing(targets); got != 1 {
-		t.Errorf("QuietSince equal to the read time: Missing = %d, want 1", got)
-	}
+	r.wantMissing(t, targets, 1, "QuietSince equal to the read time")
 	targets[0].QuietSince = cacheT0.Add(-time.Nanosecond)
-	if got := r.p.Missing(targets); got != 0 {
-		t.Errorf("QuietSince just before the read: Missing = %d, want 0", got)
-	}
+	r.wantMissing(t, targets, 0, "QuietSince just before the read")
 }
 
 func TestReadAheadExpires(t *testing.T) {
@@ -113,13 +103,9 @@ func TestReadAheadExpires(t *testing.T) {
 	ctx := context.Background()
 	r.p.ReadAhead(ctx, targets)
 	r.clock.Add(SeqCacheTTL)
-	if got := r.p.Missing(targets); got != 0 {
-		t.Errorf("at SeqCacheTTL: Missing = %d, want 0", got)
-	}
+	r.wantMissing(t, targets, 0, "at SeqCacheTTL")
 	r.clock.Add(time.Second)
-	if got := r.p.Missing(targets); got != 20 {
-		t.Errorf("after SeqCacheTTL: Missing = %d, want 20", got)
-	}
+	r.wantMissing(t, targets, 20, "after SeqCacheTTL")
 	for _, tg := range targets {
 		seq.set(tg.Cookie, SeqState{SndUna: uint32(tg.Cookie), RcvNxt: uint32(tg.Cookie) + 9})
 	}
@@ -137,9 +123,7 @@ func TestReadAheadExpires(t *testing.T) {
 	// A clock that goes backwards expires entries too.
 	r.p.ReadAhead(ctx, targets)
 	r.clock.Add(-time.Second)
-	if got := r.p.Missing(targets); got != 20 {
-		t.Errorf("clock stepped back: Missing = %d, want 20", got)
-	}
+	r.wantMissing(t, targets, 20, "clock stepped back")
 }
 
 func TestReadAheadSweeps(t *testing.T) {
@@ -189,9 +173,7 @@ func TestReadAheadBound(t *testing.T) {
 	if asked != 100 || r.p.cache.n != 100 {
 		t.Errorf("asked for %d cookies, cached %d; want 100 each", asked, r.p.cache.n)
 	}
-	if got := r.p.Missing(targets); got != 200 {
-		t.Errorf("Missing = %d, want 200", got)
-	}
+	r.wantMissing(t, targets, 200, "with the cache full")
 	// Full: nothing is read until room is made.
 	calls := len(seq.Calls())
 	if got := r.p.ReadAhead(ctx, targets); got != 0 || len(seq.Calls()) != calls {
@@ -215,9 +197,7 @@ func TestReadAheadGoneSockets(t *testing.T) {
 	if got := r.p.ReadAhead(ctx, targets); got != 9 {
 		t.Fatalf("cached %d, want 9", got)
 	}
-	if got := r.p.Missing(targets); got != 0 {
-		t.Errorf("Missing = %d, want 0: a socket found gone stays gone", got)
-	}
+	r.wantMissing(t, targets, 0, "a socket found gone stays gone")
 	res := r.p.ProbeAll(ctx, targets)
 	if n := len(seq.Calls()); n != 1 {
 		t.Errorf("%d reads, want 1", n)
@@ -243,9 +223,7 @@ func TestReadAheadUnknownQuiet(t *testing.T) {
 	if c := seq.Calls(); len(c) != 1 || slices.Contains(c[0].Cookies, targets[2].Cookie) {
 		t.Errorf("read ahead a state that could never be used: %v", c)
 	}
-	if got := r.p.Missing(targets); got != 0 {
-		t.Errorf("Missing = %d, want 0: ProbeAll reads targets with unknown QuietSince itself", got)
-	}
+	r.wantMissing(t, targets, 0, "ProbeAll reads targets with unknown QuietSince itself")
 	res := r.p.ProbeAll(ctx, targets)
 	if c := seq.Calls(); len(c) != 2 || !cmp.Equal(c[1].Cookies, []uint64{targets[2].Cookie}) {
 		t.Errorf("reads %v, want a fresh one for cookie %d", c, targets[2].Cookie)
@@ -267,9 +245,7 @@ func TestReadAheadNoOps(t *testing.T) {
 		if got := r.p.ReadAhead(ctx, targets); got != 0 {
 			t.Errorf("%s: ReadAhead = %d", tc.name, got)
 		}
-		if got := r.p.Missing(targets); got != 0 {
-			t.Errorf("%s: Missing = %d, want 0 in blind mode", tc.name, got)
-		}
+		r.wantMissing(t, targets, 0, tc.name+" in blind mode")
 	}
 
 	_, seq := cacheTargets(10, "/ns/a")

@@ -86,6 +86,15 @@ type cacheRig struct {
 	conns []*fakeConn
 }
 
+// wantMissing checks how many of targets the prober would have to read
+// again; when says at what point of the test.
+func (r *cacheRig) wantMissing(t *testing.T, targets []Target, want int, when string) {
+	t.Helper()
+	if got := r.p.Missing(targets); got != want {
+		t.Errorf("%s: Missing = %d, want %d", when, got, want)
+	}
+}
+
 func newCacheRig(t *testing.T, seq SeqReader) *cacheRig {
 	cfg := quickConfig()
 	cfg.Attempts = 1

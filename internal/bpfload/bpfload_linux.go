@@ -1,7 +1,7 @@
-// Package bpfload says in one line why the kernel refused to load a BPF program, or has no BTF for it.
 package bpfload
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -11,22 +11,36 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// BTFPath is where the running kernel exposes its BTF.
-const BTFPath = "/sys/kernel/btf/vmlinux"
+// Spec parses object, an ELF compiled from source (for example "seq.c") by
+// make bpf-generate and embedded for this machine's byte order.
+func Spec(source string, object []byte) (*ebpf.CollectionSpec, error) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(object))
+	if err != nil {
+		return nil, fmt.Errorf("parse %s's object: %w", source, err)
+	}
+	return spec, nil
+}
 
-// KernelTypes returns the running kernel's BTF, decoded through a new cache
-// that the loads of the programs relocated against it should share, or in
-// one line why there is none.
-func KernelTypes() (*btf.Cache, *btf.Spec, error) {
-	if _, err := os.Stat(BTFPath); err != nil {
-		return nil, nil, fmt.Errorf("no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", BTFPath, err)
+// Options reads the kernel BTF at btfPath (KernelBTFPath: the running
+// kernel's; another path: a test's broken or foreign BTF) and returns it
+// with load options that relocate programs against it and share one decoded
+// copy of it.
+func Options(btfPath string) (*btf.Spec, *ebpf.CollectionOptions, error) {
+	if _, err := os.Stat(btfPath); err != nil {
+		return nil, nil, fmt.Errorf("no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", btfPath, err)
 	}
 	cache := btf.NewCache()
-	kernel, err := cache.Kernel()
-	if err != nil {
-		return nil, nil, fmt.Errorf("read BTF %s: %w", BTFPath, err)
+	var kernel *btf.Spec
+	var err error
+	if btfPath == KernelBTFPath {
+		kernel, err = cache.Kernel()
+	} else {
+		kernel, err = btf.LoadSpec(btfPath)
 	}
-	return cache, kernel, nil
+	if err != nil {
+		return nil, nil, fmt.Errorf("read BTF %s: %w", btfPath, err)
+	}
+	return kernel, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}, nil
 }
 
 // Failure wraps a load error of what (for example "load iter/tcp") with the

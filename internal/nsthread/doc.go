@@ -1,2 +1,2 @@
-// Package nsthread runs code on an OS thread inside a named network namespace.
+// Package nsthread runs code on an OS thread inside another network namespace.
 package nsthread

@@ -66,12 +66,17 @@ func TestRunEmptyNameStays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got uint64
-	if err := Run("", func() (err error) { got, err = netnsInode(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	if got != own {
-		t.Errorf("fn ran in netns inode %d, want the caller's %d", got, own)
+	for name, call := range map[string]func(func() error) error{
+		`Run("")`:     func(fn func() error) error { return Run("", fn) },
+		"EnterFD(-1)": func(fn func() error) error { return EnterFD(-1, fn) },
+	} {
+		var got uint64
+		if err := call(func() (err error) { got, err = netnsInode(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if got != own {
+			t.Errorf("%s: fn ran in netns inode %d, want the caller's %d", name, got, own)
+		}
 	}
 }
 
@@ -106,5 +111,35 @@ func TestLockedNeverMainThread(t *testing.T) {
 	runtime.UnlockOSThread()
 	if calls != 51 || onMain {
 		t.Errorf("fn ran %d times (want 51), on the main thread: %t", calls, onMain)
+	}
+}
+
+// TestEnter: fn runs in the namespace at the path, the caller's thread
+// stays put, and fn's error or why the thread could not enter comes back
+// (then fn is not called). TestRunEmptyNameStays covers EnterFD(-1).
+func TestEnter(t *testing.T) {
+	ns := testnet.NewNS(t, "nst") // skips when not root
+	var got uint64
+	if err := Enter(ns.Path, func() (err error) { got, err = netnsInode(); return err }); err != nil || got != ns.Inode {
+		t.Errorf("Enter(%s): fn ran in netns inode %d, %v; want %d", ns.Path, got, err, ns.Inode)
+	}
+	if now, err := netnsInode(); err != nil || now == ns.Inode {
+		t.Errorf("the caller's thread is in netns inode %d (%v), %s's", now, err, ns.Name)
+	}
+	want := errors.New("from fn")
+	if err := Enter(ns.Path, func() error { return want }); !errors.Is(err, want) {
+		t.Errorf("Enter = %v, want fn's error", err)
+	}
+	called := false
+	if err := Enter(ns.Path+"-missing", func() error { called = true; return nil }); !errors.Is(err, os.ErrNotExist) || called {
+		t.Errorf("Enter of a missing path = %v (fn called %t), want ErrNotExist and no call", err, called)
+	}
+	f, err := os.Open("/proc/self/status") // not a namespace: setns refuses it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := EnterFD(int(f.Fd()), func() error { called = true; return nil }); !errors.Is(err, unix.EINVAL) || called {
+		t.Errorf("EnterFD of a plain file = %v (fn called %t), want EINVAL and no call", err, called)
 	}
 }

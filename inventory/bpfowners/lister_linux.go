@@ -20,9 +20,14 @@ const initPidNS = 0xEFFFFFFC
 // recordLen, so that reads end on a record.
 const readLen = recordLen * 4096
 
+// objects are owners.c's program, once loaded (LoadAndAssign fills them).
+type objects struct {
+	SocketFds *ebpf.Program `ebpf:"socket_fds"`
+}
+
 // impl is the loaded program and its link.
 type impl struct {
-	objs OwnersObjects
+	objs objects
 	link *link.Iter
 	buf  []byte
 }
@@ -37,22 +42,21 @@ func newImpl() (*impl, error) {
 	if st.Ino != initPidNS {
 		return nil, fmt.Errorf("%w: ghostd runs in a pid namespace of its own (inode %d), whose pids the iterator does not report", ErrUnavailable, st.Ino)
 	}
-	cache, kernel, err := bpfload.KernelTypes()
+	_, opts, err := bpfload.Options(bpfload.KernelBTFPath)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	spec, err := LoadOwners()
+	spec, err := bpfload.Spec("owners.c", ownersObject)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	im := &impl{}
-	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}
 	if err := spec.LoadAndAssign(&im.objs, opts); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, bpfload.Failure("load iter/task_file", err))
 	}
 	im.link, err = link.AttachIter(link.IterOptions{Program: im.objs.SocketFds})
 	if err != nil {
-		im.objs.Close()
+		im.objs.SocketFds.Close()
 		return nil, fmt.Errorf("%w: attach iter/task_file: %w", ErrUnavailable, err)
 	}
 	return im, nil
@@ -98,5 +102,5 @@ func (im *impl) each(ctx context.Context, fn func(rec []byte) bool) error {
 }
 
 func (im *impl) close() error {
-	return errors.Join(im.link.Close(), im.objs.Close())
+	return errors.Join(im.link.Close(), im.objs.SocketFds.Close())
 }

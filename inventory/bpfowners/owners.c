@@ -13,8 +13,18 @@
 //
 // Regenerate the Go bindings and the objects with `make bpf-generate`.
 
-#include "owners_min.h"
+#include "kernel_min.h"
 #include <bpf/bpf_helpers.h>
+
+typedef int pid_t;
+
+// task_struct as kernel_min.h declares it, and the thread group id only this
+// program reads: a CO-RE flavor (the ___ suffix is dropped when relocating)
+// adds the field without changing the other programs' objects.
+struct task_struct___owners {
+	pid_t tgid;
+	struct nsproxy *nsproxy;
+} __attribute__((preserve_access_index));
 
 // fd_record is the wire format the Go decoder reads (lister.go, recordLen
 // = 24 bytes, native byte order). Its length is its version: change both
@@ -33,7 +43,7 @@ SEC("iter/task_file")
 int socket_fds(struct bpf_iter__task_file *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
-	struct task_struct *task = ctx->task;
+	struct task_struct___owners *task = (void *)ctx->task;
 	struct file *file = ctx->file;
 	if (!task || !file)
 		return 0;

@@ -2,7 +2,6 @@ package bpfwalk
 
 import (
 	"context"
-	"os"
 	"testing"
 )
 
@@ -13,16 +12,9 @@ import (
 // is the walk over the empty buckets; scripts/bench-onewalk.sh measures a
 // loaded table.
 func BenchmarkWalk(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root (CAP_BPF + CAP_PERFMON) to load BPF programs")
-	}
 	for _, v := range []string{VariantCast, VariantCopy} {
 		b.Run(v, func(b *testing.B) {
-			w, err := newWalker(v)
-			if err != nil {
-				b.Fatalf("load the %s variant: %v", v, err)
-			}
-			defer w.Close()
+			w := loadWalker(b, v)
 			total := 0
 			for b.Loop() {
 				n, err := w.Walk(context.Background(), nil, func(*Record) error { return nil })

@@ -101,22 +101,6 @@ func TestParseRecordsStopsOnCallbackError(t *testing.T) {
 	}
 }
 
-func TestHZFromTick(t *testing.T) {
-	for _, c := range []struct {
-		sec, usec int64
-		want      int
-		ok        bool
-	}{
-		{0, 1000, 1000, true}, {0, 4000, 250, true}, {0, 10000, 100, true},
-		{0, 0, 0, false}, {1, 0, 0, false}, {0, 3, 0, false},
-	} {
-		got, err := hzFromTick(c.sec, c.usec)
-		if (err == nil) != c.ok || got != c.want {
-			t.Errorf("hzFromTick(%d, %d) = %d, %v", c.sec, c.usec, got, err)
-		}
-	}
-}
-
 // FuzzParseRecords: any input either is refused whole or decodes into
 // records that encode back to the same bytes.
 func FuzzParseRecords(f *testing.F) {

@@ -29,9 +29,9 @@
 // a sock_diag dump or SO_COOKIE would): a socket's identity, which a walk
 // can only read.
 //
-// Regenerate the Go bindings and the objects with `make bpf-generate`.
+// Regenerate the objects with `make bpf-generate`.
 
-#include "walk_min.h"
+#include "kernel_min.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>

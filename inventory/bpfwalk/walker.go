@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/ghostd/ghostd/internal/kernelhz"
 )
 
 // ErrUnavailable is wrapped by New when the kernel or the process's
@@ -49,7 +51,7 @@ func New() (*Walker, error) { return newWalker("") }
 
 // newWalker loads the given variant ("": the best one the kernel allows).
 func newWalker(variant string) (*Walker, error) {
-	hz, err := kernelHZ()
+	hz, err := kernelhz.HZ()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -120,17 +122,4 @@ func (w *Walker) Close() error {
 	err := w.impl.close()
 	w.impl = nil
 	return err
-}
-
-// hzFromTick turns one jiffy, read back as a SO_RCVTIMEO of 1 µs rounded
-// up to a tick, into HZ.
-func hzFromTick(sec, usec int64) (int, error) {
-	if sec != 0 || usec <= 0 {
-		return 0, fmt.Errorf("bpfwalk: kernel HZ: one jiffy read back as %ds %dµs", sec, usec)
-	}
-	hz := 1_000_000 / usec
-	if 1_000_000/hz != usec || hz < 10 || hz > 100_000 {
-		return 0, fmt.Errorf("bpfwalk: kernel HZ: one jiffy read back as %dµs", usec)
-	}
-	return int(hz), nil
 }

@@ -12,15 +12,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loadWalker loads the walk, or skips when not root.
-func loadWalker(t *testing.T) *Walker {
+// loadWalker loads the walk's variant ("": the best this kernel allows), or
+// skips when not root; the walker is closed when the test ends.
+func loadWalker(t testing.TB, variant string) *Walker {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_BPF + CAP_PERFMON) to load BPF programs")
 	}
-	w, err := New()
+	w, err := newWalker(variant)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatalf("load the walk (variant %q): %v", variant, err)
 	}
 	t.Cleanup(func() {
 		if err := w.Close(); err != nil {
@@ -57,7 +58,7 @@ func addrOf(b [16]byte, family uint8, port uint16) netip.AddrPort {
 // in a namespace the test created, with the fields the kernel reports for
 // them through the sockets themselves.
 func TestWalkListsSocketsOfOtherNamespaces(t *testing.T) {
-	w := loadWalker(t)
+	w := loadWalker(t, "")
 	ns := testnet.NewNS(t, "wk")
 	ln4 := ns.Listen(t, "tcp", "127.0.0.1:0")
 	ln6 := ns.Listen(t, "tcp6", "[::1]:0")
@@ -129,7 +130,7 @@ func TestWalkListsSocketsOfOtherNamespaces(t *testing.T) {
 // listener table (inet_pernet_hashinfo_alloc), so callers must take such a
 // namespace's sockets from sock_diag and ignore its records.
 func TestCovers(t *testing.T) {
-	w := loadWalker(t)
+	w := loadWalker(t, "")
 	parent := testnet.NewNS(t, "wkp")
 	fd, err := unix.Open(parent.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -188,7 +189,7 @@ func TestCovers(t *testing.T) {
 }
 
 func TestWalkAfterClose(t *testing.T) {
-	w := loadWalker(t)
+	w := loadWalker(t, "")
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -204,16 +205,9 @@ func TestWalkAfterClose(t *testing.T) {
 // bpf_rdonly_cast reports every socket as the cast variant does (which
 // inventory's TestWalkMatchesSockDiag holds against sock_diag).
 func TestCopyVariantMatchesCast(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_BPF + CAP_PERFMON) to load BPF programs")
-	}
 	var ws [2]*Walker
 	for i, v := range []string{VariantCast, VariantCopy} {
-		w, err := newWalker(v)
-		if err != nil {
-			t.Fatalf("load the %s variant: %v", v, err)
-		}
-		t.Cleanup(func() { w.Close() })
+		w := loadWalker(t, v)
 		if w.Variant() != v {
 			t.Fatalf("Variant() = %q, want %q", w.Variant(), v)
 		}

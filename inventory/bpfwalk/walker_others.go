@@ -18,5 +18,3 @@ func (*impl) walk(context.Context, []uint64, func([]byte) error) (int, error) {
 	return 0, ErrUnavailable
 }
 func (*impl) close() error { return nil }
-
-func kernelHZ() (int, error) { return 0, fmt.Errorf("bpfwalk: kernel HZ: not Linux") }

@@ -1,4 +1,4 @@
-// Package bpf holds the BPF TCP iterator that reads sockets' sequence numbers, compiled by bpf2go and committed.
+// Package bpf holds the BPF TCP iterator that reads sockets' sequence numbers, compiled from seq.c and committed.
 package bpf
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel,bpfeb -go-package bpf -output-stem seq Seq seq.c -- -I. -I../../internal/bpfload -Wall -Werror
+//go:generate ../../scripts/bpf-compile.sh seq.c seq -I../../internal/bpfload -Wall -Werror

@@ -6,9 +6,9 @@
 // and writes one fixed-size record per wanted socket: its cookie and the
 // sequence-space state sock_diag does not expose. It only reads.
 //
-// Regenerate the Go bindings and the object with `make bpf-generate`.
+// Regenerate the objects with `make bpf-generate`.
 
-#include "vmlinux_min.h"
+#include "kernel_min.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>

@@ -231,33 +231,54 @@ func (b TCPHeader) Checksum() uint16 { return binary.BigEndian.Uint16(b[tcpCheck
 // Timestamp returns the TCP timestamp option (RFC 7323), if the header
 // carries one. A malformed option list ends the search.
 func (b TCPHeader) Timestamp() (ts Timestamp, ok bool) {
+	o := b.option(tcpOptTimestamp, tcpOptTimestampLen)
+	if o == nil {
+		return Timestamp{}, false
+	}
+	return Timestamp{Val: binary.BigEndian.Uint32(o[2:]), Ecr: binary.BigEndian.Uint32(o[6:])}, true
+}
+
+// WScale returns the window scale option's shift count (RFC 7323), which
+// only SYN segments carry. A malformed option list ends the search.
+func (b TCPHeader) WScale() (shift uint8, ok bool) {
+	o := b.option(tcpOptWScale, tcpOptWScaleLen)
+	if o == nil {
+		return 0, false
+	}
+	return o[2], true
+}
+
+// option returns the first option of the given kind and length, or nil.
+func (b TCPHeader) option(kind, length uint8) []byte {
 	hl := b.HeaderLen()
 	if hl < TCPMinSize || hl > len(b) {
-		return Timestamp{}, false
+		return nil
 	}
 	for opts := b[TCPMinSize:hl]; len(opts) > 0; {
 		switch opts[0] {
 		case tcpOptEnd:
-			return Timestamp{}, false
+			return nil
 		case tcpOptNOP:
 			opts = opts[1:]
 			continue
 		}
 		if len(opts) < 2 || int(opts[1]) < 2 || int(opts[1]) > len(opts) {
-			return Timestamp{}, false
+			return nil
 		}
-		if opts[0] == tcpOptTimestamp && opts[1] == tcpOptTimestampLen {
-			return Timestamp{Val: binary.BigEndian.Uint32(opts[2:]), Ecr: binary.BigEndian.Uint32(opts[6:])}, true
+		if opts[0] == kind && opts[1] == length {
+			return opts[:length]
 		}
 		opts = opts[opts[1]:]
 	}
-	return Timestamp{}, false
+	return nil
 }
 
 // TCP options.
 const (
 	tcpOptEnd          = 0
 	tcpOptNOP          = 1
+	tcpOptWScale       = 3
+	tcpOptWScaleLen    = 3
 	tcpOptTimestamp    = 8
 	tcpOptTimestampLen = 10
 	// TCPTimestampSize is the option block Linux puts on every segment of a

@@ -77,19 +77,22 @@ func TestPseudoHeaderSum(t *testing.T) {
 	}
 }
 
-func TestTCPTimestamp(t *testing.T) {
+func TestTCPOptions(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		hdr  string // options after the fixed header; the data offset covers them
-		want *Timestamp
+		name   string
+		hdr    string // options after the fixed header; the data offset covers them
+		want   *Timestamp
+		wscale int // -1: none
 	}{
-		{"none", "", nil},
-		{"linux", "0101 080a 0000 0001 0000 0002", &Timestamp{1, 2}},
-		{"after mss, sack-ok and wscale", "0204 05b4 0402 080a ffff ffff 0000 0000 0103 0307", &Timestamp{0xffffffff, 0}},
-		{"after end of list", "0000 080a 0000 0001 0000 0002", nil},
-		{"wrong length", "0101 080b 0000 0001 0000 0002 0000", nil},
-		{"truncated", "0101 080a 0000 0001", nil},
-		{"zero-length option", "0100 080a 0000 0001 0000 0002", nil},
+		{"none", "", nil, -1},
+		{"linux", "0101 080a 0000 0001 0000 0002", &Timestamp{1, 2}, -1},
+		{"after mss, sack-ok and wscale", "0204 05b4 0402 080a ffff ffff 0000 0000 0103 0307", &Timestamp{0xffffffff, 0}, 7},
+		{"linux syn", "0204 ffd7 0402 080a 0000 0001 0000 0000 0103 030e", &Timestamp{1, 0}, 14},
+		{"after end of list", "0000 080a 0000 0001 0000 0002 0303 07", nil, -1},
+		{"wrong length", "0101 080b 0000 0001 0000 0002 0000", nil, -1},
+		{"wscale of wrong length", "0304 0700", nil, -1},
+		{"truncated", "0101 080a 0000 0001", nil, -1},
+		{"zero-length option", "0100 080a 0000 0001 0000 0002", nil, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := unhex(t, tc.hdr)
@@ -102,6 +105,10 @@ func TestTCPTimestamp(t *testing.T) {
 			ts, ok := TCPHeader(b).Timestamp()
 			if ok != (tc.want != nil) || (ok && ts != *tc.want) {
 				t.Errorf("Timestamp() = %+v, %v; want %+v", ts, ok, tc.want)
+			}
+			shift, ok := TCPHeader(b).WScale()
+			if ok != (tc.wscale >= 0) || (ok && int(shift) != tc.wscale) {
+				t.Errorf("WScale() = %d, %v; want %d", shift, ok, tc.wscale)
 			}
 		})
 	}

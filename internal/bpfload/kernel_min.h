@@ -1,15 +1,35 @@
 /* SPDX-License-Identifier: (MIT OR GPL-2.0-only) */
 /*
- * The kernel types walk.c reads, declared by hand instead of a full
- * vmlinux.h. Every struct carries preserve_access_index, so offsets and
- * bitfield positions are relocated against the running kernel's BTF at load
- * time (CO-RE): only names and field types matter here. Checked against the
- * BTF of Linux 6.18.
+ * The kernel types the project's BPF programs read (probe/bpf/seq.c,
+ * inventory/bpfwalk/walk.c and inventory/bpfowners/owners.c), declared by hand instead of a full vmlinux.h;
+ * both compile with -I pointing here (scripts/bpf-compile.sh, make
+ * bpf-generate). Every struct carries preserve_access_index, so field offsets
+ * and bitfield positions are relocated against the running kernel's BTF at
+ * load time (CO-RE): only the names and the field types matter here, not the
+ * layout or the order, and a field a program does not read costs nothing.
+ * Checked against `bpftool btf dump file /sys/kernel/btf/vmlinux format c`
+ * on Linux 6.18.
  */
-#ifndef GHOSTD_WALK_MIN_H
-#define GHOSTD_WALK_MIN_H
+#ifndef GHOSTD_KERNEL_MIN_H
+#define GHOSTD_KERNEL_MIN_H
 
-#include "ghostd_types.h"
+typedef signed char __s8;
+typedef unsigned char __u8;
+typedef short __s16;
+typedef unsigned short __u16;
+typedef int __s32;
+typedef unsigned int __u32;
+typedef long long __s64;
+typedef unsigned long long __u64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __u32 uid_t;
+typedef _Bool bool;
 #define true 1
 #define false 0
 
@@ -18,6 +38,10 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+enum {
+	BPF_F_NO_PREALLOC = 1,
 };
 
 enum {
@@ -72,9 +96,19 @@ struct netns_ipv4 {
 	struct inet_timewait_death_row tcp_death_row;
 };
 
+struct netns_sysctl_ipv6 {
+	u8 auto_flowlabels;
+	u8 flowlabel_state_ranges;
+};
+
+struct netns_ipv6 {
+	struct netns_sysctl_ipv6 sysctl;
+};
+
 struct net {
 	struct ns_common ns;
 	struct netns_ipv4 ipv4;
+	struct netns_ipv6 ipv6;
 };
 
 struct nsproxy {
@@ -169,10 +203,20 @@ struct sock {
 	u32 sk_max_ack_backlog;
 	unsigned long sk_ino;
 	struct sock_cgroup_data sk_cgrp_data;
+	u32 sk_mark;
+	u32 sk_txhash;
+};
+
+struct ipv6_pinfo {
+	__be32 flow_label;
+	u8 tclass;
 };
 
 struct inet_sock {
 	struct sock sk;
+	struct ipv6_pinfo *pinet6;
+	unsigned long inet_flags;
+	__u8 tos;
 };
 
 struct inet_connection_sock {
@@ -185,6 +229,7 @@ struct inet_connection_sock {
 	__u8 icsk_pending;
 	__u8 icsk_backoff;
 	__u8 icsk_probes_out;
+	u32 icsk_user_timeout;
 	struct {
 		__u32 lrcvtime;
 		__u16 rcv_mss;
@@ -203,6 +248,14 @@ struct tcp_options_received {
 	u16 rcv_wscale : 4;
 };
 
+struct tcp_md5sig_info;
+struct tcp_ao_info;
+
+/*
+ * tcp_usec_ts (6.7+), md5sig_info (CONFIG_TCP_MD5SIG) and ao_info (6.7+,
+ * CONFIG_TCP_AO) may be absent from the running kernel: seq.c reads them
+ * only under bpf_core_field_exists.
+ */
 struct tcp_sock {
 	struct inet_connection_sock inet_conn;
 	u32 rcv_nxt;
@@ -222,11 +275,17 @@ struct tcp_sock {
 	u32 srtt_us;
 	u32 mdev_us;
 	u32 total_retrans;
+	u32 tsoffset;
+	u32 keepalive_time;
+	u32 keepalive_intvl;
+	u8 keepalive_probes;
 	u64 bytes_acked;
 	u64 bytes_received;
 	u8 ecn_flags;
 	u8 tcp_usec_ts : 1;
 	struct tcp_options_received rx_opt;
+	struct tcp_md5sig_info *md5sig_info;
+	struct tcp_ao_info *ao_info;
 };
 
 struct inet_timewait_sock {
@@ -241,6 +300,31 @@ struct request_sock {
 	struct timer_list rsk_timer;
 };
 
+/* The context of an iter/tcp program (seq.c). */
+struct bpf_iter_meta {
+	struct seq_file *seq;
+	u64 session_id;
+	u64 seq_num;
+};
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+	uid_t uid;
+};
+
+/* The context of an iter/task_file program (owners.c). */
+struct file {
+	struct inode *f_inode;
+};
+
+struct bpf_iter__task_file {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	u32 fd;
+	struct file *file;
+};
+
 #pragma clang attribute pop
 
-#endif /* GHOSTD_WALK_MIN_H */
+#endif /* GHOSTD_KERNEL_MIN_H */
