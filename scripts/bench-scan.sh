@@ -18,7 +18,9 @@
 # Needs root (ip netns add). Quick run: BENCH_SCAN_CONNS=10000 scripts/bench-scan.sh
 # BENCH_SCAN_GHOSTD=path benchmarks another ghostd binary; BENCH_SCAN_BASE=path
 # also times that binary in the same rounds, on the same sockets, and prints
-# the branch's figures beside it.
+# the branch's figures beside it. To see where a scan's time goes, profile
+# one: GHOSTD_CPUPROFILE=FILE ghostd scan ... writes a CPU profile for
+# `go tool pprof`.
 set -euo pipefail
 
 CONNS=${BENCH_SCAN_CONNS:-100000}
