@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ghostd/ghostd/exporter/exportertest"
+	"github.com/ghostd/ghostd/podinfo"
 )
 
 const runbookPrefix = "https://github.com/ghostd/ghostd/blob/main/docs/runbook.md#"
@@ -252,10 +254,32 @@ func TestWithFor(t *testing.T) {
 
 // TestRulesUseExportedMetrics checks every ghostd_ series the rules select,
 // and every label they match or group on, against the exporter's golden
-// expositions: a renamed metric must break this test, not an alert that
-// then never fires.
+// expositions and what podinfo's resolver exports (ghostd_runtime_up): a
+// renamed metric must break this test, not an alert that then never fires.
 func TestRulesUseExportedMetrics(t *testing.T) {
 	exported := exportertest.Series(t, "../exporter/testdata/*.prom")
+	// The resolver reports an endpoint it was given even while its socket
+	// is absent (as down), so this needs no runtime.
+	res, err := podinfo.New(nil, podinfo.Options{Endpoints: []string{t.TempDir() + "/containerd.sock"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(res)
+	fams, err := reg.Gather()
+	if err != nil || len(fams) == 0 {
+		t.Fatalf("podinfo resolver: %d families, %v", len(fams), err)
+	}
+	for _, fam := range fams {
+		labels := map[string]bool{}
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+		exported[fam.GetName()] = labels
+	}
 	// Labels the scrape or the fleet setup adds, and the metric name.
 	added := map[string]bool{"job": true, "instance": true, "cluster": true, "node": true, "__name__": true}
 	promql := parser.NewParser(parser.Options{})

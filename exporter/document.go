@@ -104,6 +104,11 @@ type Session struct {
 	// address answered, but it fronts many connections, a NAT or VIP that
 	// always answers: no claim about the peer). Empty when not asked.
 	HostHint string `json:"host_hint,omitempty"`
+	// Guarded: the last probe acknowledged RCV.NXT behind the reset guard
+	// (probe.reset_guard), so a RST answering it was dropped before the
+	// local socket. False where the guard was not in place for it (off,
+	// no CAP_NET_ADMIN, blind, NAT in the namespace, the guard failed).
+	Guarded bool `json:"guarded,omitempty"`
 }
 
 // VerdictText is the verdict as the page and `ghostd scan` print it: an

@@ -17,7 +17,7 @@ var appendJSONNames = []string{
 	"idle_seconds", "reasons", "verdict", "probes_sent", "replies", "rtt_seconds", "ghost", "killed", "probe_mode",
 	"host_reachable", "closed_by_probe", "container", "ghost_seconds", "unprobeable", "kernel_deadline_seconds",
 	"kernel_deadline_basis", "kernel_deadline_lower_bound", "nat", "uncertain",
-	"container_name", "pod", "k8s_namespace", "host_hint",
+	"container_name", "pod", "k8s_namespace", "host_hint", "guarded",
 }
 
 // Members of appendJSONNames, by index.
@@ -57,6 +57,7 @@ const (
 	mPod
 	mK8sNamespace
 	mHostHint
+	mGuarded
 	numMembers
 )
 
@@ -131,6 +132,9 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	w.strOmitEmpty(mPod, s.Pod)
 	w.strOmitEmpty(mK8sNamespace, s.K8sNamespace)
 	w.strOmitEmpty(mHostHint, s.HostHint)
+	if s.Guarded {
+		w.bool(mGuarded, true)
+	}
 	w.newline(0)
 	w.b = append(w.b, '}')
 	return w.b, w.err

@@ -12,6 +12,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/nsthread"
 )
 
 // sockRcvBuf is the netlink socket's receive buffer: room for several 32 KiB
@@ -21,14 +23,25 @@ const sockRcvBuf = 256 << 10
 
 // Dial opens a sock_diag socket in the namespace nsFD refers to (an open
 // /proc/PID/ns/net or /run/netns/NAME), or in the caller's namespace when
-// nsFD <= 0. The caller may close nsFD once Dial returns.
+// nsFD <= 0. The caller may close nsFD once Dial returns. The socket is
+// made on a thread nsthread moves there (netlink.Config.NetNS would move
+// any thread, the main one included).
 func Dial(nsFD int) (*Conn, error) {
-	cfg := &netlink.Config{}
-	if nsFD > 0 {
-		cfg.NetNS = nsFD
+	var nc *netlink.Conn
+	dial := func() (err error) {
+		nc, err = netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
+		return err
 	}
-	nc, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, cfg)
+	var err error
+	if nsFD > 0 {
+		err = nsthread.InNetns(nsFD, dial)
+	} else {
+		err = dial()
+	}
 	if err != nil {
+		if nc != nil {
+			_ = nc.Close() // made, but the thread could not go back
+		}
 		return nil, fmt.Errorf("inventory: dial sock_diag: %w", err)
 	}
 	t, err := newRawTransport(nc)

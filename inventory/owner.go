@@ -45,10 +45,6 @@ type Owners struct {
 	log     *slog.Logger // says when the iterator fails
 }
 
-// ownerRetryCalls is how many Cgroups.Resolve calls pass before an id no
-// cgroup was found for is looked for again.
-const ownerRetryCalls = 4
-
 // iterMinWanted is how many sockets of one namespace a lookup must ask for
 // before the iterator serves it rather than /proc: the iterator reads every
 // fd on the host, a walk of /proc that namespace's processes first and
@@ -369,81 +365,4 @@ func unescapeUnit(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// Cgroup is what a cgroup v2 path says about the sockets created in it.
-type Cgroup struct {
-	Path      string // relative to the cgroup2 mount, e.g. "/system.slice/nginx.service"
-	Unit      string // as UnitFromCgroup
-	Container string // as ContainerFromCgroup
-}
-
-// Cgroups maps cgroup v2 ids (Socket.CgroupID, from INET_DIAG_CGROUP_ID) to
-// their cgroups, so that every socket's unit and container are known without
-// walking /proc/*/fd. It walks the cgroup2 hierarchy only for ids it does not
-// know, at most once per call, and is safe for concurrent use.
-type Cgroups struct {
-	root string
-
-	mu     sync.Mutex
-	calls  uint64
-	walks  int // for tests
-	paths  map[uint64]string
-	nobody map[uint64]uint64 // ids the last walks did not find, by call
-}
-
-// NewCgroups returns a Cgroups over the cgroup2 hierarchy mounted at root;
-// "" finds it (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts).
-// Without cgroup2, Resolve finds nothing.
-func NewCgroups(root string) *Cgroups {
-	if root == "" {
-		root = cgroup2Root()
-	}
-	return &Cgroups{root: root, paths: make(map[uint64]string), nobody: make(map[uint64]uint64)}
-}
-
-// Resolve returns the cgroup of every id it can find; id 0 and ids of
-// removed cgroups are absent.
-func (c *Cgroups) Resolve(ids []uint64) map[uint64]Cgroup {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.calls++
-	out := make(map[uint64]Cgroup, len(ids))
-	var missing []uint64
-	for _, id := range ids {
-		if id == 0 {
-			continue
-		}
-		if _, ok := c.paths[id]; ok {
-			continue
-		}
-		if at, ok := c.nobody[id]; ok && c.calls-at <= ownerRetryCalls {
-			continue
-		}
-		missing = append(missing, id)
-	}
-	if len(missing) > 0 && c.root != "" {
-		c.walks++
-		if paths, err := walkCgroups(c.root); err == nil {
-			c.paths = paths
-		}
-		for _, id := range missing {
-			if _, ok := c.paths[id]; ok {
-				delete(c.nobody, id)
-			} else {
-				c.nobody[id] = c.calls
-			}
-		}
-	}
-	for id, at := range c.nobody {
-		if c.calls-at > ownerRetryCalls {
-			delete(c.nobody, id)
-		}
-	}
-	for _, id := range ids {
-		if p, ok := c.paths[id]; ok {
-			out[id] = Cgroup{Path: p, Unit: UnitFromCgroup(p), Container: ContainerFromCgroup(p)}
-		}
-	}
-	return out
 }

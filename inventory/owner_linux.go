@@ -1,12 +1,8 @@
 package inventory
 
 import (
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,44 +60,4 @@ func (o *Owners) walk(netns uint64, found map[uint32]holder) {
 			break
 		}
 	}
-}
-
-// cgroup2Root returns where the cgroup2 hierarchy is mounted, or "".
-func cgroup2Root() string {
-	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		var sfs unix.Statfs_t
-		if unix.Statfs(p, &sfs) == nil && sfs.Type == unix.CGROUP2_SUPER_MAGIC {
-			return p
-		}
-	}
-	return ""
-}
-
-// walkCgroups maps the inode of every directory under root (on cgroup2, a
-// cgroup's id) to its path relative to root ("/" for root itself).
-func walkCgroups(root string) (map[uint64]string, error) {
-	paths := make(map[uint64]string)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == root {
-				return err
-			}
-			return fs.SkipDir // removed or unreadable while walking
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
-		paths[st.Ino] = rel
-		return nil
-	})
-	return paths, err
 }

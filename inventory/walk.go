@@ -61,6 +61,22 @@ func jiffiesToMsecs(j uint32, hz int) uint32 {
 	return uint32((uint64(j)*1000 + uint64(hz) - 1) / uint64(hz))
 }
 
+// walkSkew bounds, in seconds, how far after a walk's clock reading a
+// socket's own time stamp may be: a pass reads the clock once (walk.c), so
+// a busy socket can send or receive while the pass goes on.
+const walkSkew = 60
+
+// jiffiesSince is how long before now stamp was (both tcp_jiffies32), in
+// milliseconds. A stamp up to walkSkew after now was made during the walk:
+// 0 ago, not the 49.7 days that now - stamp wraps to (a busy connection
+// then looked idle). Any other stamp converts as tcp_get_info's does.
+func jiffiesSince(now, stamp uint32, hz int) uint32 {
+	if ahead := stamp - now; ahead != 0 && ahead <= uint32(walkSkew*max(hz, 0)) {
+		return 0
+	}
+	return jiffiesToMsecs(now-stamp, hz)
+}
+
 // jiffiesToUsecs is the kernel's jiffies_to_usecs, rounding up.
 func jiffiesToUsecs(j uint32, hz int) uint32 {
 	if hz <= 0 {
@@ -120,9 +136,9 @@ func socketFromRecord(r *bpfwalk.Record, hz int, s *Socket) error {
 	i.RcvMSS = r.RcvMSS
 	i.Lost = r.Lost
 	i.Retrans = r.RetransOut
-	i.LastDataSent = jiffiesToMsecs(now-r.LSndTime, hz)
-	i.LastDataRecv = jiffiesToMsecs(now-r.LRcvTime, hz)
-	i.LastAckRecv = jiffiesToMsecs(now-r.RcvTstamp, hz)
+	i.LastDataSent = jiffiesSince(now, r.LSndTime, hz)
+	i.LastDataRecv = jiffiesSince(now, r.LRcvTime, hz)
+	i.LastAckRecv = jiffiesSince(now, r.RcvTstamp, hz)
 	i.RTT = r.SRTTUs >> 3
 	i.RTTVar = r.MdevUs >> 2
 	i.TotalRetrans = r.TotalRetrans

@@ -32,6 +32,29 @@ func TestJiffies(t *testing.T) {
 	}
 }
 
+// TestJiffiesSince: a stamp made after the walk read its clock (a busy
+// socket) is 0 ago; wrapped and old stamps convert as the kernel's do.
+func TestJiffiesSince(t *testing.T) {
+	for _, c := range []struct {
+		now, stamp uint32
+		hz         int
+		want       uint32
+	}{
+		{100, 100, 250, 0},
+		{100, 50, 250, 200},
+		{100, 0xffffffff - 99, 250, 800},         // tcp_jiffies32 wrapped between them
+		{100, 105, 250, 0},                       // 20 ms after the walk's clock: the flake's 4294967276 ms
+		{0xfffffffe, 3, 1000, 0},                 // after the clock, across the wrap
+		{100, 100 + 60*250, 250, 0},              // walkSkew ahead: still the walk's
+		{100, 100 + 60*250 + 1, 250, 4294907292}, // further: as tcp_get_info converts it (u32)
+		{100, 105, 0, 0},
+	} {
+		if got := jiffiesSince(c.now, c.stamp, c.hz); got != c.want {
+			t.Errorf("jiffiesSince(now %d, stamp %d, HZ %d) = %d ms, want %d", c.now, c.stamp, c.hz, got, c.want)
+		}
+	}
+}
+
 func TestSocketFromRecord(t *testing.T) {
 	full := bpfwalk.Record{
 		Cookie: 42, Now: 1<<32 + 100, CgroupID: 7, BytesAcked: 1001, BytesReceived: 2002,

@@ -9,6 +9,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/nsthread"
 )
 
 // guardReplyTimeout bounds the wait for the kernel's acknowledgements.
@@ -25,17 +27,23 @@ type nftGuard struct {
 // openGuard creates ghostd's table in the namespace at nsPath ("" for the
 // caller's own), replacing a leftover one. It needs CAP_NET_ADMIN there.
 func openGuard(nsPath string) (resetGuard, error) {
-	cfg := &netlink.Config{}
-	if nsPath != "" {
-		fd, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, errGuard("open netns", err)
-		}
-		defer unix.Close(fd)
-		cfg.NetNS = fd
+	// The socket is made on a thread nsthread moves into the namespace
+	// (netlink.Config.NetNS would move any thread, the main one included).
+	var conn *netlink.Conn
+	dial := func() (err error) {
+		conn, err = netlink.Dial(unix.NETLINK_NETFILTER, nil)
+		return err
 	}
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	var err error
+	if nsPath == "" {
+		err = dial()
+	} else {
+		err = nsthread.InNetnsAt(nsPath, dial)
+	}
 	if err != nil {
+		if conn != nil {
+			conn.Close() // made, but the thread could not go back
+		}
 		return nil, errGuard("netlink", err)
 	}
 	g := &nftGuard{conn: conn}

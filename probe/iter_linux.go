@@ -199,14 +199,14 @@ func (it *iterImpl) clear(cookies []uint64) error {
 }
 
 // openInNetns runs open on a thread that has entered the network namespace at
-// nsPath ("" = the caller's own) and returns what it opened (nsthread.Enter:
-// a thread that cannot go back to its namespace is discarded).
+// nsPath ("" = the caller's own) and returns what it opened; nsthread moves
+// the thread back, or has the Go runtime discard it.
 func openInNetns(nsPath string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
 	if nsPath == "" {
 		return open()
 	}
 	var rc io.ReadCloser
-	err := nsthread.Enter(nsPath, func() (err error) {
+	err := nsthread.InNetnsAt(nsPath, func() (err error) {
 		rc, err = open()
 		return err
 	})

@@ -81,7 +81,7 @@ func lookupNATWith(nsPath string, conns []flowKey, dump *bool) ([]natFlow, error
 	if nsPath == "" {
 		err = open()
 	} else {
-		err = nsthread.Enter(nsPath, open)
+		err = nsthread.InNetnsAt(nsPath, open)
 	}
 	if err != nil {
 		return nil, err

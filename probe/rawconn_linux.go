@@ -45,12 +45,15 @@ func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
 		return openRawSockets(ports)
 	}
 	var c rawConn
-	err := nsthread.Enter(nsPath, func() error {
+	err := nsthread.InNetnsAt(nsPath, func() error {
 		var err error
 		c, err = openRawSockets(ports)
 		return err
 	})
 	if err != nil {
+		if c != nil {
+			c.close() // opened, but the thread could not go back
+		}
 		return nil, err
 	}
 	return c, nil

@@ -33,6 +33,9 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"run", "--config", "/dev/null", "--web.config.file", "/nonexistent/web.yml", "--config.check"}, ExitUsage, "web.config_file /nonexistent/web.yml"},
 		{[]string{"probe", "192.0.2.1:1"}, ExitUsage, "need LOCAL and REMOTE"},
 		{[]string{"probe", "192.0.2.1", "192.0.2.2:5"}, ExitUsage, "ADDR:PORT"},
+		{[]string{"probe", "--probes", "0", "192.0.2.1:1", "192.0.2.2:5"}, ExitUsage, "--probes: "},
+		{[]string{"probe", "--probe-interval", "soon", "192.0.2.1:1", "192.0.2.2:5"}, ExitUsage, `invalid value "soon" for flag -probe-interval`},
+		{[]string{"probe", "--idle", "1s", "192.0.2.1:1", "192.0.2.2:5"}, ExitUsage, "flag provided but not defined: -idle"},
 		{[]string{"version"}, ExitOK, "ghostd 1.2.3 (revision abc"},
 	} {
 		var out, errb bytes.Buffer

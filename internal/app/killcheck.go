@@ -72,6 +72,11 @@ func (p *parts) checkKill(pol kill.Policy, store *exporter.Store) {
 			p.log.Warn("kill mode keepalive needs CAP_SYS_PTRACE to borrow sockets (pidfd_getfd); detection goes on")
 		}
 	}
+	// Not part of ghostd_kill_supported, which is about the mode ghosts
+	// are killed with: a CLOSE_WAIT leak is no ghost.
+	if pol.CloseWait && !p.caps.Has(capSysPtrace) {
+		p.log.Warn("kill.close_wait needs CAP_SYS_PTRACE to borrow sockets (pidfd_getfd) and shut them down: CLOSE_WAIT leaks are reported, not ended")
+	}
 	if store != nil {
 		store.SetKillSupported(ok)
 	}

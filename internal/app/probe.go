@@ -23,11 +23,10 @@ const ExitGhost = 3
 // a 4-tuple that is in the socket table right now.
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	netns := fs.String("netns", "all", `namespace of the connection: "all", a /run/netns name, a pod's <namespace>/<pod>, or /proc/PID/ns/net`)
-	attempts := fs.Int("probes", config.Default().Probe.Attempts, "probe attempts")
-	interval := fs.Duration("probe-interval", config.Default().Probe.Interval, "time between attempts")
+	// The connection's namespace, its probing, and the runtime that names
+	// pods for --netns NAMESPACE/POD: the keys' own flags, as run and scan take them.
+	f := config.RegisterFlagsFor(fs, "netns", "probes", "probe-interval", "runtime-endpoint")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	runtimeEP := fs.String("runtime-endpoint", "", `container runtime sockets, comma-separated, that name pods for --netns NAMESPACE/POD (default: the standard ones; "none" for none)`)
 	if code, ok := parseFlags(fs, args, stderr, false); !ok {
 		return code
 	}
@@ -42,13 +41,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return ExitUsage
 	}
 	cfg := config.Default()
-	cfg.Netns = *netns
-	cfg.Probe.Attempts = *attempts
-	cfg.Probe.Interval = *interval
-	if *runtimeEP != "" {
-		cfg.Runtime.Endpoints = strings.Split(*runtimeEP, ",")
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := f.Apply(&cfg); err != nil {
 		fmt.Fprintf(stderr, "ghostd probe: %v\n", err)
 		return ExitUsage
 	}
@@ -109,7 +102,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		out := map[string]any{
 			"local": engine.FormatAddr(found[0].Local), "remote": engine.FormatAddr(found[0].Remote),
 			"verdict": r.Verdict, "probe_mode": r.Mode, "probes_sent": r.Sent, "replies": r.Replies,
-			"rtt_seconds": nil, "confirmed": r.Confirmed, "host_reachable": r.HostReachable, "host_hint": r.HostHint, "closed_by_probe": r.ClosedLocal,
+			"rtt_seconds": nil, "confirmed": r.Confirmed, "host_reachable": r.HostReachable, "host_hint": r.HostHint, "closed_by_probe": r.ClosedLocal, "guarded": r.Guarded,
 		}
 		if r.RTT > 0 {
 			out["rtt_seconds"] = r.RTT.Seconds()

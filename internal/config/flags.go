@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,10 +109,34 @@ type Flags struct {
 // detectionOnly (for `scan`) only the flags shared by `run` and `scan` are
 // registered; otherwise (`run`) the daemon's flags too.
 func RegisterFlags(fs *flag.FlagSet, detectionOnly bool) *Flags {
+	f := register(fs, func(s *flagSpec) bool { return !s.daemon || !detectionOnly })
+	if !detectionOnly {
+		fs.StringVar(&f.ConfigFile, "config", DefaultPath, "configuration file")
+		fs.BoolVar(&f.Check, "config.check", false, "validate the configuration and exit")
+	}
+	return f
+}
+
+// RegisterFlagsFor registers only the named flags (without dashes) of the
+// same table, for a command that takes a few keys and no file (`probe`).
+// A name the table does not have panics.
+func RegisterFlagsFor(fs *flag.FlagSet, names ...string) *Flags {
+	f := register(fs, func(s *flagSpec) bool { return slices.Contains(names, s.name) })
+	for _, name := range names {
+		if fs.Lookup(name) == nil {
+			panic("config: no flag --" + name + " in the flag table")
+		}
+	}
+	return f
+}
+
+// register registers the table's flags that keep selects.
+func register(fs *flag.FlagSet, keep func(*flagSpec) bool) *Flags {
 	f := &Flags{fs: fs, over: Default(), ConfigFile: DefaultPath}
 	root := reflect.ValueOf(&f.over).Elem()
-	for _, s := range flagTable {
-		if s.daemon && detectionOnly {
+	for i := range flagTable {
+		s := &flagTable[i]
+		if !keep(s) {
 			continue
 		}
 		v, ok := yamlconf.Field(root, s.key)
@@ -128,10 +153,6 @@ func RegisterFlags(fs *flag.FlagSet, detectionOnly bool) *Flags {
 			}
 		}
 		fs.Var(&fieldValue{v: v, invert: s.invert}, s.name, usage)
-	}
-	if !detectionOnly {
-		fs.StringVar(&f.ConfigFile, "config", DefaultPath, "configuration file")
-		fs.BoolVar(&f.Check, "config.check", false, "validate the configuration and exit")
 	}
 	return f
 }

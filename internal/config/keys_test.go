@@ -5,8 +5,10 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -106,4 +108,45 @@ func flagNames(key string) []string {
 		}
 	})
 	return out
+}
+
+// TestRegisterFlagsFor: a command that takes a few keys (`ghostd probe`)
+// gets exactly those flags from the table, each naming its key, bound to
+// the key (an error names the flag); a name the table lacks panics.
+func TestRegisterFlagsFor(t *testing.T) {
+	fs := flag.NewFlagSet("ghostd probe", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := RegisterFlagsFor(fs, "netns", "probes", "probe-interval", "runtime-endpoint")
+	var got []string
+	fs.VisitAll(func(fl *flag.Flag) {
+		got = append(got, fl.Name)
+		if key, _ := flagKey(fl.Name); !strings.Contains(fl.Usage, "(key "+key) {
+			t.Errorf("--%s usage does not name its key %q: %q", fl.Name, key, fl.Usage)
+		}
+	})
+	if want := []string{"netns", "probe-interval", "probes", "runtime-endpoint"}; !slices.Equal(got, want) {
+		t.Errorf("flags %v, want %v", got, want)
+	}
+	if err := fs.Parse([]string{"--netns=blue", "--probes=5", "--probe-interval=2s", "--runtime-endpoint=/a.sock", "--runtime-endpoint=/b.sock"}); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if err := f.Apply(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Netns != "blue" || c.Probe.Attempts != 5 || c.Probe.Interval != 2*time.Second || !slices.Equal(c.Runtime.Endpoints, []string{"/a.sock", "/b.sock"}) {
+		t.Errorf("applied: netns %q, attempts %d, interval %v, endpoints %v", c.Netns, c.Probe.Attempts, c.Probe.Interval, c.Runtime.Endpoints)
+	}
+	if err := fs.Parse([]string{"--probes=0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Apply(&c); err == nil || !strings.Contains(err.Error(), "--probes") {
+		t.Errorf("--probes=0: %v, want an error naming --probes", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("RegisterFlagsFor with a name the table lacks did not panic")
+		}
+	}()
+	RegisterFlagsFor(flag.NewFlagSet("x", flag.ContinueOnError), "probes", "bogus")
 }

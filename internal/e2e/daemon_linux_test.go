@@ -243,6 +243,18 @@ next:
 	return 0, false
 }
 
+// ready waits, at most limit, until ghostd's first scan is published
+// (/-/ready answers 200). A test's deadline for what the daemon finds counts
+// from there: a loaded machine stretches start-up and the first scan (the
+// owner walk reads every process's fds), not what is being measured.
+func (d *daemon) ready(limit time.Duration) {
+	d.t.Helper()
+	waitFor(d.t, limit, "ghostd ready (first scan published)", func() (bool, string) {
+		code, b, err := d.get("/-/ready")
+		return err == nil && code == http.StatusOK, fmt.Sprintf("status %d %q %v", code, b, err)
+	})
+}
+
 // waitFor polls cond every 200 ms until it returns true or limit passes.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()

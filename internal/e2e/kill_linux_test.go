@@ -50,10 +50,13 @@ func TestKillDestroyPolicy(t *testing.T) {
   deny:
     - ports: [%d]
 `, deniedPort.Port())
-	d := startDaemon(t, cfg, "--netns", n.Server.Name, "--interval", "1s", "--idle", "2s", "--close-wait", "2s", "--stall", "2s", "--probe-interval", "1s")
+	// The peers vanish before ghostd starts: a ghost whose first probe met
+	// a live peer is alive, not probed again for probe.backoff (5 minutes).
 	for _, g := range ghosts {
 		n.LoseState(t, g.client)
 	}
+	d := startDaemon(t, cfg, "--netns", n.Server.Name, "--interval", "1s", "--idle", "2s", "--close-wait", "2s", "--stall", "2s", "--probe-interval", "1s")
+	d.ready(60 * time.Second)
 
 	// Each ghost's owner is blocked in Read, as a server waiting for the
 	// next request is; a killed one wakes with ECONNABORTED.
@@ -98,7 +101,7 @@ func TestKillDestroyPolicy(t *testing.T) {
 		}
 		return k >= 2, strings.Join(st, ", ")
 	})
-	t.Logf("first kills %.1fs after the peers vanished", took.Seconds())
+	t.Logf("first kills %.1fs after the first scan", took.Seconds())
 	time.Sleep(4 * time.Second) // more scans: the rate limit must still hold
 	k, st := killed()
 	if k != 2 {
@@ -162,13 +165,14 @@ func TestKillKeepaliveMode(t *testing.T) {
     count: 2
   user_timeout: 3s
 `
-	startDaemon(t, cfg, "--netns", n.Server.Name, "--interval", "1s", "--idle", "2s", "--probe-interval", "1s")
-	n.DropFromClient(t, g.c)
+	n.DropFromClient(t, g.c) // before ghostd starts, as in TestKillDestroyPolicy
+	d := startDaemon(t, cfg, "--netns", n.Server.Name, "--interval", "1s", "--idle", "2s", "--probe-interval", "1s")
+	d.ready(60 * time.Second)
 	took := waitFor(t, 30*time.Second, "owner sees ETIMEDOUT", func() (bool, string) {
 		err := readErr(g.s)
 		return errors.Is(err, syscall.ETIMEDOUT), fmt.Sprint(err)
 	})
-	t.Logf("keepalive mode: owner got ETIMEDOUT %.1fs after the peer went silent", took.Seconds())
+	t.Logf("keepalive mode: owner got ETIMEDOUT %.1fs after the first scan", took.Seconds())
 	roundTrip(t, &scenario{name: "healthy idle", server: idle.s, client: idle.c})
 }
 

@@ -64,8 +64,8 @@ func TestScanResetGuard(t *testing.T) {
 				v[i] += " (ghost)"
 			}
 			got[c.name] = v
-			if s.Verdict != c.want || s.ClosedByProbe || (c.want != "alive") != s.Ghost {
-				t.Errorf("guard=%v %s: verdict %s ghost %v closed_by_probe %v, want %s, nothing closed", guard, c.name, s.Verdict, s.Ghost, s.ClosedByProbe, c.want)
+			if s.Verdict != c.want || s.ClosedByProbe || (c.want != "alive") != s.Ghost || s.Guarded != guard {
+				t.Errorf("guard=%v %s: verdict %s ghost %v closed_by_probe %v guarded %v, want %s, nothing closed", guard, c.name, s.Verdict, s.Ghost, s.ClosedByProbe, s.Guarded, c.want)
 			}
 			if st := testnet.TCPInfo(t, c.server).State; st != 1 {
 				t.Errorf("guard=%v %s: local socket state %d, want ESTABLISHED", guard, c.name, st)
@@ -90,7 +90,7 @@ func TestScanResetGuard(t *testing.T) {
 	n.LoseState(t, lateC)
 	time.Sleep(2500 * time.Millisecond)
 	doc, stderr := setprivScan(t, []string{"--inh-caps=-net_admin", "--bounding-set=-net_admin"}, slices.Concat(base, []string{"--probe-reset-guard"})...)
-	if s := sessionOf(&doc, lateS); s == nil || s.Verdict != "silent" {
+	if s := sessionOf(&doc, lateS); s == nil || s.Verdict != "silent" || s.Guarded {
 		t.Errorf("without CAP_NET_ADMIN the lost peer reads %+v, want silent (unguarded)", s)
 	}
 	if c := strings.Count(stderr, "reset_guard needs CAP_NET_ADMIN"); c != 1 || strings.Count(stderr, "reset guard") != 0 {

@@ -47,6 +47,7 @@ func (f *fakeInv) Scan(_ context.Context, _ inventory.StateMask, fn func(*invent
 type fakeProber struct {
 	verdicts    map[uint16]probe.Verdict
 	unprobeable map[uint16]string // ports whose sockets cannot be probed, and why
+	guarded     map[uint16]bool   // ports whose probes went out behind the reset guard
 	probed      []probe.Target
 }
 
@@ -59,7 +60,7 @@ func (f *fakeProber) ProbeAll(_ context.Context, ts []probe.Target) []probe.Resu
 			continue
 		}
 		v := f.verdicts[t.Remote.Port()]
-		out[i] = probe.Result{Verdict: v, Mode: probe.InWindow, Sent: 3, Confirmed: v != probe.Alive}
+		out[i] = probe.Result{Verdict: v, Mode: probe.InWindow, Sent: 3, Confirmed: v != probe.Alive, Guarded: f.guarded[t.Remote.Port()]}
 		if v == probe.Alive {
 			out[i].Sent, out[i].Replies, out[i].RTT = 1, 1, time.Millisecond
 		}

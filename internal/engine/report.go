@@ -385,6 +385,7 @@ func (e *Engine) fillSession(s *exporter.Session, ent *tracker.Entry, now time.T
 		s.HostReachable = r.HostReachable
 		s.HostHint = r.HostHint
 		s.ClosedByProbe = r.ClosedLocal
+		s.Guarded = r.Guarded
 		s.Unprobeable = r.Unprobeable
 		s.NAT = r.NAT
 		s.Uncertain = r.Uncertain

@@ -213,3 +213,20 @@ func TestNamespaceSource(t *testing.T) {
 		t.Errorf("namespaces (-want +got):\n%s", diff)
 	}
 }
+
+// TestSessionGuarded: a session says whether its last probe went out behind
+// the reset guard.
+func TestSessionGuarded(t *testing.T) {
+	e, inv, pr, _ := newTest()
+	pr.guarded = map[uint16]bool{2: true}
+	inv.sockets[7] = []inventory.Socket{idleSocket(1, 1, 2*time.Minute), idleSocket(2, 2, 2*time.Minute), idleSocket(3, 3, 2*time.Minute)}
+	e.Scan(context.Background())
+	e.Probe(context.Background(), e.Targets())
+	got := map[uint64]bool{}
+	for _, s := range e.Document().Sessions {
+		got[s.Cookie] = s.Guarded
+	}
+	if want := map[uint64]bool{1: false, 2: true, 3: false}; !cmp.Equal(got, want) {
+		t.Errorf("guarded by cookie %v, want %v", got, want)
+	}
+}

@@ -22,6 +22,7 @@ type verdictState struct {
 	replies    uint8
 	host       int8 // host hint: -1 not asked, 0 unreachable, 1 reachable, 2 nat, 3 shared (hosthint.go)
 	closed     bool // the peer's RST closed the local socket
+	guarded    bool // the probe acknowledged RCV.NXT behind the reset guard
 	confirmed  bool
 	why        uint8 // index in packedUnprobeable: why the socket cannot be probed
 	// nat is the index in packedNATs of the connection's translation.
@@ -57,7 +58,7 @@ func packResult(r probe.Result, at, ghostSince epoch.Stamp) verdictState {
 		at: at, ghostSince: ghostSince, rtt: r.RTT,
 		verdict: packIndex(packedVerdicts, r.Verdict), mode: packIndex(packedModes, r.Mode),
 		sent: clampUint8(r.Sent), replies: clampUint8(r.Replies),
-		host: packHost(r), closed: r.ClosedLocal, confirmed: r.Confirmed,
+		host: packHost(r), closed: r.ClosedLocal, guarded: r.Guarded, confirmed: r.Confirmed,
 		why: packIndex(packedUnprobeable, r.Unprobeable),
 		nat: packIndex(packedNATs, r.NAT), uncertain: packIndex(packedUncertain, r.Uncertain),
 	}
@@ -67,7 +68,7 @@ func packResult(r probe.Result, at, ghostSince epoch.Stamp) verdictState {
 func (v *verdictState) result() probe.Result {
 	r := probe.Result{
 		Verdict: packedVerdicts[v.verdict], Mode: packedModes[v.mode], Sent: int(v.sent), Replies: int(v.replies),
-		RTT: v.rtt, ClosedLocal: v.closed, Confirmed: v.confirmed, Unprobeable: packedUnprobeable[v.why],
+		RTT: v.rtt, ClosedLocal: v.closed, Guarded: v.guarded, Confirmed: v.confirmed, Unprobeable: packedUnprobeable[v.why],
 		NAT: packedNATs[v.nat], Uncertain: packedUncertain[v.uncertain],
 	}
 	unpackHost(v.host, &r)
@@ -77,7 +78,7 @@ func (v *verdictState) result() probe.Result {
 // The tracker keeps each suspect's verdict in its entry's Tag, so a pass
 // over every suspect reads it without a lookup, and it goes with the entry:
 // bytes 0-23 at, ghostSince and rtt (little-endian), then verdict, mode,
-// sent, replies, host, closed (bit 0; the NAT kind in bits 1-7), confirmed,
+// sent, replies, host, closed (bit 0; guarded bit 1; the NAT kind in bits 2-7), confirmed,
 // and 1 in the last byte once probed. The mode byte's high nibble says why
 // a socket could not be probed.
 func packVerdict(v *verdictState) tracker.Tag {
@@ -89,7 +90,10 @@ func packVerdict(v *verdictState) tracker.Tag {
 	if v.closed {
 		t[29] = 1
 	}
-	t[29] |= v.nat << 1
+	if v.guarded {
+		t[29] |= 2
+	}
+	t[29] |= v.nat << 2
 	if v.confirmed {
 		t[30] = 1
 	}
@@ -102,7 +106,7 @@ func packVerdict(v *verdictState) tracker.Tag {
 // (or whose verdict the tracker cleared).
 func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
 	mode, why := t[25]&0xf, t[25]>>4
-	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(mode) >= len(packedModes) || int(why) >= len(packedUnprobeable) || int(t[29]>>1) >= len(packedNATs) || int(t[30]>>1) >= len(packedUncertain) {
+	if t[31] != 1 || int(t[24]) >= len(packedVerdicts) || int(mode) >= len(packedModes) || int(why) >= len(packedUnprobeable) || int(t[29]>>2) >= len(packedNATs) || int(t[30]>>1) >= len(packedUncertain) {
 		return verdictState{}, false
 	}
 	return verdictState{
@@ -110,7 +114,7 @@ func unpackVerdict(t tracker.Tag) (v verdictState, ok bool) {
 		ghostSince: epoch.Stamp(binary.LittleEndian.Uint64(t[8:])),
 		rtt:        time.Duration(binary.LittleEndian.Uint64(t[16:])),
 		verdict:    t[24], mode: mode, sent: t[26], replies: t[27], host: int8(t[28]),
-		closed: t[29]&1 == 1, nat: t[29] >> 1, confirmed: t[30]&1 == 1, why: why, uncertain: t[30] >> 1,
+		closed: t[29]&1 == 1, guarded: t[29]&2 == 2, nat: t[29] >> 2, confirmed: t[30]&1 == 1, why: why, uncertain: t[30] >> 1,
 	}, true
 }
 

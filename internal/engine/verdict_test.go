@@ -21,7 +21,7 @@ func TestEveryVerdictPacks(t *testing.T) {
 		for _, mode := range []probe.Mode{probe.InWindow, probe.Blind} {
 			r := probe.Result{
 				Verdict: v, Mode: mode, Sent: 3, Replies: 1, RTT: 1500 * time.Microsecond, HostReachable: &reach, HostHint: probe.HostHintReachable,
-				ClosedLocal: true, Confirmed: true, NAT: probe.NATDNAT + "+" + probe.NATSNAT, Uncertain: probe.UncertainCaptureLost,
+				ClosedLocal: true, Guarded: true, Confirmed: true, NAT: probe.NATDNAT + "+" + probe.NATSNAT, Uncertain: probe.UncertainCaptureLost,
 				Unprobeable: probe.UnprobeableTCPAO,
 			}
 			st := packResult(r, e.epoch.Stamp(c.t), e.epoch.Stamp(c.t.Add(-time.Minute)))
@@ -52,6 +52,7 @@ func TestVerdictPacking(t *testing.T) {
 		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, HostHint: probe.HostHintNAT, NAT: probe.NATDNAT, Confirmed: true},
 		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, HostHint: probe.HostHintShared, Confirmed: true},
 		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true},
+		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, Guarded: true, Confirmed: true},
 		{Verdict: probe.Unprobed, Mode: probe.InWindow, Unprobeable: probe.UnprobeableTCPMD5},
 		{Verdict: probe.Unprobed, Mode: probe.Blind, Unprobeable: probe.UnprobeableTCPAO},
 		{Verdict: probe.Alive, Mode: probe.InWindow, Sent: 2, Replies: 1, RTT: time.Millisecond, NAT: probe.NATDNAT},
@@ -81,6 +82,7 @@ func TestVerdictTagRoundTrip(t *testing.T) {
 		{at: 1 << 50, ghostSince: epoch.Zero, verdict: 4, mode: 1, sent: 255, replies: 2, host: 0},
 		{at: 9, ghostSince: epoch.Zero, verdict: 0, mode: 2, host: -1, why: 2},
 		{at: 9, ghostSince: epoch.Zero, verdict: 1, mode: 1, sent: 1, replies: 1, host: -1, closed: true, nat: uint8(len(packedNATs) - 1)},
+		{at: 9, ghostSince: epoch.Zero, verdict: 2, mode: 1, sent: 1, replies: 1, host: -1, guarded: true, confirmed: true, nat: uint8(len(packedNATs) - 1)},
 		{at: 9, ghostSince: epoch.Zero, verdict: 3, mode: 1, sent: 3, host: 1, confirmed: false, uncertain: uint8(len(packedUncertain) - 1)},
 		{at: 9, ghostSince: 4, verdict: 3, mode: 1, sent: 3, host: -1, confirmed: true, uncertain: 0},
 	} {

@@ -1,2 +1,2 @@
-// Package nsthread runs code on an OS thread inside another network namespace.
+// Package nsthread is the one place ghostd moves OS threads into other network namespaces (setns), never the main thread.
 package nsthread

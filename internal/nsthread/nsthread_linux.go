@@ -40,60 +40,6 @@ func enter(name string, fn func() error) error {
 	return fn()
 }
 
-// Enter calls fn on a fresh locked thread (see Locked) that has entered the
-// network namespace at path, a /proc/PID/ns/net or bind-mounted file, and
-// moves the thread back when fn returns; a thread that cannot go back is
-// never unlocked, so the Go runtime discards it. It returns fn's error, or
-// why the thread could not enter (fn is not called) or go back.
-func Enter(path string, fn func() error) error {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("nsthread: %w", &os.PathError{Op: "open", Path: path, Err: err})
-	}
-	defer unix.Close(fd)
-	return inNetns(fd, path, fn)
-}
-
-// EnterFD is Enter for the namespace an open file descriptor refers to;
-// with nsFD < 0, fn runs on a locked thread of the caller's namespace.
-func EnterFD(nsFD int, fn func() error) error {
-	return inNetns(nsFD, fmt.Sprintf("fd %d", nsFD), fn)
-}
-
-// inNetns is EnterFD with what nsFD is, for the errors.
-func inNetns(nsFD int, what string, fn func() error) error {
-	var err error
-	Locked(func() bool {
-		if nsFD < 0 {
-			err = fn()
-			return true
-		}
-		var restored bool
-		restored, err = enterFD(nsFD, what, fn)
-		return restored
-	})
-	return err
-}
-
-// enterFD runs on a locked thread: it enters nsFD's namespace, calls fn and
-// goes back. restored is false when the thread may still be in nsFD's.
-func enterFD(nsFD int, what string, fn func() error) (restored bool, err error) {
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return true, fmt.Errorf("nsthread: %w", &os.PathError{Op: "open", Path: "/proc/thread-self/ns/net", Err: err})
-	}
-	defer unix.Close(orig)
-	// CLONE_NEWNET, never 0: systemd's RestrictNamespaces=net refuses setns(fd, 0).
-	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
-		return true, fmt.Errorf("nsthread: enter netns %s: %w", what, os.NewSyscallError("setns", err))
-	}
-	err = fn()
-	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
-		return false, errors.Join(err, fmt.Errorf("nsthread: go back from netns %s: %w", what, os.NewSyscallError("setns", rerr)))
-	}
-	return true, err
-}
-
 // Locked calls fn on a fresh goroutine locked to an OS thread that is not
 // the process's main thread, and returns when fn has. The main thread must
 // never change namespace: /proc/self/ns/net shows its namespace to every
@@ -121,4 +67,55 @@ func Locked(fn func() (restored bool)) {
 	}
 	go work()
 	<-done
+}
+
+// InNetns calls fn on a thread that is not the main one (see Locked), inside
+// the network namespace of nsFD (an open /proc/PID/ns/net or /run/netns
+// file), and moves the thread back before returning fn's error. With nsFD
+// < 0, fn runs on such a thread in the namespace it is in. Sockets fn
+// creates keep the namespace, and /proc/thread-self/net and /proc/sys/net
+// show it to fn. A thread that cannot go back is never unlocked, so the Go
+// runtime discards it instead of reusing it in the wrong namespace.
+func InNetns(nsFD int, fn func() error) error {
+	var err error
+	Locked(func() bool {
+		if nsFD < 0 {
+			err = fn()
+			return true
+		}
+		var restored bool
+		restored, err = inNetns(nsFD, fn)
+		return restored
+	})
+	return err
+}
+
+// InNetnsAt is InNetns for the namespace file at path.
+func InNetnsAt(path string, fn func() error) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("nsthread: %w", &os.PathError{Op: "open", Path: path, Err: err})
+	}
+	defer unix.Close(fd)
+	return InNetns(fd, fn)
+}
+
+// inNetns runs on a locked thread: it enters nsFD's namespace, calls fn and
+// goes back. restored is false when the thread may still be in nsFD's.
+func inNetns(nsFD int, fn func() error) (restored bool, err error) {
+	const self = "/proc/thread-self/ns/net"
+	orig, err := unix.Open(self, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return true, fmt.Errorf("nsthread: %w", &os.PathError{Op: "open", Path: self, Err: err})
+	}
+	defer unix.Close(orig)
+	// CLONE_NEWNET, never 0: systemd's RestrictNamespaces=net refuses setns(fd, 0).
+	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+		return true, fmt.Errorf("nsthread: enter netns: %w", os.NewSyscallError("setns", err))
+	}
+	err = fn()
+	if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
+		return false, errors.Join(err, fmt.Errorf("nsthread: restore netns: %w", os.NewSyscallError("setns", rerr)))
+	}
+	return true, err
 }

@@ -1,4 +1,4 @@
-package nsthread
+package nsthread_test
 
 import (
 	"errors"
@@ -6,8 +6,10 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/ghostd/ghostd/internal/testnet"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/nsthread"
+	"github.com/ghostd/ghostd/internal/testnet"
 )
 
 // netnsInode is the inode of the calling thread's network namespace.
@@ -20,7 +22,7 @@ func netnsInode() (uint64, error) {
 func TestRunEntersNamedNamespace(t *testing.T) {
 	ns := testnet.NewNS(t, "nst") // skips when not root
 	var got uint64
-	if err := Run(ns.Name, func() (err error) { got, err = netnsInode(); return err }); err != nil {
+	if err := nsthread.Run(ns.Name, func() (err error) { got, err = netnsInode(); return err }); err != nil {
 		t.Fatal(err)
 	}
 	if got != ns.Inode {
@@ -44,7 +46,7 @@ func TestRunLeavesMainThread(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 50 {
-		if err := Run(ns.Name, func() error { return nil }); err != nil {
+		if err := nsthread.Run(ns.Name, func() error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -66,28 +68,23 @@ func TestRunEmptyNameStays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, call := range map[string]func(func() error) error{
-		`Run("")`:     func(fn func() error) error { return Run("", fn) },
-		"EnterFD(-1)": func(fn func() error) error { return EnterFD(-1, fn) },
-	} {
-		var got uint64
-		if err := call(func() (err error) { got, err = netnsInode(); return err }); err != nil {
-			t.Fatal(err)
-		}
-		if got != own {
-			t.Errorf("%s: fn ran in netns inode %d, want the caller's %d", name, got, own)
-		}
+	var got uint64
+	if err := nsthread.Run("", func() (err error) { got, err = netnsInode(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if got != own {
+		t.Errorf("fn ran in netns inode %d, want the caller's %d", got, own)
 	}
 }
 
 func TestRunErrors(t *testing.T) {
 	called := false
-	err := Run("gd-nst-no-such-namespace", func() error { called = true; return nil })
+	err := nsthread.Run("gd-nst-no-such-namespace", func() error { called = true; return nil })
 	if !errors.Is(err, os.ErrNotExist) || called {
 		t.Errorf("Run in a missing namespace = %v (fn called %t), want ErrNotExist and no call", err, called)
 	}
 	want := errors.New("from fn")
-	if err := Run("", func() error { return want }); err != want {
+	if err := nsthread.Run("", func() error { return want }); err != want {
 		t.Errorf("Run = %v, want fn's error", err)
 	}
 }
@@ -103,43 +100,100 @@ func TestLockedNeverMainThread(t *testing.T) {
 		return true
 	}
 	for range 50 {
-		Locked(check)
+		nsthread.Locked(check)
 	}
 	// And from a caller that holds its own thread locked.
 	runtime.LockOSThread()
-	Locked(check)
+	nsthread.Locked(check)
 	runtime.UnlockOSThread()
 	if calls != 51 || onMain {
 		t.Errorf("fn ran %d times (want 51), on the main thread: %t", calls, onMain)
 	}
 }
 
-// TestEnter: fn runs in the namespace at the path, the caller's thread
-// stays put, and fn's error or why the thread could not enter comes back
-// (then fn is not called). TestRunEmptyNameStays covers EnterFD(-1).
-func TestEnter(t *testing.T) {
-	ns := testnet.NewNS(t, "nst") // skips when not root
-	var got uint64
-	if err := Enter(ns.Path, func() (err error) { got, err = netnsInode(); return err }); err != nil || got != ns.Inode {
-		t.Errorf("Enter(%s): fn ran in netns inode %d, %v; want %d", ns.Path, got, err, ns.Inode)
-	}
-	if now, err := netnsInode(); err != nil || now == ns.Inode {
-		t.Errorf("the caller's thread is in netns inode %d (%v), %s's", now, err, ns.Name)
-	}
-	want := errors.New("from fn")
-	if err := Enter(ns.Path, func() error { return want }); !errors.Is(err, want) {
-		t.Errorf("Enter = %v, want fn's error", err)
-	}
-	called := false
-	if err := Enter(ns.Path+"-missing", func() error { called = true; return nil }); !errors.Is(err, os.ErrNotExist) || called {
-		t.Errorf("Enter of a missing path = %v (fn called %t), want ErrNotExist and no call", err, called)
-	}
-	f, err := os.Open("/proc/self/status") // not a namespace: setns refuses it
+// threadsIn returns how many of this process's threads are in the network
+// namespace with inode ino.
+func threadsIn(t *testing.T, ino uint64) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if err := EnterFD(int(f.Fd()), func() error { called = true; return nil }); !errors.Is(err, unix.EINVAL) || called {
-		t.Errorf("EnterFD of a plain file = %v (fn called %t), want EINVAL and no call", err, called)
+	n := 0
+	for _, task := range tasks {
+		var st unix.Stat_t
+		if unix.Stat("/proc/self/task/"+task.Name()+"/ns/net", &st) == nil && st.Ino == ino {
+			n++
+		}
+	}
+	return n
+}
+
+// TestInNetns: fn runs inside the namespace of the fd, never on the main
+// thread, and every thread is back in its own namespace afterwards (the
+// threads are unlocked and reused, so one left behind would show).
+func TestInNetns(t *testing.T) {
+	ns := testnet.NewNS(t, "nst") // skips when not root
+	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for i := range 50 {
+		var got uint64
+		enter := func() error { return nsthread.InNetns(fd, func() (err error) { got, err = netnsInode(); return err }) }
+		if i%2 == 1 {
+			enter = func() error {
+				return nsthread.InNetnsAt(ns.Path, func() (err error) { got, err = netnsInode(); return err })
+			}
+		}
+		if err := enter(); err != nil {
+			t.Fatal(err)
+		}
+		if got != ns.Inode {
+			t.Fatalf("call %d: fn ran in netns inode %d, want %s's %d", i, got, ns.Name, ns.Inode)
+		}
+	}
+	if n := threadsIn(t, ns.Inode); n != 0 {
+		t.Errorf("%d threads still in %s after InNetns returned", n, ns.Name)
+	}
+}
+
+// TestInNetnsFailures: fn is not called when the namespace cannot be
+// entered, its own error comes back as it is, and nsFD < 0 runs it where
+// the process's threads are, off the main thread.
+func TestInNetnsFailures(t *testing.T) {
+	called := false
+	fn := func() error { called = true; return nil }
+	if err := nsthread.InNetnsAt("/run/netns/gd-nst-no-such-namespace", fn); !errors.Is(err, os.ErrNotExist) || called {
+		t.Errorf("InNetnsAt a missing file = %v (fn called %t), want ErrNotExist and no call", err, called)
+	}
+	null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(null)
+	if err := nsthread.InNetns(null, fn); !errors.Is(err, unix.EINVAL) || called {
+		t.Errorf("InNetns on /dev/null = %v (fn called %t), want EINVAL and no call", err, called)
+	}
+	want := errors.New("from fn")
+	if err := nsthread.InNetns(-1, func() error { return want }); err != want {
+		t.Errorf("InNetns(-1) = %v, want fn's error as it is", err)
+	}
+	var own unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
+		t.Fatal(err)
+	}
+	var got uint64
+	onMain := true
+	if err := nsthread.InNetns(-1, func() (err error) {
+		onMain = unix.Gettid() == unix.Getpid()
+		got, err = netnsInode()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got != own.Ino || onMain {
+		t.Errorf("InNetns(-1): fn ran in netns inode %d (the process's is %d), on the main thread: %t", got, own.Ino, onMain)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/nsthread"
 )
 
 // DialTimeout bounds Dial and Pair's connection setup.
@@ -81,42 +81,12 @@ func (ns *NS) Delete() error {
 	return nil
 }
 
-// Do runs fn on a locked OS thread inside the namespace, on a fresh goroutine,
-// and returns fn's error. Sockets fn creates stay in the namespace; so does
-// anything fn opens under /proc/sys/net. fn must not call t.Fatal (it runs on
-// another goroutine). If the thread cannot be moved back to its own namespace
-// it is never unlocked, so the Go runtime discards it.
+// Do runs fn on a locked OS thread inside the namespace (nsthread.InNetnsAt),
+// on a fresh goroutine, and returns fn's error. Sockets fn creates stay in
+// the namespace; so does anything fn opens under /proc/sys/net. fn must not
+// call t.Fatal (it runs on another goroutine).
 func (ns *NS) Do(fn func() error) error {
-	target, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("testnet: open %s: %w", ns.Path, err)
-	}
-	defer unix.Close(target)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testnet: open own netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testnet: setns %s: %w", ns.Name, err)
-			return
-		}
-		fnErr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the thread dies with this goroutine.
-			errc <- errors.Join(fnErr, fmt.Errorf("testnet: restore netns after %s: %w", ns.Name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- fnErr
-	}()
-	return <-errc
+	return nsthread.InNetnsAt(ns.Path, fn)
 }
 
 // ExecErr runs `ip netns exec NAME args...` and returns its combined output.

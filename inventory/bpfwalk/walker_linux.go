@@ -150,7 +150,7 @@ func (im *impl) setRoot() (bool, error) {
 
 func (im *impl) covers(nsFD int) (bool, error) {
 	var ret uint32
-	err := nsthread.EnterFD(nsFD, func() (err error) {
+	err := nsthread.InNetns(nsFD, func() (err error) {
 		ret, err = im.run(im.objs.Covers, 0)
 		return err
 	})
