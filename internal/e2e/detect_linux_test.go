@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -374,5 +373,3 @@ func TestDaemonRejectsBadConfig(t *testing.T) {
 		t.Errorf("--config.check rejected a good file: %v %s", err, out)
 	}
 }
-
-var _ = syscall.SIGTERM

@@ -33,23 +33,15 @@ import (
 func TestRealServers(t *testing.T) {
 	needRoot(t)
 	t.Parallel() // alongside TestRealServersDefaults, which mostly waits
-	for _, tc := range []struct {
-		name  string
-		start func(testing.TB, *testnet.NS, netip.Addr, netip.Addr) *realserver.Server
-	}{
-		{"postgresql", realserver.PostgreSQL},
-		{"redis", realserver.Redis},
-		{"nginx", realserver.Nginx},
-		{"go", realserver.Go},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, k := range realserver.Kinds {
+		t.Run(k.Name, func(t *testing.T) {
 			t.Parallel()
-			testRealServer(t, tc.name, tc.start)
+			testRealServer(t, k.Name, k.Start)
 		})
 	}
 }
 
-func testRealServer(t *testing.T, name string, start func(testing.TB, *testnet.NS, netip.Addr, netip.Addr) *realserver.Server) {
+func testRealServer(t *testing.T, name string, start realserver.Starter) {
 	began := time.Now()
 	f := newRSFixture(t, start)
 	var ghosts, healthy []*rsConn
@@ -313,10 +305,8 @@ func TestRealServersDefaults(t *testing.T) {
 		healthy *rsConn
 	}
 	var all []*dead
-	for i, start := range []func(testing.TB, *testnet.NS, netip.Addr, netip.Addr) *realserver.Server{
-		realserver.PostgreSQL, realserver.Redis, realserver.Nginx, realserver.Go,
-	} {
-		f := &rsFixture{t: t, n: n, srv: start(t, n.Server, n.ServerV4, n.ServerV6), stop: make(chan struct{})}
+	for i, k := range realserver.Kinds {
+		f := &rsFixture{t: t, n: n, srv: k.Start(t, n.Server, n.ServerV4, n.ServerV6), stop: make(chan struct{})}
 		network := []string{"tcp4", "tcp6"}[i%2]
 		all = append(all, &dead{srv: f.srv, healthy: f.connect(healthyIdle, network), x: f.connect(hostDied, network)})
 	}

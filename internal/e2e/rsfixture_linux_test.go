@@ -77,7 +77,7 @@ type rsFixture struct {
 	busy  []error // errors of the busy clients
 }
 
-func newRSFixture(t *testing.T, startServer func(testing.TB, *testnet.NS, netip.Addr, netip.Addr) *realserver.Server) *rsFixture {
+func newRSFixture(t *testing.T, startServer realserver.Starter) *rsFixture {
 	n := testnet.NewMasquerade(t)
 	f := &rsFixture{t: t, n: n, srv: startServer(t, n.Server, n.ServerV4, n.ServerV6), stop: make(chan struct{})}
 	t.Cleanup(func() { close(f.stop) })

@@ -15,15 +15,10 @@ import (
 // router's conntrack says it chose; and that ArmKeepalive reaches the
 // server's socket (its keepalive timer then runs in ss).
 func TestServersSeeClientsBehindMasquerade(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		start func(testing.TB, *testnet.NS, netip.Addr, netip.Addr) *Server
-	}{
-		{"postgresql", PostgreSQL}, {"redis", Redis}, {"nginx", Nginx}, {"go", Go},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, k := range Kinds {
+		t.Run(k.Name, func(t *testing.T) {
 			n := testnet.NewMasquerade(t)
-			s := tc.start(t, n.Server, n.ServerV4, n.ServerV6)
+			s := k.Start(t, n.Server, n.ServerV4, n.ServerV6)
 			var want []netip.AddrPort
 			for _, network := range []string{"tcp4", "tcp6"} {
 				c := s.Dial(t, n.Client, network)
