@@ -202,9 +202,6 @@ func (it *iterImpl) clear(cookies []uint64) error {
 // nsPath ("" = the caller's own) and returns what it opened; nsthread moves
 // the thread back, or has the Go runtime discard it.
 func openInNetns(nsPath string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
-	if nsPath == "" {
-		return open()
-	}
 	var rc io.ReadCloser
 	err := nsthread.InNetnsAt(nsPath, func() (err error) {
 		rc, err = open()
