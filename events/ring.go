@@ -13,11 +13,12 @@ type Ring struct {
 	now func() time.Time
 
 	mu      sync.Mutex
-	buf     []Event // circular; len(buf) is the capacity
-	start   int     // index of the oldest event
-	n       int     // events held
-	seq     uint64  // the last Seq given
-	evicted uint64  // events pushed out by newer ones
+	buf     []slot    // circular; len(buf) is the capacity
+	codes   codeTable // what the slots' codes stand for (slot.go)
+	start   int       // index of the oldest event
+	n       int       // events held
+	seq     uint64    // the last Seq given
+	evicted uint64    // events pushed out by newer ones
 	kinds   [len(kindNames)]uint64
 }
 
@@ -30,7 +31,7 @@ func NewRing(size int, now func() time.Time) *Ring {
 	if now == nil {
 		now = time.Now
 	}
-	return &Ring{now: now, buf: make([]Event, max(size, 1))}
+	return &Ring{now: now, buf: make([]slot, max(size, 1))}
 }
 
 // Add records ev with the next sequence number (and the ring's time if
@@ -48,18 +49,18 @@ func (r *Ring) Add(ev Event) Event {
 		r.kinds[i]++
 	}
 	if r.n < len(r.buf) {
-		r.buf[(r.start+r.n)%len(r.buf)] = ev
+		r.buf[(r.start+r.n)%len(r.buf)].put(&ev, &r.codes)
 		r.n++
 		return ev
 	}
-	r.buf[r.start] = ev
+	r.buf[r.start].put(&ev, &r.codes)
 	r.start = (r.start + 1) % len(r.buf)
 	r.evicted++
 	return ev
 }
 
 // at returns the i-th oldest event held; r.mu must be held.
-func (r *Ring) at(i int) *Event { return &r.buf[(r.start+i)%len(r.buf)] }
+func (r *Ring) at(i int) *slot { return &r.buf[(r.start+i)%len(r.buf)] }
 
 // Stats counts what a ring recorded.
 type Stats struct {
@@ -151,11 +152,11 @@ func (r *Ring) Query(q Query) Page {
 	defer r.mu.Unlock()
 	p := Page{Latest: r.seq, Events: []Event{}}
 	if r.n > 0 {
-		p.Oldest = r.at(0).Seq
+		p.Oldest = r.at(0).seq
 		if q.SinceSeq > 0 && q.SinceSeq+1 < p.Oldest {
 			p.Missed = true
 		}
-		if !q.SinceTime.IsZero() && r.evicted > 0 && r.at(0).Time.After(q.SinceTime) {
+		if !q.SinceTime.IsZero() && r.evicted > 0 && r.at(0).time.After(q.SinceTime) {
 			p.Missed = true
 		}
 	} else if q.SinceSeq > 0 && q.SinceSeq < r.seq {
@@ -167,15 +168,15 @@ func (r *Ring) Query(q Query) Page {
 		first, step = r.n-1, -1
 	}
 	for i := first; i >= 0 && i < r.n; i += step {
-		ev := r.at(i)
-		if !q.match(ev) {
+		s := r.at(i)
+		if ev := s.event(&r.codes, false); !q.match(&ev) {
 			continue
 		}
 		if len(p.Events) == limit {
 			p.More = true
 			break
 		}
-		p.Events = append(p.Events, cloneEvent(ev))
+		p.Events = append(p.Events, s.event(&r.codes, true))
 	}
 	if step < 0 {
 		slices.Reverse(p.Events)

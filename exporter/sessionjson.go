@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // appendJSONNames are the members AppendJSON writes, in Session's order.
@@ -18,6 +19,47 @@ var appendJSONNames = []string{
 	"kernel_deadline_basis", "kernel_deadline_lower_bound", "nat", "uncertain",
 	"container_name", "pod", "k8s_namespace", "host_hint", "guarded",
 }
+
+// Members of appendJSONNames, by index.
+const (
+	mNetns = iota
+	mNetnsInode
+	mFamily
+	mState
+	mLocal
+	mRemote
+	mCookie
+	mInode
+	mUid
+	mPid
+	mComm
+	mUnit
+	mIdleSeconds
+	mReasons
+	mVerdict
+	mProbesSent
+	mReplies
+	mRttSeconds
+	mGhost
+	mKilled
+	mProbeMode
+	mHostReachable
+	mClosedByProbe
+	mContainer
+	mGhostSeconds
+	mUnprobeable
+	mKernelDeadlineSeconds
+	mKernelDeadlineBasis
+	mKernelDeadlineLowerBound
+	mNat
+	mUncertain
+	mContainerName
+	mPod
+	mK8sNamespace
+	mHostHint
+	mGuarded
+	numMembers
+)
 
 // appendJSONKnows is whether AppendJSON writes every field of Session: a
 // field added to Session without a line in AppendJSON makes it fall back
@@ -45,53 +87,53 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	if !appendJSONKnows {
 		return appendJSONSlow(b, s, prefix, indent)
 	}
-	w := jsonWriter{b: b, prefix: prefix, indent: indent}
+	w := jsonWriter{b: b, prefix: prefix, indent: indent, heads: headsFor(prefix, indent)}
 	w.b = append(w.b, '{')
-	w.str("netns", s.Netns)
-	w.uint("netns_inode", s.NetnsInode)
-	w.str("family", s.Family)
-	w.str("state", s.State)
-	w.str("local", s.Local)
-	w.str("remote", s.Remote)
-	w.uint("cookie", s.Cookie)
-	w.uint("inode", uint64(s.Inode))
-	w.uint("uid", uint64(s.UID))
-	w.int("pid", int64(s.PID))
-	w.str("comm", s.Comm)
-	w.str("unit", s.Unit)
-	w.float("idle_seconds", s.IdleSeconds)
-	w.strs("reasons", s.Reasons)
-	w.str("verdict", s.Verdict)
-	w.int("probes_sent", int64(s.ProbesSent))
-	w.int("replies", int64(s.Replies))
-	w.floatPtr("rtt_seconds", s.RTTSeconds)
-	w.bool("ghost", s.Ghost)
-	w.bool("killed", s.Killed)
-	w.strOmitEmpty("probe_mode", s.ProbeMode)
+	w.str(mNetns, s.Netns)
+	w.uint(mNetnsInode, s.NetnsInode)
+	w.str(mFamily, s.Family)
+	w.str(mState, s.State)
+	w.str(mLocal, s.Local)
+	w.str(mRemote, s.Remote)
+	w.uint(mCookie, s.Cookie)
+	w.uint(mInode, uint64(s.Inode))
+	w.uint(mUid, uint64(s.UID))
+	w.int(mPid, int64(s.PID))
+	w.str(mComm, s.Comm)
+	w.str(mUnit, s.Unit)
+	w.float(mIdleSeconds, s.IdleSeconds)
+	w.strs(mReasons, s.Reasons)
+	w.str(mVerdict, s.Verdict)
+	w.int(mProbesSent, int64(s.ProbesSent))
+	w.int(mReplies, int64(s.Replies))
+	w.floatPtr(mRttSeconds, s.RTTSeconds)
+	w.bool(mGhost, s.Ghost)
+	w.bool(mKilled, s.Killed)
+	w.strOmitEmpty(mProbeMode, s.ProbeMode)
 	if s.HostReachable == nil {
-		w.null("host_reachable")
+		w.null(mHostReachable)
 	} else {
-		w.bool("host_reachable", *s.HostReachable)
+		w.bool(mHostReachable, *s.HostReachable)
 	}
-	w.bool("closed_by_probe", s.ClosedByProbe)
-	w.strOmitEmpty("container", s.Container)
+	w.bool(mClosedByProbe, s.ClosedByProbe)
+	w.strOmitEmpty(mContainer, s.Container)
 	if s.GhostSeconds != 0 {
-		w.float("ghost_seconds", s.GhostSeconds)
+		w.float(mGhostSeconds, s.GhostSeconds)
 	}
-	w.strOmitEmpty("unprobeable", s.Unprobeable)
-	w.floatPtr("kernel_deadline_seconds", s.KernelDeadlineSeconds)
-	w.strOmitEmpty("kernel_deadline_basis", s.KernelDeadlineBasis)
+	w.strOmitEmpty(mUnprobeable, s.Unprobeable)
+	w.floatPtr(mKernelDeadlineSeconds, s.KernelDeadlineSeconds)
+	w.strOmitEmpty(mKernelDeadlineBasis, s.KernelDeadlineBasis)
 	if s.KernelDeadlineLowerBound {
-		w.bool("kernel_deadline_lower_bound", true)
+		w.bool(mKernelDeadlineLowerBound, true)
 	}
-	w.strOmitEmpty("nat", s.NAT)
-	w.strOmitEmpty("uncertain", s.Uncertain)
-	w.strOmitEmpty("container_name", s.ContainerName)
-	w.strOmitEmpty("pod", s.Pod)
-	w.strOmitEmpty("k8s_namespace", s.K8sNamespace)
-	w.strOmitEmpty("host_hint", s.HostHint)
+	w.strOmitEmpty(mNat, s.NAT)
+	w.strOmitEmpty(mUncertain, s.Uncertain)
+	w.strOmitEmpty(mContainerName, s.ContainerName)
+	w.strOmitEmpty(mPod, s.Pod)
+	w.strOmitEmpty(mK8sNamespace, s.K8sNamespace)
+	w.strOmitEmpty(mHostHint, s.HostHint)
 	if s.Guarded {
-		w.bool("guarded", true)
+		w.bool(mGuarded, true)
 	}
 	w.newline(0)
 	w.b = append(w.b, '}')
@@ -114,8 +156,46 @@ func appendJSONSlow(b []byte, s *Session, prefix, indent string) ([]byte, error)
 type jsonWriter struct {
 	b              []byte
 	prefix, indent string
-	n              int // members written
+	heads          *memberHeads
 	err            error
+}
+
+// memberHeads holds, for one prefix and indent, what starts each member of
+// appendJSONNames: the comma before it (none before the first, which is
+// always written), the newline, prefix and indent, the quoted name and the
+// colon, so that a member costs one append before its value instead of
+// one per piece.
+type memberHeads struct {
+	prefix, indent string
+	heads          [numMembers]string
+}
+
+// lastHeads are the heads of the last layout asked: scan --json asks one
+// layout 200 000 times.
+var lastHeads atomic.Pointer[memberHeads]
+
+// headsFor returns the member heads of a layout.
+func headsFor(prefix, indent string) *memberHeads {
+	if h := lastHeads.Load(); h != nil && h.prefix == prefix && h.indent == indent {
+		return h
+	}
+	h := &memberHeads{prefix: prefix, indent: indent}
+	for i, name := range appendJSONNames {
+		var b []byte
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if indent != "" {
+			b = append(append(append(b, '\n'), prefix...), indent...)
+		}
+		b = append(append(append(b, '"'), name...), '"', ':')
+		if indent != "" {
+			b = append(b, ' ')
+		}
+		h.heads[i] = string(b)
+	}
+	lastHeads.Store(h)
+	return h
 }
 
 // newline starts a line at depth (json.Indent's layout); nothing when compact.
@@ -130,29 +210,20 @@ func (w *jsonWriter) newline(depth int) {
 	}
 }
 
-func (w *jsonWriter) key(k string) {
-	if w.n > 0 {
-		w.b = append(w.b, ',')
-	}
-	w.n++
-	w.newline(1)
-	w.b = append(w.b, '"')
-	w.b = append(w.b, k...)
-	w.b = append(w.b, '"', ':')
-	if w.indent != "" {
-		w.b = append(w.b, ' ')
-	}
+// key starts member m.
+func (w *jsonWriter) key(m int) {
+	w.b = append(w.b, w.heads.heads[m]...)
 }
 
-func (w *jsonWriter) str(k, v string) {
-	w.key(k)
+func (w *jsonWriter) str(m int, v string) {
+	w.key(m)
 	w.quote(v)
 }
 
 // strOmitEmpty is str for a field tagged omitempty: nothing when v is "".
-func (w *jsonWriter) strOmitEmpty(k, v string) {
+func (w *jsonWriter) strOmitEmpty(m int, v string) {
 	if v != "" {
-		w.str(k, v)
+		w.str(m, v)
 	}
 }
 
@@ -180,31 +251,31 @@ func (w *jsonWriter) marshal(v any) {
 	w.b = append(w.b, out...)
 }
 
-func (w *jsonWriter) uint(k string, v uint64) {
-	w.key(k)
+func (w *jsonWriter) uint(m int, v uint64) {
+	w.key(m)
 	w.b = strconv.AppendUint(w.b, v, 10)
 }
 
-func (w *jsonWriter) int(k string, v int64) {
-	w.key(k)
+func (w *jsonWriter) int(m int, v int64) {
+	w.key(m)
 	w.b = strconv.AppendInt(w.b, v, 10)
 }
 
-func (w *jsonWriter) bool(k string, v bool) {
-	w.key(k)
+func (w *jsonWriter) bool(m int, v bool) {
+	w.key(m)
 	w.b = strconv.AppendBool(w.b, v)
 }
 
-func (w *jsonWriter) null(k string) {
-	w.key(k)
+func (w *jsonWriter) null(m int) {
+	w.key(m)
 	w.b = append(w.b, "null"...)
 }
 
 // float appends v as encoding/json does: the shortest decimal form, which
 // it uses from 1e-6 up to 1e21; it alone handles exponents (and rejects NaN
 // and infinities).
-func (w *jsonWriter) float(k string, v float64) {
-	w.key(k)
+func (w *jsonWriter) float(m int, v float64) {
+	w.key(m)
 	if a := math.Abs(v); a == 0 || (a >= 1e-6 && a < 1e21) {
 		w.b = strconv.AppendFloat(w.b, v, 'f', -1, 64)
 		return
@@ -212,16 +283,16 @@ func (w *jsonWriter) float(k string, v float64) {
 	w.marshal(v)
 }
 
-func (w *jsonWriter) floatPtr(k string, v *float64) {
+func (w *jsonWriter) floatPtr(m int, v *float64) {
 	if v == nil {
-		w.null(k)
+		w.null(m)
 		return
 	}
-	w.float(k, *v)
+	w.float(m, *v)
 }
 
-func (w *jsonWriter) strs(k string, v []string) {
-	w.key(k)
+func (w *jsonWriter) strs(m int, v []string) {
+	w.key(m)
 	switch {
 	case v == nil:
 		w.b = append(w.b, "null"...)

@@ -2,10 +2,16 @@ package inventory
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/ghostd/ghostd/inventory/bpfowners"
 )
 
 // Owner is the process that holds a socket open.
@@ -24,48 +30,103 @@ type Owner struct {
 }
 
 // Owners maps socket inodes to the processes that hold them. It reads
-// /proc/*/fd only for the inodes it is asked about and remembers nothing:
-// its caller keeps the answers (the engine's owner cache, the one cache of
-// owners). It is safe for concurrent use.
+// /proc/*/fd, or lists every process's socket fds in one pass of a BPF
+// iterator once UseIterator succeeded, only for the inodes it is asked
+// about, and remembers nothing: its caller keeps the answers (the engine's
+// owner cache, the one cache of owners). It is safe for concurrent use.
 type Owners struct {
 	procRoot string
 
-	mu    sync.Mutex
-	walks int // /proc walks so far, for tests
+	mu      sync.Mutex
+	walks   int // lookups so far, for tests
+	passes  int // lookups the iterator served, for tests
+	iter    *bpfowners.Lister
+	iterMin int          // iterMinWanted; tests lower it
+	log     *slog.Logger // says when the iterator fails
 }
+
+// iterMinWanted is how many sockets of one namespace a lookup must ask for
+// before the iterator serves it rather than /proc: the iterator reads every
+// fd on the host, a walk of /proc that namespace's processes first and
+// stops once it found every socket, which for a few sockets of one
+// container is cheaper.
+const iterMinWanted = 256
 
 // NewOwners returns an Owners reading procRoot (normally "/proc").
 func NewOwners(procRoot string) *Owners {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	return &Owners{procRoot: procRoot}
+	return &Owners{procRoot: procRoot, iterMin: iterMinWanted}
 }
 
-// Each walks /proc once for every inode asked, then calls fn with every
-// inode a process holds and its owner: the lowest pid holding it, or with
-// netns not 0 (the namespace the sockets live in) the lowest pid inside
-// that namespace, whose processes' fds are read first, so that resolving a
-// container's sockets need not read every fd on the host. Inodes nobody
-// holds (TIME_WAIT, orphans, unreadable /proc entries) and inode 0 get no
-// call. It keeps no map of answers: a caller that keeps them in its own
-// form (ghostd scan --all: 200 000 of them) does not hold them twice. fn
-// must not call o.
+// UseIterator makes Each find holders with the BPF task_file iterator
+// (package bpfowners): one pass in the kernel instead of a readlink per fd,
+// for lookups of many sockets or of several namespaces. When it cannot load
+// it returns why (wrapping bpfowners.ErrUnavailable) and Each keeps reading
+// /proc. Should a pass fail later, Each says so once on log and reads /proc
+// from then on.
+func (o *Owners) UseIterator(log *slog.Logger) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.procRoot != "/proc" {
+		// The iterator reports pids as the initial pid namespace numbers them.
+		return fmt.Errorf("%w: owners are read from %s, not /proc", bpfowners.ErrUnavailable, o.procRoot)
+	}
+	if o.iter != nil {
+		return nil
+	}
+	l, err := bpfowners.New()
+	if err != nil {
+		return err
+	}
+	o.iter, o.log = l, log
+	return nil
+}
+
+// Close unloads the iterator, if UseIterator loaded it.
+func (o *Owners) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.iter == nil {
+		return nil
+	}
+	err := o.iter.Close()
+	o.iter = nil
+	return err
+}
+
+// Each finds, in one walk of /proc or one pass of the iterator, every inode
+// asked, then calls fn with every inode a process holds and its owner: the
+// lowest pid holding it, or with netns not 0 (the namespace the sockets
+// live in) the lowest pid inside that namespace, whose processes' fds a
+// walk reads first, so that resolving a container's sockets need not read
+// every fd on the host. Inodes nobody holds (TIME_WAIT, orphans,
+// unreadable /proc entries) and inode 0 get no call. A process's comm and
+// cgroup are read once per call, however many sockets it holds. It keeps
+// no map of answers: a caller that keeps them in its own form (ghostd scan
+// --all: 200 000 of them) does not hold them twice. fn must not call o.
 func (o *Owners) Each(netns uint64, inodes []uint32, fn func(ino uint32, ow Owner)) {
-	want := make(map[uint32]struct{}, len(inodes))
+	found := make(map[uint32]holder, len(inodes))
 	for _, ino := range inodes {
 		if ino != 0 {
-			want[ino] = struct{}{}
+			found[ino] = holder{}
 		}
 	}
-	if len(want) == 0 {
+	if len(found) == 0 {
 		return
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.walks++
+	if !o.iterate(netns, found) {
+		o.walk(netns, found)
+	}
 	procs := make(map[int]Owner)
-	for ino, h := range o.walk(netns, want) {
+	for ino, h := range found {
+		if h.pid == 0 {
+			continue
+		}
 		ow, ok := procs[h.pid]
 		if !ok {
 			ow = o.describe(h.pid)
@@ -75,9 +136,71 @@ func (o *Owners) Each(netns uint64, inodes []uint32, fn func(ino uint32, ow Owne
 	}
 }
 
-// holder is where a walk found a socket: the lowest pid holding it and the fd.
+// holder is where a socket was found: the lowest pid holding it (0: not
+// found) and the fd, and whether the process is in the namespace asked.
 type holder struct {
 	pid, fd int
+	inside  bool
+}
+
+// better reports whether h is a better holder to report than cur: one
+// inside the namespace asked over one outside, then the lowest pid, then
+// the lowest fd (the first a walk of /proc finds).
+func (h holder) better(cur holder) bool {
+	switch {
+	case cur.pid == 0:
+		return true
+	case h.inside != cur.inside:
+		return h.inside
+	case h.pid != cur.pid:
+		return h.pid < cur.pid
+	}
+	return h.fd < cur.fd
+}
+
+// iterate fills found with one pass of the iterator, when it is loaded and
+// the lookup is one it serves (iterMinWanted), and reports whether it did.
+// Processes come in ascending pid order, so the pass stops, as a walk of
+// /proc does, once every inode has a holder no later process can beat: any
+// holder without a namespace hint, one inside the namespace with it. A
+// failed pass unloads the iterator, says so once, and leaves found as it
+// was.
+func (o *Owners) iterate(netns uint64, found map[uint32]holder) bool {
+	if o.iter == nil || (netns != 0 && len(found) < o.iterMin) {
+		return false
+	}
+	settled := func(h holder) bool { return h.pid != 0 && (netns == 0 || h.inside) }
+	unsettled := len(found)
+	err := o.iter.Each(context.Background(), func(f bpfowners.FD) bool {
+		if f.Inode > math.MaxUint32 {
+			return true
+		}
+		ino := uint32(f.Inode)
+		cur, wanted := found[ino]
+		if !wanted {
+			return true
+		}
+		if h := (holder{pid: f.PID, fd: f.FD, inside: netns != 0 && f.Netns == netns}); h.better(cur) {
+			found[ino] = h
+			if settled(h) && !settled(cur) {
+				unsettled--
+			}
+		}
+		return unsettled > 0
+	})
+	if err == nil {
+		o.passes++
+		return true
+	}
+	if o.log != nil {
+		o.log.Warn("owners: reading /proc/PID/fd from now on: the BPF iterator failed", "err", err)
+	}
+	_ = o.iter.Close()
+	o.iter = nil
+	for ino := range found {
+		found[ino] = holder{}
+	}
+	return false
 }
 
 // describe reads a process's comm and cgroup; unreadable parts stay empty.

@@ -8,14 +8,13 @@ import (
 )
 
 // walk reads /proc/*/fd in ascending pid order, the processes of namespace
-// netns first when netns is not 0, until every wanted inode is found, and
-// returns where each was found first. Processes that exit or whose fds are
+// netns first when netns is not 0, until it found every inode of found, and
+// records where each was found first. Processes that exit or whose fds are
 // unreadable are skipped.
-func (o *Owners) walk(netns uint64, want map[uint32]struct{}) map[uint32]holder {
-	found := make(map[uint32]holder, len(want))
+func (o *Owners) walk(netns uint64, found map[uint32]holder) {
 	pids, err := listPIDs(o.procRoot)
 	if err != nil {
-		return found
+		return
 	}
 	if netns != 0 {
 		var inside, outside []int
@@ -28,6 +27,7 @@ func (o *Owners) walk(netns uint64, want map[uint32]struct{}) map[uint32]holder 
 		}
 		pids = append(inside, outside...)
 	}
+	left := len(found)
 	var buf [64]byte
 	for _, pid := range pids {
 		d, err := os.Open(o.procRoot + "/" + strconv.Itoa(pid) + "/fd")
@@ -45,10 +45,7 @@ func (o *Owners) walk(netns uint64, want map[uint32]struct{}) map[uint32]holder 
 			if !ok {
 				continue
 			}
-			if _, wanted := want[ino]; !wanted {
-				continue
-			}
-			if _, dup := found[ino]; dup {
+			if h, wanted := found[ino]; !wanted || h.pid != 0 {
 				continue
 			}
 			fd, err := strconv.Atoi(name)
@@ -56,11 +53,11 @@ func (o *Owners) walk(netns uint64, want map[uint32]struct{}) map[uint32]holder 
 				continue
 			}
 			found[ino] = holder{pid: pid, fd: fd}
+			left--
 		}
 		d.Close()
-		if len(found) == len(want) {
+		if left == 0 {
 			break
 		}
 	}
-	return found
 }

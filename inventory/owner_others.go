@@ -3,6 +3,4 @@
 package inventory
 
 // walk finds nothing where there is no Linux procfs.
-func (o *Owners) walk(netns uint64, want map[uint32]struct{}) map[uint32]holder {
-	return map[uint32]holder{}
-}
+func (o *Owners) walk(netns uint64, found map[uint32]holder) {}

@@ -130,3 +130,26 @@ func FuzzParseCgroup(f *testing.F) {
 }
 
 func isHex12(s string) bool { return len(s) == 12 && isHex64(s+s+s+s+s[:4]) }
+
+// TestHolderBetter: the holder a walk of /proc would report first wins:
+// inside the namespace asked over outside, then the lowest pid, then the
+// lowest fd; anyone over nobody.
+func TestHolderBetter(t *testing.T) {
+	for _, tt := range []struct {
+		h, cur holder
+		want   bool
+	}{
+		{holder{pid: 9, fd: 3}, holder{}, true},
+		{holder{pid: 9, fd: 3, inside: true}, holder{pid: 2, fd: 1}, true},
+		{holder{pid: 2, fd: 1}, holder{pid: 9, fd: 3, inside: true}, false},
+		{holder{pid: 2, fd: 7}, holder{pid: 9, fd: 3}, true},
+		{holder{pid: 9, fd: 3}, holder{pid: 2, fd: 7}, false},
+		{holder{pid: 9, fd: 3}, holder{pid: 9, fd: 4}, true},
+		{holder{pid: 9, fd: 4}, holder{pid: 9, fd: 3}, false},
+		{holder{pid: 9, fd: 3}, holder{pid: 9, fd: 3}, false},
+	} {
+		if got := tt.h.better(tt.cur); got != tt.want {
+			t.Errorf("%+v better than %+v = %v, want %v", tt.h, tt.cur, got, tt.want)
+		}
+	}
+}

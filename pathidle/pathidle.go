@@ -113,7 +113,10 @@ type point struct {
 type dest struct {
 	alive, dead []point
 	comms       []string
-	updated     time.Time
+	// key is the destination's key in Table.dests; prev and next link the
+	// destinations in the order they were last updated (Table.oldest).
+	key        Dest
+	prev, next *dest
 }
 
 // Table collects samples and estimates each destination's idle timeout. Its
@@ -122,6 +125,11 @@ type Table struct {
 	mu    sync.Mutex
 	cfg   Config
 	dests map[Dest]*dest
+	// oldest and newest end the list of destinations in update order, so
+	// that making room for a new one costs no pass over all of them: a host
+	// whose clients connect from ephemeral ports has a destination per
+	// connection, and the table at its cap takes a new one at every probe.
+	oldest, newest *dest
 }
 
 // New returns an empty Table.
@@ -140,12 +148,14 @@ func (t *Table) Add(s Sample) {
 	d := t.dests[s.Dest]
 	if d == nil {
 		if len(t.dests) >= t.cfg.MaxDests {
-			t.evictLocked()
+			t.removeLocked(t.oldest)
 		}
-		d = &dest{}
+		d = &dest{key: s.Dest}
 		t.dests[s.Dest] = d
+	} else {
+		t.unlink(d)
 	}
-	d.updated = now
+	t.pushNewest(d)
 	p := point{idle: s.Idle, at: now}
 	side := &d.alive
 	if s.Outcome == Dead {
@@ -163,17 +173,36 @@ func (t *Table) Add(s Sample) {
 	}
 }
 
-// evictLocked drops the destination updated longest ago.
-func (t *Table) evictLocked() {
-	var oldest Dest
-	var at time.Time
-	first := true
-	for k, d := range t.dests {
-		if first || d.updated.Before(at) {
-			oldest, at, first = k, d.updated, false
-		}
+// removeLocked forgets a destination.
+func (t *Table) removeLocked(d *dest) {
+	t.unlink(d)
+	delete(t.dests, d.key)
+}
+
+// unlink takes d out of the update-order list.
+func (t *Table) unlink(d *dest) {
+	if d.prev != nil {
+		d.prev.next = d.next
+	} else {
+		t.oldest = d.next
 	}
-	delete(t.dests, oldest)
+	if d.next != nil {
+		d.next.prev = d.prev
+	} else {
+		t.newest = d.prev
+	}
+	d.prev, d.next = nil, nil
+}
+
+// pushNewest puts an unlinked d at the newest end of the update-order list.
+func (t *Table) pushNewest(d *dest) {
+	d.prev = t.newest
+	if t.newest != nil {
+		t.newest.next = d
+	} else {
+		t.oldest = d
+	}
+	t.newest = d
 }
 
 // Len returns how many destinations are remembered.
@@ -231,17 +260,29 @@ func (t *Table) Estimates() []Estimate {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	cutoff := t.cfg.Now().Add(-t.cfg.MaxAge)
-	out := make([]Estimate, 0, len(t.dests))
+	// Ranked by an index into es, each destination's text made once: the
+	// table holds up to MaxDests, and formatting two of them per comparison
+	// made a scrape of the metrics cost more than the probes between two.
+	var (
+		es    = make([]Estimate, 0, len(t.dests))
+		names = make([]string, 0, len(t.dests))
+	)
 	for k, d := range t.dests {
 		d.alive = dropBefore(d.alive, cutoff)
 		d.dead = dropBefore(d.dead, cutoff)
 		if len(d.alive)+len(d.dead) == 0 {
-			delete(t.dests, k)
+			t.removeLocked(d)
 			continue
 		}
-		out = append(out, t.estimate(k, d))
+		es = append(es, t.estimate(k, d))
+		names = append(names, k.String())
 	}
-	slices.SortFunc(out, func(a, b Estimate) int {
+	rank := make([]int, len(es))
+	for i := range rank {
+		rank[i] = i
+	}
+	slices.SortFunc(rank, func(i, j int) int {
+		a, b := &es[i], &es[j]
 		if a.Ready != b.Ready {
 			if a.Ready {
 				return -1
@@ -251,8 +292,12 @@ func (t *Table) Estimates() []Estimate {
 		if c := cmp.Compare(b.Evidence(), a.Evidence()); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.Dest.String(), b.Dest.String())
+		return cmp.Compare(names[i], names[j])
 	})
+	out := make([]Estimate, len(es))
+	for i, r := range rank {
+		out[i] = es[r]
+	}
 	return out
 }
 

@@ -1,7 +1,10 @@
 package pathidle
 
 import (
+	"maps"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +175,19 @@ func TestBounds(t *testing.T) {
 	if diff := cmp.Diff([]string{"203.0.113.0/24:1002", "203.0.113.0/24:1003", "203.0.113.0/24:1004"}, got); diff != "" {
 		t.Errorf("the oldest destinations should go first (-want +got):\n%s", diff)
 	}
+	// A destination updated again is the newest: the next one to come
+	// pushes out the one updated longest ago, not the first one added.
+	now = now.Add(time.Second)
+	tb.Add(Sample{Dest: dest(2), Idle: s(10), Outcome: Alive})
+	now = now.Add(time.Second)
+	tb.Add(Sample{Dest: dest(5), Idle: s(10), Outcome: Alive})
+	got = got[:0]
+	for _, e := range tb.Estimates() {
+		got = append(got, e.Dest.String())
+	}
+	if diff := cmp.Diff([]string{"203.0.113.0/24:1002", "203.0.113.0/24:1004", "203.0.113.0/24:1005"}, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("after updating the oldest destination (-want +got):\n%s", diff)
+	}
 	// Per side: the newest MaxSamples stay.
 	for i := range 10 {
 		tb.Add(Sample{Dest: dest(4), Idle: s(i), Outcome: Dead})
@@ -210,5 +226,52 @@ func TestOrder(t *testing.T) {
 	es := tb.Estimates()
 	if len(es) != 2 || es[0].Dest != dst || es[1].Dest != other {
 		t.Errorf("order = %v, want the ready estimate first, then more evidence", es)
+	}
+}
+
+// TestEvictionMatchesOldestUpdate drives a small table with random samples
+// and expiries and checks after each step that it holds exactly the
+// destinations a plain model keeps: at the cap, the one updated longest ago
+// goes; after MaxAge, the ones without samples go.
+func TestEvictionMatchesOldestUpdate(t *testing.T) {
+	now := t0
+	const maxDests = 5
+	tb := New(Config{MaxDests: maxDests, MaxAge: time.Minute, Now: func() time.Time { return now }})
+	model := map[Dest]time.Time{} // destination -> last update
+	rng := rand.New(rand.NewPCG(1, 2))
+	dest := func(i int) Dest {
+		return DestOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, 1}), uint16(i)))
+	}
+	for step := range 2000 {
+		now = now.Add(time.Second)
+		if rng.IntN(50) == 0 {
+			now = now.Add(2 * time.Minute) // every sample ages out
+			tb.Estimates()
+			clear(model)
+			continue
+		}
+		d := dest(rng.IntN(12))
+		if _, ok := model[d]; !ok && len(model) == maxDests {
+			var oldest Dest
+			for k, at := range model {
+				if oldest == (Dest{}) || at.Before(model[oldest]) {
+					oldest = k
+				}
+			}
+			delete(model, oldest)
+		}
+		model[d] = now
+		tb.Add(Sample{Dest: d, Idle: s(1), Outcome: Alive})
+		var got []Dest
+		for _, e := range tb.Estimates() {
+			got = append(got, e.Dest)
+		}
+		want := slices.Collect(maps.Keys(model))
+		byText := func(a, b Dest) int { return strings.Compare(a.String(), b.String()) }
+		slices.SortFunc(got, byText)
+		slices.SortFunc(want, byText)
+		if !slices.Equal(got, want) {
+			t.Fatalf("step %d: table holds %v, want %v", step, got, want)
+		}
 	}
 }

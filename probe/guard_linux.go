@@ -34,13 +34,7 @@ func openGuard(nsPath string) (resetGuard, error) {
 		conn, err = netlink.Dial(unix.NETLINK_NETFILTER, nil)
 		return err
 	}
-	var err error
-	if nsPath == "" {
-		err = dial()
-	} else {
-		err = nsthread.InNetnsAt(nsPath, dial)
-	}
-	if err != nil {
+	if err := nsthread.InNetnsAt(nsPath, dial); err != nil {
 		if conn != nil {
 			conn.Close() // made, but the thread could not go back
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
@@ -13,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/ghostd/ghostd/probe/bpf"
 )
@@ -39,7 +41,7 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
-	if err := setAutolabelBits(spec, kernel); err != nil {
+	if err := setAutolabelBits(spec, btfPath); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
 
@@ -52,9 +54,9 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 		it.objs.Close()
 		return nil, fmt.Errorf("%w: attach iter/tcp: %w", ErrNoSeq, err)
 	}
-	// Decoding the kernel's BTF (every type, for the flow label bits)
-	// allocates ~15 MiB once, all garbage now: give it back to the OS
-	// rather than carry it in the daemon's resident size.
+	// Decoding the kernel's BTF for CO-RE allocates once, all garbage
+	// now: give it back to the OS rather than carry it in the daemon's
+	// resident size.
 	debug.FreeOSMemory()
 	return it, nil
 }
@@ -62,46 +64,55 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 // setAutolabelBits tells the program where inet_sock.inet_flags keeps a
 // socket's IPV6_AUTOFLOWLABEL choice (Linux 6.6+). The bits are enumerators
 // of an anonymous enum, which CO-RE cannot name, so they are looked up in
-// the kernel's BTF. On older kernels they are absent and the program uses the
-// namespace's net.ipv6.auto_flowlabels default.
-func setAutolabelBits(spec *ebpf.CollectionSpec, kernel *btf.Spec) error {
+// the BTF at btfPath, read in place (anonEnumerators). On older kernels
+// they are absent and the program uses the namespace's
+// net.ipv6.auto_flowlabels default.
+func setAutolabelBits(spec *ebpf.CollectionSpec, btfPath string) error {
 	want := map[string]string{
 		"INET_FLAGS_AUTOFLOWLABEL_SET": "autolabel_set_bit",
 		"INET_FLAGS_AUTOFLOWLABEL":     "autolabel_bit",
 	}
-	found := map[string]uint32{}
-	for typ, err := range kernel.All() {
-		if err != nil {
-			// Unreadable BTF types cost only the socket's own opt-out: the
-			// namespace's default applies, as on kernels before 6.6.
-			return nil
-		}
-		e, ok := typ.(*btf.Enum)
-		if !ok || e.Name != "" {
-			continue
-		}
-		for _, v := range e.Values {
-			if _, ok := want[v.Name]; ok && v.Value < 64 {
-				found[v.Name] = uint32(v.Value)
-			}
-		}
-		if len(found) == len(want) {
-			break
-		}
-	}
-	if len(found) != len(want) {
+	found, err := enumeratorsIn(btfPath, "INET_FLAGS_AUTOFLOWLABEL_SET", "INET_FLAGS_AUTOFLOWLABEL")
+	if err != nil || len(found) != len(want) {
+		// Unreadable BTF costs only the socket's own opt-out: the
+		// namespace's default applies, as on kernels before 6.6.
 		return nil
 	}
 	for enumerator, variable := range want {
+		if found[enumerator] >= 64 {
+			return nil
+		}
 		v, ok := spec.Variables[variable]
 		if !ok {
 			return fmt.Errorf("program has no variable %s", variable)
 		}
-		if err := v.Set(found[enumerator]); err != nil {
+		if err := v.Set(uint32(found[enumerator])); err != nil {
 			return fmt.Errorf("set %s: %w", variable, err)
 		}
 	}
 	return nil
+}
+
+// enumeratorsIn is anonEnumerators over the BTF file at path, mapped, not read.
+func enumeratorsIn(path string, names ...string) (map[string]uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() == 0 {
+		return nil, fmt.Errorf("%s: empty", path)
+	}
+	raw, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	defer unix.Munmap(raw)
+	return anonEnumerators(raw, names...)
 }
 
 func (it *iterImpl) close() error {
@@ -191,9 +202,6 @@ func (it *iterImpl) clear(cookies []uint64) error {
 // nsPath ("" = the caller's own) and returns what it opened; nsthread moves
 // the thread back, or has the Go runtime discard it.
 func openInNetns(nsPath string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
-	if nsPath == "" {
-		return open()
-	}
 	var rc io.ReadCloser
 	err := nsthread.InNetnsAt(nsPath, func() (err error) {
 		rc, err = open()

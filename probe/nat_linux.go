@@ -77,12 +77,7 @@ func lookupNATWith(nsPath string, conns []flowKey, dump *bool) ([]natFlow, error
 		}
 		return err
 	}
-	var err error
-	if nsPath == "" {
-		err = open()
-	} else {
-		err = nsthread.InNetnsAt(nsPath, open)
-	}
+	err := nsthread.InNetnsAt(nsPath, open)
 	if err != nil {
 		return nil, err
 	}

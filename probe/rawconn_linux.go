@@ -41,9 +41,6 @@ const captureRcvBuf = 4 << 20
 // openRawConn opens the probe sockets inside the namespace at nsPath ("" =
 // ours), capturing replies to the given local ports.
 func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
-	if nsPath == "" {
-		return openRawSockets(ports)
-	}
 	var c rawConn
 	err := nsthread.InNetnsAt(nsPath, func() error {
 		var err error

@@ -8,15 +8,19 @@
 #   ghostd scan --all --json and ghostd scan --all (the table), output to
 #   /dev/null, with --idle 24h so that no socket turns into an idle suspect
 #   mid-benchmark (200 000 suspects would be probed at 200 probes/s).
-# Both scans name every socket's process, which walks every fd in /proc
-# (as ss -p does; ss -tanp itself took over 10 minutes here at 200 000 sockets).
+# Both scans name every socket's process, which reads every socket fd on the
+# host: in one BPF task_file pass as root, else by walking /proc as ss -p does
+# (ss -tanp itself took over 10 minutes here at 200 000 sockets). Another
+# process's sockets on the host therefore cost the scans, not the pass.
 # It prints medians of wall and CPU (user + sys) time, their ratios to the
 # inventory pass, and the peak RSS (/usr/bin/time) of each. Targets (issue
 # 12): ratio <= 1.5 and RSS <= 64 MiB at 200 000 sockets.
 # Needs root (ip netns add). Quick run: BENCH_SCAN_CONNS=10000 scripts/bench-scan.sh
 # BENCH_SCAN_GHOSTD=path benchmarks another ghostd binary; BENCH_SCAN_BASE=path
 # also times that binary in the same rounds, on the same sockets, and prints
-# the branch's figures beside it.
+# the branch's figures beside it. To see where a scan's time goes, profile
+# one: GHOSTD_CPUPROFILE=FILE ghostd scan ... writes a CPU profile for
+# `go tool pprof`.
 set -euo pipefail
 
 CONNS=${BENCH_SCAN_CONNS:-100000}

@@ -2,9 +2,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 
 	"github.com/ghostd/ghostd/internal/app"
 )
@@ -29,5 +31,23 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
-	os.Exit(app.Main(os.Args[1:], os.Stdout, os.Stderr, app.Build{Version: version, Revision: revision}))
+	os.Exit(run())
+}
+
+func run() int {
+	// GHOSTD_CPUPROFILE=FILE writes a CPU profile of the whole command, for
+	// `go tool pprof` (ghostd scan has no web listener to serve one).
+	if path := os.Getenv("GHOSTD_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ghostd: GHOSTD_CPUPROFILE: %v\n", err)
+			return app.ExitFailure
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	return app.Main(os.Args[1:], os.Stdout, os.Stderr, app.Build{Version: version, Revision: revision})
 }

@@ -98,10 +98,40 @@ func TestHorizon(t *testing.T) {
 	}
 }
 
+// TestFormatIdle, and the table's cache of it, which must say the same
+// whichever value it saw first (3599.7 s and 3600.2 s both round to an
+// hour, but only the second loses its "0s").
 func TestFormatIdle(t *testing.T) {
-	for sec, want := range map[float64]string{0: "-", 0.85: "850ms", 42: "42s", 432.4: "7m12s", 7875: "2h11m"} {
+	var c idleCache
+	for sec, want := range map[float64]string{0: "-", -1: "-", 0.0004: "0s", 0.85: "850ms", 0.9996: "1s", 42: "42s", 420: "7m0s",
+		432.4: "7m12s", 3599.7: "1h0m0s", 3600.2: "1h0m", 7875: "2h11m"} {
 		if got := FormatIdle(sec); got != want {
 			t.Errorf("FormatIdle(%v) = %q, want %q", sec, got, want)
+		}
+		if got := c.format(sec); got != want {
+			t.Errorf("idleCache.format(%v) = %q, want %q", sec, got, want)
+		}
+	}
+}
+
+// TestTableProcessCell: who holds the socket, and where it runs, as the
+// table's last column prints them.
+func TestTableProcessCell(t *testing.T) {
+	for _, tt := range []struct {
+		s    exporter.Session
+		want string
+	}{
+		{exporter.Session{}, "-"},
+		{exporter.Session{PID: 7, Comm: "nginx"}, "nginx[7]"},
+		{exporter.Session{PID: 7, Comm: "nginx", Unit: "nginx.service", ContainerName: "web"}, "nginx[7] nginx.service"},
+		{exporter.Session{PID: 7, Comm: "nginx", ContainerName: "web", Container: "0123456789ab"}, "nginx[7] container:web"},
+		{exporter.Session{Container: "0123456789ab"}, "container:0123456789ab"},
+		{exporter.Session{PID: 9, Comm: "x\x1b[2Jy\xff", Unit: "a\tb.service"}, `x\x1b[2Jy\xff[9] a\tb.service`},
+	} {
+		var r rowCells
+		r.fill(&tt.s)
+		if got := string(r.cell(len(tableColumns) - 1)); got != tt.want {
+			t.Errorf("%+v: process %q, want %q", tt.s, got, tt.want)
 		}
 	}
 }

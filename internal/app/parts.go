@@ -56,6 +56,9 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 		return nil, err
 	}
 	p.owners = inventory.NewOwners("/proc")
+	if err := p.owners.UseIterator(log); err != nil {
+		log.Info("owners: reading /proc/PID/fd to find sockets' processes", "reason", err)
+	}
 	var owners engine.Owners = p.owners
 	if p.pods != nil {
 		opts.Name = p.pods.Name
@@ -111,7 +114,7 @@ func (p *parts) Close() error {
 	if p.seq != nil {
 		errs = append(errs, p.seq.Close())
 	}
-	errs = append(errs, p.scanner.Close())
+	errs = append(errs, p.scanner.Close(), p.owners.Close())
 	if p.pods != nil {
 		errs = append(errs, p.pods.Close())
 	}

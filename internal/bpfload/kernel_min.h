@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (MIT OR GPL-2.0-only) */
 /*
- * The kernel types the project's BPF programs read (probe/bpf/seq.c and
- * inventory/bpfwalk/walk.c), declared by hand instead of a full vmlinux.h;
+ * The kernel types the project's BPF programs read (probe/bpf/seq.c,
+ * inventory/bpfwalk/walk.c and inventory/bpfowners/owners.c), declared by hand instead of a full vmlinux.h;
  * both compile with -I pointing here (scripts/bpf-compile.sh, make
  * bpf-generate). Every struct carries preserve_access_index, so field offsets
  * and bitfield positions are relocated against the running kernel's BTF at
@@ -311,6 +311,18 @@ struct bpf_iter__tcp {
 	struct bpf_iter_meta *meta;
 	struct sock_common *sk_common;
 	uid_t uid;
+};
+
+/* The context of an iter/task_file program (owners.c). */
+struct file {
+	struct inode *f_inode;
+};
+
+struct bpf_iter__task_file {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+	u32 fd;
+	struct file *file;
 };
 
 #pragma clang attribute pop

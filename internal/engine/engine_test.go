@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -312,15 +314,32 @@ type exporterCount struct {
 	Count                int
 }
 
+// TestFormatAddr: as net.JoinHostPort writes them, for every kind of
+// address, the zero one included, alone or as a socket's pair.
 func TestFormatAddr(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.1:80":          "192.0.2.1:80",
 		"[2001:db8::2]:51234":   "[2001:db8::2]:51234",
 		"[::ffff:192.0.2.1]:80": "[::ffff:192.0.2.1]:80",
+		"[fe80::1%eth0]:0":      "[fe80::1%eth0]:0",
+		"[fe80::1%a-long-zone-name-that-overflows-sixty-four-bytes-of-stack-buffer]:65535": "[fe80::1%a-long-zone-name-that-overflows-sixty-four-bytes-of-stack-buffer]:65535",
+		"0.0.0.0:0": "0.0.0.0:0",
 	} {
-		if got := FormatAddr(netip.MustParseAddrPort(in)); got != want {
+		ap := netip.MustParseAddrPort(in)
+		if got := FormatAddr(ap); got != want || got != net.JoinHostPort(ap.Addr().String(), strconv.Itoa(int(ap.Port()))) {
 			t.Errorf("FormatAddr(%s) = %s, want %s", in, got, want)
 		}
+		other := netip.MustParseAddrPort("[2001:db8::7]:443")
+		if l, r := formatAddrs(ap, other); l != want || r != "[2001:db8::7]:443" {
+			t.Errorf("formatAddrs(%s, %s) = %s, %s", in, other, l, r)
+		}
+		if l, r := formatAddrs(other, ap); l != "[2001:db8::7]:443" || r != want {
+			t.Errorf("formatAddrs(%s, %s) = %s, %s", other, in, l, r)
+		}
+	}
+	var zero netip.AddrPort
+	if got, want := FormatAddr(zero), net.JoinHostPort(zero.Addr().String(), "0"); got != want {
+		t.Errorf("FormatAddr(zero) = %q, want %q", got, want)
 	}
 }
 

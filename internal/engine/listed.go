@@ -2,7 +2,7 @@ package engine
 
 import (
 	"net/netip"
-	"slices"
+	"sort"
 	"time"
 
 	"github.com/ghostd/ghostd/internal/addrpack"
@@ -94,11 +94,10 @@ func (l *listedSocket) entry(scanned time.Time) tracker.Entry {
 // of 200 000 sockets peaks at their size, not at twice it.
 const listedChunk = 4096
 
-// listedTable holds the listed sockets of a scan, in chunks, with their
-// order by key in a separate index.
+// listedTable holds the listed sockets of a scan, in chunks; sortByKey puts
+// them in key order in place.
 type listedTable struct {
 	chunks [][]listedSocket
-	order  []uint32 // positions in key order, after sortByKey
 }
 
 func (t *listedTable) add(l listedSocket) {
@@ -116,25 +115,104 @@ func (t *listedTable) len() int {
 	return (len(t.chunks)-1)*listedChunk + len(t.chunks[len(t.chunks)-1])
 }
 
-func (t *listedTable) atPos(p uint32) *listedSocket { return &t.chunks[p/listedChunk][p%listedChunk] }
+// at returns the i-th socket: in key order after sortByKey.
+func (t *listedTable) at(i int) *listedSocket { return &t.chunks[i/listedChunk][i%listedChunk] }
 
-// at returns the i-th socket in key order.
-func (t *listedTable) at(i int) *listedSocket { return t.atPos(t.order[i]) }
-
-// sortByKey orders the table by (netns inode, cookie).
-func (t *listedTable) sortByKey() {
-	t.order = make([]uint32, t.len())
-	for i := range t.order {
-		t.order[i] = uint32(i)
-	}
-	slices.SortFunc(t.order, func(a, b uint32) int { return compareKeys(t.atPos(a).key(), t.atPos(b).key()) })
+// sortKey is a socket's key and its position in the table, sorted apart
+// from the sockets (24 bytes each instead of 80).
+type sortKey struct {
+	key inventory.Key
+	pos uint32
 }
 
-// find returns the socket with key k.
+// sortByKey orders the table by (netns inode, cookie), moving the sockets
+// themselves: every pass that follows (owners, counts, the listing) then
+// reads the table front to back, where following a sorted index jumped
+// around 16 MB at 200 000 sockets and missed the cache at nearly every
+// socket. The keys are sorted apart from the sockets, then the sockets
+// follow the permutation's cycles, one move each, with one socket of
+// scratch.
+func (t *listedTable) sortByKey() {
+	n := t.len()
+	keys := make([]sortKey, n)
+	for i := range keys {
+		keys[i] = sortKey{t.at(i).key(), uint32(i)}
+	}
+	radixSortKeys(keys)
+	// Position i takes the socket at keys[i].pos; a position done points
+	// to itself.
+	for i := range n {
+		if keys[i].pos == uint32(i) {
+			continue
+		}
+		tmp := *t.at(i)
+		j := i
+		for {
+			k := int(keys[j].pos)
+			keys[j].pos = uint32(j)
+			if k == i {
+				*t.at(j) = tmp
+				break
+			}
+			*t.at(j) = *t.at(k)
+			j = k
+		}
+	}
+}
+
+// radixSortKeys sorts keys by (netns, cookie), stably, a byte at a time
+// from the cookie's lowest to the netns's highest, skipping the bytes that
+// are the same in every key: cookies are a counter, so a scan's differ in
+// two or three bytes and its namespaces in one or none. Three passes over
+// 200 000 keys cost less than half of a comparison sort's ~3.5 million
+// calls of a comparison function.
+func radixSortKeys(keys []sortKey) {
+	if len(keys) < 2 {
+		return
+	}
+	var cookies, netns uint64 // the bits that differ somewhere
+	for i := range keys {
+		cookies |= keys[i].key.Cookie ^ keys[0].key.Cookie
+		netns |= keys[i].key.Netns ^ keys[0].key.Netns
+	}
+	src, dst := keys, make([]sortKey, len(keys))
+	pass := func(byteOf func(*sortKey) uint8) {
+		var count [256]int
+		for i := range src {
+			count[byteOf(&src[i])]++
+		}
+		at := 0
+		for b, c := range count {
+			count[b] = at
+			at += c
+		}
+		for i := range src {
+			b := byteOf(&src[i])
+			dst[count[b]] = src[i]
+			count[b]++
+		}
+		src, dst = dst, src
+	}
+	for shift := 0; shift < 64; shift += 8 {
+		if cookies>>shift&0xff != 0 {
+			pass(func(k *sortKey) uint8 { return uint8(k.key.Cookie >> shift) })
+		}
+	}
+	for shift := 0; shift < 64; shift += 8 {
+		if netns>>shift&0xff != 0 {
+			pass(func(k *sortKey) uint8 { return uint8(k.key.Netns >> shift) })
+		}
+	}
+	if &src[0] != &keys[0] {
+		copy(keys, src)
+	}
+}
+
+// find returns the socket with key k; the table must be sorted.
 func (t *listedTable) find(k inventory.Key) (*listedSocket, bool) {
-	i, ok := slices.BinarySearchFunc(t.order, k, func(p uint32, k inventory.Key) int { return compareKeys(t.atPos(p).key(), k) })
+	i, ok := sort.Find(t.len(), func(i int) int { return compareKeys(k, t.at(i).key()) })
 	if !ok {
 		return nil, false
 	}
-	return t.atPos(t.order[i]), true
+	return t.at(i), true
 }

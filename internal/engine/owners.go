@@ -45,21 +45,21 @@ func (e *Engine) resolveOwners(always bool) {
 	// reading every fd on the host.
 	var netns uint64
 	mixed := false
-	e.eachBriefLocked(func(b *tracker.Brief) {
+	e.eachInodeLocked(func(ns uint64, inode uint32) {
 		reported++
-		if b.Inode == 0 {
+		if inode == 0 {
 			return
 		}
-		if _, ok := e.ownerOf[b.Inode]; ok {
-			if at, missed := e.ownerMiss[b.Inode]; !missed || now.Before(at) {
+		if _, ok := e.ownerOf[inode]; ok {
+			if at, missed := e.ownerMiss[inode]; !missed || now.Before(at) {
 				return
 			}
 		}
-		want = append(want, b.Inode)
+		want = append(want, inode)
 		if netns == 0 {
-			netns = b.Key.Netns
+			netns = ns
 		}
-		mixed = mixed || b.Key.Netns != netns
+		mixed = mixed || ns != netns
 	})
 	if mixed {
 		netns = 0
@@ -68,10 +68,24 @@ func (e *Engine) resolveOwners(always bool) {
 	if e.owners != nil && len(want) > 0 {
 		// Each answer is stored as it comes, in the cache's compact form:
 		// 200 000 of them (scan --all) are never held in a second map.
+		if len(e.ownerOf) == 0 {
+			// The first lookup (every lookup of a one-shot scan): one
+			// allocation instead of growing through 200 000 inserts.
+			e.mu.Lock()
+			e.ownerOf = make(map[uint32]uint32, len(want))
+			e.mu.Unlock()
+		}
+		// Answers come a process at a time: the owner's reference is
+		// looked up once per run of one owner, not per socket.
+		var last inventory.Owner
+		lastRef := uint32(0)
 		e.owners.Each(netns, want, func(ino uint32, o inventory.Owner) {
 			e.mu.Lock()
-			if ref := e.ownerRef(o); ref != 0 {
-				e.ownerOf[ino] = ref
+			if lastRef == 0 || o != last {
+				last, lastRef = o, e.ownerRef(o)
+			}
+			if lastRef != 0 {
+				e.ownerOf[ino] = lastRef
 				delete(e.ownerMiss, ino)
 			}
 			e.mu.Unlock()
@@ -92,6 +106,19 @@ func (e *Engine) resolveOwners(always bool) {
 		}
 	}
 	e.pruneOwnersLocked(reported)
+}
+
+// eachInodeLocked calls fn with the namespace and inode of every session to
+// report (eachBriefLocked without the rest of a Brief).
+func (e *Engine) eachInodeLocked(fn func(netns uint64, inode uint32)) {
+	if !e.opts.All {
+		e.tracker.EachSuspectBrief(func(b *tracker.Brief) { fn(b.Key.Netns, b.Inode) })
+		return
+	}
+	for i := range e.all.len() {
+		l := e.all.at(i)
+		fn(l.netns, l.inode)
+	}
 }
 
 // pruneOwnersLocked keeps the owner cache to the inodes still reported once

@@ -26,16 +26,16 @@ func pathIdle(sk *inventory.Socket) (time.Duration, bool) {
 	return time.Duration(ms) * time.Millisecond, true
 }
 
-// recordPathLocked adds one probe result to the path table. Only idle
+// recordPathLocked adds one probe result of the suspect ent (as before the
+// result) to the path table. Only idle
 // suspects count: a connection with data in flight says nothing about idle
 // timeouts. Alive counts at the idle age of the observation before the probe
 // (the probe went out no earlier, so the path held the flow at least that
 // long); dead counts once per socket, when it first became a confirmed
 // ghost, at its idle age now (the flow was gone by then at the latest).
 // Both choices widen the window rather than narrow it.
-func (e *Engine) recordPathLocked(k inventory.Key, r probe.Result, wasGhost bool, now time.Time) {
-	ent, ok := e.tracker.Get(k)
-	if !ok || !ent.Reasons.Has(tracker.ReasonIdle) {
+func (e *Engine) recordPathLocked(ent *tracker.Entry, r probe.Result, wasGhost bool, now time.Time) {
+	if !ent.Reasons.Has(tracker.ReasonIdle) {
 		return
 	}
 	idle, ok := pathIdle(&ent.Socket)

@@ -101,36 +101,65 @@ func (e *Engine) EachSessionAt(at time.Time, fn func([]exporter.Session) bool) {
 }
 
 // eachSession is EachSession at a fixed time, or with the clock's time at
-// each batch when at is zero.
+// each batch when at is zero. With Options.All it lists the last scan's
+// table in its own (key) order, which needs no keys gathered, sorted and
+// looked up again; otherwise the suspects' keys, sorted.
 func (e *Engine) eachSession(at time.Time, fn func([]exporter.Session) bool) {
 	e.mu.Lock()
-	keys, gone := e.keysLocked()
-	all := e.opts.All
+	all, tab, scanned := e.opts.All, e.all, e.scanned
+	var keys []inventory.Key
+	if !all {
+		e.tracker.EachSuspectBrief(func(b *tracker.Brief) { keys = append(keys, b.Key) })
+	}
+	gone := e.goneKeysLocked()
 	e.mu.Unlock()
 	// Sorting 200 000 keys takes tens of milliseconds: never under the
 	// lock that scans and probes need.
 	slices.SortFunc(keys, compareKeys)
-	keys = append(keys, gone...)
 	batch := make([]exporter.Session, 0, sessionBatch)
-	for len(keys) > 0 {
-		n := min(len(keys), sessionBatch)
-		batch = batch[:0]
-		e.mu.Lock()
-		now := at
-		if now.IsZero() {
-			now = e.opts.Now()
-		}
-		for _, k := range keys[:n] {
-			if s, ok := e.sessionByKeyLocked(k, all, now); ok {
-				batch = append(batch, s)
+	// emit builds the sessions 0..n-1 a batch at a time, under the lock,
+	// each in its slot of the batch (build says whether there is one), and
+	// hands each batch to fn; false when fn asked to stop.
+	emit := func(n int, build func(i int, now time.Time, s *exporter.Session) bool) bool {
+		for start := 0; start < n; start += sessionBatch {
+			batch = batch[:0]
+			e.mu.Lock()
+			now := at
+			if now.IsZero() {
+				now = e.opts.Now()
+			}
+			for i := start; i < min(n, start+sessionBatch); i++ {
+				batch = batch[:len(batch)+1] // within its capacity, sessionBatch
+				if !build(i, now, &batch[len(batch)-1]) {
+					batch = batch[:len(batch)-1]
+				}
+			}
+			e.mu.Unlock()
+			if len(batch) > 0 && !fn(batch) {
+				return false
 			}
 		}
-		e.mu.Unlock()
-		keys = keys[n:]
-		if len(batch) > 0 && !fn(batch) {
+		return true
+	}
+	if all {
+		// The table is the scan's own: a later scan replaces it, never
+		// changes it.
+		if !emit(tab.len(), func(i int, now time.Time, s *exporter.Session) bool {
+			e.listedSessionLocked(s, tab.at(i), scanned, now)
+			return true
+		}) {
 			return
 		}
+	} else if !emit(len(keys), func(i int, now time.Time, s *exporter.Session) (ok bool) {
+		*s, ok = e.sessionByKeyLocked(keys[i], false, now)
+		return ok
+	}) {
+		return
 	}
+	emit(len(gone), func(i int, now time.Time, s *exporter.Session) (ok bool) {
+		*s, ok = e.sessionByKeyLocked(gone[i], all, now)
+		return ok
+	})
 }
 
 // TopSessions returns up to n sessions in exporter.TopOrder: what the page shows.
@@ -221,27 +250,51 @@ func (e *Engine) frameLocked() *exporter.Snapshot {
 }
 
 // eachBriefLocked calls fn for every session to report: every suspect, or
-// with Options.All every socket of the last scan.
+// with Options.All every socket of the last scan. The Brief is valid only
+// until fn returns.
 func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 	if !e.opts.All {
 		e.tracker.EachSuspectBrief(fn)
 		return
 	}
+	var b tracker.Brief // reused, as EachSuspectBrief's: one allocation, not one per socket
 	for i := range e.all.len() {
 		l := e.all.at(i)
-		b := tracker.Brief{Key: l.key(), Family: l.family, Inode: l.inode, LastDataRecv: l.lastDataRecv, InfoValid: l.flags&listedInfoValid != 0}
+		b = tracker.Brief{Key: l.key(), Family: l.family, Inode: l.inode, LastDataRecv: l.lastDataRecv, InfoValid: l.flags&listedInfoValid != 0}
 		b.Reasons, _ = e.tracker.Reasons(b.Key)
 		fn(&b)
 	}
 }
 
-// keysLocked returns the keys of the sessions to report, in EachSession's order.
-func (e *Engine) keysLocked() (suspects, gone []inventory.Key) {
-	e.eachBriefLocked(func(b *tracker.Brief) { suspects = append(suspects, b.Key) })
+// goneKeysLocked returns the keys of the killed sessions whose sockets are
+// gone, in EachSession's order.
+func (e *Engine) goneKeysLocked() []inventory.Key {
+	var gone []inventory.Key
 	for _, g := range e.goneLocked() {
 		gone = append(gone, inventory.Key{Netns: g.NetnsInode, Cookie: g.Cookie})
 	}
-	return suspects, gone
+	return gone
+}
+
+// listedSessionLocked sets *s to the session of a socket of a scan's table
+// (Options.All) taken at scanned: the tracker's, or the killed one's, when
+// they know its key.
+func (e *Engine) listedSessionLocked(s *exporter.Session, l *listedSocket, scanned, now time.Time) {
+	k := l.key()
+	// Most listed sockets are healthy ones the tracker does not remember:
+	// asking whether it does costs no copy of an Entry (~300 bytes).
+	if _, tracked := e.tracker.Reasons(k); tracked {
+		if ent, ok := e.tracker.Get(k); ok {
+			e.fillSession(s, &ent, now)
+			return
+		}
+	}
+	if g, ok := e.gone[k]; ok {
+		*s = g.session
+		return
+	}
+	ent := l.entry(scanned)
+	e.fillSession(s, &ent, now)
 }
 
 // sessionByKeyLocked builds the session of k: a tracked socket, a socket of
@@ -287,16 +340,23 @@ func idleSeconds(infoValid bool, lastDataRecv uint32) float64 {
 }
 
 func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
+	var s exporter.Session
+	e.fillSession(&s, ent, now)
+	return s
+}
+
+// fillSession sets *s, whatever it held, to the session of ent: a listing
+// builds each session in its batch's own slot rather than copying it there.
+func (e *Engine) fillSession(s *exporter.Session, ent *tracker.Entry, now time.Time) {
 	sk := &ent.Socket
 	k := sk.Key()
 	o := e.owner(sk.Inode)
-	s := exporter.Session{
-		Netns:       e.names[sk.Netns].Name,
+	nm := e.names[sk.Netns]
+	*s = exporter.Session{
+		Netns:       nm.Name,
 		NetnsInode:  sk.Netns,
 		Family:      FamilyName(sk.Family),
 		State:       sk.State.String(),
-		Local:       FormatAddr(sk.Local),
-		Remote:      FormatAddr(sk.Remote),
 		Cookie:      sk.Cookie,
 		Inode:       sk.Inode,
 		UID:         sk.UID,
@@ -309,12 +369,13 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		Verdict:     string(probe.Unprobed),
 		Killed:      e.killed[k],
 	}
+	s.Local, s.Remote = formatAddrs(sk.Local, sk.Remote)
 	// The runtime's names; the pod is the namespace's, else (a hostNetwork
 	// pod) the owner's.
 	s.ContainerName = o.ContainerName
-	s.Pod = cmp.Or(e.names[sk.Netns].PodName, o.PodName)
-	s.K8sNamespace = cmp.Or(e.names[sk.Netns].PodNamespace, o.PodNamespace)
-	e.kernelDeadline(&s, ent, now)
+	s.Pod = cmp.Or(nm.PodName, o.PodName)
+	s.K8sNamespace = cmp.Or(nm.PodNamespace, o.PodNamespace)
+	e.kernelDeadline(s, ent, now)
 	if v, probed := unpackVerdict(ent.Tag); probed {
 		r := v.result()
 		s.Verdict = string(r.Verdict)
@@ -334,7 +395,6 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 		}
 		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, now)
 	}
-	return s
 }
 
 // kernelDeadline fills in when the socket's own kernel would notice a dead

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -107,10 +108,13 @@ func TestListedSocketSession(t *testing.T) {
 func TestListedTable(t *testing.T) {
 	var tab listedTable
 	n := 2*listedChunk + 17
+	inodes := map[inventory.Key]uint32{}
 	for i := range n {
 		// Keys out of order, across two namespaces.
 		c := uint64(i*7919) % uint64(n)
-		tab.add(listedSocket{netns: uint64(1 + i%2), cookie: c, inode: uint32(i)})
+		l := listedSocket{netns: uint64(1 + i%2), cookie: c, inode: uint32(i)}
+		tab.add(l)
+		inodes[l.key()] = l.inode
 	}
 	tab.sortByKey()
 	if tab.len() != n {
@@ -119,6 +123,12 @@ func TestListedTable(t *testing.T) {
 	for i := 1; i < n; i++ {
 		if compareKeys(tab.at(i-1).key(), tab.at(i).key()) >= 0 {
 			t.Fatalf("at(%d) %v is not before at(%d) %v", i-1, tab.at(i-1).key(), i, tab.at(i).key())
+		}
+	}
+	// The sockets moved whole, each with its own key.
+	for i := range n {
+		if l := tab.at(i); l.inode != inodes[l.key()] {
+			t.Fatalf("at(%d) %v holds inode %d, added with %d", i, l.key(), l.inode, inodes[l.key()])
 		}
 	}
 	for i := range n {
@@ -130,6 +140,28 @@ func TestListedTable(t *testing.T) {
 	}
 	if _, ok := tab.find(inventory.Key{Netns: 3, Cookie: 1}); ok {
 		t.Error("found a key never added")
+	}
+}
+
+// TestRadixSortKeys orders keys as a stable comparison sort does, whichever
+// of their bytes differ: none, low cookie bytes only, high ones, the
+// namespace's.
+func TestRadixSortKeys(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	masks := []struct{ netns, cookie uint64 }{{0, 0}, {0, 0xffff}, {0, 0xff0000ff00}, {3, 0xff}, {0xff00000000ff, ^uint64(0)}}
+	for _, m := range masks {
+		for _, n := range []int{0, 1, 2, 1000} {
+			keys := make([]sortKey, n)
+			for i := range keys {
+				keys[i] = sortKey{inventory.Key{Netns: 4026531840 | r.Uint64()&m.netns, Cookie: 1<<50 | r.Uint64()&m.cookie}, uint32(i)}
+			}
+			want := slices.Clone(keys)
+			slices.SortStableFunc(want, func(a, b sortKey) int { return compareKeys(a.key, b.key) })
+			radixSortKeys(keys)
+			if !slices.Equal(keys, want) {
+				t.Errorf("masks %x, %d keys: radix order differs from a stable sort", m, n)
+			}
+		}
 	}
 }
 

@@ -90,8 +90,12 @@ func InNetns(nsFD int, fn func() error) error {
 	return err
 }
 
-// InNetnsAt is InNetns for the namespace file at path.
+// InNetnsAt is InNetns for the namespace file at path; with path "" (the
+// callers' "our own namespace") it calls fn in place, on the caller's thread.
 func InNetnsAt(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("nsthread: %w", &os.PathError{Op: "open", Path: path, Err: err})

@@ -68,12 +68,17 @@ func TestRunEmptyNameStays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got uint64
-	if err := nsthread.Run("", func() (err error) { got, err = netnsInode(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	if got != own {
-		t.Errorf("fn ran in netns inode %d, want the caller's %d", got, own)
+	for name, call := range map[string]func(func() error) error{
+		`Run("")`:       func(fn func() error) error { return nsthread.Run("", fn) },
+		`InNetnsAt("")`: func(fn func() error) error { return nsthread.InNetnsAt("", fn) },
+	} {
+		var got uint64
+		if err := call(func() (err error) { got, err = netnsInode(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if got != own {
+			t.Errorf("%s: fn ran in netns inode %d, want the caller's %d", name, got, own)
+		}
 	}
 }
 

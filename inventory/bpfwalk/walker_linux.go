@@ -29,8 +29,8 @@ const (
 // runDone is what walk_hash returns when the last bucket is done.
 const runDone = 0xffffffff
 
-// maxRuns bounds the runs of one pass: each run emits up to ~10 000 records
-// (a 2 MiB ring buffer), so this allows tens of millions of sockets.
+// maxRuns bounds the runs of one pass: each run emits up to ~2 400 records
+// (a 512 KiB ring buffer), so this allows tens of millions of sockets.
 const maxRuns = 1 << 14
 
 // walkObjs are the objects both variants of the walk use.

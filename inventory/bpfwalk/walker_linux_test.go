@@ -8,6 +8,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/ghostd/ghostd/internal/bpfload"
 	"github.com/ghostd/ghostd/internal/testnet"
 	"golang.org/x/sys/unix"
 )
@@ -260,5 +261,42 @@ func TestCopyVariantMatchesCast(t *testing.T) {
 	}
 	if len(cp) != len(cast) {
 		t.Errorf("copy variant listed %d sockets, cast %d", len(cp), len(cast))
+	}
+}
+
+// TestWalkResumesAcrossRuns: a namespace with more sockets than one run of
+// walk_hash can leave in the ring buffer is walked in several runs, each
+// resuming where the last stopped, and every connection is listed once.
+func TestWalkResumesAcrossRuns(t *testing.T) {
+	w := loadWalker(t, "")
+	spec, err := bpfload.Spec("walk.c", walkObject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perRun := int(spec.Maps["records"].MaxEntries) / (RecordLen + 8) // 8: the ring's record header
+	ns := testnet.NewNS(t, "wr")
+	ln := ns.Listen(t, "tcp", "127.0.0.1:0")
+	want := map[uint64]bool{}
+	for len(want) < perRun+500 {
+		c := ns.Dial(t, "tcp", ln.Addr().String())
+		want[testnet.Cookie(t, c.(*net.TCPConn))] = true
+	}
+	seen := map[uint64]int{}
+	if _, err := w.Walk(context.Background(), []uint64{ns.Inode}, func(r *Record) error {
+		if uint64(r.Netns) == ns.Inode {
+			seen[r.Cookie]++
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("Walk: %v", err)
+	}
+	// Client ends, their accepted server ends and the listener.
+	if len(seen) < 2*len(want)+1 {
+		t.Errorf("%d sockets listed, want at least %d (more than the %d one run holds)", len(seen), 2*len(want)+1, perRun)
+	}
+	for c := range want {
+		if seen[c] != 1 {
+			t.Errorf("cookie %d listed %d times, want once", c, seen[c])
+		}
 	}
 }

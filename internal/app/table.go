@@ -1,0 +1,258 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ghostd/ghostd/exporter"
+)
+
+// tableColumns is the table's header; every column but the last is padded
+// to its widest cell plus two spaces, as text/tabwriter would.
+var tableColumns = [...]string{"NETNS", "STATE", "LOCAL", "REMOTE", "IDLE", "KERNEL", "REASONS", "VERDICT", "PROBES", "PROCESS"}
+
+// rowCells is one row's cells, written one after the other into one buffer
+// that the next row reuses: `ghostd scan --all` lays out 200 000 rows
+// twice (the widths, then the rows), and a string per cell was most of it.
+type rowCells struct {
+	b    []byte
+	ends [len(tableColumns)]int // cell i is b[ends[i-1]:ends[i]]
+	idle idleCache
+}
+
+// cell returns the i-th cell.
+func (r *rowCells) cell(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = r.ends[i-1]
+	}
+	return r.b[start:r.ends[i]]
+}
+
+// header makes r the header row.
+func (r *rowCells) header() {
+	r.b = r.b[:0]
+	for i, c := range tableColumns {
+		r.b = append(r.b, c...)
+		r.ends[i] = len(r.b)
+	}
+}
+
+// fill makes r the row of s. Names and comms come from other users: never
+// let them reach the terminal raw (escape sequences), nor break the columns.
+func (r *rowCells) fill(s *exporter.Session) {
+	b := appendTermSafe(r.b[:0], s.Netns)
+	r.ends[0] = len(b)
+	b = append(b, s.State...)
+	r.ends[1] = len(b)
+	b = append(b, s.Local...)
+	r.ends[2] = len(b)
+	b = append(b, s.Remote...)
+	r.ends[3] = len(b)
+	b = append(b, r.idle.format(s.IdleSeconds)...)
+	r.ends[4] = len(b)
+	b = append(b, kernelColumn(s)...)
+	r.ends[5] = len(b)
+	for i, reason := range s.Reasons {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, reason...)
+	}
+	if len(b) == r.ends[5] {
+		b = append(b, '-')
+	}
+	r.ends[6] = len(b)
+	b = append(b, s.VerdictText()...)
+	if s.Ghost {
+		b = append(b, " (ghost)"...)
+	}
+	if s.Killed {
+		b = append(b, " killed"...)
+	}
+	r.ends[7] = len(b)
+	b = strconv.AppendInt(b, int64(s.Replies), 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(s.ProbesSent), 10)
+	r.ends[8] = len(b)
+	b = appendProcess(b, s)
+	r.ends[9] = len(b)
+	r.b = b
+}
+
+// appendTermSafe appends termSafe(s), which is s itself when it is clean.
+func appendTermSafe(b []byte, s string) []byte { return append(b, termSafe(s)...) }
+
+// appendProcess appends the process cell: "comm[pid] unit" (or
+// "container:NAME"), "-" for nobody; names made terminal-safe one by one
+// (the same as the whole cell: the brackets and the space between them are
+// ASCII, which no escape spans).
+func appendProcess(b []byte, s *exporter.Session) []byte {
+	start := len(b)
+	if s.Comm != "" {
+		b = append(appendTermSafe(b, s.Comm), '[')
+		b = append(strconv.AppendInt(b, int64(s.PID), 10), ']')
+	}
+	where, kind := s.Unit, ""
+	switch {
+	case where != "":
+	case s.ContainerName != "":
+		where, kind = s.ContainerName, "container:"
+	case s.Container != "":
+		where, kind = s.Container, "container:"
+	}
+	if where != "" {
+		if len(b) > start {
+			b = append(b, ' ')
+		}
+		b = appendTermSafe(append(b, kind...), where)
+	}
+	if len(b) == start {
+		b = append(b, '-')
+	}
+	return b
+}
+
+// FormatIdle renders seconds compactly: "850ms", "42s", "7m12s", "2h11m".
+func FormatIdle(sec float64) string { return idleKeyOf(sec).format() }
+
+// idleKey is what FormatIdle's output depends on: which of its cases
+// applies and the duration rounded as that case rounds it.
+type idleKey struct {
+	rounded time.Duration
+	unit    time.Duration // 0: none ("-")
+}
+
+func idleKeyOf(sec float64) idleKey {
+	switch d := time.Duration(sec * float64(time.Second)); {
+	case d <= 0:
+		return idleKey{}
+	case d < time.Second:
+		return idleKey{d.Round(time.Millisecond), time.Millisecond}
+	case d < time.Hour:
+		return idleKey{d.Round(time.Second), time.Second}
+	default:
+		return idleKey{d.Round(time.Minute), time.Minute}
+	}
+}
+
+func (k idleKey) format() string {
+	switch k.unit {
+	case 0:
+		return "-"
+	case time.Minute:
+		return strings.TrimSuffix(k.rounded.String(), "0s")
+	}
+	return k.rounded.String()
+}
+
+// idleCache remembers the idle cells already formatted: at one-second
+// resolution (a minute's past an hour) 200 000 sockets share a few
+// thousand values, and formatting a time.Duration allocates.
+type idleCache struct {
+	cells map[idleKey]string
+}
+
+// format is FormatIdle, remembered.
+func (c *idleCache) format(sec float64) string {
+	k := idleKeyOf(sec)
+	if v, ok := c.cells[k]; ok {
+		return v
+	}
+	if c.cells == nil || len(c.cells) >= 1<<14 {
+		c.cells = make(map[idleKey]string)
+	}
+	v := k.format()
+	c.cells[k] = v
+	return v
+}
+
+// writeTable prints a document's sessions like ss does, then one line per
+// namespace that could not be scanned.
+func writeTable(w io.Writer, doc *exporter.Document, mode string) error {
+	return writeTableStream(w, doc.Namespaces, func(fn func([]exporter.Session) bool) { fn(doc.Sessions) }, mode)
+}
+
+// writeTableStream is writeTable for sessions listed by each, in two passes:
+// one for the column widths, one for the rows; nothing but the widths and
+// counts is kept between them.
+func writeTableStream(w io.Writer, namespaces []exporter.NamespaceStatus, each eachSessions, mode string) error {
+	var widths [len(tableColumns) - 1]int
+	var row rowCells
+	grow := func() {
+		for i := range widths {
+			widths[i] = max(widths[i], utf8.RuneCount(row.cell(i)))
+		}
+	}
+	row.header()
+	grow()
+	listed, ghosts := 0, 0
+	each(func(batch []exporter.Session) bool {
+		for i := range batch {
+			row.fill(&batch[i])
+			grow()
+			listed++
+			if batch[i].Ghost {
+				ghosts++
+			}
+		}
+		return true
+	})
+	var line []byte
+	var err error
+	writeRow := func() {
+		line = line[:0]
+		for i := range widths {
+			c := row.cell(i)
+			line = append(line, c...)
+			for n := utf8.RuneCount(c); n < widths[i]+2; n++ {
+				line = append(line, ' ')
+			}
+		}
+		line = append(line, row.cell(len(widths))...)
+		line = append(line, '\n')
+		_, err = w.Write(line)
+	}
+	row.header()
+	writeRow()
+	each(func(batch []exporter.Session) bool {
+		for i := range batch {
+			row.fill(&batch[i])
+			if writeRow(); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	sockets := 0
+	for _, ns := range namespaces {
+		sockets += ns.Sockets
+		if ns.Error != "" {
+			if _, err := fmt.Fprintf(w, "netns %s: not scanned: %s\n", termSafe(ns.Netns), termSafe(ns.Error)); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = fmt.Fprintf(w, "%d sessions listed, %d ghosts, %d sockets in %d namespaces, probes %s\n",
+		listed, ghosts, sockets, len(namespaces), mode)
+	return err
+}
+
+// kernelColumn is when the socket's own kernel would notice a dead peer:
+// ">1h58m" no earlier than (keepalive), "~15m24s" about (retransmissions),
+// "never", or "?" when it cannot be told.
+func kernelColumn(s *exporter.Session) string {
+	return strings.ReplaceAll(exporter.KernelDeadline(s, func(sec float64) string {
+		if sec < 1 {
+			return "0s"
+		}
+		return FormatIdle(sec)
+	}), "≥", ">")
+}
