@@ -13,19 +13,33 @@ import (
 // defines them: the table, its chain and rules, and the set elements. It is
 // pure: guard_linux.go sends the messages.
 //
-// The ruleset, as `nft list table inet ghostd` shows it:
+// The ruleset, as `nft list table inet ghostd` (nft 1.0.6) shows it, with
+// one element (sequence number 7) in rst4:
 //
 //	table inet ghostd {
 //		flags owner
-//		set rst4 { type ipv4_addr . inet_service . ipv4_addr . inet_service . integer; flags timeout; }
-//		set rst6 { type ipv6_addr . inet_service . ipv6_addr . inet_service . integer; flags timeout; }
+//
+//		set rst4 {
+//			type ipv4_addr . inet_service . ipv4_addr . inet_service . mark
+//			flags timeout
+//			elements = { 192.0.2.2 . 40000 . 198.51.100.2 . 5432 . 0x00000007 timeout 1m expires 59s996ms }
+//		}
+//
+//		set rst6 {
+//			type ipv6_addr . inet_service . ipv6_addr . inet_service . mark
+//			flags timeout
+//		}
+//
 //		chain guard {
-//			type filter hook prerouting priority -310; policy accept;
-//			meta nfproto ipv4 meta l4proto tcp tcp flags & rst == rst ip saddr . tcp sport . ip daddr . tcp dport . tcp sequence @rst4 counter drop
-//			meta nfproto ipv6 meta l4proto tcp tcp flags & rst == rst ip6 saddr . tcp sport . ip6 daddr . tcp dport . tcp sequence @rst6 counter drop
+//			type filter hook prerouting priority raw - 10; policy accept;
+//			tcp flags rst ip saddr . tcp sport . ip daddr . tcp dport . tcp sequence @rst4 counter packets 0 bytes 0 drop
+//			tcp flags rst ip6 saddr . tcp sport . ip6 daddr . tcp dport . tcp sequence @rst6 counter packets 0 bytes 0 drop
 //		}
 //	}
 //
+// The rule turns the sequence number to host byte order before the lookup
+// (a byteorder expression nft does not print), so that nft prints it right
+// as a mark; see nftTypeMark.
 // Priority -310 is before raw (-300) and conntrack (-200): the RST never
 // reaches conntrack or the socket.
 
@@ -124,16 +138,28 @@ const (
 	nftaImmDreg = 1
 	nftaImmData = 2
 
+	nftaByteorderSreg = 1
+	nftaByteorderDreg = 2
+	nftaByteorderOp   = 3
+	nftaByteorderLen  = 4
+	nftaByteorderSize = 5
+	nftByteorderNtoh  = 0
+
 	nftRegVerdict = 0
 	nftReg1       = 1
 	nftReg32_00   = 8
 
 	// nft's datatype ids (src/datatype.h), for the set's key type: nft
-	// uses them to print elements.
-	nftTypeInteger     = 4
+	// uses them to print elements. The sequence number is a `mark`, nft's
+	// 32-bit host-order integer: `integer` has no size, and nft 1.0.6
+	// aborts listing a set of more than one element with such a field
+	// (mergesort.c: concat_expr_msort_value: Assertion `ilen > 0'), while
+	// `typeof ... . tcp sequence`, which gives the field its size, is
+	// limited to four fields (NFTNL_UDATA_SET_KEY_CONCAT_NEST_MAX).
 	nftTypeIPAddr      = 7
 	nftTypeIP6Addr     = 8
 	nftTypeInetService = 13
+	nftTypeMark        = 19
 )
 
 // guardChain is the chain's name; guardPriority its hook priority.
@@ -152,9 +178,11 @@ func guardSet(v4 bool) string {
 
 // guardKey is a set element's key: the RST's source address and port, its
 // destination address and port, and its sequence number, each field padded
-// to 4 bytes as nf_tables concatenations are, all in network byte order
-// (the payload expression loads them from the packet as they are). remote
-// and local must be of one family, unmapped.
+// to 4 bytes as nf_tables concatenations are. Addresses and ports are in
+// network byte order (the payload expression loads them from the packet as
+// they are); the sequence number is in host byte order, as the rule turns
+// it (nft prints a mark field so). remote and local must be of one family,
+// unmapped.
 func guardKey(local, remote netip.AddrPort, seq uint32) []byte {
 	a, b := remote.Addr().AsSlice(), local.Addr().AsSlice()
 	k := make([]byte, 0, 2*len(a)+12)
@@ -164,7 +192,7 @@ func guardKey(local, remote netip.AddrPort, seq uint32) []byte {
 	k = append(k, b...)
 	k = binary.BigEndian.AppendUint16(k, local.Port())
 	k = append(k, 0, 0)
-	return binary.BigEndian.AppendUint32(k, seq)
+	return binary.NativeEndian.AppendUint32(k, seq)
 }
 
 // nfgen is the nfgenmsg header: family, version 0, resource id.
@@ -222,7 +250,7 @@ func guardRuleset() ([]netlink.Message, error) {
 			addrType, addrLen = nftTypeIP6Addr, 16
 		}
 		fields := []uint32{addrLen, 2, addrLen, 2, 4}
-		types := []uint32{addrType, nftTypeInetService, addrType, nftTypeInetService, nftTypeInteger}
+		types := []uint32{addrType, nftTypeInetService, addrType, nftTypeInetService, nftTypeMark}
 		var keyType uint32
 		for _, t := range types {
 			keyType = keyType<<6 | t
@@ -322,8 +350,9 @@ func payload(base, offset, length, reg uint32) nftExpr {
 }
 
 // guardRule is the rule of one family: nfproto, TCP, the RST flag, then the
-// reversed 4-tuple and the sequence number looked up in the family's set
-// (setID: the set's id in the same batch), counted and dropped.
+// reversed 4-tuple and the sequence number (turned to host byte order, see
+// guardKey) looked up in the family's set (setID: the set's id in the same
+// batch), counted and dropped.
 func guardRule(v4 bool, setID uint32) []nftExpr {
 	proto, saddr, daddr, alen := byte(nfprotoIPv4), uint32(12), uint32(16), uint32(4)
 	if !v4 {
@@ -348,6 +377,14 @@ func guardRule(v4 bool, setID uint32) []nftExpr {
 		payload(nftPayloadNetwork, daddr, alen, reg(alen+4)),
 		payload(nftPayloadTransport, 2, 2, reg(2*alen+4)),
 		payload(nftPayloadTransport, 4, 4, reg(2*alen+8)),
+		{"byteorder", func(ae *netlink.AttributeEncoder) error {
+			ae.Uint32(nftaByteorderSreg, reg(2*alen+8))
+			ae.Uint32(nftaByteorderDreg, reg(2*alen+8))
+			ae.Uint32(nftaByteorderOp, nftByteorderNtoh)
+			ae.Uint32(nftaByteorderLen, 4)
+			ae.Uint32(nftaByteorderSize, 4)
+			return nil
+		}},
 		{"lookup", func(ae *netlink.AttributeEncoder) error {
 			ae.String(nftaLookupSet, guardSet(v4))
 			ae.Uint32(nftaLookupSreg, nftReg32_00)

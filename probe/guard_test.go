@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -18,16 +19,17 @@ func TestGuardKey(t *testing.T) {
 		seq           uint32
 		want          string
 	}{
-		// remote (the RST's source) . port . local . port . sequence, each
-		// field padded to 4 bytes.
+		// remote (the RST's source) . port . local . port, each field
+		// padded to 4 bytes, in network byte order; then the sequence
+		// number in host byte order.
 		{"198.51.100.2:5432", "192.0.2.2:40000", 0x01020304,
-			"c0000202" + "9c400000" + "c6336402" + "15380000" + "01020304"},
+			"c0000202" + "9c400000" + "c6336402" + "15380000"},
 		{"[2001:db8:2::2]:443", "[2001:db8:1::2]:50000", 0xfffffffe,
-			"20010db8000100000000000000000002" + "c3500000" + "20010db8000200000000000000000002" + "01bb0000" + "fffffffe"},
+			"20010db8000100000000000000000002" + "c3500000" + "20010db8000200000000000000000002" + "01bb0000"},
 	} {
 		got := hex.EncodeToString(guardKey(netip.MustParseAddrPort(tc.local), netip.MustParseAddrPort(tc.remote), tc.seq))
-		if got != tc.want {
-			t.Errorf("guardKey(%s, %s):\n got %s\nwant %s", tc.local, tc.remote, got, tc.want)
+		if want := tc.want + hex.EncodeToString(binary.NativeEndian.AppendUint32(nil, tc.seq)); got != want {
+			t.Errorf("guardKey(%s, %s):\n got %s\nwant %s", tc.local, tc.remote, got, want)
 		}
 	}
 }
@@ -67,9 +69,15 @@ func TestGuardRuleset(t *testing.T) {
 	if a := attrs(msgs[0]); string(a[nftaTableName]) != "ghostd\x00" || hex.EncodeToString(a[nftaTableFlags]) != "00000002" {
 		t.Errorf("table attributes %x", a)
 	}
-	for i, keyLen := range []string{"00000014", "0000002c"} { // 20 and 44 bytes
-		if a := attrs(msgs[1+i]); hex.EncodeToString(a[nftaSetKeyLen]) != keyLen || hex.EncodeToString(a[nftaSetFlags]) != "00000090" {
-			t.Errorf("set %d: key length %x flags %x, want %s and timeout|concat", i, a[nftaSetKeyLen], a[nftaSetFlags], keyLen)
+	// Key types: nft's datatype ids, 6 bits each: address (7 or 8) .
+	// inet_service (13) . address . inet_service . mark (19).
+	for i, want := range []struct{ keyLen, keyType string }{{"00000014", "07347353"}, {"0000002c", "08348353"}} { // 20 and 44 bytes
+		a := attrs(msgs[1+i])
+		if hex.EncodeToString(a[nftaSetKeyLen]) != want.keyLen || hex.EncodeToString(a[nftaSetFlags]) != "00000090" {
+			t.Errorf("set %d: key length %x flags %x, want %s and timeout|concat", i, a[nftaSetKeyLen], a[nftaSetFlags], want.keyLen)
+		}
+		if got := hex.EncodeToString(a[nftaSetKeyType]); got != want.keyType {
+			t.Errorf("set %d: key type %s, want %s", i, got, want.keyType)
 		}
 	}
 	b := batch(msgs...)
