@@ -121,16 +121,22 @@ func BenchmarkResetGuard(b *testing.B) {
 	})
 }
 
-// TestGuardElementShared: two probes of one socket at once (the probe loop
-// and a kill's re-confirmation) share its element; it goes only when both
-// are done. Adding an element again is accepted by the kernel.
-func TestGuardElementShared(t *testing.T) {
+// guardNS returns a new namespace and the guard opened in it.
+func guardNS(t *testing.T) (*testnet.NS, resetGuard) {
 	needRoot(t)
 	ns := testnet.NewNS(t, "grd")
 	g, err := openGuard(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ns, g
+}
+
+// TestGuardElementShared: two probes of one socket at once (the probe loop
+// and a kill's re-confirmation) share its element; it goes only when both
+// are done. Adding an element again is accepted by the kernel.
+func TestGuardElementShared(t *testing.T) {
+	ns, g := guardNS(t)
 	c := &countedGuard{resetGuard: g, n: map[string]int{}}
 	defer c.close()
 	local, remote := netip.MustParseAddrPort("198.51.100.2:5432"), netip.MustParseAddrPort("192.0.2.2:40000")
@@ -156,12 +162,7 @@ func TestGuardElementShared(t *testing.T) {
 // nft cannot size made nft 1.0.6 abort (mergesort.c:
 // concat_expr_msort_value: Assertion `ilen > 0' failed).
 func TestGuardTableListable(t *testing.T) {
-	needRoot(t)
-	ns := testnet.NewNS(t, "grd")
-	g, err := openGuard(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, g := guardNS(t)
 	defer g.close()
 	elems := []struct {
 		local, remote string
