@@ -2,6 +2,7 @@ package pathidle
 
 import (
 	"cmp"
+	"container/list"
 	"fmt"
 	"math"
 	"net/netip"
@@ -113,10 +114,8 @@ type point struct {
 type dest struct {
 	alive, dead []point
 	comms       []string
-	// key is the destination's key in Table.dests; prev and next link the
-	// destinations in the order they were last updated (Table.oldest).
-	key        Dest
-	prev, next *dest
+	// at is d's place in Table.order; its Value is d's key in Table.dests.
+	at *list.Element
 }
 
 // Table collects samples and estimates each destination's idle timeout. Its
@@ -125,11 +124,11 @@ type Table struct {
 	mu    sync.Mutex
 	cfg   Config
 	dests map[Dest]*dest
-	// oldest and newest end the list of destinations in update order, so
+	// order lists the destinations' keys in update order, oldest first, so
 	// that making room for a new one costs no pass over all of them: a host
 	// whose clients connect from ephemeral ports has a destination per
 	// connection, and the table at its cap takes a new one at every probe.
-	oldest, newest *dest
+	order list.List
 }
 
 // New returns an empty Table.
@@ -148,14 +147,13 @@ func (t *Table) Add(s Sample) {
 	d := t.dests[s.Dest]
 	if d == nil {
 		if len(t.dests) >= t.cfg.MaxDests {
-			t.removeLocked(t.oldest)
+			t.removeLocked(t.dests[t.order.Front().Value.(Dest)])
 		}
-		d = &dest{key: s.Dest}
+		d = &dest{at: t.order.PushBack(s.Dest)}
 		t.dests[s.Dest] = d
 	} else {
-		t.unlink(d)
+		t.order.MoveToBack(d.at)
 	}
-	t.pushNewest(d)
 	p := point{idle: s.Idle, at: now}
 	side := &d.alive
 	if s.Outcome == Dead {
@@ -175,34 +173,7 @@ func (t *Table) Add(s Sample) {
 
 // removeLocked forgets a destination.
 func (t *Table) removeLocked(d *dest) {
-	t.unlink(d)
-	delete(t.dests, d.key)
-}
-
-// unlink takes d out of the update-order list.
-func (t *Table) unlink(d *dest) {
-	if d.prev != nil {
-		d.prev.next = d.next
-	} else {
-		t.oldest = d.next
-	}
-	if d.next != nil {
-		d.next.prev = d.prev
-	} else {
-		t.newest = d.prev
-	}
-	d.prev, d.next = nil, nil
-}
-
-// pushNewest puts an unlinked d at the newest end of the update-order list.
-func (t *Table) pushNewest(d *dest) {
-	d.prev = t.newest
-	if t.newest != nil {
-		t.newest.next = d
-	} else {
-		t.oldest = d
-	}
-	t.newest = d
+	delete(t.dests, t.order.Remove(d.at).(Dest))
 }
 
 // Len returns how many destinations are remembered.
