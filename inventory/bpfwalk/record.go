@@ -29,7 +29,7 @@ type Record struct {
 	BytesReceived uint64
 	Netns         uint32 // inode of the socket's network namespace
 	Inode         uint32
-	UID           uint32
+	UID           uint32 // in the initial user namespace, as ghostd's sock_diag dumps report it
 	Ifindex       uint32
 	TimerLeft     uint32 // jiffies until the pending timer fires
 	RQueue        uint32
