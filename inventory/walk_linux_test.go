@@ -166,7 +166,6 @@ func TestWalkMatchesSockDiag(t *testing.T) {
 			{"inode", d.Inode, w.Inode}, {"uid", d.UID, w.UID}, {"ifindex", d.Ifindex, w.Ifindex},
 			{"timer", d.Timer, w.Timer}, {"retrans", d.Retrans, w.Retrans},
 			{"rqueue", d.RQueue, w.RQueue}, {"wqueue", d.WQueue, w.WQueue},
-			{"cgroup id", d.CgroupID, w.CgroupID}, {"has cgroup id", d.HasCgroupID, w.HasCgroupID},
 			{"has tcp_info", d.Info.Valid(), w.Info.Valid()},
 		}
 		if d.Info.Valid() && w.Info.Valid() {
