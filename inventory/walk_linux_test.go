@@ -126,15 +126,7 @@ func TestWalkMatchesSockDiag(t *testing.T) {
 	}
 	a := testnet.NewNS(t, "wka")
 	b := testnet.NewNS(t, "wkb")
-	mine := func(ns Namespace) bool { return ns.Inode == a.Inode || ns.Inode == b.Inode }
-
-	walk := NewScanner(nil, ScannerOptions{Select: mine, OneWalk: true})
-	t.Cleanup(func() { walk.Close() })
-	if walk.Source() != SourceWalk {
-		t.Fatalf("Source() = %q: the BPF walk did not load", walk.Source())
-	}
-	diag := NewScanner(nil, ScannerOptions{Select: mine})
-	t.Cleanup(func() { diag.Close() })
+	walk, diag := walkAndDiag(t, func(ns Namespace) bool { return ns.Inode == a.Inode || ns.Inode == b.Inode })
 
 	// Sockets from before the first scan, and after it.
 	fillWalkLab(t, a, "tcp", "127.0.0.1:0")
@@ -226,6 +218,21 @@ func TestWalkMatchesSockDiag(t *testing.T) {
 			t.Errorf("%d %s sockets compared, want at least %d (%v)", states[st], st, min, states)
 		}
 	}
+}
+
+// walkAndDiag returns two scanners of the namespaces mine selects, one on
+// the BPF walk (failing the test when it does not load), one on sock_diag
+// dumps; both are closed when the test ends.
+func walkAndDiag(t *testing.T, mine func(Namespace) bool) (walk, diag *Scanner) {
+	t.Helper()
+	walk = NewScanner(nil, ScannerOptions{Select: mine, OneWalk: true})
+	t.Cleanup(func() { walk.Close() })
+	if walk.Source() != SourceWalk {
+		t.Fatalf("Source() = %q: the BPF walk did not load", walk.Source())
+	}
+	diag = NewScanner(nil, ScannerOptions{Select: mine})
+	t.Cleanup(func() { diag.Close() })
+	return walk, diag
 }
 
 func firstKey(m map[Key]scannedSocket) Key {

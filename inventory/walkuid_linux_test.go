@@ -138,14 +138,7 @@ func TestWalkUIDInUserNamespace(t *testing.T) {
 		t.Fatal("the test's network namespace is owned by the initial user namespace")
 	}
 	netns := mustNsInode(t, fmt.Sprintf("/proc/%d/ns/net", pid))
-	mine := func(ns Namespace) bool { return ns.Inode == netns }
-	walk := NewScanner(nil, ScannerOptions{Select: mine, OneWalk: true})
-	t.Cleanup(func() { walk.Close() })
-	if walk.Source() != SourceWalk {
-		t.Fatalf("Source() = %q: the BPF walk did not load", walk.Source())
-	}
-	diag := NewScanner(nil, ScannerOptions{Select: mine})
-	t.Cleanup(func() { diag.Close() })
+	walk, diag := walkAndDiag(t, func(ns Namespace) bool { return ns.Inode == netns })
 
 	c := loopConnAs(t, pid, usernsBase)
 	scanKeyed(t, walk, SourceSockDiag) // the namespace's first scan is a dump
