@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ghostd/ghostd/internal/closer"
 	"github.com/ghostd/ghostd/inventory/bpfowners"
 )
 
@@ -86,14 +87,7 @@ func (o *Owners) UseIterator(log *slog.Logger) error {
 
 // Close unloads the iterator, if UseIterator loaded it.
 func (o *Owners) Close() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.iter == nil {
-		return nil
-	}
-	err := o.iter.Close()
-	o.iter = nil
-	return err
+	return closer.Close(&o.mu, &o.iter, (*bpfowners.Lister).Close)
 }
 
 // Each finds, in one walk of /proc or one pass of the iterator, every inode

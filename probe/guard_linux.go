@@ -10,6 +10,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ghostd/ghostd/internal/closer"
 	"github.com/ghostd/ghostd/internal/nsthread"
 )
 
@@ -120,14 +121,7 @@ func (g *nftGuard) remove(local, remote netip.AddrPort, seq uint32) error {
 
 // close closes the socket, and with it the kernel deletes the table.
 func (g *nftGuard) close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.conn == nil {
-		return nil
-	}
-	err := g.conn.Close()
-	g.conn = nil
-	if err != nil {
+	if err := closer.Close(&g.mu, &g.conn, (*netlink.Conn).Close); err != nil {
 		return fmt.Errorf("probe: reset guard: close: %w", err)
 	}
 	return nil
