@@ -30,15 +30,9 @@ type nftGuard struct {
 func openGuard(nsPath string) (resetGuard, error) {
 	// The socket is made on a thread nsthread moves into the namespace
 	// (netlink.Config.NetNS would move any thread, the main one included).
-	var conn *netlink.Conn
-	dial := func() (err error) {
-		conn, err = netlink.Dial(unix.NETLINK_NETFILTER, nil)
-		return err
-	}
-	if err := nsthread.InNetnsAt(nsPath, dial); err != nil {
-		if conn != nil {
-			conn.Close() // made, but the thread could not go back
-		}
+	dial := func() (*netlink.Conn, error) { return netlink.Dial(unix.NETLINK_NETFILTER, nil) }
+	conn, err := nsthread.Open(nsPath, dial, (*netlink.Conn).Close)
+	if err != nil {
 		return nil, errGuard("netlink", err)
 	}
 	g := &nftGuard{conn: conn}

@@ -136,7 +136,7 @@ func (it *iterImpl) pass(ctx context.Context, nsPath string, cookies []uint64) (
 		}
 	}()
 
-	rc, err := openInNetns(nsPath, it.link.Open)
+	rc, err := nsthread.Open(nsPath, it.link.Open, io.ReadCloser.Close)
 	if err != nil {
 		return nil, err
 	}
@@ -196,22 +196,4 @@ func (it *iterImpl) clear(cookies []uint64) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// openInNetns runs open on a thread that has entered the network namespace at
-// nsPath ("" = the caller's own) and returns what it opened; nsthread moves
-// the thread back, or has the Go runtime discard it.
-func openInNetns(nsPath string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
-	var rc io.ReadCloser
-	err := nsthread.InNetnsAt(nsPath, func() (err error) {
-		rc, err = open()
-		return err
-	})
-	if err != nil {
-		if rc != nil {
-			rc.Close() // opened, but the thread could not go back
-		}
-		return nil, err
-	}
-	return rc, nil
 }

@@ -41,19 +41,7 @@ const captureRcvBuf = 4 << 20
 // openRawConn opens the probe sockets inside the namespace at nsPath ("" =
 // ours), capturing replies to the given local ports.
 func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
-	var c rawConn
-	err := nsthread.InNetnsAt(nsPath, func() error {
-		var err error
-		c, err = openRawSockets(ports)
-		return err
-	})
-	if err != nil {
-		if c != nil {
-			c.close() // opened, but the thread could not go back
-		}
-		return nil, err
-	}
-	return c, nil
+	return nsthread.Open(nsPath, func() (rawConn, error) { return openRawSockets(ports) }, rawConn.close)
 }
 
 func openRawSockets(ports []uint16) (_ rawConn, err error) {
