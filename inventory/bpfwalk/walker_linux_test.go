@@ -3,12 +3,14 @@ package bpfwalk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"testing"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
+	"github.com/ghostd/ghostd/internal/bpftest"
 	"github.com/ghostd/ghostd/internal/testnet"
 	"golang.org/x/sys/unix"
 )
@@ -17,19 +19,7 @@ import (
 // skips when not root; the walker is closed when the test ends.
 func loadWalker(t testing.TB, variant string) *Walker {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_BPF + CAP_PERFMON) to load BPF programs")
-	}
-	w, err := newWalker(variant)
-	if err != nil {
-		t.Fatalf("load the walk (variant %q): %v", variant, err)
-	}
-	t.Cleanup(func() {
-		if err := w.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return w
+	return bpftest.Load(t, fmt.Sprintf("load the walk (variant %q)", variant), func() (*Walker, error) { return newWalker(variant) })
 }
 
 // walkNetns returns the records of one walk that belong to netns, by cookie.
