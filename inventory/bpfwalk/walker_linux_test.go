@@ -59,18 +59,7 @@ func TestWalkListsSocketsOfOtherNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A connection closed by its client first leaves a TIME_WAIT socket.
-	lnTW := ns.Listen(t, "tcp", "127.0.0.1:0")
-	tw := ns.Dial(t, "tcp", lnTW.Addr().String())
-	twLocal := tw.LocalAddr().(*net.TCPAddr).AddrPort()
-	srv, err := lnTW.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw.Close()
-	if _, err := srv.Read(make([]byte, 1)); err == nil {
-		t.Fatal("read after the client's close: want EOF")
-	}
-	srv.Close()
+	twLocal := ns.TimeWait(t, ns.Listen(t, "tcp", "127.0.0.1:0"))
 
 	got := walkNetns(t, w, ns.Inode)
 	for _, c := range []net.Conn{c4, c6} {
@@ -211,23 +200,11 @@ func TestCopyVariantMatchesCast(t *testing.T) {
 			network = "tcp6"
 		}
 		ln := ns.Listen(t, network, addr)
-		c := ns.Dial(t, network, ln.Addr().String())
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		c, _ := ns.Connect(t, ln)
 		if _, err := c.Write(make([]byte, 10)); err != nil {
 			t.Fatal(err)
 		}
-		tw := ns.Dial(t, network, ln.Addr().String())
-		s2, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tw.Close()
-		s2.Read(make([]byte, 1))
-		s2.Close()
+		ns.TimeWait(t, ln)
 	}
 	cast := walkNetns(t, ws[0], ns.Inode)
 	cp := walkNetns(t, ws[1], ns.Inode)
