@@ -13,25 +13,13 @@ import (
 	"github.com/ghostd/ghostd/internal/testnet"
 )
 
-// accepted dials ln from ns and returns both ends.
-func accepted(t *testing.T, ns *testnet.NS, ln net.Listener) (client, server net.Conn) {
-	t.Helper()
-	client = ns.Dial(t, ln.Addr().Network(), ln.Addr().String())
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
-	return client, server
-}
-
 // fillWalkLab puts listeners, established connections with data queued
 // both ways, a CLOSE_WAIT/FIN_WAIT2 pair and a TIME_WAIT socket in ns.
 func fillWalkLab(t *testing.T, ns *testnet.NS, network, addr string) {
 	t.Helper()
 	ln := ns.Listen(t, network, addr)
 	for range 3 {
-		c, s := accepted(t, ns, ln)
+		c, s := ns.Connect(t, ln)
 		if _, err := c.Write(make([]byte, 100)); err != nil {
 			t.Fatal(err)
 		}
@@ -44,18 +32,12 @@ func fillWalkLab(t *testing.T, ns *testnet.NS, network, addr string) {
 		}
 	}
 	// The client closes, the server does not: CLOSE_WAIT and FIN_WAIT2.
-	c, s := accepted(t, ns, ln)
+	c, s := ns.Connect(t, ln)
 	c.Close()
 	if _, err := s.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read after the peer's close: %v, want EOF", err)
 	}
-	// Both close, the client first: TIME_WAIT on the client side.
-	c, s = accepted(t, ns, ln)
-	c.Close()
-	if _, err := s.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read after the peer's close: %v, want EOF", err)
-	}
-	s.Close()
+	ns.TimeWait(t, ln)
 }
 
 // halfOpen leaves a request socket (SYN_RECV, not yet accepted) in ns: the
