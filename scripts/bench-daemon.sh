@@ -38,10 +38,8 @@ ns="gd-dmn-$tag"
 ghostd_pid=""
 cleanup() {
 	[ -n "$ghostd_pid" ] && kill "$ghostd_pid" 2>/dev/null && wait "$ghostd_pid" 2>/dev/null || true
-	stop_farms
-	del_namespaces
 	[ -d "$tmp/base-src" ] && git worktree remove --force "$tmp/base-src" 2>/dev/null || true
-	rm -rf "$tmp"
+	bench_cleanup
 }
 trap cleanup EXIT
 

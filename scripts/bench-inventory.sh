@@ -35,10 +35,8 @@ bench_start "creates network namespaces" ip ss nsenter go
 old_child_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null || echo "")
 
 cleanup() {
-	stop_farms
-	del_namespaces
 	if [ -n "$old_child_ehash" ]; then sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_child_ehash" || true; fi
-	rm -rf "$tmp"
+	bench_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

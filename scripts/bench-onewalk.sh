@@ -31,12 +31,7 @@ bench=bench-onewalk
 . "$(dirname "$0")/farm.sh"
 bench_start "creates network namespaces, loads BPF" ip go
 
-cleanup() {
-	stop_farms
-	del_namespaces
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 build_tools

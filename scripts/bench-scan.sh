@@ -32,12 +32,7 @@ bench=bench-scan
 . "$(dirname "$0")/farm.sh"
 bench_start "creates a network namespace" ip go /usr/bin/time
 ns="gd-scan-$tag"
-cleanup() {
-	stop_farms
-	del_namespaces
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 build_tools

@@ -3,8 +3,7 @@
 # scratch network namespaces, connfarm processes holding loopback
 # connections in them, and the tools they run, built into a scratch
 # directory. The caller sets bench (its name, for messages), calls
-# bench_start and build_tools, and calls stop_farms and del_namespaces from
-# its EXIT trap.
+# bench_start and build_tools, and ends its EXIT trap with bench_cleanup.
 
 namespaces=()
 farm_pids=()
@@ -93,6 +92,14 @@ del_namespaces() {
 	local ns
 	for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
 	namespaces=()
+}
+
+# bench_cleanup: what every benchmark's EXIT trap does last: end the farms,
+# delete the namespaces and the scratch directory.
+bench_cleanup() {
+	stop_farms
+	del_namespaces
+	rm -rf "$tmp"
 }
 
 # field NAME LINE: the value of NAME=value in one of invbench's lines.
