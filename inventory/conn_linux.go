@@ -31,7 +31,7 @@ func Dial(nsFD int) (*Conn, error) {
 	var nc *netlink.Conn
 	var err error
 	if nsFD > 0 {
-		nc, err = nsthread.OpenFD(nsFD, dial, (*netlink.Conn).Close)
+		nc, err = nsthread.Open(nsFD, dial)
 	} else {
 		nc, err = dial()
 	}

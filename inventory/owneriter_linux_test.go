@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
-	"github.com/ghostd/ghostd/internal/bpftest"
+	"github.com/ghostd/ghostd/internal/testnet"
 )
 
 // TestOwnersIteratorMatchesProc resolves the same sockets on the real
@@ -23,7 +23,7 @@ func TestOwnersIteratorMatchesProc(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (new network namespaces, pidfd_getfd, CAP_BPF)")
 	}
-	iter := bpftest.Load(t, "UseIterator", func() (*Owners, error) {
+	iter := testnet.LoadBPF(t, func() (*Owners, error) {
 		o := NewOwners("/proc")
 		return o, o.UseIterator(nil)
 	})

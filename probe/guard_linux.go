@@ -31,7 +31,7 @@ func openGuard(nsPath string) (resetGuard, error) {
 	// The socket is made on a thread nsthread moves into the namespace
 	// (netlink.Config.NetNS would move any thread, the main one included).
 	dial := func() (*netlink.Conn, error) { return netlink.Dial(unix.NETLINK_NETFILTER, nil) }
-	conn, err := nsthread.Open(nsPath, dial, (*netlink.Conn).Close)
+	conn, err := nsthread.OpenAt(nsPath, dial)
 	if err != nil {
 		return nil, errGuard("netlink", err)
 	}

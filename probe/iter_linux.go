@@ -131,7 +131,7 @@ func (it *iterImpl) pass(ctx context.Context, nsPath string, cookies []uint64) (
 		}
 	}()
 
-	rc, err := nsthread.Open(nsPath, it.link.Open, io.ReadCloser.Close)
+	rc, err := nsthread.OpenAt(nsPath, it.link.Open)
 	if err != nil {
 		return nil, err
 	}

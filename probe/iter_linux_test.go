@@ -16,7 +16,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
-	"github.com/ghostd/ghostd/internal/bpftest"
 	"github.com/ghostd/ghostd/internal/testnet"
 )
 
@@ -26,7 +25,7 @@ import (
 
 func iterReader(t testing.TB) *IterReader {
 	t.Helper()
-	return bpftest.Load(t, "NewIterReader", NewIterReader)
+	return testnet.LoadBPF(t, NewIterReader)
 }
 
 func iterCookie(t testing.TB, c any) uint64 {

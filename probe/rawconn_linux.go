@@ -41,7 +41,7 @@ const captureRcvBuf = 4 << 20
 // openRawConn opens the probe sockets inside the namespace at nsPath ("" =
 // ours), capturing replies to the given local ports.
 func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
-	return nsthread.Open(nsPath, func() (rawConn, error) { return openRawSockets(ports) }, rawConn.Close)
+	return nsthread.OpenAt(nsPath, func() (rawConn, error) { return openRawSockets(ports) })
 }
 
 func openRawSockets(ports []uint16) (_ rawConn, err error) {

@@ -3,6 +3,7 @@ package nsthread
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -104,6 +105,41 @@ func InNetnsAt(path string, fn func() error) error {
 	return InNetns(fd, fn)
 }
 
+// OpenAt calls open inside the network namespace at path, as InNetnsAt
+// does ("": in place), and returns what it opened: a BPF iterator or a
+// socket opened there keeps that namespace however it is used later. What
+// was opened on a thread that then could not go back is closed, and the
+// error returned.
+func OpenAt[T io.Closer](path string, open func() (T, error)) (T, error) {
+	return openIn(func(fn func() error) error { return InNetnsAt(path, fn) }, open)
+}
+
+// Open is OpenAt for the namespace of nsFD, entered as InNetns enters it.
+func Open[T io.Closer](nsFD int, open func() (T, error)) (T, error) {
+	return openIn(func(fn func() error) error { return InNetns(nsFD, fn) }, open)
+}
+
+// openIn runs open through in, which calls it inside a namespace and may
+// fail after it did (the thread could not go back): what open made is then
+// closed.
+func openIn[T io.Closer](in func(func() error) error, open func() (T, error)) (T, error) {
+	var v T
+	opened := false
+	err := in(func() (err error) {
+		v, err = open()
+		opened = err == nil
+		return err
+	})
+	if err != nil {
+		if opened {
+			v.Close()
+		}
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
 // inNetns runs on a locked thread: it enters nsFD's namespace, calls fn and
 // goes back. restored is false when the thread may still be in nsFD's.
 func inNetns(nsFD int, fn func() error) (restored bool, err error) {
@@ -122,38 +158,4 @@ func inNetns(nsFD int, fn func() error) (restored bool, err error) {
 		return false, errors.Join(err, fmt.Errorf("nsthread: restore netns: %w", os.NewSyscallError("setns", rerr)))
 	}
 	return true, err
-}
-
-// Open calls open inside the namespace at path as InNetnsAt calls fn and
-// returns what it opened (a socket keeps the namespace it was made in).
-// When open succeeded but the thread could not go back, what it opened is
-// closed with discard and InNetnsAt's error returned.
-func Open[T any](path string, open func() (T, error), discard func(T) error) (T, error) {
-	return openIn(func(fn func() error) error { return InNetnsAt(path, fn) }, open, discard)
-}
-
-// OpenFD is Open for the namespace of nsFD, as InNetns enters it.
-func OpenFD[T any](nsFD int, open func() (T, error), discard func(T) error) (T, error) {
-	return openIn(func(fn func() error) error { return InNetns(nsFD, fn) }, open, discard)
-}
-
-// openIn runs open through in, which calls it in a namespace and may fail
-// afterwards, and discards what open made when in did.
-func openIn[T any](in func(func() error) error, open func() (T, error), discard func(T) error) (T, error) {
-	var v T
-	opened := false
-	err := in(func() error {
-		var err error
-		v, err = open()
-		opened = err == nil
-		return err
-	})
-	if err != nil {
-		if opened {
-			_ = discard(v) // opened, but the thread could not go back
-		}
-		var zero T
-		return zero, err
-	}
-	return v, nil
 }

@@ -203,32 +203,39 @@ func TestInNetnsFailures(t *testing.T) {
 	}
 }
 
-// TestOpenReturnsWhatItOpened: what open makes inside the namespace comes
-// back to the caller, still of that namespace.
-func TestOpenReturnsWhatItOpened(t *testing.T) {
+// TestOpenAtKeepsTheNamespace: what OpenAt opens was opened inside the
+// namespace (a file on the thread's own netns names it) and stays open after;
+// open's error comes back with nothing opened.
+func TestOpenAtKeepsTheNamespace(t *testing.T) {
 	ns := testnet.NewNS(t, "nso") // skips when not root
-	openNS := func() (*os.File, error) { return os.Open("/proc/thread-self/ns/net") }
-	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	own, err := netnsInode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fd)
-	for name, open := range map[string]func() (*os.File, error){
-		"Open":   func() (*os.File, error) { return nsthread.Open(ns.Path, openNS, (*os.File).Close) },
-		"OpenFD": func() (*os.File, error) { return nsthread.OpenFD(fd, openNS, (*os.File).Close) },
-	} {
-		f, err := open()
+	for _, c := range []struct {
+		path string
+		want uint64
+	}{{ns.Path, ns.Inode}, {"", own}} {
+		f, err := nsthread.OpenAt(c.path, func() (*os.File, error) { return os.Open("/proc/thread-self/ns/net") })
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("OpenAt(%q): %v", c.path, err)
 		}
 		var st unix.Stat_t
 		err = unix.Fstat(int(f.Fd()), &st)
 		f.Close()
-		if err != nil || st.Ino != ns.Inode {
-			t.Errorf("%s opened netns inode %d (%v), want %s's %d", name, st.Ino, err, ns.Name, ns.Inode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Ino != c.want {
+			t.Errorf("OpenAt(%q) opened in netns inode %d, want %d", c.path, st.Ino, c.want)
 		}
 	}
-	if _, err := nsthread.Open("/run/netns/gd-nso-no-such-namespace", openNS, (*os.File).Close); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Open in a missing namespace: %v, want ErrNotExist", err)
+	openErr := errors.New("injected")
+	f, err := nsthread.OpenAt(ns.Path, func() (*os.File, error) { return nil, openErr })
+	if !errors.Is(err, openErr) || f != nil {
+		t.Errorf("OpenAt with a failing open: %v, %v", f, err)
+	}
+	if _, err := nsthread.OpenAt("/nonexistent/netns", func() (*os.File, error) { t.Error("open called"); return nil, nil }); err == nil {
+		t.Error("OpenAt of a missing namespace succeeded")
 	}
 }

@@ -10,14 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ghostd/ghostd/internal/bpftest"
+	"github.com/ghostd/ghostd/internal/testnet"
 )
-
-// loadLister loads the iterator, or skips when not root.
-func loadLister(t *testing.T) *Lister {
-	t.Helper()
-	return bpftest.Load(t, "New", New)
-}
 
 // ownFDs returns this process's fds one pass reports, by fd.
 func ownFDs(t *testing.T, l *Lister) map[int]FD {
@@ -55,7 +49,7 @@ func fdOf(t *testing.T, sc syscall.Conn) (int, uint64) {
 // fstat gives it and this process's network namespace, no pipe, and no
 // socket once it is closed.
 func TestEachReportsSocketFds(t *testing.T) {
-	l := loadLister(t)
+	l := testnet.LoadBPF(t, New)
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
 		t.Fatal(err)
@@ -110,7 +104,7 @@ func TestEachReportsSocketFds(t *testing.T) {
 
 // TestEachAfterClose fails with os.ErrClosed, and Close is idempotent.
 func TestEachAfterClose(t *testing.T) {
-	l := loadLister(t)
+	l := testnet.LoadBPF(t, New)
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -121,7 +115,7 @@ func TestEachAfterClose(t *testing.T) {
 
 // TestEachCanceled stops before reading when the context is done.
 func TestEachCanceled(t *testing.T) {
-	l := loadLister(t)
+	l := testnet.LoadBPF(t, New)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	n := 0
@@ -133,7 +127,7 @@ func TestEachCanceled(t *testing.T) {
 // TestEachStops: once fn returns false it is not called again, and a pass
 // stopped early leaves the lister ready for the next one.
 func TestEachStops(t *testing.T) {
-	l := loadLister(t)
+	l := testnet.LoadBPF(t, New)
 	for range 3 {
 		ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {

@@ -3,14 +3,12 @@ package bpfwalk
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"testing"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
-	"github.com/ghostd/ghostd/internal/bpftest"
 	"github.com/ghostd/ghostd/internal/testnet"
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +17,7 @@ import (
 // skips when not root; the walker is closed when the test ends.
 func loadWalker(t testing.TB, variant string) *Walker {
 	t.Helper()
-	return bpftest.Load(t, fmt.Sprintf("load the walk (variant %q)", variant), func() (*Walker, error) { return newWalker(variant) })
+	return testnet.LoadBPF(t, func() (*Walker, error) { return newWalker(variant) })
 }
 
 // walkNetns returns the records of one walk that belong to netns, by cookie.
