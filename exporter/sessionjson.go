@@ -110,31 +110,21 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	w.bool(mGhost, s.Ghost)
 	w.bool(mKilled, s.Killed)
 	w.strOmitEmpty(mProbeMode, s.ProbeMode)
-	if s.HostReachable == nil {
-		w.null(mHostReachable)
-	} else {
-		w.bool(mHostReachable, *s.HostReachable)
-	}
+	w.boolPtr(mHostReachable, s.HostReachable)
 	w.bool(mClosedByProbe, s.ClosedByProbe)
 	w.strOmitEmpty(mContainer, s.Container)
-	if s.GhostSeconds != 0 {
-		w.float(mGhostSeconds, s.GhostSeconds)
-	}
+	w.floatOmitEmpty(mGhostSeconds, s.GhostSeconds)
 	w.strOmitEmpty(mUnprobeable, s.Unprobeable)
 	w.floatPtr(mKernelDeadlineSeconds, s.KernelDeadlineSeconds)
 	w.strOmitEmpty(mKernelDeadlineBasis, s.KernelDeadlineBasis)
-	if s.KernelDeadlineLowerBound {
-		w.bool(mKernelDeadlineLowerBound, true)
-	}
+	w.boolOmitEmpty(mKernelDeadlineLowerBound, s.KernelDeadlineLowerBound)
 	w.strOmitEmpty(mNat, s.NAT)
 	w.strOmitEmpty(mUncertain, s.Uncertain)
 	w.strOmitEmpty(mContainerName, s.ContainerName)
 	w.strOmitEmpty(mPod, s.Pod)
 	w.strOmitEmpty(mK8sNamespace, s.K8sNamespace)
 	w.strOmitEmpty(mHostHint, s.HostHint)
-	if s.Guarded {
-		w.bool(mGuarded, true)
-	}
+	w.boolOmitEmpty(mGuarded, s.Guarded)
 	w.newline(0)
 	w.b = append(w.b, '}')
 	return w.b, w.err
@@ -266,6 +256,21 @@ func (w *jsonWriter) bool(m int, v bool) {
 	w.b = strconv.AppendBool(w.b, v)
 }
 
+// boolOmitEmpty is bool for a field tagged omitempty: nothing when v is false.
+func (w *jsonWriter) boolOmitEmpty(m int, v bool) {
+	if v {
+		w.bool(m, true)
+	}
+}
+
+func (w *jsonWriter) boolPtr(m int, v *bool) {
+	if v == nil {
+		w.null(m)
+		return
+	}
+	w.bool(m, *v)
+}
+
 func (w *jsonWriter) null(m int) {
 	w.key(m)
 	w.b = append(w.b, "null"...)
@@ -281,6 +286,13 @@ func (w *jsonWriter) float(m int, v float64) {
 		return
 	}
 	w.marshal(v)
+}
+
+// floatOmitEmpty is float for a field tagged omitempty: nothing when v is 0.
+func (w *jsonWriter) floatOmitEmpty(m int, v float64) {
+	if v != 0 {
+		w.float(m, v)
+	}
 }
 
 func (w *jsonWriter) floatPtr(m int, v *float64) {
