@@ -19,6 +19,19 @@ func netnsInode() (uint64, error) {
 	return st.Ino, err
 }
 
+// newNSFD creates a test namespace (skipping when not root) and opens its
+// file; the fd is closed when the test ends.
+func newNSFD(t *testing.T, name string) (*testnet.NS, int) {
+	t.Helper()
+	ns := testnet.NewNS(t, name)
+	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return ns, fd
+}
+
 func TestRunEntersNamedNamespace(t *testing.T) {
 	ns := testnet.NewNS(t, "nst") // skips when not root
 	var got uint64
@@ -138,12 +151,7 @@ func threadsIn(t *testing.T, ino uint64) int {
 // thread, and every thread is back in its own namespace afterwards (the
 // threads are unlocked and reused, so one left behind would show).
 func TestInNetns(t *testing.T) {
-	ns := testnet.NewNS(t, "nst") // skips when not root
-	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
+	ns, fd := newNSFD(t, "nst")
 	for i := range 50 {
 		var got uint64
 		enter := func() error { return nsthread.InNetns(fd, func() (err error) { got, err = netnsInode(); return err }) }
