@@ -106,25 +106,25 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	w.str(mVerdict, s.Verdict)
 	w.int(mProbesSent, int64(s.ProbesSent))
 	w.int(mReplies, int64(s.Replies))
-	w.floatPtr(mRttSeconds, s.RTTSeconds)
+	orNull(&w, mRttSeconds, s.RTTSeconds, (*jsonWriter).float)
 	w.bool(mGhost, s.Ghost)
 	w.bool(mKilled, s.Killed)
-	w.strOmitEmpty(mProbeMode, s.ProbeMode)
-	w.boolPtr(mHostReachable, s.HostReachable)
+	omitEmpty(&w, mProbeMode, s.ProbeMode, (*jsonWriter).str)
+	orNull(&w, mHostReachable, s.HostReachable, (*jsonWriter).bool)
 	w.bool(mClosedByProbe, s.ClosedByProbe)
-	w.strOmitEmpty(mContainer, s.Container)
-	w.floatOmitEmpty(mGhostSeconds, s.GhostSeconds)
-	w.strOmitEmpty(mUnprobeable, s.Unprobeable)
-	w.floatPtr(mKernelDeadlineSeconds, s.KernelDeadlineSeconds)
-	w.strOmitEmpty(mKernelDeadlineBasis, s.KernelDeadlineBasis)
-	w.boolOmitEmpty(mKernelDeadlineLowerBound, s.KernelDeadlineLowerBound)
-	w.strOmitEmpty(mNat, s.NAT)
-	w.strOmitEmpty(mUncertain, s.Uncertain)
-	w.strOmitEmpty(mContainerName, s.ContainerName)
-	w.strOmitEmpty(mPod, s.Pod)
-	w.strOmitEmpty(mK8sNamespace, s.K8sNamespace)
-	w.strOmitEmpty(mHostHint, s.HostHint)
-	w.boolOmitEmpty(mGuarded, s.Guarded)
+	omitEmpty(&w, mContainer, s.Container, (*jsonWriter).str)
+	omitEmpty(&w, mGhostSeconds, s.GhostSeconds, (*jsonWriter).float)
+	omitEmpty(&w, mUnprobeable, s.Unprobeable, (*jsonWriter).str)
+	orNull(&w, mKernelDeadlineSeconds, s.KernelDeadlineSeconds, (*jsonWriter).float)
+	omitEmpty(&w, mKernelDeadlineBasis, s.KernelDeadlineBasis, (*jsonWriter).str)
+	omitEmpty(&w, mKernelDeadlineLowerBound, s.KernelDeadlineLowerBound, (*jsonWriter).bool)
+	omitEmpty(&w, mNat, s.NAT, (*jsonWriter).str)
+	omitEmpty(&w, mUncertain, s.Uncertain, (*jsonWriter).str)
+	omitEmpty(&w, mContainerName, s.ContainerName, (*jsonWriter).str)
+	omitEmpty(&w, mPod, s.Pod, (*jsonWriter).str)
+	omitEmpty(&w, mK8sNamespace, s.K8sNamespace, (*jsonWriter).str)
+	omitEmpty(&w, mHostHint, s.HostHint, (*jsonWriter).str)
+	omitEmpty(&w, mGuarded, s.Guarded, (*jsonWriter).bool)
 	w.newline(0)
 	w.b = append(w.b, '}')
 	return w.b, w.err
@@ -210,11 +210,22 @@ func (w *jsonWriter) str(m int, v string) {
 	w.quote(v)
 }
 
-// strOmitEmpty is str for a field tagged omitempty: nothing when v is "".
-func (w *jsonWriter) strOmitEmpty(m int, v string) {
-	if v != "" {
-		w.str(m, v)
+// omitEmpty writes v with write unless it is its type's zero value: a field
+// tagged omitempty.
+func omitEmpty[T comparable](w *jsonWriter, m int, v T, write func(*jsonWriter, int, T)) {
+	var zero T
+	if v != zero {
+		write(w, m, v)
 	}
+}
+
+// orNull writes *v with write, or null when v is nil.
+func orNull[T any](w *jsonWriter, m int, v *T, write func(*jsonWriter, int, T)) {
+	if v == nil {
+		w.null(m)
+		return
+	}
+	write(w, m, *v)
 }
 
 // quote appends v as a JSON string. Text that needs no escaping (the usual
@@ -256,21 +267,6 @@ func (w *jsonWriter) bool(m int, v bool) {
 	w.b = strconv.AppendBool(w.b, v)
 }
 
-// boolOmitEmpty is bool for a field tagged omitempty: nothing when v is false.
-func (w *jsonWriter) boolOmitEmpty(m int, v bool) {
-	if v {
-		w.bool(m, true)
-	}
-}
-
-func (w *jsonWriter) boolPtr(m int, v *bool) {
-	if v == nil {
-		w.null(m)
-		return
-	}
-	w.bool(m, *v)
-}
-
 func (w *jsonWriter) null(m int) {
 	w.key(m)
 	w.b = append(w.b, "null"...)
@@ -286,21 +282,6 @@ func (w *jsonWriter) float(m int, v float64) {
 		return
 	}
 	w.marshal(v)
-}
-
-// floatOmitEmpty is float for a field tagged omitempty: nothing when v is 0.
-func (w *jsonWriter) floatOmitEmpty(m int, v float64) {
-	if v != 0 {
-		w.float(m, v)
-	}
-}
-
-func (w *jsonWriter) floatPtr(m int, v *float64) {
-	if v == nil {
-		w.null(m)
-		return
-	}
-	w.float(m, *v)
 }
 
 func (w *jsonWriter) strs(m int, v []string) {
