@@ -7,7 +7,7 @@ import (
 )
 
 // LoadBPF skips t when not root, else calls load (a package's BPF loader,
-// such as bpfiter.New), fails t when it fails, and closes what it loaded
+// such as bpfowners.New), fails t when it fails, and closes what it loaded
 // when t ends, failing t when Close does.
 func LoadBPF[T io.Closer](t testing.TB, load func() (T, error)) T {
 	t.Helper()
