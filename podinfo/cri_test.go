@@ -56,66 +56,60 @@ func TestCRIRequestsWire(t *testing.T) {
 // them (skipped, as unknown fields are).
 func TestCRIResponsesWire(t *testing.T) {
 	labels := map[string]string{"app": "web", "io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.name": "cart"}
-	sbs, err := proto.Marshal(&runtimeapi.ListPodSandboxResponse{Items: []*runtimeapi.PodSandbox{
-		{Id: "sb-1", Metadata: &runtimeapi.PodSandboxMetadata{Name: "web", Uid: "u1", Namespace: "default", Attempt: 3},
-			State: runtimeapi.PodSandboxState_SANDBOX_NOTREADY, CreatedAt: 1 << 40, Labels: labels, Annotations: labels, RuntimeHandler: "runc"},
-		{Id: "sb-2"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gotSB, err := decodeSandboxes(sbs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantSB := []sandbox{{id: "sb-1", meta: &podMeta{name: "web", uid: "u1", namespace: "default"}, state: 1}, {id: "sb-2"}}
-	if diff := cmp.Diff(wantSB, gotSB, cmp.AllowUnexported(sandbox{}, podMeta{})); diff != "" {
-		t.Errorf("ListPodSandbox (-want +got):\n%s", diff)
-	}
-
-	st, err := proto.Marshal(&runtimeapi.PodSandboxStatusResponse{
-		Status: &runtimeapi.PodSandboxStatus{
-			Id: "sb-1", Metadata: &runtimeapi.PodSandboxMetadata{Name: "web"}, CreatedAt: 7,
-			Network: &runtimeapi.PodSandboxNetworkStatus{Ip: "198.51.100.7"},
-			Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
-				Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_CONTAINER, TargetId: "x",
-			}}},
-			Labels: labels,
+	for _, tt := range []struct {
+		name   string
+		msg    proto.Message
+		decode func([]byte) (any, error)
+		want   any
+	}{{
+		"ListPodSandbox",
+		&runtimeapi.ListPodSandboxResponse{Items: []*runtimeapi.PodSandbox{
+			{Id: "sb-1", Metadata: &runtimeapi.PodSandboxMetadata{Name: "web", Uid: "u1", Namespace: "default", Attempt: 3},
+				State: runtimeapi.PodSandboxState_SANDBOX_NOTREADY, CreatedAt: 1 << 40, Labels: labels, Annotations: labels, RuntimeHandler: "runc"},
+			{Id: "sb-2"},
+		}},
+		func(b []byte) (any, error) { return decodeSandboxes(b) },
+		[]sandbox{{id: "sb-1", meta: &podMeta{name: "web", uid: "u1", namespace: "default"}, state: 1}, {id: "sb-2"}},
+	}, {
+		"PodSandboxStatus",
+		&runtimeapi.PodSandboxStatusResponse{
+			Status: &runtimeapi.PodSandboxStatus{
+				Id: "sb-1", Metadata: &runtimeapi.PodSandboxMetadata{Name: "web"}, CreatedAt: 7,
+				Network: &runtimeapi.PodSandboxNetworkStatus{Ip: "198.51.100.7"},
+				Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
+					Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_CONTAINER, TargetId: "x",
+				}}},
+				Labels: labels,
+			},
+			Info:               map[string]string{"info": `{"pid": 7}`, "other": ""},
+			ContainersStatuses: []*runtimeapi.ContainerStatus{{Id: "c1", Labels: labels}},
+			Timestamp:          9,
 		},
-		Info:               map[string]string{"info": `{"pid": 7}`, "other": ""},
-		ContainersStatuses: []*runtimeapi.ContainerStatus{{Id: "c1", Labels: labels}},
-		Timestamp:          9,
-	})
-	if err != nil {
-		t.Fatal(err)
+		func(b []byte) (any, error) { return decodeSandboxStatus(b) },
+		sandboxStatus{network: namespaceNode, info: map[string]string{"info": `{"pid": 7}`, "other": ""}},
+	}, {
+		"ListContainers",
+		&runtimeapi.ListContainersResponse{Containers: []*runtimeapi.Container{
+			{Id: "c1", PodSandboxId: "sb-1", Metadata: &runtimeapi.ContainerMetadata{Name: "nginx", Attempt: 2},
+				Image: &runtimeapi.ImageSpec{Image: "nginx:1"}, ImageRef: "sha256:1", State: runtimeapi.ContainerState_CONTAINER_RUNNING,
+				CreatedAt: 5, Labels: labels, Annotations: map[string]string{"io.kubernetes.pod.name": "not-a-label"}, ImageId: "i"},
+			{Id: "c2"},
+		}},
+		func(b []byte) (any, error) { return decodeContainers(b) },
+		[]container{{id: "c1", podID: "sb-1", name: "nginx", podNamespace: "shop", pod: "cart"}, {id: "c2"}},
+	}} {
+		b, err := proto.Marshal(tt.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tt.decode(b)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(sandbox{}, podMeta{}, sandboxStatus{}, container{})); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
+		}
 	}
-	gotST, err := decodeSandboxStatus(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantST := sandboxStatus{network: namespaceNode, info: map[string]string{"info": `{"pid": 7}`, "other": ""}}
-	if diff := cmp.Diff(wantST, gotST, cmp.AllowUnexported(sandboxStatus{})); diff != "" {
-		t.Errorf("PodSandboxStatus (-want +got):\n%s", diff)
-	}
-
-	cs, err := proto.Marshal(&runtimeapi.ListContainersResponse{Containers: []*runtimeapi.Container{
-		{Id: "c1", PodSandboxId: "sb-1", Metadata: &runtimeapi.ContainerMetadata{Name: "nginx", Attempt: 2},
-			Image: &runtimeapi.ImageSpec{Image: "nginx:1"}, ImageRef: "sha256:1", State: runtimeapi.ContainerState_CONTAINER_RUNNING,
-			CreatedAt: 5, Labels: labels, Annotations: map[string]string{"io.kubernetes.pod.name": "not-a-label"}, ImageId: "i"},
-		{Id: "c2"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gotC, err := decodeContainers(cs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantC := []container{{id: "c1", podID: "sb-1", name: "nginx", podNamespace: "shop", pod: "cart"}, {id: "c2"}}
-	if diff := cmp.Diff(wantC, gotC, cmp.AllowUnexported(container{})); diff != "" {
-		t.Errorf("ListContainers (-want +got):\n%s", diff)
-	}
-
 	for _, bad := range [][]byte{{0x0a, 0x05, 0x01}, {0x0a}, {0xff}} {
 		if _, err := decodeSandboxes(bad); !errors.Is(err, errWire) {
 			t.Errorf("decodeSandboxes(% x) err = %v, want errWire", bad, err)
@@ -144,14 +138,7 @@ func grpcList(ctx context.Context, t *testing.T, sock string) error {
 // (Unimplemented) and one that answers too late fail with the one-line
 // messages grpc-go's client gave.
 func TestCRIErrorsAsGRPC(t *testing.T) {
-	stale := filepath.Join(t.TempDir(), "stale.sock")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.SetUnlinkOnClose(false)
-	ln.Close()
-
+	stale := staleSocket(t)
 	bare := filepath.Join(t.TempDir(), "bare.sock") // gRPC, but no RuntimeService
 	bln, err := net.Listen("unix", bare)
 	if err != nil {

@@ -106,15 +106,24 @@ type sandbox struct {
 	state uint64
 }
 
-// decodeSandboxes decodes ListPodSandboxResponse{items(1)}.
-func decodeSandboxes(b []byte) ([]sandbox, error) {
-	var out []sandbox
+// decodeList decodes the repeated message field 1 of a list answer, each
+// element with fill.
+func decodeList[T any](b []byte, fill func(x *T) func(protowire.Number, []byte, uint64) error) ([]T, error) {
+	var out []T
 	err := eachField(b, func(num protowire.Number, v []byte, _ uint64) error {
 		if num != 1 {
 			return nil
 		}
-		var sb sandbox
-		err := eachField(v, func(num protowire.Number, v []byte, n uint64) error {
+		out = append(out, *new(T))
+		return eachField(v, fill(&out[len(out)-1]))
+	})
+	return out, err
+}
+
+// decodeSandboxes decodes ListPodSandboxResponse{items(1)}.
+func decodeSandboxes(b []byte) ([]sandbox, error) {
+	return decodeList(b, func(sb *sandbox) func(protowire.Number, []byte, uint64) error {
+		return func(num protowire.Number, v []byte, n uint64) error {
 			switch num {
 			case 1:
 				sb.id = string(v)
@@ -127,11 +136,8 @@ func decodeSandboxes(b []byte) ([]sandbox, error) {
 				sb.state = n
 			}
 			return nil
-		})
-		out = append(out, sb)
-		return err
+		}
 	})
-	return out, err
 }
 
 // sandboxStatus is what podinfo reads of a PodSandboxStatusResponse: the
@@ -194,13 +200,8 @@ type container struct {
 
 // decodeContainers decodes ListContainersResponse{containers(1)}.
 func decodeContainers(b []byte) ([]container, error) {
-	var out []container
-	err := eachField(b, func(num protowire.Number, v []byte, _ uint64) error {
-		if num != 1 {
-			return nil
-		}
-		var c container
-		err := eachField(v, func(num protowire.Number, v []byte, _ uint64) error {
+	return decodeList(b, func(c *container) func(protowire.Number, []byte, uint64) error {
+		return func(num protowire.Number, v []byte, _ uint64) error {
 			switch num {
 			case 1:
 				c.id = string(v)
@@ -224,9 +225,6 @@ func decodeContainers(b []byte) ([]container, error) {
 				return err
 			}
 			return nil
-		})
-		out = append(out, c)
-		return err
+		}
 	})
-	return out, err
 }
