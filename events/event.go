@@ -113,3 +113,13 @@ func (e *Event) Owner() string { return Owner(e.Pod, e.Unit, e.Comm) }
 type Sink interface {
 	Emit(ev Event)
 }
+
+// BatchSink is a Sink that takes many events of one kind at once and may
+// build only those it keeps: a host's first scan finds 100 000s of new
+// suspects, and a ring keeps the last 10 000. EmitBatch records what n
+// calls of Emit with build(0)…build(n-1) would have (build's false: no
+// event); it must not block either.
+type BatchSink interface {
+	Sink
+	EmitBatch(n int, kind Kind, build func(i int) (Event, bool))
+}

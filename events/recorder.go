@@ -45,6 +45,21 @@ func (r *Recorder) Emit(ev Event) {
 	}
 }
 
+// EmitBatch implements BatchSink: without a file, only the events the
+// ring keeps are built (Ring.AddBatch); with one, every event is.
+func (r *Recorder) EmitBatch(n int, kind Kind, build func(i int) (Event, bool)) {
+	if r.file == nil {
+		r.ring.AddBatch(n, kind, build)
+		return
+	}
+	for i := range n {
+		if ev, ok := build(i); ok {
+			ev.Kind = kind
+			r.Emit(ev)
+		}
+	}
+}
+
 // Query returns the events q selects from the ring.
 func (r *Recorder) Query(q Query) Page { return r.ring.Query(q) }
 

@@ -40,6 +40,11 @@ func NewRing(size int, now func() time.Time) *Ring {
 func (r *Ring) Add(ev Event) Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.addLocked(ev)
+}
+
+// addLocked is Add with r.mu held.
+func (r *Ring) addLocked(ev Event) Event {
 	r.seq++
 	ev.Seq = r.seq
 	if ev.Time.IsZero() {
@@ -57,6 +62,34 @@ func (r *Ring) Add(ev Event) Event {
 	r.start = (r.start + 1) % len(r.buf)
 	r.evicted++
 	return ev
+}
+
+// AddBatch records n events of one kind, build(i) making the i-th, as n
+// calls of Add would and under one hold of the lock, so that no query sees
+// the batch half done. Only the events the ring will still hold at the end
+// are built: the others are numbered, counted and counted as pushed out,
+// as they would have been. A build that reports false records nothing
+// (the event's subject went away meanwhile).
+func (r *Ring) AddBatch(n int, kind Kind, build func(i int) (Event, bool)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	first := 0
+	if skip := n - len(r.buf); skip > 0 {
+		// Every event held now and the first skip of the batch are pushed
+		// out by the batch's last len(r.buf).
+		r.seq += uint64(skip)
+		if i := kind.index(); i >= 0 {
+			r.kinds[i] += uint64(skip)
+		}
+		r.evicted += uint64(r.n + skip)
+		r.start, r.n, first = 0, 0, skip
+	}
+	for i := first; i < n; i++ {
+		if ev, ok := build(i); ok {
+			ev.Kind = kind
+			r.addLocked(ev)
+		}
+	}
 }
 
 // at returns the i-th oldest event held; r.mu must be held.

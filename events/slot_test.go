@@ -76,3 +76,35 @@ func TestRingKeepsEveryField(t *testing.T) {
 		t.Errorf("the ring's event changed with the caller's copy: %v %v", again.Reasons, *again.RTTSeconds)
 	}
 }
+
+// TestRingPacksAddresses: addresses come back as added, packed when their
+// text is netip's (IPv4, IPv6, v4-mapped) and kept whole otherwise (a zone,
+// no address, not an address); counts beyond 32 bits too.
+func TestRingPacksAddresses(t *testing.T) {
+	r := NewRing(10, nil)
+	for _, c := range []struct {
+		local, remote string
+		pid           int
+		packed        bool
+	}{
+		{"198.51.100.2:35527", "192.0.2.2:49182", 4242, true},
+		{"[2001:db8:2::2]:37743", "[2001:db8:1::2]:54380", 1, true},
+		{"[::ffff:198.51.100.2]:80", "0.0.0.0:0", 0, true},
+		{"[fe80::1%eth0]:22", "[2001:db8::1]:22", 1, false},
+		{"", "", 1, false},
+		{"198.51.100.2:80", "invalid AddrPort", 1, false},
+		{"198.51.100.2:080", "192.0.2.2:1", 1, false}, // parses, but formats otherwise
+		{"198.51.100.2:80", "192.0.2.2:1", 1 << 40, false},
+	} {
+		ev := Event{Kind: Suspect, Local: c.local, Remote: c.remote, PID: c.pid, Attempts: 3, Replies: 1}
+		want := r.Add(ev)
+		s := r.at(r.n - 1)
+		if packed := s.whole == nil; packed != c.packed {
+			t.Errorf("%q %q pid %d: packed %v, want %v", c.local, c.remote, c.pid, packed, c.packed)
+		}
+		got := r.Query(Query{Limit: 1}).Events[0]
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%q %q (-added +got):\n%s", c.local, c.remote, diff)
+		}
+	}
+}

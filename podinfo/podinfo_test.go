@@ -66,9 +66,10 @@ func TestCRIList(t *testing.T) {
 	}
 }
 
-// TestCRIDown: a socket nobody serves is an error, a missing one ErrNoSocket.
-func TestCRIDown(t *testing.T) {
-	// A stale socket file: its server exited without removing it.
+// staleSocket returns the path of a socket file whose server exited
+// without removing it.
+func staleSocket(t *testing.T) string {
+	t.Helper()
 	stale := filepath.Join(t.TempDir(), "stale.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
 	if err != nil {
@@ -76,6 +77,12 @@ func TestCRIDown(t *testing.T) {
 	}
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
+	return stale
+}
+
+// TestCRIDown: a socket nobody serves is an error, a missing one ErrNoSocket.
+func TestCRIDown(t *testing.T) {
+	stale := staleSocket(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := NewCRI("fake", stale).List(ctx); err == nil || errors.Is(err, ErrNoSocket) {

@@ -151,7 +151,7 @@ func TestJunkNeverCrowdsOutAReply(t *testing.T) {
 	if len(w.ch) != 1 {
 		t.Fatalf("%d replies queued, want only the real one", len(w.ch))
 	}
-	if r := <-w.ch; r.Kind != wire.ReplyACK || r.Seq != 9000 {
+	if r := <-w.ch; r.kind != wire.ReplyACK || r.seq != 9000 || r.ack != 5000 || r.flags != wire.FlagACK {
 		t.Errorf("queued %+v, want the peer's ACK", r)
 	}
 	want := Rejects{RejectRSTSeq: junk, RejectICMPQuote: junk}
@@ -165,7 +165,7 @@ func TestJunkNeverCrowdsOutAReply(t *testing.T) {
 // (on IPv6 an on-path forger can quote a probe exactly, having no IP id to
 // guess).
 func TestWaiterTakesOneICMP(t *testing.T) {
-	w := &waiter{ch: make(chan wire.Reply, 8)}
+	w := &waiter{ch: make(chan answer, 8)}
 	w.sent(sentProbe{seq: 100, ack: 200})
 	icmp := wire.Reply{Kind: wire.ReplyUnreachable, Seq: 100, Ack: 200, QuotedLen: wire.TCPMinSize}
 	for range 20 {

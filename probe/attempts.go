@@ -152,7 +152,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 			case <-timer.C:
 				break waiting
 			case r := <-replies:
-				switch r.Kind {
+				switch r.kind {
 				case wire.ReplyACK:
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Alive, true
@@ -160,7 +160,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 				case wire.ReplyRST:
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Reset, true
-					res.ClosedLocal = p.closedLocal(cfg, t, st, r) && (!res.Guarded || cfg.StillExists != nil)
+					res.ClosedLocal = p.closedLocal(cfg, t, st, r.seq) && (!res.Guarded || cfg.StillExists != nil)
 					return res
 				case wire.ReplyUnreachable:
 					// Keep probing: an ACK later still proves the peer alive.
@@ -210,12 +210,12 @@ func (p *Prober) replied(cfg *Config, res *Result, lastSent time.Time) {
 	res.Replies++
 }
 
-func (p *Prober) closedLocal(cfg *Config, t Target, st *SeqState, r wire.Reply) bool {
+func (p *Prober) closedLocal(cfg *Config, t Target, st *SeqState, rstSeq uint32) bool {
 	if cfg.StillExists != nil {
 		return !cfg.StillExists(t)
 	}
 	// The kernel accepts a RST whose sequence number is exactly RCV.NXT.
-	return st != nil && r.Seq == st.RcvNxt
+	return st != nil && rstSeq == st.RcvNxt
 }
 
 // echo sends one ICMP echo to the peer's host and waits Timeout for the reply.

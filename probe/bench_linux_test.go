@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ghostd/ghostd/internal/testnet"
 )
 
@@ -98,8 +100,9 @@ func benchTargets(b *testing.B, tn *testnet.Net, n int) []Target {
 }
 
 // BenchmarkVerdicts measures verdicts per second for live suspects behind
-// the conntrack router, with the rate unlimited and at the default rate, and
-// the memory a probe holds while it waits.
+// the conntrack router, with the rate unlimited and at the default rate, the
+// process's CPU time (user and system) per verdict, and the memory a probe
+// holds while it waits.
 func BenchmarkVerdicts(b *testing.B) {
 	needRoot(b)
 	seq := prSeqReader(b)
@@ -111,7 +114,7 @@ func BenchmarkVerdicts(b *testing.B) {
 		p := New(cfg, seq, nil)
 		defer p.Close()
 		verdicts, notAlive, sent := 0, 0, 0
-		start := time.Now()
+		start, cpu0 := time.Now(), processCPU(b)
 		for b.Loop() {
 			for _, r := range p.ProbeAll(ctx, targets) {
 				verdicts++
@@ -121,11 +124,12 @@ func BenchmarkVerdicts(b *testing.B) {
 				}
 			}
 		}
-		el := time.Since(start)
+		el, cpu := time.Since(start), processCPU(b)-cpu0
 		if notAlive > 0 {
 			b.Errorf("%d of %d live suspects not alive", notAlive, verdicts)
 		}
 		b.ReportMetric(float64(verdicts)/el.Seconds(), "verdicts/s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(verdicts), "cpu-µs/verdict")
 		b.ReportMetric(float64(sent)/float64(verdicts), "probes/verdict")
 	}
 	b.Run("unlimited", func(b *testing.B) {
@@ -171,4 +175,13 @@ func BenchmarkVerdicts(b *testing.B) {
 			b.ReportMetric(float64(used)/inflight, "B/inflight")
 		}
 	})
+}
+
+// processCPU is the CPU time the test process has used so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

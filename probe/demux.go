@@ -31,11 +31,21 @@ type echoKey struct {
 // dropped (a probe only needs the first of a kind) and counted.
 const waiterDepth = 8
 
+// answer is what a probe keeps of a reply that passed accept: its kind,
+// flags and numbers. A waiter's queue holds these rather than whole
+// replies (~130 bytes each with their addresses): the queue is allocated
+// for every probe, and a probe needs no more.
+type answer struct {
+	kind     wire.ReplyKind
+	flags    uint8
+	seq, ack uint32
+}
+
 // waiter is one probe's interest in a flow: what it sent, the socket's
 // sequence state, the replies that passed accept and the count of those
 // that did not.
 type waiter struct {
-	ch chan wire.Reply
+	ch chan answer
 	st *SeqState // nil: blind probes
 
 	mu       sync.Mutex
@@ -71,7 +81,7 @@ func (w *waiter) offer(r wire.Reply) {
 		w.icmps++
 	}
 	select {
-	case w.ch <- r:
+	case w.ch <- answer{kind: r.Kind, flags: r.Flags, seq: r.Seq, ack: r.Ack}:
 	default:
 		w.rejected[RejectQueueFull]++
 	}
@@ -120,7 +130,7 @@ func newDemux(c rawConn, log *slog.Logger) *demux {
 // sequence state st (nil for blind probes); call the returned func to stop.
 // Only replies that accept takes reach the waiter's channel.
 func (d *demux) watch(k flowKey, st *SeqState) (*waiter, func()) {
-	w := &waiter{ch: make(chan wire.Reply, waiterDepth), st: st}
+	w := &waiter{ch: make(chan answer, waiterDepth), st: st}
 	d.mu.Lock()
 	d.flows[k] = append(d.flows[k], w)
 	d.mu.Unlock()

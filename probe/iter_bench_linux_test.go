@@ -108,7 +108,7 @@ func iterBenchSize(b *testing.B, r *IterReader, n int) {
 // are parked in flight: sent with SCM_RIGHTS into a unix socket pair nobody
 // reads, then closed here. Closing the pair in b.Cleanup releases them, with
 // a RST each (SO_LINGER 0: no TIME_WAIT left behind).
-func iterFarm(b *testing.B, ns *testnet.NS, n int) []uint64 {
+func iterFarm(b testing.TB, ns *testnet.NS, n int) []uint64 {
 	b.Helper()
 	const perListener, batch, perMsg, srcPorts = 20_000, 1000, 250, 40_000
 	if n > 200_000 {

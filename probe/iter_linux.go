@@ -114,6 +114,10 @@ func (it *iterImpl) close() error {
 	return errors.Join(it.link.Close(), it.objs.Close())
 }
 
+// keptPassBuffer is the largest pass buffer kept for the next pass: the
+// small passes of a probe round reuse theirs.
+const keptPassBuffer = 256 << 10
+
 // pass fills the wanted map with cookies, runs one iterator pass in the
 // namespace at nsPath and returns its raw output (valid until the next pass).
 // The map is emptied again before pass returns.
@@ -139,9 +143,6 @@ func (it *iterImpl) pass(ctx context.Context, nsPath string, cookies []uint64) (
 
 	// The namespace was fixed when the iterator was created; reading it from
 	// this (unlocked) goroutine walks that namespace's sockets.
-	if cap(it.buf) > 4<<20 {
-		it.buf = nil // a huge pass's buffer is not kept for the small ones that follow
-	}
 	it.buf = it.buf[:0]
 	for {
 		if err := ctx.Err(); err != nil {
@@ -153,7 +154,14 @@ func (it *iterImpl) pass(ctx context.Context, nsPath string, cookies []uint64) (
 		n, err := rc.Read(it.buf[len(it.buf):cap(it.buf)])
 		it.buf = it.buf[:len(it.buf)+n]
 		if err == io.EOF || (n == 0 && err == nil) {
-			return it.buf, nil
+			out := it.buf
+			if cap(out) > keptPassBuffer {
+				// A read-ahead's pass (32 768 records, 2.4 MB) is done with
+				// once decoded; kept, it would stay in the live heap between
+				// read-aheads, and the heap's goal and RSS grow with it.
+				it.buf = nil
+			}
+			return out, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read iterator: %w", err)

@@ -375,3 +375,24 @@ func TestIterClose(t *testing.T) {
 		t.Errorf("ReadSeq on a zero IterReader: %v", err)
 	}
 }
+
+// TestIterPassBufferKept: a small pass's buffer is kept for the next pass,
+// a read-ahead-sized one is not (it would stay in the live heap between
+// read-aheads).
+func TestIterPassBufferKept(t *testing.T) {
+	r := iterReader(t)
+	ns := testnet.NewNS(t, "it")
+	cookies := iterFarm(t, ns, 2500) // 5000 sockets, 360 KB of records
+	for _, tt := range []struct {
+		cookies []uint64
+		kept    bool
+	}{{cookies[:10], true}, {cookies, false}, {cookies[:10], true}} {
+		got, err := r.ReadSeq(context.Background(), ns.Path, tt.cookies)
+		if err != nil || len(got) != len(tt.cookies) {
+			t.Fatalf("ReadSeq: %d of %d sockets, %v", len(got), len(tt.cookies), err)
+		}
+		if kept := r.impl.buf != nil; kept != tt.kept {
+			t.Errorf("after a pass over %d sockets: buffer of %d bytes kept = %v, want %v", len(tt.cookies), cap(r.impl.buf), kept, tt.kept)
+		}
+	}
+}

@@ -232,7 +232,8 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 
 	// states: each target's sequence state by index, for reprobeTranslated.
 	states := make(map[int]*SeqState, len(idx))
-	var wg sync.WaitGroup
+	var w workers
+	defer w.wait()
 	tokens := 0 // rate tokens taken and not yet used
 	for pos, i := range idx {
 		t := targets[i]
@@ -279,12 +280,12 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			continue
 		}
 		states[i] = st
-		wg.Go(func() {
+		w.run(func() {
 			defer func() { <-inflight }()
 			results[i] = p.guarded(ctx, cfg, d, t, st)
 		})
 	}
-	wg.Wait()
+	w.wait()
 	p.reprobeTranslated(ctx, cfg, inflight, pinned, targets, idx, states, results)
 }
 

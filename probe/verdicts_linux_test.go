@@ -171,7 +171,8 @@ func TestPeerAnswerOnTheWire(t *testing.T) {
 				t.Fatal(err)
 			}
 			select {
-			case r := <-w.ch:
+			case a := <-w.ch:
+				r := wire.Reply{Kind: a.kind, Src: target.Remote, Dst: target.Local, Seq: a.seq, Ack: a.ack, Flags: a.flags}
 				t.Logf("%s ResetLocal=%v: state SND.UNA %d SND.NXT %d RCV.NXT %d; peer answered seq %d ack %d flags %#x",
 					network, resetLocal, st.SndUna, st.SndNxt, st.RcvNxt, r.Seq, r.Ack, r.Flags)
 				if r.Kind != wire.ReplyACK || r.Seq != st.RcvNxt || r.Ack != st.SndNxt {

@@ -152,12 +152,32 @@ func (e *Engine) flushSuspectsLocked() {
 	fresh := ev.fresh
 	ev.fresh = nil
 	// A first scan of a host of idle pools has 100 000s: one entry at a
-	// time, never all of them at once.
+	// time, never all of them at once, and only those the sink keeps
+	// (a ring keeps the last 10 000) when it can say so.
+	b, ok := ev.sink.(events.BatchSink)
+	if !ok {
+		for _, k := range fresh {
+			if ent, ok := e.tracker.Get(k); ok {
+				ev.sink.Emit(e.eventLocked(events.Suspect, &ent, ev.freshAt))
+			}
+		}
+		return
+	}
+	// The sockets still tracked, so that the events a batch numbers
+	// without building are those that would have been built.
+	present := fresh[:0]
 	for _, k := range fresh {
-		if ent, ok := e.tracker.Get(k); ok {
-			ev.sink.Emit(e.eventLocked(events.Suspect, &ent, ev.freshAt))
+		if _, ok := e.tracker.Reasons(k); ok {
+			present = append(present, k)
 		}
 	}
+	b.EmitBatch(len(present), events.Suspect, func(i int) (events.Event, bool) {
+		ent, ok := e.tracker.Get(present[i])
+		if !ok {
+			return events.Event{}, false
+		}
+		return e.eventLocked(events.Suspect, &ent, ev.freshAt), true
+	})
 }
 
 // namespacesGoneLocked records a gone event for every suspect of the

@@ -175,3 +175,42 @@ func TestPodOwnsItsGhosts(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstScanEventsBatched: a first scan with more new suspects than the
+// ring holds records, through the recorder's batch, the events one Emit
+// each would have: the ring keeps the last ones, numbered after all of them.
+func TestFirstScanEventsBatched(t *testing.T) {
+	const n, size = 25, 10
+	ctx := context.Background()
+	var plain sink
+	e1, inv1, _, _ := newTest()
+	inv1.sockets[7] = idleSockets(n)
+	e1.SetEvents(&plain)
+	NewPipeline(e1, PipelineOptions{}).Scan(ctx)
+
+	cfg := events.DefaultConfig()
+	cfg.RingSize = size
+	rec, err := events.NewRecorder(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, inv2, _, _ := newTest()
+	inv2.sockets[7] = idleSockets(n)
+	e2.SetEvents(rec)
+	NewPipeline(e2, PipelineOptions{}).Scan(ctx)
+
+	if len(plain.evs) != n {
+		t.Fatalf("%d suspect events one by one, want %d", len(plain.evs), n)
+	}
+	want := plain.evs[n-size:]
+	for i := range want {
+		want[i].Seq = uint64(n - size + i + 1)
+	}
+	got := rec.Query(events.Query{Forward: true, Limit: events.MaxLimit})
+	if diff := cmp.Diff(want, got.Events); diff != "" {
+		t.Errorf("ring (-one by one +batch):\n%s", diff)
+	}
+	if st := rec.Stats(); st.Recorded[0] != n || st.Evicted != n-size || got.Latest != n {
+		t.Errorf("stats %+v, latest %d; want %d suspects recorded, %d evicted", st, got.Latest, n, n-size)
+	}
+}
