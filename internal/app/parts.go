@@ -35,10 +35,16 @@ type parts struct {
 	destroyErr  error
 }
 
+// listing is what a scan lists beyond the suspects and their processes.
+type listing struct {
+	all       bool // every socket (scan --all)
+	processes bool // with all, every socket's process (scan --processes)
+}
+
 // newParts builds the scanner, prober and engine for cfg. It explains once, in
 // one line each, what the process's capabilities do not allow. daemon says
 // whether scans repeat every cfg.Interval (`ghostd run`) or happen once.
-func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, error) {
+func newParts(cfg config.Config, log *slog.Logger, list listing, daemon bool) (*parts, error) {
 	sel, err := inventory.SelectNetns(cfg.Netns)
 	if err != nil {
 		return nil, err // "inventory: --netns X: ...", said once
@@ -70,7 +76,7 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 		p.prober = p.newProber(cfg)
 		prober = p.prober
 	}
-	p.engine = engine.New(p.scanner, prober, owners, engineOptions(cfg, all, daemon))
+	p.engine = engine.New(p.scanner, prober, owners, engineOptions(cfg, list, daemon))
 	return p, nil
 }
 
@@ -122,12 +128,13 @@ func (p *parts) Close() error {
 }
 
 // engineOptions maps the configuration onto the engine.
-func engineOptions(cfg config.Config, all, daemon bool) engine.Options {
+func engineOptions(cfg config.Config, list listing, daemon bool) engine.Options {
 	return engine.Options{
 		Tracker:   trackerConfig(cfg, daemon),
 		Backoff:   cfg.Probe.Backoff,
 		Reconfirm: cfg.Probe.Reconfirm,
-		All:       all,
+		All:       list.all,
+		Processes: list.processes,
 	}
 }
 

@@ -16,8 +16,8 @@ import (
 var tableColumns = [...]string{"NETNS", "STATE", "LOCAL", "REMOTE", "IDLE", "KERNEL", "REASONS", "VERDICT", "PROBES", "PROCESS"}
 
 // rowCells is one row's cells, written one after the other into one buffer
-// that the next row reuses: `ghostd scan --all` lays out 200 000 rows
-// twice (the widths, then the rows), and a string per cell was most of it.
+// that the next row reuses: `ghostd scan --all` lays out 200 000 rows, and
+// a string per cell was most of it.
 type rowCells struct {
 	b    []byte
 	ends [len(tableColumns)]int // cell i is b[ends[i-1]:ends[i]]
@@ -177,24 +177,89 @@ func writeTable(w io.Writer, doc *exporter.Document, mode string) error {
 	return writeTableStream(w, doc.Namespaces, func(fn func([]exporter.Session) bool) { fn(doc.Sessions) }, mode)
 }
 
-// writeTableStream is writeTable for sessions listed by each, in two passes:
-// one for the column widths, one for the rows; nothing but the widths and
-// counts is kept between them.
+// tableLookAhead is how many rows the table holds before it writes them:
+// their column widths are those of every row held and written before, so
+// a listing of up to this many rows is laid out as one, and in a longer
+// one a column can only widen from one block of rows to the next. The
+// rows held (~4 MB) are what building each session once costs: the table
+// built every session twice, once for the widths, once for the rows.
+const tableLookAhead = 32768
+
+// rowBlock holds rows laid out but not written yet, their cells one after
+// the other in text.
+type rowBlock struct {
+	text []byte
+	ends [][len(tableColumns)]uint32 // row r's cell i ends at text[ends[r][i]]
+}
+
+// add appends row's cells.
+func (b *rowBlock) add(row *rowCells) {
+	at := uint32(len(b.text))
+	b.text = append(b.text, row.b...)
+	var ends [len(tableColumns)]uint32
+	for i, e := range row.ends {
+		ends[i] = at + uint32(e)
+	}
+	b.ends = append(b.ends, ends)
+}
+
+// cell returns row r's i-th cell.
+func (b *rowBlock) cell(r, i int) []byte {
+	start := uint32(0)
+	switch {
+	case i > 0:
+		start = b.ends[r][i-1]
+	case r > 0:
+		start = b.ends[r-1][len(tableColumns)-1]
+	}
+	return b.text[start:b.ends[r][i]]
+}
+
+// writeTableStream is writeTable for sessions listed by each, in one pass:
+// the rows are held tableLookAhead at a time, then written padded to the
+// widest cells so far.
 func writeTableStream(w io.Writer, namespaces []exporter.NamespaceStatus, each eachSessions, mode string) error {
 	var widths [len(tableColumns) - 1]int
 	var row rowCells
-	grow := func() {
+	var block rowBlock
+	var line []byte
+	var err error
+	flush := func() {
+		for r := range block.ends {
+			line = line[:0]
+			for i := range widths {
+				c := block.cell(r, i)
+				line = append(line, c...)
+				for n := utf8.RuneCount(c); n < widths[i]+2; n++ {
+					line = append(line, ' ')
+				}
+			}
+			line = append(line, block.cell(r, len(widths))...)
+			line = append(line, '\n')
+			if _, err = w.Write(line); err != nil {
+				return
+			}
+		}
+		block.text, block.ends = block.text[:0], block.ends[:0]
+	}
+	listed, ghosts := 0, 0
+	add := func() {
 		for i := range widths {
 			widths[i] = max(widths[i], utf8.RuneCount(row.cell(i)))
 		}
+		block.add(&row)
+		if len(block.ends) >= tableLookAhead {
+			flush()
+		}
 	}
 	row.header()
-	grow()
-	listed, ghosts := 0, 0
+	add()
 	each(func(batch []exporter.Session) bool {
 		for i := range batch {
 			row.fill(&batch[i])
-			grow()
+			if add(); err != nil {
+				return false
+			}
 			listed++
 			if batch[i].Ghost {
 				ghosts++
@@ -202,32 +267,9 @@ func writeTableStream(w io.Writer, namespaces []exporter.NamespaceStatus, each e
 		}
 		return true
 	})
-	var line []byte
-	var err error
-	writeRow := func() {
-		line = line[:0]
-		for i := range widths {
-			c := row.cell(i)
-			line = append(line, c...)
-			for n := utf8.RuneCount(c); n < widths[i]+2; n++ {
-				line = append(line, ' ')
-			}
-		}
-		line = append(line, row.cell(len(widths))...)
-		line = append(line, '\n')
-		_, err = w.Write(line)
+	if err == nil {
+		flush()
 	}
-	row.header()
-	writeRow()
-	each(func(batch []exporter.Session) bool {
-		for i := range batch {
-			row.fill(&batch[i])
-			if writeRow(); err != nil {
-				return false
-			}
-		}
-		return true
-	})
 	if err != nil {
 		return err
 	}

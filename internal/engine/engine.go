@@ -44,6 +44,11 @@ type Options struct {
 	Reconfirm time.Duration
 	// All makes the document list every socket, not only suspects (scan --all).
 	All bool
+	// Processes, with All, names the process of every listed socket, not
+	// only of the suspects (scan --all --processes). Naming a socket's
+	// process reads every socket fd on the host: its cost grows with the
+	// host's other processes, not with the sockets listed.
+	Processes bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
