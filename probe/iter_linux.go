@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
 	"github.com/ghostd/ghostd/internal/nsthread"
@@ -54,10 +53,6 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 		it.objs.Close()
 		return nil, fmt.Errorf("%w: attach iter/tcp: %w", ErrNoSeq, err)
 	}
-	// Decoding the kernel's BTF for CO-RE allocates once, all garbage
-	// now: give it back to the OS rather than carry it in the daemon's
-	// resident size.
-	debug.FreeOSMemory()
 	return it, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/bpfload"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/inventory"
@@ -77,6 +78,7 @@ func newParts(cfg config.Config, log *slog.Logger, list listing, daemon bool) (*
 		prober = p.prober
 	}
 	p.engine = engine.New(p.scanner, prober, owners, engineOptions(cfg, list, daemon))
+	bpfload.Release() // every program is loaded: the kernel's BTF is garbage
 	return p, nil
 }
 
