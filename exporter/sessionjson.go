@@ -233,7 +233,7 @@ func (w *jsonWriter) strOmitEmpty(m int, v string) {
 // hold exactly.
 func (w *jsonWriter) quote(v string) {
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainJSON[v[i]] {
 			w.marshal(v)
 			return
 		}
@@ -242,6 +242,16 @@ func (w *jsonWriter) quote(v string) {
 	w.b = append(w.b, v...)
 	w.b = append(w.b, '"')
 }
+
+// plainJSON says which bytes encoding/json copies into a string as they
+// are: printable ASCII but the quote, the backslash and the HTML
+// characters. A table: a listing checks some 80 bytes a session.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 func (w *jsonWriter) marshal(v any) {
 	out, err := json.Marshal(v)
