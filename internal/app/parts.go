@@ -93,7 +93,14 @@ func newPods(cfg config.Config, log *slog.Logger) (*podinfo.Resolver, error) {
 
 func (p *parts) newProber(cfg config.Config) *probe.Prober {
 	var seq probe.SeqReader
-	r, err := probe.NewIterReader()
+	// The iterator loads at the first probe (a scan with nothing to probe
+	// never pays for it) when it has the privileges; without them, now,
+	// which says at start why probes are blind.
+	load := probe.NewIterReader
+	if p.caps.Has(capSysAdmin) || p.caps.Has(capBPF) && p.caps.Has(capPerfmon) {
+		load = probe.NewIterReaderOnUse
+	}
+	r, err := load()
 	if err != nil {
 		p.log.Warn("probing blind: random-sequence probes; a RST is evidence, silence alone is not", "reason", err)
 	} else {
