@@ -102,20 +102,24 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	w.str(mComm, s.Comm)
 	w.str(mUnit, s.Unit)
 	w.float(mIdleSeconds, s.IdleSeconds)
-	w.strs(mReasons, s.Reasons)
-	w.str(mVerdict, s.Verdict)
-	w.int(mProbesSent, int64(s.ProbesSent))
-	w.int(mReplies, int64(s.Replies))
-	w.floatPtr(mRttSeconds, s.RTTSeconds)
-	w.bool(mGhost, s.Ghost)
-	w.bool(mKilled, s.Killed)
-	w.strOmitEmpty(mProbeMode, s.ProbeMode)
-	if s.HostReachable == nil {
-		w.null(mHostReachable)
+	if s.unprobedQuiet() {
+		w.b = append(w.b, w.heads.quiet...)
 	} else {
-		w.bool(mHostReachable, *s.HostReachable)
+		w.strs(mReasons, s.Reasons)
+		w.str(mVerdict, s.Verdict)
+		w.int(mProbesSent, int64(s.ProbesSent))
+		w.int(mReplies, int64(s.Replies))
+		w.floatPtr(mRttSeconds, s.RTTSeconds)
+		w.bool(mGhost, s.Ghost)
+		w.bool(mKilled, s.Killed)
+		w.strOmitEmpty(mProbeMode, s.ProbeMode)
+		if s.HostReachable == nil {
+			w.null(mHostReachable)
+		} else {
+			w.bool(mHostReachable, *s.HostReachable)
+		}
+		w.bool(mClosedByProbe, s.ClosedByProbe)
 	}
-	w.bool(mClosedByProbe, s.ClosedByProbe)
 	w.strOmitEmpty(mContainer, s.Container)
 	if s.GhostSeconds != 0 {
 		w.float(mGhostSeconds, s.GhostSeconds)
@@ -139,6 +143,18 @@ func (s *Session) AppendJSON(b []byte, prefix, indent string) ([]byte, error) {
 	w.b = append(w.b, '}')
 	return w.b, w.err
 }
+
+// unprobedQuiet says whether s is, from reasons to closed_by_probe, what
+// nearly every session of a listing of every socket is: no reasons, never
+// probed, neither ghost nor killed. AppendJSON then writes those ten
+// members as one run of text (memberHeads.quiet).
+func (s *Session) unprobedQuiet() bool {
+	return s.Reasons != nil && len(s.Reasons) == 0 && s.Verdict == quietVerdict && s.ProbesSent == 0 && s.Replies == 0 &&
+		s.RTTSeconds == nil && !s.Ghost && !s.Killed && s.ProbeMode == "" && s.HostReachable == nil && !s.ClosedByProbe
+}
+
+// quietVerdict is the verdict of an unprobed session (probe.Unprobed).
+const quietVerdict = "unprobed"
 
 // appendJSONSlow is AppendJSON through encoding/json.
 func appendJSONSlow(b []byte, s *Session, prefix, indent string) ([]byte, error) {
@@ -168,6 +184,7 @@ type jsonWriter struct {
 type memberHeads struct {
 	prefix, indent string
 	heads          [numMembers]string
+	quiet          string // reasons to closed_by_probe of an unprobedQuiet session
 }
 
 // lastHeads are the heads of the last layout asked: scan --json asks one
@@ -194,6 +211,17 @@ func headsFor(prefix, indent string) *memberHeads {
 		}
 		h.heads[i] = string(b)
 	}
+	w := jsonWriter{prefix: prefix, indent: indent, heads: h}
+	w.strs(mReasons, []string{})
+	w.str(mVerdict, quietVerdict)
+	w.int(mProbesSent, 0)
+	w.int(mReplies, 0)
+	w.null(mRttSeconds)
+	w.bool(mGhost, false)
+	w.bool(mKilled, false)
+	w.null(mHostReachable)
+	w.bool(mClosedByProbe, false)
+	h.quiet = string(w.b)
 	lastHeads.Store(h)
 	return h
 }

@@ -79,6 +79,19 @@ func TestSessionAppendJSON(t *testing.T) {
 		filled(t, "x", -0.0001, 4),
 		{},
 		{Reasons: []string{}},
+		// A healthy socket of scan --all, and each way of not being one.
+		{Reasons: []string{}, Verdict: "unprobed"},
+		{Verdict: "unprobed"},
+		{Reasons: []string{"idle"}, Verdict: "unprobed"},
+		{Reasons: []string{}, Verdict: "alive"},
+		{Reasons: []string{}, Verdict: "unprobed", ProbesSent: 1},
+		{Reasons: []string{}, Verdict: "unprobed", Replies: 1},
+		{Reasons: []string{}, Verdict: "unprobed", RTTSeconds: new(float64)},
+		{Reasons: []string{}, Verdict: "unprobed", Ghost: true},
+		{Reasons: []string{}, Verdict: "unprobed", Killed: true},
+		{Reasons: []string{}, Verdict: "unprobed", ProbeMode: "blind"},
+		{Reasons: []string{}, Verdict: "unprobed", HostReachable: new(bool)},
+		{Reasons: []string{}, Verdict: "unprobed", ClosedByProbe: true},
 	} {
 		checkAppendJSON(t, &s)
 	}
