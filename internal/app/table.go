@@ -189,31 +189,53 @@ const tableLookAhead = 32768
 // the other in text.
 type rowBlock struct {
 	text []byte
-	ends [][len(tableColumns)]uint32 // row r's cell i ends at text[ends[r][i]]
+	rows []heldRow
 }
 
-// add appends row's cells.
-func (b *rowBlock) add(row *rowCells) {
+// heldRow is where a held row's cells end in its block's text, and how
+// wide each padded one is in runes.
+type heldRow struct {
+	ends  [len(tableColumns)]uint32 // cell i ends at text[ends[i]]
+	runes [len(tableColumns) - 1]uint32
+}
+
+// add appends row's cells and widens widths to them.
+func (b *rowBlock) add(row *rowCells, widths *[len(tableColumns) - 1]int) {
 	at := uint32(len(b.text))
 	b.text = append(b.text, row.b...)
-	var ends [len(tableColumns)]uint32
+	var h heldRow
 	for i, e := range row.ends {
-		ends[i] = at + uint32(e)
+		h.ends[i] = at + uint32(e)
 	}
-	b.ends = append(b.ends, ends)
+	for i := range h.runes {
+		n := utf8.RuneCount(row.cell(i))
+		h.runes[i] = uint32(n)
+		widths[i] = max(widths[i], n)
+	}
+	b.rows = append(b.rows, h)
 }
 
-// cell returns row r's i-th cell.
-func (b *rowBlock) cell(r, i int) []byte {
+// appendRow appends held row r padded to widths, and a newline.
+func (b *rowBlock) appendRow(line []byte, r int, widths *[len(tableColumns) - 1]int) []byte {
 	start := uint32(0)
-	switch {
-	case i > 0:
-		start = b.ends[r][i-1]
-	case r > 0:
-		start = b.ends[r-1][len(tableColumns)-1]
+	if r > 0 {
+		start = b.rows[r-1].ends[len(tableColumns)-1]
 	}
-	return b.text[start:b.ends[r][i]]
+	h := &b.rows[r]
+	for i, end := range h.ends {
+		line = append(line, b.text[start:end]...)
+		start = end
+		if i < len(h.runes) {
+			for pad := widths[i] + 2 - int(h.runes[i]); pad > 0; pad -= len(spaces) {
+				line = append(line, spaces[:min(pad, len(spaces))]...)
+			}
+		}
+	}
+	return append(line, '\n')
 }
+
+// spaces pads cells, a run of them at a time.
+const spaces = "                                "
 
 // writeTableStream is writeTable for sessions listed by each, in one pass:
 // the rows are held tableLookAhead at a time, then written padded to the
@@ -225,30 +247,18 @@ func writeTableStream(w io.Writer, namespaces []exporter.NamespaceStatus, each e
 	var line []byte
 	var err error
 	flush := func() {
-		for r := range block.ends {
-			line = line[:0]
-			for i := range widths {
-				c := block.cell(r, i)
-				line = append(line, c...)
-				for n := utf8.RuneCount(c); n < widths[i]+2; n++ {
-					line = append(line, ' ')
-				}
-			}
-			line = append(line, block.cell(r, len(widths))...)
-			line = append(line, '\n')
+		for r := range block.rows {
+			line = block.appendRow(line[:0], r, &widths)
 			if _, err = w.Write(line); err != nil {
 				return
 			}
 		}
-		block.text, block.ends = block.text[:0], block.ends[:0]
+		block.text, block.rows = block.text[:0], block.rows[:0]
 	}
 	listed, ghosts := 0, 0
 	add := func() {
-		for i := range widths {
-			widths[i] = max(widths[i], utf8.RuneCount(row.cell(i)))
-		}
-		block.add(&row)
-		if len(block.ends) >= tableLookAhead {
+		block.add(&row, &widths)
+		if len(block.rows) >= tableLookAhead {
 			flush()
 		}
 	}
