@@ -119,6 +119,39 @@ func TestWriteTableMatchesTabwriter(t *testing.T) {
 	}
 }
 
+// TestWriteTableLookAhead: rows are padded a block of tableLookAhead at a
+// time (the header is the first block's first row), each block to the
+// widest cells so far: a wider cell in the second block widens its column
+// from there on, and only there.
+func TestWriteTableLookAhead(t *testing.T) {
+	n := tableLookAhead + 10
+	ss, doc := benchSessions(n)
+	for i := range ss {
+		ss[i].Netns = "a"
+	}
+	wide := "a-much-longer-name"
+	ss[n-1].Netns = wide
+	var out bytes.Buffer
+	if err := writeTableStream(&out, doc.Namespaces, inBatches(ss, 512), "in_window"); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) != n+3 { // the header, the rows, the summary, ""
+		t.Fatalf("%d lines, want %d", len(lines), n+3)
+	}
+	for i, line := range lines[1 : n+1] {
+		// NETNS is padded to its width plus two: "NETNS" in the first
+		// block, the wide name after it.
+		want := len("NETNS") + 2
+		if i+1 >= tableLookAhead {
+			want = len(wide) + 2
+		}
+		if got := strings.Index(line, "ESTABLISHED"); got != want {
+			t.Fatalf("row %d: STATE at column %d, want %d: %q", i+1, got, want, line)
+		}
+	}
+}
+
 // benchSessions returns n healthy sockets' sessions as `ghostd scan --all`
 // lists them, and their document's namespaces.
 func benchSessions(n int) ([]exporter.Session, *exporter.Document) {
