@@ -18,18 +18,7 @@ import (
 // child's namespace as the hint, the child does. A socket nobody holds has
 // no owner either way.
 func TestOwnersIteratorMatchesProc(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (new network namespaces, pidfd_getfd, CAP_BPF)")
-	}
-	iter := NewOwners("/proc")
-	if err := iter.UseIterator(nil); err != nil {
-		t.Fatalf("UseIterator: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := iter.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	iter := iterOwners(t)
 	iter.iterMin = 0 // the iterator serves even a handful of one namespace's sockets
 
 	a, b := startHolder(t, true), startHolder(t, true)
@@ -165,14 +154,7 @@ func ownCgroup(t *testing.T) (unit, container string) {
 // few sockets of one namespace (read from /proc) still loads nothing; the
 // first lookup the iterator serves loads it, once.
 func TestOwnersIteratorLoadsOnNeed(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (new network namespaces, CAP_BPF)")
-	}
-	o := NewOwners("/proc")
-	if err := o.UseIterator(nil); err != nil {
-		t.Fatalf("UseIterator: %v", err)
-	}
-	t.Cleanup(func() { o.Close() })
+	o := iterOwners(t)
 	h := startHolder(t, true)
 	inodes := holderInodes(t, h.Pid())
 	if o.iter != nil || !o.useIter {
@@ -190,4 +172,23 @@ func TestOwnersIteratorLoadsOnNeed(t *testing.T) {
 	if diff := cmp.Diff(few, all); diff != "" {
 		t.Errorf("owners (-/proc +iterator):\n%s", diff)
 	}
+}
+
+// iterOwners needs root and returns Owners told to use the iterator,
+// closed when the test ends.
+func iterOwners(t *testing.T) *Owners {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (new network namespaces, pidfd_getfd, CAP_BPF)")
+	}
+	o := NewOwners("/proc")
+	if err := o.UseIterator(nil); err != nil {
+		t.Fatalf("UseIterator: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := o.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return o
 }
