@@ -289,9 +289,11 @@ func (e *Engine) listedSessionLocked(s *exporter.Session, l *listedSocket, scann
 			return
 		}
 	}
-	if g, ok := e.gone[k]; ok {
-		*s = g.session
-		return
+	if len(e.gone) > 0 { // hashing a key costs even an empty map
+		if g, ok := e.gone[k]; ok {
+			*s = g.session
+			return
+		}
 	}
 	ent := l.entry(scanned)
 	// A socket that is no suspect is named only on request (Processes):
