@@ -152,23 +152,40 @@ func (k idleKey) format() string {
 
 // idleCache remembers the idle cells already formatted: at one-second
 // resolution (a minute's past an hour) 200 000 sockets share a few
-// thousand values, and formatting a time.Duration allocates.
+// thousand values, and formatting a time.Duration allocates. A cell under
+// an hour is found by its rounded value, in an array.
 type idleCache struct {
-	cells map[idleKey]string
+	ms    [1001]string // under a second: by milliseconds, rounded (0 to 1000)
+	secs  [3601]string // under an hour: by seconds, rounded (1 to 3600)
+	hours map[idleKey]string
 }
 
 // format is FormatIdle, remembered.
 func (c *idleCache) format(sec float64) string {
 	k := idleKeyOf(sec)
-	if v, ok := c.cells[k]; ok {
+	var slot *string
+	switch k.unit {
+	case 0:
+		return k.format()
+	case time.Millisecond:
+		slot = &c.ms[k.rounded/time.Millisecond]
+	case time.Second:
+		slot = &c.secs[k.rounded/time.Second]
+	default:
+		v, ok := c.hours[k]
+		if !ok {
+			if c.hours == nil || len(c.hours) >= 1<<14 {
+				c.hours = make(map[idleKey]string)
+			}
+			v = k.format()
+			c.hours[k] = v
+		}
 		return v
 	}
-	if c.cells == nil || len(c.cells) >= 1<<14 {
-		c.cells = make(map[idleKey]string)
+	if *slot == "" {
+		*slot = k.format()
 	}
-	v := k.format()
-	c.cells[k] = v
-	return v
+	return *slot
 }
 
 // writeTable prints a document's sessions like ss does, then one line per
