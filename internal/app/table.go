@@ -15,37 +15,41 @@ import (
 // to its widest cell plus two spaces, as text/tabwriter would.
 var tableColumns = [...]string{"NETNS", "STATE", "LOCAL", "REMOTE", "IDLE", "KERNEL", "REASONS", "VERDICT", "PROBES", "PROCESS"}
 
-// rowCells is one row's cells, written one after the other into one buffer
-// that the next row reuses: `ghostd scan --all` lays out 200 000 rows, and
-// a string per cell was most of it.
+// rowCells is a row's cells, written one after the other at the end of b,
+// after the rows before it (the rows a table holds until it writes them):
+// `ghostd scan --all` lays out 200 000 rows, and a string per cell was most
+// of it.
 type rowCells struct {
-	b    []byte
-	ends [len(tableColumns)]int // cell i is b[ends[i-1]:ends[i]]
-	idle idleCache
+	b     []byte
+	start int                    // the row's first cell starts at b[start]
+	ends  [len(tableColumns)]int // cell i ends at b[ends[i]]
+	idle  idleCache
 }
 
 // cell returns the i-th cell.
 func (r *rowCells) cell(i int) []byte {
-	start := 0
+	start := r.start
 	if i > 0 {
 		start = r.ends[i-1]
 	}
 	return r.b[start:r.ends[i]]
 }
 
-// header makes r the header row.
+// header makes r's next row the header.
 func (r *rowCells) header() {
-	r.b = r.b[:0]
+	r.start = len(r.b)
 	for i, c := range tableColumns {
 		r.b = append(r.b, c...)
 		r.ends[i] = len(r.b)
 	}
 }
 
-// fill makes r the row of s. Names and comms come from other users: never
-// let them reach the terminal raw (escape sequences), nor break the columns.
+// fill makes r's next row the row of s. Names and comms come from other
+// users: never let them reach the terminal raw (escape sequences), nor
+// break the columns.
 func (r *rowCells) fill(s *exporter.Session) {
-	b := appendTermSafe(r.b[:0], s.Netns)
+	r.start = len(r.b)
+	b := appendTermSafe(r.b, s.Netns)
 	r.ends[0] = len(b)
 	b = append(b, s.State...)
 	r.ends[1] = len(b)
@@ -202,27 +206,24 @@ func writeTable(w io.Writer, doc *exporter.Document, mode string) error {
 // built every session twice, once for the widths, once for the rows.
 const tableLookAhead = 32768
 
-// rowBlock holds rows laid out but not written yet, their cells one after
-// the other in text.
+// rowBlock holds rows laid out but not written yet: their cells are in
+// text (rowCells.b), one row after the other.
 type rowBlock struct {
-	text []byte
 	rows []heldRow
 }
 
-// heldRow is where a held row's cells end in its block's text, and how
-// wide each padded one is in runes.
+// heldRow is where a held row's cells end in text, and how wide each
+// padded one is in runes.
 type heldRow struct {
 	ends  [len(tableColumns)]uint32 // cell i ends at text[ends[i]]
 	runes [len(tableColumns) - 1]uint32
 }
 
-// add appends row's cells and widens widths to them.
+// add holds row's last row and widens widths to its cells.
 func (b *rowBlock) add(row *rowCells, widths *[len(tableColumns) - 1]int) {
-	at := uint32(len(b.text))
-	b.text = append(b.text, row.b...)
 	var h heldRow
 	for i, e := range row.ends {
-		h.ends[i] = at + uint32(e)
+		h.ends[i] = uint32(e)
 	}
 	for i := range h.runes {
 		n := utf8.RuneCount(row.cell(i))
@@ -232,15 +233,15 @@ func (b *rowBlock) add(row *rowCells, widths *[len(tableColumns) - 1]int) {
 	b.rows = append(b.rows, h)
 }
 
-// appendRow appends held row r padded to widths, and a newline.
-func (b *rowBlock) appendRow(line []byte, r int, widths *[len(tableColumns) - 1]int) []byte {
+// appendRow appends held row r of text padded to widths, and a newline.
+func (b *rowBlock) appendRow(line, text []byte, r int, widths *[len(tableColumns) - 1]int) []byte {
 	start := uint32(0)
 	if r > 0 {
 		start = b.rows[r-1].ends[len(tableColumns)-1]
 	}
 	h := &b.rows[r]
 	for i, end := range h.ends {
-		line = append(line, b.text[start:end]...)
+		line = append(line, text[start:end]...)
 		start = end
 		if i < len(h.runes) {
 			for pad := widths[i] + 2 - int(h.runes[i]); pad > 0; pad -= len(spaces) {
@@ -265,12 +266,12 @@ func writeTableStream(w io.Writer, namespaces []exporter.NamespaceStatus, each e
 	var err error
 	flush := func() {
 		for r := range block.rows {
-			line = block.appendRow(line[:0], r, &widths)
+			line = block.appendRow(line[:0], row.b, r, &widths)
 			if _, err = w.Write(line); err != nil {
 				return
 			}
 		}
-		block.text, block.rows = block.text[:0], block.rows[:0]
+		row.b, block.rows = row.b[:0], block.rows[:0]
 	}
 	listed, ghosts := 0, 0
 	add := func() {
