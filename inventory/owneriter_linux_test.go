@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/bpftest"
 )
 
 // TestOwnersIteratorMatchesProc resolves the same sockets on the real
@@ -181,14 +183,8 @@ func iterOwners(t *testing.T) *Owners {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (new network namespaces, pidfd_getfd, CAP_BPF)")
 	}
-	o := NewOwners("/proc")
-	if err := o.UseIterator(nil); err != nil {
-		t.Fatalf("UseIterator: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := o.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+	return bpftest.Load(t, "UseIterator", func() (*Owners, error) {
+		o := NewOwners("/proc")
+		return o, o.UseIterator(nil)
 	})
-	return o
 }

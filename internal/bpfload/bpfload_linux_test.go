@@ -2,6 +2,7 @@ package bpfload
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -33,5 +34,16 @@ func TestOptionsShareKernelBTF(t *testing.T) {
 	}
 	if _, err := third.AnyTypeByName("sock"); err != nil {
 		t.Errorf("the BTF decoded again has no struct sock: %v", err)
+	}
+}
+
+// TestOpenBrokenObject: an object that does not parse is refused, named.
+// (Missing or unreadable BTF: probe's TestIterNoBTF, through Open.)
+func TestOpenBrokenObject(t *testing.T) {
+	if _, err := os.Stat(KernelBTFPath); err != nil {
+		t.Skipf("this kernel has no BTF: %v", err)
+	}
+	if _, err := Open(KernelBTFPath, "x.c", []byte("not an ELF")); err == nil || !strings.Contains(err.Error(), "parse x.c's object") {
+		t.Errorf("Open with a broken object: %v", err)
 	}
 }
