@@ -78,7 +78,7 @@ func newParts(cfg config.Config, log *slog.Logger, list listing, daemon bool) (*
 		prober = p.prober
 	}
 	p.engine = engine.New(p.scanner, prober, owners, engineOptions(cfg, list, daemon))
-	bpfload.Release() // every program is loaded: the kernel's BTF is garbage
+	bpfload.Release() // what start loads is loaded: the kernel's BTF is garbage
 	return p, nil
 }
 
