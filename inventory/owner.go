@@ -34,8 +34,9 @@ type Owner struct {
 
 // Owners maps socket inodes to the processes that hold them. It reads
 // /proc/*/fd, or lists every process's socket fds in one pass of a BPF
-// iterator after UseIterator, only for the inodes it is asked about, and remembers nothing: its caller keeps the answers (the engine's
-// owner cache, the one cache of owners). It is safe for concurrent use.
+// iterator after UseIterator, only for the inodes it is asked about, and
+// remembers nothing: its caller keeps the answers (the engine's owner
+// cache, the one cache of owners). It is safe for concurrent use.
 type Owners struct {
 	procRoot string
 
