@@ -3,6 +3,7 @@ package exporter
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -79,12 +80,55 @@ func TestSessionAppendJSON(t *testing.T) {
 		filled(t, "x", -0.0001, 4),
 		{},
 		{Reasons: []string{}},
+		// A healthy socket of scan --all, and each way of not being one.
+		{Reasons: []string{}, Verdict: "unprobed"},
+		{Verdict: "unprobed"},
+		{Reasons: []string{"idle"}, Verdict: "unprobed"},
+		{Reasons: []string{}, Verdict: "alive"},
+		{Reasons: []string{}, Verdict: "unprobed", ProbesSent: 1},
+		{Reasons: []string{}, Verdict: "unprobed", Replies: 1},
+		{Reasons: []string{}, Verdict: "unprobed", RTTSeconds: new(float64)},
+		{Reasons: []string{}, Verdict: "unprobed", Ghost: true},
+		{Reasons: []string{}, Verdict: "unprobed", Killed: true},
+		{Reasons: []string{}, Verdict: "unprobed", ProbeMode: "blind"},
+		{Reasons: []string{}, Verdict: "unprobed", HostReachable: new(bool)},
+		{Reasons: []string{}, Verdict: "unprobed", ClosedByProbe: true},
 	} {
 		checkAppendJSON(t, &s)
 	}
 	s := filled(t, "nan", math.NaN(), 5)
 	if _, err := s.AppendJSON(nil, "", "  "); err == nil {
 		t.Error("AppendJSON encoded NaN without an error, as encoding/json refuses to")
+	}
+}
+
+// TestAppendJSONMillis: a float that is a whole number of milliseconds
+// (an idle time from tcp_info) comes out as encoding/json writes it, over
+// every millisecond of the first 100 s, around powers of ten, and at
+// random up to tcp_info's 2^32 ms.
+func TestAppendJSONMillis(t *testing.T) {
+	var ms []uint64
+	for i := range uint64(100_000) {
+		ms = append(ms, i)
+	}
+	for p := uint64(1); p < 1e15; p *= 10 {
+		ms = append(ms, p-1, p, p+1, 999*p+1)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100_000 {
+		ms = append(ms, rng.Uint64N(1<<32))
+	}
+	for _, m := range ms {
+		v := float64(m) / 1000
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := jsonWriter{heads: headsFor("", "")}
+		w.float(mIdleSeconds, v)
+		if got := string(w.b[len(w.heads.heads[mIdleSeconds]):]); got != string(want) {
+			t.Fatalf("%d ms: %s, encoding/json writes %s", m, got, want)
+		}
 	}
 }
 

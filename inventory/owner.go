@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ghostd/ghostd/internal/bpfload"
 	"github.com/ghostd/ghostd/internal/closer"
 	"github.com/ghostd/ghostd/inventory/bpfowners"
 )
@@ -33,9 +34,9 @@ type Owner struct {
 
 // Owners maps socket inodes to the processes that hold them. It reads
 // /proc/*/fd, or lists every process's socket fds in one pass of a BPF
-// iterator once UseIterator succeeded, only for the inodes it is asked
-// about, and remembers nothing: its caller keeps the answers (the engine's
-// owner cache, the one cache of owners). It is safe for concurrent use.
+// iterator after UseIterator, only for the inodes it is asked about, and
+// remembers nothing: its caller keeps the answers (the engine's owner
+// cache, the one cache of owners). It is safe for concurrent use.
 type Owners struct {
 	procRoot string
 
@@ -43,6 +44,8 @@ type Owners struct {
 	walks   int // lookups so far, for tests
 	passes  int // lookups the iterator served, for tests
 	iter    *bpfowners.Lister
+	useIter bool         // UseIterator asked for the iterator, not loaded or tried yet
+	iterErr error        // why the iterator could not load
 	iterMin int          // iterMinWanted; tests lower it
 	log     *slog.Logger // says when the iterator fails
 }
@@ -64,10 +67,13 @@ func NewOwners(procRoot string) *Owners {
 
 // UseIterator makes Each find holders with the BPF task_file iterator
 // (package bpfowners): one pass in the kernel instead of a readlink per fd,
-// for lookups of many sockets or of several namespaces. When it cannot load
-// it returns why (wrapping bpfowners.ErrUnavailable) and Each keeps reading
-// /proc. Should a pass fail later, Each says so once on log and reads /proc
-// from then on.
+// for lookups of many sockets or of several namespaces. The iterator loads
+// when a lookup first needs it: a scan whose few suspects are found in
+// /proc (or that has none) never pays for loading it and its BTF. When it
+// cannot load, Each says why once on log and keeps reading /proc; should a
+// pass fail later, Each says so once and reads /proc from then on.
+// UseIterator itself fails (wrapping bpfowners.ErrUnavailable) only when
+// the iterator cannot serve these owners at all.
 func (o *Owners) UseIterator(log *slog.Logger) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -75,15 +81,26 @@ func (o *Owners) UseIterator(log *slog.Logger) error {
 		// The iterator reports pids as the initial pid namespace numbers them.
 		return fmt.Errorf("%w: owners are read from %s, not /proc", bpfowners.ErrUnavailable, o.procRoot)
 	}
-	if o.iter != nil {
-		return nil
-	}
-	l, err := bpfowners.New()
-	if err != nil {
-		return err
-	}
-	o.iter, o.log = l, log
+	o.useIter = o.iter == nil && o.iterErr == nil
+	o.log = log
 	return nil
+}
+
+// iterLocked returns the iterator, loading it on the first call after
+// UseIterator; nil when it cannot load.
+func (o *Owners) iterLocked() *bpfowners.Lister {
+	if !o.useIter {
+		return o.iter
+	}
+	o.useIter = false // one try
+	o.iter, o.iterErr = bpfowners.New()
+	// Past start-up nothing else is loading: the kernel's BTF, decoded for
+	// this load, is garbage.
+	bpfload.Release()
+	if o.iterErr != nil && o.log != nil {
+		o.log.Info("owners: reading /proc/PID/fd to find sockets' processes", "reason", o.iterErr)
+	}
+	return o.iter
 }
 
 // Close unloads the iterator, if UseIterator loaded it.
@@ -161,7 +178,7 @@ func (h holder) better(cur holder) bool {
 // failed pass unloads the iterator, says so once, and leaves found as it
 // was.
 func (o *Owners) iterate(netns uint64, found map[uint32]holder) bool {
-	if o.iter == nil || (netns != 0 && len(found) < o.iterMin) {
+	if (netns != 0 && len(found) < o.iterMin) || o.iterLocked() == nil {
 		return false
 	}
 	settled := func(h holder) bool { return h.pid != 0 && (netns == 0 || h.inside) }

@@ -20,13 +20,7 @@ import (
 // child's namespace as the hint, the child does. A socket nobody holds has
 // no owner either way.
 func TestOwnersIteratorMatchesProc(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (new network namespaces, pidfd_getfd, CAP_BPF)")
-	}
-	iter := testnet.LoadBPF(t, func() (*Owners, error) {
-		o := NewOwners("/proc")
-		return o, o.UseIterator(nil)
-	})
+	iter := iterOwners(t)
 	iter.iterMin = 0 // the iterator serves even a handful of one namespace's sockets
 
 	a, b := startHolder(t, true), startHolder(t, true)
@@ -59,7 +53,7 @@ func TestOwnersIteratorMatchesProc(t *testing.T) {
 			passes := iter.passes
 			fromIter := lookup(iter, tt.netns, inodes)
 			if iter.passes != passes+1 {
-				t.Fatalf("the iterator did not serve the lookup (%d passes, want %d)", iter.passes, passes+1)
+				t.Fatalf("the iterator did not serve the lookup (%d passes, want %d): %v", iter.passes, passes+1, iter.iterErr)
 			}
 			if diff := cmp.Diff(fromProc, fromIter); diff != "" {
 				t.Errorf("owners (-/proc +iterator):\n%s", diff)
@@ -156,4 +150,41 @@ func ownCgroup(t *testing.T) (unit, container string) {
 		t.Fatal(err)
 	}
 	return ParseCgroup(b)
+}
+
+// TestOwnersIteratorLoadsOnNeed: UseIterator loads nothing; a lookup of a
+// few sockets of one namespace (read from /proc) still loads nothing; the
+// first lookup the iterator serves loads it, once.
+func TestOwnersIteratorLoadsOnNeed(t *testing.T) {
+	o := iterOwners(t)
+	h := startHolder(t, true)
+	inodes := holderInodes(t, h.Pid())
+	if o.iter != nil || !o.useIter {
+		t.Fatalf("UseIterator loaded the iterator (or gave up on it): %v", o.iterErr)
+	}
+	few := lookup(o, holderNetns(t, h.Pid()), inodes)
+	if o.iter != nil || !o.useIter || len(few) != len(inodes) {
+		t.Fatalf("a lookup of %d sockets of one namespace: iterator loaded %v (tried: %v), %d owners found; want it untried, %d found",
+			len(inodes), o.iter != nil, !o.useIter, len(few), len(inodes))
+	}
+	all := lookup(o, 0, inodes)
+	if o.iter == nil || o.passes != 1 {
+		t.Fatalf("a lookup of any namespace: iterator %v, %d passes; want loaded, 1 pass (load error: %v)", o.iter != nil, o.passes, o.iterErr)
+	}
+	if diff := cmp.Diff(few, all); diff != "" {
+		t.Errorf("owners (-/proc +iterator):\n%s", diff)
+	}
+}
+
+// iterOwners needs root and returns Owners told to use the iterator,
+// closed when the test ends.
+func iterOwners(t *testing.T) *Owners {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (new network namespaces, pidfd_getfd, CAP_BPF)")
+	}
+	return testnet.LoadBPF(t, func() (*Owners, error) {
+		o := NewOwners("/proc")
+		return o, o.UseIterator(nil)
+	})
 }

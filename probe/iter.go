@@ -29,8 +29,12 @@ const DefaultBTFPath = bpfload.KernelBTFPath
 // Its methods are safe for concurrent use.
 type IterReader struct {
 	sem  chan struct{} // held during a pass, and by Close
-	impl *iterImpl     // nil once closed
-	hz   int           // the kernel's jiffies per second, for keepalive times
+	impl *iterImpl     // nil until loaded (NewIterReaderOnUse) and once closed
+	// load is the BTF to load the program against at the first pass
+	// (NewIterReaderOnUse); "" once loaded, tried or closed.
+	load    string
+	loadErr error // why that load failed; it wraps ErrNoSeq
+	hz      int   // the kernel's jiffies per second, for keepalive times
 }
 
 var _ SeqReader = (*IterReader)(nil)
@@ -41,6 +45,24 @@ var _ SeqReader = (*IterReader)(nil)
 // rejection).
 func NewIterReader() (*IterReader, error) {
 	return newIterReader(DefaultBTFPath)
+}
+
+// NewIterReaderOnUse is NewIterReader that loads the program at the first
+// pass rather than now: a scan with nothing to probe never pays for the
+// kernel's BTF and the verifier (~20 ms). It checks now what it can without
+// loading, and fails as NewIterReader does when the kernel has no BTF or
+// predates iter/tcp. The caller checks the privileges. Should the load fail
+// at the first pass all the same (the verifier), that pass's error wraps
+// ErrNoSeq and says why, and so does every later one.
+func NewIterReaderOnUse() (*IterReader, error) {
+	if err := checkIter(DefaultBTFPath); err != nil {
+		return nil, err
+	}
+	hz, err := kernelhz.HZ()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
+	}
+	return &IterReader{sem: make(chan struct{}, 1), load: DefaultBTFPath, hz: hz}, nil
 }
 
 func newIterReader(btfPath string) (*IterReader, error) {
@@ -77,7 +99,17 @@ func (r *IterReader) ReadSeq(ctx context.Context, nsPath string, cookies []uint6
 		return nil, fmt.Errorf("probe: read seq netns %q: %w", nsPath, ctx.Err())
 	}
 	defer func() { <-r.sem }()
-	if r.impl == nil {
+	if r.load != "" {
+		r.impl, r.loadErr = newIterImpl(r.load)
+		r.load = ""
+		// Past start-up nothing else is loading: the kernel's BTF,
+		// decoded for this load, is garbage.
+		bpfload.Release()
+	}
+	switch {
+	case r.loadErr != nil:
+		return nil, r.loadErr
+	case r.impl == nil:
 		return nil, fmt.Errorf("probe: read seq: %w", os.ErrClosed)
 	}
 
@@ -109,6 +141,7 @@ func (r *IterReader) Close() error {
 	}
 	r.sem <- struct{}{}
 	defer func() { <-r.sem }()
+	r.load = ""
 	if r.impl == nil {
 		return nil
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/ghostd/ghostd/internal/nsthread"
 
@@ -49,11 +48,25 @@ func newIterImpl(btfPath string) (*iterImpl, error) {
 		it.objs.Close()
 		return nil, fmt.Errorf("%w: attach iter/tcp: %w", ErrNoSeq, err)
 	}
-	// Decoding the kernel's BTF for CO-RE allocates once, all garbage
-	// now: give it back to the OS rather than carry it in the daemon's
-	// resident size.
-	debug.FreeOSMemory()
 	return it, nil
+}
+
+// checkIter says, without loading anything, why newIterImpl would fail:
+// no BTF at btfPath, or a kernel older than iter/tcp (5.9).
+func checkIter(btfPath string) error {
+	if _, err := os.Stat(btfPath); err != nil {
+		return fmt.Errorf("%w: no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", ErrNoSeq, btfPath, err)
+	}
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return fmt.Errorf("%w: uname: %w", ErrNoSeq, err)
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	var major, minor int
+	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err == nil && (major < 5 || major == 5 && minor < 9) {
+		return fmt.Errorf("%w: kernel %s has no iter/tcp BPF iterator (needs Linux 5.9+)", ErrNoSeq, release)
+	}
+	return nil
 }
 
 // setAutolabelBits tells the program where inet_sock.inet_flags keeps a

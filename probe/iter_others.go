@@ -16,3 +16,7 @@ func newIterImpl(string) (*iterImpl, error) {
 func (*iterImpl) pass(context.Context, string, []uint64) ([]byte, error) { return nil, ErrNoSeq }
 
 func (*iterImpl) close() error { return nil }
+
+func checkIter(string) error {
+	return fmt.Errorf("%w: BPF socket iterators need Linux", ErrNoSeq)
+}

@@ -7,11 +7,13 @@
 #   Dial included as ghostd scan pays it too);
 #   ghostd scan --all --json and ghostd scan --all (the table), output to
 #   /dev/null, with --idle 24h so that no socket turns into an idle suspect
-#   mid-benchmark (200 000 suspects would be probed at 200 probes/s).
-# Both scans name every socket's process, which reads every socket fd on the
-# host: in one BPF task_file pass as root, else by walking /proc as ss -p does
-# (ss -tanp itself took over 10 minutes here at 200 000 sockets). Another
-# process's sockets on the host therefore cost the scans, not the pass.
+#   mid-benchmark (200 000 suspects would be probed at 200 probes/s);
+#   ghostd scan --all --processes --json, which names every socket's process.
+# Naming a socket's process reads every socket fd on the host: in one BPF
+# task_file pass as root, else by walking /proc as ss -p does (ss -tanp itself
+# took over 10 minutes here at 200 000 sockets). Another process's sockets on
+# the host therefore cost --processes, not the pass; without it, scan --all
+# names the processes of suspects only (none here).
 # It prints medians of wall and CPU (user + sys) time, their ratios to the
 # inventory pass, and the peak RSS (/usr/bin/time) of each. Targets (issue
 # 12): ratio <= 1.5 and RSS <= 64 MiB at 200 000 sockets.
@@ -64,6 +66,7 @@ for _ in $(seq "$RUNS"); do
 	awk -v u="$(field user_ms_per_run "$out")" -v s="$(field sys_ms_per_run "$out")" 'BEGIN {printf "%.0f\n", u + s}' >>"$tmp/pass.cpu"
 	timed json "$ghostd" scan --config /dev/null --netns "$ns" --idle 24h --all --json
 	timed table "$ghostd" scan --config /dev/null --netns "$ns" --idle 24h --all
+	timed processes "$ghostd" scan --config /dev/null --netns "$ns" --idle 24h --all --processes --json
 	if [ -n "${BENCH_SCAN_BASE:-}" ]; then
 		timed base-json "$BENCH_SCAN_BASE" scan --config /dev/null --netns "$ns" --idle 24h --all --json
 		timed base-table "$BENCH_SCAN_BASE" scan --config /dev/null --netns "$ns" --idle 24h --all
@@ -72,16 +75,19 @@ done
 pass_ms=$(median <"$tmp/pass.ms")
 pass_cpu=$(median <"$tmp/pass.cpu")
 awk -v p="$pass_ms" -v c="$pass_cpu" -v r="$(sort -n "$tmp/pass.rss" | tail -1)" -v runs="$(paste -sd, "$tmp/pass.ms")" \
-	'BEGIN { printf "  %-24s wall", "inventory pass"; printf " %6.0f ms (runs %s), CPU %5.0f ms, max RSS %.1f MiB\n", p, runs, c, r / 1024 }'
-names="json table"
+	'BEGIN { printf "  %-28s wall", "inventory pass"; printf " %6.0f ms (runs %s), CPU %5.0f ms, max RSS %.1f MiB\n", p, runs, c, r / 1024 }'
+names="json table processes"
 [ -n "${BENCH_SCAN_BASE:-}" ] && names="$names base-json base-table"
 for name in $names; do
 	ms=$(median <"$tmp/$name.ms")
 	cpu=$(median <"$tmp/$name.cpu")
 	rss=$(sort -n "$tmp/$name.rss" | tail -1)
 	label="scan --all $name"
-	case $name in base-*) label="base: scan --all ${name#base-}" ;; esac
+	case $name in
+	processes) label="scan --all --processes json" ;;
+	base-*) label="base: scan --all ${name#base-}" ;;
+	esac
 	awk -v n="$label" -v m="$ms" -v p="$pass_ms" -v c="$cpu" -v pc="$pass_cpu" -v r="$rss" -v runs="$(paste -sd, "$tmp/$name.ms")" 'BEGIN {
-		printf "  %-24s wall %6.0f ms (runs %s), CPU %5.0f ms; / inventory pass: wall %.2f, CPU %.2f (target <= 1.5); max RSS %.1f MiB (target <= 64)\n", n, m, runs, c, m / p, c / pc, r / 1024
+		printf "  %-28s wall %6.0f ms (runs %s), CPU %5.0f ms; / inventory pass: wall %.2f, CPU %.2f (target <= 1.5); max RSS %.1f MiB (target <= 64)\n", n, m, runs, c, m / p, c / pc, r / 1024
 	}'
 done

@@ -112,6 +112,16 @@ func TestFormatIdle(t *testing.T) {
 			t.Errorf("idleCache.format(%v) = %q, want %q", sec, got, want)
 		}
 	}
+	// Every rounding boundary up to two hours, in a scrambled order, through
+	// one cache: each of its slots holds one value.
+	var sweep idleCache
+	const n = 2 * 3600 * 4
+	for i := range n {
+		sec := float64(i*7919%n)/4 - 0.0002 // a quarter second apart, just below each boundary
+		if got, want := sweep.format(sec), FormatIdle(sec); got != want {
+			t.Fatalf("idleCache.format(%v) = %q, want %q", sec, got, want)
+		}
+	}
 }
 
 // TestTableProcessCell: who holds the socket, and where it runs, as the

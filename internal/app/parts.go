@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ghostd/ghostd/exporter"
+	"github.com/ghostd/ghostd/internal/bpfload"
 	"github.com/ghostd/ghostd/internal/config"
 	"github.com/ghostd/ghostd/internal/engine"
 	"github.com/ghostd/ghostd/inventory"
@@ -35,10 +36,16 @@ type parts struct {
 	destroyErr  error
 }
 
+// listing is what a scan lists beyond the suspects and their processes.
+type listing struct {
+	all       bool // every socket (scan --all)
+	processes bool // with all, every socket's process (scan --processes)
+}
+
 // newParts builds the scanner, prober and engine for cfg. It explains once, in
 // one line each, what the process's capabilities do not allow. daemon says
 // whether scans repeat every cfg.Interval (`ghostd run`) or happen once.
-func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, error) {
+func newParts(cfg config.Config, log *slog.Logger, list listing, daemon bool) (*parts, error) {
 	sel, err := inventory.SelectNetns(cfg.Netns)
 	if err != nil {
 		return nil, err // "inventory: --netns X: ...", said once
@@ -70,7 +77,8 @@ func newParts(cfg config.Config, log *slog.Logger, all, daemon bool) (*parts, er
 		p.prober = p.newProber(cfg)
 		prober = p.prober
 	}
-	p.engine = engine.New(p.scanner, prober, owners, engineOptions(cfg, all, daemon))
+	p.engine = engine.New(p.scanner, prober, owners, engineOptions(cfg, list, daemon))
+	bpfload.Release() // what start loads is loaded: the kernel's BTF is garbage
 	return p, nil
 }
 
@@ -85,7 +93,14 @@ func newPods(cfg config.Config, log *slog.Logger) (*podinfo.Resolver, error) {
 
 func (p *parts) newProber(cfg config.Config) *probe.Prober {
 	var seq probe.SeqReader
-	r, err := probe.NewIterReader()
+	// The iterator loads at the first probe (a scan with nothing to probe
+	// never pays for it) when it has the privileges; without them, now,
+	// which says at start why probes are blind.
+	load := probe.NewIterReader
+	if p.caps.Has(capSysAdmin) || p.caps.Has(capBPF) && p.caps.Has(capPerfmon) {
+		load = probe.NewIterReaderOnUse
+	}
+	r, err := load()
 	if err != nil {
 		p.log.Warn("probing blind: random-sequence probes; a RST is evidence, silence alone is not", "reason", err)
 	} else {
@@ -122,12 +137,13 @@ func (p *parts) Close() error {
 }
 
 // engineOptions maps the configuration onto the engine.
-func engineOptions(cfg config.Config, all, daemon bool) engine.Options {
+func engineOptions(cfg config.Config, list listing, daemon bool) engine.Options {
 	return engine.Options{
 		Tracker:   trackerConfig(cfg, daemon),
 		Backoff:   cfg.Probe.Backoff,
 		Reconfirm: cfg.Probe.Reconfirm,
-		All:       all,
+		All:       list.all,
+		Processes: list.processes,
 	}
 }
 

@@ -92,7 +92,7 @@ type daemon struct {
 }
 
 func newDaemon(cfg config.Config, f *config.Flags, log *slog.Logger, b Build) (*daemon, error) {
-	p, err := newParts(cfg, log, false, true)
+	p, err := newParts(cfg, log, listing{}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +384,7 @@ func (d *daemon) reload() {
 	d.cfg = cfg
 	d.killer.SetPolicy(pol) // the same killer: a reload does not refill its rate limit
 	d.mu.Unlock()
-	d.parts.engine.SetOptions(engineOptions(cfg, false, true))
+	d.parts.engine.SetOptions(engineOptions(cfg, listing{}, true))
 	if !equalStrings(old.Web.ListenAddress, cfg.Web.ListenAddress) || old.Web.ConfigFile != cfg.Web.ConfigFile ||
 		old.Probe.Enabled != cfg.Probe.Enabled || old.Netns != cfg.Netns || old.Events != cfg.Events {
 		d.log.Warn("web, netns, probe on/off and events changes take effect after a restart")

@@ -25,8 +25,9 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := config.RegisterFlags(fs, true)
 	fs.StringVar(&f.ConfigFile, "config", config.DefaultPath, "configuration file (a missing default file means defaults)")
 	asJSON := fs.Bool("json", false, "print the JSON document instead of a table")
-	all := fs.Bool("all", false, "list every socket, not only suspects")
-	by := fs.String("by", "", "print the sessions grouped by owner or destination, one row per group")
+	all := fs.Bool("all", false, "list every socket, not only suspects (naming the processes of suspects only, see --processes)")
+	processes := fs.Bool("processes", false, "with --all, name every listed socket's process, not only the suspects' (reads every socket fd on the host)")
+	by := fs.String("by", "", "print the sessions grouped by owner or destination, one row per group (--by owner implies --processes)")
 	if code, ok := parseFlags(fs, args, stderr, true); !ok {
 		return code
 	}
@@ -40,7 +41,9 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	log := newLogger(stderr, cfg.Log)
-	p, err := newParts(cfg, log, *all, false)
+	// Grouping by owner needs every listed socket's owner.
+	list := listing{all: *all, processes: *processes || exporter.GroupBy(*by) == exporter.ByOwner}
+	p, err := newParts(cfg, log, list, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "ghostd scan: %v\n", err)
 		return ExitUsage

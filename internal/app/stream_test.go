@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -118,11 +119,42 @@ func TestWriteTableMatchesTabwriter(t *testing.T) {
 	}
 }
 
-// BenchmarkWriteTable prints the table of 200 000 healthy sockets, as
-// `ghostd scan --all` does: two passes over the sessions (the column
-// widths, then the rows), a batch of 512 at a time.
-func BenchmarkWriteTable(b *testing.B) {
-	const n = 200_000
+// TestWriteTableLookAhead: rows are padded a block of tableLookAhead at a
+// time (the header is the first block's first row), each block to the
+// widest cells so far: a wider cell in the second block widens its column
+// from there on, and only there.
+func TestWriteTableLookAhead(t *testing.T) {
+	n := tableLookAhead + 10
+	ss, doc := benchSessions(n)
+	for i := range ss {
+		ss[i].Netns = "a"
+	}
+	wide := "a-much-longer-name"
+	ss[n-1].Netns = wide
+	var out bytes.Buffer
+	if err := writeTableStream(&out, doc.Namespaces, inBatches(ss, 512), "in_window"); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) != n+3 { // the header, the rows, the summary, ""
+		t.Fatalf("%d lines, want %d", len(lines), n+3)
+	}
+	for i, line := range lines[1 : n+1] {
+		// NETNS is padded to its width plus two: "NETNS" in the first
+		// block, the wide name after it.
+		want := len("NETNS") + 2
+		if i+1 >= tableLookAhead {
+			want = len(wide) + 2
+		}
+		if got := strings.Index(line, "ESTABLISHED"); got != want {
+			t.Fatalf("row %d: STATE at column %d, want %d: %q", i+1, got, want, line)
+		}
+	}
+}
+
+// benchSessions returns n healthy sockets' sessions as `ghostd scan --all`
+// lists them, and their document's namespaces.
+func benchSessions(n int) ([]exporter.Session, *exporter.Document) {
 	ss := make([]exporter.Session, n)
 	for i := range ss {
 		ss[i] = exporter.Session{
@@ -132,10 +164,36 @@ func BenchmarkWriteTable(b *testing.B) {
 			KernelDeadlineBasis: "none",
 		}
 	}
-	doc := &exporter.Document{Namespaces: []exporter.NamespaceStatus{{Netns: "gd-scan-1a2b3c", Sockets: n}}}
+	return ss, &exporter.Document{Namespaces: []exporter.NamespaceStatus{{Netns: "gd-scan-1a2b3c", Sockets: n}}}
+}
+
+// BenchmarkWriteTable prints the table of 200 000 healthy sockets, as
+// `ghostd scan --all` does: one pass over the sessions, a batch of 512 at a
+// time.
+func BenchmarkWriteTable(b *testing.B) {
+	const n = 200_000
+	ss, doc := benchSessions(n)
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := writeTableStream(io.Discard, doc.Namespaces, inBatches(ss, 512), "in_window"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/session")
+}
+
+// BenchmarkWriteJSON writes the JSON document of 200 000 healthy sockets
+// through a 64 KiB buffer, as `ghostd scan --all --json` does.
+func BenchmarkWriteJSON(b *testing.B) {
+	const n = 200_000
+	ss, doc := benchSessions(n)
+	out := bufio.NewWriterSize(io.Discard, 64<<10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := writeJSON(out, doc, inBatches(ss, 512)); err != nil {
+			b.Fatal(err)
+		}
+		if err := out.Flush(); err != nil {
 			b.Fatal(err)
 		}
 	}

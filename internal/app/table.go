@@ -15,37 +15,41 @@ import (
 // to its widest cell plus two spaces, as text/tabwriter would.
 var tableColumns = [...]string{"NETNS", "STATE", "LOCAL", "REMOTE", "IDLE", "KERNEL", "REASONS", "VERDICT", "PROBES", "PROCESS"}
 
-// rowCells is one row's cells, written one after the other into one buffer
-// that the next row reuses: `ghostd scan --all` lays out 200 000 rows
-// twice (the widths, then the rows), and a string per cell was most of it.
+// rowCells is a row's cells, written one after the other at the end of b,
+// after the rows before it (the rows a table holds until it writes them):
+// `ghostd scan --all` lays out 200 000 rows, and a string per cell was most
+// of it.
 type rowCells struct {
-	b    []byte
-	ends [len(tableColumns)]int // cell i is b[ends[i-1]:ends[i]]
-	idle idleCache
+	b     []byte
+	start int                    // the row's first cell starts at b[start]
+	ends  [len(tableColumns)]int // cell i ends at b[ends[i]]
+	idle  idleCache
 }
 
 // cell returns the i-th cell.
 func (r *rowCells) cell(i int) []byte {
-	start := 0
+	start := r.start
 	if i > 0 {
 		start = r.ends[i-1]
 	}
 	return r.b[start:r.ends[i]]
 }
 
-// header makes r the header row.
+// header makes r's next row the header.
 func (r *rowCells) header() {
-	r.b = r.b[:0]
+	r.start = len(r.b)
 	for i, c := range tableColumns {
 		r.b = append(r.b, c...)
 		r.ends[i] = len(r.b)
 	}
 }
 
-// fill makes r the row of s. Names and comms come from other users: never
-// let them reach the terminal raw (escape sequences), nor break the columns.
+// fill makes r's next row the row of s. Names and comms come from other
+// users: never let them reach the terminal raw (escape sequences), nor
+// break the columns.
 func (r *rowCells) fill(s *exporter.Session) {
-	b := appendTermSafe(r.b[:0], s.Netns)
+	r.start = len(r.b)
+	b := appendTermSafe(r.b, s.Netns)
 	r.ends[0] = len(b)
 	b = append(b, s.State...)
 	r.ends[1] = len(b)
@@ -152,23 +156,40 @@ func (k idleKey) format() string {
 
 // idleCache remembers the idle cells already formatted: at one-second
 // resolution (a minute's past an hour) 200 000 sockets share a few
-// thousand values, and formatting a time.Duration allocates.
+// thousand values, and formatting a time.Duration allocates. A cell under
+// an hour is found by its rounded value, in an array.
 type idleCache struct {
-	cells map[idleKey]string
+	ms    [1001]string // under a second: by milliseconds, rounded (0 to 1000)
+	secs  [3601]string // under an hour: by seconds, rounded (1 to 3600)
+	hours map[idleKey]string
 }
 
 // format is FormatIdle, remembered.
 func (c *idleCache) format(sec float64) string {
 	k := idleKeyOf(sec)
-	if v, ok := c.cells[k]; ok {
+	var slot *string
+	switch k.unit {
+	case 0:
+		return k.format()
+	case time.Millisecond:
+		slot = &c.ms[k.rounded/time.Millisecond]
+	case time.Second:
+		slot = &c.secs[k.rounded/time.Second]
+	default:
+		v, ok := c.hours[k]
+		if !ok {
+			if c.hours == nil || len(c.hours) >= 1<<14 {
+				c.hours = make(map[idleKey]string)
+			}
+			v = k.format()
+			c.hours[k] = v
+		}
 		return v
 	}
-	if c.cells == nil || len(c.cells) >= 1<<14 {
-		c.cells = make(map[idleKey]string)
+	if *slot == "" {
+		*slot = k.format()
 	}
-	v := k.format()
-	c.cells[k] = v
-	return v
+	return *slot
 }
 
 // writeTable prints a document's sessions like ss does, then one line per
@@ -177,24 +198,96 @@ func writeTable(w io.Writer, doc *exporter.Document, mode string) error {
 	return writeTableStream(w, doc.Namespaces, func(fn func([]exporter.Session) bool) { fn(doc.Sessions) }, mode)
 }
 
-// writeTableStream is writeTable for sessions listed by each, in two passes:
-// one for the column widths, one for the rows; nothing but the widths and
-// counts is kept between them.
+// tableLookAhead is how many rows the table holds before it writes them:
+// their column widths are those of every row held and written before, so
+// a listing of up to this many rows is laid out as one, and in a longer
+// one a column can only widen from one block of rows to the next. The
+// rows held (~4 MB) are what building each session once costs: the table
+// built every session twice, once for the widths, once for the rows.
+const tableLookAhead = 32768
+
+// rowBlock holds rows laid out but not written yet: their cells are in
+// text (rowCells.b), one row after the other.
+type rowBlock struct {
+	rows []heldRow
+}
+
+// heldRow is where a held row's cells end in text, and how wide each
+// padded one is in runes.
+type heldRow struct {
+	ends  [len(tableColumns)]uint32 // cell i ends at text[ends[i]]
+	runes [len(tableColumns) - 1]uint32
+}
+
+// add holds row's last row and widens widths to its cells.
+func (b *rowBlock) add(row *rowCells, widths *[len(tableColumns) - 1]int) {
+	var h heldRow
+	for i, e := range row.ends {
+		h.ends[i] = uint32(e)
+	}
+	for i := range h.runes {
+		n := utf8.RuneCount(row.cell(i))
+		h.runes[i] = uint32(n)
+		widths[i] = max(widths[i], n)
+	}
+	b.rows = append(b.rows, h)
+}
+
+// appendRow appends held row r of text padded to widths, and a newline.
+func (b *rowBlock) appendRow(line, text []byte, r int, widths *[len(tableColumns) - 1]int) []byte {
+	start := uint32(0)
+	if r > 0 {
+		start = b.rows[r-1].ends[len(tableColumns)-1]
+	}
+	h := &b.rows[r]
+	for i, end := range h.ends {
+		line = append(line, text[start:end]...)
+		start = end
+		if i < len(h.runes) {
+			for pad := widths[i] + 2 - int(h.runes[i]); pad > 0; pad -= len(spaces) {
+				line = append(line, spaces[:min(pad, len(spaces))]...)
+			}
+		}
+	}
+	return append(line, '\n')
+}
+
+// spaces pads cells, a run of them at a time.
+const spaces = "                                "
+
+// writeTableStream is writeTable for sessions listed by each, in one pass:
+// the rows are held tableLookAhead at a time, then written padded to the
+// widest cells so far.
 func writeTableStream(w io.Writer, namespaces []exporter.NamespaceStatus, each eachSessions, mode string) error {
 	var widths [len(tableColumns) - 1]int
 	var row rowCells
-	grow := func() {
-		for i := range widths {
-			widths[i] = max(widths[i], utf8.RuneCount(row.cell(i)))
+	var block rowBlock
+	var line []byte
+	var err error
+	flush := func() {
+		for r := range block.rows {
+			line = block.appendRow(line[:0], row.b, r, &widths)
+			if _, err = w.Write(line); err != nil {
+				return
+			}
+		}
+		row.b, block.rows = row.b[:0], block.rows[:0]
+	}
+	listed, ghosts := 0, 0
+	add := func() {
+		block.add(&row, &widths)
+		if len(block.rows) >= tableLookAhead {
+			flush()
 		}
 	}
 	row.header()
-	grow()
-	listed, ghosts := 0, 0
+	add()
 	each(func(batch []exporter.Session) bool {
 		for i := range batch {
 			row.fill(&batch[i])
-			grow()
+			if add(); err != nil {
+				return false
+			}
 			listed++
 			if batch[i].Ghost {
 				ghosts++
@@ -202,32 +295,9 @@ func writeTableStream(w io.Writer, namespaces []exporter.NamespaceStatus, each e
 		}
 		return true
 	})
-	var line []byte
-	var err error
-	writeRow := func() {
-		line = line[:0]
-		for i := range widths {
-			c := row.cell(i)
-			line = append(line, c...)
-			for n := utf8.RuneCount(c); n < widths[i]+2; n++ {
-				line = append(line, ' ')
-			}
-		}
-		line = append(line, row.cell(len(widths))...)
-		line = append(line, '\n')
-		_, err = w.Write(line)
+	if err == nil {
+		flush()
 	}
-	row.header()
-	writeRow()
-	each(func(batch []exporter.Session) bool {
-		for i := range batch {
-			row.fill(&batch[i])
-			if writeRow(); err != nil {
-				return false
-			}
-		}
-		return true
-	})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,13 @@ import (
 // so a namespace name or a comm that a local user chose cannot move the
 // cursor, recolour the screen or hide a row of `ghostd scan`.
 func termSafe(s string) string {
+	ascii := true // printable ASCII only: the usual name, clean at a glance
+	for i := 0; i < len(s) && ascii; i++ {
+		ascii = s[i] >= 0x20 && s[i] < 0x7f
+	}
+	if ascii {
+		return s
+	}
 	clean := true
 	for _, r := range s {
 		if r == utf8.RuneError || unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {

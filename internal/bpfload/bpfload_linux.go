@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -24,23 +26,57 @@ func Spec(source string, object []byte) (*ebpf.CollectionSpec, error) {
 // Options reads the kernel BTF at btfPath (KernelBTFPath: the running
 // kernel's; another path: a test's broken or foreign BTF) and returns it
 // with load options that relocate programs against it and share one decoded
-// copy of it.
+// copy of it. The running kernel's is decoded once per process, until
+// Release: ghostd loads up to three programs at start, and each decoded it
+// again (~10 ms each).
 func Options(btfPath string) (*btf.Spec, *ebpf.CollectionOptions, error) {
 	if _, err := os.Stat(btfPath); err != nil {
 		return nil, nil, fmt.Errorf("no BTF at %s (kernel built without CONFIG_DEBUG_INFO_BTF?): %w", btfPath, err)
 	}
-	cache := btf.NewCache()
+	var cache *btf.Cache
 	var kernel *btf.Spec
 	var err error
 	if btfPath == KernelBTFPath {
+		cache = sharedCache()
 		kernel, err = cache.Kernel()
 	} else {
+		cache = btf.NewCache()
 		kernel, err = btf.LoadSpec(btfPath)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("read BTF %s: %w", btfPath, err)
 	}
 	return kernel, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}, Cache: cache}, nil
+}
+
+// shared is the process's cache of the running kernel's BTF; nil until
+// Options first needs it and after Release.
+var shared struct {
+	mu    sync.Mutex
+	cache *btf.Cache
+}
+
+func sharedCache() *btf.Cache {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.cache == nil {
+		shared.cache = btf.NewCache()
+	}
+	return shared.cache
+}
+
+// Release drops the process's decoded copy of the kernel's BTF once its
+// programs are loaded (they keep none of it), and gives the memory back to
+// the OS rather than carry it in a daemon's resident size. A later Options
+// decodes it again.
+func Release() {
+	shared.mu.Lock()
+	had := shared.cache != nil
+	shared.cache = nil
+	shared.mu.Unlock()
+	if had {
+		debug.FreeOSMemory()
+	}
 }
 
 // Failure wraps a load error of what (for example "load iter/tcp") with the

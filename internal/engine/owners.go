@@ -32,7 +32,7 @@ func (e *Engine) resolveOwners(always bool) {
 	e.mu.Lock()
 	now := e.opts.Now()
 	newSuspects := e.tracker.NewSuspects()
-	if !always && !e.opts.All && newSuspects == e.ownersSeen && !e.ownerRetryDueLocked(now) {
+	if !always && !e.opts.namesAll() && newSuspects == e.ownersSeen && !e.ownerRetryDueLocked(now) {
 		e.mu.Unlock()
 		return
 	}
@@ -108,10 +108,15 @@ func (e *Engine) resolveOwners(always bool) {
 	e.pruneOwnersLocked(reported)
 }
 
-// eachInodeLocked calls fn with the namespace and inode of every session to
-// report (eachBriefLocked without the rest of a Brief).
+// namesAll reports whether every listed socket's owner is named, not only
+// the suspects'.
+func (o *Options) namesAll() bool { return o.All && o.Processes }
+
+// eachInodeLocked calls fn with the namespace and inode of every session
+// whose owner is named: every suspect, or every listed socket with
+// Options.Processes.
 func (e *Engine) eachInodeLocked(fn func(netns uint64, inode uint32)) {
-	if !e.opts.All {
+	if !e.opts.namesAll() {
 		e.tracker.EachSuspectBrief(func(b *tracker.Brief) { fn(b.Key.Netns, b.Inode) })
 		return
 	}

@@ -144,3 +144,43 @@ func TestOwnersSharedAndCached(t *testing.T) {
 		t.Errorf("session of inode 1 (nobody holds it): %+v", s)
 	}
 }
+
+// TestListedOwnersOnRequest: scan --all names the processes of suspects
+// only, unless Processes asks for every listed socket's; a suspect's owner
+// is the same either way.
+func TestListedOwnersOnRequest(t *testing.T) {
+	for _, processes := range []bool{false, true} {
+		inv := &fakeInv{
+			ns: []inventory.Namespace{{Inode: 7, Name: "srv"}},
+			sockets: map[uint64][]inventory.Socket{7: {
+				idleSocket(1, 1, 2*time.Minute), // a suspect
+				idleSocket(2, 2, time.Second),   // healthy
+				idleSocket(3, 3, time.Second),   // healthy
+			}},
+		}
+		ow := &flakyOwners{found: true}
+		e := New(inv, nil, ow, Options{Tracker: tracker.Config{Idle: time.Minute}, All: true, Processes: processes})
+		e.Scan(context.Background())
+		e.Snapshot()
+		wantAsked := []uint32{1}
+		if processes {
+			wantAsked = []uint32{1, 2, 3}
+		}
+		if diff := cmp.Diff(wantAsked, ow.asked); diff != "" {
+			t.Errorf("processes=%v: inodes looked up (-want +got):\n%s", processes, diff)
+		}
+		doc := e.Document()
+		if len(doc.Sessions) != 3 {
+			t.Fatalf("processes=%v: %d sessions, want 3", processes, len(doc.Sessions))
+		}
+		for _, s := range doc.Sessions {
+			named := processes || s.Cookie == 1
+			if got := s.PID == 4242 && s.Comm == "sshd" && s.Unit == "ssh.service"; got != named {
+				t.Errorf("processes=%v: cookie %d: pid %d comm %q unit %q; want named: %v", processes, s.Cookie, s.PID, s.Comm, s.Unit, named)
+			}
+			if !named && (s.PID != 0 || s.Comm != "" || s.Unit != "") {
+				t.Errorf("processes=%v: cookie %d: owner %d %q %q, want none", processes, s.Cookie, s.PID, s.Comm, s.Unit)
+			}
+		}
+	}
+}

@@ -289,12 +289,20 @@ func (e *Engine) listedSessionLocked(s *exporter.Session, l *listedSocket, scann
 			return
 		}
 	}
-	if g, ok := e.gone[k]; ok {
-		*s = g.session
-		return
+	if len(e.gone) > 0 { // hashing a key costs even an empty map
+		if g, ok := e.gone[k]; ok {
+			*s = g.session
+			return
+		}
 	}
 	ent := l.entry(scanned)
-	e.fillSession(s, &ent, now)
+	// A socket that is no suspect is named only on request (Processes):
+	// its owner was not looked up.
+	var o inventory.Owner
+	if e.opts.Processes {
+		o = e.owner(l.inode)
+	}
+	e.fillSessionOf(s, &ent, o, now)
 }
 
 // sessionByKeyLocked builds the session of k: a tracked socket, a socket of
@@ -348,9 +356,13 @@ func (e *Engine) session(ent *tracker.Entry, now time.Time) exporter.Session {
 // fillSession sets *s, whatever it held, to the session of ent: a listing
 // builds each session in its batch's own slot rather than copying it there.
 func (e *Engine) fillSession(s *exporter.Session, ent *tracker.Entry, now time.Time) {
+	e.fillSessionOf(s, ent, e.owner(ent.Socket.Inode), now)
+}
+
+// fillSessionOf is fillSession with the socket's owner, o.
+func (e *Engine) fillSessionOf(s *exporter.Session, ent *tracker.Entry, o inventory.Owner, now time.Time) {
 	sk := &ent.Socket
 	k := sk.Key()
-	o := e.owner(sk.Inode)
 	nm := e.names[sk.Netns]
 	*s = exporter.Session{
 		Netns:       nm.Name,
