@@ -32,6 +32,9 @@ func ghostCandidate(cookie uint64) Candidate {
 	}
 	sock.Info.Len = 280
 	sock.Info.SetOptional(1000, 2000, 0, 0)
+	// The peer's last ACK came long before it was confirmed a ghost (10 min
+	// before t0), even for tests whose clock runs on for an hour.
+	sock.Info.LastAckRecv = uint32((24 * time.Hour).Milliseconds())
 	return Candidate{
 		Socket:      sock,
 		Netns:       "host",
