@@ -85,9 +85,10 @@ type Session struct {
 	NAT string `json:"nat,omitempty"`
 	// Uncertain says why the verdict is not confirmed although it looks
 	// like a ghost's: "interference" (packets for the 4-tuple that answered
-	// none of the probes arrived, as in an attack) or "capture_lost" (the
-	// capture dropped datagrams). Such a verdict is never a ghost and never
-	// killed; a later round probes again.
+	// none of the probes arrived, as in an attack), "capture_lost" (the
+	// capture dropped datagrams) or "blind" (a blind probe's RST or ICMP
+	// error, which a stateful firewall may have sent for the peer). Such a
+	// verdict is never a ghost and never killed; a later round probes again.
 	Uncertain string `json:"uncertain,omitempty"`
 
 	// ContainerName is the owner's container's name, as the container

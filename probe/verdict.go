@@ -65,6 +65,15 @@ const (
 	// host's queues before any capture sees them; a real ghost's 4-tuple
 	// is quiet.
 	UncertainInterference = "interference"
+	// UncertainBlind: a blind probe (no sequence state) got a RST or an
+	// ICMP error. A stateful firewall finds a segment with random numbers
+	// INVALID, and one that rejects INVALID segments answers for the peer
+	// with exactly these (a RST at the probe's ACK number, an ICMP error
+	// quoting it), while the peer still holds the connection
+	// (TestBlindThroughRejectingRouter). Such a verdict is confirmed only
+	// when the socket's own kernel evidence backs it, as blind silence (and
+	// then it is not marked uncertain).
+	UncertainBlind = "blind"
 )
 
 // Target is one connection to probe, as the latest inventory saw it.
@@ -108,9 +117,10 @@ type Result struct {
 	// Confirmed is set when the verdict holds after every attempt (or, for
 	// blind silence, when kernel evidence backs it).
 	Confirmed bool
-	// Uncertain says why a silence that would otherwise be confirmed is
-	// not (unless kernel evidence backs it): UncertainCaptureLost or
-	// UncertainInterference. Empty otherwise.
+	// Uncertain says why a silence, an unreachable or a blind reset that
+	// would otherwise be confirmed is not (unless kernel evidence backs it):
+	// UncertainCaptureLost, UncertainInterference or UncertainBlind. Empty
+	// otherwise.
 	Uncertain string
 	// Rejected counts captured packets of this connection that did not
 	// answer its probes (forged, stale or stray), by reason.

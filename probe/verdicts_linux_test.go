@@ -273,15 +273,23 @@ func TestBlindThroughRouter(t *testing.T) {
 	t.Logf("blind through the router: %d of %d live peers answered; %d probes sent, router dropped %d as INVALID",
 		alive, len(targets), sent, n.InvalidDrops(t)-drops)
 
-	// Without the stateful firewall, a blind probe to a peer that lost state gets its RST.
+	// Without the stateful firewall, a blind probe to a peer that lost state
+	// gets its RST: a reset, confirmed only with the kernel's own evidence
+	// (a firewall that rejects INVALID segments sends the same RST,
+	// TestBlindThroughRejectingRouter).
 	n.Router.Nft(t, "delete table inet gd_router\n")
 	defer n.Router.Nft(t, routerRulesetForTests)
 	server, client := n.Pair(t, "tcp6")
 	target := targetOf(t, n, server)
 	n.LoseState(t, client)
 	res, err := New(cfg, nil, nil).Probe(context.Background(), target)
-	if err != nil || res.Verdict != Reset || !res.Confirmed || res.ClosedLocal {
+	if err != nil || res.Verdict != Reset || res.Confirmed || res.Uncertain != UncertainBlind || res.ClosedLocal {
 		t.Fatalf("blind reset on an open path: %+v %v", res, err)
+	}
+	target.KernelEvidence = true
+	res, err = New(cfg, nil, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Reset || !res.Confirmed || res.ClosedLocal {
+		t.Fatalf("blind reset with kernel evidence: %+v %v", res, err)
 	}
 	if tcpState(t, server) != 1 {
 		t.Error("a blind RST closed the local socket")

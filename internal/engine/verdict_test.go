@@ -59,6 +59,7 @@ func TestVerdictPacking(t *testing.T) {
 		{Verdict: probe.Reset, Mode: probe.InWindow, Sent: 1, Replies: 1, ClosedLocal: true, Confirmed: true, NAT: probe.NATRedirect + "+" + probe.NATSNAT},
 		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, Uncertain: probe.UncertainInterference},
 		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 3, Replies: 1, Uncertain: probe.UncertainCaptureLost, NAT: probe.NATDNAT},
+		{Verdict: probe.Reset, Mode: probe.Blind, Sent: 1, Replies: 1, Uncertain: probe.UncertainBlind},
 	} {
 		v := packResult(r, 5, epoch.Zero)
 		if diff := cmp.Diff(r, v.result()); diff != "" {
