@@ -162,11 +162,21 @@ func (e *Engine) target(ent *tracker.Entry) probe.Target {
 // least twice, or tracker.KeepaliveUnanswered keepalive probes unanswered.
 // One keepalive probe out is no evidence: a dump often catches one whose ACK
 // is on its way, and keepalive-on sockets are idle suspects (probed, blind
-// ones too) while their kernel is slower than ghostd.
+// ones too) while their kernel is slower than ghostd. Nor is tcpi_backoff
+// alone unless the peer's window is known to be open: the kernel backs off
+// without counting retransmits while it probes a receiver that shut its
+// window under the retransmit timer, and that receiver is alive.
 func KernelEvidence(sk *inventory.Socket) bool {
 	switch sk.Timer {
 	case inventory.TimerRetransmit:
-		return sk.Retrans >= 2 || (sk.Info.Valid() && sk.Info.Backoff >= 2)
+		if sk.Retrans >= 2 {
+			return true
+		}
+		if !sk.Info.Valid() || sk.Info.Backoff < 2 {
+			return false
+		}
+		w, ok := sk.Info.SndWnd()
+		return ok && w > 0
 	case inventory.TimerKeepalive:
 		return sk.Retrans >= tracker.KeepaliveUnanswered
 	}
