@@ -36,7 +36,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 		}
 		if v, probed := unpackVerdict(b.Tag); probed {
 			t.Verdict = string(packedVerdicts[v.verdict])
-			t.Ghost, t.GhostSeconds = e.ghost(b.Reasons, &v, now)
+			t.Ghost, t.GhostSeconds = e.ghost(b.Reasons, &v, b.LastAck, now)
 		}
 		if t.Ghost {
 			t.Owner = e.ownerName(b.Key.Netns, b.Inode)
@@ -175,7 +175,7 @@ func (e *Engine) TopSessions(n int) []exporter.Session {
 	e.eachBriefLocked(func(b *tracker.Brief) {
 		r := ranked{k: b.Key, idl: idleSeconds(b.InfoValid, b.LastDataRecv)}
 		if v, ok := unpackVerdict(b.Tag); ok && !e.killed[r.k] {
-			r.ghost, r.ghostS = e.ghost(b.Reasons, &v, now)
+			r.ghost, r.ghostS = e.ghost(b.Reasons, &v, b.LastAck, now)
 		}
 		rs = append(rs, r)
 	})
@@ -393,7 +393,7 @@ func (e *Engine) fillSession(s *exporter.Session, ent *tracker.Entry, now time.T
 			rtt := r.RTT.Seconds()
 			s.RTTSeconds = &rtt
 		}
-		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, now)
+		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, ent.LastAck(), now)
 	}
 }
 

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ghostd/ghostd/internal/epoch"
+	"github.com/ghostd/ghostd/inventory"
 	"github.com/ghostd/ghostd/probe"
 	"github.com/ghostd/ghostd/tracker"
 )
@@ -32,7 +34,7 @@ func TestEveryVerdictPacks(t *testing.T) {
 			if diff := cmp.Diff(r, got.result()); diff != "" {
 				t.Errorf("%s/%s (-packed +unpacked):\n%s", v, mode, diff)
 			}
-			ghost, age := e.ghost(tracker.Reasons(0).With(tracker.ReasonIdle), &got, c.t)
+			ghost, age := e.ghost(tracker.Reasons(0).With(tracker.ReasonIdle), &got, time.Time{}, c.t)
 			if ghost != v.Ghost() || (ghost && age != 60) {
 				t.Errorf("%s: ghost %v for %v s, want %v", v, ghost, age, v.Ghost())
 			}
@@ -99,5 +101,47 @@ func TestVerdictTagRoundTrip(t *testing.T) {
 	bad[25] = 0xf1 // an unprobeable reason this build does not know
 	if _, ok := unpackVerdict(bad); ok {
 		t.Error("an unknown unprobeable index unpacked")
+	}
+}
+
+// TestLateAnswerIsNoGhost: a slow peer answers a probe after the prober
+// stopped waiting. The probe came out silent, but the late duplicate ACK
+// reached the socket: its tcpi_last_ack_recv, seen at the next scan, is
+// newer than the first confirmation, and the socket is no ghost (nor a kill
+// candidate), however often silence is confirmed again.
+func TestLateAnswerIsNoGhost(t *testing.T) {
+	e, inv, _, c := newTest()
+	ctx := context.Background()
+	s := idleSocket(3, 3, 2*time.Minute) // the fake prober finds port 3 silent
+	inv.sockets[7] = []inventory.Socket{s}
+	e.Scan(ctx)
+	e.Probe(ctx, e.Targets())
+	ghosts := func() (listed, summed, cands int) {
+		for _, s := range e.Document().Sessions {
+			if s.Ghost {
+				listed++
+			}
+		}
+		snap, cs := e.Snapshot()
+		for _, sum := range snap.Summary {
+			for _, n := range sum.Ghosts {
+				summed += n
+			}
+		}
+		return listed, summed, len(cs)
+	}
+	if l, s, k := ghosts(); l != 1 || s != 1 || k != 1 {
+		t.Fatalf("before the late answer: %d listed ghosts, %d counted, %d kill candidates; want 1 each", l, s, k)
+	}
+	c.t = c.t.Add(time.Minute)
+	s.Info.LastAckRecv = 55_000 // an ACK 5 s after the probe
+	inv.sockets[7] = []inventory.Socket{s}
+	e.Scan(ctx)
+	if l, s, k := ghosts(); l != 0 || s != 0 || k != 0 {
+		t.Errorf("after the late answer: %d listed ghosts, %d counted, %d kill candidates; want none", l, s, k)
+	}
+	e.Probe(ctx, e.Targets()) // silent again
+	if l, s, k := ghosts(); l != 0 || s != 0 || k != 0 {
+		t.Errorf("silent again: %d listed ghosts, %d counted, %d kill candidates; want none", l, s, k)
 	}
 }
