@@ -107,8 +107,9 @@ func TestVerdictTagRoundTrip(t *testing.T) {
 // TestLateAnswerIsNoGhost: a slow peer answers a probe after the prober
 // stopped waiting. The probe came out silent, but the late duplicate ACK
 // reached the socket: its tcpi_last_ack_recv, seen at the next scan, is
-// newer than the first confirmation, and the socket is no ghost (nor a kill
-// candidate), however often silence is confirmed again.
+// newer than the confirmation, and the socket is no ghost (nor a kill
+// candidate). A silence confirmed again starts the ghost's age anew, so a
+// peer that answered late and then died is a ghost again.
 func TestLateAnswerIsNoGhost(t *testing.T) {
 	e, inv, _, c := newTest()
 	ctx := context.Background()
@@ -140,8 +141,24 @@ func TestLateAnswerIsNoGhost(t *testing.T) {
 	if l, s, k := ghosts(); l != 0 || s != 0 || k != 0 {
 		t.Errorf("after the late answer: %d listed ghosts, %d counted, %d kill candidates; want none", l, s, k)
 	}
-	e.Probe(ctx, e.Targets()) // silent again
+	c.t = c.t.Add(time.Second)
+	e.Probe(ctx, e.Targets()) // silent again: a ghost since now, until a scan tells
+	c.t = c.t.Add(time.Minute)
+	s.Info.LastAckRecv = 55_000 // it answered late again
+	inv.sockets[7] = []inventory.Socket{s}
+	e.Scan(ctx)
 	if l, s, k := ghosts(); l != 0 || s != 0 || k != 0 {
-		t.Errorf("silent again: %d listed ghosts, %d counted, %d kill candidates; want none", l, s, k)
+		t.Errorf("answered late again: %d listed ghosts, %d counted, %d kill candidates; want none", l, s, k)
+	}
+	e.Probe(ctx, e.Targets())
+	c.t = c.t.Add(time.Minute)
+	s.Info.LastAckRecv = 65_000 // no ACK since that probe: the peer died
+	inv.sockets[7] = []inventory.Socket{s}
+	e.Scan(ctx)
+	if l, s, k := ghosts(); l != 1 || s != 1 || k != 1 {
+		t.Errorf("died after answering late: %d listed ghosts, %d counted, %d kill candidates; want 1 each", l, s, k)
+	}
+	if sess := e.Document().Sessions; len(sess) != 1 || sess[0].GhostSeconds != 60 {
+		t.Errorf("sessions %+v, want one ghost aged 60 s (since the last confirmation)", sess)
 	}
 }
