@@ -205,7 +205,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			return
 		}
 	}
-	nat := p.lookupNAT(pinned, targets, idx)
+	nat, natKnown := p.lookupNAT(pinned, targets, idx)
 	ports := make([]uint16, 0, len(idx)+len(nat))
 	for _, i := range idx {
 		ports = append(ports, targets[i].Local.Port())
@@ -286,6 +286,9 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 	}
 	wg.Wait()
 	p.reprobeTranslated(ctx, cfg, inflight, pinned, targets, idx, states, results)
+	if !natKnown {
+		natUnknown(targets, idx, results)
+	}
 }
 
 // readSeq returns the group's sequence state, nil for blind probes.

@@ -74,6 +74,11 @@ const (
 	// when the socket's own kernel evidence backs it, as blind silence (and
 	// then it is not marked uncertain).
 	UncertainBlind = "blind"
+	// UncertainNATUnknown: the namespace's conntrack table could not be
+	// read (no CAP_NET_ADMIN and no /proc/net/nf_conntrack, or an error),
+	// so a connection NATed there, answered on its translated tuple, would
+	// look silent. Confirmed only when kernel evidence backs it.
+	UncertainNATUnknown = "nat_unknown"
 )
 
 // Target is one connection to probe, as the latest inventory saw it.
@@ -119,8 +124,8 @@ type Result struct {
 	Confirmed bool
 	// Uncertain says why a silence, an unreachable or a blind reset that
 	// would otherwise be confirmed is not (unless kernel evidence backs it):
-	// UncertainCaptureLost, UncertainInterference or UncertainBlind. Empty
-	// otherwise.
+	// UncertainCaptureLost, UncertainInterference, UncertainBlind or
+	// UncertainNATUnknown. Empty otherwise.
 	Uncertain string
 	// Rejected counts captured packets of this connection that did not
 	// answer its probes (forged, stale or stray), by reason.
