@@ -28,7 +28,10 @@ type Rule struct {
 }
 
 // CIDR is a rule's network. In YAML it is a prefix such as 192.0.2.0/24
-// with no host bits set, or a single address, taken as /32 or /128.
+// with no host bits set, or a single address, taken as /32 or /128. A
+// v4-mapped one (::ffff:192.0.2.7, as ghostd prints a dual-stack socket's
+// IPv4 peer) is taken as its IPv4 form, since sockets are matched on their
+// unmapped remote address.
 type CIDR struct{ netip.Prefix }
 
 // ParseCIDR parses s as a CIDR.
@@ -38,7 +41,7 @@ func ParseCIDR(s string) (CIDR, error) {
 		if err != nil {
 			return CIDR{}, fmt.Errorf("invalid CIDR %q", s)
 		}
-		return CIDR{netip.PrefixFrom(a, a.BitLen())}, nil
+		return unmapped(netip.PrefixFrom(a, a.BitLen())), nil
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
@@ -47,7 +50,16 @@ func ParseCIDR(s string) (CIDR, error) {
 	if p.Masked() != p {
 		return CIDR{}, fmt.Errorf("invalid CIDR %q: host bits set (did you mean %s?)", s, p.Masked())
 	}
-	return CIDR{p}, nil
+	return unmapped(p), nil
+}
+
+// unmapped is p, or its IPv4 form when p is a v4-mapped prefix (one with no
+// host bits set that holds a v4-mapped address is /96 or longer).
+func unmapped(p netip.Prefix) CIDR {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return CIDR{netip.PrefixFrom(a.Unmap(), p.Bits()-96)}
+	}
+	return CIDR{p}
 }
 
 // UnmarshalYAML parses a scalar with ParseCIDR.
@@ -120,7 +132,7 @@ func (r Rule) Denies(c *Candidate) bool { return r.matches(c, true) }
 func (r Rule) matches(c *Candidate, failClosed bool) bool {
 	if len(r.CIDRs) > 0 {
 		addr := c.Socket.Remote.Addr().Unmap()
-		if !slices.ContainsFunc(r.CIDRs, func(p CIDR) bool { return p.Contains(addr) }) {
+		if !slices.ContainsFunc(r.CIDRs, func(p CIDR) bool { return unmapped(p.Prefix).Contains(addr) }) {
 			return false
 		}
 	}
