@@ -281,7 +281,7 @@ func TestKillKeepaliveLive(t *testing.T) {
 		t.Fatalf("Apply: %+v", recs[0])
 	}
 	// The options are on the owner's socket (read back through a borrowed fd).
-	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, func(fd int) error {
+	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, lb.sock.Cookie, func(fd int) error {
 		for _, o := range []struct {
 			level, opt, want int
 			name             string
@@ -318,7 +318,7 @@ func TestKillKeepaliveLive(t *testing.T) {
 // connection lives on.
 func TestKillRefusesAfterLateAnswer(t *testing.T) {
 	lb := newLab(t)
-	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, func(fd int) error {
+	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, lb.sock.Cookie, func(fd int) error {
 		if err := unix.SetsockoptInt(fd, unix.SOL_TCP, unix.TCP_KEEPIDLE, 1); err != nil {
 			return err
 		}
@@ -439,8 +439,23 @@ func TestBorrowWrongInode(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: pidfd_getfd")
 	}
-	err := withBorrowedSocket(os.Getpid(), 1, func(int) error { return nil })
+	err := withBorrowedSocket(os.Getpid(), 1, 1, func(int) error { return nil })
 	if !errors.Is(err, unix.ENOENT) {
 		t.Errorf("borrow of a socket we do not hold: %v, want ENOENT", err)
+	}
+}
+
+// TestBorrowChecksCookie: an fd whose socket has the inode number asked for
+// but another cookie is not touched. Inode numbers wrap; cookies do not.
+func TestBorrowChecksCookie(t *testing.T) {
+	lb := newLab(t)
+	called := false
+	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, lb.sock.Cookie+1, func(int) error { called = true; return nil })
+	if !errors.Is(err, unix.ESTALE) || called {
+		t.Errorf("borrow under another cookie: %v, fn called %v; want ESTALE and no call", err, called)
+	}
+	err = withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, lb.sock.Cookie, func(int) error { called = true; return nil })
+	if err != nil || !called {
+		t.Errorf("borrow of the socket itself: %v, fn called %v", err, called)
 	}
 }

@@ -77,8 +77,8 @@ type SocketOps interface {
 
 // fdOps acts on a socket through an fd borrowed from its owner.
 type fdOps interface {
-	keepalive(pid int, inode uint32, p *Policy) error
-	shutdownWrite(pid int, inode uint32) error
+	keepalive(pid int, inode uint32, cookie uint64, p *Policy) error
+	shutdownWrite(pid int, inode uint32, cookie uint64) error
 }
 
 // Record is the outcome for one candidate: Skipped says why nothing was
@@ -376,9 +376,9 @@ func (k *Killer) act(c *Candidate, cur *inventory.Socket, rec *Record, now time.
 	case ModeDestroy:
 		rec.Err = k.ops.Destroy(cur)
 	case ModeKeepalive:
-		rec.Err = k.fds.keepalive(c.PID, cur.Inode, &k.p)
+		rec.Err = k.fds.keepalive(c.PID, cur.Inode, cur.Cookie, &k.p)
 	case ModeShutdown:
-		rec.Err = k.fds.shutdownWrite(c.PID, cur.Inode)
+		rec.Err = k.fds.shutdownWrite(c.PID, cur.Inode, cur.Cookie)
 	}
 	key := c.Socket.Key()
 	if rec.Err != nil {

@@ -45,12 +45,12 @@ type fakeFDs struct {
 	err   error
 }
 
-func (f *fakeFDs) keepalive(pid int, inode uint32, p *Policy) error {
+func (f *fakeFDs) keepalive(pid int, inode uint32, _ uint64, p *Policy) error {
 	f.calls = append(f.calls, fmt.Sprintf("keepalive pid=%d inode=%d idle=%s", pid, inode, p.Keepalive.Idle))
 	return f.err
 }
 
-func (f *fakeFDs) shutdownWrite(pid int, inode uint32) error {
+func (f *fakeFDs) shutdownWrite(pid int, inode uint32, _ uint64) error {
 	f.calls = append(f.calls, fmt.Sprintf("shutdown pid=%d inode=%d", pid, inode))
 	return f.err
 }
