@@ -126,7 +126,8 @@ func (r Rule) Matches(c *Candidate) bool { return r.matches(c, false) }
 // "deny: units: [sshd.service]" also protects an sshd socket whose owner
 // could not be found. Likewise a rule naming pods or containers denies a
 // socket whose pod and container the runtime did not name while its owner is
-// unknown or in a container (the runtime down, or not asked).
+// unknown or in a container (the runtime down, or not asked), and so does
+// one whose netns patterns name pods ("kube-system/*").
 func (r Rule) Denies(c *Candidate) bool { return r.matches(c, true) }
 
 func (r Rule) matches(c *Candidate, failClosed bool) bool {
@@ -139,7 +140,7 @@ func (r Rule) matches(c *Candidate, failClosed bool) bool {
 	if len(r.Ports) > 0 && !slices.Contains(r.Ports, int(c.Socket.Local.Port())) && !slices.Contains(r.Ports, int(c.Socket.Remote.Port())) {
 		return false
 	}
-	if !matchAny(r.Netns, c.Netns) {
+	if !matchAny(r.Netns, c.Netns) && !(failClosed && namesPods(r.Netns) && c.podUnknown()) {
 		return false
 	}
 	if failClosed && (len(r.Comms) > 0 || len(r.Units) > 0) && c.ownerUnknown() {
@@ -150,6 +151,14 @@ func (r Rule) matches(c *Candidate, failClosed bool) bool {
 	}
 	return matchAny(r.Comms, c.Comm) && matchAny(r.Units, c.Unit) &&
 		matchAny(r.Pods, c.Pod) && matchAny(r.Containers, c.Container)
+}
+
+// namesPods reports whether a netns pattern names pod namespaces
+// ("<k8s namespace>/<pod>"): no other namespace name has a slash. A pod's
+// namespace the runtime did not name goes by another name ("cni-…", a
+// container id), so a deny rule naming pods fails closed on it, as Pods do.
+func namesPods(netns []string) bool {
+	return slices.ContainsFunc(netns, func(p string) bool { return strings.Contains(p, "/") })
 }
 
 // matchAny reports whether s matches one of the patterns; no patterns match anything.
