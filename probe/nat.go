@@ -274,18 +274,6 @@ func (p *Prober) lookupNAT(ns string, targets []Target, idx []int) (nat map[flow
 	return m, known
 }
 
-// natUnknown marks the confirmed silences of a namespace whose conntrack
-// table could not be read (UncertainNATUnknown): a connection NATed there is
-// answered on a tuple the capture was not told about, so its silence proves
-// nothing unless the socket's own kernel evidence backs it.
-func natUnknown(targets []Target, idx []int, results []Result) {
-	for _, i := range idx {
-		if r := &results[i]; r.Verdict == Silent && r.Confirmed && r.Uncertain == "" && !targets[i].KernelEvidence {
-			r.Uncertain, r.Confirmed = UncertainNATUnknown, false
-		}
-	}
-}
-
 // reprobeTranslated probes again the silent targets of a namespace round
 // that had no conntrack entry when the round began but have a translated
 // one now. A connection whose entry was flushed while it was idle gets a new

@@ -79,6 +79,12 @@ const (
 	// so a connection NATed there, answered on its translated tuple, would
 	// look silent. Confirmed only when kernel evidence backs it.
 	UncertainNATUnknown = "nat_unknown"
+	// UncertainRouting: the namespace routes by what a raw probe cannot
+	// carry to its route lookup (ip rule sport, dport, ipproto, uidrange),
+	// so the probes may have gone another way than the socket's own
+	// segments (TestProbeUnderPortRule). Confirmed only when kernel evidence
+	// backs it.
+	UncertainRouting = "routing"
 )
 
 // Target is one connection to probe, as the latest inventory saw it.
@@ -124,8 +130,8 @@ type Result struct {
 	Confirmed bool
 	// Uncertain says why a silence, an unreachable or a blind reset that
 	// would otherwise be confirmed is not (unless kernel evidence backs it):
-	// UncertainCaptureLost, UncertainInterference, UncertainBlind or
-	// UncertainNATUnknown. Empty otherwise.
+	// UncertainCaptureLost, UncertainInterference, UncertainBlind,
+	// UncertainNATUnknown or UncertainRouting. Empty otherwise.
 	Uncertain string
 	// Rejected counts captured packets of this connection that did not
 	// answer its probes (forged, stale or stray), by reason.

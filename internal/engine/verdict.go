@@ -37,7 +37,7 @@ var (
 	packedModes    = []probe.Mode{"", probe.InWindow, probe.Blind}
 	// packedUnprobeable lists Result.Unprobeable's values; "" first.
 	packedUnprobeable = []string{"", probe.UnprobeableTCPMD5, probe.UnprobeableTCPAO}
-	packedUncertain   = []string{"", probe.UncertainInterference, probe.UncertainCaptureLost, probe.UncertainBlind, probe.UncertainNATUnknown}
+	packedUncertain   = []string{"", probe.UncertainInterference, probe.UncertainCaptureLost, probe.UncertainBlind, probe.UncertainNATUnknown, probe.UncertainRouting}
 	packedNATs        = []string{"", probe.NATDNAT, probe.NATSNAT, probe.NATRedirect,
 		probe.NATDNAT + "+" + probe.NATSNAT, probe.NATRedirect + "+" + probe.NATSNAT}
 )

@@ -63,6 +63,7 @@ func TestVerdictPacking(t *testing.T) {
 		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 3, Replies: 1, Uncertain: probe.UncertainCaptureLost, NAT: probe.NATDNAT},
 		{Verdict: probe.Reset, Mode: probe.Blind, Sent: 1, Replies: 1, Uncertain: probe.UncertainBlind},
 		{Verdict: probe.Silent, Mode: probe.InWindow, Sent: 3, Uncertain: probe.UncertainNATUnknown},
+		{Verdict: probe.Unreachable, Mode: probe.InWindow, Sent: 3, Replies: 1, Uncertain: probe.UncertainRouting},
 	} {
 		v := packResult(r, 5, epoch.Zero)
 		if diff := cmp.Diff(r, v.result()); diff != "" {
