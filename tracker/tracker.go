@@ -360,14 +360,28 @@ func lastAckAt(seen time.Time, info *inventory.TCPInfo) time.Time {
 func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
 	var b Brief
 	t.eachSuspect(func(netns uint64, _ *namespace, e *entry) {
-		b = Brief{
-			Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
-			Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
-			Tag: e.tag, SuspectSince: t.epoch.Time(e.suspectSince), Misses: e.misses,
-			LastAck: lastAckAt(t.epoch.Time(e.lastSeen), &e.info),
-		}
+		b = t.brief(netns, e)
 		fn(&b)
 	})
+}
+
+// BriefOf returns the Brief of a remembered socket, suspect or not.
+func (t *Tracker) BriefOf(k inventory.Key) (Brief, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.lookupLocked(k); e != nil {
+		return t.brief(k.Netns, e), true
+	}
+	return Brief{}, false
+}
+
+func (t *Tracker) brief(netns uint64, e *entry) Brief {
+	return Brief{
+		Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
+		Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
+		Tag: e.tag, SuspectSince: t.epoch.Time(e.suspectSince), Misses: e.misses,
+		LastAck: lastAckAt(t.epoch.Time(e.lastSeen), &e.info),
+	}
 }
 
 // Reasons returns a remembered socket's reasons without copying its entry.

@@ -261,7 +261,11 @@ func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 	for i := range e.all.len() {
 		l := e.all.at(i)
 		b = tracker.Brief{Key: l.key(), Family: l.family, Inode: l.inode, LastDataRecv: l.lastDataRecv, InfoValid: l.flags&listedInfoValid != 0}
-		b.Reasons, _ = e.tracker.Reasons(b.Key)
+		if tb, ok := e.tracker.BriefOf(b.Key); ok {
+			// What the tracker keeps (the verdict in Tag above all), or
+			// a listing counts no ghost and offers no kill candidate.
+			b.Reasons, b.Tag, b.SuspectSince, b.Misses, b.LastAck = tb.Reasons, tb.Tag, tb.SuspectSince, tb.Misses, tb.LastAck
+		}
 		fn(&b)
 	}
 }

@@ -164,3 +164,28 @@ func TestLateAnswerIsNoGhost(t *testing.T) {
 		t.Errorf("sessions %+v, want one ghost aged 60 s (since the last confirmation)", sess)
 	}
 }
+
+// TestAllCountsGhosts: a listing of every socket (Options.All, `ghostd scan
+// --all`) counts the ghosts it lists and offers them to the kill policy,
+// as a listing of the suspects does.
+func TestAllCountsGhosts(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		e, inv, _, _ := newTest()
+		o := e.opts
+		o.All = all
+		e.SetOptions(o)
+		inv.sockets[7] = []inventory.Socket{idleSocket(3, 3, 2*time.Minute), idleSocket(9, 9, 0)} // a silent ghost, a busy socket
+		e.Scan(context.Background())
+		e.Probe(context.Background(), e.Targets())
+		snap, cands := e.Snapshot()
+		ghosts := 0
+		for _, sum := range snap.Summary {
+			for _, n := range sum.Ghosts {
+				ghosts += n
+			}
+		}
+		if ghosts != 1 || len(cands) != 1 {
+			t.Errorf("all %v: %d ghosts counted, %d kill candidates; want 1 and 1", all, ghosts, len(cands))
+		}
+	}
+}
