@@ -141,7 +141,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 
 		wait := jitter(cfg.Interval)
 		if attempt == cfg.Attempts-1 {
-			wait = cfg.Timeout
+			wait = max(cfg.Timeout, min(t.RTO, MaxAnswerWait))
 		}
 		timer.Reset(wait)
 	waiting:

@@ -103,7 +103,16 @@ type Target struct {
 	// as the inventory can tell (zero: unknown). Sequence state read after
 	// it is still exact, so a state read ahead of the probe may be reused.
 	QuietSince time.Time
+	// RTO is how long the socket's own kernel waits for an answer before
+	// it retransmits (srtt + 4 rttvar from tcp_info; zero: unknown). The
+	// last attempt waits at least that long (at most MaxAnswerWait): a
+	// slow live peer's answer must not come after the verdict.
+	RTO time.Duration
 }
+
+// MaxAnswerWait bounds how long the last attempt waits for a slow peer
+// (Target.RTO): the kernel's own longest retransmission timeout.
+const MaxAnswerWait = 2 * time.Minute
 
 // Result is the outcome of probing one Target.
 type Result struct {

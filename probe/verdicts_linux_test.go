@@ -380,3 +380,29 @@ func TestHostHintHonest(t *testing.T) {
 		n.Client.Nft(t, "delete table inet tn_dnat\n")
 	}
 }
+
+// TestProbeWaitsForSlowPeer: a live peer 2.5 s away answers after the
+// default final wait. The socket's own kernel knows how slow it is (srtt,
+// rttvar), and the last attempt waits as long as its retransmission timeout
+// would: the answer is taken. Without that (RTO unknown), the live peer was
+// a confirmed silent ghost.
+func TestProbeWaitsForSlowPeer(t *testing.T) {
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	n.Delay(t, 2500*time.Millisecond)
+	server, client := n.Pair(t, "tcp4")
+	exchange(t, server, client)
+	info := testnet.TCPInfo(t, server)
+	target := targetOf(t, n, server)
+	cfg := fastConfig()
+	cfg.Attempts = 2
+	res, err := New(cfg, seq, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Silent || !res.Confirmed {
+		t.Fatalf("without the socket's RTO: %+v %v; want the (false) confirmed silence this test is about", res, err)
+	}
+	target.RTO = time.Duration(info.Rtt+4*info.Rttvar) * time.Microsecond
+	res, err = New(cfg, seq, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Alive {
+		t.Errorf("with the socket's RTO %s (srtt %d µs): %+v %v; want alive", target.RTO, info.Rtt, res, err)
+	}
+}

@@ -77,7 +77,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if SameTuple(sk.Local, local) && SameTuple(sk.Remote, remote) {
 			found = append(found, probe.Target{
 				NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: sk.Cookie, Family: sk.Family,
-				Local: sk.Local, Remote: sk.Remote, KernelEvidence: engine.KernelEvidence(sk),
+				Local: sk.Local, Remote: sk.Remote, KernelEvidence: engine.KernelEvidence(sk), RTO: engine.RTO(sk),
 			})
 			state = sk.State
 		}

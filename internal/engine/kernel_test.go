@@ -138,3 +138,20 @@ func TestKernelEvidence(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetRTO: a target carries its socket's retransmission timeout, so
+// the prober waits as long for a slow peer as the socket's kernel would.
+func TestTargetRTO(t *testing.T) {
+	e, inv, _, _ := newTest()
+	slow := idleSocket(1, 3, 10*time.Minute)
+	slow.Info.RTT, slow.Info.RTTVar = 2_500_000, 250_000 // µs
+	inv.sockets[7] = []inventory.Socket{slow}
+	e.Scan(context.Background())
+	ts := e.Targets()
+	if len(ts) != 1 || ts[0].RTO != 3500*time.Millisecond {
+		t.Fatalf("targets %+v, want one with RTO 3.5s", ts)
+	}
+	if got := RTO(&inventory.Socket{}); got != 0 {
+		t.Errorf("RTO without tcp_info = %s, want 0", got)
+	}
+}

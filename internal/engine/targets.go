@@ -154,7 +154,17 @@ func (e *Engine) target(ent *tracker.Entry) probe.Target {
 	if ent.IdleKnown {
 		t.QuietSince = ent.LastSeen.Add(-ent.Idle)
 	}
+	t.RTO = RTO(sk)
 	return t
+}
+
+// RTO is the socket's retransmission timeout before backoff, srtt + 4
+// rttvar as tcp_info reports them (probe.Target.RTO), or 0 without tcp_info.
+func RTO(sk *inventory.Socket) time.Duration {
+	if !sk.Info.Valid() {
+		return 0
+	}
+	return time.Duration(uint64(sk.Info.RTT)+4*uint64(sk.Info.RTTVar)) * time.Microsecond
 }
 
 // KernelEvidence reports whether the socket's own kernel already probed the
