@@ -249,8 +249,9 @@ func (k *Killer) modeFor(c *Candidate) Mode {
 
 // Apply decides every candidate, re-checks the allowed ones against the
 // kernel, re-probes the ghosts among them (a kill needs a fresh
-// confirmation, the last of at least two, MinAge after the first), and acts
-// on those still unchanged and still ghosts, within the rate limit. A failed
+// confirmation, the last of at least two, MinAge after the first), re-checks
+// those again, and acts on those still unchanged and still ghosts, within
+// the rate limit. A failed
 // action costs no rate token and backs off for that socket. Each action
 // writes one audit line and is reported to the Reporter.
 func (k *Killer) Apply(ctx context.Context, cands []Candidate) []Record {
