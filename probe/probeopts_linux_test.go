@@ -270,6 +270,27 @@ func TestProbeUnderPortRule(t *testing.T) {
 	}
 	t.Logf("verdict %s, uncertain %q", res.Verdict, res.Uncertain)
 	exchange(t, server, client) // the connection itself still works
+
+	// Overlapping addresses: where the main table leads, another host has
+	// the client's address and no such connection, and answers the probes
+	// with the RST a lost connection sends. Not the peer's word either, and
+	// with reset_local it must not reset the live socket.
+	imp := testnet.NewNS(t, "imp")
+	o.Server.Exec(t, "ip", "link", "set", "sink1", "netns", imp.Name)
+	imp.Exec(t, "ip", "addr", "add", o.ClientMarkV4.String()+"/32", "dev", "sink1")
+	imp.Exec(t, "ip", "link", "set", "sink1", "up")
+	imp.Exec(t, "ip", "route", "add", "default", "dev", "sink1")
+	for _, resetLocal := range []bool{false, true} {
+		cfg.ResetLocal = resetLocal
+		res, err = New(cfg, seq, nil).Probe(context.Background(), targetIn(t, o.Server, server))
+		if err != nil || res.Verdict != Reset || res.Confirmed || res.Uncertain != UncertainRouting {
+			t.Errorf("reset_local %v: an impostor's RST: %+v %v, want an unconfirmed reset (uncertain: routing)", resetLocal, res, err)
+		}
+		if tcpState(t, server) != 1 {
+			t.Fatalf("reset_local %v: the impostor's RST closed the live socket", resetLocal)
+		}
+		exchange(t, server, client)
+	}
 }
 
 // plainRoute hides a socket's routing from the prober.

@@ -212,6 +212,12 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 	}
 	nat, natKnown := p.lookupNAT(pinned, targets, idx)
 	routed := p.routeFollowed(pinned)
+	if !routed && cfg.ResetLocal {
+		// Probes that may reach another host with the peer's address must
+		// not acknowledge RCV.NXT: that host's RST would reset a live socket.
+		c := *cfg
+		c.ResetLocal, cfg = false, &c
+	}
 	ports := make([]uint16, 0, len(idx)+len(nat))
 	for _, i := range idx {
 		ports = append(ports, targets[i].Local.Port())
@@ -296,7 +302,7 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 		doubt(targets, idx, results, UncertainNATUnknown, Silent)
 	}
 	if !routed {
-		doubt(targets, idx, results, UncertainRouting, Silent, Unreachable)
+		doubt(targets, idx, results, UncertainRouting, Silent, Unreachable, Reset)
 	}
 }
 
@@ -304,7 +310,8 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 // verdicts uncertain for why, unless the socket's own kernel evidence
 // backs them: the round could not rule out that an answer went unseen
 // (UncertainNATUnknown) or that the probes took another path than the
-// socket's own segments (UncertainRouting).
+// socket's own segments, maybe to another host with the peer's address
+// (UncertainRouting).
 func doubt(targets []Target, idx []int, results []Result, why string, verdicts ...Verdict) {
 	for _, i := range idx {
 		r := &results[i]

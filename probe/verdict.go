@@ -82,8 +82,10 @@ const (
 	// UncertainRouting: the namespace routes by what a raw probe cannot
 	// carry to its route lookup (ip rule sport, dport, ipproto, uidrange),
 	// so the probes may have gone another way than the socket's own
-	// segments (TestProbeUnderPortRule). Confirmed only when kernel evidence
-	// backs it.
+	// segments, into a black hole or to another host with the peer's
+	// address (TestProbeUnderPortRule). A silence, an unreachable or a
+	// reset there is confirmed only when kernel evidence backs it, and
+	// probes there never acknowledge RCV.NXT (Config.ResetLocal).
 	UncertainRouting = "routing"
 )
 
