@@ -85,8 +85,12 @@ type Session struct {
 	NAT string `json:"nat,omitempty"`
 	// Uncertain says why the verdict is not confirmed although it looks
 	// like a ghost's: "interference" (packets for the 4-tuple that answered
-	// none of the probes arrived, as in an attack) or "capture_lost" (the
-	// capture dropped datagrams). Such a verdict is never a ghost and never
+	// none of the probes arrived, as in an attack), "capture_lost" (the
+	// capture dropped datagrams), "blind" (a blind probe's RST or ICMP
+	// error, which a stateful firewall may have sent for the peer),
+	// "nat_unknown" (the namespace's conntrack table could not be read) or
+	// "routing" (the namespace routes by ports, protocol or user, which
+	// probes cannot follow). Such a verdict is never a ghost and never
 	// killed; a later round probes again.
 	Uncertain string `json:"uncertain,omitempty"`
 

@@ -32,6 +32,9 @@ func ghostCandidate(cookie uint64) Candidate {
 	}
 	sock.Info.Len = 280
 	sock.Info.SetOptional(1000, 2000, 0, 0)
+	// The peer's last ACK came long before it was confirmed a ghost (10 min
+	// before t0), even for tests whose clock runs on for an hour.
+	sock.Info.LastAckRecv = uint32((24 * time.Hour).Milliseconds())
 	return Candidate{
 		Socket:      sock,
 		Netns:       "host",
@@ -152,6 +155,15 @@ func TestDecide(t *testing.T) {
 			c.Socket.Family = inventory.FamilyInet6
 			c.Socket.Remote = netip.MustParseAddrPort("[::ffff:198.51.100.7]:40000")
 		}), true, ""},
+		{"deny cidr written as ghostd prints a v4-mapped remote", pol(func(p *Policy) {
+			p.Deny = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{mustCIDR("::ffff:198.51.100.7")} })}
+		}), mod(func(c *Candidate) {
+			c.Socket.Family = inventory.FamilyInet6
+			c.Socket.Remote = netip.MustParseAddrPort("[::ffff:198.51.100.7]:40000")
+		}), false, "denied by rule 1"},
+		{"deny v4-mapped cidr covers the IPv4 socket too", pol(func(p *Policy) {
+			p.Deny = []Rule{rule(func(r *Rule) { r.CIDRs = []CIDR{mustCIDR("::ffff:198.51.100.0/120")} })}
+		}), ghostCandidate(1), false, "denied by rule 1"},
 		{"deny local port", pol(func(p *Policy) { p.Deny = []Rule{rule(func(r *Rule) { r.Ports = []int{22, 5432} })} }),
 			ghostCandidate(1), false, "denied by rule 1"},
 		{"deny remote port", pol(func(p *Policy) { p.Deny = []Rule{rule(func(r *Rule) { r.Ports = []int{40000} })} }),

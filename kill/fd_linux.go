@@ -12,8 +12,8 @@ import (
 // pidfdOps borrows the owner's fd with pidfd_getfd(2).
 type pidfdOps struct{}
 
-func (pidfdOps) keepalive(pid int, inode uint32, p *Policy) error {
-	return withBorrowedSocket(pid, inode, func(fd int) error {
+func (pidfdOps) keepalive(pid int, inode uint32, cookie uint64, p *Policy) error {
+	return withBorrowedSocket(pid, inode, cookie, func(fd int) error {
 		opts := []struct {
 			level, opt, val int
 			name            string
@@ -42,8 +42,8 @@ func (pidfdOps) keepalive(pid int, inode uint32, p *Policy) error {
 	})
 }
 
-func (pidfdOps) shutdownWrite(pid int, inode uint32) error {
-	return withBorrowedSocket(pid, inode, func(fd int) error {
+func (pidfdOps) shutdownWrite(pid int, inode uint32, cookie uint64) error {
+	return withBorrowedSocket(pid, inode, cookie, func(fd int) error {
 		if err := unix.Shutdown(fd, unix.SHUT_WR); err != nil {
 			return fmt.Errorf("kill: shutdown pid %d socket %d: %w", pid, inode, err)
 		}
@@ -52,10 +52,14 @@ func (pidfdOps) shutdownWrite(pid int, inode uint32) error {
 }
 
 // withBorrowedSocket finds the fd of socket inode in process pid, borrows a
-// duplicate with pidfd_open + pidfd_getfd, checks that it is that very socket,
-// runs fn on it and closes the duplicate (the owner's fd stays open).
-func withBorrowedSocket(pid int, inode uint32, fn func(fd int) error) error {
-	target, err := findSocketFD(pid, inode)
+// duplicate with pidfd_open + pidfd_getfd, checks that it is that very socket
+// (its cookie, as SOCK_DESTROY names a socket), runs fn on it and closes the
+// duplicate (the owner's fd stays open). The inode alone is not enough:
+// sockfs numbers come from a 32-bit counter shared with pipes and anonymous
+// inodes, which wraps, so a long-lived socket can share its number with a
+// newer one, even in the same process.
+func withBorrowedSocket(pid int, inode uint32, cookie uint64, fn func(fd int) error) error {
+	targets, err := findSocketFDs(pid, inode)
 	if err != nil {
 		return err
 	}
@@ -64,41 +68,61 @@ func withBorrowedSocket(pid int, inode uint32, fn func(fd int) error) error {
 		return fmt.Errorf("kill: pidfd_open %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
-	fd, err := unix.PidfdGetfd(pidfd, target, 0)
-	if err != nil {
-		return fmt.Errorf("kill: pidfd_getfd pid %d fd %d: %w", pid, target, err)
+	for _, target := range targets {
+		fd, err := unix.PidfdGetfd(pidfd, target, 0)
+		if err != nil {
+			return fmt.Errorf("kill: pidfd_getfd pid %d fd %d: %w", pid, target, err)
+		}
+		ok, err := isSocket(fd, inode, cookie)
+		if err == nil && ok {
+			err = fn(fd)
+			unix.Close(fd)
+			return err
+		}
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("kill: pid %d fd %d: %w", pid, target, err)
+		}
 	}
-	defer unix.Close(fd)
-	// The fd number may have been reused between readlink and getfd; the
-	// inode proves which socket we hold.
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("kill: fstat borrowed fd: %w", err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Ino != uint64(inode) {
-		return fmt.Errorf("kill: pid %d fd %d is no longer socket %d: %w", pid, target, inode, unix.ESTALE)
-	}
-	return fn(fd)
+	// The fd numbers may have been reused between readlink and getfd, or
+	// every socket with that number is another one.
+	return fmt.Errorf("kill: pid %d holds no socket %d with cookie %d: %w", pid, inode, cookie, unix.ESTALE)
 }
 
-// findSocketFD returns the number of an fd of process pid that refers to
-// socket inode, from the /proc/PID/fd symlinks ("socket:[INODE]").
-func findSocketFD(pid int, inode uint32) (int, error) {
+// isSocket reports whether fd is socket inode with this cookie.
+func isSocket(fd int, inode uint32, cookie uint64) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return false, fmt.Errorf("fstat borrowed fd: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Ino != uint64(inode) {
+		return false, nil
+	}
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+	if err != nil {
+		return false, fmt.Errorf("SO_COOKIE of borrowed fd: %w", err)
+	}
+	return c == cookie, nil
+}
+
+// findSocketFDs returns the numbers of the fds of process pid that refer to
+// a socket numbered inode, from the /proc/PID/fd symlinks ("socket:[INODE]").
+func findSocketFDs(pid int, inode uint32) ([]int, error) {
 	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	d, err := os.Open(dir)
 	if err != nil {
-		return 0, fmt.Errorf("kill: %w", err)
+		return nil, fmt.Errorf("kill: %w", err)
 	}
 	defer d.Close()
 	want := "socket:[" + strconv.FormatUint(uint64(inode), 10) + "]"
+	var fds []int
 	for {
 		names, err := d.Readdirnames(256)
 		for _, n := range names {
 			link, lerr := os.Readlink(dir + "/" + n)
 			if lerr == nil && link == want {
-				fd, perr := strconv.Atoi(n)
-				if perr == nil {
-					return fd, nil
+				if fd, perr := strconv.Atoi(n); perr == nil {
+					fds = append(fds, fd)
 				}
 			}
 		}
@@ -106,5 +130,8 @@ func findSocketFD(pid int, inode uint32) (int, error) {
 			break
 		}
 	}
-	return 0, fmt.Errorf("kill: socket %d not found in %s: %w", inode, dir, unix.ENOENT)
+	if len(fds) == 0 {
+		return nil, fmt.Errorf("kill: socket %d not found in %s: %w", inode, dir, unix.ENOENT)
+	}
+	return fds, nil
 }

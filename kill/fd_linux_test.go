@@ -138,6 +138,9 @@ type lab struct {
 	client *net.TCPConn
 	owner  *owner
 	sock   inventory.Socket // the owner's socket as the inventory sees it
+	// quiet is a moment after the connection's last segment: a ghost
+	// confirmed then has taken no ACK since.
+	quiet time.Time
 }
 
 func newLab(t *testing.T) *lab {
@@ -161,6 +164,10 @@ func newLab(t *testing.T) *lab {
 	lb := &lab{ns: ns, conn: conn, client: client}
 	lb.sock = lb.find(t, server.LocalAddr().String(), server.RemoteAddr().String())
 	lb.owner = startOwner(t, server)
+	// tcpi_last_ack_recv counts whole jiffies: leave a few behind the
+	// handshake's last ACK.
+	time.Sleep(50 * time.Millisecond)
+	lb.quiet = time.Now()
 	return lb
 }
 
@@ -190,7 +197,7 @@ func (lb *lab) candidate(reasons tracker.Reasons, v probe.Verdict) Candidate {
 		Reasons:    reasons,
 		Verdict:    v,
 		Confirmed:  true,
-		GhostSince: time.Now().Add(-time.Hour),
+		GhostSince: lb.quiet,
 	}
 }
 
@@ -274,7 +281,7 @@ func TestKillKeepaliveLive(t *testing.T) {
 		t.Fatalf("Apply: %+v", recs[0])
 	}
 	// The options are on the owner's socket (read back through a borrowed fd).
-	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, func(fd int) error {
+	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, lb.sock.Cookie, func(fd int) error {
 		for _, o := range []struct {
 			level, opt, want int
 			name             string
@@ -302,6 +309,48 @@ func TestKillKeepaliveLive(t *testing.T) {
 		t.Errorf("owner: %q, want read: ETIMEDOUT", got)
 	}
 	t.Logf("owner saw ETIMEDOUT %s after arming keepalive", time.Since(start).Round(10*time.Millisecond))
+}
+
+// A slow peer answers a probe after the prober stopped waiting: the verdict
+// came out silent, but the answer reached the socket. The socket's own
+// keepalive probe, answered by the live peer with the same duplicate ACK,
+// stands in for that late answer here: the kill is refused and the
+// connection lives on.
+func TestKillRefusesAfterLateAnswer(t *testing.T) {
+	lb := newLab(t)
+	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, lb.sock.Cookie, func(fd int) error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_TCP, unix.TCP_KEEPIDLE, 1); err != nil {
+			return err
+		}
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := lb.candidate(tracker.Reasons(0).With(tracker.ReasonIdle), probe.Silent)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := lb.find(t, lb.sock.Local.String(), lb.sock.Remote.String())
+		ack := time.Now().Add(-time.Duration(s.Info.LastAckRecv) * time.Millisecond)
+		if ack.After(c.GhostSince.Add(500 * time.Millisecond)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answered keepalive within 5s (last ACK %s ago)", time.Duration(s.Info.LastAckRecv)*time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p := enabled()
+	p.MinAge = 0
+	k := New(p, connOps{lb.conn}, nil, nil, nil)
+	k.SetReprober(reprobeAs(probe.Silent))
+	recs := k.Apply(context.Background(), []Candidate{c})
+	if !strings.HasPrefix(recs[0].Skipped, "an ACK arrived") {
+		t.Errorf("Apply: %+v, want skipped for the late ACK", recs[0])
+	}
+	if s := lb.find(t, lb.sock.Local.String(), lb.sock.Remote.String()); s.Cookie != lb.sock.Cookie || s.State != inventory.StateEstablished {
+		t.Errorf("socket now %s cookie %d, want the same one ESTABLISHED", s.State, s.Cookie)
+	}
 }
 
 // peerCloses half-closes the connection from the peer's side, waits until
@@ -390,8 +439,23 @@ func TestBorrowWrongInode(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: pidfd_getfd")
 	}
-	err := withBorrowedSocket(os.Getpid(), 1, func(int) error { return nil })
+	err := withBorrowedSocket(os.Getpid(), 1, 1, func(int) error { return nil })
 	if !errors.Is(err, unix.ENOENT) {
 		t.Errorf("borrow of a socket we do not hold: %v, want ENOENT", err)
+	}
+}
+
+// TestBorrowChecksCookie: an fd whose socket has the inode number asked for
+// but another cookie is not touched. Inode numbers wrap; cookies do not.
+func TestBorrowChecksCookie(t *testing.T) {
+	lb := newLab(t)
+	called := false
+	err := withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, lb.sock.Cookie+1, func(int) error { called = true; return nil })
+	if !errors.Is(err, unix.ESTALE) || called {
+		t.Errorf("borrow under another cookie: %v, fn called %v; want ESTALE and no call", err, called)
+	}
+	err = withBorrowedSocket(lb.owner.Pid(), lb.sock.Inode, lb.sock.Cookie, func(int) error { called = true; return nil })
+	if err != nil || !called {
+		t.Errorf("borrow of the socket itself: %v, fn called %v", err, called)
 	}
 }

@@ -9,5 +9,5 @@ var errUnsupported = errors.New("kill: ending connections needs Linux")
 
 type pidfdOps struct{}
 
-func (pidfdOps) keepalive(int, uint32, *Policy) error { return errUnsupported }
-func (pidfdOps) shutdownWrite(int, uint32) error      { return errUnsupported }
+func (pidfdOps) keepalive(int, uint32, uint64, *Policy) error { return errUnsupported }
+func (pidfdOps) shutdownWrite(int, uint32, uint64) error      { return errUnsupported }

@@ -77,8 +77,8 @@ type SocketOps interface {
 
 // fdOps acts on a socket through an fd borrowed from its owner.
 type fdOps interface {
-	keepalive(pid int, inode uint32, p *Policy) error
-	shutdownWrite(pid int, inode uint32) error
+	keepalive(pid int, inode uint32, cookie uint64, p *Policy) error
+	shutdownWrite(pid int, inode uint32, cookie uint64) error
 }
 
 // Record is the outcome for one candidate: Skipped says why nothing was
@@ -249,8 +249,9 @@ func (k *Killer) modeFor(c *Candidate) Mode {
 
 // Apply decides every candidate, re-checks the allowed ones against the
 // kernel, re-probes the ghosts among them (a kill needs a fresh
-// confirmation, the last of at least two, MinAge after the first), and acts
-// on those still unchanged and still ghosts, within the rate limit. A failed
+// confirmation, the last of at least two, MinAge after the first), re-checks
+// those again, and acts on those still unchanged and still ghosts, within
+// the rate limit. A failed
 // action costs no rate token and backs off for that socket. Each action
 // writes one audit line and is reported to the Reporter.
 func (k *Killer) Apply(ctx context.Context, cands []Candidate) []Record {
@@ -278,6 +279,10 @@ func (k *Killer) Apply(ctx context.Context, cands []Candidate) []Record {
 	}
 	k.confirm(ctx, cands, ready, out)
 	for _, i := range ready {
+		if out[i].Skipped == "" && !cands[i].closeWait() {
+			// The re-probe took seconds: look again, as of now.
+			out[i].Skipped = k.recheck(&cands[i], &cur[i], k.now())
+		}
 		if out[i].Skipped == "" {
 			out[i].Skipped = k.act(&cands[i], &cur[i], &out[i], now)
 		}
@@ -314,47 +319,7 @@ func (k *Killer) check(ctx context.Context, c *Candidate, cur *inventory.Socket,
 	if mode != ModeDestroy && (c.PID <= 0 || c.Socket.Inode == 0) {
 		return "owner unknown: keepalive and shutdown need the owner's pid and the socket inode"
 	}
-	s, found, err := k.ops.Lookup(&c.Socket)
-	switch {
-	case err != nil:
-		return "re-check failed: " + err.Error()
-	case !found:
-		return "gone"
-	case s.Cookie != c.Socket.Cookie || s.Netns != c.Socket.Netns:
-		return "cookie changed"
-	case s.State != c.Socket.State:
-		return fmt.Sprintf("state changed to %s", s.State)
-	case progressed(&c.Socket, &s):
-		return "now healthy: bytes moved since the scan"
-	}
-	if c.closeWait() {
-		if why := closeWaitBusy(c, &s, now); why != "" {
-			return why
-		}
-	}
-	*cur = s
-	return ""
-}
-
-// closeWaitBusy returns why a CLOSE_WAIT socket must not be shut down yet,
-// or "". A client that half-closes (nc -N, rsync, HTTP/1.0 and some RPC
-// clients) leaves the server in CLOSE_WAIT while it still computes and
-// writes its answer: only a socket whose owner has sent nothing since the
-// peer's FIN and has nothing queued or in flight is a leak.
-func closeWaitBusy(c *Candidate, s *inventory.Socket, now time.Time) string {
-	switch {
-	case !s.Info.Valid():
-		return "CLOSE_WAIT activity unknown (no tcp_info)"
-	case s.WQueue > 0 || s.Info.Unacked > 0:
-		return "CLOSE_WAIT socket still sending"
-	case c.GhostSince.IsZero():
-		return "CLOSE_WAIT age unknown"
-	}
-	quiet := time.Duration(s.Info.LastDataSent) * time.Millisecond
-	if in := now.Sub(c.GhostSince); quiet < in {
-		return fmt.Sprintf("CLOSE_WAIT socket sent data %s ago, after the peer closed %s ago", quiet.Round(time.Second), in.Round(time.Second))
-	}
-	return ""
+	return k.recheck(c, cur, now)
 }
 
 // confirm re-probes the ghosts among cands[ready...] and marks those that
@@ -412,9 +377,9 @@ func (k *Killer) act(c *Candidate, cur *inventory.Socket, rec *Record, now time.
 	case ModeDestroy:
 		rec.Err = k.ops.Destroy(cur)
 	case ModeKeepalive:
-		rec.Err = k.fds.keepalive(c.PID, cur.Inode, &k.p)
+		rec.Err = k.fds.keepalive(c.PID, cur.Inode, cur.Cookie, &k.p)
 	case ModeShutdown:
-		rec.Err = k.fds.shutdownWrite(c.PID, cur.Inode)
+		rec.Err = k.fds.shutdownWrite(c.PID, cur.Inode, cur.Cookie)
 	}
 	key := c.Socket.Key()
 	if rec.Err != nil {
@@ -463,20 +428,4 @@ func label(c *Candidate) string {
 // cannot destroy sockets at all (CONFIG_INET_DIAG_DESTROY missing).
 func destroyUnsupported(err error) bool {
 	return errors.Is(err, inventory.ErrDestroyUnsupported)
-}
-
-// progressed reports whether the connection moved data between the scan and
-// the re-check: then it is not dead, whatever the probe said.
-func progressed(old, cur *inventory.Socket) bool {
-	if a, ok := old.Info.BytesReceived(); ok {
-		if b, ok := cur.Info.BytesReceived(); ok && b != a {
-			return true
-		}
-	}
-	if a, ok := old.Info.BytesAcked(); ok {
-		if b, ok := cur.Info.BytesAcked(); ok && b != a {
-			return true
-		}
-	}
-	return false
 }

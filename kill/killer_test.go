@@ -45,12 +45,12 @@ type fakeFDs struct {
 	err   error
 }
 
-func (f *fakeFDs) keepalive(pid int, inode uint32, p *Policy) error {
+func (f *fakeFDs) keepalive(pid int, inode uint32, _ uint64, p *Policy) error {
 	f.calls = append(f.calls, fmt.Sprintf("keepalive pid=%d inode=%d idle=%s", pid, inode, p.Keepalive.Idle))
 	return f.err
 }
 
-func (f *fakeFDs) shutdownWrite(pid int, inode uint32) error {
+func (f *fakeFDs) shutdownWrite(pid int, inode uint32, _ uint64) error {
 	f.calls = append(f.calls, fmt.Sprintf("shutdown pid=%d inode=%d", pid, inode))
 	return f.err
 }
@@ -396,5 +396,55 @@ func TestApplySparesStalledCloseWait(t *testing.T) {
 	}
 	if len(fds.calls) != 0 {
 		t.Errorf("fd actions %v, want none", fds.calls)
+	}
+}
+
+// A ghost is killed only if its socket took no ACK since it was first
+// confirmed (a slow peer's late answer reaches the socket, not the prober)
+// and, looked up again after the re-probe, still moved nothing and took no
+// ACK meanwhile.
+func TestApplyRefusesLiveActivity(t *testing.T) {
+	tests := []struct {
+		name           string
+		before, during func(*inventory.Socket) // the socket at the first re-check, and what the re-probe's seconds change
+		want           string
+	}{
+		{"quiet", nil, nil, "acted"},
+		{"late answer", func(s *inventory.Socket) { s.Info.LastAckRecv = 30_000 }, nil,
+			"an ACK arrived 30s ago, after it was confirmed a ghost 10m0s ago: the peer answers late"},
+		{"no tcp_info", func(s *inventory.Socket) { s.Info = inventory.TCPInfo{} }, nil, "activity unknown (no tcp_info)"},
+		{"ACK during the re-probe", nil, func(s *inventory.Socket) { s.Info.LastAckRecv = 1500 },
+			"an ACK arrived 2s ago, after it was confirmed a ghost 10m3s ago: the peer answers late"},
+		{"bytes during the re-probe", nil, func(s *inventory.Socket) { s.Info.SetOptional(1000, 2001, 0, 0) },
+			"now healthy: bytes moved since the scan"},
+		{"new connection during the re-probe", nil, func(s *inventory.Socket) { s.Cookie = 99 }, "cookie changed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &fakeClock{t0}
+			c := ghostCandidate(1)
+			ops := opsWith(c)
+			s := ops.cur[1]
+			if tc.before != nil {
+				tc.before(&s)
+			}
+			ops.cur[1] = s
+			k := New(enabled(), ops, nil, nil, clk.now)
+			k.SetReprober(func(ctx context.Context, keys []inventory.Key) []probe.Result {
+				clk.advance(3 * time.Second)
+				if tc.during != nil {
+					s := ops.cur[1]
+					tc.during(&s)
+					ops.cur[1] = s
+				}
+				return reprobeAs(probe.Silent)(ctx, keys)
+			})
+			if diff := cmp.Diff([]string{tc.want}, skips(k.Apply(context.Background(), []Candidate{c}))); diff != "" {
+				t.Errorf("records (-want +got):\n%s", diff)
+			}
+			if acted := tc.want == "acted"; acted != (len(ops.destroyed) == 1) {
+				t.Errorf("destroyed %v", ops.destroyed)
+			}
+		})
 	}
 }

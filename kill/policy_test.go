@@ -99,6 +99,10 @@ func TestParseCIDR(t *testing.T) {
 		"203.0.113.9":   "203.0.113.9/32",
 		"2001:db8::1":   "2001:db8::1/128",
 		"2001:db8::/32": "2001:db8::/32",
+		// v4-mapped, as ghostd prints a dual-stack socket's IPv4 peer:
+		// the socket's remote is matched unmapped, and so is the rule.
+		"::ffff:198.51.100.7":     "198.51.100.7/32",
+		"::ffff:198.51.100.0/120": "198.51.100.0/24",
 	} {
 		got, err := ParseCIDR(in)
 		if err != nil || got.String() != want {

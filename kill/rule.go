@@ -28,7 +28,10 @@ type Rule struct {
 }
 
 // CIDR is a rule's network. In YAML it is a prefix such as 192.0.2.0/24
-// with no host bits set, or a single address, taken as /32 or /128.
+// with no host bits set, or a single address, taken as /32 or /128. A
+// v4-mapped one (::ffff:192.0.2.7, as ghostd prints a dual-stack socket's
+// IPv4 peer) is taken as its IPv4 form, since sockets are matched on their
+// unmapped remote address.
 type CIDR struct{ netip.Prefix }
 
 // ParseCIDR parses s as a CIDR.
@@ -38,7 +41,7 @@ func ParseCIDR(s string) (CIDR, error) {
 		if err != nil {
 			return CIDR{}, fmt.Errorf("invalid CIDR %q", s)
 		}
-		return CIDR{netip.PrefixFrom(a, a.BitLen())}, nil
+		return unmapped(netip.PrefixFrom(a, a.BitLen())), nil
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
@@ -47,7 +50,16 @@ func ParseCIDR(s string) (CIDR, error) {
 	if p.Masked() != p {
 		return CIDR{}, fmt.Errorf("invalid CIDR %q: host bits set (did you mean %s?)", s, p.Masked())
 	}
-	return CIDR{p}, nil
+	return unmapped(p), nil
+}
+
+// unmapped is p, or its IPv4 form when p is a v4-mapped prefix (one with no
+// host bits set that holds a v4-mapped address is /96 or longer).
+func unmapped(p netip.Prefix) CIDR {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		return CIDR{netip.PrefixFrom(a.Unmap(), p.Bits()-96)}
+	}
+	return CIDR{p}
 }
 
 // UnmarshalYAML parses a scalar with ParseCIDR.
@@ -114,20 +126,21 @@ func (r Rule) Matches(c *Candidate) bool { return r.matches(c, false) }
 // "deny: units: [sshd.service]" also protects an sshd socket whose owner
 // could not be found. Likewise a rule naming pods or containers denies a
 // socket whose pod and container the runtime did not name while its owner is
-// unknown or in a container (the runtime down, or not asked).
+// unknown or in a container (the runtime down, or not asked), and so does
+// one whose netns patterns name pods ("kube-system/*").
 func (r Rule) Denies(c *Candidate) bool { return r.matches(c, true) }
 
 func (r Rule) matches(c *Candidate, failClosed bool) bool {
 	if len(r.CIDRs) > 0 {
 		addr := c.Socket.Remote.Addr().Unmap()
-		if !slices.ContainsFunc(r.CIDRs, func(p CIDR) bool { return p.Contains(addr) }) {
+		if !slices.ContainsFunc(r.CIDRs, func(p CIDR) bool { return unmapped(p.Prefix).Contains(addr) }) {
 			return false
 		}
 	}
 	if len(r.Ports) > 0 && !slices.Contains(r.Ports, int(c.Socket.Local.Port())) && !slices.Contains(r.Ports, int(c.Socket.Remote.Port())) {
 		return false
 	}
-	if !matchAny(r.Netns, c.Netns) {
+	if !matchAny(r.Netns, c.Netns) && !(failClosed && namesPods(r.Netns) && c.podUnknown()) {
 		return false
 	}
 	if failClosed && (len(r.Comms) > 0 || len(r.Units) > 0) && c.ownerUnknown() {
@@ -138,6 +151,14 @@ func (r Rule) matches(c *Candidate, failClosed bool) bool {
 	}
 	return matchAny(r.Comms, c.Comm) && matchAny(r.Units, c.Unit) &&
 		matchAny(r.Pods, c.Pod) && matchAny(r.Containers, c.Container)
+}
+
+// namesPods reports whether a netns pattern names pod namespaces
+// ("<k8s namespace>/<pod>"): no other namespace name has a slash. A pod's
+// namespace the runtime did not name goes by another name ("cni-…", a
+// container id), so a deny rule naming pods fails closed on it, as Pods do.
+func namesPods(netns []string) bool {
+	return slices.ContainsFunc(netns, func(p string) bool { return strings.Contains(p, "/") })
 }
 
 // matchAny reports whether s matches one of the patterns; no patterns match anything.

@@ -32,6 +32,13 @@ func TestRulePodsAndContainers(t *testing.T) {
 		{"unnamed container: deny fails closed", Rule{Pods: []string{"kube-system/*"}}, named, false, true},
 		{"no owner: deny fails closed", Rule{Containers: []string{"etcd"}}, orphan, false, true},
 		{"host process is no pod", Rule{Pods: []string{"*/*"}}, host, false, false},
+		{"pod-named netns", Rule{Netns: []string{"shop/*"}}, cart, true, true},
+		{"other pod-named netns", Rule{Netns: []string{"kube-system/*"}}, cart, false, false},
+		{"pod-named netns, unnamed container: deny fails closed", Rule{Netns: []string{"kube-system/*"}}, named, false, true},
+		{"pod-named netns, no owner: deny fails closed", Rule{Netns: []string{"kube-system/*"}}, orphan, false, true},
+		{"pod-named netns and another port still decide", Rule{Netns: []string{"kube-system/*"}, Ports: []int{6379}}, named, false, false},
+		{"host netns is no pod's", Rule{Netns: []string{"*/*"}}, host, false, false},
+		{"plain netns pattern decides on the name", Rule{Netns: []string{"cni-*"}}, named, false, false},
 	} {
 		c := tt.c
 		if got := tt.rule.Matches(&c); got != tt.match {

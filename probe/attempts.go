@@ -141,7 +141,7 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 
 		wait := jitter(cfg.Interval)
 		if attempt == cfg.Attempts-1 {
-			wait = cfg.Timeout
+			wait = max(cfg.Timeout, min(t.RTO, MaxAnswerWait))
 		}
 		timer.Reset(wait)
 	waiting:
@@ -160,6 +160,10 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 				case wire.ReplyRST:
 					p.replied(cfg, &res, lastSent)
 					res.Verdict, res.Confirmed = Reset, true
+					if st == nil && !t.KernelEvidence {
+						// Maybe not the peer's word: see UncertainBlind.
+						res.Uncertain, res.Confirmed = UncertainBlind, false
+					}
 					res.ClosedLocal = p.closedLocal(cfg, t, st, r.seq) && (!res.Guarded || cfg.StillExists != nil)
 					return res
 				case wire.ReplyUnreachable:
@@ -188,6 +192,8 @@ func (p *Prober) probeOne(ctx context.Context, cfg *Config, d *demux, t Target, 
 			res.Uncertain = UncertainInterference
 		case lost:
 			res.Uncertain = UncertainCaptureLost
+		case unreachable && st == nil && !t.KernelEvidence:
+			res.Uncertain = UncertainBlind
 		}
 	}
 	res.Confirmed = unreachable && res.Uncertain == "" || res.Mode == InWindow && res.Uncertain == "" || t.KernelEvidence

@@ -161,7 +161,8 @@ func quickConfig() Config {
 func newFakeProber(t testing.TB, cfg Config, seq SeqReader, conn *fakeConn) *Prober {
 	p := New(cfg, seq, nil)
 	p.open = func(string, []uint16) (rawConn, error) { return conn, nil }
-	p.nat = nil // no conntrack in a fake namespace
+	p.nat = nil   // no conntrack in a fake namespace
+	p.rules = nil // nor policy routing
 	p.pin = func(ns string, _ uint64) (string, func(), error) { return ns, func() {}, nil }
 	t.Cleanup(func() { p.Close() })
 	return p

@@ -231,32 +231,35 @@ func (o *natLogOnce) first(kind string) bool {
 // be asked (not loaded, no CAP_NET_ADMIN, any error) it returns what it has
 // and every other connection is watched on its own tuple, as without NAT;
 // each kind of failure is logged once.
-func (p *Prober) lookupNAT(ns string, targets []Target, idx []int) map[flowKey]natFlow {
+func (p *Prober) lookupNAT(ns string, targets []Target, idx []int) (nat map[flowKey]natFlow, known bool) {
 	if p.nat == nil || len(idx) == 0 {
-		return nil
+		return nil, true
 	}
 	conns := make([]flowKey, len(idx))
 	for j, i := range idx {
 		conns[j] = newFlowKey(targets[i].Local, targets[i].Remote)
 	}
 	found, err := p.nat(ns, conns)
+	known = true
 	switch {
 	case errors.Is(err, errNoConntrack):
 		if p.natLog.first("none") {
 			p.log.Info("probe: conntrack is not loaded, so no connection is NATed: replies are matched on each socket's own tuple")
 		}
-		return nil
+		return nil, true
 	case errors.Is(err, errCTViaProc):
 		if p.natLog.first("proc") {
 			p.log.Info("probe: conntrack netlink needs CAP_NET_ADMIN; reading NAT from /proc/net/nf_conntrack instead", "netns", ns)
 		}
 	case errors.Is(err, syscall.EPERM):
+		known = false
 		if p.natLog.first("eperm") {
-			p.log.Warn("probe: conntrack lookups need CAP_NET_ADMIN: a connection NATed in its own namespace is matched on its own tuple and may look silent", "netns", ns, "err", err)
+			p.log.Warn("probe: conntrack lookups need CAP_NET_ADMIN: a connection NATed in its own namespace would look silent, so silence there is uncertain (nat_unknown)", "netns", ns, "err", err)
 		}
 	case err != nil:
+		known = false
 		if p.natLog.first("error") {
-			p.log.Warn("probe: conntrack lookup failed: a connection NATed in its own namespace is matched on its own tuple and may look silent", "netns", ns, "err", err)
+			p.log.Warn("probe: conntrack lookup failed: a connection NATed in its own namespace would look silent, so silence there is uncertain (nat_unknown)", "netns", ns, "err", err)
 		}
 	}
 	var m map[flowKey]natFlow
@@ -268,7 +271,7 @@ func (p *Prober) lookupNAT(ns string, targets []Target, idx []int) map[flowKey]n
 			m[conns[j]] = n
 		}
 	}
-	return m
+	return m, known
 }
 
 // reprobeTranslated probes again the silent targets of a namespace round
@@ -290,7 +293,7 @@ func (p *Prober) reprobeTranslated(ctx context.Context, cfg *Config, inflight ch
 	if len(silent) == 0 {
 		return
 	}
-	nat := p.lookupNAT(ns, targets, silent)
+	nat, _ := p.lookupNAT(ns, targets, silent)
 	if len(nat) == 0 {
 		return
 	}

@@ -237,8 +237,18 @@ func TestProbeNATReplyTuple(t *testing.T) {
 		name: "without the lookup the answer is missed", peer: natPeer(vip, backend, local, masq),
 		want: Result{Verdict: Silent, Mode: InWindow, Sent: 2, Confirmed: true},
 	}, {
-		name: "a lookup error probes as before", peer: natPeer(vip, backend, local, masq),
+		// Unread, the table may hold the translation the answer came on:
+		// the silence is uncertain.
+		name: "a lookup error probes as before, but its silence is uncertain", peer: natPeer(vip, backend, local, masq),
 		nat:  func(string, []flowKey) ([]natFlow, error) { return nil, syscall.EPERM },
+		want: Result{Verdict: Silent, Mode: InWindow, Sent: 2, Uncertain: UncertainNATUnknown},
+	}, {
+		name: "a lookup error still sees an answer on the socket's own tuple", peer: ackPeer,
+		nat:  func(string, []flowKey) ([]natFlow, error) { return nil, errors.New("netlink: no buffer space") },
+		want: Result{Verdict: Alive, Mode: InWindow, Sent: 1, Replies: 1, Confirmed: true},
+	}, {
+		name: "an unread table without conntrack loaded is no doubt", peer: natPeer(vip, backend, local, masq),
+		nat:  func(string, []flowKey) ([]natFlow, error) { return nil, errNoConntrack },
 		want: Result{Verdict: Silent, Mode: InWindow, Sent: 2, Confirmed: true},
 	}, {
 		// Strict: the backend's answer to another port of ours, or another

@@ -240,6 +240,59 @@ func TestProbeRoutingMatters(t *testing.T) {
 	}
 }
 
+// TestProbeUnderPortRule: policy routing that selects on the socket's
+// ports, protocol or owner (ip rule sport/dport/ipproto/uidrange) sends the
+// socket's segments one way, while a raw probe, which has none of those to
+// the route lookup, goes another: here into a black hole. The live peer's
+// silence must not be a confirmed ghost.
+func TestProbeUnderPortRule(t *testing.T) {
+	seq := prSeqReader(t)
+	o := newOptNet(t)
+	// The server's main table sends the client's mark address into sink0;
+	// only table 100 reaches it, and only the server port 5555 uses it.
+	if u, err := unfollowedRules(o.Server.Path); err != nil || u {
+		t.Fatalf("before the rule: unfollowedRules = %v, %v; want false (fwmark and tos rules are followed)", u, err)
+	}
+	o.Server.Exec(t, "ip", "rule", "add", "ipproto", "tcp", "sport", "5555", "lookup", "100")
+	if u, err := unfollowedRules(o.Server.Path); err != nil || !u {
+		t.Fatalf("with the rule: unfollowedRules = %v, %v; want true", u, err)
+	}
+	server, client := optPair(t, o.Server, o.Client, "tcp4", net.JoinHostPort(o.ServerV4.String(), "5555"), o.ClientMarkV4, nil, nil)
+	exchange(t, server, client)
+	cfg := fastConfig()
+	cfg.Attempts = 2
+	res, err := New(cfg, seq, nil).Probe(context.Background(), targetIn(t, o.Server, server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict.Ghost() && res.Confirmed || res.Verdict == Silent && res.Uncertain != UncertainRouting {
+		t.Errorf("a live peer behind a port-selected route: %+v, want no confirmed ghost (uncertain: routing)", res)
+	}
+	t.Logf("verdict %s, uncertain %q", res.Verdict, res.Uncertain)
+	exchange(t, server, client) // the connection itself still works
+
+	// Overlapping addresses: where the main table leads, another host has
+	// the client's address and no such connection, and answers the probes
+	// with the RST a lost connection sends. Not the peer's word either, and
+	// with reset_local it must not reset the live socket.
+	imp := testnet.NewNS(t, "imp")
+	o.Server.Exec(t, "ip", "link", "set", "sink1", "netns", imp.Name)
+	imp.Exec(t, "ip", "addr", "add", o.ClientMarkV4.String()+"/32", "dev", "sink1")
+	imp.Exec(t, "ip", "link", "set", "sink1", "up")
+	imp.Exec(t, "ip", "route", "add", "default", "dev", "sink1")
+	for _, resetLocal := range []bool{false, true} {
+		cfg.ResetLocal = resetLocal
+		res, err = New(cfg, seq, nil).Probe(context.Background(), targetIn(t, o.Server, server))
+		if err != nil || res.Verdict != Reset || res.Confirmed || res.Uncertain != UncertainRouting {
+			t.Errorf("reset_local %v: an impostor's RST: %+v %v, want an unconfirmed reset (uncertain: routing)", resetLocal, res, err)
+		}
+		if tcpState(t, server) != 1 {
+			t.Fatalf("reset_local %v: the impostor's RST closed the live socket", resetLocal)
+		}
+		exchange(t, server, client)
+	}
+}
+
 // plainRoute hides a socket's routing from the prober.
 type plainRoute struct{ SeqReader }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,9 @@ type Prober struct {
 	// nat looks up how connections are translated in their namespace
 	// (lookupNAT); nil looks nothing up.
 	nat func(nsPath string, conns []flowKey) ([]natFlow, error)
+	// rules says whether a namespace routes by what probes cannot follow
+	// (unfollowedRules); nil assumes not.
+	rules func(nsPath string) (bool, error)
 
 	cfgMu    sync.Mutex
 	cfg      Config
@@ -76,6 +80,7 @@ func New(cfg Config, seq SeqReader, log *slog.Logger) *Prober {
 		open:     openRawConn,
 		pin:      pinNetns,
 		nat:      lookupNAT,
+		rules:    unfollowedRules,
 		now:      time.Now,
 		mono:     monotonic,
 		cache:    newSeqCache(time.Now()),
@@ -205,7 +210,14 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 			return
 		}
 	}
-	nat := p.lookupNAT(pinned, targets, idx)
+	nat, natKnown := p.lookupNAT(pinned, targets, idx)
+	routed := p.routeFollowed(pinned)
+	if !routed && cfg.ResetLocal {
+		// Probes that may reach another host with the peer's address must
+		// not acknowledge RCV.NXT: that host's RST would reset a live socket.
+		c := *cfg
+		c.ResetLocal, cfg = false, &c
+	}
 	ports := make([]uint16, 0, len(idx)+len(nat))
 	for _, i := range idx {
 		ports = append(ports, targets[i].Local.Port())
@@ -287,6 +299,50 @@ func (p *Prober) probeNamespace(ctx context.Context, cfg *Config, inflight chan 
 	}
 	w.wait()
 	p.reprobeTranslated(ctx, cfg, inflight, pinned, targets, idx, states, results)
+	if !natKnown {
+		doubt(targets, idx, results, UncertainNATUnknown, Silent)
+	}
+	if !routed {
+		doubt(targets, idx, results, UncertainRouting, Silent, Unreachable, Reset)
+	}
+}
+
+// doubt marks the confirmed results of a namespace round with one of
+// verdicts uncertain for why, unless the socket's own kernel evidence
+// backs them: the round could not rule out that an answer went unseen
+// (UncertainNATUnknown) or that the probes took another path than the
+// socket's own segments, maybe to another host with the peer's address
+// (UncertainRouting).
+func doubt(targets []Target, idx []int, results []Result, why string, verdicts ...Verdict) {
+	for _, i := range idx {
+		r := &results[i]
+		if r.Confirmed && r.Uncertain == "" && slices.Contains(verdicts, r.Verdict) && !targets[i].KernelEvidence {
+			r.Uncertain, r.Confirmed = why, false
+		}
+	}
+}
+
+// routeFollowed reports whether the probes of the namespace at ns take the
+// route its sockets' own segments take, as far as policy routing can tell
+// (unfollowedRules); a namespace whose rules cannot be read counts as not.
+func (p *Prober) routeFollowed(ns string) bool {
+	if p.rules == nil {
+		return true
+	}
+	unfollowed, err := p.rules(ns)
+	switch {
+	case err != nil:
+		if p.natLog.first("rules") {
+			p.log.Warn("probe: cannot read the namespace's routing rules: silence there is uncertain (routing)", "netns", ns, "err", err)
+		}
+		return false
+	case unfollowed:
+		if p.natLog.first("rules-unfollowed") {
+			p.log.Warn("probe: the namespace routes by ports, protocol or user (ip rule sport/dport/ipproto/uidrange), which probes cannot follow: silence there is uncertain (routing)", "netns", ns)
+		}
+		return false
+	}
+	return true
 }
 
 // readSeq returns the group's sequence state, nil for blind probes.

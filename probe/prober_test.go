@@ -66,9 +66,17 @@ func TestProbeVerdicts(t *testing.T) {
 		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),
 		want:   Result{Verdict: Alive, Mode: Blind, Sent: 1, Replies: 1, Confirmed: true}, sent: 1,
 	}, {
-		name: "blind reset is evidence", peer: rstPeer,
+		name: "blind reset is no evidence alone (a firewall may send it)", peer: rstPeer,
 		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),
+		want:   Result{Verdict: Reset, Mode: Blind, Sent: 1, Replies: 1, Uncertain: UncertainBlind}, sent: 1,
+	}, {
+		name: "blind reset with kernel evidence is", peer: rstPeer,
+		target: Target{Cookie: 1, Local: netip.MustParseAddrPort("192.0.2.1:80"), Remote: netip.MustParseAddrPort("198.51.100.2:4000"), KernelEvidence: true},
 		want:   Result{Verdict: Reset, Mode: Blind, Sent: 1, Replies: 1, Confirmed: true}, sent: 1,
+	}, {
+		name: "blind unreachable is no evidence alone", peer: unreachablePeer(t),
+		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),
+		want:   Result{Verdict: Unreachable, Mode: Blind, Sent: 2, Replies: 2, Uncertain: UncertainBlind}, sent: 2,
 	}, {
 		name:   "blind silence is not evidence",
 		target: target(1, "192.0.2.1:80", "198.51.100.2:4000"),

@@ -65,6 +65,28 @@ const (
 	// host's queues before any capture sees them; a real ghost's 4-tuple
 	// is quiet.
 	UncertainInterference = "interference"
+	// UncertainBlind: a blind probe (no sequence state) got a RST or an
+	// ICMP error. A stateful firewall finds a segment with random numbers
+	// INVALID, and one that rejects INVALID segments answers for the peer
+	// with exactly these (a RST at the probe's ACK number, an ICMP error
+	// quoting it), while the peer still holds the connection
+	// (TestBlindThroughRejectingRouter). Such a verdict is confirmed only
+	// when the socket's own kernel evidence backs it, as blind silence (and
+	// then it is not marked uncertain).
+	UncertainBlind = "blind"
+	// UncertainNATUnknown: the namespace's conntrack table could not be
+	// read (no CAP_NET_ADMIN and no /proc/net/nf_conntrack, or an error),
+	// so a connection NATed there, answered on its translated tuple, would
+	// look silent. Confirmed only when kernel evidence backs it.
+	UncertainNATUnknown = "nat_unknown"
+	// UncertainRouting: the namespace routes by what a raw probe cannot
+	// carry to its route lookup (ip rule sport, dport, ipproto, uidrange),
+	// so the probes may have gone another way than the socket's own
+	// segments, into a black hole or to another host with the peer's
+	// address (TestProbeUnderPortRule). A silence, an unreachable or a
+	// reset there is confirmed only when kernel evidence backs it, and
+	// probes there never acknowledge RCV.NXT (Config.ResetLocal).
+	UncertainRouting = "routing"
 )
 
 // Target is one connection to probe, as the latest inventory saw it.
@@ -83,7 +105,16 @@ type Target struct {
 	// as the inventory can tell (zero: unknown). Sequence state read after
 	// it is still exact, so a state read ahead of the probe may be reused.
 	QuietSince time.Time
+	// RTO is how long the socket's own kernel waits for an answer before
+	// it retransmits (srtt + 4 rttvar from tcp_info; zero: unknown). The
+	// last attempt waits at least that long (at most MaxAnswerWait): a
+	// slow live peer's answer must not come after the verdict.
+	RTO time.Duration
 }
+
+// MaxAnswerWait bounds how long the last attempt waits for a slow peer
+// (Target.RTO): the kernel's own longest retransmission timeout.
+const MaxAnswerWait = 2 * time.Minute
 
 // Result is the outcome of probing one Target.
 type Result struct {
@@ -108,9 +139,10 @@ type Result struct {
 	// Confirmed is set when the verdict holds after every attempt (or, for
 	// blind silence, when kernel evidence backs it).
 	Confirmed bool
-	// Uncertain says why a silence that would otherwise be confirmed is
-	// not (unless kernel evidence backs it): UncertainCaptureLost or
-	// UncertainInterference. Empty otherwise.
+	// Uncertain says why a silence, an unreachable or a blind reset that
+	// would otherwise be confirmed is not (unless kernel evidence backs it):
+	// UncertainCaptureLost, UncertainInterference, UncertainBlind,
+	// UncertainNATUnknown or UncertainRouting. Empty otherwise.
 	Uncertain string
 	// Rejected counts captured packets of this connection that did not
 	// answer its probes (forged, stale or stray), by reason.

@@ -274,15 +274,23 @@ func TestBlindThroughRouter(t *testing.T) {
 	t.Logf("blind through the router: %d of %d live peers answered; %d probes sent, router dropped %d as INVALID",
 		alive, len(targets), sent, n.InvalidDrops(t)-drops)
 
-	// Without the stateful firewall, a blind probe to a peer that lost state gets its RST.
+	// Without the stateful firewall, a blind probe to a peer that lost state
+	// gets its RST: a reset, confirmed only with the kernel's own evidence
+	// (a firewall that rejects INVALID segments sends the same RST,
+	// TestBlindThroughRejectingRouter).
 	n.Router.Nft(t, "delete table inet gd_router\n")
 	defer n.Router.Nft(t, routerRulesetForTests)
 	server, client := n.Pair(t, "tcp6")
 	target := targetOf(t, n, server)
 	n.LoseState(t, client)
 	res, err := New(cfg, nil, nil).Probe(context.Background(), target)
-	if err != nil || res.Verdict != Reset || !res.Confirmed || res.ClosedLocal {
+	if err != nil || res.Verdict != Reset || res.Confirmed || res.Uncertain != UncertainBlind || res.ClosedLocal {
 		t.Fatalf("blind reset on an open path: %+v %v", res, err)
+	}
+	target.KernelEvidence = true
+	res, err = New(cfg, nil, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Reset || !res.Confirmed || res.ClosedLocal {
+		t.Fatalf("blind reset with kernel evidence: %+v %v", res, err)
 	}
 	if tcpState(t, server) != 1 {
 		t.Error("a blind RST closed the local socket")
@@ -371,5 +379,31 @@ func TestHostHintHonest(t *testing.T) {
 			t.Errorf("%s NATed: %+v %v, want silent, nat, no reachable claim", network, res, err)
 		}
 		n.Client.Nft(t, "delete table inet tn_dnat\n")
+	}
+}
+
+// TestProbeWaitsForSlowPeer: a live peer 2.5 s away answers after the
+// default final wait. The socket's own kernel knows how slow it is (srtt,
+// rttvar), and the last attempt waits as long as its retransmission timeout
+// would: the answer is taken. Without that (RTO unknown), the live peer was
+// a confirmed silent ghost.
+func TestProbeWaitsForSlowPeer(t *testing.T) {
+	seq := prSeqReader(t)
+	n := testnet.New(t)
+	n.Delay(t, 2500*time.Millisecond)
+	server, client := n.Pair(t, "tcp4")
+	exchange(t, server, client)
+	info := testnet.TCPInfo(t, server)
+	target := targetOf(t, n, server)
+	cfg := fastConfig()
+	cfg.Attempts = 2
+	res, err := New(cfg, seq, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Silent || !res.Confirmed {
+		t.Fatalf("without the socket's RTO: %+v %v; want the (false) confirmed silence this test is about", res, err)
+	}
+	target.RTO = time.Duration(info.Rtt+4*info.Rttvar) * time.Microsecond
+	res, err = New(cfg, seq, nil).Probe(context.Background(), target)
+	if err != nil || res.Verdict != Alive {
+		t.Errorf("with the socket's RTO %s (srtt %d µs): %+v %v; want alive", target.RTO, info.Rtt, res, err)
 	}
 }

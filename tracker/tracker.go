@@ -336,6 +336,20 @@ type Brief struct {
 	// tells new suspects and vanished ones by them).
 	SuspectSince time.Time
 	Misses       uint8
+	// LastAck is the Entry's LastAck.
+	LastAck time.Time
+}
+
+// LastAck is when the socket last took an ACK, as its last observation's
+// tcpi_last_ack_recv tells; zero without tcp_info. A probe's answer counts
+// too: the socket's kernel takes the peer's duplicate ACK.
+func (e *Entry) LastAck() time.Time { return lastAckAt(e.LastSeen, &e.Socket.Info) }
+
+func lastAckAt(seen time.Time, info *inventory.TCPInfo) time.Time {
+	if !info.Valid() {
+		return time.Time{}
+	}
+	return seen.Add(-ms(info.LastAckRecv))
 }
 
 // EachSuspectBrief calls fn with a Brief of every remembered socket that has
@@ -346,13 +360,28 @@ type Brief struct {
 func (t *Tracker) EachSuspectBrief(fn func(*Brief)) {
 	var b Brief
 	t.eachSuspect(func(netns uint64, _ *namespace, e *entry) {
-		b = Brief{
-			Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
-			Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
-			Tag: e.tag, SuspectSince: t.epoch.Time(e.suspectSince), Misses: e.misses,
-		}
+		b = t.brief(netns, e)
 		fn(&b)
 	})
+}
+
+// BriefOf returns the Brief of a remembered socket, suspect or not.
+func (t *Tracker) BriefOf(k inventory.Key) (Brief, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.lookupLocked(k); e != nil {
+		return t.brief(k.Netns, e), true
+	}
+	return Brief{}, false
+}
+
+func (t *Tracker) brief(netns uint64, e *entry) Brief {
+	return Brief{
+		Key: inventory.Key{Netns: netns, Cookie: e.cookie}, Reasons: e.reasons,
+		Family: e.family, Inode: e.inode, LastDataRecv: e.info.LastDataRecv, InfoValid: e.info.Valid(),
+		Tag: e.tag, SuspectSince: t.epoch.Time(e.suspectSince), Misses: e.misses,
+		LastAck: lastAckAt(t.epoch.Time(e.lastSeen), &e.info),
+	}
 }
 
 // Reasons returns a remembered socket's reasons without copying its entry.

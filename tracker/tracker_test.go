@@ -390,6 +390,7 @@ func TestEachSuspectBrief(t *testing.T) {
 		s.Info.Len = 280
 		idle := time.Duration(i) * 5 * time.Second // only the ones idle for a minute are suspects
 		s.Info.LastDataRecv, s.Info.LastDataSent = uint32(idle.Milliseconds()), uint32(idle.Milliseconds())
+		s.Info.LastAckRecv = uint32(i) * 1000
 		tr.Observe(now, &s)
 	}
 	want := map[inventory.Key]Brief{}
@@ -398,6 +399,10 @@ func TestEachSuspectBrief(t *testing.T) {
 			Key: e.Socket.Key(), Reasons: e.Reasons, Family: e.Socket.Family, Inode: e.Socket.Inode,
 			LastDataRecv: e.Socket.Info.LastDataRecv, InfoValid: e.Socket.Info.Valid(),
 			SuspectSince: e.SuspectSince, Misses: e.Misses,
+			LastAck: now.Add(-time.Duration(e.Socket.Info.LastAckRecv) * time.Millisecond),
+		}
+		if e.LastAck() != want[e.Socket.Key()].LastAck {
+			t.Errorf("cookie %d: Entry.LastAck %v", e.Socket.Cookie, e.LastAck())
 		}
 	})
 	got := map[inventory.Key]Brief{}

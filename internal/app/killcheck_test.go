@@ -11,6 +11,7 @@ import (
 
 	"github.com/ghostd/ghostd/exporter"
 	"github.com/ghostd/ghostd/kill"
+	"github.com/ghostd/ghostd/probe"
 )
 
 // TestCheckKill: an enabled policy that needs CAP_SYS_PTRACE (kill mode
@@ -73,5 +74,26 @@ func TestCheckKill(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestProbeExit: `ghostd probe` exits ExitGhost only for a confirmed ghost,
+// as the daemon calls one; an unconfirmed silence or reset exits 0.
+func TestProbeExit(t *testing.T) {
+	for _, tt := range []struct {
+		r    probe.Result
+		want int
+	}{
+		{probe.Result{Verdict: probe.Alive, Confirmed: true}, ExitOK},
+		{probe.Result{Verdict: probe.Silent, Mode: probe.InWindow, Confirmed: true}, ExitGhost},
+		{probe.Result{Verdict: probe.Reset, Mode: probe.InWindow, Confirmed: true}, ExitGhost},
+		{probe.Result{Verdict: probe.Silent, Mode: probe.Blind}, ExitOK},
+		{probe.Result{Verdict: probe.Reset, Mode: probe.Blind, Uncertain: probe.UncertainBlind}, ExitOK},
+		{probe.Result{Verdict: probe.Silent, Mode: probe.InWindow, Uncertain: probe.UncertainInterference}, ExitOK},
+		{probe.Result{Verdict: probe.Unprobed}, ExitOK},
+	} {
+		if got := probeExit(tt.r); got != tt.want {
+			t.Errorf("%s (%s, confirmed %v, uncertain %q): exit %d, want %d", tt.r.Verdict, tt.r.Mode, tt.r.Confirmed, tt.r.Uncertain, got, tt.want)
+		}
 	}
 }

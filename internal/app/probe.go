@@ -15,9 +15,20 @@ import (
 	"github.com/ghostd/ghostd/probe"
 )
 
-// ExitGhost is `ghostd probe`'s exit code when the verdict is a ghost, so
-// scripts can branch on it; alive exits 0.
+// ExitGhost is `ghostd probe`'s exit code when the verdict is a confirmed
+// ghost, so scripts can branch on it; alive, and a verdict that is not
+// confirmed (blind silence, uncertain), exit 0.
 const ExitGhost = 3
+
+// probeExit is `ghostd probe`'s exit code for a probe's result: a script
+// that ends connections on ExitGhost must not end one whose verdict the
+// daemon itself would never call a ghost.
+func probeExit(r probe.Result) int {
+	if r.Verdict.Ghost() && r.Confirmed {
+		return ExitGhost
+	}
+	return ExitOK
+}
 
 // runProbe implements `ghostd probe [--netns NS] LOCAL REMOTE`. It probes only
 // a 4-tuple that is in the socket table right now.
@@ -66,7 +77,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if SameTuple(sk.Local, local) && SameTuple(sk.Remote, remote) {
 			found = append(found, probe.Target{
 				NetnsInode: ns.Inode, NetnsPath: ns.Path, Cookie: sk.Cookie, Family: sk.Family,
-				Local: sk.Local, Remote: sk.Remote, KernelEvidence: engine.KernelEvidence(sk),
+				Local: sk.Local, Remote: sk.Remote, KernelEvidence: engine.KernelEvidence(sk), RTO: engine.RTO(sk),
 			})
 			state = sk.State
 		}
@@ -122,10 +133,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "%s -> %s: %s (mode %s, %d/%d replies, rtt %s, confirmed %t)\n",
 			engine.FormatAddr(found[0].Local), engine.FormatAddr(found[0].Remote), r.Verdict, r.Mode, r.Replies, r.Sent, rtt, r.Confirmed)
 	}
-	if r.Verdict.Ghost() {
-		return ExitGhost
-	}
-	return ExitOK
+	return probeExit(r)
 }
 
 // SameTuple compares a socket address with a user-given one, treating a

@@ -96,6 +96,7 @@ func idleSocket(cookie uint64, rport uint16, idle time.Duration) inventory.Socke
 	s.Info.Len = 280
 	s.Info.LastDataRecv = uint32(idle.Milliseconds())
 	s.Info.LastDataSent = uint32(idle.Milliseconds())
+	s.Info.LastAckRecv = uint32(idle.Milliseconds()) // nothing, not even an ACK, since
 	return s
 }
 

@@ -237,7 +237,7 @@ func (e *Engine) verdictEventLocked(k inventory.Key, prev *verdictState, probed 
 		return
 	}
 	if kind == events.Ghost {
-		if g, _ := e.ghost(ent.Reasons, v, now); !g {
+		if g, _ := e.ghost(ent.Reasons, v, ent.LastAck(), now); !g {
 			return // a zero window is never a ghost
 		}
 	}

@@ -102,3 +102,56 @@ func TestKeepaliveKernelEvidence(t *testing.T) {
 		t.Errorf("two keepalive probes out: target %v, kernel evidence %v; want a target with evidence", ok, ev)
 	}
 }
+
+// TestKernelEvidence: what of a socket's own kernel probing lets a blind or
+// uncertain verdict count. A receiver that shut its window is probed under
+// the retransmit timer with tcpi_backoff growing and no retransmits
+// counted: it is alive, and its backoff is no evidence.
+func TestKernelEvidence(t *testing.T) {
+	sock := func(timer inventory.Timer, retrans, backoff uint8, sndWnd uint32, info bool) *inventory.Socket {
+		s := &inventory.Socket{State: inventory.StateEstablished, Timer: timer, Retrans: retrans}
+		if info {
+			s.Info.Len = 280
+			s.Info.Backoff = backoff
+			s.Info.SetOptional(1000, 2000, sndWnd, 65535)
+		}
+		return s
+	}
+	tests := []struct {
+		name string
+		s    *inventory.Socket
+		want bool
+	}{
+		{"two retransmission timeouts", sock(inventory.TimerRetransmit, 2, 2, 65535, true), true},
+		{"two without tcp_info", sock(inventory.TimerRetransmit, 2, 0, 0, false), true},
+		{"one", sock(inventory.TimerRetransmit, 1, 1, 65535, true), false},
+		{"backed off, window open", sock(inventory.TimerRetransmit, 0, 3, 65535, true), true},
+		{"backed off probing a shut window", sock(inventory.TimerRetransmit, 0, 3, 0, true), false},
+		{"persist timer", sock(inventory.TimerZeroWindow, 5, 5, 0, true), false},
+		{"two keepalives unanswered", sock(inventory.TimerKeepalive, 2, 0, 65535, true), true},
+		{"one keepalive out", sock(inventory.TimerKeepalive, 1, 0, 65535, true), false},
+		{"no timer", sock(inventory.TimerNone, 0, 0, 65535, true), false},
+	}
+	for _, tt := range tests {
+		if got := KernelEvidence(tt.s); got != tt.want {
+			t.Errorf("%s: KernelEvidence = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestTargetRTO: a target carries its socket's retransmission timeout, so
+// the prober waits as long for a slow peer as the socket's kernel would.
+func TestTargetRTO(t *testing.T) {
+	e, inv, _, _ := newTest()
+	slow := idleSocket(1, 3, 10*time.Minute)
+	slow.Info.RTT, slow.Info.RTTVar = 2_500_000, 250_000 // µs
+	inv.sockets[7] = []inventory.Socket{slow}
+	e.Scan(context.Background())
+	ts := e.Targets()
+	if len(ts) != 1 || ts[0].RTO != 3500*time.Millisecond {
+		t.Fatalf("targets %+v, want one with RTO 3.5s", ts)
+	}
+	if got := RTO(&inventory.Socket{}); got != 0 {
+		t.Errorf("RTO without tcp_info = %s, want 0", got)
+	}
+}

@@ -30,7 +30,11 @@ func (e *Engine) Record(targets []probe.Target, results []probe.Result) {
 		ghostSince := epoch.Zero
 		if ghost {
 			ghostSince = e.epoch.Stamp(now)
-			if wasGhost && prev.ghostSince != epoch.Zero {
+			// A ghost keeps its first confirmation, unless the socket took
+			// an ACK since (a late answer, see ghost): then it starts
+			// again, so a peer that answered late and died later is a
+			// ghost again.
+			if wasGhost && prev.ghostSince != epoch.Zero && !ent.LastAck().After(e.epoch.Time(prev.ghostSince)) {
 				ghostSince = prev.ghostSince
 			}
 		}

@@ -36,7 +36,7 @@ func (e *Engine) Snapshot() (*exporter.Snapshot, []Candidate) {
 		}
 		if v, probed := unpackVerdict(b.Tag); probed {
 			t.Verdict = string(packedVerdicts[v.verdict])
-			t.Ghost, t.GhostSeconds = e.ghost(b.Reasons, &v, now)
+			t.Ghost, t.GhostSeconds = e.ghost(b.Reasons, &v, b.LastAck, now)
 		}
 		if t.Ghost {
 			t.Owner = e.ownerName(b.Key.Netns, b.Inode)
@@ -175,7 +175,7 @@ func (e *Engine) TopSessions(n int) []exporter.Session {
 	e.eachBriefLocked(func(b *tracker.Brief) {
 		r := ranked{k: b.Key, idl: idleSeconds(b.InfoValid, b.LastDataRecv)}
 		if v, ok := unpackVerdict(b.Tag); ok && !e.killed[r.k] {
-			r.ghost, r.ghostS = e.ghost(b.Reasons, &v, now)
+			r.ghost, r.ghostS = e.ghost(b.Reasons, &v, b.LastAck, now)
 		}
 		rs = append(rs, r)
 	})
@@ -261,7 +261,11 @@ func (e *Engine) eachBriefLocked(fn func(*tracker.Brief)) {
 	for i := range e.all.len() {
 		l := e.all.at(i)
 		b = tracker.Brief{Key: l.key(), Family: l.family, Inode: l.inode, LastDataRecv: l.lastDataRecv, InfoValid: l.flags&listedInfoValid != 0}
-		b.Reasons, _ = e.tracker.Reasons(b.Key)
+		if tb, ok := e.tracker.BriefOf(b.Key); ok {
+			// What the tracker keeps (the verdict in Tag above all), or
+			// a listing counts no ghost and offers no kill candidate.
+			b.Reasons, b.Tag, b.SuspectSince, b.Misses, b.LastAck = tb.Reasons, tb.Tag, tb.SuspectSince, tb.Misses, tb.LastAck
+		}
 		fn(&b)
 	}
 }
@@ -405,7 +409,7 @@ func (e *Engine) fillSessionOf(s *exporter.Session, ent *tracker.Entry, o invent
 			rtt := r.RTT.Seconds()
 			s.RTTSeconds = &rtt
 		}
-		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, now)
+		s.Ghost, s.GhostSeconds = e.ghost(ent.Reasons, &v, ent.LastAck(), now)
 	}
 }
 

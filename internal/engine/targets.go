@@ -154,7 +154,17 @@ func (e *Engine) target(ent *tracker.Entry) probe.Target {
 	if ent.IdleKnown {
 		t.QuietSince = ent.LastSeen.Add(-ent.Idle)
 	}
+	t.RTO = RTO(sk)
 	return t
+}
+
+// RTO is the socket's retransmission timeout before backoff, srtt + 4
+// rttvar as tcp_info reports them (probe.Target.RTO), or 0 without tcp_info.
+func RTO(sk *inventory.Socket) time.Duration {
+	if !sk.Info.Valid() {
+		return 0
+	}
+	return time.Duration(uint64(sk.Info.RTT)+4*uint64(sk.Info.RTTVar)) * time.Microsecond
 }
 
 // KernelEvidence reports whether the socket's own kernel already probed the
@@ -162,11 +172,21 @@ func (e *Engine) target(ent *tracker.Entry) probe.Target {
 // least twice, or tracker.KeepaliveUnanswered keepalive probes unanswered.
 // One keepalive probe out is no evidence: a dump often catches one whose ACK
 // is on its way, and keepalive-on sockets are idle suspects (probed, blind
-// ones too) while their kernel is slower than ghostd.
+// ones too) while their kernel is slower than ghostd. Nor is tcpi_backoff
+// alone unless the peer's window is known to be open: the kernel backs off
+// without counting retransmits while it probes a receiver that shut its
+// window under the retransmit timer, and that receiver is alive.
 func KernelEvidence(sk *inventory.Socket) bool {
 	switch sk.Timer {
 	case inventory.TimerRetransmit:
-		return sk.Retrans >= 2 || (sk.Info.Valid() && sk.Info.Backoff >= 2)
+		if sk.Retrans >= 2 {
+			return true
+		}
+		if !sk.Info.Valid() || sk.Info.Backoff < 2 {
+			return false
+		}
+		w, ok := sk.Info.SndWnd()
+		return ok && w > 0
 	case inventory.TimerKeepalive:
 		return sk.Retrans >= tracker.KeepaliveUnanswered
 	}

@@ -37,7 +37,7 @@ var (
 	packedModes    = []probe.Mode{"", probe.InWindow, probe.Blind}
 	// packedUnprobeable lists Result.Unprobeable's values; "" first.
 	packedUnprobeable = []string{"", probe.UnprobeableTCPMD5, probe.UnprobeableTCPAO}
-	packedUncertain   = []string{"", probe.UncertainInterference, probe.UncertainCaptureLost}
+	packedUncertain   = []string{"", probe.UncertainInterference, probe.UncertainCaptureLost, probe.UncertainBlind, probe.UncertainNATUnknown, probe.UncertainRouting}
 	packedNATs        = []string{"", probe.NATDNAT, probe.NATSNAT, probe.NATRedirect,
 		probe.NATDNAT + "+" + probe.NATSNAT, probe.NATRedirect + "+" + probe.NATSNAT}
 )
@@ -128,13 +128,20 @@ func (e *Engine) verdict(k inventory.Key) (verdictState, bool) {
 }
 
 // ghost reports whether a probed socket with these reasons is a confirmed
-// ghost, and for how long.
-func (e *Engine) ghost(rs tracker.Reasons, v *verdictState, now time.Time) (bool, float64) {
+// ghost, and for how long. lastAck is when the socket last took an ACK
+// (zero: unknown): a socket that took one after it was first confirmed has a
+// live peer that answered a probe late, after the prober stopped waiting,
+// and is no ghost (the kill gate refuses it too).
+func (e *Engine) ghost(rs tracker.Reasons, v *verdictState, lastAck, now time.Time) (bool, float64) {
 	if !packedVerdicts[v.verdict].Ghost() || !v.confirmed || !rs.CanGhost() {
 		return false, 0
 	}
 	if v.ghostSince == epoch.Zero {
 		return true, 0
 	}
-	return true, now.Sub(e.epoch.Time(v.ghostSince)).Seconds()
+	since := e.epoch.Time(v.ghostSince)
+	if lastAck.After(since) {
+		return false, 0
+	}
+	return true, now.Sub(since).Seconds()
 }
