@@ -115,6 +115,7 @@ type Engine struct {
 	// ownersSeen is the tracker's NewSuspects at the last owner lookup.
 	ownersSeen uint64
 	paths      *pathidle.Table // idle timeouts per destination (pathidle.go); nil until a probe is recorded
+	listening  listeners       // the last scan's listening sockets: which sockets were accepted (pathidle.go)
 	ev         eventState      // events.go
 }
 
@@ -170,6 +171,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	start := opts.Now()
 	counts := make(map[uint64]*stateCounts, len(e.counts))
 	var all listedTable
+	lis := listeners{}
 	var cur *stateCounts
 	curNetns := uint64(0)
 	lastProgress := start
@@ -193,6 +195,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 			fam = 1
 		}
 		cur[fam][sk.State&15]++
+		lis.add(sk)
 		// The time of this socket's dump: tcp_info's "ms ago" fields are
 		// relative to it, and a dump of many namespaces takes a while.
 		e.tracker.Observe(opts.Now(), sk)
@@ -207,7 +210,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.counts, e.all = counts, all
+	e.counts, e.all, e.listening = counts, all, lis
 	now := e.opts.Now()
 	seen := make(map[uint64]bool, len(results))
 	e.last = e.last[:0]
