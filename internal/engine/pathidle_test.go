@@ -27,11 +27,10 @@ func (f cookieProber) ProbeAll(_ context.Context, ts []probe.Target) []probe.Res
 
 func (f cookieProber) Mode() (probe.Mode, string) { return probe.InWindow, "test" }
 
-// TestPathEstimateFromProbes: idle connections to one destination, proved
-// alive up to 90 s idle and dead from 130 s, give the estimate (90 s, 130 s];
-// a ghost re-confirmed later is not counted again, and the owner's comm
-// picks the advice.
-func TestPathEstimateFromProbes(t *testing.T) {
+// newPathTest returns an engine over one namespace (inode 7) whose
+// sockets the test sets, probed by a cookieProber, on a test clock; idle
+// threshold a minute.
+func newPathTest() (*Engine, *fakeInv, cookieProber, *clock) {
 	inv := &fakeInv{
 		ns:      []inventory.Namespace{{Inode: 7, Name: "srv", Path: "/run/netns/srv", Kind: inventory.KindNamed}},
 		sockets: map[uint64][]inventory.Socket{},
@@ -41,16 +40,33 @@ func TestPathEstimateFromProbes(t *testing.T) {
 	e := New(inv, pr, &fakeOwners{}, Options{
 		Tracker: tracker.Config{Idle: time.Minute}, Backoff: 5 * time.Minute, Reconfirm: time.Minute, Now: c.now,
 	})
+	return e, inv, pr, c
+}
+
+// addIdle adds a socket of namespace 7 from local to remote, idle for age
+// (its data and its last ACK received), which pr answers alive up to 100 s
+// idle and silent beyond.
+func addIdle(inv *fakeInv, pr cookieProber, cookie uint64, local, remote netip.AddrPort, age time.Duration) {
+	sk := idleSocket(cookie, remote.Port(), age)
+	sk.Local, sk.Remote = local, remote
+	sk.Info.LastAckRecv = uint32(age.Milliseconds())
+	inv.sockets[7] = append(inv.sockets[7], sk)
+	pr[cookie] = probe.Alive
+	if age > 100*time.Second {
+		pr[cookie] = probe.Silent
+	}
+}
+
+// TestPathEstimateFromProbes: idle connections to one destination, proved
+// alive up to 90 s idle and dead from 130 s, give the estimate (90 s, 130 s];
+// a ghost re-confirmed later is not counted again, and the owner's comm
+// picks the advice.
+func TestPathEstimateFromProbes(t *testing.T) {
+	e, inv, pr, c := newPathTest()
 	ages := map[uint64]time.Duration{1: 70 * time.Second, 2: 80 * time.Second, 3: 90 * time.Second, 4: 130 * time.Second, 5: 140 * time.Second}
 	for cookie, age := range ages {
-		sk := idleSocket(cookie, 40000+uint16(cookie), age)
-		sk.Local, sk.Remote = sk.Remote, sk.Local // the local end is the client: the destination is 198.51.100.0/24:5432
-		sk.Info.LastAckRecv = uint32(age.Milliseconds())
-		inv.sockets[7] = append(inv.sockets[7], sk)
-		pr[cookie] = probe.Alive
-		if age > 100*time.Second {
-			pr[cookie] = probe.Silent
-		}
+		// The local end is the client: the destination is 198.51.100.0/24:5432.
+		addIdle(inv, pr, cookie, netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), 40000+uint16(cookie)), netip.MustParseAddrPort("198.51.100.2:5432"), age)
 	}
 	// One more socket whose last ACK is recent (a keepalive answered 5 s
 	// ago): the path saw it 5 s ago, whatever its data says.
@@ -136,35 +152,16 @@ func TestAccepted(t *testing.T) {
 // connection to port 5432 elsewhere keys by the remote port; and once the
 // listener is gone, an accepted socket reads as outbound.
 func TestPathKeyedByListener(t *testing.T) {
-	inv := &fakeInv{
-		ns:      []inventory.Namespace{{Inode: 7, Name: "srv", Path: "/run/netns/srv", Kind: inventory.KindNamed}},
-		sockets: map[uint64][]inventory.Socket{},
-	}
-	pr := cookieProber{}
-	c := &clock{t: time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)}
-	e := New(inv, pr, &fakeOwners{}, Options{
-		Tracker: tracker.Config{Idle: time.Minute}, Backoff: 5 * time.Minute, Reconfirm: time.Minute, Now: c.now,
-	})
+	e, inv, pr, _ := newPathTest()
 	lis := inventory.Socket{Family: inventory.FamilyInet, State: inventory.StateListen, Cookie: 100, Inode: 100,
 		Local: netip.MustParseAddrPort("0.0.0.0:5432")}
 	inv.sockets[7] = append(inv.sockets[7], lis)
 	ages := map[uint64]time.Duration{1: 70 * time.Second, 2: 90 * time.Second, 3: 130 * time.Second, 4: 140 * time.Second}
 	for cookie, age := range ages {
-		// idleSocket: local 198.51.100.2:5432, remote 192.0.2.2 at the port given.
-		sk := idleSocket(cookie, 43000+uint16(cookie), age)
-		sk.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 * cookie)}), sk.Remote.Port())
-		sk.Info.LastAckRecv = uint32(age.Milliseconds())
-		inv.sockets[7] = append(inv.sockets[7], sk)
-		pr[cookie] = probe.Alive
-		if age > 100*time.Second {
-			pr[cookie] = probe.Silent
-		}
+		client := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 * cookie)}), 43000+uint16(cookie))
+		addIdle(inv, pr, cookie, netip.MustParseAddrPort("198.51.100.2:5432"), client, age)
 	}
-	out := idleSocket(5, 5432, 80*time.Second)
-	out.Local, out.Remote = netip.MustParseAddrPort("198.51.100.2:43005"), netip.MustParseAddrPort("203.0.113.5:5432")
-	out.Info.LastAckRecv = 80000
-	inv.sockets[7] = append(inv.sockets[7], out)
-	pr[5] = probe.Alive
+	addIdle(inv, pr, 5, netip.MustParseAddrPort("198.51.100.2:43005"), netip.MustParseAddrPort("203.0.113.5:5432"), 80*time.Second)
 
 	ctx := context.Background()
 	e.Scan(ctx)
