@@ -152,8 +152,8 @@ func BenchmarkFirstScanEvents(b *testing.B) {
 // BenchmarkFirstProbePass measures what the engine adds to each probe of a
 // first pass (targets, recording the verdicts, the path table, events)
 // over N idle suspects that all answer alive, each from its own remote
-// port, as a server's accepted connections are. Events go to the daemon's
-// default ring. The prober is a fake: the wire's cost is not in it.
+// port, as a server's accepted connections are, with no listener in the
+// dump: a path destination each. Events go to the daemon's default ring. The prober is a fake: the wire's cost is not in it.
 func BenchmarkFirstProbePass(b *testing.B) { benchFirstProbePass(b, false) }
 
 // BenchmarkFirstProbePassListening is BenchmarkFirstProbePass with the
