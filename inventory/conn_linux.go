@@ -27,21 +27,15 @@ const sockRcvBuf = 256 << 10
 // made on a thread nsthread moves there (netlink.Config.NetNS would move
 // any thread, the main one included).
 func Dial(nsFD int) (*Conn, error) {
+	dial := func() (*netlink.Conn, error) { return netlink.Dial(unix.NETLINK_SOCK_DIAG, nil) }
 	var nc *netlink.Conn
-	dial := func() (err error) {
-		nc, err = netlink.Dial(unix.NETLINK_SOCK_DIAG, nil)
-		return err
-	}
 	var err error
 	if nsFD > 0 {
-		err = nsthread.InNetns(nsFD, dial)
+		nc, err = nsthread.OpenFD(nsFD, dial, (*netlink.Conn).Close)
 	} else {
-		err = dial()
+		nc, err = dial()
 	}
 	if err != nil {
-		if nc != nil {
-			_ = nc.Close() // made, but the thread could not go back
-		}
 		return nil, fmt.Errorf("inventory: dial sock_diag: %w", err)
 	}
 	t, err := newRawTransport(nc)

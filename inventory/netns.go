@@ -188,18 +188,13 @@ func (l nsLister) trustedContainer(b []byte) string {
 	if c == "" {
 		return ""
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		id, after, ok := strings.Cut(line, ":")
-		if !ok {
+	for cl := range cgroupLines(b) {
+		if ContainerFromCgroup(cl.path) != c {
 			continue
 		}
-		ctrl, path, ok := strings.Cut(after, ":")
-		if !ok || ContainerFromCgroup(path) != c {
-			continue
-		}
-		dir := l.cgroupRoot + path // cgroup v2: one hierarchy
-		if id != "0" || ctrl != "" {
-			dir = l.cgroupRoot + "/" + strings.TrimPrefix(ctrl, "name=") + path
+		dir := l.cgroupRoot + cl.path // cgroup v2: one hierarchy
+		if !cl.v2() {
+			dir = l.cgroupRoot + "/" + strings.TrimPrefix(cl.ctrl, "name=") + cl.path
 		}
 		if uid, ok := ownerUID(dir); ok && uid != 0 {
 			return ""

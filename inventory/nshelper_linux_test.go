@@ -153,13 +153,6 @@ type nsHolder struct {
 // startHolder starts the helper, in a new anonymous netns when newNetns.
 func startHolder(t testing.TB, newNetns bool) *nsHolder {
 	t.Helper()
-	return startHolderIn(t, newNetns, -1)
-}
-
-// startHolderIn starts the helper, also in the cgroup2 directory cgroupFD
-// refers to when that is not -1.
-func startHolderIn(t testing.TB, newNetns bool, cgroupFD int) *nsHolder {
-	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -170,9 +163,6 @@ func startHolderIn(t testing.TB, newNetns bool, cgroupFD int) *nsHolder {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if newNetns {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
-	}
-	if cgroupFD != -1 {
-		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cgroupFD
 	}
 	h := &nsHolder{Child: testnet.StartChild(t, cmd, 5*time.Second)}
 	line, err := h.ReadLine()

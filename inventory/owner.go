@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"iter"
 	"log/slog"
 	"math"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ghostd/ghostd/internal/closer"
 	"github.com/ghostd/ghostd/inventory/bpfowners"
 )
 
@@ -86,14 +88,7 @@ func (o *Owners) UseIterator(log *slog.Logger) error {
 
 // Close unloads the iterator, if UseIterator loaded it.
 func (o *Owners) Close() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.iter == nil {
-		return nil
-	}
-	err := o.iter.Close()
-	o.iter = nil
-	return err
+	return closer.Close(&o.mu, &o.iter, (*bpfowners.Lister).Close)
 }
 
 // Each finds, in one walk of /proc or one pass of the iterator, every inode
@@ -229,29 +224,44 @@ func parseSocketLink(b []byte) (uint32, bool) {
 	return uint32(n), true
 }
 
+// cgroupLine is one line of /proc/PID/cgroup:
+// hierarchy-ID:controller-list:cgroup-path.
+type cgroupLine struct{ id, ctrl, path string }
+
+// v2 is whether the line is the cgroup v2 hierarchy's ("0::…").
+func (l cgroupLine) v2() bool { return l.id == "0" && l.ctrl == "" }
+
+// cgroupLines yields the well-formed lines of a /proc/PID/cgroup file; a
+// path may contain ':'.
+func cgroupLines(b []byte) iter.Seq[cgroupLine] {
+	return func(yield func(cgroupLine) bool) {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			id, after, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			ctrl, path, ok := strings.Cut(after, ":")
+			if ok && !yield(cgroupLine{id, ctrl, path}) {
+				return
+			}
+		}
+	}
+}
+
 // ParseCgroup extracts the systemd unit and the container id from the contents
 // of /proc/PID/cgroup. The cgroup v2 line ("0::…") is preferred, then the v1
 // name=systemd hierarchy, then any other hierarchy.
 func ParseCgroup(b []byte) (unit, container string) {
 	var v2, systemd string
 	var rest []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		// hierarchy-ID:controller-list:cgroup-path; the path may contain ':'.
-		id, after, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		ctrl, path, ok := strings.Cut(after, ":")
-		if !ok {
-			continue
-		}
+	for l := range cgroupLines(b) {
 		switch {
-		case id == "0" && ctrl == "":
-			v2 = path
-		case ctrl == "name=systemd":
-			systemd = path
+		case l.v2():
+			v2 = l.path
+		case l.ctrl == "name=systemd":
+			systemd = l.path
 		default:
-			rest = append(rest, path)
+			rest = append(rest, l.path)
 		}
 	}
 	for _, p := range append([]string{v2, systemd}, rest...) {

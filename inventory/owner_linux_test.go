@@ -5,11 +5,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
 )
 
 // lookup collects what Each finds.
@@ -209,43 +207,4 @@ func dialIn(pid int) (*Conn, error) {
 	}
 	defer f.Close()
 	return Dial(int(f.Fd()))
-}
-
-// TestCgroupIDLive: a socket's INET_DIAG_CGROUP_ID is the inode of the
-// cgroup2 directory its creator ran in.
-func TestCgroupIDLive(t *testing.T) {
-	needRoot(t)
-	root := ""
-	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} { // unified, hybrid hosts
-		var sfs unix.Statfs_t
-		if root == "" && unix.Statfs(p, &sfs) == nil && sfs.Type == unix.CGROUP2_SUPER_MAGIC {
-			root = p
-		}
-	}
-	if root == "" {
-		t.Skip("needs a cgroup2 hierarchy")
-	}
-	dir, err := os.MkdirTemp(root, "gd-ns-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.Remove(dir) })
-	var st syscall.Stat_t
-	if err := syscall.Stat(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Close(fd)
-	h := startHolderIn(t, false, fd)
-	t.Cleanup(h.Stop) // before the cgroup's removal (cleanups run last-in first-out)
-	sk := h.socket(t)
-	if !sk.HasCgroupID {
-		t.Skip("kernel sends no INET_DIAG_CGROUP_ID (before 5.8)")
-	}
-	if sk.CgroupID != st.Ino {
-		t.Errorf("cgroup id of the helper's socket = %d, want %s's inode %d", sk.CgroupID, dir, st.Ino)
-	}
 }

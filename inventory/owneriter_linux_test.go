@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/bpftest"
 )
 
 // TestOwnersIteratorMatchesProc resolves the same sockets on the real
@@ -21,14 +23,9 @@ func TestOwnersIteratorMatchesProc(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (new network namespaces, pidfd_getfd, CAP_BPF)")
 	}
-	iter := NewOwners("/proc")
-	if err := iter.UseIterator(nil); err != nil {
-		t.Fatalf("UseIterator: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := iter.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
+	iter := bpftest.Load(t, "UseIterator", func() (*Owners, error) {
+		o := NewOwners("/proc")
+		return o, o.UseIterator(nil)
 	})
 	iter.iterMin = 0 // the iterator serves even a handful of one namespace's sockets
 

@@ -33,9 +33,7 @@ const (
 	nlaHdrLen    = 4
 	nlaTypeMask  = 0x3fff // strips NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
-	attrInfo     = 2  // INET_DIAG_INFO: struct tcp_info
-	attrPad      = 14 // INET_DIAG_PAD
-	attrCgroupID = 21 // INET_DIAG_CGROUP_ID: u64, sent for full sockets on 5.8+
+	attrInfo = 2 // INET_DIAG_INFO: struct tcp_info
 
 	// extInfo asks for INET_DIAG_INFO in idiag_ext (bit INET_DIAG_INFO-1).
 	extInfo = 1 << (attrInfo - 1)
@@ -201,15 +199,8 @@ func decodeDiagMsg(b []byte, netns uint64, s *Socket) error {
 		}
 		v := a[nlaHdrLen:l]
 		a = a[min(align4(l), len(a)):]
-		switch typ {
-		case attrInfo:
+		if typ == attrInfo { // the others (INET_DIAG_CGROUP_ID, ...) are not used
 			decodeTCPInfo(v, &s.Info)
-		case attrCgroupID:
-			if len(v) < 8 {
-				return fmt.Errorf("%w: INET_DIAG_CGROUP_ID of %d bytes", ErrMalformed, len(v))
-			}
-			s.CgroupID = ne.Uint64(v)
-			s.HasCgroupID = true
 		}
 	}
 	return nil

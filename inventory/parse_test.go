@@ -24,11 +24,6 @@ func formatSocket(s *Socket) string {
 	fmt.Fprintf(&b, "netns=%d family=%d state=%v timer=%d retrans=%d expires=%d rq=%d wq=%d uid=%d inode=%d if=%d cookie=%#x",
 		s.Netns, s.Family, s.State, s.Timer, s.Retrans, s.Expires, s.RQueue, s.WQueue, s.UID, s.Inode, s.Ifindex, s.Cookie)
 	fmt.Fprintf(&b, " local=%v remote=%v mapped=%v", s.Local, s.Remote, s.Mapped())
-	if s.HasCgroupID {
-		fmt.Fprintf(&b, " cgroup=%d", s.CgroupID)
-	} else {
-		b.WriteString(" cgroup=absent")
-	}
 	i := &s.Info
 	if !i.Valid() {
 		fmt.Fprintf(&b, "\n  tcp_info absent (len %d)\n", i.Len)
@@ -91,7 +86,7 @@ func truncateInfo(b []byte, n int) []byte {
 }
 
 // encodeSocket appends one SOCK_DIAG_BY_FAMILY message for s, the way the
-// kernel lays it out (tcp_info of s.Info.Len bytes, cgroup id when set).
+// kernel lays it out (tcp_info of s.Info.Len bytes).
 func encodeSocket(b []byte, s *Socket, seq uint32) []byte {
 	start := len(b)
 	b = append(b, make([]byte, nlmsgHdrLen+diagMsgLen)...)
@@ -113,9 +108,6 @@ func encodeSocket(b []byte, s *Socket, seq uint32) []byte {
 	ne.PutUint32(m[offWQueue:], s.WQueue)
 	ne.PutUint32(m[offUID:], s.UID)
 	ne.PutUint32(m[offInode:], s.Inode)
-	if s.HasCgroupID {
-		b = appendAttr(b, attrCgroupID, ne.AppendUint64(nil, s.CgroupID))
-	}
 	if s.Info.Len > 0 {
 		b = appendAttr(b, attrInfo, encodeTCPInfo(&s.Info))
 	}
@@ -188,13 +180,12 @@ func sampleSockets() []Socket {
 	return []Socket{
 		{Netns: 9, Family: FamilyInet, State: StateEstablished, Timer: TimerKeepalive, Retrans: 2, Expires: 5000,
 			RQueue: 1, WQueue: 2, UID: 1000, Inode: 12345, Ifindex: 3, Cookie: 0x1122334455667788,
-			CgroupID: 77, HasCgroupID: true,
 			Local:  netip.MustParseAddrPort("192.0.2.1:443"),
 			Remote: netip.MustParseAddrPort("198.51.100.7:50000"), Info: long},
 		{Netns: 9, Family: FamilyInet6, State: StateCloseWait, Cookie: 2,
 			Local:  netip.MustParseAddrPort("[2001:db8::1]:22"),
 			Remote: netip.MustParseAddrPort("[2001:db8::2]:60000"), Info: short},
-		{Netns: 9, Family: FamilyInet6, State: StateEstablished, Cookie: 3, HasCgroupID: true,
+		{Netns: 9, Family: FamilyInet6, State: StateEstablished, Cookie: 3,
 			Local:  netip.MustParseAddrPort("[::ffff:203.0.113.1]:80"),
 			Remote: netip.MustParseAddrPort("[::ffff:203.0.113.9]:1234"), Info: long},
 		{Netns: 9, Family: FamilyInet, State: StateTimeWait, Timer: TimerTimeWait, Expires: 59000, Cookie: 4,
@@ -276,12 +267,12 @@ func TestParseDumpCaptured(t *testing.T) {
 	}
 	v4, v6 := load("dump-inet.bin"), load("dump-inet6.bin")
 	if n := count(v4, func(s *Socket) bool {
-		return s.State == StateTimeWait && s.Info.Len == 0 && s.Inode == 0 && s.Timer == TimerTimeWait && !s.HasCgroupID
+		return s.State == StateTimeWait && s.Info.Len == 0 && s.Inode == 0 && s.Timer == TimerTimeWait
 	}); n != 1 {
 		t.Errorf("%d TIME_WAIT sockets without tcp_info, want 1", n)
 	}
-	if n := count(v4, func(s *Socket) bool { return s.State == StateEstablished && s.Info.Len == 280 && s.HasCgroupID }); n != 3 {
-		t.Errorf("%d established IPv4 sockets with a 280-byte tcp_info and a cgroup id, want 3", n)
+	if n := count(v4, func(s *Socket) bool { return s.State == StateEstablished && s.Info.Len == 280 }); n != 3 {
+		t.Errorf("%d established IPv4 sockets with a 280-byte tcp_info, want 3", n)
 	}
 	if n := count(v6, func(s *Socket) bool { return s.Mapped() && s.Local.Addr().Is4In6() }); n != 1 {
 		t.Errorf("%d v4-mapped sockets, want 1", n)
@@ -365,7 +356,6 @@ func TestParseDumpErrors(t *testing.T) {
 			ne.PutUint16(b[nlmsgHdrLen+diagMsgLen:], 2)
 			return b
 		}), err: ErrMalformed},
-		{name: "short cgroup id", in: nlmsg(sockDiagByFamily, 1, appendAttr(one[nlmsgHdrLen:nlmsgHdrLen+diagMsgLen], attrCgroupID, []byte{1, 2})), err: ErrMalformed},
 		{name: "short error", in: nlmsg(nlmsgError, 1, []byte{1}), err: ErrMalformed},
 	}
 	for _, tt := range tests {

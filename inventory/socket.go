@@ -92,13 +92,9 @@ type Socket struct {
 	// Ifindex is idiag_if, the device the socket is bound to (0: none);
 	// an exact lookup or SOCK_DESTROY must repeat it.
 	Ifindex uint32
-	// CgroupID is the cgroup v2 id of the owner (INET_DIAG_CGROUP_ID, 5.8+);
-	// HasCgroupID says whether the kernel sent it.
-	CgroupID    uint64
-	HasCgroupID bool
-	Local       netip.AddrPort
-	Remote      netip.AddrPort
-	Info        TCPInfo // Info.Len == 0 when the kernel sent no tcp_info
+	Local   netip.AddrPort
+	Remote  netip.AddrPort
+	Info    TCPInfo // Info.Len == 0 when the kernel sent no tcp_info
 }
 
 // Key is a socket's identity: 4-tuples get reused, cookies do not.

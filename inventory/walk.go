@@ -115,7 +115,6 @@ func socketFromRecord(r *bpfwalk.Record, hz int, s *Socket) error {
 	if r.Flags&bpfwalk.FlagInfo == 0 {
 		return nil // TIME_WAIT and request sockets: no tcp_info, uid or inode
 	}
-	s.CgroupID, s.HasCgroupID = r.CgroupID, true
 	now := uint32(r.Now) // tcp_jiffies32
 	i := &s.Info
 	i.Len = walkInfoLen

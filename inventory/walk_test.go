@@ -57,7 +57,7 @@ func TestJiffiesSince(t *testing.T) {
 
 func TestSocketFromRecord(t *testing.T) {
 	full := bpfwalk.Record{
-		Cookie: 42, Now: 1<<32 + 100, CgroupID: 7, BytesAcked: 1001, BytesReceived: 2002,
+		Cookie: 42, Now: 1<<32 + 100, BytesAcked: 1001, BytesReceived: 2002,
 		Netns: 4026532000, Inode: 555, UID: 1000, Ifindex: 2, TimerLeft: 25, RQueue: 3, WQueue: 4,
 		RTO: 50, SndMSS: 1448, RcvMSS: 536, Unacked: 1, Lost: 0, RetransOut: 1,
 		// tcp_jiffies32 wraps: now is 100, the stamps are just before the wrap.
@@ -72,7 +72,6 @@ func TestSocketFromRecord(t *testing.T) {
 	want := Socket{
 		Netns: 4026532000, Family: FamilyInet, State: StateEstablished, Timer: TimerRetransmit, Retrans: 2,
 		Expires: 100, RQueue: 3, WQueue: 4, UID: 1000, Inode: 555, Cookie: 42, Ifindex: 2,
-		CgroupID: 7, HasCgroupID: true,
 		Local:  netip.MustParseAddrPort("192.0.2.1:5000"),
 		Remote: netip.MustParseAddrPort("198.51.100.7:443"),
 		Info: TCPInfo{

@@ -254,7 +254,7 @@ func (d *demux) pollCapture() uint64 {
 // capture's losses since the demux started.
 func (d *demux) close() (drops, badChecksum uint64, err error) {
 	d.pollCapture()
-	err = d.conn.close()
+	err = d.conn.Close()
 	<-d.done
 	d.pollCapture() // checksum failures counted while the reader stopped
 	return d.lost.Load(), d.badChecksum.Load(), err

@@ -70,7 +70,7 @@ func (f *fakeConn) recv(buf []byte) (int, error) {
 	}
 }
 
-func (f *fakeConn) close() error {
+func (f *fakeConn) Close() error {
 	f.once.Do(func() { close(f.closed) })
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ghostd/ghostd/internal/closer"
 	"github.com/ghostd/ghostd/internal/nsthread"
 )
 
@@ -29,15 +30,9 @@ type nftGuard struct {
 func openGuard(nsPath string) (resetGuard, error) {
 	// The socket is made on a thread nsthread moves into the namespace
 	// (netlink.Config.NetNS would move any thread, the main one included).
-	var conn *netlink.Conn
-	dial := func() (err error) {
-		conn, err = netlink.Dial(unix.NETLINK_NETFILTER, nil)
-		return err
-	}
-	if err := nsthread.InNetnsAt(nsPath, dial); err != nil {
-		if conn != nil {
-			conn.Close() // made, but the thread could not go back
-		}
+	dial := func() (*netlink.Conn, error) { return netlink.Dial(unix.NETLINK_NETFILTER, nil) }
+	conn, err := nsthread.Open(nsPath, dial, (*netlink.Conn).Close)
+	if err != nil {
 		return nil, errGuard("netlink", err)
 	}
 	g := &nftGuard{conn: conn}
@@ -120,14 +115,7 @@ func (g *nftGuard) remove(local, remote netip.AddrPort, seq uint32) error {
 
 // close closes the socket, and with it the kernel deletes the table.
 func (g *nftGuard) close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.conn == nil {
-		return nil
-	}
-	err := g.conn.Close()
-	g.conn = nil
-	if err != nil {
+	if err := closer.Close(&g.mu, &g.conn, (*netlink.Conn).Close); err != nil {
 		return fmt.Errorf("probe: reset guard: close: %w", err)
 	}
 	return nil

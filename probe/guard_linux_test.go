@@ -157,8 +157,8 @@ func TestGuardElementShared(t *testing.T) {
 }
 
 // TestGuardTableListable: with elements in both sets, nft(8) lists the
-// table in the namespace and prints each element's fields, the sequence
-// number included. Sorting the elements of a set whose key has a field
+// table in the namespace, alone and in the whole ruleset, and prints each
+// element's fields, the sequence number included. Sorting the elements of a set whose key has a field
 // nft cannot size made nft 1.0.6 abort (mergesort.c:
 // concat_expr_msort_value: Assertion `ilen > 0' failed).
 func TestGuardTableListable(t *testing.T) {
@@ -179,19 +179,23 @@ func TestGuardTableListable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := ns.ExecErr("", "nft", "list", "table", "inet", GuardTable)
-	if err != nil {
-		t.Fatalf("nft list table inet %s: %v", GuardTable, err)
-	}
-	t.Logf("nft list table inet %s:\n%s", GuardTable, out)
-	for _, want := range []string{"set rst4 {", "set rst6 {", "inet_service . mark"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the listing lacks %q", want)
+	for _, args := range [][]string{{"list", "table", "inet", GuardTable}, {"list", "ruleset"}} {
+		cmd := "nft " + strings.Join(args, " ")
+		out, err := ns.ExecErr("", append([]string{"nft"}, args...)...)
+		if err != nil {
+			t.Errorf("%s: %v", cmd, err)
+			continue
 		}
-	}
-	for _, e := range elems {
-		if !strings.Contains(out, e.want) {
-			t.Errorf("the listing lacks the element %q", e.want)
+		t.Logf("%s:\n%s", cmd, out)
+		for _, want := range []string{"table inet " + GuardTable + " {", "set rst4 {", "set rst6 {", "inet_service . mark"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s lacks %q", cmd, want)
+			}
+		}
+		for _, e := range elems {
+			if !strings.Contains(out, e.want) {
+				t.Errorf("%s lacks the element %q", cmd, e.want)
+			}
 		}
 	}
 }

@@ -292,26 +292,31 @@ func guardRuleset() ([]netlink.Message, error) {
 		return nil, err
 	}
 	for i, v4 := range []bool{true, false} {
-		if err := add(nftMsg(nftMsgNewRule, netlink.Acknowledge|netlink.Create|netlink.Append, nfprotoInet, func(ae *netlink.AttributeEncoder) {
-			ae.String(nftaRuleTable, GuardTable)
-			ae.String(nftaRuleChain, guardChain)
-			ae.Nested(nftaRuleExpressions, func(eae *netlink.AttributeEncoder) error {
-				for _, ex := range guardRule(v4, uint32(i+1)) {
-					eae.Nested(nftaListElem, func(xae *netlink.AttributeEncoder) error {
-						xae.String(nftaExprName, ex.name)
-						if ex.data != nil {
-							xae.Nested(nftaExprData, ex.data)
-						}
-						return nil
-					})
-				}
-				return nil
-			})
-		})); err != nil {
+		if err := add(ruleMsg(guardRule(v4, uint32(i+1)))); err != nil {
 			return nil, err
 		}
 	}
 	return msgs, nil
+}
+
+// ruleMsg appends a rule of exprs to the guard's chain.
+func ruleMsg(exprs []nftExpr) (netlink.Message, error) {
+	return nftMsg(nftMsgNewRule, netlink.Acknowledge|netlink.Create|netlink.Append, nfprotoInet, func(ae *netlink.AttributeEncoder) {
+		ae.String(nftaRuleTable, GuardTable)
+		ae.String(nftaRuleChain, guardChain)
+		ae.Nested(nftaRuleExpressions, func(eae *netlink.AttributeEncoder) error {
+			for _, ex := range exprs {
+				eae.Nested(nftaListElem, func(xae *netlink.AttributeEncoder) error {
+					xae.String(nftaExprName, ex.name)
+					if ex.data != nil {
+						xae.Nested(nftaExprData, ex.data)
+					}
+					return nil
+				})
+			}
+			return nil
+		})
+	})
 }
 
 type nftExpr struct {

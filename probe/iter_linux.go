@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/ghostd/ghostd/internal/bpfload"
 	"github.com/ghostd/ghostd/internal/nsthread"
 
 	"github.com/cilium/ebpf"
@@ -29,25 +28,21 @@ type iterImpl struct {
 
 func newIterImpl(btfPath string) (*iterImpl, error) {
 	// One decoded copy of the kernel's BTF serves CO-RE and the attach target.
-	kernel, opts, err := bpfload.Options(btfPath)
+	obj, err := bpf.Open(btfPath)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
 	var target *btf.Func
-	if err := kernel.TypeByName("bpf_iter_tcp", &target); err != nil {
+	if err := obj.Kernel.TypeByName("bpf_iter_tcp", &target); err != nil {
 		return nil, fmt.Errorf("%w: kernel has no iter/tcp BPF iterator (needs Linux 5.9+): %w", ErrNoSeq, err)
 	}
-	spec, err := bpf.Spec()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
-	}
-	if err := setAutolabelBits(spec, btfPath); err != nil {
+	if err := setAutolabelBits(obj.Spec, btfPath); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
 
 	it := &iterImpl{}
-	if err := spec.LoadAndAssign(&it.objs, opts); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNoSeq, bpfload.Failure("load iter/tcp", err))
+	if err := obj.Load("load iter/tcp", &it.objs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoSeq, err)
 	}
 	it.link, err = link.AttachIter(link.IterOptions{Program: it.objs.DumpSeq})
 	if err != nil {
@@ -136,7 +131,7 @@ func (it *iterImpl) pass(ctx context.Context, nsPath string, cookies []uint64) (
 		}
 	}()
 
-	rc, err := openInNetns(nsPath, it.link.Open)
+	rc, err := nsthread.Open(nsPath, it.link.Open, io.ReadCloser.Close)
 	if err != nil {
 		return nil, err
 	}
@@ -196,22 +191,4 @@ func (it *iterImpl) clear(cookies []uint64) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// openInNetns runs open on a thread that has entered the network namespace at
-// nsPath ("" = the caller's own) and returns what it opened; nsthread moves
-// the thread back, or has the Go runtime discard it.
-func openInNetns(nsPath string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
-	var rc io.ReadCloser
-	err := nsthread.InNetnsAt(nsPath, func() (err error) {
-		rc, err = open()
-		return err
-	})
-	if err != nil {
-		if rc != nil {
-			rc.Close() // opened, but the thread could not go back
-		}
-		return nil, err
-	}
-	return rc, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"github.com/ghostd/ghostd/internal/bpftest"
 	"github.com/ghostd/ghostd/internal/testnet"
 )
 
@@ -25,17 +26,7 @@ import (
 
 func iterReader(t testing.TB) *IterReader {
 	t.Helper()
-	needRoot(t)
-	r, err := NewIterReader()
-	if err != nil {
-		t.Fatalf("NewIterReader: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return r
+	return bpftest.Load(t, "NewIterReader", NewIterReader)
 }
 
 func iterCookie(t testing.TB, c any) uint64 {

@@ -20,12 +20,7 @@ type iterConn struct {
 
 func iterDial(t testing.TB, ns *testnet.NS, ln net.Listener) iterConn {
 	t.Helper()
-	c := ns.Dial(t, ln.Addr().Network(), ln.Addr().String())
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	c, s := ns.Connect(t, ln)
 	return iterConn{client: c, server: s}
 }
 

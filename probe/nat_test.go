@@ -195,12 +195,7 @@ func FuzzParseCTReply(f *testing.F) {
 	f.Add(ctErrorMessage(1, -2))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = parseCTReply(b, 1, func(e ctEntry) {
-			// Whatever parses is a pair of valid same-family tuples.
-			for _, d := range []ctTuple{e.orig, e.reply} {
-				if !d.src.IsValid() || !d.dst.IsValid() || d.src.Addr().Is4() != d.dst.Addr().Is4() {
-					t.Fatalf("invalid tuple %+v", d)
-				}
-			}
+			checkTuples(t, e, b)
 			// And round-trips through the request encoder.
 			if _, err := appendCTRequest(nil, 1, flowKey{e.orig.src, e.orig.dst}, false); err != nil {
 				t.Fatalf("parsed tuple does not encode: %v", err)
@@ -333,16 +328,21 @@ func FuzzParseProcConntrackLine(f *testing.F) {
 		f.Add([]byte(l))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, ok := parseProcConntrackLine(b)
-		if !ok {
-			return
-		}
-		for _, d := range []ctTuple{e.orig, e.reply} {
-			if !d.src.IsValid() || !d.dst.IsValid() || d.src.Addr().Is4() != d.dst.Addr().Is4() {
-				t.Fatalf("invalid tuple %+v from %q", d, b)
-			}
+		if e, ok := parseProcConntrackLine(b); ok {
+			checkTuples(t, e, b)
 		}
 	})
+}
+
+// checkTuples fails t unless both tuples of e, parsed from b, are valid and
+// each of one family: whatever the parsers accept must be.
+func checkTuples(t *testing.T, e ctEntry, b []byte) {
+	t.Helper()
+	for _, d := range []ctTuple{e.orig, e.reply} {
+		if !d.src.IsValid() || !d.dst.IsValid() || d.src.Addr().Is4() != d.dst.Addr().Is4() {
+			t.Fatalf("invalid tuple %+v from %x", d, b)
+		}
+	}
 }
 
 // TestProbeNATEntryRecreated: no conntrack entry when the round began (it

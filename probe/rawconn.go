@@ -2,6 +2,7 @@ package probe
 
 import (
 	"errors"
+	"io"
 	"net/netip"
 )
 
@@ -12,7 +13,7 @@ type rawConn interface {
 	send(pkt []byte, dst netip.Addr, rt route) error
 	// recv blocks until a captured datagram arrives or the conn is closed.
 	recv(buf []byte) (int, error)
-	close() error
+	io.Closer
 }
 
 // route is how a probe leaves, so that it follows the probed socket's own

@@ -41,26 +41,14 @@ const captureRcvBuf = 4 << 20
 // openRawConn opens the probe sockets inside the namespace at nsPath ("" =
 // ours), capturing replies to the given local ports.
 func openRawConn(nsPath string, ports []uint16) (rawConn, error) {
-	var c rawConn
-	err := nsthread.InNetnsAt(nsPath, func() error {
-		var err error
-		c, err = openRawSockets(ports)
-		return err
-	})
-	if err != nil {
-		if c != nil {
-			c.close() // opened, but the thread could not go back
-		}
-		return nil, err
-	}
-	return c, nil
+	return nsthread.Open(nsPath, func() (rawConn, error) { return openRawSockets(ports) }, rawConn.Close)
 }
 
 func openRawSockets(ports []uint16) (_ rawConn, err error) {
 	c := &linuxConn{send4: -1, send6: -1}
 	defer func() {
 		if err != nil {
-			c.close()
+			c.Close()
 		}
 	}()
 	c.send4, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
@@ -316,7 +304,7 @@ func (c *linuxConn) captureStats() (drops, badChecksum uint64) {
 	return drops, badChecksum
 }
 
-func (c *linuxConn) close() error {
+func (c *linuxConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		var errs []error

@@ -30,18 +30,16 @@ RATE=${BENCH_RATE:-200}
 idle_s=$(awk -v d="$IDLE" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }')
 WARMUP=${BENCH_WARMUP:-$((idle_s + 30))}
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench-daemon: skipped, needs root (creates a network namespace)"
-	exit 0
-fi
-cd "$(dirname "$0")/.."
-tmp=$(mktemp -d /tmp/bench-daemon.XXXXXX)
-ns="gd-dmn-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
-farm_pid="" ghostd_pid=""
+bench=bench-daemon
+# shellcheck source=farm.sh
+. "$(dirname "$0")/farm.sh"
+bench_start "creates a network namespace" ip go curl
+ns="gd-dmn-$tag"
+ghostd_pid=""
 cleanup() {
 	[ -n "$ghostd_pid" ] && kill "$ghostd_pid" 2>/dev/null && wait "$ghostd_pid" 2>/dev/null || true
-	if [ -n "$farm_pid" ]; then exec 3>&- || true; kill "$farm_pid" 2>/dev/null || true; wait "$farm_pid" 2>/dev/null || true; fi
-	ip netns del "$ns" 2>/dev/null || true
+	stop_farms
+	del_namespaces
 	[ -d "$tmp/base-src" ] && git worktree remove --force "$tmp/base-src" 2>/dev/null || true
 	rm -rf "$tmp"
 }
@@ -54,15 +52,9 @@ if [ -n "$BASE" ]; then
 	git worktree add -q --detach "$tmp/base-src" "$BASE"
 	(cd "$tmp/base-src" && go build -o "$tmp/ghostd-base" ./cmd/ghostd)
 fi
-go build -o "$tmp/connfarm" ./internal/connfarm
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-mkfifo "$tmp/farm.in"
-"$tmp/connfarm" -netns "$ns" -conns "$CONNS" <"$tmp/farm.in" >"$tmp/farm.out" 2>&1 &
-farm_pid=$!
-exec 3>"$tmp/farm.in"
-for _ in $(seq 1 600); do grep -q '^ready' "$tmp/farm.out" && break; sleep 1; done
-grep -q '^ready' "$tmp/farm.out" || { echo "bench-daemon: connfarm not ready"; cat "$tmp/farm.out"; exit 1; }
+build_tools connfarm
+new_ns "$ns"
+start_farm 3 "$ns" "$CONNS"
 sockets=$((2 * CONNS))
 hz=$(getconf CLK_TCK)
 

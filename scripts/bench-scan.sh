@@ -27,40 +27,25 @@ CONNS=${BENCH_SCAN_CONNS:-100000}
 RUNS=${BENCH_RUNS:-3}
 if [ "$RUNS" -lt 3 ]; then RUNS=3; fi
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench-scan: skipped, needs root (creates a network namespace)"
-	exit 0
-fi
-for t in ip go /usr/bin/time; do
-	command -v "$t" >/dev/null || { echo "bench-scan: skipped, $t missing"; exit 0; }
-done
-cd "$(dirname "$0")/.."
-tmp=$(mktemp -d /tmp/bench-scan.XXXXXX)
-ns="gd-scan-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
-farm_pid=""
+bench=bench-scan
+# shellcheck source=farm.sh
+. "$(dirname "$0")/farm.sh"
+bench_start "creates a network namespace" ip go /usr/bin/time
+ns="gd-scan-$tag"
 cleanup() {
-	if [ -n "$farm_pid" ]; then exec 3>&- || true; kill "$farm_pid" 2>/dev/null || true; wait "$farm_pid" 2>/dev/null || true; fi
-	ip netns del "$ns" 2>/dev/null || true
+	stop_farms
+	del_namespaces
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+build_tools
 go build -o "$tmp/ghostd" ./cmd/ghostd
-go build -o "$tmp/invbench" ./internal/cmd/invbench
-go build -o "$tmp/connfarm" ./internal/connfarm
 ghostd=${BENCH_SCAN_GHOSTD:-$tmp/ghostd}
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
-mkfifo "$tmp/hold"
-exec 3<>"$tmp/hold"
-"$tmp/connfarm" -netns "$ns" -conns "$CONNS" -hold 30m <"$tmp/hold" >"$tmp/farm.out" 2>&1 &
-farm_pid=$!
-for _ in $(seq 600); do grep -q '^ready' "$tmp/farm.out" 2>/dev/null && break; sleep 0.5; done
-grep -q '^ready' "$tmp/farm.out" || { echo "bench-scan: connfarm not ready"; cat "$tmp/farm.out"; exit 1; }
+new_ns "$ns"
+start_farm 3 "$ns" "$CONNS"
 
-field() { sed -n "s/.*[ ^]$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # timed NAME CMD...: append wall ms, CPU ms and max RSS KiB of one run to
 # NAME.ms, NAME.cpu and NAME.rss.

@@ -1,7 +1,8 @@
-# farm.sh — sourced by the inventory benchmarks (bench-inventory.sh,
-# bench-onewalk.sh): scratch network namespaces, connfarm processes holding
-# loopback connections in them, and the tools they run, built into a
-# scratch directory. The caller sets bench (its name, for messages), calls
+# farm.sh — sourced by the benchmarks that hold many connections
+# (bench-inventory.sh, bench-onewalk.sh, bench-scan.sh, bench-daemon.sh):
+# scratch network namespaces, connfarm processes holding loopback
+# connections in them, and the tools they run, built into a scratch
+# directory. The caller sets bench (its name, for messages), calls
 # bench_start and build_tools, and calls stop_farms and del_namespaces from
 # its EXIT trap.
 
@@ -28,11 +29,19 @@ bench_start() {
 	tag=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 }
 
-# build_tools: connfarm and invbench into $tmp.
+# build_tools [TOOL...]: connfarm and invbench, or only the TOOLs named
+# (either of them), into $tmp.
 build_tools() {
+	local t tools=("$@")
+	[ $# -gt 0 ] || tools=(connfarm invbench)
 	echo "$bench: building"
-	go build -o "$tmp/connfarm" ./internal/connfarm
-	go build -o "$tmp/invbench" ./internal/cmd/invbench
+	for t in "${tools[@]}"; do
+		case $t in
+		connfarm) go build -o "$tmp/connfarm" ./internal/connfarm ;;
+		invbench) go build -o "$tmp/invbench" ./internal/cmd/invbench ;;
+		*) echo "$bench: build_tools: unknown tool $t"; exit 1 ;;
+		esac
+	done
 }
 
 # new_ns NAME: a namespace with loopback up and the whole port range, deleted

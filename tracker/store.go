@@ -23,7 +23,6 @@ type entry struct {
 	firstSeen, lastSeen, lastProgress, suspectSince, stateSince, timerSince epoch.Stamp
 
 	info                                         inventory.TCPInfo
-	cgroupID                                     uint64
 	expires, rqueue, wqueue, uid, inode, ifindex uint32
 	local, remote                                [16]byte // As16 of the addresses
 	localPort, remotePort                        uint16
@@ -32,14 +31,11 @@ type entry struct {
 	state                                        inventory.State
 	timer                                        inventory.Timer
 	retrans                                      uint8
-	flags                                        uint8 // address kinds (addrpack.Pair) and flagCgroupID
+	flags                                        uint8 // address kinds (addrpack.Pair)
 	misses                                       uint8
 	gen                                          uint8 // the namespace's gen at the last observation (see namespace.gen)
 	tag                                          Tag
 }
-
-// flagCgroupID is the entry.flags bit above the address kinds.
-const flagCgroupID = 1 << addrpack.PairBits
 
 // chunkLen is how many entries fill a 32 KiB allocation: entries live in
 // chunks of that many, so that a namespace's storage grows without copying
@@ -151,7 +147,6 @@ func (ns *namespace) remove(p int32) {
 // setSocket stores s (but its Netns and Cookie, which the entry's place says).
 func (e *entry) setSocket(s *inventory.Socket) {
 	e.info = s.Info
-	e.cgroupID = s.CgroupID
 	e.expires, e.rqueue, e.wqueue, e.uid, e.inode, e.ifindex = s.Expires, s.RQueue, s.WQueue, s.UID, s.Inode, s.Ifindex
 	var lk, rk uint8
 	e.local, lk = addrpack.Pack(s.Local.Addr())
@@ -159,9 +154,6 @@ func (e *entry) setSocket(s *inventory.Socket) {
 	e.localPort, e.remotePort = s.Local.Port(), s.Remote.Port()
 	e.family, e.state, e.timer, e.retrans = s.Family, s.State, s.Timer, s.Retrans
 	e.flags = addrpack.Pair(lk, rk)
-	if s.HasCgroupID {
-		e.flags |= flagCgroupID
-	}
 }
 
 // socket rebuilds the socket as last observed.
@@ -169,7 +161,7 @@ func (e *entry) socket(netns uint64) inventory.Socket {
 	return inventory.Socket{
 		Netns: netns, Family: e.family, State: e.state, Timer: e.timer, Retrans: e.retrans,
 		Expires: e.expires, RQueue: e.rqueue, WQueue: e.wqueue, UID: e.uid, Inode: e.inode,
-		Cookie: e.cookie, Ifindex: e.ifindex, CgroupID: e.cgroupID, HasCgroupID: e.flags&flagCgroupID != 0,
+		Cookie: e.cookie, Ifindex: e.ifindex,
 		Local:  netip.AddrPortFrom(addrpack.Unpack(e.local, addrpack.Local(e.flags)), e.localPort),
 		Remote: netip.AddrPortFrom(addrpack.Unpack(e.remote, addrpack.Remote(e.flags)), e.remotePort),
 		Info:   e.info,

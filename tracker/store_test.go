@@ -25,7 +25,7 @@ func socketDiff(want, got inventory.Socket) string {
 func TestSocketRoundTrip(t *testing.T) {
 	full := func(s *inventory.Socket) {
 		s.Retrans, s.Expires, s.RQueue, s.WQueue, s.UID, s.Inode = 3, 201, 17, 4096, 1000, 123456
-		s.Ifindex, s.CgroupID, s.HasCgroupID = 7, 0xdead_beef_0000_0001, true
+		s.Ifindex = 7
 		i := &s.Info
 		i.CAState, i.Retransmits, i.Probes, i.Backoff, i.Options, i.SndWScale, i.RcvWScale = 4, 2, 1, 3, 7, 9, 7
 		i.RTO, i.SndMSS, i.RcvMSS, i.Unacked, i.Lost, i.Retrans = 204000, 1448, 536, 2, 1, 1
@@ -55,7 +55,6 @@ func TestSocketRoundTrip(t *testing.T) {
 		{"no tcp_info", sock(1, cw, full, infoLen(0))},
 		{"tcp_info before bytes_acked", sock(1, cw, full, infoLen(inventory.MinInfoLen))},
 		{"tcp_info before snd_wnd", sock(1, cw, full, infoLen(192))},
-		{"no cgroup id", sock(1, cw, full, func(s *inventory.Socket) { s.CgroupID, s.HasCgroupID = 0, false })},
 		{"odd values", sock(^uint64(0), cw, full, netns(^uint64(0)), func(s *inventory.Socket) {
 			s.Family, s.Timer, s.Info.Len = 0, 200, 0xffff
 		})},
@@ -116,7 +115,7 @@ func (b *fuzzInput) socket() *inventory.Socket {
 	s := &inventory.Socket{Netns: b.u64(), Cookie: b.u64(), Family: b.u8(),
 		State: []inventory.State{inventory.StateCloseWait, inventory.StateFinWait2, inventory.StateLastAck}[b.u8()%3],
 		Timer: inventory.Timer(b.u8()), Retrans: b.u8(), Expires: b.u32(), RQueue: b.u32(), WQueue: b.u32(),
-		UID: b.u32(), Inode: b.u32(), Ifindex: b.u32(), CgroupID: b.u64(), HasCgroupID: b.u8()%2 == 1,
+		UID: b.u32(), Inode: b.u32(), Ifindex: b.u32(),
 		Local: b.addrPort(), Remote: b.addrPort()}
 	i := &s.Info
 	i.Len, i.State, i.CAState, i.Retransmits, i.Probes = b.u16(), b.u8(), b.u8(), b.u8(), b.u8()

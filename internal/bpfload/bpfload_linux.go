@@ -59,3 +59,39 @@ func Failure(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// Object is one of the project's BPF objects, parsed, with the kernel BTF it
+// is to be loaded against.
+type Object struct {
+	// Spec is the parsed object; callers may set its variables before Load.
+	Spec *ebpf.CollectionSpec
+	// Kernel is the BTF read at Open's btfPath: the kernel's types, for a
+	// caller to check that what it attaches to exists.
+	Kernel *btf.Spec
+	opts   *ebpf.CollectionOptions
+}
+
+// Open reads the kernel BTF at btfPath (as Options does) and parses object,
+// compiled from source (as Spec does): what every loader of the project's
+// programs does first.
+func Open(btfPath, source string, object []byte) (*Object, error) {
+	kernel, opts, err := Options(btfPath)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := Spec(source, object)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{Spec: spec, Kernel: kernel, opts: opts}, nil
+}
+
+// Load loads the object's programs and maps into objs, a pointer to a struct
+// of `ebpf:"name"` fields (ebpf.CollectionSpec.LoadAndAssign). Its error
+// says why the kernel refused, as Failure does for what.
+func (o *Object) Load(what string, objs any) error {
+	if err := o.Spec.LoadAndAssign(objs, o.opts); err != nil {
+		return Failure(what, err)
+	}
+	return nil
+}

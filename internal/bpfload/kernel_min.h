@@ -165,18 +165,6 @@ typedef struct {
 	uid_t val;
 } kuid_t;
 
-struct kernfs_node {
-	u64 id;
-};
-
-struct cgroup {
-	struct kernfs_node *kn;
-};
-
-struct sock_cgroup_data {
-	struct cgroup *cgroup;
-};
-
 struct inode {
 	unsigned long i_ino;
 };
@@ -202,7 +190,6 @@ struct sock {
 	u32 sk_ack_backlog;
 	u32 sk_max_ack_backlog;
 	unsigned long sk_ino;
-	struct sock_cgroup_data sk_cgrp_data;
 	u32 sk_mark;
 	u32 sk_txhash;
 };

@@ -123,3 +123,37 @@ func inNetns(nsFD int, fn func() error) (restored bool, err error) {
 	}
 	return true, err
 }
+
+// Open calls open inside the namespace at path as InNetnsAt calls fn and
+// returns what it opened (a socket keeps the namespace it was made in).
+// When open succeeded but the thread could not go back, what it opened is
+// closed with discard and InNetnsAt's error returned.
+func Open[T any](path string, open func() (T, error), discard func(T) error) (T, error) {
+	return openIn(func(fn func() error) error { return InNetnsAt(path, fn) }, open, discard)
+}
+
+// OpenFD is Open for the namespace of nsFD, as InNetns enters it.
+func OpenFD[T any](nsFD int, open func() (T, error), discard func(T) error) (T, error) {
+	return openIn(func(fn func() error) error { return InNetns(nsFD, fn) }, open, discard)
+}
+
+// openIn runs open through in, which calls it in a namespace and may fail
+// afterwards, and discards what open made when in did.
+func openIn[T any](in func(func() error) error, open func() (T, error), discard func(T) error) (T, error) {
+	var v T
+	opened := false
+	err := in(func() error {
+		var err error
+		v, err = open()
+		opened = err == nil
+		return err
+	})
+	if err != nil {
+		if opened {
+			_ = discard(v) // opened, but the thread could not go back
+		}
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}

@@ -202,3 +202,33 @@ func TestInNetnsFailures(t *testing.T) {
 		t.Errorf("InNetns(-1): fn ran in netns inode %d (the process's is %d), on the main thread: %t", got, own.Ino, onMain)
 	}
 }
+
+// TestOpenReturnsWhatItOpened: what open makes inside the namespace comes
+// back to the caller, still of that namespace.
+func TestOpenReturnsWhatItOpened(t *testing.T) {
+	ns := testnet.NewNS(t, "nso") // skips when not root
+	openNS := func() (*os.File, error) { return os.Open("/proc/thread-self/ns/net") }
+	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for name, open := range map[string]func() (*os.File, error){
+		"Open":   func() (*os.File, error) { return nsthread.Open(ns.Path, openNS, (*os.File).Close) },
+		"OpenFD": func() (*os.File, error) { return nsthread.OpenFD(fd, openNS, (*os.File).Close) },
+	} {
+		f, err := open()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(int(f.Fd()), &st)
+		f.Close()
+		if err != nil || st.Ino != ns.Inode {
+			t.Errorf("%s opened netns inode %d (%v), want %s's %d", name, st.Ino, err, ns.Name, ns.Inode)
+		}
+	}
+	if _, err := nsthread.Open("/run/netns/gd-nso-no-such-namespace", openNS, (*os.File).Close); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open in a missing namespace: %v, want ErrNotExist", err)
+	}
+}

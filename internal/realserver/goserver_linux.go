@@ -27,9 +27,8 @@ func Go(t testing.TB, ns *testnet.NS, v4, v6 netip.Addr) *Server {
 		t.Fatalf("realserver: build goserver: %v\n%s", err, out)
 	}
 	admin := filepath.Join(dir, "admin.sock")
-	p := start(t, ns, dir, "goserver", syscall.SIGTERM, bin, "-listen", fmt.Sprintf(":%d", GoPort), "-admin", admin)
-	s := &Server{Name: "go", V4: netip.AddrPortFrom(v4, GoPort), V6: netip.AddrPortFrom(v6, GoPort), proto: goProto}
-	p.waitListening(t, ns, s.Name, s.V4)
+	s := newServer("go", v4, v6, GoPort, goProto)
+	s.start(t, ns, dir, syscall.SIGTERM, bin, "-listen", fmt.Sprintf(":%d", GoPort), "-admin", admin)
 	s.view = func() ([]netip.AddrPort, error) {
 		c, err := net.DialTimeout("unix", admin, time.Second)
 		if err != nil {

@@ -72,9 +72,8 @@ http {
 	if out, err := exec.Command("nsenter", "--net="+ns.Path, "--", bin, "-t", "-q", "-e", "stderr", "-c", confPath).CombinedOutput(); err != nil {
 		t.Fatalf("realserver: nginx -t: %v\n%s", err, out)
 	}
-	p := start(t, ns, dir, "nginx", syscall.SIGTERM, bin, "-e", "stderr", "-c", confPath, "-g", "daemon off;")
-	s := &Server{Name: "nginx", V4: netip.AddrPortFrom(v4, NginxPort), V6: netip.AddrPortFrom(v6, NginxPort), proto: httpProto{}}
-	p.waitListening(t, ns, s.Name, s.V4)
+	s := newServer("nginx", v4, v6, NginxPort, httpProto{})
+	s.start(t, ns, dir, syscall.SIGTERM, bin, "-e", "stderr", "-c", confPath, "-g", "daemon off;")
 	s.view = func() ([]netip.AddrPort, error) { return nginxView(ns, s) }
 	return s
 }

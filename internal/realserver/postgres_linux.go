@@ -63,12 +63,11 @@ func PostgreSQL(t testing.TB, ns *testnet.NS, v4, v6 netip.Addr) *Server {
 		t.Fatal(err)
 	}
 	port := strconv.Itoa(PostgreSQLPort)
-	p := start(t, ns, dir, "postgres", syscall.SIGINT, asUser("postgres", filepath.Join(bin, "postgres"),
+	s := newServer("postgresql", v4, v6, PostgreSQLPort, pgProto{})
+	s.start(t, ns, dir, syscall.SIGINT, asUser("postgres", filepath.Join(bin, "postgres"),
 		"-D", data, "-k", dir, "-p", port,
 		"-c", "listen_addresses="+v4.String()+","+v6.String(),
 		"-c", "shared_buffers=16MB", "-c", "max_connections=60", "-c", "fsync=off")...)
-	s := &Server{Name: "postgresql", V4: netip.AddrPortFrom(v4, PostgreSQLPort), V6: netip.AddrPortFrom(v6, PostgreSQLPort), proto: pgProto{}}
-	p.waitListening(t, ns, s.Name, s.V4)
 	// postgres listens before it accepts sessions ("the database system is
 	// starting up"): wait for a query to succeed.
 	for deadline := time.Now().Add(StartTimeout); ; time.Sleep(100 * time.Millisecond) {

@@ -26,6 +26,11 @@ type Server struct {
 	view   func() ([]netip.AddrPort, error)
 }
 
+// newServer is the server called name, for clients of port on v4 and v6.
+func newServer(name string, v4, v6 netip.Addr, port uint16, proto protocol) *Server {
+	return &Server{Name: name, V4: netip.AddrPortFrom(v4, port), V6: netip.AddrPortFrom(v6, port), proto: proto}
+}
+
 // Addr returns the address clients of network ("tcp4" or "tcp6") connect to.
 func (s *Server) Addr(network string) netip.AddrPort {
 	if network == "tcp6" {

@@ -73,11 +73,13 @@ type proc struct {
 	exited chan struct{}
 }
 
-// start runs argv inside ns (nsenter execs, and so does setpriv: the pid we
-// hold is the server's own), logging to dir/name.log. In t.Cleanup the
-// process gets stop, then SIGKILL after 10 s, always by its pid.
-func start(t testing.TB, ns *testnet.NS, dir, name string, stop syscall.Signal, argv ...string) *proc {
+// start runs the server's argv inside ns (nsenter execs, and so does
+// setpriv: the pid we hold is the server's own), logging to dir/NAME.log,
+// and returns once it accepts connections on V4. In t.Cleanup the process
+// gets stop, then SIGKILL after 10 s, always by its pid.
+func (s *Server) start(t testing.TB, ns *testnet.NS, dir string, stop syscall.Signal, argv ...string) {
 	t.Helper()
+	name := s.Name
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -104,7 +106,7 @@ func start(t testing.TB, ns *testnet.NS, dir, name string, stop syscall.Signal, 
 			t.Logf("%s log (pid %d):\n%s", name, cmd.Process.Pid, tail(b, 4000))
 		}
 	})
-	return p
+	p.waitListening(t, ns, name, s.V4)
 }
 
 func tail(b []byte, n int) []byte {

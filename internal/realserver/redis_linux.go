@@ -53,9 +53,8 @@ unixsocketperm 700
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, ns, dir, "redis", syscall.SIGTERM, asUser("redis", bin, confPath)...)
-	s := &Server{Name: "redis", V4: netip.AddrPortFrom(v4, RedisPort), V6: netip.AddrPortFrom(v6, RedisPort), proto: respProto}
-	p.waitListening(t, ns, s.Name, s.V4)
+	s := newServer("redis", v4, v6, RedisPort, respProto)
+	s.start(t, ns, dir, syscall.SIGTERM, asUser("redis", bin, confPath)...)
 	out, err := exec.Command(cli, "-s", sock, "CONFIG", "GET", "tcp-keepalive").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "\n300") {
 		t.Fatalf("realserver: redis tcp-keepalive is not 300: %v %q", err, out)

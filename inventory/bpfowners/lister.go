@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/ghostd/ghostd/internal/closer"
 )
 
 // ErrUnavailable is wrapped by New when the iterator cannot run here: no
@@ -78,12 +80,5 @@ func (l *Lister) Each(ctx context.Context, fn func(FD) bool) error {
 
 // Close unloads the iterator.
 func (l *Lister) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.impl == nil {
-		return nil
-	}
-	err := l.impl.close()
-	l.impl = nil
-	return err
+	return closer.Close(&l.mu, &l.impl, (*impl).close)
 }

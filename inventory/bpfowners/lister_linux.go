@@ -42,17 +42,13 @@ func newImpl() (*impl, error) {
 	if st.Ino != initPidNS {
 		return nil, fmt.Errorf("%w: ghostd runs in a pid namespace of its own (inode %d), whose pids the iterator does not report", ErrUnavailable, st.Ino)
 	}
-	_, opts, err := bpfload.Options(bpfload.KernelBTFPath)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	spec, err := bpfload.Spec("owners.c", ownersObject)
+	obj, err := bpfload.Open(bpfload.KernelBTFPath, "owners.c", ownersObject)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	im := &impl{}
-	if err := spec.LoadAndAssign(&im.objs, opts); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, bpfload.Failure("load iter/task_file", err))
+	if err := obj.Load("load iter/task_file", &im.objs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	im.link, err = link.AttachIter(link.IterOptions{Program: im.objs.SocketFds})
 	if err != nil {

@@ -9,24 +9,14 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ghostd/ghostd/internal/bpftest"
 )
 
 // loadLister loads the iterator, or skips when not root.
 func loadLister(t *testing.T) *Lister {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_BPF + CAP_PERFMON) to load BPF programs")
-	}
-	l, err := New()
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return l
+	return bpftest.Load(t, "New", New)
 }
 
 // ownFDs returns this process's fds one pass reports, by fd.

@@ -10,7 +10,7 @@ import (
 // walk_record). The length is the record's version: the program and this
 // decoder are built together, and output that is not a whole number of
 // records of this length is refused.
-const RecordLen = 192
+const RecordLen = 184
 
 // FlagInfo in Record.Flags says the tcp_info fields are filled.
 const FlagInfo = 0x1
@@ -24,12 +24,11 @@ var ErrRecordLen = errors.New("bpfwalk: output is not a whole number of records"
 type Record struct {
 	Cookie        uint64
 	Now           uint64 // jiffies when the record was written
-	CgroupID      uint64
 	BytesAcked    uint64
 	BytesReceived uint64
 	Netns         uint32 // inode of the socket's network namespace
 	Inode         uint32
-	UID           uint32
+	UID           uint32 // in the initial user namespace, as ghostd's sock_diag dumps report it
 	Ifindex       uint32
 	TimerLeft     uint32 // jiffies until the pending timer fires
 	RQueue        uint32
@@ -73,16 +72,15 @@ type Record struct {
 const (
 	offCookie        = 0
 	offNow           = 8
-	offCgroupID      = 16
-	offBytesAcked    = 24
-	offBytesReceived = 32
-	offU32           = 40 // 25 u32 fields from netns to rcv_nxt
-	offU8            = 140
-	offSrc           = 152
-	offDst           = 168
-	offSPort         = 184
-	offDPort         = 186
-	offReserved      = 188
+	offBytesAcked    = 16
+	offBytesReceived = 24
+	offU32           = 32 // 25 u32 fields from netns to rcv_nxt
+	offU8            = 132
+	offSrc           = 144
+	offDst           = 160
+	offSPort         = 176
+	offDPort         = 178
+	offReserved      = 180
 )
 
 // ParseRecords decodes the walk's output, back-to-back RecordLen-byte
@@ -121,7 +119,6 @@ func decodeRecord(b []byte, r *Record) {
 	_ = b[RecordLen-1]
 	r.Cookie = ne.Uint64(b[offCookie:])
 	r.Now = ne.Uint64(b[offNow:])
-	r.CgroupID = ne.Uint64(b[offCgroupID:])
 	r.BytesAcked = ne.Uint64(b[offBytesAcked:])
 	r.BytesReceived = ne.Uint64(b[offBytesReceived:])
 	for i, p := range r.u32s() {
@@ -160,7 +157,6 @@ func (r *Record) u8s() [12]*uint8 {
 func AppendRecord(b []byte, r *Record) []byte {
 	b = ne.AppendUint64(b, r.Cookie)
 	b = ne.AppendUint64(b, r.Now)
-	b = ne.AppendUint64(b, r.CgroupID)
 	b = ne.AppendUint64(b, r.BytesAcked)
 	b = ne.AppendUint64(b, r.BytesReceived)
 	rr := *r

@@ -10,7 +10,7 @@ import (
 
 func sampleRecord() Record {
 	r := Record{
-		Cookie: 0x0102030405060708, Now: 4295000000, CgroupID: 77, BytesAcked: 1 << 40, BytesReceived: 12345,
+		Cookie: 0x0102030405060708, Now: 4295000000, BytesAcked: 1 << 40, BytesReceived: 12345,
 		Netns: 4026531840, Inode: 99, UID: 1000, Ifindex: 3, TimerLeft: 250, RQueue: 5, WQueue: 6,
 		RTO: 201, SndMSS: 1448, RcvMSS: 536, Unacked: 2, Lost: 1, RetransOut: 1,
 		LSndTime: 1000, LRcvTime: 2000, RcvTstamp: 3000, SRTTUs: 800, MdevUs: 400, SndCwnd: 10,
@@ -58,14 +58,14 @@ func TestRecordLayout(t *testing.T) {
 		off  int
 		want []byte
 	}{
-		{"netns", 40, ne.AppendUint32(nil, r.Netns)},
-		{"rcv_nxt", 136, ne.AppendUint32(nil, r.RcvNxt)},
-		{"family", 140, []byte{0xc1}},
-		{"flags", 151, []byte{0xc2}},
-		{"src", 152, []byte{0xf1}},
-		{"dst end", 183, []byte{0xf2}},
-		{"sport (network order)", 184, []byte{0xd1, 0xd2}},
-		{"dport (network order)", 186, []byte{0xe1, 0xe2}},
+		{"netns", 32, ne.AppendUint32(nil, r.Netns)},
+		{"rcv_nxt", 128, ne.AppendUint32(nil, r.RcvNxt)},
+		{"family", 132, []byte{0xc1}},
+		{"flags", 143, []byte{0xc2}},
+		{"src", 144, []byte{0xf1}},
+		{"dst end", 175, []byte{0xf2}},
+		{"sport (network order)", 176, []byte{0xd1, 0xd2}},
+		{"dport (network order)", 178, []byte{0xe1, 0xe2}},
 	} {
 		if got := raw[c.off : c.off+len(c.want)]; !bytes.Equal(got, c.want) {
 			t.Errorf("%s at %d = %x, want %x", c.name, c.off, got, c.want)

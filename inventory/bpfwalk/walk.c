@@ -78,15 +78,14 @@
 #define DONE 0xffffffff
 
 // walk_record is the wire format the Go decoder reads
-// (inventory/bpfwalk/record.go, RecordLen = 192 bytes, native byte order
+// (inventory/bpfwalk/record.go, RecordLen = 184 bytes, native byte order
 // except the addresses and ports, which keep the kernel's network order).
-// Its length is its version: change both together, and grow it, never
-// reorder it. Times are raw jiffies; the decoder converts them with the
+// Its length is its version: change both together, and never reorder it
+// at the same length (adding or dropping a field changes the length). Times are raw jiffies; the decoder converts them with the
 // kernel's HZ, as tcp_info and inet_diag do.
 struct walk_record {
 	__u64 cookie;    // 0: the socket has none yet
 	__u64 now;       // jiffies when the record was written
-	__u64 cgroup_id; // the owner's cgroup v2 id (INET_DIAG_CGROUP_ID)
 	__u64 bytes_acked;
 	__u64 bytes_received;
 	__u32 netns;      // inode of the socket's network namespace
@@ -133,15 +132,15 @@ struct walk_record {
 	__u32 reserved;
 };
 
-_Static_assert(sizeof(struct walk_record) == 192, "walk_record must stay 192 bytes");
-_Static_assert(__builtin_offsetof(struct walk_record, netns) == 40, "netns moved");
-_Static_assert(__builtin_offsetof(struct walk_record, rcv_nxt) == 136, "rcv_nxt moved");
-_Static_assert(__builtin_offsetof(struct walk_record, family) == 140, "family moved");
-_Static_assert(__builtin_offsetof(struct walk_record, flags) == 151, "flags moved");
-_Static_assert(__builtin_offsetof(struct walk_record, src) == 152, "src moved");
-_Static_assert(__builtin_offsetof(struct walk_record, dst) == 168, "dst moved");
-_Static_assert(__builtin_offsetof(struct walk_record, sport) == 184, "sport moved");
-_Static_assert(__builtin_offsetof(struct walk_record, reserved) == 188, "reserved moved");
+_Static_assert(sizeof(struct walk_record) == 184, "walk_record must stay 184 bytes");
+_Static_assert(__builtin_offsetof(struct walk_record, netns) == 32, "netns moved");
+_Static_assert(__builtin_offsetof(struct walk_record, rcv_nxt) == 128, "rcv_nxt moved");
+_Static_assert(__builtin_offsetof(struct walk_record, family) == 132, "family moved");
+_Static_assert(__builtin_offsetof(struct walk_record, flags) == 143, "flags moved");
+_Static_assert(__builtin_offsetof(struct walk_record, src) == 144, "src moved");
+_Static_assert(__builtin_offsetof(struct walk_record, dst) == 160, "dst moved");
+_Static_assert(__builtin_offsetof(struct walk_record, sport) == 176, "sport moved");
+_Static_assert(__builtin_offsetof(struct walk_record, reserved) == 180, "reserved moved");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -274,7 +273,6 @@ static __always_inline void fill_full(struct walk_record *rec, struct tcp_sock *
 	struct inet_connection_sock *icsk = &tp->inet_conn;
 	struct sock *sk = &icsk->icsk_inet.sk;
 	struct socket *sock;
-	struct cgroup *cg;
 	unsigned long expires;
 	__u8 pending;
 
@@ -288,11 +286,6 @@ static __always_inline void fill_full(struct walk_record *rec, struct tcp_sock *
 			rec->inode = (__u32)CAST(struct socket_alloc, sock)->vfs_inode.i_ino;
 	}
 	rec->uid = sk->sk_uid.val;
-	cg = sk->sk_cgrp_data.cgroup;
-	if (cg && copy)
-		rec->cgroup_id = BPF_CORE_READ(cg, kn, id);
-	else if (cg)
-		rec->cgroup_id = cg->kn->id;
 
 	// The timer, as inet_sk_diag_fill reports it.
 	if (bpf_core_field_exists(icsk->icsk_timeout))

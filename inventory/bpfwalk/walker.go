@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/ghostd/ghostd/internal/closer"
 	"github.com/ghostd/ghostd/internal/kernelhz"
 )
 
@@ -114,12 +115,5 @@ func (w *Walker) Walk(ctx context.Context, netns []uint64, fn func(*Record) erro
 
 // Close detaches and unloads the programs.
 func (w *Walker) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.impl == nil {
-		return nil
-	}
-	err := w.impl.close()
-	w.impl = nil
-	return err
+	return closer.Close(&w.mu, &w.impl, (*impl).close)
 }

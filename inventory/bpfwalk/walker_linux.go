@@ -68,11 +68,7 @@ type impl struct {
 }
 
 func newImpl(variant string) (*impl, error) {
-	_, opts, err := bpfload.Options(bpfload.KernelBTFPath)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	spec, err := bpfload.Spec("walk.c", walkObject)
+	obj, err := bpfload.Open(bpfload.KernelBTFPath, "walk.c", walkObject)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -81,19 +77,19 @@ func newImpl(variant string) (*impl, error) {
 	var castErr error
 	if variant != VariantCopy {
 		var o castObjs
-		if castErr = spec.LoadAndAssign(&o, opts); castErr == nil {
+		if castErr = obj.Load("load", &o); castErr == nil {
 			im.objs, im.walk1, im.variant = o.walkObjs, o.WalkHash, VariantCast
 		} else if variant == VariantCast {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, bpfload.Failure("load", castErr))
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, castErr)
 		}
 	}
 	if im.walk1 == nil {
 		var o copyObjs
-		if err := spec.LoadAndAssign(&o, opts); err != nil {
+		if err := obj.Load("load", &o); err != nil {
 			if castErr != nil {
 				err = fmt.Errorf("%w (and with bpf_rdonly_cast: %w)", err, castErr)
 			}
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, bpfload.Failure("load", err))
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		im.objs, im.walk1, im.variant = o.walkObjs, o.WalkHash, VariantCopy
 	}

@@ -3,12 +3,14 @@ package bpfwalk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"testing"
 
 	"github.com/ghostd/ghostd/internal/bpfload"
+	"github.com/ghostd/ghostd/internal/bpftest"
 	"github.com/ghostd/ghostd/internal/testnet"
 	"golang.org/x/sys/unix"
 )
@@ -17,19 +19,7 @@ import (
 // skips when not root; the walker is closed when the test ends.
 func loadWalker(t testing.TB, variant string) *Walker {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_BPF + CAP_PERFMON) to load BPF programs")
-	}
-	w, err := newWalker(variant)
-	if err != nil {
-		t.Fatalf("load the walk (variant %q): %v", variant, err)
-	}
-	t.Cleanup(func() {
-		if err := w.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return w
+	return bpftest.Load(t, fmt.Sprintf("load the walk (variant %q)", variant), func() (*Walker, error) { return newWalker(variant) })
 }
 
 // walkNetns returns the records of one walk that belong to netns, by cookie.
@@ -69,18 +59,7 @@ func TestWalkListsSocketsOfOtherNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A connection closed by its client first leaves a TIME_WAIT socket.
-	lnTW := ns.Listen(t, "tcp", "127.0.0.1:0")
-	tw := ns.Dial(t, "tcp", lnTW.Addr().String())
-	twLocal := tw.LocalAddr().(*net.TCPAddr).AddrPort()
-	srv, err := lnTW.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw.Close()
-	if _, err := srv.Read(make([]byte, 1)); err == nil {
-		t.Fatal("read after the client's close: want EOF")
-	}
-	srv.Close()
+	twLocal := ns.TimeWait(t, ns.Listen(t, "tcp", "127.0.0.1:0"))
 
 	got := walkNetns(t, w, ns.Inode)
 	for _, c := range []net.Conn{c4, c6} {
@@ -221,23 +200,11 @@ func TestCopyVariantMatchesCast(t *testing.T) {
 			network = "tcp6"
 		}
 		ln := ns.Listen(t, network, addr)
-		c := ns.Dial(t, network, ln.Addr().String())
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		c, _ := ns.Connect(t, ln)
 		if _, err := c.Write(make([]byte, 10)); err != nil {
 			t.Fatal(err)
 		}
-		tw := ns.Dial(t, network, ln.Addr().String())
-		s2, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tw.Close()
-		s2.Read(make([]byte, 1))
-		s2.Close()
+		ns.TimeWait(t, ln)
 	}
 	cast := walkNetns(t, ws[0], ns.Inode)
 	cp := walkNetns(t, ws[1], ns.Inode)

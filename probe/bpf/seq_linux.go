@@ -20,8 +20,9 @@ func (o *Objects) Close() error {
 	return errors.Join(o.DumpSeq.Close(), o.Wanted.Close())
 }
 
-// Spec returns seq.c's collection for this machine's byte order; its
-// variables autolabel_bit and autolabel_set_bit are set before loading.
-func Spec() (*ebpf.CollectionSpec, error) {
-	return bpfload.Spec("seq.c", seqObject)
+// Open returns seq.c's collection for this machine's byte order, to load
+// against the kernel BTF at btfPath; its variables autolabel_bit and
+// autolabel_set_bit are set before loading.
+func Open(btfPath string) (*bpfload.Object, error) {
+	return bpfload.Open(btfPath, "seq.c", seqObject)
 }

@@ -1,0 +1,2 @@
+// Package closer closes a resource that a mutex guards, at most once.
+package closer
