@@ -62,7 +62,7 @@ func TestPathIdleTimeoutEstimate(t *testing.T) {
 	}
 	time.Sleep(time.Until(probeAt))
 
-	e, results := probeOnce(t, seq, n.Client, 2*time.Second)
+	e, results := probeOnce(t, seq, n.Client, inventory.SourceSockDiag, 2*time.Second)
 	t.Logf("probed %d connections %.1f s after the first was opened", len(results), time.Since(start).Seconds())
 
 	// Each connection's verdict is what the router's timeout says.
@@ -127,15 +127,22 @@ func iterReader(t *testing.T) *probe.IterReader {
 
 // probeOnce runs ghostd's engine, with the real inventory watching ns and
 // the real prober, once: a scan with the given idle threshold, then a probe
-// of every suspect. It returns the engine and the probe results.
-func probeOnce(t *testing.T, seq *probe.IterReader, ns *testnet.NS, idle time.Duration) (*engine.Engine, []probe.Result) {
+// of every suspect. It returns the engine and the probe results. With
+// source SourceWalk the inventory lists ns with the daemon's one BPF walk
+// (after the dump that first gives its sockets their cookies); the test is
+// skipped where the walk does not load.
+func probeOnce(t *testing.T, seq *probe.IterReader, ns *testnet.NS, source string, idle time.Duration) (*engine.Engine, []probe.Result) {
 	t.Helper()
 	sel, err := inventory.SelectNetns(ns.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	scanner := inventory.NewScanner(nil, inventory.ScannerOptions{Select: sel})
+	walk := source == inventory.SourceWalk
+	scanner := inventory.NewScanner(nil, inventory.ScannerOptions{Select: sel, OneWalk: walk})
 	t.Cleanup(func() { scanner.Close() })
+	if scanner.Source() != source {
+		t.Skipf("inventory source %q, want %q", scanner.Source(), source)
+	}
 	pc := probe.DefaultConfig()
 	pc.Interval, pc.Timeout = probe.MinInterval, 500*time.Millisecond
 	prober := probe.New(pc, seq, nil)
@@ -145,7 +152,14 @@ func probeOnce(t *testing.T, seq *probe.IterReader, ns *testnet.NS, idle time.Du
 	e := engine.New(scanner, prober, inventory.NewOwners("/proc"), engine.Options{Tracker: tc, Backoff: time.Hour, Reconfirm: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e.Scan(ctx)
+	if walk {
+		e.Scan(ctx)
+	}
+	for _, r := range e.Scan(ctx) {
+		if r.Err != nil || r.Source != source {
+			t.Fatalf("scan of %s: source %q, error %v; want %q", r.Namespace.Name, r.Source, r.Err, source)
+		}
+	}
 	e.Snapshot()
 	return e, e.Probe(ctx, e.Targets())
 }
@@ -157,13 +171,24 @@ func probeOnce(t *testing.T, seq *probe.IterReader, ns *testnet.NS, idle time.Du
 // itself connects out to a service on the client. The path table must hold
 // one destination for the four IPv4 clients with all four samples (2 alive,
 // 2 dead), one for the IPv6 client, and the outbound connection under the
-// remote service's port: three destinations, none per ephemeral port.
+// remote service's port: three destinations, none per ephemeral port. The
+// listener must come through both inventory sources: sock_diag and the
+// daemon's BPF walk.
 func TestPathKeyedByService(t *testing.T) {
 	needRoot(t)
+	for _, source := range []string{inventory.SourceSockDiag, inventory.SourceWalk} {
+		t.Run(source, func(t *testing.T) { pathKeyedByService(t, source) })
+	}
+}
+
+func pathKeyedByService(t *testing.T, source string) {
 	seq := iterReader(t)
 	n := testnet.New(t)
 
 	l := n.Server.ListenNoKeepalive(t, "tcp", "[::]:0") // dual-stack: IPv4 clients arrive v4-mapped
+	// Open until the end: the scan must see it (a listener no longer
+	// referenced is closed by the garbage collector).
+	t.Cleanup(func() { l.Close() })
 	port := l.Addr().(*net.TCPAddr).Port
 	var v4 []net.Conn
 	for range 4 {
@@ -171,6 +196,7 @@ func TestPathKeyedByService(t *testing.T) {
 	}
 	idleConn(t, n.Client, "tcp6", net.JoinHostPort(n.ServerV6.String(), strconv.Itoa(port)), l)
 	svc := n.Client.ListenNoKeepalive(t, "tcp4", net.JoinHostPort(n.ClientV4.String(), "0"))
+	t.Cleanup(func() { svc.Close() })
 	idleConn(t, n.Server, "tcp4", svc.Addr().String(), svc)
 	// Two clients forget their connection without a word: the server's
 	// probe gets a RST, a confirmed ghost.
@@ -178,7 +204,7 @@ func TestPathKeyedByService(t *testing.T) {
 	n.Client.LoseConn(t, v4[3])
 	time.Sleep(1500 * time.Millisecond) // past the tracker's idle threshold
 
-	e, results := probeOnce(t, seq, n.Server, time.Second)
+	e, results := probeOnce(t, seq, n.Server, source, time.Second)
 	got := map[string][2]int{}
 	for _, p := range e.Paths() {
 		got[p.Dest.String()] = [2]int{p.Alive, p.Dead}
