@@ -27,9 +27,14 @@ type PathsDocument struct {
 
 // Path is one destination's estimate.
 type Path struct {
-	// Destination is the remote /24 (IPv4) or /64 (IPv6) and port:
-	// "198.51.100.0/24:5432", "[2001:db8::/64]:443".
+	// Destination is the peer's /24 (IPv4) or /64 (IPv6) and the service
+	// port: the remote one for connections this host made
+	// ("198.51.100.0/24:5432", "[2001:db8::/64]:443"), the local one for
+	// connections it accepted ("clients 198.51.100.0/24 → :5432").
 	Destination string `json:"destination"`
+	// Direction is "outbound" (the remote port is the service) or
+	// "inbound" (the socket's local end was a listener's).
+	Direction string `json:"direction"`
 	// AliveSamples and DeadSamples count the probes behind the estimate:
 	// idle connections proved alive, and connections confirmed dead (each
 	// once).
@@ -95,7 +100,7 @@ func PathsOf(es []pathidle.Estimate) []Path {
 	for i := range es {
 		e := &es[i]
 		p := Path{
-			Destination: e.Dest.String(), AliveSamples: e.Alive, DeadSamples: e.Dead,
+			Destination: e.Dest.String(), Direction: e.Dest.Dir.String(), AliveSamples: e.Alive, DeadSamples: e.Dead,
 			MaxAliveIdleSeconds: secondsPtr(e.Alive > 0, e.MaxAlive.Seconds()),
 			MinDeadIdleSeconds:  secondsPtr(e.Dead > 0, e.MinDead.Seconds()),
 			Estimated:           e.Ready, Why: e.Why, Owners: e.Owners, Text: e.Text(),
@@ -129,7 +134,7 @@ func servePaths(w http.ResponseWriter, s *Store, log *slog.Logger) {
 const MaxPathSeries = 10
 
 var pathIdleDesc = desc("path_idle_timeout_seconds",
-	"Estimated idle timeout of the network path to a destination (remote /24 or /64 and port): the flow was proved alive at the lower bound and dead at the upper. "+
+	"Estimated idle timeout of the network path to a destination (remote /24 or /64 and port; for accepted connections, the clients' /24 or /64 and the local port): the flow was proved alive at the lower bound and dead at the upper. "+
 		"Only the 10 estimated destinations with the most samples.", "destination", "bound")
 
 func collectPaths(ch chan<- prometheus.Metric, snap *Snapshot) {

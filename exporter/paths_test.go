@@ -22,7 +22,8 @@ type pathSource struct {
 func (p pathSource) Paths() []pathidle.Estimate { return p.table.Estimates() }
 
 // pathFixture: 12 destinations with an estimate (destination i alive up to
-// 10+i s, dead from 30+i s, comm postgres), and one without (alive only).
+// 10+i s, dead from 30+i s, comm postgres), and one without (alive only)
+// whose clients connected to this host's port 443.
 func pathFixture() *Snapshot {
 	tb := pathidle.New(pathidle.Config{Now: func() time.Time { return t0 }})
 	for i := range 12 {
@@ -32,7 +33,7 @@ func pathFixture() *Snapshot {
 			tb.Add(pathidle.Sample{Dest: d, Idle: time.Duration(30+i+k) * time.Second, Outcome: pathidle.Dead, Comm: "postgres"})
 		}
 	}
-	v6 := pathidle.DestOf(netip.MustParseAddrPort("[2001:db8:2::7]:443"))
+	v6 := pathidle.ClientsOf(netip.MustParseAddrPort("[2001:db8:2::7]:50001"), 443)
 	tb.Add(pathidle.Sample{Dest: v6, Idle: 90 * time.Second, Outcome: pathidle.Alive})
 	snap := fixtureSnapshot()
 	snap.Source = pathSource{staticSessions: staticSessions(snap.Doc.Sessions), table: tb}
@@ -63,16 +64,16 @@ func TestPathsAPI(t *testing.T) {
 	first, last := doc.Paths[0], doc.Paths[12]
 	// Destination 5002 has the most samples (4 a side) and the smallest
 	// port among those: alive up to 12 s, dead from 32 s.
-	if first.Destination != "198.51.100.0/24:5002" || !first.Estimated || *first.LowerSeconds != 12 || *first.UpperSeconds != 32 ||
+	if first.Destination != "198.51.100.0/24:5002" || first.Direction != "outbound" || !first.Estimated || *first.LowerSeconds != 12 || *first.UpperSeconds != 32 ||
 		first.AliveSamples != 4 || first.DeadSamples != 4 || first.Keepalive == nil || first.Keepalive.IdleSeconds != 9 ||
 		len(first.Advice) != 1 || first.Advice[0].Owner != "postgres" || !strings.Contains(first.Advice[0].Setting, "tcp_keepalives_idle = 9") {
 		t.Errorf("first path = %+v", first)
 	}
-	if last.Destination != "[2001:db8:2::/64]:443" || last.Estimated || last.LowerSeconds != nil || last.MinDeadIdleSeconds != nil ||
+	if last.Destination != "clients 2001:db8:2::/64 → :443" || last.Direction != "inbound" || last.Estimated || last.LowerSeconds != nil || last.MinDeadIdleSeconds != nil ||
 		*last.MaxAliveIdleSeconds != 90 || !strings.Contains(last.Why, "no connection confirmed dead") || last.Advice != nil {
 		t.Errorf("last path = %+v", last)
 	}
-	for _, field := range []string{`"max_alive_idle_seconds":90`, `"min_dead_idle_seconds":null`, `"owners":[]`, `"estimated":false`} {
+	for _, field := range []string{`"max_alive_idle_seconds":90`, `"min_dead_idle_seconds":null`, `"owners":[]`, `"estimated":false`, `"direction":"inbound"`} {
 		if !strings.Contains(rec.Body.String(), field) {
 			t.Errorf("JSON lacks %s", field)
 		}
@@ -104,7 +105,7 @@ func TestPathMetricBounded(t *testing.T) {
 }
 
 func pathHelp() string {
-	return "Estimated idle timeout of the network path to a destination (remote /24 or /64 and port): the flow was proved alive at the lower bound and dead at the upper. " +
+	return "Estimated idle timeout of the network path to a destination (remote /24 or /64 and port; for accepted connections, the clients' /24 or /64 and the local port): the flow was proved alive at the lower bound and dead at the upper. " +
 		"Only the 10 estimated destinations with the most samples."
 }
 
@@ -117,7 +118,7 @@ func TestPathsOnPage(t *testing.T) {
 	}
 	s.Publish(pathFixture())
 	body := get(t, h, "/").Body.String()
-	for _, want := range []string{"Path idle timeouts", "198.51.100.0/24:5002", "forgets idle flows after 12 s to 32 s", "tcp_keepalives_idle = 9", "no connection confirmed dead yet", "[2001:db8:2::/64]:443"} {
+	for _, want := range []string{"Path idle timeouts", "198.51.100.0/24:5002", "forgets idle flows after 12 s to 32 s", "tcp_keepalives_idle = 9", "no connection confirmed dead yet", "clients 2001:db8:2::/64 → :443"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}

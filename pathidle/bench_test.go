@@ -7,14 +7,15 @@ import (
 )
 
 // benchDest is the i-th of many destinations: one address, a port each, as
-// a server's clients are seen from its accepted sockets.
+// a server's accepted sockets are when their listener is not seen (each
+// client's ephemeral port a destination).
 func benchDest(i int) Dest {
 	return DestOf(netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i >> 16)}), uint16(i)))
 }
 
 // BenchmarkAddNewDest adds samples of ever new destinations to a table at
-// its cap: the daemon's first probe pass over a server's accepted
-// connections, each from its own ephemeral port.
+// its cap: the daemon's first probe pass over many peers, or over a
+// server's accepted connections whose listener it did not see.
 func BenchmarkAddNewDest(b *testing.B) {
 	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	tb := New(Config{Now: func() time.Time { return now }})

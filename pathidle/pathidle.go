@@ -14,32 +14,72 @@ import (
 	"github.com/ghostd/ghostd/internal/positive"
 )
 
-// Dest is a destination as a path sees it: the remote /24 (IPv4) or /64
-// (IPv6) and the remote port. Connections to one service behind one NAT
-// gateway or load balancer share it.
+// Dest is a destination as a path sees it: the peer's /24 (IPv4) or /64
+// (IPv6) and the service port. Connections to one service behind one NAT
+// gateway or load balancer share it, and so do the connections one service
+// of this host accepted from clients behind one: for those the service port
+// is the local one, as the clients' ports are ephemeral, one per connection.
 type Dest struct {
 	Prefix netip.Prefix
 	Port   uint16
+	// Dir says whose port Port is: the peer's (Outbound) or ours (Inbound).
+	Dir Direction
 }
 
-// DestOf returns the destination of a remote address (v4-mapped addresses
-// count as IPv4).
+// Direction is which end of a connection listened for it.
+type Direction uint8
+
+// Directions.
+const (
+	// Outbound: this host connected to the peer's port.
+	Outbound Direction = iota
+	// Inbound: the peer connected to a port this host listens on.
+	Inbound
+)
+
+// String is "outbound" or "inbound".
+func (d Direction) String() string {
+	if d == Inbound {
+		return "inbound"
+	}
+	return "outbound"
+}
+
+// DestOf returns the destination of an outbound connection to remote
+// (v4-mapped addresses count as IPv4).
 func DestOf(remote netip.AddrPort) Dest {
-	a := remote.Addr().Unmap()
+	return Dest{Prefix: prefixOf(remote.Addr()), Port: remote.Port()}
+}
+
+// ClientsOf returns the destination of an inbound connection: the client's
+// network, remote's /24 or /64, and the local port it connected to.
+func ClientsOf(remote netip.AddrPort, localPort uint16) Dest {
+	return Dest{Prefix: prefixOf(remote.Addr()), Port: localPort, Dir: Inbound}
+}
+
+// prefixOf is a's /24 (IPv4, v4-mapped included) or /64 (IPv6).
+func prefixOf(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
 	bits := 64
 	if a.Is4() {
 		bits = 24
 	}
 	p, _ := a.Prefix(bits) // cannot fail: bits fits both families
-	return Dest{Prefix: p, Port: remote.Port()}
+	return p
 }
 
-// String is "198.51.100.0/24:5432" or "[2001:db8::/64]:443".
+// String is "198.51.100.0/24:5432" or "[2001:db8::/64]:443" outbound, and
+// "clients 198.51.100.0/24 → :5432" or "clients 2001:db8::/64 → :443"
+// inbound.
 func (d Dest) String() string {
-	if d.Prefix.Addr().Is6() {
-		return "[" + d.Prefix.String() + "]:" + strconv.Itoa(int(d.Port))
+	port := strconv.Itoa(int(d.Port))
+	switch {
+	case d.Dir == Inbound:
+		return "clients " + d.Prefix.String() + " → :" + port
+	case d.Prefix.Addr().Is6():
+		return "[" + d.Prefix.String() + "]:" + port
 	}
-	return d.Prefix.String() + ":" + strconv.Itoa(int(d.Port))
+	return d.Prefix.String() + ":" + port
 }
 
 // Outcome is what a probe proved about a connection at its idle age.
@@ -125,9 +165,9 @@ type Table struct {
 	cfg   Config
 	dests map[Dest]*dest
 	// order lists the destinations' keys in update order, oldest first, so
-	// that making room for a new one costs no pass over all of them: a host
-	// whose clients connect from ephemeral ports has a destination per
-	// connection, and the table at its cap takes a new one at every probe.
+	// that making room for a new one costs no pass over all of them: a
+	// table at its cap (many peers, or accepted connections whose listener
+	// was not seen, a destination each) takes a new one at every probe.
 	order list.List
 }
 

@@ -20,15 +20,58 @@ var (
 
 func s(sec int) time.Duration { return time.Duration(sec) * time.Second }
 
-func TestDestOf(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"198.51.100.7:5432", "198.51.100.0/24:5432"},
-		{"[::ffff:192.0.2.9]:6379", "192.0.2.0/24:6379"},
-		{"[2001:db8:2::2]:443", "[2001:db8:2::/64]:443"},
+func TestDestKeying(t *testing.T) {
+	for _, tc := range []struct {
+		name, remote string
+		local        uint16 // 0: outbound (DestOf), else inbound to this local port (ClientsOf)
+		want         string
+	}{
+		{"outbound v4", "198.51.100.7:5432", 0, "198.51.100.0/24:5432"},
+		{"outbound v4-mapped", "[::ffff:192.0.2.9]:6379", 0, "192.0.2.0/24:6379"},
+		{"outbound v6", "[2001:db8:2::2]:443", 0, "[2001:db8:2::/64]:443"},
+		{"inbound v4: the client's port is dropped", "198.51.100.7:43118", 5432, "clients 198.51.100.0/24 → :5432"},
+		{"inbound v4, another client port", "198.51.100.200:43134", 5432, "clients 198.51.100.0/24 → :5432"},
+		{"inbound v4-mapped", "[::ffff:198.51.100.7]:43118", 5432, "clients 198.51.100.0/24 → :5432"},
+		{"inbound v6", "[2001:db8:2::2]:50001", 443, "clients 2001:db8:2::/64 → :443"},
 	} {
-		if got := DestOf(netip.MustParseAddrPort(tc.in)).String(); got != tc.want {
-			t.Errorf("DestOf(%s) = %s, want %s", tc.in, got, tc.want)
+		remote := netip.MustParseAddrPort(tc.remote)
+		d := DestOf(remote)
+		if tc.local != 0 {
+			d = ClientsOf(remote, tc.local)
 		}
+		if got := d.String(); got != tc.want {
+			t.Errorf("%s: %s = %q, want %q", tc.name, tc.remote, got, tc.want)
+		}
+	}
+}
+
+// TestDirectionsApart: a server's accepted connections from one client
+// network share one destination whatever their ephemeral ports, and it is
+// not the destination of an outbound connection to that network's same port.
+func TestDirectionsApart(t *testing.T) {
+	tb := New(Config{Now: func() time.Time { return t0 }})
+	for i, idle := range []int{10, 20, 40, 50} {
+		remote := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + i)}), uint16(43000+i))
+		o := Alive
+		if idle > 30 {
+			o = Dead
+		}
+		tb.Add(Sample{Dest: ClientsOf(remote, 5432), Idle: s(idle), Outcome: o, Comm: "postgres"})
+	}
+	tb.Add(Sample{Dest: DestOf(netip.MustParseAddrPort("198.51.100.9:5432")), Idle: s(5), Outcome: Alive, Comm: "psql"})
+	es := tb.Estimates()
+	if len(es) != 2 {
+		t.Fatalf("%d destinations, want 2: %+v", len(es), es)
+	}
+	in, out := es[0], es[1]
+	if in.Dest.Dir != Inbound || in.Dest.Port != 5432 || in.Alive != 2 || in.Dead != 2 || !in.Ready || in.Lower != s(20) || in.Upper != s(40) {
+		t.Errorf("inbound: %s (%+v), want 2 alive and 2 dead samples, (20 s, 40 s]", in.Text(), in.Dest)
+	}
+	if len(in.Advice) != 1 || in.Advice[0].Owner != "postgres" {
+		t.Errorf("inbound advice = %+v, want PostgreSQL's", in.Advice)
+	}
+	if out.Dest.Dir != Outbound || out.Dest.String() != "198.51.100.0/24:5432" || out.Alive != 1 || out.Dead != 0 {
+		t.Errorf("outbound: %s (%+v), want its own destination with its one sample", out.Text(), out.Dest)
 	}
 }
 

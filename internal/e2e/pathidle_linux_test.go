@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -27,11 +30,7 @@ import (
 // the test idles about 40 s in total.
 func TestPathIdleTimeoutEstimate(t *testing.T) {
 	needRoot(t)
-	seq, err := probe.NewIterReader()
-	if err != nil {
-		t.Skipf("BPF TCP iterator unavailable: %v", err)
-	}
-	t.Cleanup(func() { seq.Close() })
+	seq := iterReader(t)
 	const timeout = 20 * time.Second
 	n := testnet.New(t)
 	n.SetIdleTimeout(t, timeout)
@@ -57,33 +56,13 @@ func TestPathIdleTimeoutEstimate(t *testing.T) {
 	for _, age := range ages {
 		time.Sleep(time.Until(probeAt.Add(-age)))
 		for _, network := range []string{"tcp4", "tcp6"} {
-			c := n.Client.Dial(t, network, listeners[network].Addr().String())
-			s := testnet.Accept(t, listeners[network])
-			noKeepalive(t, c, s)
-			pingPong(t, c, s)
+			c := idleConn(t, n.Client, network, listeners[network].Addr().String(), listeners[network])
 			conns = append(conns, conn{age: age, client: c})
 		}
 	}
 	time.Sleep(time.Until(probeAt))
 
-	sel, err := inventory.SelectNetns(n.Client.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scanner := inventory.NewScanner(nil, inventory.ScannerOptions{Select: sel})
-	t.Cleanup(func() { scanner.Close() })
-	pc := probe.DefaultConfig()
-	pc.Interval, pc.Timeout = probe.MinInterval, 500*time.Millisecond
-	prober := probe.New(pc, seq, nil)
-	t.Cleanup(func() { prober.Close() })
-	tc := tracker.DefaultConfig()
-	tc.Idle = 2 * time.Second
-	e := engine.New(scanner, prober, inventory.NewOwners("/proc"), engine.Options{Tracker: tc, Backoff: time.Hour, Reconfirm: time.Hour})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	e.Scan(ctx)
-	e.Snapshot()
-	results := e.Probe(ctx, e.Targets())
+	e, results := probeOnce(t, seq, n.Client, inventory.SourceSockDiag, 2*time.Second)
 	t.Logf("probed %d connections %.1f s after the first was opened", len(results), time.Since(start).Seconds())
 
 	// Each connection's verdict is what the router's timeout says.
@@ -132,6 +111,124 @@ func TestPathIdleTimeoutEstimate(t *testing.T) {
 			t.Errorf("%s: keepalive advice %+v %+v is not below the lower bound", network, p.Keepalive, p.Advice)
 		}
 	}
+}
+
+// iterReader returns the prober's BPF TCP iterator, closed in t.Cleanup;
+// it skips the test without one.
+func iterReader(t *testing.T) *probe.IterReader {
+	t.Helper()
+	seq, err := probe.NewIterReader()
+	if err != nil {
+		t.Skipf("BPF TCP iterator unavailable: %v", err)
+	}
+	t.Cleanup(func() { seq.Close() })
+	return seq
+}
+
+// probeOnce runs ghostd's engine, with the real inventory watching ns and
+// the real prober, once: a scan with the given idle threshold, then a probe
+// of every suspect. It returns the engine and the probe results. With
+// source SourceWalk the inventory lists ns with the daemon's one BPF walk
+// (after the dump that first gives its sockets their cookies); the test is
+// skipped where the walk does not load.
+func probeOnce(t *testing.T, seq *probe.IterReader, ns *testnet.NS, source string, idle time.Duration) (*engine.Engine, []probe.Result) {
+	t.Helper()
+	sel, err := inventory.SelectNetns(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walk := source == inventory.SourceWalk
+	scanner := inventory.NewScanner(nil, inventory.ScannerOptions{Select: sel, OneWalk: walk})
+	t.Cleanup(func() { scanner.Close() })
+	if scanner.Source() != source {
+		t.Skipf("inventory source %q, want %q", scanner.Source(), source)
+	}
+	pc := probe.DefaultConfig()
+	pc.Interval, pc.Timeout = probe.MinInterval, 500*time.Millisecond
+	prober := probe.New(pc, seq, nil)
+	t.Cleanup(func() { prober.Close() })
+	tc := tracker.DefaultConfig()
+	tc.Idle = idle
+	e := engine.New(scanner, prober, inventory.NewOwners("/proc"), engine.Options{Tracker: tc, Backoff: time.Hour, Reconfirm: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if walk {
+		e.Scan(ctx)
+	}
+	for _, r := range e.Scan(ctx) {
+		if r.Err != nil || r.Source != source {
+			t.Fatalf("scan of %s: source %q, error %v; want %q", r.Namespace.Name, r.Source, r.Err, source)
+		}
+	}
+	e.Snapshot()
+	return e, e.Probe(ctx, e.Targets())
+}
+
+// TestPathKeyedByService: ghostd's engine, with the real inventory and
+// prober, watches a server that accepts five connections on one dual-stack
+// wildcard listener (four from the client's IPv4 address, each from its own
+// ephemeral port, two of which the client then loses; one over IPv6) and
+// itself connects out to a service on the client. The path table must hold
+// one destination for the four IPv4 clients with all four samples (2 alive,
+// 2 dead), one for the IPv6 client, and the outbound connection under the
+// remote service's port: three destinations, none per ephemeral port. The
+// listener must come through both inventory sources: sock_diag and the
+// daemon's BPF walk.
+func TestPathKeyedByService(t *testing.T) {
+	needRoot(t)
+	for _, source := range []string{inventory.SourceSockDiag, inventory.SourceWalk} {
+		t.Run(source, func(t *testing.T) { pathKeyedByService(t, source) })
+	}
+}
+
+func pathKeyedByService(t *testing.T, source string) {
+	seq := iterReader(t)
+	n := testnet.New(t)
+
+	l := n.Server.ListenNoKeepalive(t, "tcp", "[::]:0") // dual-stack: IPv4 clients arrive v4-mapped
+	// Open until the end: the scan must see it (a listener no longer
+	// referenced is closed by the garbage collector).
+	t.Cleanup(func() { l.Close() })
+	port := l.Addr().(*net.TCPAddr).Port
+	var v4 []net.Conn
+	for range 4 {
+		v4 = append(v4, idleConn(t, n.Client, "tcp4", net.JoinHostPort(n.ServerV4.String(), strconv.Itoa(port)), l))
+	}
+	idleConn(t, n.Client, "tcp6", net.JoinHostPort(n.ServerV6.String(), strconv.Itoa(port)), l)
+	svc := n.Client.ListenNoKeepalive(t, "tcp4", net.JoinHostPort(n.ClientV4.String(), "0"))
+	t.Cleanup(func() { svc.Close() })
+	idleConn(t, n.Server, "tcp4", svc.Addr().String(), svc)
+	// Two clients forget their connection without a word: the server's
+	// probe gets a RST, a confirmed ghost.
+	n.Client.LoseConn(t, v4[2])
+	n.Client.LoseConn(t, v4[3])
+	time.Sleep(1500 * time.Millisecond) // past the tracker's idle threshold
+
+	e, results := probeOnce(t, seq, n.Server, source, time.Second)
+	got := map[string][2]int{}
+	for _, p := range e.Paths() {
+		got[p.Dest.String()] = [2]int{p.Alive, p.Dead}
+	}
+	want := map[string][2]int{
+		fmt.Sprintf("clients 192.0.2.0/24 → :%d", port):                {2, 2},
+		fmt.Sprintf("clients 2001:db8:1::/64 → :%d", port):             {1, 0},
+		fmt.Sprintf("192.0.2.0/24:%d", svc.Addr().(*net.TCPAddr).Port): {1, 0},
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("destinations (alive, dead samples) = %v, want %v; %d probe results: %+v", got, want, len(results), results)
+	}
+}
+
+// idleConn dials addr from ns, accepts the connection on l, turns
+// keepalive off at both ends, moves a few bytes each way and returns the
+// dialing end.
+func idleConn(t *testing.T, ns *testnet.NS, network, addr string, l net.Listener) net.Conn {
+	t.Helper()
+	c := ns.Dial(t, network, addr)
+	s := testnet.Accept(t, l)
+	noKeepalive(t, c, s)
+	pingPong(t, c, s)
+	return c
 }
 
 // pingPong moves a few bytes each way, so the path last saw the connection now.

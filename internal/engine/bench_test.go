@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"testing"
 	"time"
@@ -151,9 +152,16 @@ func BenchmarkFirstScanEvents(b *testing.B) {
 // BenchmarkFirstProbePass measures what the engine adds to each probe of a
 // first pass (targets, recording the verdicts, the path table, events)
 // over N idle suspects that all answer alive, each from its own remote
-// port, as a server's accepted connections are. Events go to the daemon's
-// default ring. The prober is a fake: the wire's cost is not in it.
-func BenchmarkFirstProbePass(b *testing.B) {
+// port, as a server's accepted connections are, with no listener in the
+// dump: a path destination each. Events go to the daemon's default ring. The prober is a fake: the wire's cost is not in it.
+func BenchmarkFirstProbePass(b *testing.B) { benchFirstProbePass(b, false) }
+
+// BenchmarkFirstProbePassListening is BenchmarkFirstProbePass with the
+// server's listener in the dump: the accepted connections share one path
+// destination instead of making one each.
+func BenchmarkFirstProbePassListening(b *testing.B) { benchFirstProbePass(b, true) }
+
+func benchFirstProbePass(b *testing.B, listening bool) {
 	const n = 20_000
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -172,11 +180,18 @@ func BenchmarkFirstProbePass(b *testing.B) {
 			socks[i] = idleSocket(uint64(i+1), uint16(i+1), 2*time.Minute)
 			pr.verdicts[uint16(i+1)] = probe.Alive
 		}
+		if listening { // idleSocket's local end is 198.51.100.2:5432
+			socks = append(socks, inventory.Socket{Family: inventory.FamilyInet, State: inventory.StateListen,
+				Cookie: n + 1, Inode: n + 1, Local: netip.MustParseAddrPort("0.0.0.0:5432")})
+		}
 		inv.sockets[7] = socks
 		e.Scan(ctx)
 		b.StartTimer()
 		for t := e.Targets(); len(t) > 0; t = e.Targets() {
 			probes += len(e.Probe(ctx, t))
+		}
+		if want := 1; listening && len(e.Paths()) != want {
+			b.Fatalf("%d path destinations, want %d", len(e.Paths()), want)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(probes), "ns/probe")

@@ -124,6 +124,7 @@ type Engine struct {
 	// ownersSeen is the tracker's NewSuspects at the last owner lookup.
 	ownersSeen uint64
 	paths      *pathidle.Table // idle timeouts per destination (pathidle.go); nil until a probe is recorded
+	listening  listeners       // the last scan's listening sockets: which sockets were accepted (pathidle.go)
 	ev         eventState      // events.go
 }
 
@@ -179,6 +180,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	start := opts.Now()
 	counts := make(map[uint64]*stateCounts, len(e.counts))
 	var all listedTable
+	lis := listeners{}
 	var cur *stateCounts
 	curNetns := uint64(0)
 	lastProgress := start
@@ -211,6 +213,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 			fam = 1
 		}
 		cur[fam][sk.State&15]++
+		lis.add(sk)
 		e.tracker.Observe(now, sk)
 		if opts.All {
 			all.add(listSocket(sk, e.tracker.KernelOf(sk).Deadline))
@@ -223,7 +226,7 @@ func (e *Engine) Scan(ctx context.Context) []inventory.NamespaceResult {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.counts, e.all = counts, all
+	e.counts, e.all, e.listening = counts, all, lis
 	now = e.opts.Now()
 	seen := make(map[uint64]bool, len(results))
 	e.last = e.last[:0]
