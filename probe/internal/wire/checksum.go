@@ -31,8 +31,8 @@ func PseudoHeaderSum(proto uint8, src, dst netip.Addr, length int) uint32 {
 			sum += uint32(b[i])<<8 | uint32(b[i+1])
 		}
 	}
-	if src.Unmap().Is4() {
-		s, d := src.Unmap().As4(), dst.Unmap().As4()
+	if s4, d4 := src.Unmap(), dst.Unmap(); s4.Is4() && d4.Is4() {
+		s, d := s4.As4(), d4.As4()
 		add(s[:])
 		add(d[:])
 		sum += uint32(proto) + uint32(length)
@@ -55,6 +55,11 @@ func PseudoHeaderSum(proto uint8, src, dst netip.Addr, length int) uint32 {
 func VerifyChecksums(pkt []byte, l4Trusted bool) bool {
 	proto, src, dst, payload, err := ipPayload(pkt, false)
 	if err != nil {
+		return false
+	}
+	// RFC 4291 2.5.5.2: the kernel drops an IPv6 datagram from a v4-mapped
+	// source (ip6_rcv_core), so must ghostd.
+	if src.Is4In6() {
 		return false
 	}
 	if src.Is4() && Checksum(pkt[:IPv4Header(pkt).HeaderLen()], 0) != 0 {
